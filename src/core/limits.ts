@@ -1,0 +1,69 @@
+import { CapacityError, LimitError } from './errors.js';
+
+/** Size and count limits the service enforces for library and HTTP callers alike. */
+export interface Limits {
+  /** Largest metadata object, in bytes of JSON. */
+  metadataBytes: number;
+  /** Largest item content, in bytes of JSON. */
+  itemBytes: number;
+  /** Most items in one append. */
+  itemsPerAppend: number;
+  /** Largest page of a list. */
+  maxPageSize: number;
+  /** Default page of a list. */
+  defaultPageSize: number;
+  /** Most ids in one batch call. */
+  batchSize: number;
+  /** Longest free-text field (title, model, reason, ...). */
+  textLength: number;
+  /** Longest system prompt. */
+  systemPromptLength: number;
+  /** Largest run output event, in bytes of JSON (its data). */
+  outputEventBytes: number;
+  /** Most runs waiting in one session's queue (ifBusy: 'enqueue'). */
+  runsQueuedPerSession: number;
+  /** Most SSE connections one API key may hold open at once. */
+  sseConnectionsPerKey: number;
+}
+
+export const DEFAULT_LIMITS: Limits = Object.freeze({
+  metadataBytes: 16 * 1024,
+  itemBytes: 256 * 1024,
+  itemsPerAppend: 100,
+  maxPageSize: 100,
+  defaultPageSize: 20,
+  batchSize: 100,
+  textLength: 1024,
+  systemPromptLength: 64 * 1024,
+  outputEventBytes: 64 * 1024,
+  runsQueuedPerSession: 10,
+  sseConnectionsPerKey: 20,
+});
+
+export function jsonBytes(value: unknown): number {
+  return Buffer.byteLength(JSON.stringify(value) ?? '', 'utf8');
+}
+
+/** Refuses an output event whose data is larger than `limits.outputEventBytes` (413 limit_exceeded). */
+export function checkOutputEvent(limits: Pick<Limits, 'outputEventBytes'>, data: unknown): void {
+  const bytes = jsonBytes(data);
+  if (bytes > limits.outputEventBytes) {
+    throw new LimitError(`output event exceeds ${limits.outputEventBytes} bytes`, {
+      field: 'data',
+      limit: limits.outputEventBytes,
+      size: bytes,
+    });
+  }
+}
+
+/**
+ * Refuses one more queued run when `queued` runs already wait in the session (429
+ * queue_full): a client retrying later is right, the request itself is not wrong.
+ */
+export function checkRunsQueued(limits: Pick<Limits, 'runsQueuedPerSession'>, queued: number): void {
+  if (queued >= limits.runsQueuedPerSession) {
+    throw new CapacityError('queue_full', `at most ${limits.runsQueuedPerSession} runs may wait in one session`, {
+      details: { limit: limits.runsQueuedPerSession },
+    });
+  }
+}

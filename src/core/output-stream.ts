@@ -1,0 +1,158 @@
+/**
+ * Writing and reading a session's output.
+ *
+ * Writes are archive-first: a batch is committed to PostgreSQL (which allocates its seqs)
+ * before it is published live, so the archive always holds everything a live reader has
+ * seen. Readers therefore resume from any seq by reading the archive and then the live log,
+ * and fill any hole in the live log (trimmed, lost in a Redis restart, published out of
+ * order) from the archive: no gap, no duplicate.
+ */
+import { throwIfAborted } from './abort.js';
+import { NotFoundError } from './errors.js';
+import { isTerminalEvent, type NewOutputEvent, type OutputEvent, type OutputLog, type RunRepository } from './runs.js';
+
+const ARCHIVE_PAGE = 500;
+const MAX_BATCH = 500;
+
+interface Pending {
+  event: NewOutputEvent;
+  resolve: (seq: number) => void;
+  reject: (err: unknown) => void;
+}
+
+export interface OutputWriterOptions {
+  repository: RunRepository;
+  live: OutputLog;
+  sessionId: string;
+  runId: string;
+  /** The run is no longer this instance's: stop writing. */
+  onLost: () => void;
+  /** Archiving failed for good (after retries): the run cannot go on. */
+  onFailed: (err: unknown) => void;
+  onPublishError: (err: unknown) => void;
+}
+
+/**
+ * Batches a run's events: while one batch is being committed, new events queue up and go
+ * in the next one (group commit), so a fast producer costs one round trip per batch.
+ */
+export class OutputWriter {
+  private pending: Pending[] = [];
+  private flushing: Promise<void> | null = null;
+  /** Live publishes, chained so they leave in commit order while the next batch commits. */
+  private publishing: Promise<void> = Promise.resolve();
+  private failure: unknown = null;
+
+  constructor(private readonly options: OutputWriterOptions) {}
+
+  push(event: NewOutputEvent): Promise<number> {
+    if (this.failure !== null) return Promise.reject(this.failure);
+    const promise = new Promise<number>((resolve, reject) => {
+      this.pending.push({ event, resolve, reject });
+    });
+    this.kick();
+    return promise;
+  }
+
+  /** Resolves once everything pushed so far is committed (or has failed) and published. */
+  async flush(): Promise<void> {
+    while (this.flushing) await this.flushing;
+    await this.publishing;
+  }
+
+  /** Refuses further events; pending ones fail with `err`. */
+  close(err: unknown): void {
+    this.failure ??= err;
+    for (const p of this.pending.splice(0)) p.reject(err);
+  }
+
+  private kick(): void {
+    this.flushing ??= this.drain().finally(() => {
+      this.flushing = null;
+      if (this.pending.length > 0 && this.failure === null) this.kick();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    const { repository, live, sessionId, runId } = this.options;
+    while (this.pending.length > 0 && this.failure === null) {
+      const batch = this.pending.splice(0, MAX_BATCH);
+      let stored: OutputEvent[] | null;
+      try {
+        stored = await withRetries(() => repository.appendOutput(sessionId, runId, batch.map((p) => p.event)));
+      } catch (err) {
+        for (const p of batch) p.reject(err);
+        this.close(err);
+        this.options.onFailed(err);
+        return;
+      }
+      if (stored === null) {
+        const err = new Error(`run ${runId} is no longer running here`);
+        for (const p of batch) p.reject(err);
+        this.close(err);
+        this.options.onLost();
+        return;
+      }
+      batch.forEach((p, i) => p.resolve(stored[i]?.seq ?? 0));
+      // Published in commit order; a failure only makes readers use the archive.
+      this.publishing = this.publishing.then(() => live.publish(sessionId, stored).catch(this.options.onPublishError));
+    }
+  }
+}
+
+async function withRetries<T>(fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'unavailable' || attempt >= 5) throw err;
+      await new Promise((r) => setTimeout(r, Math.min(50 * 2 ** attempt, 1_000)));
+    }
+  }
+}
+
+export interface ReadOutputOptions {
+  repository: RunRepository;
+  live: OutputLog;
+  sessionId: string;
+  after: number;
+  signal?: AbortSignal;
+  /** How long the live log may stay quiet before the archive is checked again. */
+  pollMs: number;
+}
+
+/** Events after `after`, in seq order, ending after the first terminal event. */
+export async function* readOutput(options: ReadOutputOptions): AsyncGenerator<OutputEvent, void, undefined> {
+  const { repository, live, sessionId, signal, pollMs } = options;
+  let cursor = options.after;
+  for (;;) {
+    throwIfAborted(signal);
+    const archived = await repository.readOutput(sessionId, cursor, ARCHIVE_PAGE);
+    // Purged while being read: nothing more will ever come.
+    if (archived === null) throw new NotFoundError('session', sessionId);
+    for (const e of archived) {
+      cursor = e.seq;
+      yield e;
+      if (isTerminalEvent(e)) return;
+    }
+    if (archived.length === ARCHIVE_PAGE) continue;
+    // Live: take events while they continue the sequence; on a hole or a quiet spell, go
+    // back to the archive, which holds every event that was ever published.
+    for (;;) {
+      throwIfAborted(signal);
+      const events = await live.read(sessionId, cursor, { timeoutMs: pollMs, signal });
+      const fresh = events.filter((e) => e.seq > cursor);
+      let continuous = fresh.length > 0;
+      for (const e of fresh) {
+        if (e.seq !== cursor + 1) {
+          continuous = false;
+          break;
+        }
+        cursor = e.seq;
+        yield e;
+        if (isTerminalEvent(e)) return;
+      }
+      if (!continuous) break;
+    }
+  }
+}

@@ -1,0 +1,215 @@
+/**
+ * The ports the core depends on. Adapters implement them and own their connections; the
+ * core never sees a client library.
+ */
+import type {
+  CounterName,
+  CreateSessionInput,
+  ListItemsQuery,
+  ListSessionsFilter,
+  NewItem,
+  Page,
+  Session,
+  SessionItem,
+  UpdateSessionInput,
+} from './types.js';
+
+export interface Lifecycle {
+  ready(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface WriteGuards {
+  expectedVersion?: number;
+  fencingToken?: number;
+}
+
+/** Lifetimes a repository applies when it creates or extends a session. */
+export interface SessionLifetimes {
+  ttlSeconds: number | null;
+  idleTimeoutSeconds: number | null;
+  absoluteTimeoutSeconds: number | null;
+}
+
+export interface BatchDeleteResult {
+  deleted: string[];
+  notFound: string[];
+}
+
+/** The source of truth. Every method commits before it resolves. */
+export interface SessionRepository extends Lifecycle {
+  create(tenant: string, id: string, input: CreateSessionInput, lifetimes: SessionLifetimes): Promise<Session>;
+  get(tenant: string, id: string): Promise<Session | null>;
+  getMany(tenant: string, ids: readonly string[]): Promise<Session[]>;
+  list(tenant: string, filter: ListSessionsFilter & { limit: number }): Promise<Page<Session>>;
+  update(tenant: string, id: string, patch: UpdateSessionInput, guards: WriteGuards): Promise<Session>;
+  touch(tenant: string, id: string, guards: WriteGuards): Promise<Session>;
+  incrementCounters(
+    tenant: string,
+    id: string,
+    deltas: Partial<Record<CounterName, number>>,
+    guards: WriteGuards,
+  ): Promise<Session>;
+  terminate(tenant: string, id: string, reason: string, guards: WriteGuards): Promise<Session>;
+  purge(tenant: string, id: string): Promise<boolean>;
+  terminateMany(tenant: string, ids: readonly string[], reason: string): Promise<BatchDeleteResult>;
+  purgeMany(tenant: string, ids: readonly string[]): Promise<BatchDeleteResult>;
+  fork(tenant: string, sourceId: string, newId: string, overrides: CreateSessionInput, lifetimes: SessionLifetimes): Promise<Session>;
+
+  appendItems(tenant: string, sessionId: string, items: ReadonlyArray<NewItem & { id: string }>, guards: WriteGuards): Promise<{ session: Session; items: SessionItem[] }>;
+  listItems(tenant: string, sessionId: string, query: ListItemsQuery & { limit: number }): Promise<Page<SessionItem>>;
+  popItem(tenant: string, sessionId: string, guards: WriteGuards): Promise<{ session: Session; item: SessionItem | null }>;
+  clearItems(tenant: string, sessionId: string, guards: WriteGuards): Promise<{ session: Session; removed: number }>;
+}
+
+export interface CacheStats {
+  hits: number;
+  misses: number;
+  size: number;
+}
+
+/**
+ * Why a snapshot is being cached: `write` right after the repository committed it (other
+ * instances must learn of it, and a tier that cannot take it must make sure it never serves
+ * an older one), `read` after a miss was filled from the repository (nothing changed).
+ */
+/**
+ * Why a snapshot is being cached: a committed write, a write made outside the session
+ * repository (whose statement announced nothing to other instances, e.g. a run's status
+ * change), or a read refilling the cache.
+ */
+export type CacheOrigin = 'write' | 'unannounced-write' | 'read';
+
+/**
+ * A cache of session snapshots keyed by id. Entries carry their version; `set` never
+ * replaces a newer version with an older one.
+ */
+export interface SessionCache {
+  readonly tier: string;
+  get(id: string): Promise<Session | null>;
+  set(session: Session, origin?: CacheOrigin): Promise<void>;
+  invalidate(id: string): Promise<void>;
+  stats(): CacheStats;
+  /** The cached sessions among `ids`, fetched together (absent ids are misses). */
+  getMany?(ids: readonly string[]): Promise<Map<string, Session>>;
+  /** Statistics per tier, for a cache made of several. */
+  statsByTier?(): Record<string, CacheStats>;
+}
+
+/** A lease on one session, held by one caller until released or lapsed. */
+export interface SessionLease {
+  /** Strictly increasing per session, across restarts of any lock service. */
+  readonly fencingToken: number;
+  /** Extends the lease; resolves to false when it was lost (expired and taken). */
+  renew(ttlMs: number): Promise<boolean>;
+  release(): Promise<void>;
+}
+
+/**
+ * Mutual exclusion per session, for efficiency only: correctness comes from the fencing
+ * token, which the repository checks on every write that carries it.
+ */
+export interface SessionLockStore {
+  readonly kind: string;
+  /** One attempt: a lease, or null while someone else holds it. */
+  tryAcquire(tenant: string, sessionId: string, ttlMs: number): Promise<SessionLease | null>;
+}
+
+export interface DependencyHealth {
+  name: string;
+  ok: boolean;
+  latencyMs: number;
+  error?: string;
+}
+
+export interface HealthCheck {
+  readonly name: string;
+  check(): Promise<DependencyHealth>;
+}
+
+/** One event from the outbox (SPEC §8). `id` is the outbox id: unique, increasing per commit order of a session. */
+export interface EventEnvelope {
+  id: number;
+  type: string;
+  tenantId: string;
+  sessionId: string | null;
+  occurredAt: string;
+  data: unknown;
+}
+
+export interface PublishOutcome {
+  id: number;
+  /** The broker already had this event (same id within its duplicate window) and dropped this copy. */
+  duplicate: boolean;
+}
+
+/** A broker that takes events (NATS JetStream). `publish` resolves only once the broker stored it. */
+export interface EventPublisher extends Lifecycle {
+  readonly name: string;
+  publish(event: EventEnvelope, opts?: { signal?: AbortSignal }): Promise<PublishOutcome>;
+  /** Calls `listener` when the broker becomes reachable again, so a waiting relay retries at once. */
+  onAvailable(listener: () => void): () => void;
+}
+
+/** The outbox as the relay sees it. */
+export interface OutboxStore {
+  /**
+   * In one transaction: claims up to `limit` unpublished events in id order, skipping those
+   * another relay holds and every event of a session another relay is publishing; hands them
+   * to `publish`; marks the ids it returns as published. Nothing is marked if `publish` throws.
+   */
+  relay(limit: number, publish: (events: readonly EventEnvelope[]) => Promise<number[]>): Promise<{ claimed: number; published: number }>;
+  /** Calls `listener` after a transaction that inserted events commits (any instance). */
+  onAppend(listener: () => void): Promise<() => Promise<void>>;
+}
+
+export interface EventQuery {
+  tenant: string;
+  after: number;
+  /** Inclusive upper bound; pass the horizon. */
+  upTo: number;
+  types?: readonly string[];
+  sessionId?: string;
+  limit: number;
+}
+
+/** The outbox as the event feed sees it. */
+export interface EventLog {
+  /**
+   * `horizon`: every event with an id up to it has committed or never will, so a reader that
+   * delivers in id order up to the horizon can never skip one that commits later.
+   * `latest`: the highest id handed out so far (committed or not).
+   */
+  horizon(): Promise<{ horizon: number; latest: number }>;
+  read(query: EventQuery): Promise<EventEnvelope[]>;
+  onAppend(listener: () => void): Promise<() => Promise<void>>;
+}
+
+export interface SessionRef {
+  id: string;
+  tenantId: string;
+}
+
+/** The background sweeps' queries. Each claims its rows with SKIP LOCKED and commits its events with them. */
+export interface SweepStore {
+  /** Sets timeout_warned_at and emits session.timeout_warning for live sessions whose deadline is within `leadSeconds`. */
+  warnExpiring(leadSeconds: number, limit: number): Promise<SessionRef[]>;
+  /** Expires live sessions past their idle deadline or lifetime (warning first if none was sent). */
+  expireDue(limit: number): Promise<SessionRef[]>;
+  /** Deletes ended sessions (with items, runs and output) that ended more than `days` ago. */
+  purgeEnded(days: number, limit: number): Promise<SessionRef[]>;
+  /** Deletes published events older than `hours`; with `includeUnpublished`, unpublished ones too. */
+  pruneOutbox(hours: number, includeUnpublished: boolean, limit: number): Promise<number>;
+}
+
+export interface TenantStats {
+  sessionsByStatus: Record<string, number>;
+  activeRuns: number;
+  outboxBacklog: number;
+  /** Seconds since the oldest unpublished event was written; null when there is none. */
+  oldestUnpublishedAgeSeconds: number | null;
+}
+
+export interface StatsStore {
+  tenantStats(tenant: string): Promise<TenantStats>;
+}

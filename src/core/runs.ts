@@ -1,0 +1,232 @@
+/**
+ * Runs: the model (SPEC §7) and the ports the RunManager depends on. No I/O here.
+ */
+import type { Lifecycle } from './ports.js';
+import type { CallOptions, Page, Session } from './types.js';
+
+export const RUN_STATUSES = ['queued', 'running', 'completed', 'failed', 'interrupted'] as const;
+export type RunStatus = (typeof RUN_STATUSES)[number];
+export type EndedRunStatus = 'completed' | 'failed' | 'interrupted';
+
+/** What `start` does when the session already has a run: refuse, stop it first, or wait behind it. */
+export const IF_BUSY = ['reject', 'interrupt', 'enqueue'] as const;
+export type IfBusy = (typeof IF_BUSY)[number];
+
+export interface Run {
+  id: string;
+  sessionId: string;
+  tenantId: string;
+  status: RunStatus;
+  /** Instance id of the process that executes (or will execute) the run. */
+  owner: string | null;
+  input: unknown;
+  error: string | null;
+  /** Why it ended: completed, interrupted, runner_error, owner_lost, owner_shutdown, session_ended, ... */
+  endReason: string | null;
+  interruptRequestedAt: string | null;
+  leaseExpiresAt: string | null;
+  createdAt: string;
+  startedAt: string | null;
+  endedAt: string | null;
+  /** Seq of the run's first output event; a reader from `startSeq - 1` sees the whole run. */
+  startSeq: number | null;
+  endSeq: number | null;
+}
+
+/** One output event. `seq` increases by one per event within a session, across runs. */
+export interface OutputEvent {
+  seq: number;
+  runId: string;
+  type: string;
+  data: unknown;
+  createdAt: string;
+}
+
+export interface NewOutputEvent {
+  type: string;
+  data?: unknown;
+}
+
+/**
+ * The terminal event types, written only by finalization: `done` (completed or interrupted)
+ * and `error` (failed). A reader stops after one; runners cannot emit them.
+ */
+export const TERMINAL_EVENT_TYPES: readonly string[] = ['done', 'error'];
+
+export function isTerminalEvent(e: Pick<OutputEvent, 'type'>): boolean {
+  return TERMINAL_EVENT_TYPES.includes(e.type);
+}
+
+/** What a runner sees: the library API of one run. */
+export interface RunContext {
+  readonly id: string;
+  readonly sessionId: string;
+  readonly tenant: string;
+  /** The session as it was when the run started. */
+  readonly session: Session;
+  readonly input: unknown;
+  /** Fires when any instance interrupts the run (reason: an `AgentSessionsError` with code `interrupted`), or when this instance loses or gives up the run. */
+  readonly signal: AbortSignal;
+  /**
+   * Appends an output event; resolves to its seq once it is committed to PostgreSQL.
+   * Throws at once for a bad event. Awaiting is optional: events keep their order either way.
+   */
+  emit(event: NewOutputEvent): Promise<number>;
+  /** Input forwarded from any instance, in order. Ends when the run ends or is aborted. */
+  readonly inputs: AsyncIterable<unknown>;
+}
+
+/** What a runner may return. */
+export interface RunResult {
+  /** The session's status after the run (default idle). */
+  sessionStatus?: 'idle' | 'waiting_input';
+}
+
+export type Runner = (run: RunContext) => Promise<RunResult | void> | RunResult | void;
+
+export interface StartRunOptions extends CallOptions {
+  ifBusy?: IfBusy;
+  input?: unknown;
+}
+
+export interface StreamOptions extends CallOptions {
+  /**
+   * Resume after this seq. Without it the stream starts at the beginning of the session's
+   * current (or latest) run.
+   */
+  after?: number;
+}
+
+export interface InterruptOptions extends CallOptions {
+  /** A specific run (running or queued); default: the running run. */
+  runId?: string;
+}
+
+export interface InputOptions extends CallOptions {
+  /** Deliver only if this is the running run. */
+  runId?: string;
+}
+
+// ---------------------------------------------------------------------------------------
+// Ports
+
+export interface StartRunRequest {
+  tenant: string;
+  sessionId: string;
+  runId: string;
+  owner: string;
+  input: unknown;
+  leaseMs: number;
+  ifBusy: IfBusy;
+  maxQueued: number;
+}
+
+export interface StartRunResult {
+  run: Run;
+  /** The session after the write, when its status or version changed. */
+  session: Session | null;
+  /** Output events the start wrote (the `status: running` event). */
+  events: OutputEvent[];
+  /** Running runs flagged for interruption by `ifBusy: 'interrupt'`. */
+  interrupted: Run[];
+  /** Queued runs cancelled by `ifBusy: 'interrupt'`. */
+  cancelled: Run[];
+  /** A queued run that was promoted to running by this write (when the session fell idle meanwhile). */
+  promoted: Run | null;
+}
+
+export interface FinalizeRequest {
+  sessionId: string;
+  runId: string;
+  /** Finalize only if this instance owns the run; null = the orphan sweep (lease must have lapsed). */
+  owner: string | null;
+  status: EndedRunStatus;
+  reason: string;
+  error: string | null;
+  /** Extra fields of the terminal event's data. */
+  details?: Record<string, unknown>;
+  sessionStatus: 'idle' | 'waiting_input';
+  leaseMs: number;
+}
+
+export interface FinalizeResult {
+  run: Run;
+  session: Session | null;
+  /** The terminal event and, when a queued run was promoted, its `status: running` event. */
+  events: OutputEvent[];
+  promoted: Run | null;
+  /** Queued runs ended without running because the session ended. */
+  cancelled: Run[];
+}
+
+export interface HeartbeatRow {
+  id: string;
+  status: RunStatus;
+  owner: string | null;
+  interruptRequested: boolean;
+  inputSeq: number;
+  sessionEnded: boolean;
+}
+
+export interface RunInput {
+  seq: number;
+  data: unknown;
+}
+
+/** The source of truth for runs and their output. Every method commits before it resolves. */
+export interface RunRepository {
+  /** Inserts the run as running (session → active, `run.started`) or queued, per `ifBusy`. */
+  start(req: StartRunRequest): Promise<StartRunResult>;
+  get(tenant: string, sessionId: string, runId: string): Promise<Run | null>;
+  /** Newest first; null when the session does not exist for the tenant. */
+  list(tenant: string, sessionId: string, query: { cursor?: string; limit: number }): Promise<Page<Run> | null>;
+  /** The latest run that started (or null) and the session's last output seq; null when no such session. */
+  streamStart(tenant: string, sessionId: string): Promise<{ run: Run | null; outputSeq: number } | null>;
+  /**
+   * Flags the running run (or cancels a queued one when `runId` names it). Resolves to the
+   * runs it changed; null when the session does not exist.
+   */
+  requestInterrupt(tenant: string, sessionId: string, runId: string | undefined): Promise<Run[] | null>;
+  /** Stores input for the running run; null when the session does not exist, run null when none runs. */
+  addInput(tenant: string, sessionId: string, runId: string | undefined, data: unknown): Promise<{ run: Run | null; seq: number } | null>;
+  readInputs(runId: string, afterSeq: number): Promise<RunInput[]>;
+  /** Renews the leases of this owner's runs and reports what changed for each. */
+  heartbeat(owner: string, runIds: readonly string[], leaseMs: number): Promise<HeartbeatRow[]>;
+  /** Allocates seqs and archives events while `runId` is the session's running run; null otherwise. */
+  appendOutput(sessionId: string, runId: string, events: readonly NewOutputEvent[]): Promise<OutputEvent[] | null>;
+  /** Archived events after `afterSeq`, in order; null when the session no longer exists. */
+  readOutput(sessionId: string, afterSeq: number, limit: number): Promise<OutputEvent[] | null>;
+  /** Ends the run in one transaction; null when it was no longer this owner's (or not orphaned). */
+  finalize(req: FinalizeRequest): Promise<FinalizeResult | null>;
+  /** Runs whose lease lapsed (candidates for the orphan sweep). */
+  orphans(limit: number): Promise<Array<{ id: string; sessionId: string; status: RunStatus }>>;
+}
+
+export type RunSignal =
+  | { type: 'interrupt'; sessionId: string; runId: string; requestedAt: number }
+  | { type: 'input'; sessionId: string; runId: string; seq: number }
+  | { type: 'promoted'; sessionId: string; runId: string };
+
+/**
+ * The fast path of cross-instance signals, addressed to the instance that owns a run.
+ * Delivery is best effort: every signal also has a durable path checked at each heartbeat.
+ */
+export interface SignalBus extends Lifecycle {
+  readonly name: string;
+  publish(owner: string, signal: RunSignal): Promise<void>;
+  subscribe(owner: string, handler: (signal: RunSignal) => void): Promise<() => Promise<void>>;
+}
+
+/**
+ * Live fan-out of output events. Everything published here is already archived, so a
+ * lost or trimmed event costs a reader an archive read, never the event.
+ */
+export interface OutputLog extends Lifecycle {
+  readonly name: string;
+  publish(sessionId: string, events: readonly OutputEvent[]): Promise<void>;
+  /**
+   * Waits up to `timeoutMs` for events after `after` and resolves to those it holds; an
+   * empty result means "nothing here, consult the archive".
+   */
+  read(sessionId: string, after: number, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<OutputEvent[]>;
+}

@@ -1,0 +1,476 @@
+/**
+ * SessionService: the session and conversation-history operations, over a repository (the
+ * truth) and an optional cache. Validation of limits and ids happens here so the library
+ * and the HTTP API enforce the same rules.
+ */
+import { sleep, throwIfAborted } from './abort.js';
+import { AgentSessionsError, ConflictError, LimitError, LockTimeoutError, NotFoundError, ValidationError } from './errors.js';
+import { isUuid, uuidv7 } from './ids.js';
+import { jsonBytes, type Limits } from './limits.js';
+import type {
+  BatchDeleteResult,
+  CacheOrigin,
+  SessionCache,
+  SessionLifetimes,
+  SessionLockStore,
+  SessionRepository,
+  WriteGuards,
+} from './ports.js';
+import {
+  COUNTER_NAMES,
+  DEFAULT_TENANT,
+  withEffectiveStatus,
+  type CallOptions,
+  type CounterName,
+  type CreateSessionInput,
+  type ListItemsQuery,
+  type ListSessionsFilter,
+  type NewItem,
+  type Page,
+  type Session,
+  type SessionItem,
+  type UpdateSessionInput,
+  type WriteOptions,
+} from './types.js';
+
+export interface SessionServiceOptions {
+  repository: SessionRepository;
+  cache?: SessionCache | null;
+  lifetimes: SessionLifetimes;
+  limits: Limits;
+  /** Called when a cache tier fails; the call goes on without it. */
+  onCacheError?: (err: unknown) => void;
+  /** Where `withSessionLock` takes its leases. */
+  locks?: SessionLockStore | null;
+}
+
+export interface SessionLockOptions extends CallOptions {
+  /** How long the lease lasts without renewal (default 10 s); it is renewed every third of it. */
+  leaseMs?: number;
+  /** How long to wait for the lease before failing with `lock_timeout` (default 5 s). */
+  timeoutMs?: number;
+}
+
+/** What the function run under `withSessionLock` receives. */
+export interface SessionLockContext {
+  /** Pass as `fencingToken` on writes: a write with an older token than the newest is rejected. */
+  fencingToken: number;
+  /** Fires when the lease is lost (renewal failed) or the caller's signal fires. */
+  signal: AbortSignal;
+}
+
+export interface ModifyOptions extends CallOptions {
+  /** How many times a version conflict is retried (default 10). */
+  retries?: number;
+}
+
+export class SessionService {
+  protected readonly repository: SessionRepository;
+  protected readonly cache: SessionCache | null;
+  protected readonly lifetimes: SessionLifetimes;
+  readonly limits: Limits;
+  private readonly onCacheError: (err: unknown) => void;
+  protected readonly locks: SessionLockStore | null;
+
+  /** Conversation history of a session. */
+  readonly items = {
+    append: (sessionId: string, items: NewItem[], opts?: WriteOptions) => this.appendItems(sessionId, items, opts),
+    list: (sessionId: string, query?: ListItemsQuery, opts?: CallOptions) => this.listItems(sessionId, query, opts),
+    pop: (sessionId: string, opts?: WriteOptions) => this.popItem(sessionId, opts),
+    clear: (sessionId: string, opts?: WriteOptions) => this.clearItems(sessionId, opts),
+  };
+
+  constructor(options: SessionServiceOptions) {
+    this.repository = options.repository;
+    this.cache = options.cache ?? null;
+    this.lifetimes = options.lifetimes;
+    this.limits = options.limits;
+    this.onCacheError = options.onCacheError ?? (() => undefined);
+    this.locks = options.locks ?? null;
+  }
+
+  async create(input: CreateSessionInput = {}, opts: CallOptions = {}): Promise<Session> {
+    throwIfAborted(opts.signal);
+    if (input.id !== undefined) this.checkId(input.id);
+    if (input.parentSessionId) this.checkId(input.parentSessionId);
+    this.checkFields(input);
+    const session = await this.repository.create(tenantOf(opts), input.id?.toLowerCase() ?? uuidv7(), input, this.lifetimes);
+    await this.cacheSet(session);
+    return session;
+  }
+
+  /** Returns the session, or creates it with `input` when it does not exist. */
+  async getOrCreate(id: string, input: Omit<CreateSessionInput, 'id'> = {}, opts: CallOptions = {}): Promise<Session> {
+    const existing = await this.find(id, opts);
+    if (existing) return existing;
+    try {
+      return await this.create({ ...input, id }, opts);
+    } catch (err) {
+      if (err instanceof AgentSessionsError && err.code === 'session_exists') return this.get(id, opts);
+      throw err;
+    }
+  }
+
+  async get(id: string, opts: CallOptions = {}): Promise<Session> {
+    const session = await this.find(id, opts);
+    if (!session) throw new NotFoundError('session', id);
+    return session;
+  }
+
+  /** Like `get`, but resolves to null for a session that does not exist. */
+  async find(id: string, opts: CallOptions = {}): Promise<Session | null> {
+    throwIfAborted(opts.signal);
+    this.checkId(id);
+    const tenant = tenantOf(opts);
+    const cached = await this.cacheGet(id);
+    if (cached) return cached.tenantId === tenant ? withEffectiveStatus(cached) : null;
+    const session = await this.repository.get(tenant, id);
+    if (!session) return null;
+    await this.cacheSet(session, 'read');
+    return withEffectiveStatus(session);
+  }
+
+  async exists(id: string, opts: CallOptions = {}): Promise<boolean> {
+    return (await this.find(id, opts)) !== null;
+  }
+
+  /** The sessions among `ids` that exist, in the order asked. */
+  async getMany(ids: readonly string[], opts: CallOptions = {}): Promise<Session[]> {
+    throwIfAborted(opts.signal);
+    this.checkBatch(ids);
+    const tenant = tenantOf(opts);
+    const wanted = [...new Set(ids.map((id) => id.toLowerCase()))];
+    const byId = new Map<string, Session>();
+    if (this.cache?.getMany) {
+      try {
+        for (const [id, s] of await this.cache.getMany(wanted)) if (s.tenantId === tenant) byId.set(id, s);
+      } catch (err) {
+        this.onCacheError(err);
+      }
+    }
+    const missing = wanted.filter((id) => !byId.has(id));
+    if (missing.length > 0) {
+      const rows = await this.repository.getMany(tenant, missing);
+      for (const s of rows) byId.set(s.id, s);
+      await Promise.all(rows.map((s) => this.cacheSet(s, 'read')));
+    }
+    return ids.flatMap((id) => {
+      const s = byId.get(id.toLowerCase());
+      return s ? [withEffectiveStatus(s)] : [];
+    });
+  }
+
+  async list(filter: ListSessionsFilter = {}, opts: CallOptions = {}): Promise<Page<Session>> {
+    throwIfAborted(opts.signal);
+    if (filter.updatedAfter !== undefined && Number.isNaN(Date.parse(filter.updatedAfter))) {
+      throw new ValidationError('updated_after must be a date-time', { field: 'updated_after' });
+    }
+    const page = await this.repository.list(tenantOf(opts), { ...filter, limit: this.pageSize(filter.limit) });
+    return { items: page.items.map((s) => withEffectiveStatus(s)), nextCursor: page.nextCursor };
+  }
+
+  async update(id: string, patch: UpdateSessionInput, opts: WriteOptions = {}): Promise<Session> {
+    throwIfAborted(opts.signal);
+    this.checkId(id);
+    this.checkFields(patch);
+    if (patch.status === 'expired') {
+      // Expiry is the system's verdict (deadline or sweep), never a caller's.
+      throw new ConflictError('invalid_transition', 'a session cannot be set to expired; it expires by its deadlines', {
+        status: 'expired',
+      });
+    }
+    return this.written(await this.repository.update(tenantOf(opts), id, patch, guardsOf(opts)));
+  }
+
+  /**
+   * Read-modify-write: reads the session, lets `change` compute a patch from it, and writes
+   * it conditionally on the version read, retrying when another writer got there first.
+   */
+  async modify(id: string, change: (s: Session) => UpdateSessionInput, opts: ModifyOptions = {}): Promise<Session> {
+    this.checkId(id);
+    const retries = opts.retries ?? 10;
+    for (let attempt = 0; ; attempt++) {
+      throwIfAborted(opts.signal);
+      const current = await this.repository.get(tenantOf(opts), id);
+      if (!current) throw new NotFoundError('session', id);
+      try {
+        return await this.update(id, change(withEffectiveStatus(current)), { ...opts, expectedVersion: current.version });
+      } catch (err) {
+        if (!(err instanceof ConflictError && err.code === 'version_conflict') || attempt >= retries) throw err;
+      }
+      // Writers that collided would collide again in lockstep; a random, growing pause spreads them.
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(2 ** (attempt + 1), 250)));
+    }
+  }
+
+  async touch(id: string, opts: WriteOptions = {}): Promise<Session> {
+    throwIfAborted(opts.signal);
+    this.checkId(id);
+    return this.written(await this.repository.touch(tenantOf(opts), id, guardsOf(opts)));
+  }
+
+  async incrementCounters(id: string, deltas: Partial<Record<CounterName, number>>, opts: WriteOptions = {}): Promise<Session> {
+    throwIfAborted(opts.signal);
+    this.checkId(id);
+    const names = Object.keys(deltas);
+    if (names.length === 0) throw new ValidationError('name at least one counter');
+    for (const name of names) {
+      const delta = deltas[name as CounterName];
+      if (!COUNTER_NAMES.includes(name as CounterName)) throw new ValidationError(`unknown counter ${name}`, { field: name });
+      const integral = name !== 'totalCostUsd';
+      if (typeof delta !== 'number' || !Number.isFinite(delta) || delta < 0 || (integral && !Number.isSafeInteger(delta))) {
+        throw new ValidationError(`${name} must be a non-negative ${integral ? 'integer' : 'number'}`, { field: name });
+      }
+    }
+    return this.written(await this.repository.incrementCounters(tenantOf(opts), id, deltas, guardsOf(opts)));
+  }
+
+  async terminate(id: string, reason = 'terminated', opts: WriteOptions = {}): Promise<Session> {
+    throwIfAborted(opts.signal);
+    this.checkId(id);
+    this.checkText('reason', reason);
+    return this.written(await this.repository.terminate(tenantOf(opts), id, reason, guardsOf(opts)));
+  }
+
+  /** Deletes the session with its items, runs and output. Resolves to false if it did not exist. */
+  async purge(id: string, opts: CallOptions = {}): Promise<boolean> {
+    throwIfAborted(opts.signal);
+    this.checkId(id);
+    const deleted = await this.repository.purge(tenantOf(opts), id);
+    // Only a real deletion touches the cache: another tenant's purge of this id must not
+    // evict (or tombstone) a session it cannot see.
+    if (deleted) await this.cacheInvalidate(id);
+    return deleted;
+  }
+
+  async deleteMany(
+    ids: readonly string[],
+    options: { purge?: boolean; reason?: string } = {},
+    opts: CallOptions = {},
+  ): Promise<BatchDeleteResult> {
+    throwIfAborted(opts.signal);
+    this.checkBatch(ids);
+    const tenant = tenantOf(opts);
+    const result = options.purge
+      ? await this.repository.purgeMany(tenant, ids)
+      : await this.repository.terminateMany(tenant, ids, options.reason ?? 'terminated');
+    await Promise.all(result.deleted.map((id) => this.cacheInvalidate(id)));
+    return result;
+  }
+
+  /** A new session with `parentSessionId` = `id`, its settings and a copy of its items. */
+  async fork(id: string, overrides: CreateSessionInput = {}, opts: CallOptions = {}): Promise<Session> {
+    throwIfAborted(opts.signal);
+    this.checkId(id);
+    if (overrides.id !== undefined) this.checkId(overrides.id);
+    this.checkFields(overrides);
+    const session = await this.repository.fork(
+      tenantOf(opts),
+      id,
+      overrides.id?.toLowerCase() ?? uuidv7(),
+      overrides,
+      this.lifetimes,
+    );
+    await this.cacheSet(session);
+    return session;
+  }
+
+  /**
+   * Runs `fn` while holding a lease on the session, so callers on any instance that use this
+   * method take turns. Locks are for efficiency: pass `fencingToken` on the writes made
+   * inside, and a holder that lost its lease (paused past it) has its writes rejected with
+   * `stale_fencing_token`. Waits with backoff (10 ms doubling to 500 ms) and fails with
+   * `lock_timeout` after `timeoutMs`. The lease is renewed while `fn` runs; if renewal fails,
+   * `signal` fires.
+   */
+  async withSessionLock<T>(id: string, fn: (lock: SessionLockContext) => Promise<T>, opts: SessionLockOptions = {}): Promise<T> {
+    throwIfAborted(opts.signal);
+    this.checkId(id);
+    if (!this.locks) throw new AgentSessionsError('unavailable', 'no lock store is configured');
+    const leaseMs = opts.leaseMs ?? 10_000;
+    const timeoutMs = opts.timeoutMs ?? 5_000;
+    if (!Number.isSafeInteger(leaseMs) || leaseMs < 10) throw new ValidationError('leaseMs must be an integer of at least 10');
+    const tenant = tenantOf(opts);
+    const deadline = Date.now() + timeoutMs;
+    let delay = 10;
+    let lease = await this.locks.tryAcquire(tenant, id.toLowerCase(), leaseMs);
+    while (!lease) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new LockTimeoutError(id, timeoutMs);
+      // Full jitter keeps waiters on several instances from retrying in lockstep.
+      await sleep(Math.min(left, delay / 2 + (Math.random() * delay) / 2), opts.signal);
+      delay = Math.min(delay * 2, 500);
+      lease = await this.locks.tryAcquire(tenant, id.toLowerCase(), leaseMs);
+    }
+    const held = lease;
+    const lost = new AbortController();
+    const onCallerAbort = () => lost.abort(opts.signal?.reason);
+    opts.signal?.addEventListener('abort', onCallerAbort, { once: true });
+    const renewer = setInterval(() => {
+      held.renew(leaseMs).then(
+        (ok) => {
+          if (!ok) lost.abort(new AgentSessionsError('lock_timeout', `lease on session ${id} was lost`));
+        },
+        (err: unknown) => lost.abort(err),
+      );
+    }, Math.max(5, Math.floor(leaseMs / 3)));
+    try {
+      return await fn({ fencingToken: held.fencingToken, signal: lost.signal });
+    } finally {
+      clearInterval(renewer);
+      opts.signal?.removeEventListener('abort', onCallerAbort);
+      await held.release().catch(() => undefined);
+    }
+  }
+
+  private async appendItems(sessionId: string, items: NewItem[], opts: WriteOptions = {}) {
+    throwIfAborted(opts.signal);
+    this.checkId(sessionId);
+    if (items.length === 0) throw new ValidationError('append at least one item');
+    if (items.length > this.limits.itemsPerAppend) {
+      throw new LimitError(`at most ${this.limits.itemsPerAppend} items per append`, { limit: this.limits.itemsPerAppend });
+    }
+    for (const item of items) {
+      if (typeof item.role !== 'string' || item.role.length === 0) throw new ValidationError('every item needs a role');
+      this.checkText('role', item.role);
+      if (item.type !== undefined) this.checkText('type', item.type);
+      if (item.content === undefined) throw new ValidationError('every item needs content');
+      if (jsonBytes(item.content) > this.limits.itemBytes) {
+        throw new LimitError(`item content exceeds ${this.limits.itemBytes} bytes`, { limit: this.limits.itemBytes });
+      }
+    }
+    const result = await this.repository.appendItems(
+      tenantOf(opts),
+      sessionId,
+      items.map((i) => ({ ...i, id: uuidv7() })),
+      guardsOf(opts),
+    );
+    await this.cacheSet(result.session);
+    return result;
+  }
+
+  private async listItems(sessionId: string, query: ListItemsQuery = {}, opts: CallOptions = {}): Promise<Page<SessionItem>> {
+    throwIfAborted(opts.signal);
+    this.checkId(sessionId);
+    if (query.lastTurns !== undefined && (!Number.isSafeInteger(query.lastTurns) || query.lastTurns < 1)) {
+      throw new ValidationError('last_turns must be a positive integer', { field: 'last_turns' });
+    }
+    const limit = query.lastTurns !== undefined && query.limit === undefined ? this.limits.maxPageSize : this.pageSize(query.limit);
+    return this.repository.listItems(tenantOf(opts), sessionId, { ...query, limit });
+  }
+
+  private async popItem(sessionId: string, opts: WriteOptions = {}) {
+    throwIfAborted(opts.signal);
+    this.checkId(sessionId);
+    const result = await this.repository.popItem(tenantOf(opts), sessionId, guardsOf(opts));
+    await this.cacheSet(result.session);
+    return result;
+  }
+
+  private async clearItems(sessionId: string, opts: WriteOptions = {}) {
+    throwIfAborted(opts.signal);
+    this.checkId(sessionId);
+    const result = await this.repository.clearItems(tenantOf(opts), sessionId, guardsOf(opts));
+    await this.cacheSet(result.session);
+    return result;
+  }
+
+  protected async written(session: Session): Promise<Session> {
+    await this.cacheSet(session);
+    return withEffectiveStatus(session);
+  }
+
+  protected async cacheGet(id: string): Promise<Session | null> {
+    if (!this.cache) return null;
+    try {
+      // Ids are stored lowercase; a caller may send any case.
+      return await this.cache.get(id.toLowerCase());
+    } catch (err) {
+      this.onCacheError(err);
+      return null;
+    }
+  }
+
+  protected async cacheSet(session: Session, origin: CacheOrigin = 'write'): Promise<void> {
+    if (!this.cache) return;
+    try {
+      await this.cache.set(session, origin);
+    } catch (err) {
+      this.onCacheError(err);
+    }
+  }
+
+  protected async cacheInvalidate(id: string): Promise<void> {
+    if (!this.cache) return;
+    try {
+      await this.cache.invalidate(id.toLowerCase());
+    } catch (err) {
+      this.onCacheError(err);
+    }
+  }
+
+  protected checkId(id: string): void {
+    if (typeof id !== 'string' || !isUuid(id)) throw new ValidationError('session id must be a UUID', { field: 'id' });
+  }
+
+  private checkBatch(ids: readonly string[]): void {
+    if (ids.length === 0) throw new ValidationError('name at least one id', { field: 'ids' });
+    if (ids.length > this.limits.batchSize) {
+      throw new LimitError(`at most ${this.limits.batchSize} ids per batch`, { limit: this.limits.batchSize });
+    }
+    for (const id of ids) this.checkId(id);
+  }
+
+  private checkText(field: string, value: string | null | undefined, max = this.limits.textLength): void {
+    if (value !== null && value !== undefined && value.length > max) {
+      throw new LimitError(`${field} is longer than ${max} characters`, { field, limit: max });
+    }
+  }
+
+  private checkFields(input: CreateSessionInput | UpdateSessionInput): void {
+    if (input.metadata !== undefined) {
+      if (typeof input.metadata !== 'object' || input.metadata === null || Array.isArray(input.metadata)) {
+        throw new ValidationError('metadata must be an object', { field: 'metadata' });
+      }
+      if (jsonBytes(input.metadata) > this.limits.metadataBytes) {
+        throw new LimitError(`metadata exceeds ${this.limits.metadataBytes} bytes`, {
+          field: 'metadata',
+          limit: this.limits.metadataBytes,
+        });
+      }
+    }
+    for (const field of ['model', 'title', 'workspacePath'] as const) this.checkText(field, input[field]);
+    if ('userId' in input) this.checkText('userId', input.userId);
+    if ('orgId' in input) this.checkText('orgId', input.orgId);
+    this.checkText('systemPrompt', input.systemPrompt, this.limits.systemPromptLength);
+    if (input.mcpClientIds !== undefined) {
+      if (input.mcpClientIds.length > 100) throw new LimitError('at most 100 mcp client ids', { field: 'mcpClientIds' });
+      for (const c of input.mcpClientIds) this.checkText('mcpClientIds', c);
+    }
+    for (const field of ['ttlSeconds', 'idleTimeoutSeconds'] as const) {
+      const v = (input as CreateSessionInput)[field];
+      if (v !== undefined && v !== null && (!Number.isSafeInteger(v) || v < 1 || v > 2_147_483_647)) {
+        throw new ValidationError(`${field} must be a positive integer`, { field });
+      }
+    }
+  }
+
+  private pageSize(limit: number | undefined): number {
+    if (limit === undefined) return this.limits.defaultPageSize;
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > this.limits.maxPageSize) {
+      throw new ValidationError(`limit must be between 1 and ${this.limits.maxPageSize}`, { field: 'limit' });
+    }
+    return limit;
+  }
+}
+
+export function tenantOf(opts: CallOptions): string {
+  return opts.tenant ?? DEFAULT_TENANT;
+}
+
+function guardsOf(opts: WriteOptions): WriteGuards {
+  const guards: WriteGuards = {};
+  if (opts.expectedVersion !== undefined) guards.expectedVersion = opts.expectedVersion;
+  if (opts.fencingToken !== undefined) guards.fencingToken = opts.fencingToken;
+  return guards;
+}

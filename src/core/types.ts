@@ -1,0 +1,174 @@
+/** The session model and its rules (SPEC §5). No I/O here. */
+
+export const SESSION_STATUSES = [
+  'initializing',
+  'active',
+  'idle',
+  'waiting_input',
+  'terminated',
+  'failed',
+  'expired',
+] as const;
+export type SessionStatus = (typeof SESSION_STATUSES)[number];
+
+/** Statuses after which a session takes no more writes (only terminate and purge). */
+export const ENDED_STATUSES: readonly SessionStatus[] = ['terminated', 'failed', 'expired'];
+
+const TRANSITIONS: Record<SessionStatus, readonly SessionStatus[]> = {
+  initializing: ['initializing', 'active', 'idle', 'waiting_input', 'terminated', 'failed'],
+  active: ['active', 'idle', 'waiting_input', 'terminated', 'failed'],
+  idle: ['idle', 'active', 'waiting_input', 'terminated', 'failed', 'expired'],
+  waiting_input: ['waiting_input', 'active', 'idle', 'terminated', 'failed', 'expired'],
+  terminated: [],
+  failed: ['terminated'],
+  expired: ['terminated'],
+};
+
+export function canTransition(from: SessionStatus, to: SessionStatus): boolean {
+  return TRANSITIONS[from].includes(to);
+}
+
+/** Every status from which `to` may be reached; used to make status changes atomic in SQL. */
+export function statusesLeadingTo(to: SessionStatus): SessionStatus[] {
+  return SESSION_STATUSES.filter((from) => canTransition(from, to));
+}
+
+export interface SessionCounters {
+  totalTurns: number;
+  messageCount: number;
+  totalCostUsd: number;
+  inputTokens: number;
+  outputTokens: number;
+}
+export type CounterName = keyof SessionCounters;
+export const COUNTER_NAMES: readonly CounterName[] = [
+  'totalTurns',
+  'messageCount',
+  'totalCostUsd',
+  'inputTokens',
+  'outputTokens',
+];
+
+export type Metadata = Record<string, unknown>;
+
+export interface Session extends SessionCounters {
+  id: string;
+  tenantId: string;
+  userId: string | null;
+  orgId: string | null;
+  status: SessionStatus;
+  model: string | null;
+  title: string | null;
+  systemPrompt: string | null;
+  workspacePath: string | null;
+  mcpClientIds: string[];
+  parentSessionId: string | null;
+  metadata: Metadata;
+  version: number;
+  ttlSeconds: number | null;
+  idleTimeoutSeconds: number | null;
+  createdAt: string;
+  updatedAt: string;
+  lastActiveAt: string;
+  expiresAt: string | null;
+  endedAt: string | null;
+  endReason: string | null;
+}
+
+export interface CreateSessionInput {
+  id?: string;
+  userId?: string | null;
+  orgId?: string | null;
+  status?: 'initializing' | 'idle';
+  model?: string | null;
+  title?: string | null;
+  systemPrompt?: string | null;
+  workspacePath?: string | null;
+  mcpClientIds?: string[];
+  parentSessionId?: string | null;
+  metadata?: Metadata;
+  ttlSeconds?: number | null;
+  idleTimeoutSeconds?: number | null;
+}
+
+export interface UpdateSessionInput {
+  status?: SessionStatus;
+  model?: string | null;
+  title?: string | null;
+  systemPrompt?: string | null;
+  workspacePath?: string | null;
+  mcpClientIds?: string[];
+  /** Shallow merge into the stored metadata; a key set to null is removed. */
+  metadata?: Metadata;
+  idleTimeoutSeconds?: number | null;
+}
+
+export interface ListSessionsFilter {
+  userId?: string;
+  status?: SessionStatus;
+  updatedAfter?: string;
+  cursor?: string;
+  limit?: number;
+}
+
+export interface Page<T> {
+  items: T[];
+  nextCursor: string | null;
+}
+
+export interface SessionItem {
+  id: string;
+  sessionId: string;
+  seq: number;
+  role: string;
+  type: string;
+  content: unknown;
+  createdAt: string;
+}
+
+export interface NewItem {
+  role: string;
+  type?: string;
+  content: unknown;
+}
+
+export interface ListItemsQuery {
+  cursor?: string;
+  limit?: number;
+  /** The last N turns; a turn starts at a user message, so tool calls stay with their results. */
+  lastTurns?: number;
+}
+
+/** Options every call accepts. */
+export interface CallOptions {
+  tenant?: string;
+  signal?: AbortSignal;
+}
+
+export interface WriteOptions extends CallOptions {
+  /** Fails with `version_conflict` unless the stored version equals this. */
+  expectedVersion?: number;
+  /** A token from `withSessionLock`; a write with a token older than the newest is rejected. */
+  fencingToken?: number;
+}
+
+export const DEFAULT_TENANT = 'default';
+
+/**
+ * The status a reader must see: a session past its expiry or idle deadline is expired even
+ * before the sweeper has written that down, so an expired session is never served as live.
+ */
+export function effectiveStatus(s: Session, now: number = Date.now()): SessionStatus {
+  if (ENDED_STATUSES.includes(s.status)) return s.status;
+  if (s.expiresAt !== null && Date.parse(s.expiresAt) <= now) return 'expired';
+  // A running agent may be quiet for long (a slow tool call); it is not idle.
+  if (s.status !== 'active' && s.idleTimeoutSeconds !== null && Date.parse(s.lastActiveAt) + s.idleTimeoutSeconds * 1000 <= now) {
+    return 'expired';
+  }
+  return s.status;
+}
+
+export function withEffectiveStatus(s: Session, now: number = Date.now()): Session {
+  const status = effectiveStatus(s, now);
+  return status === s.status ? s : { ...s, status };
+}
