@@ -1,0 +1,300 @@
+/**
+ * One small SQL interface over two drivers: `pg` (a real PostgreSQL server) and PGlite
+ * (PostgreSQL compiled to WebAssembly, on disk). Every query module is written against it,
+ * so embedded and distributed mode run the same SQL.
+ */
+import { mkdirSync } from 'node:fs';
+import pg from 'pg';
+import { PGlite } from '@electric-sql/pglite';
+import { AgentSessionsError, UnavailableError, ValidationError } from '../../core/errors.js';
+
+export interface SqlExecutor {
+  query<R = Record<string, unknown>>(text: string, params?: readonly unknown[]): Promise<R[]>;
+  /** Runs a script of several statements without parameters (migrations). */
+  exec(script: string): Promise<void>;
+}
+
+export interface SqlDatabase extends SqlExecutor {
+  readonly kind: 'postgres' | 'pglite';
+  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T>;
+  /**
+   * Subscribes to NOTIFY on a channel; resolves to an unsubscribe function. `onReset` is
+   * called when the listening connection was lost (notifications may have been missed) and
+   * again once it listens anew.
+   */
+  listen(channel: string, onPayload: (payload: string) => void, onReset?: () => void): Promise<() => Promise<void>>;
+  /** Whether notifications are being received right now (false while reconnecting). */
+  readonly listening?: boolean;
+  ready(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** SQLSTATE classes that mean "the server is not there", not "your statement is wrong". */
+const UNAVAILABLE_SQLSTATE = /^(08|53|57|58)/;
+
+/** Transient conflicts between transactions: the statement can simply run again. */
+const RETRYABLE_SQLSTATE = new Set(['40001', '40P01']);
+
+/**
+ * Classifies a database error. A value the database refused (data exceptions, constraint
+ * violations other than uniqueness, which callers handle) is the request's fault: 400. A
+ * server that is not there, or a transient conflict that outlived its retries, is an outage:
+ * 503. Anything else keeps its SQLSTATE and is a defect of ours.
+ */
+export function translateError(err: unknown): unknown {
+  if (err instanceof AgentSessionsError) return err;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code) || UNAVAILABLE_SQLSTATE.test(code)) {
+    return new UnavailableError('database unavailable', err);
+  }
+  if (RETRYABLE_SQLSTATE.has(code)) return new UnavailableError('database busy, try again', err);
+  if (code.startsWith('22') || (code.startsWith('23') && code !== '23505')) {
+    return new ValidationError('a value was not acceptable to the database', { sqlstate: code });
+  }
+  return err;
+}
+
+export function sqlState(err: unknown): string | undefined {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+// int8 and numeric as JS numbers: counters and versions stay far below 2^53.
+pg.types.setTypeParser(20, (v) => Number(v));
+pg.types.setTypeParser(1700, (v) => Number(v));
+
+export interface PgDatabaseOptions {
+  connectionString: string;
+  max?: number;
+  /**
+   * How long a query may wait for a connection (also in the pool's queue under load) before
+   * the call fails as unavailable. A server that is down refuses at once; this bounds a hang.
+   */
+  connectionTimeoutMillis?: number;
+  applicationName?: string;
+}
+
+export class PgDatabase implements SqlDatabase {
+  readonly kind = 'postgres' as const;
+  readonly pool: pg.Pool;
+  private listenClient: pg.PoolClient | null = null;
+  private readonly listeners = new Map<string, Set<(payload: string) => void>>();
+  private readonly resetListeners = new Set<() => void>();
+  private listenConnecting: Promise<pg.PoolClient> | null = null;
+  private resubscribing: Promise<void> | null = null;
+  private closed = false;
+
+  constructor(options: PgDatabaseOptions) {
+    this.pool = new pg.Pool({
+      connectionString: options.connectionString,
+      max: options.max ?? 20,
+      connectionTimeoutMillis: options.connectionTimeoutMillis ?? 10_000,
+      application_name: options.applicationName ?? 'agent-sessions',
+    });
+    // An idle client losing its connection must not crash the process.
+    this.pool.on('error', () => undefined);
+  }
+
+  async ready(): Promise<void> {
+    await this.query('SELECT 1');
+  }
+
+  async query<R>(text: string, params?: readonly unknown[]): Promise<R[]> {
+    // Every query here is one statement in its own transaction, so a deadlock or
+    // serialization failure rolled all of it back and it can run again.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const result = await this.pool.query(text, params as unknown[] | undefined);
+        return result.rows as R[];
+      } catch (err) {
+        if (attempt < 3 && RETRYABLE_SQLSTATE.has(sqlState(err) ?? '')) continue;
+        throw translateError(err);
+      }
+    }
+  }
+
+  async exec(script: string): Promise<void> {
+    await this.query(script);
+  }
+
+  async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw translateError(err);
+    }
+    const tx: SqlExecutor = {
+      query: async <R>(text: string, params?: readonly unknown[]) => {
+        try {
+          return (await client.query(text, params as unknown[] | undefined)).rows as R[];
+        } catch (err) {
+          throw translateError(err);
+        }
+      },
+      exec: async (script: string) => {
+        await tx.query(script);
+      },
+    };
+    let broken = false;
+    try {
+      await tx.query('BEGIN');
+      const result = await fn(tx);
+      await tx.query('COMMIT');
+      return result;
+    } catch (err) {
+      try {
+        await client.query('ROLLBACK');
+      } catch {
+        broken = true;
+      }
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  get listening(): boolean {
+    return this.listenClient !== null && !this.closed;
+  }
+
+  async listen(channel: string, onPayload: (payload: string) => void, onReset?: () => void): Promise<() => Promise<void>> {
+    if (onReset) this.resetListeners.add(onReset);
+    let set = this.listeners.get(channel);
+    if (!set) {
+      set = new Set();
+      this.listeners.set(channel, set);
+      const client = await this.listenConnection();
+      await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+    }
+    set.add(onPayload);
+    return async () => {
+      set.delete(onPayload);
+      if (onReset) this.resetListeners.delete(onReset);
+    };
+  }
+
+  /** The one LISTEN connection; concurrent callers share one connect. */
+  private listenConnection(): Promise<pg.PoolClient> {
+    if (this.listenClient) return Promise.resolve(this.listenClient);
+    this.listenConnecting ??= (async () => {
+      const client = await this.pool.connect();
+      // Closed while we waited (a resubscribe racing close): hand it back, or pool.end() hangs.
+      if (this.closed) {
+        client.release(true);
+        throw new Error('database closed');
+      }
+      client.on('notification', (msg) => {
+        for (const fn of this.listeners.get(msg.channel) ?? []) fn(msg.payload ?? '');
+      });
+      let lost = false;
+      client.on('error', () => {
+        // The LISTEN connection died (server restart): reconnect and re-subscribe. pg may
+        // report more than one error for one dead connection; act on the first.
+        if (lost) return;
+        lost = true;
+        if (this.listenClient === client) this.listenClient = null;
+        // After close() it was already handed back; releasing twice throws.
+        if (this.closed) return;
+        client.release(true);
+        for (const fn of this.resetListeners) fn();
+        void this.resubscribe();
+      });
+      this.listenClient = client;
+      return client;
+    })().finally(() => {
+      this.listenConnecting = null;
+    });
+    return this.listenConnecting;
+  }
+
+  private resubscribe(): Promise<void> {
+    this.resubscribing ??= (async () => {
+      for (let attempt = 0; !this.closed; attempt++) {
+        try {
+          const client = await this.listenConnection();
+          for (const channel of this.listeners.keys()) await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+          // It died while we subscribed: go round again with a new one.
+          if (this.listenClient !== client) continue;
+          for (const fn of this.resetListeners) fn();
+          return;
+        } catch {
+          await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** attempt, 5_000)));
+        }
+      }
+    })().finally(() => {
+      this.resubscribing = null;
+    });
+    return this.resubscribing;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.listenClient?.release(true);
+    this.listenClient = null;
+    await this.pool.end();
+  }
+}
+
+export interface PgliteDatabaseOptions {
+  /** A directory for the data files; omit for an in-memory database (tests). */
+  dataDir?: string;
+}
+
+type PgliteInstance = InstanceType<typeof PGlite>;
+
+export class PgliteDatabase implements SqlDatabase {
+  readonly kind = 'pglite' as const;
+  private readonly db: PgliteInstance;
+  private closing: Promise<void> | null = null;
+
+  constructor(options: PgliteDatabaseOptions = {}) {
+    if (options.dataDir) mkdirSync(options.dataDir, { recursive: true });
+    this.db = new PGlite(options.dataDir);
+  }
+
+  async ready(): Promise<void> {
+    await this.db.waitReady;
+  }
+
+  async query<R>(text: string, params?: readonly unknown[]): Promise<R[]> {
+    // A closed embedded database is an outage (503), like an unreachable server.
+    if (this.closing) throw new UnavailableError('database closed');
+    try {
+      const result = await this.db.query<R>(text, params as unknown[] | undefined);
+      return result.rows;
+    } catch (err) {
+      throw translateError(err);
+    }
+  }
+
+  async exec(script: string): Promise<void> {
+    await this.db.exec(script);
+  }
+
+  async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+    if (this.closing) throw new UnavailableError('database closed');
+    return this.db.transaction(async (t) =>
+      fn({
+        query: async <R>(text: string, params?: readonly unknown[]) =>
+          (await t.query<R>(text, params as unknown[] | undefined)).rows,
+        exec: async (script: string) => {
+          await t.exec(script);
+        },
+      }),
+    );
+  }
+
+  readonly listening = true;
+
+  async listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>> {
+    // In-process: notifications cannot be missed, so there is never a reset.
+    return this.db.listen(channel, onPayload);
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.db.close();
+    return this.closing;
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * Live output for distributed mode without Redis: a NOTIFY per committed batch wakes the
+ * readers of that session on every instance, and they read the events from the archive.
+ * (NOTIFY payloads are small and unstored, so the events themselves never travel in them.)
+ */
+import type { OutputEvent, OutputLog } from '../../core/runs.js';
+import type { SqlDatabase } from './database.js';
+
+const CHANNEL = 'agent_sessions_output';
+
+interface Waiter {
+  after: number;
+  wake: () => void;
+}
+
+export class PgOutputLog implements OutputLog {
+  readonly name = 'postgres';
+  private readonly waiters = new Map<string, Set<Waiter>>();
+  /** The last seq announced per session, so a reader that registers just after a NOTIFY still sees it. */
+  private readonly announced = new Map<string, number>();
+  private unlisten: (() => Promise<void>) | null = null;
+  private listening: Promise<void> | null = null;
+
+  constructor(private readonly db: SqlDatabase) {}
+
+  ready(): Promise<void> {
+    this.listening ??= this.db
+      .listen(CHANNEL, (payload) => this.dispatch(payload))
+      .then((unlisten) => {
+        this.unlisten = unlisten;
+      });
+    return this.listening;
+  }
+
+  async close(): Promise<void> {
+    await this.unlisten?.();
+    for (const set of this.waiters.values()) for (const w of set) w.wake();
+    this.waiters.clear();
+  }
+
+  private dispatch(payload: string): void {
+    const [sessionId, seq] = payload.split(' ');
+    if (!sessionId || seq === undefined) return;
+    const last = Number(seq);
+    if (this.announced.size >= 10_000) this.announced.clear();
+    this.announced.set(sessionId, Math.max(last, this.announced.get(sessionId) ?? 0));
+    for (const w of this.waiters.get(sessionId) ?? []) if (last > w.after) w.wake();
+  }
+
+  async publish(sessionId: string, events: readonly OutputEvent[]): Promise<void> {
+    const last = events.at(-1);
+    if (!last) return;
+    await this.db.query('SELECT pg_notify($1, $2)', [CHANNEL, `${sessionId} ${last.seq}`]);
+  }
+
+  async read(sessionId: string, after: number, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<OutputEvent[]> {
+    await this.ready();
+    if (opts.signal?.aborted || (this.announced.get(sessionId) ?? 0) > after) return [];
+    await new Promise<void>((resolve) => {
+      let set = this.waiters.get(sessionId);
+      if (!set) {
+        set = new Set();
+        this.waiters.set(sessionId, set);
+      }
+      const waiters = set;
+      const wake = () => {
+        clearTimeout(timer);
+        opts.signal?.removeEventListener('abort', wake);
+        waiters.delete(waiter);
+        if (waiters.size === 0) this.waiters.delete(sessionId);
+        resolve();
+      };
+      const waiter: Waiter = { after, wake };
+      const timer = setTimeout(wake, opts.timeoutMs);
+      opts.signal?.addEventListener('abort', wake, { once: true });
+      waiters.add(waiter);
+    });
+    // Always empty: the caller reads what woke it from the archive.
+    return [];
+  }
+}

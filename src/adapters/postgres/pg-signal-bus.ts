@@ -1,0 +1,54 @@
+/**
+ * Signals over PostgreSQL LISTEN/NOTIFY, for distributed mode without Redis. One channel
+ * carries every instance's signals; each instance keeps those addressed to it. NOTIFY is
+ * delivered at commit and not stored, so the durable path (the heartbeat) covers any loss.
+ */
+import type { RunSignal, SignalBus } from '../../core/runs.js';
+import { SignalHandlers } from '../memory/signal-handlers.js';
+import type { SqlDatabase } from './database.js';
+
+const CHANNEL = 'agent_sessions_signals';
+
+export class PgSignalBus implements SignalBus {
+  readonly name = 'postgres';
+  private readonly handlers = new SignalHandlers();
+  private unlisten: (() => Promise<void>) | null = null;
+  private listening: Promise<void> | null = null;
+
+  constructor(private readonly db: SqlDatabase) {}
+
+  ready(): Promise<void> {
+    this.listening ??= this.db
+      .listen(CHANNEL, (payload) => this.dispatch(payload))
+      .then((unlisten) => {
+        this.unlisten = unlisten;
+      });
+    return this.listening;
+  }
+
+  async close(): Promise<void> {
+    await this.unlisten?.();
+    this.handlers.clear();
+  }
+
+  private dispatch(payload: string): void {
+    let message: { to?: unknown; signal?: RunSignal };
+    try {
+      message = JSON.parse(payload) as { to?: unknown; signal?: RunSignal };
+    } catch {
+      return;
+    }
+    if (typeof message.to !== 'string' || !message.signal) return;
+    for (const handler of this.handlers.of(message.to)) handler(message.signal);
+  }
+
+  async publish(owner: string, signal: RunSignal): Promise<void> {
+    await this.db.query('SELECT pg_notify($1, $2)', [CHANNEL, JSON.stringify({ to: owner, signal })]);
+  }
+
+  async subscribe(owner: string, handler: (signal: RunSignal) => void): Promise<() => Promise<void>> {
+    await this.ready();
+    return this.handlers.add(owner, handler);
+  }
+
+}
