@@ -1,0 +1,34 @@
+/**
+ * How instances tell each other's near caches that a session changed. A message names a
+ * session and the version that is now current; a receiver drops anything older. While the
+ * bus is not `live` (its connection is down, so messages may be missed) the near cache is
+ * bypassed, and `onReset` clears it when the connection returns.
+ */
+export interface InvalidationHandlers {
+  onInvalidate(id: string, version: number): void;
+  /** Messages may have been missed: forget everything. */
+  onReset(): void;
+}
+
+export interface InvalidationBus {
+  readonly kind: string;
+  readonly live: boolean;
+  start(handlers: InvalidationHandlers): Promise<void>;
+  /**
+   * Tells the other instances. A bus whose transport publishes as part of the cache write
+   * itself (the Redis tier's script) has nothing to do here.
+   */
+  /** `announced`: the write's own statement already notified (PostgreSQL-only mode). */
+  publish(id: string, version: number, options?: { announced?: boolean }): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function formatInvalidation(id: string, version: number): string {
+  return `${id} ${version}`;
+}
+
+export function parseInvalidation(text: string): { id: string; version: number } | null {
+  const [id, version] = text.split(' ');
+  const v = Number(version);
+  return id && Number.isFinite(v) ? { id, version: v } : null;
+}

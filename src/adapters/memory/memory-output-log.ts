@@ -1,0 +1,113 @@
+/**
+ * Live output within one process: a bounded ring of recent events per session and the
+ * readers waiting on it. Embedded mode uses it directly; the Redis adapter feeds one from
+ * its stream reader so local readers share one Redis read per session.
+ */
+import type { OutputEvent, OutputLog } from '../../core/runs.js';
+
+interface Waiter {
+  after: number;
+  resolve: (events: OutputEvent[]) => void;
+}
+
+interface SessionBuffer {
+  events: OutputEvent[];
+  waiters: Set<Waiter>;
+  touchedAt: number;
+}
+
+export interface MemoryOutputLogOptions {
+  /** Events kept per session (older ones are read from the archive). */
+  maxEvents?: number;
+  /** Sessions whose buffer nobody touched for this long are dropped. */
+  idleMs?: number;
+}
+
+export class MemoryOutputLog implements OutputLog {
+  readonly name = 'memory';
+  private readonly sessions = new Map<string, SessionBuffer>();
+  private readonly maxEvents: number;
+  private readonly idleMs: number;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(options: MemoryOutputLogOptions = {}) {
+    this.maxEvents = options.maxEvents ?? 1_000;
+    this.idleMs = options.idleMs ?? 60_000;
+  }
+
+  async ready(): Promise<void> {
+    this.timer ??= setInterval(() => this.prune(), Math.max(1_000, this.idleMs / 2)).unref();
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    for (const buffer of this.sessions.values()) for (const w of buffer.waiters) w.resolve([]);
+    this.sessions.clear();
+  }
+
+  private buffer(sessionId: string): SessionBuffer {
+    let buffer = this.sessions.get(sessionId);
+    if (!buffer) {
+      buffer = { events: [], waiters: new Set(), touchedAt: Date.now() };
+      this.sessions.set(sessionId, buffer);
+    }
+    buffer.touchedAt = Date.now();
+    return buffer;
+  }
+
+  /** Sessions somebody is reading right now. */
+  watched(): string[] {
+    return [...this.sessions.entries()].filter(([, b]) => b.waiters.size > 0).map(([id]) => id);
+  }
+
+  /** The highest seq held for a session, or null. */
+  lastSeq(sessionId: string): number | null {
+    return this.sessions.get(sessionId)?.events.at(-1)?.seq ?? null;
+  }
+
+  async publish(sessionId: string, events: readonly OutputEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    const buffer = this.buffer(sessionId);
+    const last = buffer.events.at(-1)?.seq ?? 0;
+    for (const e of events) {
+      // Out-of-order arrivals are dropped: readers notice the gap and read the archive.
+      if (e.seq > (buffer.events.at(-1)?.seq ?? 0)) buffer.events.push(e);
+    }
+    if (buffer.events.length > this.maxEvents) buffer.events.splice(0, buffer.events.length - this.maxEvents);
+    if ((buffer.events.at(-1)?.seq ?? 0) === last) return;
+    for (const w of [...buffer.waiters]) {
+      const fresh = buffer.events.filter((e) => e.seq > w.after);
+      if (fresh.length > 0) {
+        buffer.waiters.delete(w);
+        w.resolve(fresh);
+      }
+    }
+  }
+
+  read(sessionId: string, after: number, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<OutputEvent[]> {
+    const buffer = this.buffer(sessionId);
+    const held = buffer.events.filter((e) => e.seq > after);
+    if (held.length > 0 || opts.signal?.aborted) return Promise.resolve(held);
+    return new Promise((resolve) => {
+      const finish = (events: OutputEvent[]) => {
+        clearTimeout(timer);
+        opts.signal?.removeEventListener('abort', onAbort);
+        buffer.waiters.delete(waiter);
+        resolve(events);
+      };
+      const waiter: Waiter = { after, resolve: finish };
+      const onAbort = () => finish([]);
+      const timer = setTimeout(() => finish([]), opts.timeoutMs);
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      buffer.waiters.add(waiter);
+    });
+  }
+
+  private prune(): void {
+    const cutoff = Date.now() - this.idleMs;
+    for (const [id, buffer] of this.sessions) {
+      if (buffer.waiters.size === 0 && buffer.touchedAt < cutoff) this.sessions.delete(id);
+    }
+  }
+}
