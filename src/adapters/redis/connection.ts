@@ -1,0 +1,96 @@
+/**
+ * Redis connections (node-redis v5), standalone or Cluster, and the key layout. Every key of
+ * one session shares the hash tag `{<session id>}`, so all of them live on one Cluster slot
+ * and multi-key scripts work.
+ */
+import { createClient, createCluster, type RedisClientType, type RedisClusterType } from 'redis';
+
+export type RedisConnection = RedisClientType | RedisClusterType;
+
+export interface RedisConnectionOptions {
+  /** redis://host:port, or several comma-separated node URLs for a Cluster. */
+  url: string;
+  /** Treat the URL(s) as Cluster seed nodes. */
+  cluster?: boolean;
+  /** Milliseconds to wait for a connection before a command fails. */
+  connectTimeoutMs?: number;
+  /**
+   * Milliseconds a command may wait for its reply, applied by GuardedRedis (node-redis's own
+   * `timeout` option only covers the wait to be written, and costs an AbortSignal per call).
+   */
+  commandTimeoutMs?: number;
+}
+
+export function redisUrls(url: string): string[] {
+  return url.split(',').map((u) => u.trim()).filter(Boolean);
+}
+
+export function isClusterUrl(options: Pick<RedisConnectionOptions, 'url' | 'cluster'>): boolean {
+  return options.cluster === true || redisUrls(options.url).length > 1;
+}
+
+/** Socket options of every connection: connect timeout, reconnect with capped backoff forever. */
+function socketOptions(options: RedisConnectionOptions) {
+  return {
+    connectTimeout: options.connectTimeoutMs ?? 2_000,
+    reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 2_000),
+  };
+}
+
+/** Creates (but does not connect) a client. Reconnects with capped backoff forever. */
+export function createRedisConnection(options: RedisConnectionOptions): RedisConnection {
+  const urls = redisUrls(options.url);
+  const socket = socketOptions(options);
+  if (isClusterUrl(options)) {
+    return createCluster({
+      rootNodes: urls.map((url) => ({ url })),
+      // Without the offline queue a command to a disconnected node fails at once instead of
+      // waiting for a reconnect, which is what lets the breaker keep calls fast.
+      defaults: { socket, disableOfflineQueue: true },
+    }) as unknown as RedisClusterType;
+  }
+  return createClient({ url: urls[0], socket, disableOfflineQueue: true }) as unknown as RedisClientType;
+}
+
+/**
+ * A second standalone connection for SUBSCRIBE (a subscribed connection takes no other
+ * commands). PUBLISH on a Cluster reaches every node, so one node is enough to listen on.
+ */
+export function createRedisSubscriber(options: RedisConnectionOptions): RedisClientType {
+  return createClient({
+    url: redisUrls(options.url)[0],
+    socket: socketOptions(options),
+    disableOfflineQueue: true,
+  }) as unknown as RedisClientType;
+}
+
+/**
+ * The commands the adapters use. Both client kinds have them with the same shape; a Cluster
+ * routes each by its first key, which is why every call here names a key.
+ */
+export function commandsOf(connection: RedisConnection): RedisClientType {
+  return connection as RedisClientType;
+}
+
+/** Key names under a prefix; session keys carry the session's hash tag. */
+export class RedisKeys {
+  constructor(readonly prefix: string) {}
+
+  session(id: string): string {
+    return `${this.prefix}s:{${id}}`;
+  }
+
+  /** Any per-session key: `<prefix>s:{id}:<suffix>`, on the session's slot. */
+  sessionPart(id: string, suffix: string): string {
+    return `${this.prefix}s:{${id}}:${suffix}`;
+  }
+
+  /** A per-tenant key: `<prefix>t:{tenant}:<suffix>`; one tenant's index keys share a slot. */
+  tenantPart(tenant: string, suffix: string): string {
+    return `${this.prefix}t:{${tenant}}:${suffix}`;
+  }
+
+  global(name: string): string {
+    return `${this.prefix}${name}`;
+  }
+}

@@ -1,0 +1,292 @@
+/**
+ * The Redis connection as the other adapters use it: one command connection and one
+ * subscriber connection (both node-redis v5), behind one circuit breaker. When Redis is
+ * unreachable every guarded call fails at once with BreakerOpenError, so callers fall back
+ * to PostgreSQL without paying a connect or command timeout each time. Every (re)connect
+ * opens the breaker; recovery then runs the registered checks of the server (a restarted or
+ * failed-over Redis may hold older data) while every call still fails fast, then the
+ * recovery tasks (cache repair) while writes go through, before reads go to Redis again.
+ */
+import type { RedisClientType, RedisClusterType } from 'redis';
+import type { DependencyHealth, HealthCheck, Lifecycle } from '../../core/ports.js';
+import { CircuitBreaker, type BreakerState, type CallKind } from './circuit-breaker.js';
+import { withTimeout } from './lua-script.js';
+import {
+  commandsOf,
+  createRedisConnection,
+  createRedisSubscriber,
+  isClusterUrl,
+  RedisKeys,
+  type RedisConnection,
+  type RedisConnectionOptions,
+} from './connection.js';
+
+export interface GuardedRedisOptions extends RedisConnectionOptions {
+  keyPrefix: string;
+  /** Called when the breaker changes state (for logs and metrics). */
+  onStateChange?: (state: BreakerState, cause?: unknown) => void;
+  /** Consecutive failed calls that open the breaker (default 3). */
+  failureThreshold?: number;
+  /** First wait before a recovery attempt (default 500 ms). */
+  cooldownMs?: number;
+}
+
+const MIN_REDIS_MAJOR = 6;
+
+export class GuardedRedis implements Lifecycle {
+  readonly connection: RedisConnection;
+  readonly commands: RedisClientType;
+  readonly subscriber: RedisClientType;
+  readonly keys: RedisKeys;
+  readonly breaker: CircuitBreaker;
+  readonly cluster: boolean;
+  private readonly recoveryTasks: Array<() => Promise<void>> = [];
+  private readonly serverChecks: Array<() => Promise<void>> = [];
+  private connectedOnce = false;
+  private starting: Promise<void> | null = null;
+  private closing: Promise<void> | null = null;
+  private lastError: string | null = null;
+  private readonly commandTimeoutMs: number;
+  private readonly deadlines: Deadlines;
+
+  constructor(private readonly options: GuardedRedisOptions) {
+    this.commandTimeoutMs = options.commandTimeoutMs ?? 1_000;
+    this.deadlines = new Deadlines(this.commandTimeoutMs);
+    this.connection = createRedisConnection(options);
+    this.commands = commandsOf(this.connection);
+    this.subscriber = createRedisSubscriber(options);
+    this.keys = new RedisKeys(options.keyPrefix);
+    this.cluster = isClusterUrl(options);
+    this.breaker = new CircuitBreaker({
+      name: 'redis',
+      failureThreshold: options.failureThreshold ?? 3,
+      cooldownMs: options.cooldownMs ?? 500,
+      probe: async () => {
+        await this.probe();
+        for (const check of this.serverChecks) await check();
+      },
+      recover: async () => {
+        for (const task of this.recoveryTasks) await task();
+      },
+      onStateChange: (state, cause) => {
+        if (cause) this.lastError = (cause as Error).message ?? String(cause);
+        options.onStateChange?.(state, cause);
+      },
+    });
+    // A broken connection opens the breaker at once: no call should wait to find out.
+    const down = (err: unknown) => {
+      this.lastError = (err as Error)?.message ?? String(err);
+      this.breaker.trip(err);
+    };
+    const connection = this.connection as unknown as NodeJS.EventEmitter;
+    if (this.cluster) {
+      connection.on('node-error', down);
+      connection.on('error', down);
+    } else {
+      connection.on('error', down);
+      connection.on('ready', () => {
+        // A new connection may lead to a different server (restarted, failed over), even if
+        // no error was reported for the old one: nothing goes to it before the checks ran.
+        if (this.connectedOnce && this.breaker.isClosed) this.breaker.trip(new Error('redis reconnected'));
+        void this.breaker.recover();
+      });
+    }
+    this.subscriber.on('error', () => undefined);
+  }
+
+  /** Work to finish after an outage before Redis serves reads again (e.g. cache repair). */
+  onRecovery(task: () => Promise<void>): void {
+    this.recoveryTasks.push(task);
+  }
+
+  /**
+   * Work that must finish before any call goes to a server this instance (re)connected to,
+   * e.g. clearing a Redis that came back with older data. It runs while every call still
+   * fails fast; a failure keeps the breaker open.
+   */
+  onServerCheck(check: () => Promise<void>): void {
+    this.serverChecks.push(check);
+  }
+
+  /**
+   * Which server(s) the commands go to: the run_id of the standalone server, or of every
+   * Cluster master. A restart or a failover changes it.
+   */
+  async serverIdentity(): Promise<string> {
+    const ids: string[] = [];
+    for (const node of await this.masters()) {
+      const info = String(await this.deadlines.wrap(node.info('server')));
+      const runId = /run_id:(\w+)/.exec(info)?.[1];
+      if (!runId) throw new Error('redis INFO server has no run_id');
+      ids.push(runId);
+    }
+    return ids.sort().join(',');
+  }
+
+  /**
+   * Deletes every key under the prefix on every master (SCAN + UNLINK, one key per UNLINK
+   * so that a Cluster node never sees keys of two slots in one command). Around the breaker:
+   * it is part of the breaker's own recovery. Resolves to the number of keys deleted.
+   */
+  async clearKeyspace(): Promise<number> {
+    const match = `${this.keys.prefix.replace(/[*?[\]\\]/g, (c) => `\\${c}`)}*`;
+    let deleted = 0;
+    for (const node of await this.masters()) {
+      let cursor = '0';
+      do {
+        const reply = await this.deadlines.wrap(node.scan(cursor, { MATCH: match, COUNT: 1_000 }));
+        cursor = String(reply.cursor);
+        const counts = await this.deadlines.wrap(Promise.all(reply.keys.map((k) => node.unlink(k))));
+        deleted += counts.reduce((n, c) => n + Number(c), 0);
+      } while (cursor !== '0');
+    }
+    return deleted;
+  }
+
+  private async masters(): Promise<RedisClientType[]> {
+    if (!this.cluster) return [this.commands];
+    const cluster = this.connection as RedisClusterType;
+    return Promise.all(cluster.masters.map((m) => cluster.nodeClient(m) as unknown as Promise<RedisClientType>));
+  }
+
+  /**
+   * Runs commands through the breaker, failing after the command timeout. node-redis's own
+   * `timeout` command option only covers the wait to be written, not the wait for a reply,
+   * so a server that hangs (rather than refusing connections) would hold callers forever.
+   */
+  run<T>(fn: (redis: RedisClientType) => Promise<T>, kind: CallKind = 'read'): Promise<T> {
+    return this.breaker.run(() => this.deadlines.wrap(fn(this.commands)), kind);
+  }
+
+  /** Runs commands with the timeout but around the breaker (for its own recovery work). */
+  runUnguarded<T>(fn: (redis: RedisClientType) => Promise<T>): Promise<T> {
+    return this.deadlines.wrap(fn(this.commands));
+  }
+
+  /**
+   * Connects both connections. A Redis that is down at start is not an error (it only makes
+   * things slower): the breaker starts open and the client keeps reconnecting.
+   */
+  ready(): Promise<void> {
+    this.starting ??= (async () => {
+      const wait = this.options.connectTimeoutMs ?? 2_000;
+      const connected = await withTimeout(this.connection.connect().then(() => true), wait + 500).catch(() => false);
+      void withTimeout(this.subscriber.connect(), wait + 500).catch(() => undefined);
+      if (!connected) {
+        this.connectedOnce = true;
+        this.breaker.trip(new Error('redis unreachable at start'));
+        return;
+      }
+      this.connectedOnce = true;
+      await this.checkVersion();
+      // Nothing can be stale yet in this process, but other instances may have left repairs.
+      this.breaker.trip(new Error('starting'));
+      await this.breaker.recover();
+    })();
+    return this.starting;
+  }
+
+  private async checkVersion(): Promise<void> {
+    let server: { info(section: string): Promise<unknown> } = this.commands;
+    if (this.cluster) {
+      const cluster = this.connection as RedisClusterType;
+      const master = cluster.masters[0];
+      if (!master) return;
+      server = await cluster.nodeClient(master);
+    }
+    const info = await server.info('server').catch(() => '');
+    const match = /redis_version:(\d+)\./.exec(String(info));
+    if (match && Number(match[1]) < MIN_REDIS_MAJOR) {
+      throw new Error(`Redis ${match[1]}.x is too old: agent-sessions needs Redis ${MIN_REDIS_MAJOR}.2 or newer (GETEX, ZADD GT)`);
+    }
+  }
+
+  private async probe(): Promise<void> {
+    // A keyed read works on a standalone server and on a Cluster alike.
+    await withTimeout(this.commands.get(this.keys.global('probe')), this.commandTimeoutMs);
+  }
+
+  async check(): Promise<DependencyHealth> {
+    const started = performance.now();
+    try {
+      if (this.breaker.state !== 'closed') throw new Error(`circuit ${this.breaker.state}: ${this.lastError ?? 'unreachable'}`);
+      await this.probe();
+      return { name: 'redis', ok: true, latencyMs: performance.now() - started };
+    } catch (err) {
+      return { name: 'redis', ok: false, latencyMs: performance.now() - started, error: (err as Error).message };
+    }
+  }
+
+  healthCheck(): HealthCheck {
+    return { name: 'redis', check: () => this.check() };
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await Promise.all(
+        [this.subscriber, this.connection].map(async (c) => {
+          const client = c as unknown as { isOpen: boolean; isReady?: boolean; close(): Promise<void>; destroy(): void };
+          if (!client.isOpen) return;
+          // A client still trying to reach a dead server would wait for it to close politely.
+          if (client.isReady === false || !this.breaker.isClosed) return client.destroy();
+          await client.close().catch(() => client.destroy());
+        }),
+      );
+    })();
+    return this.closing;
+  }
+}
+
+export class RedisTimeoutError extends Error {
+  override name = 'RedisTimeoutError';
+}
+
+/**
+ * Deadlines for in-flight calls, checked by one timer instead of one timer per call (a hot
+ * path: every cache read). A call fails between `ms` and `ms` + 1/10 of `ms` after it began.
+ */
+class Deadlines {
+  private readonly pending = new Set<{ at: number; fail: () => void }>();
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly ms: number) {}
+
+  wrap<T>(promise: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const entry = {
+        at: performance.now() + this.ms,
+        fail: () => reject(new RedisTimeoutError(`no reply from redis within ${this.ms} ms`)),
+      };
+      this.pending.add(entry);
+      this.timer ??= this.start();
+      promise.then(
+        (v) => {
+          this.pending.delete(entry);
+          resolve(v);
+        },
+        (err: unknown) => {
+          this.pending.delete(entry);
+          reject(err as Error);
+        },
+      );
+    });
+  }
+
+  private start(): NodeJS.Timeout {
+    const timer = setInterval(() => {
+      const now = performance.now();
+      for (const entry of this.pending) {
+        if (entry.at <= now) {
+          this.pending.delete(entry);
+          entry.fail();
+        }
+      }
+      if (this.pending.size === 0) {
+        clearInterval(timer);
+        this.timer = null;
+      }
+    }, Math.max(5, Math.floor(this.ms / 10)));
+    timer.unref();
+    return timer;
+  }
+}

@@ -1,0 +1,9 @@
+/** The Lua scripts of the session cache and session leases (see scripts/*.lua for each header). */
+import { LuaScript } from './lua-script.js';
+
+export const SCRIPTS = {
+  casSet: LuaScript.load('casSet-1'),
+  indexSession: LuaScript.load('indexSession-2'),
+  lockExtend: LuaScript.load('lockExtend-1'),
+  lockRelease: LuaScript.load('lockRelease-1'),
+} as const;
