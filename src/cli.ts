@@ -1,0 +1,186 @@
+#!/usr/bin/env node
+/**
+ * agent-sessions command line: serve | migrate | keys (create, list, revoke).
+ * Configuration comes from the environment (and .env); flags override it.
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { config as loadDotenv } from 'dotenv';
+import { pino, type Logger } from 'pino';
+import { SCOPES, type Scope } from './core/api-keys.js';
+import { isUuid } from './core/ids.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { migrate } from './adapters/postgres/migrator.js';
+import { createSessions, openDatabase, type Sessions } from './sessions.js';
+import { buildApp } from './server/app.js';
+
+const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+const USAGE = `agent-sessions ${VERSION}
+
+Usage:
+  agent-sessions serve [--port N] [--host H] [--data-dir DIR] [--no-auth]
+  agent-sessions migrate
+  agent-sessions keys create --tenant T --scopes read,write,runs[,admin] [--name NAME] [--root]
+  agent-sessions keys list [--tenant T]
+  agent-sessions keys revoke <id>
+
+A --root key (admin scope) manages every tenant's keys under /v1/admin/keys; any other
+admin key manages only its own tenant's.
+
+Configuration is read from the environment and a .env file; see .env.example.`;
+
+function fail(message: string): never {
+  process.stderr.write(`agent-sessions: ${message}\n`);
+  process.exit(2);
+}
+
+function configFromFlags(values: Record<string, string | boolean | undefined>): Partial<Config> {
+  const overrides: Partial<Config> = {};
+  if (typeof values.port === 'string') {
+    const port = Number(values.port);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`--port must be 0 to 65535, got ${values.port}`);
+    overrides.port = port;
+  }
+  if (typeof values.host === 'string') overrides.host = values.host;
+  if (typeof values['data-dir'] === 'string') overrides.dataDir = values['data-dir'];
+  if (values['no-auth'] === true) overrides.noAuth = true;
+  return overrides;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
+async function serve(overrides: Partial<Config>, logger: Logger): Promise<void> {
+  const config = loadConfig(process.env, overrides);
+  if (config.noAuth && !LOOPBACK.has(config.host)) {
+    fail(`--no-auth is for loopback development only; HOST is ${config.host}`);
+  }
+  const sessions = await createSessions({ ...config, logger });
+  await ensureAdminKey(sessions, logger);
+  const app = await buildApp({ sessions, logger, noAuth: config.noAuth, version: VERSION });
+
+  let stopping: Promise<void> | null = null;
+  const stop = (signal: string) => {
+    stopping ??= (async () => {
+      logger.info({ signal }, 'shutting down');
+      const timer = setTimeout(() => process.exit(1), 10_000).unref();
+      await app.close();
+      await sessions.close();
+      clearTimeout(timer);
+      logger.info('stopped');
+    })();
+    return stopping;
+  };
+  process.once('SIGINT', () => void stop('SIGINT'));
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+
+  const address = await app.listen({ port: config.port, host: config.host });
+  logger.info(
+    { address, mode: sessions.mode, instanceId: config.instanceId, dataDir: sessions.mode === 'embedded' ? config.dataDir : undefined },
+    `agent-sessions listening on ${address}`,
+  );
+}
+
+/** Embedded mode with no key at all: make the first admin key, print it once, keep its hash. */
+async function ensureAdminKey(sessions: Sessions, logger: Logger): Promise<void> {
+  const { config } = sessions;
+  if (config.noAuth || config.adminApiKey || (await sessions.apiKeys.hasKeys())) return;
+  if (sessions.mode !== 'embedded') {
+    logger.warn('no API key exists: set ADMIN_API_KEY or run `agent-sessions keys create --tenant default --scopes admin`');
+    return;
+  }
+  const { key } = await sessions.apiKeys.create({ tenant: 'default', scopes: ['admin'], name: 'bootstrap admin', root: true });
+  process.stdout.write(
+    `\n  First start: an admin API key was generated. It is shown only this once; only its hash is stored.\n\n` +
+      `    ${key}\n\n  Use it as: curl -H "Authorization: Bearer ${key}" http://${config.host}:${config.port}/v1/sessions\n\n`,
+  );
+}
+
+function parseScopes(raw: string | undefined): Scope[] {
+  const scopes = (raw ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  if (scopes.length === 0) fail(`--scopes is required (any of ${SCOPES.join(', ')})`);
+  for (const s of scopes) if (!SCOPES.includes(s as Scope)) fail(`unknown scope ${s}; use ${SCOPES.join(', ')}`);
+  return scopes as Scope[];
+}
+
+async function keys(args: string[], values: Record<string, string | boolean | undefined>, logger: Logger): Promise<void> {
+  const sessions = await createSessions({ ...configFromFlags(values), logger });
+  try {
+    const [sub, id] = args;
+    if (sub === 'create') {
+      const tenant = typeof values.tenant === 'string' ? values.tenant : fail('--tenant is required');
+      if (!/^[\w.-]{1,64}$/.test(tenant)) fail('--tenant may hold letters, digits and _ . - (1 to 64)');
+      const name = typeof values.name === 'string' ? values.name : null;
+      const root = values.root === true;
+      const scopes = parseScopes(values.scopes as string);
+      if (root && !scopes.includes('admin')) fail('--root needs the admin scope');
+      const { record, key } = await sessions.apiKeys.create({ tenant, scopes, name, root });
+      process.stdout.write(`${JSON.stringify({ id: record.id, key, tenant, scopes: record.scopes, name, root })}\n`);
+    } else if (sub === 'list') {
+      const list = await sessions.apiKeys.list(typeof values.tenant === 'string' ? values.tenant : undefined);
+      for (const k of list) {
+        const { hash: _hash, ...shown } = k;
+        process.stdout.write(`${JSON.stringify(shown)}\n`);
+      }
+    } else if (sub === 'revoke') {
+      if (!id || !isUuid(id)) fail('keys revoke needs a key id (UUID)');
+      const record = await sessions.apiKeys.revoke(id);
+      if (!record) fail(`no key ${id}`);
+      process.stdout.write(`revoked ${record.id}\n`);
+    } else {
+      fail(`unknown keys command ${sub ?? ''}\n${USAGE}`);
+    }
+  } finally {
+    await sessions.close();
+  }
+}
+
+async function main(): Promise<void> {
+  loadDotenv({ quiet: true });
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      port: { type: 'string' },
+      host: { type: 'string' },
+      'data-dir': { type: 'string' },
+      'no-auth': { type: 'boolean' },
+      tenant: { type: 'string' },
+      scopes: { type: 'string' },
+      name: { type: 'string' },
+      root: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean', short: 'v' },
+    },
+  });
+  if (values.version) return void process.stdout.write(`${VERSION}\n`);
+  const [command, ...rest] = positionals;
+  if (values.help || command === undefined) return void process.stdout.write(`${USAGE}\n`);
+  // Validated first, so a bad LOG_LEVEL (or anything else) is a clear message, not a stack.
+  const logger = pino({ level: loadConfig(process.env).logLevel, base: { pid: process.pid } });
+  switch (command) {
+    case 'serve':
+      return serve(configFromFlags(values), logger);
+    case 'migrate': {
+      const config = loadConfig(process.env, configFromFlags(values));
+      const db = openDatabase(config);
+      try {
+        await db.ready();
+        const result = await migrate(db);
+        process.stdout.write(`schema at version ${result.version}; applied: ${result.applied.join(', ') || 'nothing'}\n`);
+      } finally {
+        await db.close();
+      }
+      return;
+    }
+    case 'keys':
+      return keys(rest, values, logger);
+    default:
+      fail(`unknown command ${command}\n${USAGE}`);
+  }
+}
+
+main().catch((err: unknown) => {
+  if (err instanceof ConfigError) fail(err.message);
+  process.stderr.write(`agent-sessions: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

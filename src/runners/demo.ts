@@ -1,0 +1,75 @@
+/**
+ * The demo agent (the default runner): streams a reply word by word with a small delay, so
+ * streaming, resume, interrupt and input can be tried with nothing installed.
+ *
+ * Input: a string, or `{ text?, words?, delay_ms? }` (reply length in words, at most
+ * 10,000; delay per word, at most 1,000 ms). Input sent while it streams is answered after
+ * the reply; an interrupt stops it between two words.
+ */
+import type { Runner } from '../core/runs.js';
+import { sleep } from '../core/abort.js';
+
+export interface DemoRunnerOptions {
+  /** Default delay between words. */
+  wordDelayMs?: number;
+  /** Default reply length in words. */
+  words?: number;
+}
+
+const FILLER = (
+  'agent sessions keeps the state of every run in PostgreSQL streams its output through Redis and lets any ' +
+  'instance interrupt it or feed it input so a reader can move between servers without losing a word'
+).split(' ');
+
+interface DemoInput {
+  text: string;
+  words: number;
+  delayMs: number;
+}
+
+function parse(input: unknown, defaults: Required<DemoRunnerOptions>): DemoInput {
+  const clamp = (v: unknown, max: number, fallback: number) =>
+    typeof v === 'number' && Number.isFinite(v) ? Math.min(Math.max(0, Math.floor(v)), max) : fallback;
+  if (typeof input === 'string') return { text: input, words: defaults.words, delayMs: defaults.wordDelayMs };
+  const o = typeof input === 'object' && input !== null ? (input as Record<string, unknown>) : {};
+  return {
+    text: typeof o.text === 'string' ? o.text : '',
+    words: clamp(o.words, 10_000, defaults.words),
+    delayMs: clamp(o.delay_ms, 1_000, defaults.wordDelayMs),
+  };
+}
+
+function reply(text: string, words: number): string[] {
+  const opening = text ? `You said: "${text.slice(0, 200)}".`.split(' ') : ['Hello.'];
+  const out = [...opening];
+  for (let i = 0; out.length < Math.max(words, opening.length); i++) out.push(FILLER[i % FILLER.length] as string);
+  return out;
+}
+
+export function demoRunner(options: DemoRunnerOptions = {}): Runner {
+  const defaults = { wordDelayMs: options.wordDelayMs ?? 40, words: options.words ?? 24 };
+  return async (run) => {
+    const { text, words, delayMs } = parse(run.input, defaults);
+    const received: unknown[] = [];
+    // Collects input while the reply streams; the iteration ends with the run.
+    void (async () => {
+      for await (const input of run.inputs) {
+        received.push(input);
+        await run.emit({ type: 'status', data: { state: 'input_received', input } });
+      }
+    })().catch(() => undefined);
+    const say = async (parts: string[]) => {
+      for (const [i, word] of parts.entries()) {
+        await sleep(delayMs, run.signal);
+        await run.emit({ type: 'text', data: { text: i === 0 ? word : ` ${word}` } });
+      }
+    };
+    await say(reply(text, words));
+    while (received.length > 0) {
+      const next = received.shift();
+      const said = typeof next === 'string' ? next : JSON.stringify(next);
+      await say(['\n', ...reply(said, Math.min(words, 12))]);
+    }
+    run.signal.throwIfAborted();
+  };
+}

@@ -1,0 +1,116 @@
+/**
+ * The Fastify application: schema-first routes over a `Sessions` object, problem+json
+ * errors, API-key auth and the OpenAPI document at /docs/json (UI at /docs).
+ */
+import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { Ajv } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import type { Sessions } from '../sessions.js';
+import { registerAuth } from './auth.js';
+import { frameworkErrors, registerErrorHandling } from './errors.js';
+import { registerRateLimit } from './limits.js';
+import { adminKeyRoutes } from './routes/admin-keys.js';
+import { consoleRoutes } from './routes/console.js';
+import { healthRoutes } from './routes/health.js';
+import { itemRoutes } from './routes/items.js';
+import { runRoutes } from './routes/runs.js';
+import { sessionRoutes } from './routes/sessions.js';
+import { eventRoutes } from './routes/events.js';
+import { statsRoutes } from './routes/stats.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Fires when the client goes away before the response is sent. */
+    abortSignal: AbortSignal;
+  }
+}
+
+export interface BuildAppOptions {
+  sessions: Sessions;
+  logger?: FastifyServerOptions['loggerInstance'] | boolean;
+  /** Serve /v1 without API keys (loopback development only). */
+  noAuth?: boolean;
+  version?: string;
+}
+
+// ajv-formats is published as CommonJS with a default export.
+const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
+
+function ajv(coerce: boolean): Ajv {
+  return addFormats(
+    new Ajv({
+      // Unknown fields are an error, never silently dropped; body types are never coerced.
+      removeAdditional: false,
+      coerceTypes: coerce ? 'array' : false,
+      useDefaults: true,
+      allErrors: false,
+      strict: false,
+    }),
+  );
+}
+
+export async function buildApp(options: BuildAppOptions): Promise<FastifyInstance> {
+  const { sessions } = options;
+  const logger = options.logger;
+  const app = Fastify({
+    ...(typeof logger === 'object' ? { loggerInstance: logger } : { logger: logger ?? false }),
+    bodyLimit: sessions.config.bodyLimitBytes,
+    return503OnClosing: true,
+    forceCloseConnections: true,
+    routerOptions: { maxParamLength: 200 },
+    requestIdHeader: 'x-request-id',
+    frameworkErrors,
+    // Per-request lines would double the cost of a hot route; errors are still logged.
+    logController: new LogController({ disableRequestLogging: true }),
+  });
+
+  const bodyAjv = ajv(false);
+  const queryAjv = ajv(true);
+  app.setValidatorCompiler(({ schema, httpPart }) =>
+    httpPart === 'body' ? bodyAjv.compile(schema) : queryAjv.compile(schema),
+  );
+
+  app.decorateRequest('abortSignal', null as unknown as AbortSignal);
+  app.addHook('onRequest', async (request, reply) => {
+    const controller = new AbortController();
+    request.abortSignal = controller.signal;
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) controller.abort(new DOMException('client went away', 'AbortError'));
+    });
+  });
+
+  registerErrorHandling(app);
+  registerAuth(app, sessions.apiKeys, { disabled: options.noAuth ?? false });
+  registerRateLimit(app, sessions.rateLimiter);
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'agent-sessions',
+        description: 'Distributed session state for AI-agent servers',
+        version: options.version ?? '0.1.0',
+      },
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer' },
+          apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
+        },
+      },
+      security: [{ bearer: [] }, { apiKey: [] }],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  consoleRoutes(app);
+  healthRoutes(app, sessions);
+  sessionRoutes(app, sessions);
+  itemRoutes(app, sessions);
+  runRoutes(app, sessions);
+  adminKeyRoutes(app, sessions);
+  eventRoutes(app, sessions);
+  statsRoutes(app, sessions);
+  return app;
+}

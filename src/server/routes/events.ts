@@ -1,0 +1,114 @@
+/**
+ * GET /v1/events: the tenant's events as Server-Sent Events, served from the outbox (no broker
+ * needed). `id:` is the event id; a client that reconnects with `Last-Event-ID` (or `?after=`)
+ * continues with no gap and no duplicate. Comment lines keep idle connections alive.
+ */
+import { once } from 'node:events';
+import type { ServerResponse } from 'node:http';
+import type { FastifyInstance } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { ValidationError } from '../../core/errors.js';
+import type { EventEnvelope } from '../../core/ports.js';
+import type { Sessions } from '../../sessions.js';
+import { holdConnectionSlot } from '../limits.js';
+import { Problem } from '../schemas.js';
+
+const EventId = Type.String({ pattern: '^[0-9]{1,15}$', description: 'An event id' });
+
+export const EventsQuery = Type.Object(
+  {
+    after: Type.Optional({ ...EventId, description: 'Start after this event id (Last-Event-ID wins when both are sent)' }),
+    type: Type.Optional(
+      Type.Array(Type.String({ maxLength: 400 }), {
+        maxItems: 20,
+        description: 'Only these event types (repeat the parameter or separate with commas)',
+      }),
+    ),
+    session_id: Type.Optional(Type.String({ format: 'uuid', description: 'Only this session’s events' })),
+  },
+  { additionalProperties: false },
+);
+
+export function eventJson(e: EventEnvelope): Record<string, unknown> {
+  return { id: e.id, type: e.type, tenant_id: e.tenantId, session_id: e.sessionId, occurred_at: e.occurredAt, data: e.data };
+}
+
+function frame(e: EventEnvelope): string {
+  return `id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(eventJson(e))}\n\n`;
+}
+
+/** Writes, waiting for the socket to drain when its buffer is full (a slow reader slows the feed, not the server). */
+async function write(res: ServerResponse, chunk: string, signal: AbortSignal): Promise<void> {
+  if (res.write(chunk)) return;
+  await once(res, 'drain', { signal });
+}
+
+export function eventRoutes(app: FastifyInstance, sessions: Sessions): void {
+  const r = app.withTypeProvider<TypeBoxTypeProvider>();
+
+  r.get('/v1/events', {
+    config: { scope: 'read' },
+    schema: {
+      tags: ['events'],
+      summary: 'Event feed (SSE), resumable with Last-Event-ID',
+      description:
+        'text/event-stream of the tenant’s events: `id: <event id>`, `event: <type>`, `data: <envelope JSON>` ' +
+        '(id, type, tenant_id, session_id, occurred_at, data). Without `after` or `Last-Event-ID` it starts with ' +
+        'events committed from now on.',
+      produces: ['text/event-stream'],
+      querystring: EventsQuery,
+      headers: Type.Object({ 'last-event-id': Type.Optional(Type.String({ maxLength: 64 })) }),
+      response: { 400: Problem, 401: Problem, 403: Problem, 429: Problem },
+    },
+  }, async (request, reply) => {
+    const lastEventId = request.headers['last-event-id'];
+    let after: number | undefined;
+    if (typeof lastEventId === 'string' && lastEventId !== '') {
+      if (!/^[0-9]{1,15}$/.test(lastEventId)) throw new ValidationError('Last-Event-ID must be an event id', { field: 'last-event-id' });
+      after = Number(lastEventId);
+    } else if (request.query.after !== undefined) {
+      after = Number(request.query.after);
+    }
+    const types = request.query.type?.flatMap((t) => t.split(',')).map((t) => t.trim()).filter(Boolean);
+    const signal = request.abortSignal;
+    // Validates before anything is sent, so bad input is a plain 400.
+    const feed = sessions.events.subscribe({
+      tenant: request.principal.tenant,
+      after,
+      types,
+      sessionId: request.query.session_id,
+      signal,
+    });
+    const headers = {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache, no-transform',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    };
+    // HEAD (which Fastify answers with this handler) gets the headers of the stream, not the stream.
+    if (request.method === 'HEAD') return reply.headers(headers).send(undefined as never);
+    await holdConnectionSlot(request, reply, sessions.connectionLimiter);
+
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, headers);
+    res.write('retry: 2000\n: connected\n\n');
+    const heartbeat = setInterval(() => {
+      if (!res.writableEnded) res.write(': heartbeat\n\n');
+    }, sessions.config.sseHeartbeatMs);
+    try {
+      for await (const event of feed) await write(res, frame(event), signal);
+    } catch (err) {
+      if (!signal.aborted && !res.writableEnded) {
+        // The client reconnects with Last-Event-ID and loses nothing.
+        const code = (err as { code?: unknown }).code === 'unavailable' ? 'unavailable' : 'internal';
+        request.log.warn({ err }, 'event feed ended');
+        res.write(`event: error\ndata: ${JSON.stringify({ code })}\n\n`);
+      }
+    } finally {
+      clearInterval(heartbeat);
+      if (!res.writableEnded) res.end();
+    }
+  });
+}

@@ -1,0 +1,73 @@
+import type { FastifyInstance } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Sessions } from '../../sessions.js';
+import { itemJson } from '../json.js';
+import {
+  AppendItemsBody,
+  AppendItemsResponse,
+  ClearResponse,
+  IfMatchHeaders,
+  ItemPage,
+  ListItemsQuery,
+  PopResponse,
+  Problem,
+  SessionIdParams,
+} from '../schemas.js';
+import { callOptions, writeOptions } from './sessions.js';
+
+const errors = { 400: Problem, 401: Problem, 404: Problem, 409: Problem, 413: Problem };
+const tags = ['items'];
+
+export function itemRoutes(app: FastifyInstance, sessions: Sessions): void {
+  const r = app.withTypeProvider<TypeBoxTypeProvider>();
+
+  r.get('/v1/sessions/:id/items', {
+    config: { scope: 'read' },
+    schema: {
+      tags,
+      summary: 'Conversation history: a page by cursor, or the last N turns',
+      params: SessionIdParams,
+      querystring: ListItemsQuery,
+      response: { 200: ItemPage, ...errors },
+    },
+  }, async (request) => {
+    const q = request.query;
+    const page = await sessions.items.list(
+      request.params.id,
+      { cursor: q.cursor, limit: q.limit, lastTurns: q.last_turns },
+      callOptions(request),
+    );
+    return { items: page.items.map(itemJson), next_cursor: page.nextCursor };
+  });
+
+  r.post('/v1/sessions/:id/items', {
+    config: { scope: 'write' },
+    schema: {
+      tags,
+      summary: 'Append items',
+      params: SessionIdParams,
+      headers: IfMatchHeaders,
+      body: AppendItemsBody,
+      response: { 201: AppendItemsResponse, ...errors },
+    },
+  }, async (request, reply) => {
+    const result = await sessions.items.append(request.params.id, request.body.items, writeOptions(request));
+    return reply.status(201).send({ items: result.items.map(itemJson), session_version: result.session.version });
+  });
+
+  r.delete('/v1/sessions/:id/items', {
+    config: { scope: 'write' },
+    schema: { tags, summary: 'Clear the history', params: SessionIdParams, headers: IfMatchHeaders, response: { 200: ClearResponse, ...errors } },
+  }, async (request) => {
+    const result = await sessions.items.clear(request.params.id, writeOptions(request));
+    return { removed: result.removed, session_version: result.session.version };
+  });
+
+  r.delete('/v1/sessions/:id/items/last', {
+    config: { scope: 'write' },
+    schema: { tags, summary: 'Pop the last item', params: SessionIdParams, headers: IfMatchHeaders, response: { 200: PopResponse, ...errors } },
+  }, async (request) => {
+    const result = await sessions.items.pop(request.params.id, writeOptions(request));
+    return { item: result.item ? itemJson(result.item) : null, session_version: result.session.version };
+  });
+}

@@ -1,0 +1,175 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { NotFoundError, ValidationError } from '../../core/errors.js';
+import type { CallOptions, CreateSessionInput, UpdateSessionInput, WriteOptions } from '../../core/types.js';
+import type { Sessions } from '../../sessions.js';
+import { etag, fromSnake, parseIfMatch, sessionJson } from '../json.js';
+import {
+  BatchDeleteBody,
+  BatchDeleteResponse,
+  BatchGetBody,
+  BatchGetResponse,
+  CountersBody,
+  CreateSessionBody,
+  DeleteQuery,
+  ForkBody,
+  IfMatchHeaders,
+  ListSessionsQuery,
+  Problem,
+  Session,
+  SessionIdParams,
+  SessionPage,
+  UpdateSessionBody,
+} from '../schemas.js';
+
+export function callOptions(request: FastifyRequest): CallOptions {
+  return { tenant: request.principal.tenant, signal: request.abortSignal };
+}
+
+/** Call options plus the `If-Match` precondition, if any. */
+export function writeOptions(request: FastifyRequest): WriteOptions {
+  const expected = parseIfMatch(request.headers['if-match']);
+  if (expected === 'invalid') throw new ValidationError('If-Match must be a quoted version, e.g. "3"');
+  return expected === undefined ? callOptions(request) : { ...callOptions(request), expectedVersion: expected };
+}
+
+const errors = { 400: Problem, 401: Problem, 404: Problem, 409: Problem, 413: Problem };
+const tags = ['sessions'];
+
+export function sessionRoutes(app: FastifyInstance, sessions: Sessions): void {
+  const r = app.withTypeProvider<TypeBoxTypeProvider>();
+
+  r.post('/v1/sessions', {
+    config: { scope: 'write' },
+    schema: { tags, summary: 'Create a session', body: CreateSessionBody, response: { 201: Session, ...errors } },
+  }, async (request, reply) => {
+    const session = await sessions.create(fromSnake<CreateSessionInput>(request.body), callOptions(request));
+    return reply.status(201).header('etag', etag(session.version)).header('location', `/v1/sessions/${session.id}`)
+      .send(sessionJson(session));
+  });
+
+  r.get('/v1/sessions', {
+    config: { scope: 'read' },
+    schema: { tags, summary: 'List sessions (newest first)', querystring: ListSessionsQuery, response: { 200: SessionPage, ...errors } },
+  }, async (request) => {
+    const q = request.query;
+    const page = await sessions.list(
+      { userId: q.user_id, status: q.status, updatedAfter: q.updated_after, cursor: q.cursor, limit: q.limit },
+      callOptions(request),
+    );
+    return { sessions: page.items.map(sessionJson), next_cursor: page.nextCursor };
+  });
+
+  r.get('/v1/sessions/:id', {
+    config: { scope: 'read' },
+    schema: { tags, summary: 'Get a session (ETag = version)', params: SessionIdParams, response: { 200: Session, ...errors } },
+  }, async (request, reply) => {
+    const session = await sessions.get(request.params.id, callOptions(request));
+    void reply.header('etag', etag(session.version));
+    if (request.headers['if-none-match'] === etag(session.version)) return reply.status(304).send(undefined as never);
+    return sessionJson(session);
+  });
+
+  r.patch('/v1/sessions/:id', {
+    config: { scope: 'write' },
+    schema: {
+      tags,
+      summary: 'Update a session (metadata merge, status change; If-Match supported)',
+      params: SessionIdParams,
+      headers: IfMatchHeaders,
+      body: UpdateSessionBody,
+      response: { 200: Session, ...errors },
+    },
+  }, async (request, reply) => {
+    const session = await sessions.update(request.params.id, fromSnake<UpdateSessionInput>(request.body), writeOptions(request));
+    return reply.header('etag', etag(session.version)).send(sessionJson(session));
+  });
+
+  r.post('/v1/sessions/:id/touch', {
+    config: { scope: 'write' },
+    schema: { tags, summary: 'Extend expiry', params: SessionIdParams, headers: IfMatchHeaders, response: { 200: Session, ...errors } },
+  }, async (request, reply) => {
+    const session = await sessions.touch(request.params.id, writeOptions(request));
+    return reply.header('etag', etag(session.version)).send(sessionJson(session));
+  });
+
+  r.post('/v1/sessions/:id/counters', {
+    config: { scope: 'write' },
+    schema: {
+      tags,
+      summary: 'Atomically increment counters',
+      params: SessionIdParams,
+      headers: IfMatchHeaders,
+      body: CountersBody,
+      response: { 200: Session, ...errors },
+    },
+  }, async (request, reply) => {
+    const session = await sessions.incrementCounters(request.params.id, fromSnake(request.body), writeOptions(request));
+    return reply.header('etag', etag(session.version)).send(sessionJson(session));
+  });
+
+  r.delete('/v1/sessions/:id', {
+    config: { scope: 'write' },
+    schema: {
+      tags,
+      summary: 'Terminate a session (reason); ?purge=true deletes it with everything it holds',
+      params: SessionIdParams,
+      querystring: DeleteQuery,
+      headers: IfMatchHeaders,
+      response: { 200: Session, 204: { type: 'null', description: 'purged' }, ...errors },
+    },
+  }, async (request, reply) => {
+    const { id } = request.params;
+    if (request.query.purge) {
+      // A purge removes every version at once; a precondition on one would be misleading.
+      if (request.headers['if-match'] !== undefined) throw new ValidationError('If-Match cannot be combined with purge=true');
+      const opts = callOptions(request);
+      if (!(await sessions.purge(id, opts))) throw new NotFoundError('session', id);
+      return reply.status(204).send(null);
+    }
+    const session = await sessions.terminate(id, request.query.reason ?? 'terminated', writeOptions(request));
+    return reply.header('etag', etag(session.version)).send(sessionJson(session));
+  });
+
+  r.post('/v1/sessions/:id/fork', {
+    config: { scope: 'write' },
+    schema: {
+      tags,
+      summary: 'Fork: a new session with parent_session_id and a copy of the items',
+      params: SessionIdParams,
+      body: ForkBody,
+      response: { 201: Session, ...errors },
+    },
+  }, async (request, reply) => {
+    const session = await sessions.fork(request.params.id, fromSnake<CreateSessionInput>(request.body ?? {}), callOptions(request));
+    return reply.status(201).header('etag', etag(session.version)).header('location', `/v1/sessions/${session.id}`)
+      .send(sessionJson(session));
+  });
+
+  // `::` escapes the colon, so the path is literally /v1/sessions:batch-get.
+  r.post('/v1/sessions::batch-get', {
+    config: { scope: 'read' },
+    schema: { tags, summary: 'Get several sessions in one call', body: BatchGetBody, response: { 200: BatchGetResponse, ...errors } },
+  }, async (request) => {
+    const found = await sessions.getMany(request.body.ids, callOptions(request));
+    const ids = new Set(found.map((s) => s.id));
+    return {
+      sessions: found.map(sessionJson),
+      not_found: [...new Set(request.body.ids.map((i) => i.toLowerCase()))].filter((i) => !ids.has(i)),
+    };
+  });
+
+  r.post('/v1/sessions::batch-delete', {
+    config: { scope: 'write' },
+    schema: {
+      tags,
+      summary: 'Terminate (or purge) several sessions in one call',
+      body: BatchDeleteBody,
+      response: { 200: BatchDeleteResponse, ...errors },
+    },
+  }, async (request) => {
+    const { ids, purge, reason } = request.body;
+    const result = await sessions.deleteMany(ids, { purge, reason }, callOptions(request));
+    return { deleted: result.deleted, not_found: result.notFound };
+  });
+}
