@@ -1,0 +1,120 @@
+/**
+ * PostgreSQL-only distributed mode (DATABASE_URL without REDIS_URL): each instance has a
+ * near cache, kept coherent over LISTEN/NOTIFY. PostgreSQL delivers a notification to each
+ * listening connection on its own schedule, so another instance sees a write once its copy
+ * has arrived (milliseconds), not strictly on the very next read: these tests wait for it
+ * within a bound (docs/distributed.md).
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSessions, type Sessions } from '../../src/sessions.js';
+import { freshDatabase, requireServices, type FreshDatabase } from '../setup/harness.js';
+
+const suite = 'distributed/postgres-only';
+const ready = requireServices(['postgres'], suite);
+
+/** Polls `read` until `ok` holds, for at most `ms`; returns how long it took. */
+async function within(ms: number, read: () => Promise<boolean>): Promise<number> {
+  const started = Date.now();
+  while (!(await read())) {
+    if (Date.now() - started > ms) throw new Error(`not visible within ${ms} ms`);
+    await sleep(1);
+  }
+  return Date.now() - started;
+}
+
+describe.skipIf(!ready)(suite, () => {
+  let db: FreshDatabase;
+  let a: Sessions;
+  let b: Sessions;
+
+  beforeAll(async () => {
+    db = await freshDatabase();
+    a = await createSessions({ env: { DATABASE_URL: db.url, INSTANCE_ID: 'a' } });
+    b = await createSessions({ env: { DATABASE_URL: db.url, INSTANCE_ID: 'b' } });
+  });
+
+  afterAll(async () => {
+    await a?.close();
+    await b?.close();
+    await db?.drop();
+  });
+
+  it('has a near cache in front of PostgreSQL', async () => {
+    const s = await a.create();
+    await a.get(s.id);
+    await a.get(s.id);
+    expect(a.cacheStats().near?.hits).toBeGreaterThan(0);
+  });
+
+  it('create on A, read on B; an update on B reaches A’s near cache within the bound', async () => {
+    const s = await a.create({ title: 'one' });
+    expect((await b.get(s.id)).title).toBe('one');
+    await a.get(s.id);
+    const lags: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const u = await b.update(s.id, { title: `v${i}` });
+      lags.push(await within(1_000, async () => (await a.get(s.id)).version === u.version));
+      await a.get(s.id);
+    }
+    expect(Math.max(...lags)).toBeLessThan(1_000);
+  });
+
+  it('a run started on A shows its session active on B, and idle again after, through B’s near cache', async () => {
+    const s = await a.create();
+    await b.get(s.id);
+    await b.get(s.id);
+    let release = () => undefined as void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const run = await a.runs.start(s.id, async () => held);
+    await within(1_000, async () => (await b.get(s.id)).status === 'active');
+    release();
+    await a.runs.wait(s.id, run.id);
+    await within(1_000, async () => (await b.get(s.id)).status !== 'active');
+  });
+
+  it('a delete on A is gone on B, even from B’s near cache', async () => {
+    const s = await a.create();
+    await b.get(s.id);
+    await b.get(s.id);
+    await a.purge(s.id);
+    await within(1_000, async () => (await b.find(s.id)) === null);
+  });
+
+  it('the invalidation is part of the write statement: a failing separate NOTIFY cannot leave B stale', async () => {
+    // A database where an unqualified pg_notify resolves to a function that always fails,
+    // so any notification sent as its own statement after the commit is lost. The write's
+    // own notification (pg_catalog.pg_notify, inside the statement) is not affected.
+    const broken = await freshDatabase();
+    const setup = await createSessions({ env: { DATABASE_URL: broken.url, INSTANCE_ID: 'setup' } });
+    await setup.db.exec(`
+      CREATE FUNCTION public.pg_notify(text, text) RETURNS void LANGUAGE plpgsql AS $$
+      BEGIN RAISE EXCEPTION 'notification lost'; END $$;
+      ALTER DATABASE ${broken.name} SET search_path = public, pg_catalog;`);
+    await setup.close();
+    const a2 = await createSessions({ env: { DATABASE_URL: broken.url, INSTANCE_ID: 'a2' } });
+    const b2 = await createSessions({ env: { DATABASE_URL: broken.url, INSTANCE_ID: 'b2' } });
+    try {
+      const s = await a2.create({ title: 'one' });
+      await b2.get(s.id);
+      await b2.get(s.id);
+      const u = await a2.update(s.id, { title: 'two' });
+      await within(1_000, async () => (await b2.get(s.id)).version === u.version);
+      await a2.purge(s.id);
+      await within(1_000, async () => (await b2.find(s.id)) === null);
+    } finally {
+      await a2.close();
+      await b2.close();
+      await broken.drop();
+    }
+  });
+
+  it('counters incremented on both instances are exact on both', async () => {
+    const s = await a.create();
+    await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).incrementCounters(s.id, { totalTurns: 1 })));
+    await within(1_000, async () => (await a.get(s.id)).totalTurns === 20);
+    await within(1_000, async () => (await b.get(s.id)).totalTurns === 20);
+    const rows = await a.db.query<{ total_turns: number }>('SELECT total_turns FROM sessions WHERE id = $1', [s.id]);
+    expect(Number(rows[0]?.total_turns)).toBe(20);
+  });
+});

@@ -1,0 +1,434 @@
+/**
+ * The session and item routes through app.inject(), on every configuration: status codes,
+ * problem+json bodies with stable codes, ETag/If-Match, concurrency, and that a rejected
+ * request changes nothing in the database.
+ */
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../../src/server/app.js';
+import type { Sessions } from '../../src/sessions.js';
+import { CONFIGURATIONS, type Backend } from '../conformance/configurations.js';
+import { requireServices } from '../setup/harness.js';
+
+const ADMIN_KEY = 'test-admin-key-0123456789abcdef';
+const auth = { authorization: `Bearer ${ADMIN_KEY}` };
+
+/** Row counts and the sum of versions: equal before and after a request that changed nothing. */
+async function snapshot(sessions: Sessions): Promise<string> {
+  const rows = await sessions.db.query<Record<string, unknown>>(`
+    SELECT (SELECT count(*) FROM sessions)::int AS sessions,
+           (SELECT coalesce(sum(version), 0) FROM sessions)::bigint::text AS versions,
+           (SELECT count(*) FROM session_items)::int AS items,
+           (SELECT count(*) FROM outbox)::int AS outbox,
+           (SELECT count(*) FROM api_keys)::int AS keys`);
+  return JSON.stringify(rows[0]);
+}
+
+function expectProblem(res: LightMyRequestResponse, status: number, code: string): void {
+  expect(res.statusCode, res.body).toBe(status);
+  expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+  const body = res.json() as { code: string; status: number; title: string; type: string };
+  expect(body.code).toBe(code);
+  expect(body.status).toBe(status);
+  expect(body.type).toBe(`urn:agent-sessions:problem:${code}`);
+}
+
+for (const configuration of CONFIGURATIONS) {
+  const suite = `http/sessions/${configuration.name}`;
+  const ready = requireServices(configuration.services, suite);
+
+  describe.skipIf(!ready)(suite, () => {
+    let backend: Backend;
+    let sessions: Sessions;
+    let app: FastifyInstance;
+
+    beforeAll(async () => {
+      backend = await configuration.prepare();
+      sessions = await backend.open({ ADMIN_API_KEY: ADMIN_KEY, METADATA_LIMIT_BYTES: '1024' });
+      app = await buildApp({ sessions });
+    });
+
+    afterAll(async () => {
+      await app?.close();
+      await sessions?.close();
+      await backend?.dispose();
+    });
+
+    const create = async (body: Record<string, unknown> = {}) => {
+      const res = await app.inject({ method: 'POST', url: '/v1/sessions', headers: auth, payload: body });
+      expect(res.statusCode, res.body).toBe(201);
+      return res.json() as { id: string; version: number; [k: string]: unknown };
+    };
+
+    it('requires an API key on /v1 and not on /health', async () => {
+      expectProblem(await app.inject({ method: 'GET', url: '/v1/sessions' }), 401, 'unauthorized');
+      expectProblem(
+        await app.inject({ method: 'GET', url: '/v1/sessions', headers: { authorization: 'Bearer nope' } }),
+        401,
+        'unauthorized',
+      );
+      const viaHeader = await app.inject({ method: 'GET', url: '/v1/sessions', headers: { 'x-api-key': ADMIN_KEY } });
+      expect(viaHeader.statusCode).toBe(200);
+      expect((await app.inject({ method: 'GET', url: '/health' })).json()).toEqual({ status: 'ok' });
+    });
+
+    it('reports readiness with each dependency', async () => {
+      const res = await app.inject({ method: 'GET', url: '/ready' });
+      expect(res.statusCode).toBe(200);
+      const body = res.json() as { status: string; dependencies: { name: string; ok: boolean; latency_ms: number }[] };
+      expect(body.status).toBe('ready');
+      expect(body.dependencies[0]).toMatchObject({ ok: true });
+      expect(body.dependencies[0]?.latency_ms).toBeGreaterThanOrEqual(0);
+    });
+
+    it('creates, reads with ETag, lists, updates with If-Match and terminates', async () => {
+      const created = await app.inject({
+        method: 'POST',
+        url: '/v1/sessions',
+        headers: auth,
+        payload: { user_id: 'alice', model: 'm1', metadata: { plan: 'pro', keep: 1 }, mcp_client_ids: ['fs'] },
+      });
+      expect(created.statusCode).toBe(201);
+      expect(created.headers.etag).toBe('"1"');
+      const s = created.json() as { id: string; version: number; status: string; metadata: object };
+      expect(created.headers.location).toBe(`/v1/sessions/${s.id}`);
+      expect(s).toMatchObject({ version: 1, status: 'idle', user_id: 'alice', mcp_client_ids: ['fs'] });
+
+      const got = await app.inject({ method: 'GET', url: `/v1/sessions/${s.id}`, headers: auth });
+      expect(got.statusCode).toBe(200);
+      expect(got.headers.etag).toBe('"1"');
+      const notModified = await app.inject({
+        method: 'GET',
+        url: `/v1/sessions/${s.id}`,
+        headers: { ...auth, 'if-none-match': '"1"' },
+      });
+      expect(notModified.statusCode).toBe(304);
+
+      const patched = await app.inject({
+        method: 'PATCH',
+        url: `/v1/sessions/${s.id}`,
+        headers: { ...auth, 'if-match': '"1"' },
+        payload: { title: 'T', metadata: { plan: null, tier: 2 }, status: 'active' },
+      });
+      expect(patched.statusCode, patched.body).toBe(200);
+      expect(patched.headers.etag).toBe('"2"');
+      expect(patched.json()).toMatchObject({ title: 'T', metadata: { keep: 1, tier: 2 }, status: 'active', version: 2 });
+
+      const stale = await app.inject({
+        method: 'PATCH',
+        url: `/v1/sessions/${s.id}`,
+        headers: { ...auth, 'if-match': '"1"' },
+        payload: { title: 'lost' },
+      });
+      expectProblem(stale, 409, 'version_conflict');
+
+      const list = await app.inject({ method: 'GET', url: '/v1/sessions?user_id=alice&limit=5', headers: auth });
+      expect((list.json() as { sessions: { id: string }[] }).sessions.map((x) => x.id)).toContain(s.id);
+
+      const terminated = await app.inject({ method: 'DELETE', url: `/v1/sessions/${s.id}?reason=done`, headers: auth });
+      expect(terminated.json()).toMatchObject({ status: 'terminated', end_reason: 'done' });
+      const afterEnd = await app.inject({ method: 'POST', url: `/v1/sessions/${s.id}/touch`, headers: auth });
+      expectProblem(afterEnd, 409, 'session_ended');
+
+      const purged = await app.inject({ method: 'DELETE', url: `/v1/sessions/${s.id}?purge=true`, headers: auth });
+      expect(purged.statusCode).toBe(204);
+      expectProblem(await app.inject({ method: 'GET', url: `/v1/sessions/${s.id}`, headers: auth }), 404, 'session_not_found');
+    });
+
+    it('lets exactly one of 50 concurrent PATCHes with the same If-Match win', async () => {
+      const s = await create();
+      const results = await Promise.all(
+        Array.from({ length: 50 }, (_, i) =>
+          app.inject({
+            method: 'PATCH',
+            url: `/v1/sessions/${s.id}`,
+            headers: { ...auth, 'if-match': '"1"' },
+            payload: { metadata: { writer: i } },
+          }),
+        ),
+      );
+      const codes = results.map((r) => r.statusCode);
+      expect(codes.filter((c) => c === 200)).toHaveLength(1);
+      expect(codes.filter((c) => c === 409)).toHaveLength(49);
+      const final = (await app.inject({ method: 'GET', url: `/v1/sessions/${s.id}`, headers: auth })).json();
+      expect(final).toMatchObject({ version: 2 });
+    });
+
+    it('counts 1,000 concurrent counter increments exactly', async () => {
+      const s = await create();
+      const results = await Promise.all(
+        Array.from({ length: 1000 }, () =>
+          app.inject({
+            method: 'POST',
+            url: `/v1/sessions/${s.id}/counters`,
+            headers: auth,
+            payload: { total_turns: 1, total_cost_usd: 0.001 },
+          }),
+        ),
+      );
+      expect(results.every((r) => r.statusCode === 200)).toBe(true);
+      const final = (await app.inject({ method: 'GET', url: `/v1/sessions/${s.id}`, headers: auth })).json() as {
+        total_turns: number;
+        total_cost_usd: number;
+        version: number;
+      };
+      expect(final.total_turns).toBe(1000);
+      expect(final.total_cost_usd).toBeCloseTo(1, 9);
+      expect(final.version).toBe(1001);
+    });
+
+    it('serves items: append, list by cursor and last turns, pop, clear', async () => {
+      const s = await create();
+      const appended = await app.inject({
+        method: 'POST',
+        url: `/v1/sessions/${s.id}/items`,
+        headers: auth,
+        payload: {
+          items: [
+            { role: 'user', content: 'q1' },
+            { role: 'assistant', type: 'tool_call', content: { name: 'search' } },
+            { role: 'tool', type: 'tool_result', content: { hits: 2 } },
+            { role: 'assistant', content: 'a1' },
+            { role: 'user', content: 'q2' },
+          ],
+        },
+      });
+      expect(appended.statusCode).toBe(201);
+      expect((appended.json() as { items: { seq: number }[] }).items.map((i) => i.seq)).toEqual([1, 2, 3, 4, 5]);
+
+      const page1 = (await app.inject({ method: 'GET', url: `/v1/sessions/${s.id}/items?limit=2`, headers: auth })).json() as {
+        items: { seq: number }[];
+        next_cursor: string;
+      };
+      expect(page1.items.map((i) => i.seq)).toEqual([1, 2]);
+      const page2 = (
+        await app.inject({ method: 'GET', url: `/v1/sessions/${s.id}/items?limit=10&cursor=${page1.next_cursor}`, headers: auth })
+      ).json() as { items: { seq: number }[]; next_cursor: string | null };
+      expect(page2.items.map((i) => i.seq)).toEqual([3, 4, 5]);
+      expect(page2.next_cursor).toBeNull();
+
+      const lastTwo = (await app.inject({ method: 'GET', url: `/v1/sessions/${s.id}/items?last_turns=2`, headers: auth })).json() as {
+        items: { seq: number }[];
+      };
+      expect(lastTwo.items.map((i) => i.seq)).toEqual([1, 2, 3, 4, 5]);
+
+      const popped = (await app.inject({ method: 'DELETE', url: `/v1/sessions/${s.id}/items/last`, headers: auth })).json() as {
+        item: { seq: number; content: unknown };
+      };
+      expect(popped.item).toMatchObject({ seq: 5, content: 'q2' });
+      const cleared = (await app.inject({ method: 'DELETE', url: `/v1/sessions/${s.id}/items`, headers: auth })).json();
+      expect(cleared).toMatchObject({ removed: 4 });
+    });
+
+    it('forks, batch-gets and batch-deletes', async () => {
+      const a = await create({ title: 'parent' });
+      await app.inject({
+        method: 'POST',
+        url: `/v1/sessions/${a.id}/items`,
+        headers: auth,
+        payload: { items: [{ role: 'user', content: 'hi' }] },
+      });
+      const fork = await app.inject({ method: 'POST', url: `/v1/sessions/${a.id}/fork`, headers: auth, payload: { title: 'child' } });
+      expect(fork.statusCode).toBe(201);
+      const child = fork.json() as { id: string; parent_session_id: string; title: string };
+      expect(child).toMatchObject({ parent_session_id: a.id, title: 'child' });
+      const items = (await app.inject({ method: 'GET', url: `/v1/sessions/${child.id}/items`, headers: auth })).json() as {
+        items: { content: unknown }[];
+      };
+      expect(items.items.map((i) => i.content)).toEqual(['hi']);
+
+      const missing = '00000000-0000-4000-8000-000000000001';
+      const got = (
+        await app.inject({ method: 'POST', url: '/v1/sessions:batch-get', headers: auth, payload: { ids: [a.id, child.id, missing] } })
+      ).json() as { sessions: { id: string }[]; not_found: string[] };
+      expect(got.sessions.map((x) => x.id).sort()).toEqual([a.id, child.id].sort());
+      expect(got.not_found).toEqual([missing]);
+
+      const deleted = (
+        await app.inject({
+          method: 'POST',
+          url: '/v1/sessions:batch-delete',
+          headers: auth,
+          payload: { ids: [a.id, child.id, missing], purge: true },
+        })
+      ).json() as { deleted: string[]; not_found: string[] };
+      expect(deleted.deleted.sort()).toEqual([a.id, child.id].sort());
+      expect(deleted.not_found).toEqual([missing]);
+    });
+
+    describe('rejects bad input with a 4xx problem and changes nothing', () => {
+      const bad: [string, () => Promise<LightMyRequestResponse>, number, string][] = [];
+      let id = '';
+      let nearlyFull = '';
+      const add = (name: string, status: number, code: string, req: () => Promise<LightMyRequestResponse>) =>
+        bad.push([name, req, status, code]);
+
+      beforeAll(async () => {
+        id = (await create({ metadata: { a: 1 } })).id;
+        nearlyFull = (await create({ metadata: { a: 'x'.repeat(600) } })).id;
+      });
+
+      add('malformed id', 400, 'validation_failed', () => app.inject({ method: 'GET', url: '/v1/sessions/not-a-uuid', headers: auth }));
+      add('malformed id on write', 400, 'validation_failed', () =>
+        app.inject({ method: 'PATCH', url: '/v1/sessions/123', headers: auth, payload: { title: 'x' } }),
+      );
+      add('client id that is not a UUID', 400, 'validation_failed', () =>
+        app.inject({ method: 'POST', url: '/v1/sessions', headers: auth, payload: { id: 'abc' } }),
+      );
+      add('unknown field', 400, 'validation_failed', () =>
+        app.inject({ method: 'POST', url: '/v1/sessions', headers: auth, payload: { usr_id: 'x' } }),
+      );
+      add('wrong type', 400, 'validation_failed', () =>
+        app.inject({ method: 'POST', url: '/v1/sessions', headers: auth, payload: { title: 42 } }),
+      );
+      add('string where a number belongs', 400, 'validation_failed', () =>
+        app.inject({ method: 'POST', url: '/v1/sessions', headers: auth, payload: { ttl_seconds: '60' } }),
+      );
+      add('metadata that is not an object', 400, 'validation_failed', () =>
+        app.inject({ method: 'POST', url: '/v1/sessions', headers: auth, payload: { metadata: [1, 2] } }),
+      );
+      add('oversized metadata', 413, 'limit_exceeded', () =>
+        app.inject({ method: 'POST', url: '/v1/sessions', headers: auth, payload: { metadata: { big: 'x'.repeat(2000) } } }),
+      );
+      add('oversized metadata on update', 413, 'limit_exceeded', () =>
+        app.inject({ method: 'PATCH', url: `/v1/sessions/${id}`, headers: auth, payload: { metadata: { big: 'x'.repeat(2000) } } }),
+      );
+      add('metadata whose merged result is over the limit', 413, 'limit_exceeded', () =>
+        app.inject({ method: 'PATCH', url: `/v1/sessions/${nearlyFull}`, headers: auth, payload: { metadata: { b: 'x'.repeat(600) } } }),
+      );
+      add('cursor with an out-of-range timestamp', 400, 'invalid_cursor', () =>
+        app.inject({
+          method: 'GET',
+          url: `/v1/sessions?cursor=${Buffer.from(JSON.stringify({ t: '99999999999999999999', i: id })).toString('base64url')}`,
+          headers: auth,
+        }),
+      );
+      add('cursor with a malformed id', 400, 'invalid_cursor', () =>
+        app.inject({
+          method: 'GET',
+          url: `/v1/sessions?cursor=${Buffer.from(JSON.stringify({ t: '1', i: '-'.repeat(36) })).toString('base64url')}`,
+          headers: auth,
+        }),
+      );
+      add('updated_after out of the database range', 400, 'validation_failed', () =>
+        app.inject({ method: 'GET', url: '/v1/sessions?updated_after=0000-01-01T00:00:00Z', headers: auth }),
+      );
+      add('a NUL character in a title', 400, 'validation_failed', () =>
+        app.inject({ method: 'POST', url: '/v1/sessions', headers: auth, payload: { title: 'a\u0000b' } }),
+      );
+      add('a NUL character in item content', 400, 'validation_failed', () =>
+        app.inject({ method: 'POST', url: `/v1/sessions/${id}/items`, headers: auth, payload: { items: [{ role: 'user', content: 'a\u0000b' }] } }),
+      );
+      add('If-Match with purge', 400, 'validation_failed', () =>
+        app.inject({ method: 'DELETE', url: `/v1/sessions/${id}?purge=true`, headers: { ...auth, 'if-match': '"1"' } }),
+      );
+      add('malformed JSON', 400, 'malformed_json', () =>
+        app.inject({ method: 'POST', url: '/v1/sessions', headers: { ...auth, 'content-type': 'application/json' }, payload: '{"a":' }),
+      );
+      add('unsupported media type', 415, 'unsupported_media_type', () =>
+        app.inject({ method: 'POST', url: '/v1/sessions', headers: { ...auth, 'content-type': 'text/xml' }, payload: '<a/>' }),
+      );
+      add('body too large', 413, 'payload_too_large', () =>
+        app.inject({ method: 'POST', url: '/v1/sessions', headers: auth, payload: { title: 'x'.repeat(2_000_000) } }),
+      );
+      add('garbage cursor', 400, 'invalid_cursor', () =>
+        app.inject({ method: 'GET', url: '/v1/sessions?cursor=bm90LWEtY3Vyc29y', headers: auth }),
+      );
+      add('non-base64 cursor', 400, 'invalid_cursor', () =>
+        app.inject({ method: 'GET', url: `/v1/sessions/${id}/items?cursor=%%%`, headers: auth }),
+      );
+      add('page size above the maximum', 400, 'validation_failed', () =>
+        app.inject({ method: 'GET', url: '/v1/sessions?limit=1000', headers: auth }),
+      );
+      add('unknown query parameter', 400, 'validation_failed', () =>
+        app.inject({ method: 'GET', url: '/v1/sessions?colour=red', headers: auth }),
+      );
+      add('invalid status filter', 400, 'validation_failed', () =>
+        app.inject({ method: 'GET', url: '/v1/sessions?status=sleeping', headers: auth }),
+      );
+      add('invalid transition', 409, 'invalid_transition', () =>
+        app.inject({ method: 'PATCH', url: `/v1/sessions/${id}`, headers: auth, payload: { status: 'expired' } }),
+      );
+      add('empty update', 400, 'validation_failed', () =>
+        app.inject({ method: 'PATCH', url: `/v1/sessions/${id}`, headers: auth, payload: {} }),
+      );
+      add('invalid If-Match', 400, 'validation_failed', () =>
+        app.inject({ method: 'PATCH', url: `/v1/sessions/${id}`, headers: { ...auth, 'if-match': 'abc' }, payload: { title: 'x' } }),
+      );
+      add('negative counter', 400, 'validation_failed', () =>
+        app.inject({ method: 'POST', url: `/v1/sessions/${id}/counters`, headers: auth, payload: { total_turns: -1 } }),
+      );
+      add('unknown counter', 400, 'validation_failed', () =>
+        app.inject({ method: 'POST', url: `/v1/sessions/${id}/counters`, headers: auth, payload: { turns: 1 } }),
+      );
+      add('item without role', 400, 'validation_failed', () =>
+        app.inject({ method: 'POST', url: `/v1/sessions/${id}/items`, headers: auth, payload: { items: [{ content: 'x' }] } }),
+      );
+      add('too many items', 400, 'validation_failed', () =>
+        app.inject({
+          method: 'POST',
+          url: `/v1/sessions/${id}/items`,
+          headers: auth,
+          payload: { items: Array.from({ length: 101 }, () => ({ role: 'user', content: 'x' })) },
+        }),
+      );
+      add('duplicate client id', 409, 'session_exists', () =>
+        app.inject({ method: 'POST', url: '/v1/sessions', headers: auth, payload: { id } }),
+      );
+      add('unknown session', 404, 'session_not_found', () =>
+        app.inject({ method: 'POST', url: '/v1/sessions/00000000-0000-4000-8000-0000000000aa/touch', headers: auth }),
+      );
+      add('unknown route', 404, 'route_not_found', () => app.inject({ method: 'GET', url: '/v1/nothing', headers: auth }));
+      add('batch too large', 400, 'validation_failed', () =>
+        app.inject({
+          method: 'POST',
+          url: '/v1/sessions:batch-get',
+          headers: auth,
+          payload: { ids: Array.from({ length: 101 }, () => id) },
+        }),
+      );
+
+      it.each(bad.map(([name, req, status, code]) => ({ name, req, status, code })))(
+        '$name → $status $code',
+        async ({ req, status, code }) => {
+          const before = await snapshot(sessions);
+          expectProblem(await req(), status, code);
+          expect(await snapshot(sessions)).toBe(before);
+        },
+      );
+    });
+
+    it('purges by an id in any case and never serves the purged session from a cache', async () => {
+      const s = await create();
+      expect((await app.inject({ method: 'GET', url: `/v1/sessions/${s.id}`, headers: auth })).statusCode).toBe(200);
+      const purged = await app.inject({ method: 'DELETE', url: `/v1/sessions/${s.id.toUpperCase()}?purge=true`, headers: auth });
+      expect(purged.statusCode).toBe(204);
+      expectProblem(await app.inject({ method: 'GET', url: `/v1/sessions/${s.id}`, headers: auth }), 404, 'session_not_found');
+    });
+
+    it('refuses a counter total the column cannot hold with a 400, and keeps counting below it', async () => {
+      const s = await create();
+      let last: LightMyRequestResponse | null = null;
+      for (let i = 0; i < 12; i++) {
+        last = await app.inject({ method: 'POST', url: `/v1/sessions/${s.id}/counters`, headers: auth, payload: { total_cost_usd: 1e9 } });
+        if (last.statusCode !== 200) break;
+      }
+      expectProblem(last as LightMyRequestResponse, 400, 'validation_failed');
+      const ok = await app.inject({ method: 'POST', url: `/v1/sessions/${s.id}/counters`, headers: auth, payload: { total_turns: 1 } });
+      expect(ok.statusCode).toBe(200);
+    });
+
+    it('names failed dependencies on /ready without their details', async () => {
+      const body = (await app.inject({ method: 'GET', url: '/ready' })).json() as { dependencies: Record<string, unknown>[] };
+      for (const d of body.dependencies) expect(Object.keys(d).sort()).toEqual(['latency_ms', 'name', 'ok']);
+    });
+
+    it('serves the OpenAPI document and the console', async () => {
+      const doc = (await app.inject({ method: 'GET', url: '/docs/json' })).json() as { paths: Record<string, unknown> };
+      expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/v1/sessions', '/v1/sessions/{id}', '/v1/sessions/{id}/items']));
+      const page = await app.inject({ method: 'GET', url: '/' });
+      expect(page.statusCode).toBe(200);
+      expect(page.headers['content-type']).toMatch(/text\/html/);
+    });
+  });
+}

@@ -1,0 +1,341 @@
+/**
+ * What only the Redis tier does, written once and run against a standalone Redis and a
+ * three-node Redis Cluster: version CAS, sliding TTL, the per-user index and active set,
+ * batch get across slots, near-cache invalidation between two instances, and the lease.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createClient, createCluster, type RedisClientType, type RedisClusterType } from 'redis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AgentSessionsError } from '../../src/core/errors.js';
+import type { Session } from '../../src/core/types.js';
+import { GuardedRedis } from '../../src/adapters/redis/guarded-redis.js';
+import { RedisSessionCache, TOMBSTONE_VERSION } from '../../src/adapters/redis/redis-session-cache.js';
+import { createSessions, type Sessions } from '../../src/sessions.js';
+import { freshDatabase, uniqueKeyPrefix, type FreshDatabase } from '../setup/harness.js';
+import { pausedHolderRace } from '../distributed/lock-scenarios.js';
+
+export interface RedisTarget {
+  url: string;
+  cluster: boolean;
+}
+
+function snapshot(id: string, version: number, extra: Partial<Session> = {}): Session {
+  const now = new Date().toISOString();
+  return {
+    id,
+    tenantId: 'default',
+    userId: 'u',
+    orgId: null,
+    status: 'idle',
+    model: null,
+    title: `v${version}`,
+    systemPrompt: null,
+    workspacePath: null,
+    mcpClientIds: [],
+    parentSessionId: null,
+    metadata: {},
+    totalTurns: 0,
+    messageCount: 0,
+    totalCostUsd: 0,
+    inputTokens: 0,
+    outputTokens: 0,
+    version,
+    ttlSeconds: null,
+    idleTimeoutSeconds: null,
+    createdAt: now,
+    updatedAt: now,
+    lastActiveAt: now,
+    expiresAt: null,
+    endedAt: null,
+    endReason: null,
+    ...extra,
+  };
+}
+
+export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
+  let db: FreshDatabase;
+  let redisTarget: RedisTarget;
+  let prefix: string;
+  let guard: GuardedRedis;
+  let cache: RedisSessionCache;
+  let raw: RedisClientType;
+  let a: Sessions;
+  let b: Sessions;
+
+  beforeAll(async () => {
+    redisTarget = await target();
+    db = await freshDatabase();
+    prefix = uniqueKeyPrefix();
+    guard = new GuardedRedis({ url: redisTarget.url, cluster: redisTarget.cluster, keyPrefix: prefix });
+    await guard.ready();
+    cache = new RedisSessionCache({ redis: guard, ttlMs: 60_000 });
+    raw = (
+      redisTarget.cluster
+        ? createCluster({ rootNodes: redisTarget.url.split(',').map((url) => ({ url })) })
+        : createClient({ url: redisTarget.url })
+    ) as unknown as RedisClientType;
+    await raw.connect();
+    const env = {
+      DATABASE_URL: db.url,
+      REDIS_URL: redisTarget.url,
+      REDIS_CLUSTER: redisTarget.cluster ? '1' : '0',
+      KEY_PREFIX: prefix,
+    };
+    a = await createSessions({ env: { ...env, INSTANCE_ID: 'a' } });
+    b = await createSessions({ env: { ...env, INSTANCE_ID: 'b' } });
+  });
+
+  afterAll(async () => {
+    await a?.close();
+    await b?.close();
+    await guard?.close();
+    await (raw as unknown as RedisClusterType | undefined)?.close();
+    await db?.drop();
+  });
+
+  const key = (id: string) => `${prefix}s:{${id}}`;
+
+  describe('version CAS (casSet-1.lua)', () => {
+    it('never replaces a newer version with an older one', async () => {
+      const id = crypto.randomUUID();
+      expect(await cache.store(snapshot(id, 5))).toBe(5);
+      expect(await cache.store(snapshot(id, 3))).toBe(5);
+      expect((await cache.get(id))?.title).toBe('v5');
+      expect(await cache.store(snapshot(id, 6))).toBe(6);
+      expect((await cache.get(id))?.version).toBe(6);
+    });
+
+    it('keeps the stored value when the same version arrives again', async () => {
+      const id = crypto.randomUUID();
+      await cache.store(snapshot(id, 2, { title: 'first' }));
+      await cache.store(snapshot(id, 2, { title: 'second' }));
+      expect((await cache.get(id))?.title).toBe('first');
+    });
+
+    it('a marker reads as a miss, keeps older versions out, and gives way to its own version', async () => {
+      const id = crypto.randomUUID();
+      await cache.store(snapshot(id, 4));
+      expect(await cache.mark(id, 7)).toBe(7);
+      expect(await cache.get(id)).toBeNull();
+      expect(await cache.store(snapshot(id, 6))).toBe(7);
+      expect(await cache.get(id)).toBeNull();
+      expect(await cache.store(snapshot(id, 7))).toBe(7);
+      expect((await cache.get(id))?.version).toBe(7);
+      // A marker never hides data of its own version.
+      expect(await cache.mark(id, 7)).toBe(7);
+      expect((await cache.get(id))?.version).toBe(7);
+    });
+
+    it('a delete marker keeps every version out until it expires', async () => {
+      const id = crypto.randomUUID();
+      await cache.store(snapshot(id, 3));
+      await cache.invalidate(id);
+      expect(await cache.get(id)).toBeNull();
+      expect(await cache.store(snapshot(id, 1_000))).toBe(TOMBSTONE_VERSION);
+      const ttl = await raw.pTTL(key(id));
+      expect(ttl).toBeGreaterThan(0);
+      expect(ttl).toBeLessThanOrEqual(60_000);
+    });
+  });
+
+  describe('sliding TTL', () => {
+    it('a read extends the TTL with GETEX and leaves the value untouched', async () => {
+      const short = new RedisSessionCache({ redis: guard, ttlMs: 3_000 });
+      const id = crypto.randomUUID();
+      const messages: string[] = [];
+      // A rewrite would go through casSet, which publishes: listen to prove there is none.
+      // The channel is shared with the rest of the suite, so keep only this session's messages.
+      const sub = createClient({ url: redisTarget.url.split(',')[0] });
+      await sub.connect();
+      await sub.subscribe(short.channel, (m) => {
+        if (m.startsWith(`${id} `)) messages.push(m);
+      });
+      try {
+        await short.store(snapshot(id, 1));
+        await sleep(50);
+        expect(messages).toEqual([`${id} 1`]);
+        const before = await raw.get(key(id));
+        await sleep(1_000);
+        const aged = await raw.pTTL(key(id));
+        expect(aged).toBeLessThanOrEqual(2_100);
+        expect((await short.get(id))?.version).toBe(1);
+        const slid = await raw.pTTL(key(id));
+        expect(slid).toBeGreaterThan(2_500);
+        expect(await raw.get(key(id))).toBe(before);
+        await sleep(50);
+        expect(messages).toHaveLength(1);
+      } finally {
+        await sub.close();
+      }
+    });
+  });
+
+  describe('per-user index and active set', () => {
+    it('lists a user’s sessions by last activity and keeps the active set to live sessions', async () => {
+      const user = `user-${crypto.randomUUID()}`;
+      const s1 = await a.create({ userId: user });
+      const s2 = await a.create({ userId: user });
+      const s3 = await b.create({ userId: user });
+      await sleep(5);
+      await b.touch(s1.id);
+      const ids = await cache.userSessionIds('default', user, 10);
+      expect(ids).toEqual([s1.id, s3.id, s2.id]);
+      const active = await cache.activeSessionIds('default', 1_000);
+      expect(active).toEqual(expect.arrayContaining([s1.id, s2.id, s3.id]));
+      await a.terminate(s2.id);
+      expect(await cache.activeSessionIds('default', 1_000)).not.toContain(s2.id);
+      // Ended sessions stay in the user's index (it lists all of them).
+      expect(await cache.userSessionIds('default', user, 10)).toContain(s2.id);
+    });
+
+    it('trims a user index to its maximum length, dropping the least recently active', async () => {
+      const small = new RedisSessionCache({ redis: guard, userIndexMax: 3 });
+      const user = `user-${crypto.randomUUID()}`;
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i++) {
+        const id = crypto.randomUUID();
+        ids.push(id);
+        await small.store(snapshot(id, 1, { userId: user, lastActiveAt: new Date(Date.now() + i).toISOString() }));
+      }
+      expect(await small.userSessionIds('default', user, 10)).toEqual(ids.slice(2).reverse());
+    });
+  });
+
+  describe('batch get', () => {
+    it('fetches many sessions spread over slots at once, misses left out', async () => {
+      const created = await Promise.all(Array.from({ length: 20 }, () => a.create({ title: 'batch' })));
+      const absent = crypto.randomUUID();
+      const found = await cache.getMany([...created.map((s) => s.id), absent]);
+      expect(found.size).toBe(20);
+      expect(found.has(absent)).toBe(false);
+      const many = await b.getMany([absent, ...created.map((s) => s.id)]);
+      expect(many.map((s) => s.id)).toEqual(created.map((s) => s.id));
+    });
+  });
+
+  describe('two instances on one PostgreSQL and Redis', () => {
+    it('create on A is readable on B', async () => {
+      const s = await a.create({ title: 'from A' });
+      expect((await b.get(s.id)).title).toBe('from A');
+    });
+
+    it('an update on B reaches A’s near cache as soon as the invalidation arrives (within 50 ms)', async () => {
+      const s = await a.create({ title: 'one' });
+      await a.get(s.id);
+      const nearHits = a.cacheStats().near?.hits ?? 0;
+      expect((await a.get(s.id)).title).toBe('one');
+      expect(a.cacheStats().near?.hits).toBe(nearHits + 1);
+      let immediate = 0;
+      for (let i = 0; i < 20; i++) {
+        const u = await b.update(s.id, { title: `two-${i}` });
+        let seen = await a.get(s.id);
+        if (seen.version === u.version) immediate++;
+        // Redis sends every subscriber its copy in the same pass, but may be scheduled out
+        // between two of them on a busy host (docs/distributed.md): the bound is that delay.
+        const deadline = Date.now() + 50;
+        while (seen.version !== u.version && Date.now() < deadline) seen = await a.get(s.id);
+        expect(seen.version).toBe(u.version);
+        expect(seen.title).toBe(`two-${i}`);
+        // And the near cache is used again once it holds the new version.
+        await a.get(s.id);
+      }
+      expect(immediate).toBeGreaterThanOrEqual(15);
+      const c = await b.incrementCounters(s.id, { totalTurns: 3 });
+      const deadline = Date.now() + 50;
+      let counted = await a.get(s.id);
+      while (counted.totalTurns !== c.totalTurns && Date.now() < deadline) counted = await a.get(s.id);
+      expect(counted.totalTurns).toBe(c.totalTurns);
+    });
+
+    it('without a near cache, an update on B is strictly what A reads next', async () => {
+      const env = {
+        DATABASE_URL: db.url,
+        REDIS_URL: redisTarget.url,
+        REDIS_CLUSTER: redisTarget.cluster ? '1' : '0',
+        KEY_PREFIX: prefix,
+        CACHE_MAX_ENTRIES: '0',
+      };
+      const strictA = await createSessions({ env });
+      const strictB = await createSessions({ env });
+      try {
+        const s = await strictA.create({ title: 'one' });
+        await strictA.get(s.id);
+        for (let i = 0; i < 50; i++) {
+          const u = await (i % 2 ? strictA : strictB).update(s.id, { title: `t${i}` });
+          expect((await (i % 2 ? strictB : strictA).get(s.id)).version).toBe(u.version);
+        }
+        expect(strictA.cacheStats().redis?.hits).toBeGreaterThan(0);
+      } finally {
+        await strictA.close();
+        await strictB.close();
+      }
+    });
+
+    it('a delete on A is gone on B, even from B’s near cache', async () => {
+      const s = await a.create();
+      await b.get(s.id);
+      await b.get(s.id);
+      expect(await a.purge(s.id)).toBe(true);
+      expect(await b.find(s.id)).toBeNull();
+      await expect(b.get(s.id)).rejects.toMatchObject({ code: 'session_not_found' });
+    });
+
+    it('a terminate on A is seen on B', async () => {
+      const s = await a.create();
+      await b.get(s.id);
+      await a.terminate(s.id, 'done');
+      expect((await b.get(s.id)).status).toBe('terminated');
+    });
+  });
+
+  describe('withSessionLock (Redis lease, PostgreSQL fence)', () => {
+    it('serialises read-modify-write across instances', async () => {
+      const s = await a.create({ metadata: { n: 0 } });
+      await Promise.all(
+        Array.from({ length: 12 }, (_, i) =>
+          (i % 2 ? a : b).withSessionLock(
+            s.id,
+            async ({ fencingToken }) => {
+              const cur = await (i % 2 ? b : a).get(s.id);
+              await sleep(2);
+              await (i % 2 ? a : b).update(s.id, { metadata: { n: Number(cur.metadata.n) + 1 } }, { fencingToken });
+            },
+            { timeoutMs: 20_000 },
+          ),
+        ),
+      );
+      expect((await a.get(s.id)).metadata.n).toBe(12);
+    });
+
+    it('uses a Redis lease (SET NX PX) that is gone after release', async () => {
+      const s = await a.create();
+      await a.withSessionLock(s.id, async () => {
+        expect(await raw.exists(`${prefix}s:{${s.id}}:lock`)).toBe(1);
+      });
+      expect(await raw.exists(`${prefix}s:{${s.id}}:lock`)).toBe(0);
+    });
+
+    it('times out with lock_timeout while another instance holds the lease', async () => {
+      const s = await a.create();
+      let release!: () => void;
+      const held = a.withSessionLock(s.id, () => new Promise<void>((r) => (release = r)));
+      await sleep(50);
+      const err = await b.withSessionLock(s.id, async () => 1, { timeoutMs: 300 }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(AgentSessionsError);
+      expect((err as AgentSessionsError).code).toBe('lock_timeout');
+      release();
+      await held;
+    });
+
+    it('a holder that paused past its lease is fenced off; the new holder’s write stands', async () => {
+      const s = await a.create({ title: 'start' });
+      const outcome = await pausedHolderRace(a, b, s.id);
+      expect(outcome.newToken).toBeGreaterThan(outcome.oldToken);
+      expect(outcome.oldWrite).toBeInstanceOf(AgentSessionsError);
+      expect((outcome.oldWrite as AgentSessionsError).code).toBe('stale_fencing_token');
+      const final = await a.get(s.id);
+      expect(final.title).toBe('new holder');
+      expect(final.version).toBe(outcome.newWrite.version);
+    });
+  });
+}

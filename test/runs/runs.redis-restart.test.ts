@@ -1,0 +1,147 @@
+/**
+ * Runs survive Redis going away (SPEC §15): on a throwaway redis-server of this test's own,
+ * killed and restarted empty mid-run, a reader on another instance still gets every event
+ * with no gap and no duplicate (the archive fills what the lost stream held), an interrupt
+ * sent while Redis is down arrives through the heartbeat, and after the restart the live path
+ * works again.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { OutputEvent, RunContext } from '../../src/core/runs.js';
+import { createSessions, type Sessions } from '../../src/sessions.js';
+import { freshDatabase, requireServices } from '../setup/harness.js';
+import { freePort } from '../setup/services.js';
+import { collect, waitFor, type FreshDatabase } from './support.js';
+
+const ready = requireServices(['postgres'], 'runs/redis-restart');
+
+/** Whether redis-server is on PATH (this suite starts its own, to kill it). */
+function hasRedisServer(): boolean {
+  return (process.env.PATH ?? '').split(':').some((dir) => {
+    try {
+      return statSync(path.join(dir, 'redis-server')).isFile();
+    } catch {
+      return false;
+    }
+  });
+}
+
+class ThrowawayRedis {
+  private child: ChildProcess | null = null;
+  readonly dir = mkdtempSync(path.join(os.tmpdir(), 'as-redis-'));
+  constructor(readonly port: number) {}
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir], {
+      stdio: 'ignore',
+    });
+    this.child = child;
+    for (const deadline = Date.now() + 10_000; ; ) {
+      const up = await new Promise<boolean>((resolve) => {
+        const s = net.connect(this.port, '127.0.0.1');
+        s.once('connect', () => (s.destroy(), resolve(true)));
+        s.once('error', () => resolve(false));
+      });
+      if (up) return;
+      if (Date.now() > deadline) throw new Error('redis-server did not start');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** Kills the server (its data is gone: nothing is persisted). */
+  async kill(): Promise<void> {
+    const child = this.child;
+    this.child = null;
+    if (!child || child.exitCode !== null) return;
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+  }
+
+  async dispose(): Promise<void> {
+    await this.kill();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+describe.skipIf(!ready || !hasRedisServer())('runs/redis-restart', () => {
+  let db: FreshDatabase;
+  let redis: ThrowawayRedis;
+  let a: Sessions;
+  let b: Sessions;
+
+  beforeAll(async () => {
+    db = await freshDatabase();
+    redis = new ThrowawayRedis(await freePort());
+    await redis.start();
+    const env = { DATABASE_URL: db.url, REDIS_URL: redis.url, KEY_PREFIX: 'as_restart:', RUN_LEASE_MS: '900', RUN_SWEEP_INTERVAL_MS: '0' };
+    a = await createSessions({ env: { ...env, INSTANCE_ID: 'restart-a' } });
+    b = await createSessions({ env: { ...env, INSTANCE_ID: 'restart-b' } });
+  });
+
+  afterAll(async () => {
+    await b?.close();
+    await a?.close();
+    await redis?.dispose();
+    await db?.drop();
+  });
+
+  it('a reader on another instance misses nothing when Redis dies and comes back empty mid-run', async () => {
+    const session = await a.create();
+    const run = await a.runs.start(session.id, async (r: RunContext) => {
+      for (let i = 0; i < 120; i++) {
+        await new Promise((res) => setTimeout(res, 10));
+        await r.emit({ type: 'text', data: { i } });
+      }
+    });
+    const events: OutputEvent[] = [];
+    const reading = (async () => {
+      for await (const e of b.runs.stream(session.id)) events.push(e);
+    })();
+    await waitFor(() => events.length >= 20, 10_000, '20 events');
+    await redis.kill();
+    await waitFor(() => events.length >= 50, 15_000, 'events while Redis is down');
+    await redis.start();
+    await reading;
+    expect(events).toHaveLength(122);
+    expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => (events[0]?.seq ?? 0) + i));
+    expect(events.filter((e) => e.type === 'text').map((e) => (e.data as { i: number }).i)).toEqual(Array.from({ length: 120 }, (_, i) => i));
+    expect((await a.runs.wait(session.id, run.id)).status).toBe('completed');
+  });
+
+  it('an interrupt sent while Redis is down arrives by heartbeat; after Redis returns the fast path works again', async () => {
+    const session = await a.create();
+    const untilAborted = async (r: RunContext) => {
+      await r.emit({ type: 'text', data: 'waiting' });
+      await new Promise<void>((resolve) => (r.signal.aborted ? resolve() : r.signal.addEventListener('abort', () => resolve(), { once: true })));
+    };
+    const first = await a.runs.start(session.id, untilAborted);
+    await waitFor(async () => (await a.runs.get(session.id, first.id)).status === 'running');
+    await redis.kill();
+    const sent = Date.now();
+    await b.runs.interrupt(session.id);
+    const ended = await a.runs.wait(session.id, first.id);
+    expect(ended.status).toBe('interrupted');
+    expect(Date.now() - sent).toBeLessThan(900);
+    const terminal = (await collect(b.runs.stream(session.id, { after: (ended.endSeq ?? 1) - 1 })))[0];
+    expect(terminal?.data).toMatchObject({ interrupt: { via: 'heartbeat' } });
+
+    await redis.start();
+    // Wait for both instances to have their subscriptions back, then the signal path works.
+    await new Promise((r) => setTimeout(r, 1_000));
+    const second = await a.runs.start(session.id, untilAborted);
+    const events = collect(b.runs.stream(session.id));
+    await waitFor(async () => (await a.runs.get(session.id, second.id)).status === 'running');
+    await b.runs.interrupt(session.id);
+    const done = (await events).at(-1);
+    expect(done?.data).toMatchObject({ status: 'interrupted', interrupt: { via: 'signal' } });
+  });
+});

@@ -1,0 +1,332 @@
+/**
+ * Runs through the library API, in every mode: embedded (PGlite, in-process signals and
+ * output), PostgreSQL only (LISTEN/NOTIFY) and PostgreSQL + Redis (pub/sub, Streams). In
+ * the shared modes a second instance on the same storage plays "another server".
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { OutputEvent, RunContext } from '../../src/core/runs.js';
+import { PostgresRunRepository } from '../../src/adapters/postgres/run-repository.js';
+import type { Sessions } from '../../src/sessions.js';
+import { collect, MODES, modeReady, waitFor } from './support.js';
+
+const LEASE = '900';
+
+function seqsOf(events: OutputEvent[]): number[] {
+  return events.map((e) => e.seq);
+}
+
+function expectContiguous(events: OutputEvent[], after: number): void {
+  expect(seqsOf(events)).toEqual(events.map((_, i) => after + 1 + i));
+}
+
+/** A runner that emits `n` text events, then returns. */
+const emitting = (n: number) => async (run: RunContext) => {
+  for (let i = 0; i < n; i++) await run.emit({ type: 'text', data: { i } });
+};
+
+/** A runner that waits until interrupted and reports what it saw. */
+const untilInterrupted = async (run: RunContext) => {
+  await run.emit({ type: 'text', data: { text: 'working' } });
+  await new Promise<void>((resolve) => {
+    if (run.signal.aborted) resolve();
+    run.signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+  throw run.signal.reason;
+};
+
+for (const mode of MODES) {
+  const ready = modeReady(mode, `runs/${mode.name}`);
+  describe.skipIf(!ready)(`runs/${mode.name}`, () => {
+    let storage: Awaited<ReturnType<typeof mode.prepare>>;
+    let a: Sessions;
+    let b: Sessions;
+
+    beforeAll(async () => {
+      storage = await mode.prepare();
+      a = await storage.open({ RUN_LEASE_MS: LEASE, INSTANCE_ID: `a-${mode.name}` });
+      b = mode.shared ? await storage.open({ RUN_LEASE_MS: LEASE, INSTANCE_ID: `b-${mode.name}` }) : a;
+    });
+
+    afterAll(async () => {
+      if (b !== a) await b?.close();
+      await a?.close();
+      await storage?.dispose();
+    });
+
+    it('streams a run from start to its terminal event; the session goes active then idle', async () => {
+      const session = await a.create();
+      let seen: string | null = null;
+      const run = await a.runs.start(session.id, async (r) => {
+        seen = r.session.status;
+        await emitting(5)(r);
+      }, { input: { text: 'hi' } });
+      expect(run.status).toBe('running');
+      expect(run.input).toEqual({ text: 'hi' });
+      const events = await collect(b.runs.stream(session.id));
+      expect(events.map((e) => e.type)).toEqual(['status', 'text', 'text', 'text', 'text', 'text', 'done']);
+      expectContiguous(events, (events[0]?.seq ?? 1) - 1);
+      expect(events.at(-1)?.data).toMatchObject({ run_id: run.id, status: 'completed' });
+      expect(seen).toBe('active');
+      const ended = await b.runs.wait(session.id, run.id);
+      expect(ended).toMatchObject({ status: 'completed', endReason: 'completed' });
+      expect(ended.startSeq).toBe(events[0]?.seq);
+      expect(ended.endSeq).toBe(events.at(-1)?.seq);
+      // Another instance's near cache learns of the change when its invalidation arrives
+      // (milliseconds; docs/distributed.md), not necessarily on the very next read.
+      await waitFor(async () => (await b.get(session.id)).status === 'idle', 2_000, 'idle on the other instance');
+      // A reader that joins after the end gets the replay and the terminal event.
+      const replay = await collect(a.runs.stream(session.id));
+      expect(replay).toEqual(events);
+    });
+
+    it('resumes from any seq with no gap and no duplicate, also across instances', async () => {
+      const session = await a.create();
+      const run = await a.runs.start(session.id, emitting(40));
+      const first: OutputEvent[] = [];
+      for await (const e of b.runs.stream(session.id)) {
+        first.push(e);
+        if (first.length === 7) break;
+      }
+      const rest = await collect(a.runs.stream(session.id, { after: first.at(-1)?.seq ?? 0 }));
+      const all = [...first, ...rest];
+      expect(all).toHaveLength(42);
+      expectContiguous(all, (all[0]?.seq ?? 1) - 1);
+      expect(all.at(-1)?.type).toBe('done');
+      await a.runs.wait(session.id, run.id);
+    });
+
+    it('rejects a second run while one runs (run_in_progress), and queues with ifBusy enqueue', async () => {
+      const session = await a.create();
+      const order: string[] = [];
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      const first = await a.runs.start(session.id, async () => {
+        order.push('first');
+        await gate;
+      });
+      await expect(b.runs.start(session.id, emitting(1))).rejects.toMatchObject({ code: 'run_in_progress' });
+      const second = await b.runs.start(session.id, async (r) => {
+        order.push('second');
+        await r.emit({ type: 'text', data: 'second' });
+      }, { ifBusy: 'enqueue' });
+      expect(second.status).toBe('queued');
+      const third = await a.runs.start(session.id, async () => void order.push('third'), { ifBusy: 'enqueue' });
+      expect(third.status).toBe('queued');
+      release();
+      const done = await b.runs.wait(session.id, third.id);
+      expect(done.status).toBe('completed');
+      expect(order).toEqual(['first', 'second', 'third']);
+      expect((await a.runs.get(session.id, first.id)).status).toBe('completed');
+      expect((await a.runs.get(session.id, second.id)).status).toBe('completed');
+      const page = await a.runs.list(session.id);
+      expect(page.items.map((r) => r.id)).toEqual([third.id, second.id, first.id]);
+      expect((await a.get(session.id)).status).toBe('idle');
+    });
+
+    it('caps queued runs per session', async () => {
+      const capped = await storage.open({ RUNS_QUEUED_PER_SESSION: '1', INSTANCE_ID: `cap-${mode.name}` });
+      try {
+        const session = await capped.create();
+        let release!: () => void;
+        const gate = new Promise<void>((r) => (release = r));
+        await capped.runs.start(session.id, () => gate);
+        await capped.runs.start(session.id, emitting(0), { ifBusy: 'enqueue' });
+        await expect(capped.runs.start(session.id, emitting(0), { ifBusy: 'enqueue' })).rejects.toMatchObject({
+          code: 'queue_full',
+        });
+        release();
+      } finally {
+        await capped.close();
+      }
+    });
+
+    it('interrupts from another instance; the next run on the session is not interrupted', async () => {
+      const session = await a.create();
+      const run = await a.runs.start(session.id, untilInterrupted);
+      const events: OutputEvent[] = [];
+      const reading = (async () => {
+        for await (const e of b.runs.stream(session.id)) events.push(e);
+      })();
+      await waitFor(() => events.some((e) => e.type === 'text'), 10_000, 'first output');
+      const flagged = await b.runs.interrupt(session.id);
+      expect(flagged.id).toBe(run.id);
+      await reading;
+      const terminal = events.at(-1);
+      expect(terminal?.type).toBe('done');
+      expect(terminal?.data).toMatchObject({ status: 'interrupted', reason: 'interrupted' });
+      const ended = await a.runs.wait(session.id, run.id);
+      expect(ended.status).toBe('interrupted');
+
+      let aborted: boolean | null = null;
+      const next = await a.runs.start(session.id, async (r) => {
+        await new Promise((res) => setTimeout(res, 100));
+        aborted = r.signal.aborted;
+      });
+      expect((await a.runs.wait(session.id, next.id)).status).toBe('completed');
+      expect(aborted).toBe(false);
+      await expect(b.runs.interrupt(session.id)).rejects.toMatchObject({ code: 'no_active_run' });
+    });
+
+    it('sees an interrupt through the durable path alone (no signal sent) within a heartbeat', async () => {
+      const session = await a.create();
+      const run = await a.runs.start(session.id, untilInterrupted);
+      await waitFor(async () => (await a.runs.get(session.id, run.id)).status === 'running');
+      // Flag the row directly: no SignalBus message at all, only the heartbeat can notice.
+      const flagged = await new PostgresRunRepository(b.db).requestInterrupt('default', session.id, undefined);
+      expect(flagged).toHaveLength(1);
+      const started = Date.now();
+      const ended = await a.runs.wait(session.id, run.id);
+      expect(ended.status).toBe('interrupted');
+      expect(Date.now() - started).toBeLessThan(Number(LEASE) * 2);
+      const terminal = (await collect(a.runs.stream(session.id, { after: (ended.endSeq ?? 1) - 1 })))[0];
+      expect(terminal?.data).toMatchObject({ interrupt: { via: 'heartbeat' } });
+    });
+
+    it('does not lose an interrupt that arrives before the runner starts', async () => {
+      const session = await a.create();
+      let called = false;
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      await a.runs.start(session.id, () => gate);
+      const queued = await a.runs.start(session.id, () => void (called = true), { ifBusy: 'enqueue' });
+      const cancelled = await b.runs.interrupt(session.id, { runId: queued.id });
+      expect(cancelled.status).toBe('interrupted');
+      release();
+      await waitFor(async () => (await a.get(session.id)).status === 'idle', 10_000, 'session idle');
+      expect(called).toBe(false);
+      expect((await a.runs.get(session.id, queued.id)).status).toBe('interrupted');
+      await expect(b.runs.interrupt(session.id, { runId: queued.id })).rejects.toMatchObject({ code: 'run_ended' });
+    });
+
+    it('ifBusy interrupt stops the running run and starts the new one after it', async () => {
+      const session = await a.create();
+      const first = await a.runs.start(session.id, untilInterrupted);
+      await waitFor(async () => (await a.runs.list(session.id)).items.length > 0);
+      const second = await b.runs.start(session.id, emitting(2), { ifBusy: 'interrupt' });
+      expect(second.status).toBe('queued');
+      expect((await b.runs.wait(session.id, second.id)).status).toBe('completed');
+      expect((await a.runs.get(session.id, first.id)).status).toBe('interrupted');
+    });
+
+    it('forwards input from another instance to the runner, in order', async () => {
+      const session = await a.create();
+      const run = await a.runs.start(session.id, async (r) => {
+        await r.emit({ type: 'status', data: { state: 'ready' } });
+        let n = 0;
+        for await (const input of r.inputs) {
+          await r.emit({ type: 'echo', data: input });
+          if (++n === 3) return { sessionStatus: 'waiting_input' as const };
+        }
+      });
+      const events: OutputEvent[] = [];
+      const reading = (async () => {
+        for await (const e of a.runs.stream(session.id)) events.push(e);
+      })();
+      await waitFor(() => events.some((e) => e.type === 'status' && (e.data as { state?: string }).state === 'ready'));
+      for (const text of ['one', 'two', 'three']) {
+        const sent = await b.runs.sendInput(session.id, { text });
+        expect(sent.runId).toBe(run.id);
+      }
+      await reading;
+      expect(events.filter((e) => e.type === 'echo').map((e) => e.data)).toEqual([{ text: 'one' }, { text: 'two' }, { text: 'three' }]);
+      expect((await a.runs.wait(session.id, run.id)).status).toBe('completed');
+      expect((await b.get(session.id)).status).toBe('waiting_input');
+      await expect(b.runs.sendInput(session.id, 'late')).rejects.toMatchObject({ code: 'no_active_run' });
+    });
+
+    it('fails a run whose runner throws, with an error terminal event', async () => {
+      const session = await a.create();
+      const run = await a.runs.start(session.id, async (r) => {
+        await r.emit({ type: 'text', data: 'before' });
+        throw new Error('model exploded');
+      });
+      const events = await collect(b.runs.stream(session.id));
+      expect(events.at(-1)).toMatchObject({ type: 'error', data: { status: 'failed', reason: 'runner_error', error: 'model exploded' } });
+      expect((await a.runs.wait(session.id, run.id)).status).toBe('failed');
+      expect((await a.get(session.id)).status).toBe('idle');
+    });
+
+    it('refuses bad events, reserved types, and runs on ended sessions', async () => {
+      const session = await a.create();
+      let thrown: unknown[] = [];
+      const run = await a.runs.start(session.id, async (r) => {
+        for (const bad of [{ type: 'done' }, { type: 'error' }, { type: '' }, { type: 'x'.repeat(80) }]) {
+          try {
+            await r.emit(bad);
+          } catch (err) {
+            thrown.push((err as { code?: string }).code);
+          }
+        }
+      });
+      await a.runs.wait(session.id, run.id);
+      expect(thrown).toEqual(['validation_failed', 'validation_failed', 'validation_failed', 'validation_failed']);
+      thrown = [];
+      await a.terminate(session.id);
+      await expect(a.runs.start(session.id, emitting(1))).rejects.toMatchObject({ code: 'session_ended' });
+      await expect(a.runs.start('not-a-uuid', emitting(1))).rejects.toMatchObject({ code: 'validation_failed' });
+    });
+
+    it('keeps tenants apart', async () => {
+      const session = await a.create({}, { tenant: 'acme' });
+      const run = await a.runs.start(session.id, emitting(1), { tenant: 'acme' });
+      await a.runs.wait(session.id, run.id, { tenant: 'acme' });
+      await expect(b.runs.get(session.id, run.id, { tenant: 'other' })).rejects.toMatchObject({ code: 'run_not_found' });
+      await expect(b.runs.list(session.id, {}, { tenant: 'other' })).rejects.toMatchObject({ code: 'session_not_found' });
+      await expect(collect(b.runs.stream(session.id, { tenant: 'other' }))).rejects.toMatchObject({ code: 'session_not_found' });
+      await expect(b.runs.interrupt(session.id, { tenant: 'other' })).rejects.toMatchObject({ code: 'session_not_found' });
+      await expect(b.runs.start(session.id, emitting(1), { tenant: 'other' })).rejects.toMatchObject({ code: 'session_not_found' });
+      expect((await collect(b.runs.stream(session.id, { tenant: 'acme' }))).at(-1)?.type).toBe('done');
+    });
+
+    it('finalizes a run whose owner vanished as failed/owner_lost; readers get the terminal event', async () => {
+      const session = await a.create();
+      // A run owned by an instance that does not exist: nobody renews its lease.
+      const repo = new PostgresRunRepository(a.db);
+      const ghost = await repo.start({
+        tenant: 'default',
+        sessionId: session.id,
+        runId: '01900000-0000-7000-8000-000000000001',
+        owner: 'ghost',
+        input: null,
+        leaseMs: 300,
+        ifBusy: 'reject',
+        maxQueued: 10,
+      });
+      expect(ghost.run.status).toBe('running');
+      await a.runs.start(session.id, emitting(1), { ifBusy: 'enqueue' });
+      const reading = collect(b.runs.stream(session.id));
+      await new Promise((r) => setTimeout(r, 400));
+      const swept = await b.runs.sweepOrphans();
+      expect(swept).toBeGreaterThanOrEqual(1);
+      const events = await reading;
+      expect(events.at(-1)).toMatchObject({ type: 'error', data: { reason: 'owner_lost', status: 'failed' } });
+      expect((await a.runs.get(session.id, ghost.run.id)).endReason).toBe('owner_lost');
+      // The queued run behind it was promoted and ran.
+      await waitFor(async () => (await a.runs.list(session.id)).items.every((r) => r.status !== 'queued' && r.status !== 'running'));
+      expect((await a.runs.list(session.id)).items[0]?.status).toBe('completed');
+      expect(await b.runs.sweepOrphans()).toBe(0);
+    });
+
+    it('ends a reader (session_not_found) when the session is purged under it', async () => {
+      const session = await a.create();
+      await a.runs.start(session.id, untilInterrupted);
+      const events: OutputEvent[] = [];
+      const reading = (async () => {
+        for await (const e of b.runs.stream(session.id)) events.push(e);
+      })();
+      await waitFor(() => events.some((e) => e.type === 'text'));
+      await b.purge(session.id);
+      await expect(reading).rejects.toMatchObject({ code: 'session_not_found' });
+    });
+
+    it('interrupts a run when its session is terminated', async () => {
+      const session = await a.create();
+      const run = await a.runs.start(session.id, untilInterrupted);
+      await waitFor(async () => (await a.runs.get(session.id, run.id)).status === 'running');
+      await b.terminate(session.id);
+      const ended = await a.runs.wait(session.id, run.id);
+      expect(ended).toMatchObject({ status: 'interrupted', endReason: 'session_ended' });
+      expect((await a.get(session.id)).status).toBe('terminated');
+    });
+  });
+}

@@ -1,0 +1,70 @@
+/** The shared limit helpers other routes adopt, and how their errors leave over HTTP. */
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config.js';
+import { CapacityError, LimitError } from '../../src/core/errors.js';
+import { checkOutputEvent, checkRunsQueued, DEFAULT_LIMITS } from '../../src/core/limits.js';
+import { toProblem } from '../../src/server/errors.js';
+import { buildApp } from '../../src/server/app.js';
+import { createSessions } from '../../src/sessions.js';
+
+describe('shared limits', () => {
+  it('output events over OUTPUT_EVENT_LIMIT_BYTES are 413 limit_exceeded', () => {
+    const limits = { outputEventBytes: 32 };
+    expect(() => checkOutputEvent(limits, { text: 'short' })).not.toThrow();
+    let err: unknown;
+    try {
+      checkOutputEvent(limits, { text: 'x'.repeat(40) });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(LimitError);
+    expect(toProblem(err)).toMatchObject({ status: 413, code: 'limit_exceeded', details: { field: 'data', limit: 32 } });
+  });
+
+  it('a full run queue is 429 queue_full', () => {
+    const limits = { runsQueuedPerSession: 2 };
+    expect(() => checkRunsQueued(limits, 1)).not.toThrow();
+    let err: unknown;
+    try {
+      checkRunsQueued(limits, 2);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(CapacityError);
+    expect(toProblem(err)).toMatchObject({ status: 429, code: 'queue_full' });
+  });
+
+  it('limits come from the environment, validated', () => {
+    const config = loadConfig({
+      RATE_LIMIT_PER_MINUTE: '0',
+      OUTPUT_EVENT_LIMIT_BYTES: '1024',
+      RUNS_QUEUED_PER_SESSION: '3',
+      SSE_CONNECTIONS_PER_KEY: '4',
+    });
+    expect(config.rateLimitPerMinute).toBe(0);
+    expect(config.limits).toMatchObject({ outputEventBytes: 1024, runsQueuedPerSession: 3, sseConnectionsPerKey: 4 });
+    expect(loadConfig({}).rateLimitPerMinute).toBe(6_000);
+    expect(loadConfig({}).limits.sseConnectionsPerKey).toBe(DEFAULT_LIMITS.sseConnectionsPerKey);
+    expect(() => loadConfig({ RATE_LIMIT_PER_MINUTE: '-1' })).toThrow(/RATE_LIMIT_PER_MINUTE/);
+    expect(() => loadConfig({ SSE_CONNECTIONS_PER_KEY: '0' })).toThrow(/SSE_CONNECTIONS_PER_KEY/);
+  });
+});
+
+describe('scope audit', { timeout: 60_000 }, () => {
+  it('a /v1 route without a scope fails at registration; every registered /v1 route has one', async () => {
+    const sessions = await createSessions({ env: {}, dataDir: ':memory:' });
+    try {
+      const app = await buildApp({ sessions, logger: false });
+      expect(() => app.get('/v1/forgotten', async () => ({}))).toThrow(/needs config.scope/);
+      expect(() => app.get('/v1/typo', { config: { scope: 'wrte' as never } }, async () => ({}))).toThrow(/needs config.scope/);
+      app.get('/public-thing', async () => ({}));
+      await app.ready();
+      const v1 = app.apiRoutes.filter((r) => r.url.startsWith('/v1/'));
+      expect(v1.length).toBeGreaterThan(0);
+      expect(v1.filter((r) => r.scope === undefined)).toEqual([]);
+      await app.close();
+    } finally {
+      await sessions.close();
+    }
+  });
+});
