@@ -4,7 +4,7 @@ export type { CacheTierStats, ServiceStats } from './sessions.js';
 export { EVENT_TYPES, EventFeed, type EventType, type SubscribeOptions } from './core/events.js';
 export type { EventEnvelope } from './core/ports.js';
 export type { RelayStats } from './core/outbox-relay.js';
-export { Sweeper, type SweepTaskStats } from './core/sweeper.js';
+export { orphanedRunsTask, Sweeper, type SweepTask, type SweepTaskStats } from './core/sweeper.js';
 export { SessionService, type ModifyOptions } from './core/session-service.js';
 export { loadConfig, ConfigError, type Config } from './config.js';
 export { buildApp, type BuildAppOptions } from './server/app.js';
@@ -55,6 +55,5 @@ export {
   type StartRunOptions,
   type StreamOptions,
 } from './core/runs.js';
-export { IntervalTasks, orphanedRunsTask, type SweepTask } from './core/interval-tasks.js';
 export { demoRunner, type DemoRunnerOptions } from './runners/demo.js';
 export { commandRunner, type CommandRunnerOptions } from './runners/command.js';

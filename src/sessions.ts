@@ -18,7 +18,7 @@ import type {
 import { SessionService } from './core/session-service.js';
 import { EventFeed } from './core/events.js';
 import { OutboxRelay, type RelayStats } from './core/outbox-relay.js';
-import { sessionSweepTasks, Sweeper, type SweepTask, type SweepTaskStats } from './core/sweeper.js';
+import { orphanedRunsTask, sessionSweepTasks, Sweeper, type SweepTask, type SweepTaskStats } from './core/sweeper.js';
 import { PostgresOutbox } from './adapters/postgres/outbox.js';
 import { OutboxSignal, signallingDatabase } from './adapters/postgres/outbox-signal.js';
 import { PostgresStatsStore, PostgresSweepStore } from './adapters/postgres/sweeps.js';
@@ -49,7 +49,6 @@ import {
 import { RedisConnectionLimiter, RedisRateLimiter } from './adapters/redis/redis-limiters.js';
 import { RunManager } from './core/run-manager.js';
 import type { OutputLog, Runner, SignalBus } from './core/runs.js';
-import { IntervalTasks, orphanedRunsTask } from './core/interval-tasks.js';
 import { PostgresRunRepository } from './adapters/postgres/run-repository.js';
 import { PgSignalBus } from './adapters/postgres/pg-signal-bus.js';
 import { PgOutputLog } from './adapters/postgres/pg-output-log.js';
@@ -136,10 +135,10 @@ export class Sessions extends SessionService {
   /** Runs: start, interrupt, input and resumable output streams (docs/runs.md). */
   readonly runs: RunManager;
   /**
-   * This instance's own orphaned-run sweep (RUN_SWEEP_INTERVAL_MS; null when 0). Another
-   * sweeper can run `orphanedRunsTask(sessions.runs)` instead.
+   * The orphaned-run sweep, on its own shorter interval (RUN_SWEEP_INTERVAL_MS; 0 runs it
+   * only through `runOnce`, for example when another scheduler runs `orphanedRunsTask`).
    */
-  readonly runSweep: IntervalTasks | null;
+  readonly runSweeper: Sweeper;
   /** @internal the database handle, for adapters that share it. */
   readonly db: SqlDatabase;
   /** @internal the Redis connection (with its circuit breaker), when REDIS_URL is set. */
@@ -207,15 +206,13 @@ export class Sessions extends SessionService {
       logger,
       agent: parts.agent ?? demoRunner(),
     });
-    this.runSweep =
-      config.runSweepIntervalMs > 0
-        ? new IntervalTasks([orphanedRunsTask(this.runs)], {
-            intervalMs: config.runSweepIntervalMs,
-            onError: (task, err) => logger?.warn({ err, task }, 'sweep task failed'),
-          })
-        : null;
-    // Closed in reverse: the sweep, then the runs, then the adapters they use.
-    this.components = [...(parts.components ?? []), this.runs, ...(this.runSweep ? [this.runSweep] : [])];
+    this.runSweeper = new Sweeper({
+      intervalMs: config.runSweepIntervalMs,
+      tasks: [orphanedRunsTask(this.runs)],
+      onError: (err, task) => logger?.warn({ err, task }, 'sweep failed'),
+    });
+    // Closed in reverse: the runs, then the adapters they use (the sweepers stop before).
+    this.components = [...(parts.components ?? []), this.runs];
     this.healthChecks = parts.healthChecks ?? [];
 
     this.outboxSignal = outboxSignal;
@@ -259,6 +256,7 @@ export class Sessions extends SessionService {
     this.starting ??= (async () => {
       await this.relay?.start();
       this.sweeper.start();
+      this.runSweeper.start();
     })();
     return this.starting;
   }
@@ -290,7 +288,7 @@ export class Sessions extends SessionService {
         relay: this.relay?.stats() ?? null,
       },
       cache,
-      sweeps: this.sweeper.stats(),
+      sweeps: { ...this.sweeper.stats(), ...this.runSweeper.stats() },
     };
   }
 
@@ -319,7 +317,7 @@ export class Sessions extends SessionService {
   /** Stops every component and closes every connection. Idempotent; concurrent calls share one close. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      await Promise.all([this.events.close(), this.relay?.close(), this.sweeper.close()]);
+      await Promise.all([this.events.close(), this.relay?.close(), this.sweeper.close(), this.runSweeper.close()]);
       this.outboxSignal.close();
       for (const c of [...this.components].reverse()) await c.close().catch(() => undefined);
       await this.db.close();
@@ -421,7 +419,6 @@ export async function createSessions(options: CreateSessionsOptions = {}): Promi
       agent: agent ?? run.agent,
     });
     await sessions.runs.ready();
-    await sessions.runSweep?.ready();
     await sessions.start();
     return sessions;
   } catch (err) {

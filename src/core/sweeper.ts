@@ -4,10 +4,14 @@
  * it and none is a single point of failure. Other features add their own tasks (for example
  * the finalization of orphaned runs) with `add`.
  */
-import type { SweepTask } from './interval-tasks.js';
 import type { SessionRef, SweepStore } from './ports.js';
 
-export type { SweepTask } from './interval-tasks.js';
+/** One kind of background work. It must be safe to run on several instances at once. */
+export interface SweepTask {
+  readonly name: string;
+  /** Does one round of work; resolves to the number of things it changed. `signal` fires when the sweeper stops. */
+  run(signal?: AbortSignal): Promise<number>;
+}
 
 export interface SweepTaskStats {
   passes: number;
@@ -183,4 +187,9 @@ export function sessionSweepTasks(store: SweepStore, o: SessionSweepOptions): Sw
     });
   }
   return tasks;
+}
+
+/** The finalization of runs whose owner vanished (SPEC §7), as a sweep task. */
+export function orphanedRunsTask(runs: { sweepOrphans(limit?: number): Promise<number> }): SweepTask {
+  return { name: 'finalize_orphaned_runs', run: () => runs.sweepOrphans() };
 }

@@ -255,6 +255,10 @@ for (const plan of PLANS) {
       expect(detectedMs).toBeLessThan(LEASE_MS + SWEEP_MS + 5_000);
       const got = await call<{ status: string; end_reason: string }>(B(), 'GET', `/v1/sessions/${id}/runs/${run.json.id}`);
       expect(got.json).toMatchObject({ status: 'failed', end_reason: 'owner_lost' });
+      // The sweep that did it is counted in /v1/stats on whichever instance claimed the run.
+      type Stats = { sweeps: Record<string, { affected: number }> };
+      const swept = await Promise.all([B(), C()].map((s) => call<Stats>(s, 'GET', '/v1/stats')));
+      expect(swept.reduce((n, r) => n + (r.json.sweeps.finalize_orphaned_runs?.affected ?? 0), 0)).toBeGreaterThanOrEqual(1);
       const next = await call<{ id: string; status: string; owner: string }>(B(), 'POST', `/v1/sessions/${id}/runs`, {
         input: { mode: 'stream', count: 3, delay_ms: 1 },
       });
