@@ -9,6 +9,10 @@ export interface Config {
   host: string;
   dataDir: string;
   databaseUrl: string | null;
+  /** Connections per instance in the PostgreSQL pool. */
+  databasePoolMax: number;
+  /** Named prepared statements on PostgreSQL (off behind PgBouncer in transaction mode < 1.21). */
+  databasePreparedStatements: boolean;
   redisUrl: string | null;
   /** Treat REDIS_URL as Cluster seed nodes (also implied by several comma-separated URLs). */
   redisCluster: boolean;
@@ -149,6 +153,8 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     host: r.str('HOST', '127.0.0.1'),
     dataDir: r.str('DATA_DIR', './.agent-sessions'),
     databaseUrl: r.url('DATABASE_URL', ['postgres:', 'postgresql:']),
+    databasePoolMax: r.int('DATABASE_POOL_MAX', 20, 1, 1_000),
+    databasePreparedStatements: r.bool('DATABASE_PREPARED_STATEMENTS', true),
     redisUrl: redisUrls(r),
     redisCluster: r.bool('REDIS_CLUSTER', false),
     redisCacheTtlSeconds: r.int('REDIS_CACHE_TTL_SECONDS', 3_600, 1, 2_147_483),

@@ -336,9 +336,17 @@ export interface CreateSessionsOptions extends Partial<Config> {
   agent?: Runner;
 }
 
-export function openDatabase(config: Pick<Config, 'databaseUrl' | 'dataDir' | 'instanceId'>): SqlDatabase {
+export function openDatabase(
+  config: Pick<Config, 'databaseUrl' | 'dataDir' | 'instanceId'> &
+    Partial<Pick<Config, 'databasePoolMax' | 'databasePreparedStatements'>>,
+): SqlDatabase {
   return config.databaseUrl
-    ? new PgDatabase({ connectionString: config.databaseUrl, applicationName: `agent-sessions ${config.instanceId}` })
+    ? new PgDatabase({
+        connectionString: config.databaseUrl,
+        applicationName: `agent-sessions ${config.instanceId}`,
+        max: config.databasePoolMax,
+        preparedStatements: config.databasePreparedStatements,
+      })
     : new PgliteDatabase({ dataDir: config.dataDir === ':memory:' ? undefined : path.resolve(config.dataDir, 'pgdata') });
 }
 

@@ -3,6 +3,7 @@
  * (PostgreSQL compiled to WebAssembly, on disk). Every query module is written against it,
  * so embedded and distributed mode run the same SQL.
  */
+import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import pg from 'pg';
 import { PGlite } from '@electric-sql/pglite';
@@ -72,6 +73,33 @@ export interface PgDatabaseOptions {
    */
   connectionTimeoutMillis?: number;
   applicationName?: string;
+  /**
+   * Run parameterized statements as named prepared statements, so each connection parses and
+   * plans a statement once instead of on every call (the session writes are CTEs whose
+   * planning costs about as much as their execution). Turn off behind a pooler that cannot
+   * keep prepared statements (PgBouncer in transaction mode before 1.21).
+   */
+  preparedStatements?: boolean;
+}
+
+/**
+ * Names for prepared statements, by statement text. Bounded: the statements of this code base
+ * are a fixed set, and a text beyond the bound (which would mean SQL built from values) simply
+ * runs unprepared instead of growing every connection's statement cache.
+ */
+export class StatementNames {
+  private readonly names = new Map<string, string>();
+
+  constructor(private readonly max = 500) {}
+
+  nameFor(text: string): string | undefined {
+    let name = this.names.get(text);
+    if (name === undefined && this.names.size < this.max) {
+      name = `as_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`;
+      this.names.set(text, name);
+    }
+    return name;
+  }
 }
 
 export class PgDatabase implements SqlDatabase {
@@ -83,8 +111,10 @@ export class PgDatabase implements SqlDatabase {
   private listenConnecting: Promise<pg.PoolClient> | null = null;
   private resubscribing: Promise<void> | null = null;
   private closed = false;
+  private readonly statements: StatementNames | null;
 
   constructor(options: PgDatabaseOptions) {
+    this.statements = options.preparedStatements === false ? null : new StatementNames();
     this.pool = new pg.Pool({
       connectionString: options.connectionString,
       max: options.max ?? 20,
@@ -104,13 +134,20 @@ export class PgDatabase implements SqlDatabase {
     // serialization failure rolled all of it back and it can run again.
     for (let attempt = 1; ; attempt++) {
       try {
-        const result = await this.pool.query(text, params as unknown[] | undefined);
+        const result = await this.pool.query(this.statement(text, params));
         return result.rows as R[];
       } catch (err) {
         if (attempt < 3 && RETRYABLE_SQLSTATE.has(sqlState(err) ?? '')) continue;
         throw translateError(err);
       }
     }
+  }
+
+  /** A query config: named (prepared) when it has parameters; scripts stay unnamed. */
+  private statement(text: string, params: readonly unknown[] | undefined): pg.QueryConfig {
+    const values = params as unknown[] | undefined;
+    const name = values && values.length > 0 ? this.statements?.nameFor(text) : undefined;
+    return name === undefined ? { text, values } : { name, text, values };
   }
 
   async exec(script: string): Promise<void> {
@@ -127,7 +164,7 @@ export class PgDatabase implements SqlDatabase {
     const tx: SqlExecutor = {
       query: async <R>(text: string, params?: readonly unknown[]) => {
         try {
-          return (await client.query(text, params as unknown[] | undefined)).rows as R[];
+          return (await client.query(this.statement(text, params))).rows as R[];
         } catch (err) {
           throw translateError(err);
         }
