@@ -2,7 +2,7 @@
  * Configuration from the environment (and a .env file), validated once at start and frozen.
  * Every variable is documented in .env.example.
  */
-import { DEFAULT_LIMITS, type Limits } from './core/limits.js';
+import { DEFAULT_LIMITS, PAGE_SIZE_CEILING, type Limits } from './core/limits.js';
 
 export interface Config {
   port: number;
@@ -184,7 +184,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
       ...DEFAULT_LIMITS,
       metadataBytes: r.int('METADATA_LIMIT_BYTES', DEFAULT_LIMITS.metadataBytes, 2),
       itemBytes: r.int('ITEM_LIMIT_BYTES', DEFAULT_LIMITS.itemBytes, 2),
-      maxPageSize: r.int('MAX_PAGE_SIZE', DEFAULT_LIMITS.maxPageSize, 1, 1_000),
+      maxPageSize: r.int('MAX_PAGE_SIZE', DEFAULT_LIMITS.maxPageSize, 1, PAGE_SIZE_CEILING),
       outputEventBytes: r.int('OUTPUT_EVENT_LIMIT_BYTES', DEFAULT_LIMITS.outputEventBytes, 2),
       runsQueuedPerSession: r.int('RUNS_QUEUED_PER_SESSION', DEFAULT_LIMITS.runsQueuedPerSession, 0),
       sseConnectionsPerKey: r.int('SSE_CONNECTIONS_PER_KEY', DEFAULT_LIMITS.sseConnectionsPerKey, 1),

@@ -26,6 +26,9 @@ export interface Limits {
   sseConnectionsPerKey: number;
 }
 
+/** The largest MAX_PAGE_SIZE one may configure; the HTTP schemas allow up to this, the service the configured one. */
+export const PAGE_SIZE_CEILING = 1_000;
+
 export const DEFAULT_LIMITS: Limits = Object.freeze({
   metadataBytes: 16 * 1024,
   itemBytes: 256 * 1024,

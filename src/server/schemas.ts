@@ -3,6 +3,7 @@
  * not listed never leave the server) and generate the OpenAPI document.
  */
 import { Type, type Static } from 'typebox';
+import { PAGE_SIZE_CEILING } from '../core/limits.js';
 
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
 
@@ -115,7 +116,8 @@ export const ListSessionsQuery = Type.Object(
     status: Type.Optional(Status),
     updated_after: Type.Optional(Type.String({ format: 'date-time' })),
     cursor: Type.Optional(Type.String({ maxLength: 512 })),
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+    // The configured MAX_PAGE_SIZE is enforced by the service (400 validation_failed).
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: PAGE_SIZE_CEILING })),
   },
   { additionalProperties: false },
 );
@@ -165,7 +167,8 @@ export const AppendItemsResponse = Type.Object({ items: Type.Array(Item), sessio
 export const ListItemsQuery = Type.Object(
   {
     cursor: Type.Optional(Type.String({ maxLength: 512 })),
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+    // The configured MAX_PAGE_SIZE is enforced by the service (400 validation_failed).
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: PAGE_SIZE_CEILING })),
     last_turns: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
   },
   { additionalProperties: false },

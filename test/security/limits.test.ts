@@ -50,6 +50,27 @@ describe('shared limits', () => {
   });
 });
 
+describe('page size', { timeout: 60_000 }, () => {
+  it('MAX_PAGE_SIZE above the default is honoured over HTTP, and enforced', async () => {
+    const sessions = await createSessions({ env: { MAX_PAGE_SIZE: '150' }, dataDir: ':memory:' });
+    try {
+      const app = await buildApp({ sessions, logger: false, noAuth: true });
+      await Promise.all(Array.from({ length: 160 }, () => sessions.create({})));
+      const full = await app.inject({ method: 'GET', url: '/v1/sessions?limit=150' });
+      expect(full.statusCode).toBe(200);
+      expect(full.json<{ sessions: unknown[] }>().sessions).toHaveLength(150);
+      const over = await app.inject({ method: 'GET', url: '/v1/sessions?limit=151' });
+      expect(over.statusCode).toBe(400);
+      expect(over.json()).toMatchObject({ code: 'validation_failed' });
+      const items = await app.inject({ method: 'GET', url: `/v1/sessions/${(await sessions.create({})).id}/items?limit=151` });
+      expect(items.statusCode).toBe(400);
+      await app.close();
+    } finally {
+      await sessions.close();
+    }
+  });
+});
+
 describe('scope audit', { timeout: 60_000 }, () => {
   it('a /v1 route without a scope fails at registration; every registered /v1 route has one', async () => {
     const sessions = await createSessions({ env: {}, dataDir: ':memory:' });
