@@ -9,10 +9,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { createSessions, type Sessions } from '../../src/sessions.js';
 import { freshDatabase, requireServices, uniqueKeyPrefix, type FreshDatabase } from '../setup/harness.js';
-import { OwnRedis, redisBinary, waitForRedis } from '../redis/redis-servers.js';
+import { OwnRedis, requireRedisBinaries, waitForRedis } from '../redis/redis-servers.js';
 
 const suite = 'distributed/redis-outage';
-const ready = requireServices(['postgres'], suite) && redisBinary('redis-server') !== null;
+const ready = requireServices(['postgres'], suite) && requireRedisBinaries(['redis-server'], suite);
 
 interface Ledger {
   /** The newest version acknowledged per session. */

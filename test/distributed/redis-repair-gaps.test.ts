@@ -10,10 +10,10 @@ import { createClient } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSessions, type Sessions } from '../../src/sessions.js';
 import { freshDatabase, requireServices, uniqueKeyPrefix, type FreshDatabase } from '../setup/harness.js';
-import { OwnRedis, redisBinary } from '../redis/redis-servers.js';
+import { OwnRedis, requireRedisBinaries } from '../redis/redis-servers.js';
 
 const suite = 'distributed/redis-repair-gaps';
-const ready = requireServices(['postgres'], suite) && redisBinary('redis-server') !== null;
+const ready = requireServices(['postgres'], suite) && requireRedisBinaries(['redis-server'], suite);
 
 /** Polls `read` until `ok` holds, for at most `ms`. */
 async function within(ms: number, read: () => Promise<boolean>): Promise<void> {

@@ -8,10 +8,10 @@ import { createClient } from 'redis';
 import { describe, expect, it } from 'vitest';
 import { createSessions, type Sessions } from '../../src/sessions.js';
 import { freshDatabase, requireServices, uniqueKeyPrefix } from '../setup/harness.js';
-import { OwnRedis, redisBinary, waitForRedis } from '../redis/redis-servers.js';
+import { OwnRedis, requireRedisBinaries, waitForRedis } from '../redis/redis-servers.js';
 
 const suite = 'distributed/redis-stale-data';
-const ready = requireServices(['postgres'], suite) && redisBinary('redis-server') !== null;
+const ready = requireServices(['postgres'], suite) && requireRedisBinaries(['redis-server'], suite);
 
 async function rawGet(url: string, key: string): Promise<string | null> {
   const client = createClient({ url });

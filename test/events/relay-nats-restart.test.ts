@@ -3,14 +3,14 @@
  * the events wait in the outbox, and all of them reach the stream after the restart, each
  * once. Uses a nats-server of its own (never the shared one).
  */
-import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSessions, type Sessions } from '../../src/sessions.js';
-import { freshDatabase, requireServices, uniqueNatsNames, type FreshDatabase } from '../setup/harness.js';
-import { mixedWorkload, OwnNatsServer, outboxRows, perSessionOrderViolation, readStream, unpublishedCount, waitFor } from './support.js';
+import { freshDatabase, requireBinaries, requireServices, uniqueNatsNames, type FreshDatabase } from '../setup/harness.js';
+import { mixedWorkload, natsServerBinary, OwnNatsServer, outboxRows, perSessionOrderViolation, readStream, unpublishedCount, waitFor } from './support.js';
 
-const hasNatsServer = spawnSync('nats-server', ['--version']).status === 0;
-const ready = requireServices(['postgres'], 'events/relay-nats-restart') && hasNatsServer;
+const ready =
+  requireServices(['postgres'], 'events/relay-nats-restart') &&
+  requireBinaries(['nats-server'], 'events/relay-nats-restart', natsServerBinary);
 
 describe.skipIf(!ready)('events/relay-nats-restart', () => {
   let db: FreshDatabase;

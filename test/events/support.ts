@@ -12,6 +12,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import pg from 'pg';
 import type { Sessions } from '../../src/sessions.js';
+import { which } from '../setup/services.js';
 
 /** Polls `check` until it returns a truthy value (resolved to it) or the time is up. */
 export async function waitFor<T>(check: () => T | Promise<T>, what: string, timeoutMs = 20_000, everyMs = 25): Promise<NonNullable<T>> {
@@ -56,7 +57,7 @@ export class OwnNatsServer {
   }
 
   async start(): Promise<void> {
-    const child = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(this.port), '-sd', this.dir], {
+    const child = spawn(natsServerBinary() ?? 'nats-server', ['-js', '-a', '127.0.0.1', '-p', String(this.port), '-sd', this.dir], {
       stdio: 'ignore',
     });
     this.child = child;
@@ -189,4 +190,9 @@ export function perSessionOrderViolation(events: ReadonlyArray<{ id: number; ses
     last.set(e.session_id, e.id);
   }
   return null;
+}
+
+/** The nats-server program (Debian installs it in /usr/sbin, often not on PATH), or null. */
+export function natsServerBinary(): string | null {
+  return which('nats-server', ['/usr/sbin', '/usr/bin', '/usr/local/bin']);
 }

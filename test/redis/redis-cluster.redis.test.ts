@@ -5,12 +5,12 @@
  */
 import { describe } from 'vitest';
 import { requireServices } from '../setup/harness.js';
-import { OwnRedisCluster, redisBinary } from './redis-servers.js';
+import { OwnRedisCluster, requireRedisBinaries } from './redis-servers.js';
 import { redisCacheSuite } from './redis-cache.suite.js';
 import { afterAll } from 'vitest';
 
 const suite = 'redis/cluster';
-const ready = requireServices(['postgres'], suite) && redisBinary('redis-server') !== null && redisBinary('redis-cli') !== null;
+const ready = requireServices(['postgres'], suite) && requireRedisBinaries(['redis-server', 'redis-cli'], suite);
 
 describe.skipIf(!ready)(suite, () => {
   let cluster: OwnRedisCluster | null = null;

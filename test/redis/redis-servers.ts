@@ -3,18 +3,20 @@
  * child on a free port in its own temp dir, never touching the shared instance.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort } from '../setup/services.js';
+import { requireBinaries } from '../setup/harness.js';
+import { freePort, which } from '../setup/services.js';
 
-export function redisBinary(name: 'redis-server' | 'redis-cli'): string | null {
-  for (const dir of ['/usr/bin', '/usr/local/bin', ...(process.env.PATH ?? '').split(path.delimiter)]) {
-    const candidate = path.join(dir, name);
-    if (dir && existsSync(candidate)) return candidate;
-  }
-  return null;
+export function redisBinary(name: string): string | null {
+  return which(name, ['/usr/bin', '/usr/local/bin']);
+}
+
+/** Whether the Redis programs a suite starts are here (see requireBinaries). */
+export function requireRedisBinaries(names: readonly ('redis-server' | 'redis-cli')[], suite: string): boolean {
+  return requireBinaries(names, suite, redisBinary);
 }
 
 async function waitForPort(port: number, child: ChildProcess, timeoutMs = 15_000): Promise<void> {

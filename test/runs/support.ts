@@ -5,16 +5,19 @@
  */
 import { createSessions, type Sessions } from '../../src/sessions.js';
 import { freshDatabase, requireServices, serviceUrl, uniqueKeyPrefix, type ServiceName } from '../setup/harness.js';
+import { OwnRedisCluster, requireRedisBinaries } from '../redis/redis-servers.js';
 
 export { freshDatabase, serviceUrl, uniqueKeyPrefix, uniqueToken, type FreshDatabase } from '../setup/harness.js';
 
-export type ModeName = 'embedded' | 'postgres' | 'postgres+redis';
+export type ModeName = 'embedded' | 'postgres' | 'postgres+redis' | 'postgres+redis-cluster';
 
 export interface Mode {
   name: ModeName;
   services: readonly ServiceName[];
   /** Whether several instances can share this mode's storage (not in-memory PGlite). */
   shared: boolean;
+  /** Binaries the mode starts itself, beyond the shared services. */
+  binaries?: readonly ('redis-server' | 'redis-cli')[];
   /** Storage for one suite; `open` makes a new instance on it. */
   prepare(): Promise<{ open(env?: Record<string, string>): Promise<Sessions>; dispose(): Promise<void> }>;
 }
@@ -53,11 +56,43 @@ export const MODES: readonly Mode[] = [
       return { open: (env = {}) => createSessions({ env: { ...base, ...env } }), dispose: db.drop };
     },
   },
+  {
+    // Signals over (sharded-by-slot) pub/sub and output over Streams on a cluster of three
+    // masters this suite starts itself, so a session's keys and another's land on different nodes.
+    name: 'postgres+redis-cluster',
+    services: ['postgres'],
+    binaries: ['redis-server', 'redis-cli'],
+    shared: true,
+    async prepare() {
+      const db = await freshDatabase();
+      let cluster: OwnRedisCluster;
+      try {
+        cluster = await OwnRedisCluster.start(3);
+      } catch (err) {
+        await db.drop();
+        throw err;
+      }
+      const base = {
+        DATABASE_URL: db.url,
+        REDIS_URL: cluster.url,
+        REDIS_CLUSTER: 'true',
+        KEY_PREFIX: uniqueKeyPrefix(),
+        RUN_SWEEP_INTERVAL_MS: '0',
+      };
+      return {
+        open: (env = {}) => createSessions({ env: { ...base, ...env } }),
+        dispose: async () => {
+          await cluster.stop();
+          await db.drop();
+        },
+      };
+    },
+  },
 ];
 
 /** Whether a suite in `mode` can run here (skipped by name otherwise). */
 export function modeReady(mode: Mode, suite: string): boolean {
-  return requireServices(mode.services, suite);
+  return requireServices(mode.services, suite) && requireRedisBinaries(mode.binaries ?? [], suite);
 }
 
 /** Collects a stream into an array (it ends after the terminal event). */

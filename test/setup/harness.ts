@@ -40,6 +40,22 @@ export function requireServices(names: readonly ServiceName[], suite: string): b
   return false;
 }
 
+/**
+ * Like `requireServices`, for programs a suite starts itself (redis-server for a throwaway
+ * Redis or a cluster): skipped by name when one is missing, a failure under REQUIRE_SERVICES.
+ */
+export function requireBinaries(names: readonly string[], suite: string, find: (name: string) => string | null): boolean {
+  const missing = names.filter((n) => find(n) === null);
+  if (missing.length === 0) return true;
+  if (inject('requireServices')) {
+    throw new Error(`${suite} needs ${missing.join(', ')} and REQUIRE_SERVICES is set: not found on PATH`);
+  }
+  const line = `SKIPPED (no ${missing.join(', ')}): ${suite}`;
+  appendFileSync(inject('skipLog'), `${line}\n`);
+  console.warn(line);
+  return false;
+}
+
 /** `requireServices` for one service, returning what is known about it. */
 export function requireService(name: ServiceName, suite: string): ServiceInfo {
   requireServices([name], suite);

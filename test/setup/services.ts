@@ -153,7 +153,8 @@ export function freePort(): Promise<number> {
   });
 }
 
-function which(binary: string, extraDirs: string[] = []): string | null {
+/** The path of `binary` in `extraDirs` or on PATH, or null. */
+export function which(binary: string, extraDirs: string[] = []): string | null {
   for (const dir of [...extraDirs, ...(process.env.PATH ?? '').split(path.delimiter)]) {
     if (!dir) continue;
     const candidate = path.join(dir, binary);
