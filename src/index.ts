@@ -58,3 +58,14 @@ export {
 export { IntervalTasks, orphanedRunsTask, type SweepTask } from './core/interval-tasks.js';
 export { demoRunner, type DemoRunnerOptions } from './runners/demo.js';
 export { commandRunner, type CommandRunnerOptions } from './runners/command.js';
+export {
+  AgentSessionsClient,
+  AgentSessionsHttpError,
+  isAgentSessionsHttpError,
+  type AgentSessionsClientOptions,
+  type EventFeedOptions,
+  type RequestOptions,
+  type RunStreamOptions,
+  type StartRunRequestOptions,
+  type WriteRequestOptions,
+} from './client/index.js';
