@@ -15,6 +15,7 @@ import { migrate } from './adapters/postgres/migrator.js';
 import { createSessions, openDatabase, type Sessions } from './sessions.js';
 import { buildApp } from './server/app.js';
 import { doctorReportJson, formatDoctorReport, runDoctor, SERVE_PID_FILE } from './doctor.js';
+import { formatBenchTable, runBench, writeBenchReport } from './bench/session-bench.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -27,11 +28,14 @@ Usage:
   agent-sessions keys list [--tenant T]
   agent-sessions keys revoke <id>
   agent-sessions doctor [--json]
-  agent-sessions bench [--duration S] [--concurrency N] [--output FILE]
+  agent-sessions bench [--duration S] [--concurrency N] [--sessions N] [--output FILE]
 
 doctor checks the configuration as serve would use it (database and migrations, Redis,
 NATS JetStream, DATA_DIR) and exits 1 if any check fails. bench measures the session
-operations against raw PostgreSQL and Redis calls on DATABASE_URL and REDIS_URL.
+operations against raw PostgreSQL and Redis calls: it creates (and drops) a throwaway
+database on DATABASE_URL's server and keys under a unique prefix on REDIS_URL; --duration is
+measured seconds per operation (default 2), the JSON report goes to --output (default
+bench/results/bench-<time>.json).
 
 A --root key (admin scope) manages every tenant's keys under /v1/admin/keys; any other
 admin key manages only its own tenant's.
@@ -154,6 +158,34 @@ async function doctor(values: Record<string, string | boolean | undefined>): Pro
   process.stdout.write(text, () => process.exit(report.ok ? 0 : 1));
 }
 
+function positiveNumber(values: Record<string, string | boolean | undefined>, flag: string, integer: boolean): number | undefined {
+  const raw = values[flag];
+  if (typeof raw !== 'string') return undefined;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) {
+    fail(`--${flag} must be a positive ${integer ? 'integer' : 'number'}, got ${raw}`);
+  }
+  return n;
+}
+
+async function bench(values: Record<string, string | boolean | undefined>): Promise<void> {
+  const config = loadConfig(process.env);
+  if (!config.databaseUrl || !config.redisUrl) {
+    fail('bench needs DATABASE_URL (a PostgreSQL server where it may create and drop a database) and REDIS_URL');
+  }
+  const report = await runBench({
+    databaseUrl: config.databaseUrl,
+    redisUrl: config.redisUrl,
+    concurrency: positiveNumber(values, 'concurrency', true),
+    secondsPerOperation: positiveNumber(values, 'duration', false),
+    sessions: positiveNumber(values, 'sessions', true),
+    log: (line) => process.stdout.write(`${line}\n`),
+  });
+  process.stdout.write(`\n${formatBenchTable(report.results)}\n`);
+  const file = writeBenchReport(report, typeof values.output === 'string' ? values.output : undefined);
+  process.stdout.write(`\nwritten to ${file}\n`);
+}
+
 async function main(): Promise<void> {
   loadDotenv({ quiet: true });
   const { values, positionals } = parseArgs({
@@ -171,6 +203,7 @@ async function main(): Promise<void> {
       duration: { type: 'string' },
       concurrency: { type: 'string' },
       output: { type: 'string' },
+      sessions: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'v' },
     },
@@ -199,6 +232,8 @@ async function main(): Promise<void> {
     }
     case 'keys':
       return keys(rest, values, logger);
+    case 'bench':
+      return bench(values);
     default:
       fail(`unknown command ${command}\n${USAGE}`);
   }
