@@ -93,7 +93,11 @@ export interface RunStreamOptions extends StreamRequestOptions {
 }
 
 export interface EventFeedOptions extends StreamRequestOptions {
-  /** Events with an id greater than this; default: only events committed from now on. */
+  /**
+   * Events with an id greater than this. Default: only events committed from now on; a
+   * reconnect before the first event then starts from now again, so pass `after` (0 for
+   * everything kept) when no event may be missed.
+   */
   after?: number | string;
   /** Only these event types (`session.created`, `run.completed`, ...). */
   types?: readonly string[];
