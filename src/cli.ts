@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 /**
- * agent-sessions command line: serve | migrate | keys (create, list, revoke).
+ * agent-sessions command line: serve | migrate | keys (create, list, revoke) | doctor | bench.
  * Configuration comes from the environment (and .env); flags override it.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { config as loadDotenv } from 'dotenv';
 import { pino, type Logger } from 'pino';
@@ -13,6 +14,8 @@ import { ConfigError, loadConfig, type Config } from './config.js';
 import { migrate } from './adapters/postgres/migrator.js';
 import { createSessions, openDatabase, type Sessions } from './sessions.js';
 import { buildApp } from './server/app.js';
+import { doctorReportJson, formatDoctorReport, runDoctor, SERVE_PID_FILE } from './doctor.js';
+import { formatBenchTable, runBench, writeBenchReport } from './bench/session-bench.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -24,6 +27,15 @@ Usage:
   agent-sessions keys create --tenant T --scopes read,write,runs[,admin] [--name NAME] [--root]
   agent-sessions keys list [--tenant T]
   agent-sessions keys revoke <id>
+  agent-sessions doctor [--json]
+  agent-sessions bench [--duration S] [--concurrency N] [--sessions N] [--output FILE]
+
+doctor checks the configuration as serve would use it (database and migrations, Redis,
+NATS JetStream, DATA_DIR) and exits 1 if any check fails. bench measures the session
+operations against raw PostgreSQL and Redis calls: it creates (and drops) a throwaway
+database on DATABASE_URL's server and keys under a unique prefix on REDIS_URL; --duration is
+measured seconds per operation (default 2), the JSON report goes to --output (default
+bench/results/bench-<time>.json).
 
 A --root key (admin scope) manages every tenant's keys under /v1/admin/keys; any other
 admin key manages only its own tenant's.
@@ -58,6 +70,9 @@ async function serve(overrides: Partial<Config>, logger: Logger): Promise<void> 
   const sessions = await createSessions({ ...config, logger });
   await ensureAdminKey(sessions, logger);
   const app = await buildApp({ sessions, logger, noAuth: config.noAuth, version: VERSION });
+  // PGlite allows one process per data directory: tell `doctor` this one is in use.
+  const pidFile = sessions.mode === 'embedded' && config.dataDir !== ':memory:' ? path.join(config.dataDir, SERVE_PID_FILE) : null;
+  if (pidFile) writeFileSync(pidFile, `${process.pid}\n`);
 
   let stopping: Promise<void> | null = null;
   const stop = (signal: string) => {
@@ -66,6 +81,7 @@ async function serve(overrides: Partial<Config>, logger: Logger): Promise<void> 
       const timer = setTimeout(() => process.exit(1), 10_000).unref();
       await app.close();
       await sessions.close();
+      if (pidFile) rmSync(pidFile, { force: true });
       clearTimeout(timer);
       logger.info('stopped');
     })();
@@ -135,6 +151,41 @@ async function keys(args: string[], values: Record<string, string | boolean | un
   }
 }
 
+async function doctor(values: Record<string, string | boolean | undefined>): Promise<void> {
+  const report = await runDoctor({ env: process.env, overrides: configFromFlags(values) });
+  const text = values.json === true ? `${JSON.stringify(doctorReportJson(report))}\n` : formatDoctorReport(report);
+  // Exits explicitly: a check that timed out may leave a socket behind.
+  process.stdout.write(text, () => process.exit(report.ok ? 0 : 1));
+}
+
+function positiveNumber(values: Record<string, string | boolean | undefined>, flag: string, integer: boolean): number | undefined {
+  const raw = values[flag];
+  if (typeof raw !== 'string') return undefined;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) {
+    fail(`--${flag} must be a positive ${integer ? 'integer' : 'number'}, got ${raw}`);
+  }
+  return n;
+}
+
+async function bench(values: Record<string, string | boolean | undefined>): Promise<void> {
+  const config = loadConfig(process.env);
+  if (!config.databaseUrl || !config.redisUrl) {
+    fail('bench needs DATABASE_URL (a PostgreSQL server where it may create and drop a database) and REDIS_URL');
+  }
+  const report = await runBench({
+    databaseUrl: config.databaseUrl,
+    redisUrl: config.redisUrl,
+    concurrency: positiveNumber(values, 'concurrency', true),
+    secondsPerOperation: positiveNumber(values, 'duration', false),
+    sessions: positiveNumber(values, 'sessions', true),
+    log: (line) => process.stdout.write(`${line}\n`),
+  });
+  process.stdout.write(`\n${formatBenchTable(report.results)}\n`);
+  const file = writeBenchReport(report, typeof values.output === 'string' ? values.output : undefined);
+  process.stdout.write(`\nwritten to ${file}\n`);
+}
+
 async function main(): Promise<void> {
   loadDotenv({ quiet: true });
   const { values, positionals } = parseArgs({
@@ -148,6 +199,11 @@ async function main(): Promise<void> {
       scopes: { type: 'string' },
       name: { type: 'string' },
       root: { type: 'boolean' },
+      json: { type: 'boolean' },
+      duration: { type: 'string' },
+      concurrency: { type: 'string' },
+      output: { type: 'string' },
+      sessions: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'v' },
     },
@@ -155,6 +211,8 @@ async function main(): Promise<void> {
   if (values.version) return void process.stdout.write(`${VERSION}\n`);
   const [command, ...rest] = positionals;
   if (values.help || command === undefined) return void process.stdout.write(`${USAGE}\n`);
+  // Before the logger: an invalid configuration is one of the things doctor reports.
+  if (command === 'doctor') return doctor(values);
   // Validated first, so a bad LOG_LEVEL (or anything else) is a clear message, not a stack.
   const logger = pino({ level: loadConfig(process.env).logLevel, base: { pid: process.pid } });
   switch (command) {
@@ -174,6 +232,8 @@ async function main(): Promise<void> {
     }
     case 'keys':
       return keys(rest, values, logger);
+    case 'bench':
+      return bench(values);
     default:
       fail(`unknown command ${command}\n${USAGE}`);
   }

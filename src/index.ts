@@ -57,3 +57,14 @@ export {
 } from './core/runs.js';
 export { demoRunner, type DemoRunnerOptions } from './runners/demo.js';
 export { commandRunner, type CommandRunnerOptions } from './runners/command.js';
+export {
+  AgentSessionsClient,
+  AgentSessionsHttpError,
+  isAgentSessionsHttpError,
+  type AgentSessionsClientOptions,
+  type EventFeedOptions,
+  type RequestOptions,
+  type RunStreamOptions,
+  type StartRunRequestOptions,
+  type WriteRequestOptions,
+} from './client/index.js';

@@ -189,4 +189,21 @@ export const Problem = Type.Object(
   { additionalProperties: true },
 );
 
+/** The request and response bodies as TypeScript types (the HTTP client uses them). */
+export type CreateSessionJson = Static<typeof CreateSessionBody>;
+export type UpdateSessionJson = Static<typeof UpdateSessionBody>;
+export type ForkSessionJson = Static<typeof ForkBody>;
+export type CountersJson = Static<typeof CountersBody>;
+export type ListSessionsQueryJson = Static<typeof ListSessionsQuery>;
+export type SessionPageJson = Static<typeof SessionPage>;
+export type BatchGetJson = Static<typeof BatchGetResponse>;
+export type BatchDeleteJson = Static<typeof BatchDeleteResponse>;
+export type NewItemJson = Static<typeof NewItem>;
+export type AppendItemsJson = Static<typeof AppendItemsResponse>;
+export type ListItemsQueryJson = Static<typeof ListItemsQuery>;
+export type ItemPageJson = Static<typeof ItemPage>;
+export type PopJson = Static<typeof PopResponse>;
+export type ClearJson = Static<typeof ClearResponse>;
+export type ProblemJson = Static<typeof Problem>;
+
 export const IfMatchHeaders = Type.Object({ 'if-match': Type.Optional(Type.String({ maxLength: 64 })) });

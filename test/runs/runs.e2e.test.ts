@@ -1,5 +1,6 @@
 /**
- * End to end: real `agent-sessions serve` processes over real HTTP and SSE, the command
+ * End to end: real `agent-sessions serve` processes over real HTTP and SSE, driven through the
+ * HTTP client (src/client) with resume turned off, so a stream cut short fails; the command
  * runner executing test/fixtures/echo-agent.mjs.
  *
  * - postgres+redis: three servers A, B, C on one fresh database and one Redis prefix
@@ -18,34 +19,54 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AgentSessionsClient } from '../../src/client/index.js';
+import type { OutputEventJson } from '../../src/client/types.js';
 import { startServer, type ServerProcess } from '../setup/server-process.js';
 import { freshDatabase, modeReady, serviceUrl, uniqueKeyPrefix, uniqueToken, MODES, type FreshDatabase, type ModeName } from './support.js';
-import { readSse, type SseEvent } from './sse-client.js';
 
 const ADMIN = `e2e-admin-${uniqueToken()}`;
-const HEADERS = { authorization: `Bearer ${ADMIN}` };
 const FIXTURE = fileURLToPath(new URL('../fixtures/echo-agent.mjs', import.meta.url));
 const LEASE_MS = 1_500;
 const SWEEP_MS = 500;
 
 const now = () => performance.timeOrigin + performance.now();
 
-async function call<T = Record<string, unknown>>(server: ServerProcess, method: string, url: string, body?: unknown): Promise<{ status: number; json: T }> {
-  const res = await fetch(`${server.url}${url}`, {
-    method,
-    headers: { ...HEADERS, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
+/** An output event and when it arrived (ms, performance.timeOrigin-based wall clock). */
+type Received = OutputEventJson & { at: number };
+
+interface ReadOptions {
+  lastEventId?: number;
+  /** Stop (closing the connection) after this many events. */
+  maxEvents?: number;
+  onEvent?: (e: Received) => void;
+}
+
+/**
+ * Reads a session's output through the client until the terminal event (or `maxEvents`).
+ * No silent reconnect: a stream the server cuts short fails the test.
+ */
+async function read(client: AgentSessionsClient, sessionId: string, options: ReadOptions = {}): Promise<Received[]> {
+  const events: Received[] = [];
+  const stream = client.runs.stream(sessionId, {
+    lastEventId: options.lastEventId,
+    maxReconnects: 0,
+    signal: AbortSignal.timeout(60_000),
   });
-  const text = await res.text();
-  return { status: res.status, json: (text ? JSON.parse(text) : null) as T };
+  for await (const e of stream) {
+    const received = { ...e, at: now() };
+    events.push(received);
+    options.onEvent?.(received);
+    if (options.maxEvents !== undefined && events.length >= options.maxEvents) break;
+  }
+  return events;
 }
 
-function eventData(e: SseEvent | undefined): Record<string, unknown> {
-  return ((e?.data as { data?: unknown } | undefined)?.data ?? {}) as Record<string, unknown>;
+function eventData(e: OutputEventJson | undefined): Record<string, unknown> {
+  return (e?.data ?? {}) as Record<string, unknown>;
 }
 
-function expectContiguous(events: SseEvent[]): void {
-  const seqs = events.map((e) => Number(e.id));
+function expectContiguous(events: OutputEventJson[]): void {
+  const seqs = events.map((e) => e.seq);
   expect(seqs).toEqual(seqs.map((_, i) => (seqs[0] ?? 0) + i));
 }
 
@@ -84,10 +105,11 @@ for (const plan of PLANS) {
     let db: FreshDatabase | null = null;
     let dataDir = '';
     const servers: ServerProcess[] = [];
+    const clients: AgentSessionsClient[] = [];
     // With one server (embedded) A, B and C are the same process.
-    const A = () => servers[0] as ServerProcess;
-    const B = () => servers[1 % servers.length] as ServerProcess;
-    const C = () => servers[2 % servers.length] as ServerProcess;
+    const A = () => clients[0] as AgentSessionsClient;
+    const B = () => clients[1 % clients.length] as AgentSessionsClient;
+    const C = () => clients[2 % clients.length] as AgentSessionsClient;
 
     beforeAll(async () => {
       if (plan.mode !== 'embedded') db = await freshDatabase();
@@ -108,6 +130,7 @@ for (const plan of PLANS) {
         ['B', 'C'].slice(0, plan.servers - 1).map((name) => startServer({ env: { ...env, INSTANCE_ID: name }, timeoutMs: 90_000 })),
       );
       servers.push(...rest);
+      clients.push(...servers.map((server) => new AgentSessionsClient({ baseUrl: server.url, apiKey: ADMIN })));
     });
 
     afterAll(async () => {
@@ -117,33 +140,25 @@ for (const plan of PLANS) {
     });
 
     async function newSession(): Promise<string> {
-      const res = await call<{ id: string }>(A(), 'POST', '/v1/sessions', {});
-      expect(res.status).toBe(201);
-      return res.json.id;
+      return (await A().create()).id;
     }
 
     it('streams a run started on A through B, then resumes on C with Last-Event-ID: no gap, no duplicate', async () => {
       const id = await newSession();
-      const started = await call<{ id: string; status: string; owner: string }>(A(), 'POST', `/v1/sessions/${id}/runs`, {
-        input: { mode: 'stream', count: 60, delay_ms: 15 },
-      });
-      expect(started.status).toBe(202);
-      expect(started.json.owner).toBe('A');
-      const onB = await readSse(`${B().url}/v1/sessions/${id}/stream`, { headers: HEADERS, maxEvents: 20 });
-      expect(onB.ended).toBe(false);
-      const onC = await readSse(`${C().url}/v1/sessions/${id}/stream`, {
-        headers: { ...HEADERS, 'last-event-id': onB.events.at(-1)?.id ?? '' },
-      });
-      expect(onC.ended).toBe(true);
-      const all = [...onB.events, ...onC.events];
+      const started = await A().runs.start(id, { mode: 'stream', count: 60, delay_ms: 15 });
+      expect(started.owner).toBe('A');
+      const onB = await read(B(), id, { maxEvents: 20 });
+      expect(onB.map((e) => e.type)).not.toContain('done');
+      const onC = await read(C(), id, { lastEventId: onB.at(-1)?.seq });
+      const all = [...onB, ...onC];
       expectContiguous(all);
       expect(all).toHaveLength(62);
-      expect(all[0]?.event).toBe('status');
-      expect(all.filter((e) => e.event === 'text').map((e) => eventData(e).text)).toEqual(
+      expect(all[0]?.type).toBe('status');
+      expect(all.filter((e) => e.type === 'text').map((e) => eventData(e).text)).toEqual(
         Array.from({ length: 60 }, (_, i) => `word ${i}`),
       );
-      expect(all.at(-1)).toMatchObject({ event: 'done' });
-      expect(eventData(all.at(-1))).toMatchObject({ status: 'completed', run_id: started.json.id });
+      expect(all.at(-1)).toMatchObject({ type: 'done', run_id: started.id });
+      expect(eventData(all.at(-1))).toMatchObject({ status: 'completed', run_id: started.id });
     });
 
     it(`interrupts from C stop the run on its owner (${plan.interrupts} runs); the next run is not interrupted`, async () => {
@@ -151,35 +166,32 @@ for (const plan of PLANS) {
       const clientLatency: number[] = [];
       const serverLatency: number[] = [];
       for (let i = 0; i < plan.interrupts; i++) {
-        const run = await call<{ id: string; status: string }>(A(), 'POST', `/v1/sessions/${id}/runs`, {
-          input: { mode: 'stream', count: 100_000, delay_ms: 20 },
-        });
+        const run = await A().runs.start(id, { mode: 'stream', count: 100_000, delay_ms: 20 });
         // A leftover marker would stop this run before its first word: it must get going.
-        expect(run.json.status).toBe('running');
+        expect(run.status).toBe('running');
         let t0 = 0;
-        let sent: Promise<{ status: number }> | null = null;
-        const { events } = await readSse(`${B().url}/v1/sessions/${id}/stream`, {
-          headers: HEADERS,
+        let sent: Promise<{ id: string }> | null = null;
+        const events = await read(B(), id, {
           onEvent: (e) => {
-            if (e.event === 'text' && sent === null) {
+            if (e.type === 'text' && sent === null) {
               t0 = now();
-              sent = call(C(), 'POST', `/v1/sessions/${id}/interrupt`);
+              sent = C().runs.interrupt(id);
             }
           },
         });
         expect(sent).not.toBeNull();
-        expect((await (sent as unknown as Promise<{ status: number }>)).status).toBe(202);
+        expect(await (sent as unknown as Promise<{ id: string }>)).toMatchObject({ id: run.id });
         const done = eventData(events.at(-1));
-        expect(done).toMatchObject({ status: 'interrupted', run_id: run.json.id });
+        expect(done).toMatchObject({ status: 'interrupted', run_id: run.id });
         const interrupt = done.interrupt as { requested_at: number | null; aborted_at: number; via: string };
         clientLatency.push(interrupt.aborted_at - t0);
         // When the owner's heartbeat saw the flag before the signal arrived, there is no signal time.
         if (interrupt.requested_at !== null) serverLatency.push(interrupt.aborted_at - interrupt.requested_at);
       }
-      const last = await call<{ id: string }>(A(), 'POST', `/v1/sessions/${id}/runs`, { input: { mode: 'stream', count: 5, delay_ms: 5 } });
-      const { events } = await readSse(`${B().url}/v1/sessions/${id}/stream`, { headers: HEADERS });
-      expect(eventData(events.at(-1))).toMatchObject({ status: 'completed', run_id: last.json.id });
-      expect(events.filter((e) => e.event === 'text')).toHaveLength(5);
+      const last = await A().runs.start(id, { mode: 'stream', count: 5, delay_ms: 5 });
+      const events = await read(B(), id);
+      expect(eventData(events.at(-1))).toMatchObject({ status: 'completed', run_id: last.id });
+      expect(events.filter((e) => e.type === 'text')).toHaveLength(5);
       console.log(
         `[${plan.mode}] interrupt latency, POST /interrupt on C -> abort on A: ${distribution(clientLatency)}\n` +
           `[${plan.mode}] interrupt latency, flag committed on C -> abort on A (signal path): ${distribution(serverLatency)}`,
@@ -191,24 +203,22 @@ for (const plan of PLANS) {
 
     it('input sent to B reaches the command-runner child on A', async () => {
       const id = await newSession();
-      const run = await call<{ id: string; owner: string }>(A(), 'POST', `/v1/sessions/${id}/runs`, { input: { mode: 'echo' } });
-      expect(run.json.owner).toBe('A');
+      const run = await A().runs.start(id, { mode: 'echo' });
+      expect(run.owner).toBe('A');
       let readySeen!: () => void;
       const ready = new Promise<void>((r) => (readySeen = r));
-      const reading = readSse(`${C().url}/v1/sessions/${id}/stream`, {
-        headers: HEADERS,
+      const reading = read(C(), id, {
         onEvent: (e) => {
-          if (e.event === 'status' && eventData(e).state === 'ready') readySeen();
+          if (e.type === 'status' && eventData(e).state === 'ready') readySeen();
         },
       });
       await ready;
       for (const line of ['hello from B', 'second line']) {
-        const sent = await call(B(), 'POST', `/v1/sessions/${id}/input`, { input: line });
-        expect(sent.status).toBe(202);
+        expect(await B().runs.sendInput(id, line)).toMatchObject({ run_id: run.id });
       }
-      await call(B(), 'POST', `/v1/sessions/${id}/input`, { input: 'bye' });
-      const { events } = await reading;
-      const echoes = events.filter((e) => e.event === 'echo').map((e) => eventData(e));
+      await B().runs.sendInput(id, 'bye');
+      const events = await reading;
+      const echoes = events.filter((e) => e.type === 'echo').map((e) => eventData(e));
       expect(echoes.map((e) => e.line), JSON.stringify(events.map((e) => e.data))).toEqual(['hello from B', 'second line']);
       expect(new Set(echoes.map((e) => e.pid)).size).toBe(1);
       expect(eventData(events.at(-1))).toMatchObject({ status: 'completed' });
@@ -218,8 +228,8 @@ for (const plan of PLANS) {
       const id = await newSession();
       const count = 5_000;
       const t0 = now();
-      await call(A(), 'POST', `/v1/sessions/${id}/runs`, { input: { mode: 'stream', count, delay_ms: 0 } });
-      const { events } = await readSse(`${B().url}/v1/sessions/${id}/stream`, { headers: HEADERS });
+      await A().runs.start(id, { mode: 'stream', count, delay_ms: 0 });
+      const events = await read(B(), id);
       const elapsed = (events.at(-1)?.at ?? now()) - (events[0]?.at ?? t0);
       expectContiguous(events);
       expect(events).toHaveLength(count + 2);
@@ -232,40 +242,31 @@ for (const plan of PLANS) {
 
     it.skipIf(plan.servers < 3)('SIGKILL of the owner: the run ends failed/owner_lost, open streams get the terminal event, a new run starts', async () => {
       const id = await newSession();
-      const run = await call<{ id: string; owner: string }>(A(), 'POST', `/v1/sessions/${id}/runs`, {
-        input: { mode: 'stream', count: 100_000, delay_ms: 20 },
-      });
-      expect(run.json.owner).toBe('A');
+      const run = await A().runs.start(id, { mode: 'stream', count: 100_000, delay_ms: 20 });
+      expect(run.owner).toBe('A');
       let words = 0;
-      let killedAt = 0;
-      const onB = readSse(`${B().url}/v1/sessions/${id}/stream`, { headers: HEADERS, onEvent: (e) => void (e.event === 'text' && words++) });
-      const onC = readSse(`${C().url}/v1/sessions/${id}/stream`, { headers: HEADERS });
+      const onB = read(B(), id, { onEvent: (e) => void (e.type === 'text' && words++) });
+      const onC = read(C(), id);
       while (words < 10) await new Promise((r) => setTimeout(r, 20));
-      await A().stop('SIGKILL');
-      killedAt = now();
+      await (servers[0] as ServerProcess).stop('SIGKILL');
+      const killedAt = now();
       const [b, c] = await Promise.all([onB, onC]);
-      const detectedMs = Math.max(b.events.at(-1)?.at ?? 0, c.events.at(-1)?.at ?? 0) - killedAt;
-      for (const r of [b, c]) {
-        expect(r.ended).toBe(true);
-        expectContiguous(r.events);
-        expect(r.events.at(-1)?.event).toBe('error');
-        expect(eventData(r.events.at(-1))).toMatchObject({ status: 'failed', reason: 'owner_lost', run_id: run.json.id });
+      const detectedMs = Math.max(b.at(-1)?.at ?? 0, c.at(-1)?.at ?? 0) - killedAt;
+      for (const events of [b, c]) {
+        expectContiguous(events);
+        expect(events.at(-1)?.type).toBe('error');
+        expect(eventData(events.at(-1))).toMatchObject({ status: 'failed', reason: 'owner_lost', run_id: run.id });
       }
       console.log(`[${plan.mode}] owner SIGKILL -> terminal event on readers: ${detectedMs.toFixed(0)} ms (lease ${LEASE_MS} ms + sweep ${SWEEP_MS} ms)`);
       expect(detectedMs).toBeLessThan(LEASE_MS + SWEEP_MS + 5_000);
-      const got = await call<{ status: string; end_reason: string }>(B(), 'GET', `/v1/sessions/${id}/runs/${run.json.id}`);
-      expect(got.json).toMatchObject({ status: 'failed', end_reason: 'owner_lost' });
+      expect(await B().runs.get(id, run.id)).toMatchObject({ status: 'failed', end_reason: 'owner_lost' });
       // The sweep that did it is counted in /v1/stats on whichever instance claimed the run.
-      type Stats = { sweeps: Record<string, { affected: number }> };
-      const swept = await Promise.all([B(), C()].map((s) => call<Stats>(s, 'GET', '/v1/stats')));
-      expect(swept.reduce((n, r) => n + (r.json.sweeps.finalize_orphaned_runs?.affected ?? 0), 0)).toBeGreaterThanOrEqual(1);
-      const next = await call<{ id: string; status: string; owner: string }>(B(), 'POST', `/v1/sessions/${id}/runs`, {
-        input: { mode: 'stream', count: 3, delay_ms: 1 },
-      });
-      expect(next.status).toBe(202);
-      expect(next.json).toMatchObject({ status: 'running', owner: 'B' });
-      const { events } = await readSse(`${C().url}/v1/sessions/${id}/stream`, { headers: HEADERS });
-      expect(eventData(events.at(-1))).toMatchObject({ status: 'completed', run_id: next.json.id });
+      const swept = await Promise.all([B(), C()].map((s) => s.stats()));
+      expect(swept.reduce((n, st) => n + (st.sweeps.finalize_orphaned_runs?.affected ?? 0), 0)).toBeGreaterThanOrEqual(1);
+      const next = await B().runs.start(id, { mode: 'stream', count: 3, delay_ms: 1 });
+      expect(next).toMatchObject({ status: 'running', owner: 'B' });
+      const events = await read(C(), id);
+      expect(eventData(events.at(-1))).toMatchObject({ status: 'completed', run_id: next.id });
     });
   });
 }

@@ -31,7 +31,8 @@ export interface GuardedRedisOptions extends RedisConnectionOptions {
   cooldownMs?: number;
 }
 
-const MIN_REDIS_MAJOR = 6;
+/** Oldest Redis major the scripts and commands need (GETEX, ZADD GT: 6.2). */
+export const MIN_REDIS_MAJOR = 6;
 
 export class GuardedRedis implements Lifecycle {
   readonly connection: RedisConnection;

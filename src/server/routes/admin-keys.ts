@@ -6,7 +6,7 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { Type } from 'typebox';
+import { Type, type Static } from 'typebox';
 import { AgentSessionsError } from '../../core/errors.js';
 import type { ApiKeyRecord, Principal } from '../../core/api-keys.js';
 import type { Sessions } from '../../sessions.js';
@@ -40,6 +40,11 @@ const CreatedKey = Type.Object({ ...KeyFields, key: Type.String({ description: '
 const KeyList = Type.Object({ keys: Type.Array(Key) });
 const KeyIdParams = Type.Object({ id: Type.String({ format: 'uuid' }) }, { additionalProperties: false });
 const ListKeysQuery = Type.Object({ tenant: Type.Optional(Tenant) }, { additionalProperties: false });
+
+export type CreateKeyJson = Static<typeof CreateKeyBody>;
+export type ApiKeyJson = Static<typeof Key>;
+export type CreatedKeyJson = Static<typeof CreatedKey>;
+export type KeyListJson = Static<typeof KeyList>;
 
 const errors = { 400: Problem, 401: Problem, 403: Problem, 404: Problem };
 const tags = ['admin'];

@@ -30,7 +30,17 @@ export const EventsQuery = Type.Object(
   { additionalProperties: false },
 );
 
-export function eventJson(e: EventEnvelope): Record<string, unknown> {
+/** An event on the feed (SPEC §8 envelope), as `data:` of its SSE frame. */
+export interface EventJson {
+  id: number;
+  type: string;
+  tenant_id: string;
+  session_id: string | null;
+  occurred_at: string;
+  data: unknown;
+}
+
+export function eventJson(e: EventEnvelope): EventJson {
   return { id: e.id, type: e.type, tenant_id: e.tenantId, session_id: e.sessionId, occurred_at: e.occurredAt, data: e.data };
 }
 

@@ -1,5 +1,13 @@
 import type { FastifyInstance } from 'fastify';
-import type { Sessions } from '../../sessions.js';
+import type { Mode, Sessions } from '../../sessions.js';
+
+/** GET /ready: 200 when ready, 503 when the database is not reachable. */
+export interface ReadyJson {
+  status: 'ready' | 'unavailable';
+  mode: Mode;
+  instance_id: string;
+  dependencies: Array<{ name: string; ok: boolean; latency_ms: number }>;
+}
 
 export function healthRoutes(app: FastifyInstance, sessions: Sessions): void {
   app.get('/health', { schema: { tags: ['health'], summary: 'Liveness' } }, async () => ({ status: 'ok' }));
@@ -10,7 +18,7 @@ export function healthRoutes(app: FastifyInstance, sessions: Sessions): void {
     for (const d of report.dependencies) {
       if (!d.ok) request.log.warn({ dependency: d.name, error: d.error }, 'dependency unavailable');
     }
-    return reply.status(report.ok ? 200 : 503).send({
+    const body: ReadyJson = {
       status: report.ok ? 'ready' : 'unavailable',
       mode: report.mode,
       instance_id: report.instanceId,
@@ -19,6 +27,7 @@ export function healthRoutes(app: FastifyInstance, sessions: Sessions): void {
         ok: d.ok,
         latency_ms: Math.round(d.latencyMs * 100) / 100,
       })),
-    });
+    };
+    return reply.status(report.ok ? 200 : 503).send(body);
   });
 }

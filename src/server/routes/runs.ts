@@ -39,7 +39,7 @@ const RunJson = Type.Object({
   start_seq: Nullable(Type.Integer()),
   end_seq: Nullable(Type.Integer()),
 });
-type RunJsonType = Static<typeof RunJson>;
+export type RunJsonType = Static<typeof RunJson>;
 
 const IfBusy = Type.Union([Type.Literal('reject'), Type.Literal('interrupt'), Type.Literal('enqueue')], {
   description: 'When a run is going: refuse (409 run_in_progress), interrupt it and run after it, or queue behind it',
@@ -48,6 +48,10 @@ const StartBody = Type.Object(
   { input: Type.Optional(Type.Unknown()), if_busy: Type.Optional(IfBusy) },
   { additionalProperties: false },
 );
+const RunPage = Type.Object({ runs: Type.Array(RunJson), next_cursor: Nullable(Type.String()) });
+export type RunPageJson = Static<typeof RunPage>;
+export type IfBusyJson = Static<typeof IfBusy>;
+export type StartRunJson = Static<typeof StartBody>;
 const RunParams = Type.Object({ id: SessionId, runId: Type.String({ format: 'uuid' }) }, { additionalProperties: false });
 const SessionParams = Type.Object({ id: SessionId }, { additionalProperties: false });
 const ListQuery = Type.Object(
@@ -66,6 +70,7 @@ const InputBody = Type.Object(
   { additionalProperties: false, required: ['input'] },
 );
 const InputResponse = Type.Object({ run_id: Type.String(), seq: Type.Integer() });
+export type InputSentJson = Static<typeof InputResponse>;
 const StreamQuery = Type.Object(
   { after: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })) },
   { additionalProperties: false },
@@ -91,9 +96,19 @@ export function runJson(r: Run): RunJsonType {
   };
 }
 
+/** The `data:` of one output event on the stream. */
+export interface OutputEventJson {
+  seq: number;
+  run_id: string;
+  type: string;
+  data: unknown;
+  created_at: string;
+}
+
 /** One SSE frame. JSON never contains a raw newline, so `data:` is always one line. */
 export function sseFrame(e: OutputEvent): string {
-  const data = JSON.stringify({ seq: e.seq, run_id: e.runId, type: e.type, data: e.data, created_at: e.createdAt });
+  const json: OutputEventJson = { seq: e.seq, run_id: e.runId, type: e.type, data: e.data, created_at: e.createdAt };
+  const data = JSON.stringify(json);
   return `id: ${e.seq}\nevent: ${e.type}\ndata: ${data}\n\n`;
 }
 
@@ -136,7 +151,7 @@ export function runRoutes(app: FastifyInstance, sessions: Sessions): void {
       summary: 'List runs, newest first',
       params: SessionParams,
       querystring: ListQuery,
-      response: { 200: Type.Object({ runs: Type.Array(RunJson), next_cursor: Nullable(Type.String()) }), ...errors },
+      response: { 200: RunPage, ...errors },
     },
   }, async (request) => {
     const page = await sessions.runs.list(request.params.id, request.query, callOptions(request));

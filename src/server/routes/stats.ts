@@ -4,7 +4,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { Type } from 'typebox';
+import { Type, type Static } from 'typebox';
 import type { Sessions } from '../../sessions.js';
 import { Problem } from '../schemas.js';
 
@@ -46,6 +46,8 @@ export const StatsResponse = Type.Object({
     }),
   ),
 });
+
+export type StatsJson = Static<typeof StatsResponse>;
 
 export function statsRoutes(app: FastifyInstance, sessions: Sessions): void {
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
