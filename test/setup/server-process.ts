@@ -27,11 +27,15 @@ export interface StartServerOptions {
   port?: number;
   /** How long to wait for /health (default 60 s; PGlite's first start is slow). */
   timeoutMs?: number;
+  /** Node arguments that run the CLI (default: the sources through tsx; `['dist/cli.js']` runs the build). */
+  cli?: string[];
 }
+
+const SOURCE_CLI = ['--import', 'tsx', 'src/cli.ts'];
 
 export async function startServer(options: StartServerOptions = {}): Promise<ServerProcess> {
   const port = options.port ?? (await freePort());
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', ...(options.args ?? [])], {
+  const child = spawn(process.execPath, [...(options.cli ?? SOURCE_CLI), 'serve', ...(options.args ?? [])], {
     cwd: ROOT,
     env: {
       PATH: process.env.PATH ?? '',
@@ -93,7 +97,7 @@ export interface CliResult {
 export function runCli(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<CliResult> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
+    const child = spawn(process.execPath, [...SOURCE_CLI, ...args], {
       cwd: ROOT,
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: 'warn', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
