@@ -6,7 +6,8 @@
  *
  *   DATABASE_URL  PostgreSQL server to create a throwaway database on (default local)
  *   REDIS_URL     Redis (default redis://127.0.0.1:6379); keys go under a unique prefix
- *   BENCH_CONCURRENCY (default 32), BENCH_SECONDS per operation (default 2)
+ *   BENCH_CONCURRENCY (default 32), BENCH_SECONDS per operation (default 2),
+ *   BENCH_INTERRUPTS runs interrupted for the interrupt latency (default 50)
  */
 import path from 'node:path';
 import { formatBenchTable, runBench, writeBenchReport } from '../src/bench/session-bench.js';
@@ -16,6 +17,7 @@ const report = await runBench({
   redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
   concurrency: Number(process.env.BENCH_CONCURRENCY ?? 32),
   secondsPerOperation: Number(process.env.BENCH_SECONDS ?? 2),
+  interrupts: Number(process.env.BENCH_INTERRUPTS ?? 50),
   log: (line) => process.stdout.write(`${line}\n`),
 });
 process.stdout.write(`\n${formatBenchTable(report.results)}\n`);

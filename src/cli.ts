@@ -28,7 +28,7 @@ Usage:
   agent-sessions keys list [--tenant T]
   agent-sessions keys revoke <id>
   agent-sessions doctor [--json]
-  agent-sessions bench [--duration S] [--concurrency N] [--sessions N] [--output FILE]
+  agent-sessions bench [--duration S] [--concurrency N] [--sessions N] [--interrupts N] [--output FILE]
 
 doctor checks the configuration as serve would use it (database and migrations, Redis,
 NATS JetStream, DATA_DIR) and exits 1 if any check fails. bench measures the session
@@ -179,6 +179,7 @@ async function bench(values: Record<string, string | boolean | undefined>): Prom
     concurrency: positiveNumber(values, 'concurrency', true),
     secondsPerOperation: positiveNumber(values, 'duration', false),
     sessions: positiveNumber(values, 'sessions', true),
+    interrupts: positiveNumber(values, 'interrupts', true),
     log: (line) => process.stdout.write(`${line}\n`),
   });
   process.stdout.write(`\n${formatBenchTable(report.results)}\n`);
@@ -204,6 +205,7 @@ async function main(): Promise<void> {
       concurrency: { type: 'string' },
       output: { type: 'string' },
       sessions: { type: 'string' },
+      interrupts: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'v' },
     },

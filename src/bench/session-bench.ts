@@ -7,9 +7,13 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import Fastify, { type FastifyInstance } from 'fastify';
 import pg from 'pg';
-import { createSessions } from '../sessions.js';
+import { buildApp } from '../server/app.js';
+import { createSessions, type Sessions } from '../sessions.js';
 
 export interface BenchOptions {
   /** A PostgreSQL server where the bench may create and drop a database (its URL's database is only used to connect). */
@@ -21,6 +25,8 @@ export interface BenchOptions {
   secondsPerOperation?: number;
   /** Sessions created before measuring (default 2,000). */
   sessions?: number;
+  /** Runs interrupted one after another for the interrupt latency (default 50). */
+  interrupts?: number;
   /** Progress lines. */
   log?: (line: string) => void;
 }
@@ -75,14 +81,61 @@ function compare(result: BenchResult, baseline: BenchResult, target: string, met
   return { ...result, baseline: baseline.name, ratio, target, ...(met ? { met: met(ratio) } : {}) };
 }
 
+/** Listens on a free loopback port; resolves to a GET function over a keep-alive agent. */
+async function httpGetter(app: FastifyInstance, concurrency: number, headers: Record<string, string>): Promise<(path: string) => Promise<void>> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+  app.addHook('onClose', async () => agent.destroy());
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = app.server.address() as AddressInfo;
+  return (urlPath) =>
+    new Promise<void>((resolve, reject) => {
+      const req = http.get({ host: '127.0.0.1', port, path: urlPath, agent, headers }, (res) => {
+        res.resume();
+        res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`GET ${urlPath}: ${res.statusCode}`))));
+      });
+      req.on('error', reject);
+    });
+}
+
+/**
+ * Interrupt latency across instances: a run on `owner` waits for its signal; `other` asks for
+ * the interrupt; the time from that call to the abort on the owner, once per run.
+ */
+async function interruptLatencies(owner: Sessions, other: Sessions, runs: number): Promise<{ latencies: number[]; elapsedMs: number }> {
+  const session = await owner.create({ title: 'bench interrupts' });
+  const latencies: number[] = [];
+  const started = performance.now();
+  for (let i = 0; i < runs; i++) {
+    let aborted = 0;
+    let running!: () => void;
+    const isRunning = new Promise<void>((resolve) => (running = resolve));
+    const run = await owner.runs.start(session.id, async (ctx) => {
+      running();
+      await new Promise<void>((resolve) => {
+        if (ctx.signal.aborted) resolve();
+        ctx.signal.addEventListener('abort', () => resolve(), { once: true });
+      });
+      aborted = performance.now();
+    });
+    await isRunning;
+    const asked = performance.now();
+    await other.runs.interrupt(session.id, { runId: run.id });
+    await owner.runs.wait(session.id, run.id);
+    latencies.push(aborted - asked);
+  }
+  return { latencies, elapsedMs: performance.now() - started };
+}
+
 export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const concurrency = options.concurrency ?? 32;
   const seconds = options.secondsPerOperation ?? 2;
   const sessionCount = options.sessions ?? 2_000;
+  const interrupts = options.interrupts ?? 50;
   const log = options.log ?? (() => undefined);
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new RangeError('concurrency must be a positive integer');
   if (!(seconds > 0)) throw new RangeError('secondsPerOperation must be positive');
   if (!Number.isInteger(sessionCount) || sessionCount < 1) throw new RangeError('sessions must be a positive integer');
+  if (!Number.isInteger(interrupts) || interrupts < 1) throw new RangeError('interrupts must be a positive integer');
 
   /**
    * Measures a group (a baseline and the operations compared with it) in interleaved rounds,
@@ -125,6 +178,10 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const env = { DATABASE_URL: url.toString(), REDIS_URL: options.redisUrl, KEY_PREFIX: prefix, LOG_LEVEL: 'silent' };
 
   const opened: Array<{ close(): Promise<void> }> = [];
+  const summarize = (name: string, latencies: number[], elapsedMs: number): BenchResult => {
+    const sorted = Float64Array.from(latencies).sort();
+    return { name, ops: latencies.length, opsPerSec: latencies.length / (elapsedMs / 1000), p50Ms: quantile(sorted, 0.5), p99Ms: quantile(sorted, 0.99) };
+  };
   const results: BenchResult[] = [];
   let redisForCleanup: NonNullable<Awaited<ReturnType<typeof createSessions>>['redis']>['commands'] | null = null;
   try {
@@ -191,7 +248,33 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       ],
       ['lock acquire/release', (i) => redisOnly.withSessionLock(pick(i), async () => undefined, { timeoutMs: 10_000 })],
     ]);
+
+    // HTTP: GET /v1/sessions/:id (API key checked, near cache) against a Fastify hello-world
+    // route, both served by this process to the same keep-alive client. Rate limiting is off,
+    // so the comparison is the route itself.
+    const adminKey = `bench-${token}-0123456789abcdef`;
+    const served = await createSessions({ env: { ...env, ADMIN_API_KEY: adminKey, RATE_LIMIT_PER_MINUTE: '0' } });
+    opened.push(served);
+    const api = await buildApp({ sessions: served, logger: false });
+    opened.push(api);
+    const hello = Fastify({ logger: false });
+    hello.get('/hello', async () => ({ hello: 'world' }));
+    opened.push(hello);
+    const getApi = await httpGetter(api, concurrency, { authorization: `Bearer ${adminKey}` });
+    const getHello = await httpGetter(hello, concurrency, {});
+    for (const id of hot) await getApi(`/v1/sessions/${id}`);
+    const [helloRoute, httpGet] = await measureGroup([
+      ['Fastify hello route', () => getHello('/hello')],
+      ['HTTP GET session', (i) => getApi(`/v1/sessions/${pickHot(i)}`)],
+    ]);
+
+    // Interrupt: asked on one instance, the run aborted on another (Redis pub/sub).
+    const interrupted = await interruptLatencies(near, redisOnly, interrupts);
+    const interrupt = summarize('interrupt, instance A → abort on B', interrupted.latencies, interrupted.elapsedMs);
+    log(`  ${interrupt.name}: p50 ${interrupt.p50Ms.toFixed(1)} ms, p99 ${interrupt.p99Ms.toFixed(1)} ms over ${interrupts} runs`);
+
     if (!redisGet || !nearGet || !redisHit || !pkSelect || !pgGet || !rawInsert || !create || !createPg) throw new Error('missing result');
+    if (!helloRoute || !httpGet) throw new Error('missing result');
     if (!rawUpdate || !update || !increment || !incrementPg || !rawLock || !lock) throw new Error('missing result');
 
     results.push(
@@ -209,6 +292,9 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       compare(incrementPg, rawUpdate, '(the same without any cache)'),
       rawLock,
       compare(lock, rawLock, '(no target)'),
+      helloRoute,
+      compare(httpGet, helloRoute, '≥ 0.5× hello route', (r) => r >= 0.5),
+      { ...interrupt, target: 'p99 ≤ 50 ms', met: interrupt.p99Ms <= 50 },
     );
   } finally {
     // The bench's keys live under its own prefix on a Redis that may be shared.

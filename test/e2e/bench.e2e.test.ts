@@ -25,7 +25,12 @@ const OPERATIONS = [
   'counter increment (PostgreSQL only)',
   'raw SET NX PX + DEL',
   'lock acquire/release',
+  'Fastify hello route',
+  'HTTP GET session',
+  'interrupt, instance A → abort on B',
 ];
+const BASELINES = new Set(['raw Redis GET', 'raw PK SELECT', 'raw single-row INSERT', 'raw UPDATE … RETURNING', 'raw SET NX PX + DEL', 'Fastify hello route']);
+const INTERRUPT = 'interrupt, instance A → abort on B';
 
 describe('e2e/bench', { timeout: 180_000 }, () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'agent-sessions-bench-'));
@@ -40,7 +45,7 @@ describe('e2e/bench', { timeout: 180_000 }, () => {
   it.skipIf(!requireServices(['postgres', 'redis'], 'e2e/bench'))('runs a short benchmark and writes its JSON report', async () => {
     const output = path.join(dir, 'nested', 'report.json');
     const env = { DATABASE_URL: serviceUrl('postgres'), REDIS_URL: serviceUrl('redis') };
-    const result = await runCli(['bench', '--duration', '0.1', '--concurrency', '2', '--sessions', '100', '--output', output], env, 150_000);
+    const result = await runCli(['bench', '--duration', '0.1', '--concurrency', '2', '--sessions', '100', '--interrupts', '3', '--output', output], env, 150_000);
     expect(result.code, result.stdout + result.stderr).toBe(0);
     expect(result.stdout).toContain(`written to ${output}`);
     expect(result.stdout).toMatch(/^operation\s+ops\/s\s+p50 ms\s+p99 ms\s+vs baseline\s+ratio\s+target$/m);
@@ -52,10 +57,10 @@ describe('e2e/bench', { timeout: 180_000 }, () => {
       expect(r.ops, r.name).toBeGreaterThan(0);
       expect(r.opsPerSec, r.name).toBeGreaterThan(0);
       expect(r.p99Ms, r.name).toBeGreaterThanOrEqual(r.p50Ms);
-      if (r.name.startsWith('raw ')) {
+      if (BASELINES.has(r.name) || r.name === INTERRUPT) {
         expect(r.baseline, r.name).toBeUndefined();
       } else {
-        expect(r.baseline, r.name).toMatch(/^raw /);
+        expect(BASELINES.has(r.baseline ?? ''), r.name).toBe(true);
         expect(Number.isFinite(r.ratio), r.name).toBe(true);
         expect(typeof r.target, r.name).toBe('string');
       }
@@ -66,6 +71,9 @@ describe('e2e/bench', { timeout: 180_000 }, () => {
       'get (PostgreSQL, no cache)',
       'create (session + outbox, cached)',
       'counter increment',
+      'HTTP GET session',
+      INTERRUPT,
     ]);
+    expect(report.results.find((r) => r.name === INTERRUPT)?.ops).toBe(3);
   });
 });
