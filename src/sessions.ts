@@ -58,6 +58,7 @@ import { MemoryOutputLog } from './adapters/memory/memory-output-log.js';
 import { RedisSignalBus } from './adapters/redis/redis-signal-bus.js';
 import { RedisOutputLog } from './adapters/redis/redis-output-log.js';
 import { demoRunner } from './runners/demo.js';
+import { SessionsMetrics } from './metrics.js';
 import { commandRunner } from './runners/command.js';
 
 export type Mode = 'embedded' | 'distributed';
@@ -153,6 +154,11 @@ export class Sessions extends SessionService {
   readonly relay: OutboxRelay | null;
   /** Background sweeps; `sweeper.add(task)` plugs in more. */
   readonly sweeper: Sweeper;
+  /**
+   * Prometheus metrics of this instance (docs/observability.md). The server serves
+   * `metrics.registry` at GET /metrics; a library user can mount it in their own server.
+   */
+  readonly metrics: SessionsMetrics;
   private readonly publisherName: string | null;
   private readonly statsStore: PostgresStatsStore;
   private starting: Promise<void> | null = null;
@@ -164,6 +170,7 @@ export class Sessions extends SessionService {
     // relay and the feed (see outbox-signal.ts); other instances hear of it by NOTIFY.
     const outboxSignal = new OutboxSignal(parts.db.kind === 'postgres' ? parts.db : null);
     const db = signallingDatabase(parts.db, outboxSignal);
+    const metrics = new SessionsMetrics({ processMetrics: config.metricsEnabled, scrapeToken: config.metricsToken });
     super({
       repository: new PostgresSessionRepository(db, {
         metadataLimitBytes: config.limits.metadataBytes,
@@ -178,10 +185,16 @@ export class Sessions extends SessionService {
       limits: config.limits,
       onCacheError: (err) => logger?.warn({ err }, 'session cache unavailable'),
       locks: parts.locks ?? new PostgresSessionLockStore(db),
+      telemetry: metrics,
     });
+    this.metrics = metrics;
     // Only the key's hash is kept (in ApiKeyService); the config the service exposes never
     // holds the key itself.
-    this.config = Object.freeze({ ...config, adminApiKey: config.adminApiKey === null ? null : '[redacted]' });
+    this.config = Object.freeze({
+      ...config,
+      adminApiKey: config.adminApiKey === null ? null : '[redacted]',
+      metricsToken: config.metricsToken === null ? null : '[redacted]',
+    });
     this.db = db;
     this.redis = parts.redis ?? null;
     this.mode = config.databaseUrl ? 'distributed' : 'embedded';
@@ -206,12 +219,22 @@ export class Sessions extends SessionService {
       onSessionWritten: (session) => this.cacheSet(session, 'unannounced-write'),
       logger,
       agent: parts.agent ?? demoRunner(),
+      telemetry: metrics,
     });
+    const runSweepStats = { passes: 0, affected: 0, errors: 0 };
     this.runSweep =
       config.runSweepIntervalMs > 0
         ? new IntervalTasks([orphanedRunsTask(this.runs)], {
             intervalMs: config.runSweepIntervalMs,
-            onError: (task, err) => logger?.warn({ err, task }, 'sweep task failed'),
+            onDone: (_task, changed) => {
+              runSweepStats.passes++;
+              runSweepStats.affected += changed;
+            },
+            onError: (task, err) => {
+              runSweepStats.passes++;
+              runSweepStats.errors++;
+              logger?.warn({ err, task }, 'sweep task failed');
+            },
           })
         : null;
     // Closed in reverse: the sweep, then the runs, then the adapters they use.
@@ -252,6 +275,21 @@ export class Sessions extends SessionService {
       onError: (err, task) => logger?.warn({ err, task }, 'sweep failed'),
     });
     this.statsStore = new PostgresStatsStore(db);
+    const relay = this.relay;
+    const statsStore = this.statsStore;
+    metrics.attach({
+      cacheStats: () => this.cacheStats(),
+      fallbackStats: () => this.cache?.fallbackStats?.() ?? {},
+      breaker: this.redis?.breaker ?? null,
+      runs: () => this.runs.localRunCounts(),
+      relay: relay ? () => relay.stats() : null,
+      // Without a broker nothing is ever published: there is no lag to report.
+      outboxLag: relay ? () => statsStore.outboxLag() : null,
+      sweeps: () => ({
+        ...this.sweeper.stats(),
+        ...(this.runSweep ? { [orphanedRunsTask(this.runs).name]: runSweepStats } : {}),
+      }),
+    });
   }
 
   /** Starts the background work (relay, sweeps). Idempotent; createSessions calls it. */
