@@ -208,12 +208,16 @@ export class TieredSessionCache implements SessionCache, Lifecycle {
   }
 
   async get(id: string): Promise<Session | null> {
-    if (this.nearUsable && this.near?.peek(id)) {
-      // Let the event loop read what has already arrived: an invalidation Redis sent before
-      // acknowledging another instance's write is applied before we answer from memory.
-      await this.settle();
-      const hit = this.near.getSync(id);
-      if (hit) return hit;
+    if (this.nearUsable && this.near) {
+      if (this.near.peek(id)) {
+        // Let the event loop read what has already arrived: an invalidation Redis sent before
+        // acknowledging another instance's write is applied before we answer from memory.
+        await this.settle();
+        const hit = this.near.getSync(id);
+        if (hit) return hit;
+      } else {
+        this.near.countMiss();
+      }
     }
     if (!this.redis) return null;
     try {
