@@ -276,11 +276,20 @@ export class SessionsMetrics implements SessionTelemetry, RunTelemetry {
       ['postgres', { ...this.repositoryReads, size: 0 }],
     ];
 
-    counterFrom(registers, name('cache_hits_total'), 'Session lookups a tier answered (postgres: found in the database after the caches missed)', ['tier'], () =>
-      tiers().map(([tier, s]) => [{ tier }, s.hits]),
+    const counter = <L extends string>(n: string, help: string, labelNames: L[], read: () => Array<[Partial<Record<L, string>>, number]>) =>
+      counterFrom(registers, name(n), help, labelNames, read);
+
+    counter(
+      'cache_hits_total',
+      'Session lookups a tier answered (postgres: found in the database after the caches missed)',
+      ['tier'],
+      () => tiers().map(([tier, s]) => [{ tier }, s.hits]),
     );
-    counterFrom(registers, name('cache_misses_total'), 'Session lookups a tier could not answer (postgres: the session does not exist)', ['tier'], () =>
-      tiers().map(([tier, s]) => [{ tier }, s.misses]),
+    counter(
+      'cache_misses_total',
+      'Session lookups a tier could not answer (postgres: the session does not exist)',
+      ['tier'],
+      () => tiers().map(([tier, s]) => [{ tier }, s.misses]),
     );
     new Gauge({
       name: name('cache_entries'),
@@ -295,11 +304,17 @@ export class SessionsMetrics implements SessionTelemetry, RunTelemetry {
 
     if (sources.breaker) {
       const breaker = sources.breaker;
-      counterFrom(registers, name('cache_errors_total'), 'Calls to a cache tier that failed (error, timeout, circuit open)', ['tier'], () =>
-        Object.entries(sources.cacheStats()).flatMap(([tier, s]) => (s.errors === undefined ? [] : [[{ tier }, s.errors]])),
+      counter(
+        'cache_errors_total',
+        'Calls to a cache tier that failed (error, timeout, circuit open)',
+        ['tier'],
+        () => Object.entries(sources.cacheStats()).flatMap(([tier, s]) => (s.errors === undefined ? [] : [[{ tier }, s.errors]])),
       );
-      counterFrom(registers, name('postgres_fallbacks_total'), 'Session lookups served by PostgreSQL because Redis missed or could not be asked', ['reason'], () =>
-        Object.entries(sources.fallbackStats()).map(([reason, n]) => [{ reason }, n]),
+      counter(
+        'postgres_fallbacks_total',
+        'Session lookups served by PostgreSQL because Redis missed or could not be asked',
+        ['reason'],
+        () => Object.entries(sources.fallbackStats()).map(([reason, n]) => [{ reason }, n]),
       );
       new Gauge({
         name: name('redis_breaker_state'),
@@ -309,8 +324,8 @@ export class SessionsMetrics implements SessionTelemetry, RunTelemetry {
           this.set(BREAKER_STATES[breaker.state] ?? 1);
         },
       });
-      counterFrom(registers, name('redis_breaker_openings_total'), 'Times the Redis circuit breaker opened', [], () => [[{}, breaker.openings]]);
-      counterFrom(registers, name('redis_short_circuited_total'), 'Redis calls failed at once because the circuit was open', [], () => [
+      counter('redis_breaker_openings_total', 'Times the Redis circuit breaker opened', [], () => [[{}, breaker.openings]]);
+      counter('redis_short_circuited_total', 'Redis calls failed at once because the circuit was open', [], () => [
         [{}, breaker.shortCircuited],
       ]);
     }
@@ -328,25 +343,34 @@ export class SessionsMetrics implements SessionTelemetry, RunTelemetry {
     });
 
     const sweeps = () => Object.entries(sources.sweeps());
-    counterFrom(registers, name('sweep_actions_total'), 'Rows a background sweep acted on (sessions warned, expired, purged; events pruned; runs finalized)', ['task'], () =>
-      sweeps().map(([task, s]) => [{ task }, s.affected]),
+    counter(
+      'sweep_actions_total',
+      'Rows a background sweep acted on (sessions warned, expired, purged; events pruned; runs finalized)',
+      ['task'],
+      () => sweeps().map(([task, s]) => [{ task }, s.affected]),
     );
-    counterFrom(registers, name('sweep_passes_total'), 'Passes of each background sweep task', ['task'], () =>
+    counter('sweep_passes_total', 'Passes of each background sweep task', ['task'], () =>
       sweeps().map(([task, s]) => [{ task }, s.passes]),
     );
-    counterFrom(registers, name('sweep_errors_total'), 'Failed passes of each background sweep task', ['task'], () =>
+    counter('sweep_errors_total', 'Failed passes of each background sweep task', ['task'], () =>
       sweeps().map(([task, s]) => [{ task }, s.errors]),
     );
 
     if (sources.relay) {
       const relay = sources.relay;
-      counterFrom(registers, name('outbox_published_total'), 'Events the relay published to the broker (stored as new)', [], () => [[{}, relay().published]]);
-      counterFrom(registers, name('outbox_duplicates_total'), 'Events the broker already had (republished after a crash between publish and mark)', [], () => [
-        [{}, relay().duplicates],
-      ]);
-      counterFrom(registers, name('outbox_publish_failures_total'), 'Failed relay attempts (the events stay in the outbox and are retried)', [], () => [
-        [{}, relay().failures],
-      ]);
+      counter('outbox_published_total', 'Events the relay published to the broker (stored as new)', [], () => [[{}, relay().published]]);
+      counter(
+        'outbox_duplicates_total',
+        'Events the broker already had (republished after a crash between publish and mark)',
+        [],
+        () => [[{}, relay().duplicates]],
+      );
+      counter(
+        'outbox_publish_failures_total',
+        'Failed relay attempts (the events stay in the outbox and are retried)',
+        [],
+        () => [[{}, relay().failures]],
+      );
     }
     if (sources.outboxLag) {
       const read = sources.outboxLag;
