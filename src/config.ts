@@ -56,6 +56,10 @@ export interface Config {
   outboxMaxBackoffMs: number;
   sweepIntervalMs: number;
   timeoutWarningSeconds: number;
+  /** Serve GET /metrics (Prometheus) and time every request for it. */
+  metricsEnabled: boolean;
+  /** A bearer token GET /metrics requires; null: the route is open, like /health. */
+  metricsToken: string | null;
 }
 
 export class ConfigError extends Error {
@@ -148,6 +152,10 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
   if (!/^[\w:.-]{0,64}$/.test(keyPrefix)) r.problems.push('KEY_PREFIX may hold only letters, digits and _ : . -');
   const adminApiKey = r.optional('ADMIN_API_KEY');
   if (adminApiKey !== null && adminApiKey.length < 16) r.problems.push('ADMIN_API_KEY must be at least 16 characters');
+  const metricsToken = r.optional('METRICS_TOKEN');
+  if (metricsToken !== null && !/^[\x21-\x7e]{16,512}$/.test(metricsToken)) {
+    r.problems.push('METRICS_TOKEN must be 16 to 512 printable characters without spaces');
+  }
   const config: Config = {
     port: r.int('PORT', 8080, 0, 65535),
     host: r.str('HOST', '127.0.0.1'),
@@ -196,6 +204,8 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     outboxMaxBackoffMs: r.int('OUTBOX_MAX_BACKOFF_MS', 10_000, 100),
     sweepIntervalMs: r.int('SWEEP_INTERVAL_MS', 30_000, 0),
     timeoutWarningSeconds: r.int('TIMEOUT_WARNING_SECONDS', 300, 0),
+    metricsEnabled: r.bool('METRICS_ENABLED', true),
+    metricsToken,
     ...overrides,
   };
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(config.natsStream)) r.problems.push('NATS_STREAM may hold only letters, digits, _ and - (1 to 64)');

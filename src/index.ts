@@ -1,6 +1,7 @@
 /** The public library API of agent-sessions. */
 export { createSessions, Sessions, type CreateSessionsOptions, type HealthReport, type Mode } from './sessions.js';
 export type { CacheTierStats, ServiceStats } from './sessions.js';
+export type { SessionsMetrics, SseStream } from './metrics.js';
 export { EVENT_TYPES, EventFeed, type EventType, type SubscribeOptions } from './core/events.js';
 export type { EventEnvelope } from './core/ports.js';
 export type { RelayStats } from './core/outbox-relay.js';

@@ -57,6 +57,7 @@ import { MemoryOutputLog } from './adapters/memory/memory-output-log.js';
 import { RedisSignalBus } from './adapters/redis/redis-signal-bus.js';
 import { RedisOutputLog } from './adapters/redis/redis-output-log.js';
 import { demoRunner } from './runners/demo.js';
+import { SessionsMetrics } from './metrics.js';
 import { commandRunner } from './runners/command.js';
 
 export type Mode = 'embedded' | 'distributed';
@@ -152,6 +153,11 @@ export class Sessions extends SessionService {
   readonly relay: OutboxRelay | null;
   /** Background sweeps; `sweeper.add(task)` plugs in more. */
   readonly sweeper: Sweeper;
+  /**
+   * Prometheus metrics of this instance (docs/observability.md). The server serves
+   * `metrics.registry` at GET /metrics; a library user can mount it in their own server.
+   */
+  readonly metrics: SessionsMetrics;
   private readonly publisherName: string | null;
   private readonly statsStore: PostgresStatsStore;
   private starting: Promise<void> | null = null;
@@ -163,6 +169,7 @@ export class Sessions extends SessionService {
     // relay and the feed (see outbox-signal.ts); other instances hear of it by NOTIFY.
     const outboxSignal = new OutboxSignal(parts.db.kind === 'postgres' ? parts.db : null);
     const db = signallingDatabase(parts.db, outboxSignal);
+    const metrics = new SessionsMetrics({ processMetrics: config.metricsEnabled, scrapeToken: config.metricsToken });
     super({
       repository: new PostgresSessionRepository(db, {
         metadataLimitBytes: config.limits.metadataBytes,
@@ -177,10 +184,16 @@ export class Sessions extends SessionService {
       limits: config.limits,
       onCacheError: (err) => logger?.warn({ err }, 'session cache unavailable'),
       locks: parts.locks ?? new PostgresSessionLockStore(db),
+      telemetry: metrics,
     });
+    this.metrics = metrics;
     // Only the key's hash is kept (in ApiKeyService); the config the service exposes never
     // holds the key itself.
-    this.config = Object.freeze({ ...config, adminApiKey: config.adminApiKey === null ? null : '[redacted]' });
+    this.config = Object.freeze({
+      ...config,
+      adminApiKey: config.adminApiKey === null ? null : '[redacted]',
+      metricsToken: config.metricsToken === null ? null : '[redacted]',
+    });
     this.db = db;
     this.redis = parts.redis ?? null;
     this.mode = config.databaseUrl ? 'distributed' : 'embedded';
@@ -205,6 +218,7 @@ export class Sessions extends SessionService {
       onSessionWritten: (session) => this.cacheSet(session, 'unannounced-write'),
       logger,
       agent: parts.agent ?? demoRunner(),
+      telemetry: metrics,
     });
     this.runSweeper = new Sweeper({
       intervalMs: config.runSweepIntervalMs,
@@ -249,6 +263,18 @@ export class Sessions extends SessionService {
       onError: (err, task) => logger?.warn({ err, task }, 'sweep failed'),
     });
     this.statsStore = new PostgresStatsStore(db);
+    const relay = this.relay;
+    const statsStore = this.statsStore;
+    metrics.attach({
+      cacheStats: () => this.cacheStats(),
+      fallbackStats: () => this.cache?.fallbackStats?.() ?? {},
+      breaker: this.redis?.breaker ?? null,
+      runs: () => this.runs.localRunCounts(),
+      relay: relay ? () => relay.stats() : null,
+      // Without a broker nothing is ever published: there is no lag to report.
+      outboxLag: relay ? () => statsStore.outboxLag() : null,
+      sweeps: () => ({ ...this.sweeper.stats(), ...this.runSweeper.stats() }),
+    });
   }
 
   /** Starts the background work (relay, sweeps). Idempotent; createSessions calls it. */

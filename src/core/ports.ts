@@ -94,6 +94,11 @@ export interface SessionCache {
   getMany?(ids: readonly string[]): Promise<Map<string, Session>>;
   /** Statistics per tier, for a cache made of several. */
   statsByTier?(): Record<string, CacheStats>;
+  /**
+   * Lookups this cache passed on to the repository because its shared tier missed
+   * (`redis_miss`) or could not be asked (`redis_unavailable`: error, circuit open).
+   */
+  fallbackStats?(): Record<string, number>;
 }
 
 /** A lease on one session, held by one caller until released or lapsed. */
@@ -210,6 +215,14 @@ export interface TenantStats {
   oldestUnpublishedAgeSeconds: number | null;
 }
 
+export interface OutboxLag {
+  /** Events not yet published, all tenants. */
+  backlog: number;
+  /** Seconds since the oldest of them was written; null when there is none. */
+  oldestUnpublishedAgeSeconds: number | null;
+}
+
 export interface StatsStore {
   tenantStats(tenant: string): Promise<TenantStats>;
+  outboxLag(): Promise<OutboxLag>;
 }

@@ -15,6 +15,7 @@ import { checkOutputEvent, jsonBytes } from './limits.js';
 import { OutputWriter, readOutput } from './output-stream.js';
 import type { Lifecycle } from './ports.js';
 import { AsyncQueue } from './async-queue.js';
+import { NO_RUN_TELEMETRY, type RunTelemetry } from './telemetry.js';
 import {
   IF_BUSY,
   TERMINAL_EVENT_TYPES,
@@ -66,6 +67,8 @@ export interface RunManagerOptions {
   logger?: RunLogger;
   /** The runner used when none is given (the HTTP API's agent). */
   agent?: Runner;
+  /** Where interrupts and finished runs are reported (metrics). */
+  telemetry?: RunTelemetry;
 }
 
 type AbortReason = 'interrupted' | 'owner_lost' | 'owner_shutdown' | 'session_ended' | 'output_failed';
@@ -104,6 +107,7 @@ export class RunManager implements Lifecycle {
   private readonly heartbeatMs: number;
   private readonly readPollMs: number;
   private readonly abortGraceMs: number;
+  private readonly telemetry: RunTelemetry;
   private readonly local = new Map<string, LocalRun>();
   private unsubscribe: (() => Promise<void>) | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -120,6 +124,7 @@ export class RunManager implements Lifecycle {
     this.heartbeatMs = options.heartbeatMs ?? Math.max(50, Math.floor(options.leaseMs / 3));
     this.readPollMs = options.readPollMs ?? 1_000;
     this.abortGraceMs = options.abortGraceMs ?? 15_000;
+    this.telemetry = options.telemetry ?? NO_RUN_TELEMETRY;
   }
 
   get instanceId(): string {
@@ -162,6 +167,13 @@ export class RunManager implements Lifecycle {
     return this.local.size;
   }
 
+  /** Runs on this instance: executing (or starting, or finishing) and queued behind another run. */
+  localRunCounts(): { running: number; queued: number } {
+    let queued = 0;
+    for (const l of this.local.values()) if (l.state === 'queued') queued++;
+    return { running: this.local.size - queued, queued };
+  }
+
   // -------------------------------------------------------------------------------------
   // Library API
 
@@ -202,6 +214,7 @@ export class RunManager implements Lifecycle {
     if (result.session) await this.options.onSessionWritten(result.session);
     await this.publish(local.sessionId, result.events);
     const requestedAt = preciseNow();
+    if (result.interrupted.length > 0) this.telemetry.interruptRequested(result.interrupted.length);
     for (const r of result.interrupted) await this.deliver(r.owner, { type: 'interrupt', sessionId: r.sessionId, runId: r.id, requestedAt });
     for (const r of result.cancelled) await this.deliver(r.owner, { type: 'interrupt', sessionId: r.sessionId, runId: r.id, requestedAt });
     if (result.run.status === 'running') {
@@ -256,6 +269,7 @@ export class RunManager implements Lifecycle {
       throw new RunError('no_active_run', `session ${sessionId} has no running run`);
     }
     const requestedAt = preciseNow();
+    this.telemetry.interruptRequested(runs.length);
     for (const r of runs) await this.deliver(r.owner, { type: 'interrupt', sessionId: r.sessionId, runId: r.id, requestedAt });
     return first;
   }
@@ -337,6 +351,7 @@ export class RunManager implements Lifecycle {
       });
       if (!result) continue;
       ended++;
+      this.telemetry.runEnded('failed', 'owner_lost');
       this.options.logger?.warn({ run_id: c.id, session_id: c.sessionId, owner: result.run.owner }, 'orphaned run finalized');
       await this.afterFinalize(result);
     }
@@ -445,6 +460,7 @@ export class RunManager implements Lifecycle {
     const end = this.outcome(local, outcome);
     const result = await this.finalizeOwned(local, end);
     if (result) {
+      this.telemetry.runEnded(end.status, end.reason);
       if (end.status === 'interrupted' && local.interrupt?.abortedAt && local.interrupt.requestedAt) {
         this.options.logger?.info(
           {
@@ -557,7 +573,10 @@ export class RunManager implements Lifecycle {
           leaseMs: this.options.leaseMs,
         })
         .catch(() => null);
-      if (result) await this.afterFinalize(result);
+      if (result) {
+        this.telemetry.runEnded('failed', reason);
+        await this.afterFinalize(result);
+      }
     }
     this.forget(local, null);
   }
@@ -567,11 +586,17 @@ export class RunManager implements Lifecycle {
     reason: AbortReason,
     via: 'signal' | 'heartbeat' | 'before_start' = 'signal',
     requestedAt?: number,
+    /** The request time as the database recorded it (heartbeat path): for the latency metric only. */
+    recordedAt?: number,
   ): void {
     if (local.controller.signal.aborted) return;
     local.abortReason = reason;
     if (reason === 'interrupted') {
-      local.interrupt = { requestedAt: requestedAt ?? null, abortedAt: preciseNow(), via };
+      const abortedAt = preciseNow();
+      local.interrupt = { requestedAt: requestedAt ?? null, abortedAt, via };
+      // Across hosts the clocks may disagree a little; a negative difference counts as no wait.
+      const since = requestedAt ?? recordedAt;
+      this.telemetry.interruptDelivered(via, since === undefined ? null : Math.max(0, abortedAt - since) / 1000);
     }
     const error =
       reason === 'interrupted'
@@ -661,7 +686,7 @@ export class RunManager implements Lifecycle {
         this.abort(local, 'owner_lost');
         continue;
       }
-      if (row.interruptRequested) this.abort(local, 'interrupted', 'heartbeat');
+      if (row.interruptRequested) this.abort(local, 'interrupted', 'heartbeat', undefined, row.interruptRequestedAt ?? undefined);
       if (row.sessionEnded) this.abort(local, 'session_ended');
       if (row.inputSeq > local.inputSeq) void this.pullInputs(local);
     }

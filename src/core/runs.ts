@@ -164,6 +164,8 @@ export interface HeartbeatRow {
   status: RunStatus;
   owner: string | null;
   interruptRequested: boolean;
+  /** When the interrupt was requested (ms since the epoch, by the database's clock); null if none was. */
+  interruptRequestedAt: number | null;
   inputSeq: number;
   sessionEnded: boolean;
 }

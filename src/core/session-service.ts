@@ -16,6 +16,7 @@ import type {
   SessionRepository,
   WriteGuards,
 } from './ports.js';
+import { NO_SESSION_TELEMETRY, type SessionTelemetry } from './telemetry.js';
 import {
   COUNTER_NAMES,
   DEFAULT_TENANT,
@@ -42,6 +43,8 @@ export interface SessionServiceOptions {
   onCacheError?: (err: unknown) => void;
   /** Where `withSessionLock` takes its leases. */
   locks?: SessionLockStore | null;
+  /** Where repository reads and lock waits are reported (metrics). */
+  telemetry?: SessionTelemetry;
 }
 
 export interface SessionLockOptions extends CallOptions {
@@ -71,6 +74,7 @@ export class SessionService {
   readonly limits: Limits;
   private readonly onCacheError: (err: unknown) => void;
   protected readonly locks: SessionLockStore | null;
+  private readonly telemetry: SessionTelemetry;
 
   /** Conversation history of a session. */
   readonly items = {
@@ -87,6 +91,7 @@ export class SessionService {
     this.limits = options.limits;
     this.onCacheError = options.onCacheError ?? (() => undefined);
     this.locks = options.locks ?? null;
+    this.telemetry = options.telemetry ?? NO_SESSION_TELEMETRY;
   }
 
   async create(input: CreateSessionInput = {}, opts: CallOptions = {}): Promise<Session> {
@@ -125,6 +130,7 @@ export class SessionService {
     const cached = await this.cacheGet(id);
     if (cached) return cached.tenantId === tenant ? withEffectiveStatus(cached) : null;
     const session = await this.repository.get(tenant, id);
+    this.telemetry.repositoryRead(session ? 1 : 0, session ? 0 : 1);
     if (!session) return null;
     await this.cacheSet(session, 'read');
     return withEffectiveStatus(session);
@@ -151,6 +157,7 @@ export class SessionService {
     const missing = wanted.filter((id) => !byId.has(id));
     if (missing.length > 0) {
       const rows = await this.repository.getMany(tenant, missing);
+      this.telemetry.repositoryRead(rows.length, missing.length - rows.length);
       for (const s of rows) byId.set(s.id, s);
       await Promise.all(rows.map((s) => this.cacheSet(s, 'read')));
     }
@@ -291,27 +298,38 @@ export class SessionService {
     const timeoutMs = opts.timeoutMs ?? 5_000;
     if (!Number.isSafeInteger(leaseMs) || leaseMs < 10) throw new ValidationError('leaseMs must be an integer of at least 10');
     const tenant = tenantOf(opts);
+    const started = performance.now();
     const deadline = Date.now() + timeoutMs;
     let delay = 10;
     let lease = await this.locks.tryAcquire(tenant, id.toLowerCase(), leaseMs);
     while (!lease) {
+      this.telemetry.lockConflict();
       const left = deadline - Date.now();
-      if (left <= 0) throw new LockTimeoutError(id, timeoutMs);
+      if (left <= 0) {
+        this.telemetry.lockTimedOut((performance.now() - started) / 1000);
+        throw new LockTimeoutError(id, timeoutMs);
+      }
       // Full jitter keeps waiters on several instances from retrying in lockstep.
       await sleep(Math.min(left, delay / 2 + (Math.random() * delay) / 2), opts.signal);
       delay = Math.min(delay * 2, 500);
       lease = await this.locks.tryAcquire(tenant, id.toLowerCase(), leaseMs);
     }
+    this.telemetry.lockAcquired((performance.now() - started) / 1000);
     const held = lease;
     const lost = new AbortController();
     const onCallerAbort = () => lost.abort(opts.signal?.reason);
     opts.signal?.addEventListener('abort', onCallerAbort, { once: true });
+    const loseLease = (reason: unknown) => {
+      if (lost.signal.aborted) return;
+      this.telemetry.lockLost();
+      lost.abort(reason);
+    };
     const renewer = setInterval(() => {
       held.renew(leaseMs).then(
         (ok) => {
-          if (!ok) lost.abort(new AgentSessionsError('lock_timeout', `lease on session ${id} was lost`));
+          if (!ok) loseLease(new AgentSessionsError('lock_timeout', `lease on session ${id} was lost`));
         },
-        (err: unknown) => lost.abort(err),
+        loseLease,
       );
     }, Math.max(5, Math.floor(leaseMs / 3)));
     try {

@@ -19,6 +19,7 @@ import { runRoutes } from './routes/runs.js';
 import { sessionRoutes } from './routes/sessions.js';
 import { eventRoutes } from './routes/events.js';
 import { statsRoutes } from './routes/stats.js';
+import { metricsRoutes, registerHttpMetrics } from './metrics.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -82,6 +83,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   });
 
   registerErrorHandling(app);
+  if (sessions.config.metricsEnabled) registerHttpMetrics(app, sessions.metrics);
   registerAuth(app, sessions.apiKeys, { disabled: options.noAuth ?? false });
   registerRateLimit(app, sessions.rateLimiter);
 
@@ -112,5 +114,6 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   adminKeyRoutes(app, sessions);
   eventRoutes(app, sessions);
   statsRoutes(app, sessions);
+  if (sessions.config.metricsEnabled) metricsRoutes(app, sessions.metrics);
   return app;
 }

@@ -98,6 +98,8 @@ export class TieredSessionCache implements SessionCache, Lifecycle {
   private readonly unrepaired = new Map<string, number>();
   /** Repairs this instance could not record (PostgreSQL failed too): id → version. */
   private readonly unrecorded = new Map<string, number>();
+  /** Lookups handed on to the repository: Redis missed, or could not be asked. */
+  private readonly fallbacks = { redis_miss: 0, redis_unavailable: 0 };
   /** Redis writes (and the repairs they lead to) in progress; recovery waits for them. */
   private readonly writesInFlight = new Set<Promise<unknown>>();
 
@@ -206,19 +208,25 @@ export class TieredSessionCache implements SessionCache, Lifecycle {
   }
 
   async get(id: string): Promise<Session | null> {
-    if (this.nearUsable && this.near?.peek(id)) {
-      // Let the event loop read what has already arrived: an invalidation Redis sent before
-      // acknowledging another instance's write is applied before we answer from memory.
-      await this.settle();
-      const hit = this.near.getSync(id);
-      if (hit) return hit;
+    if (this.nearUsable && this.near) {
+      if (this.near.peek(id)) {
+        // Let the event loop read what has already arrived: an invalidation Redis sent before
+        // acknowledging another instance's write is applied before we answer from memory.
+        await this.settle();
+        const hit = this.near.getSync(id);
+        if (hit) return hit;
+      } else {
+        this.near.countMiss();
+      }
     }
     if (!this.redis) return null;
     try {
       const found = this.fresh(await this.redis.cache.get(id), id);
       if (found) this.fillNear(found);
+      else this.fallbacks.redis_miss++;
       return found;
     } catch (err) {
+      this.fallbacks.redis_unavailable++;
       this.onError(err, 'redis get');
       return null;
     }
@@ -236,13 +244,17 @@ export class TieredSessionCache implements SessionCache, Lifecycle {
     }
     if (rest.length > 0 && this.redis) {
       try {
+        let hits = 0;
         for (const [id, cached] of await this.redis.cache.getMany(rest)) {
           const s = this.fresh(cached, id);
           if (!s) continue;
+          hits++;
           found.set(id, s);
           this.fillNear(s);
         }
+        this.fallbacks.redis_miss += rest.length - hits;
       } catch (err) {
+        this.fallbacks.redis_unavailable += rest.length;
         this.onError(err, 'redis getMany');
       }
     }
@@ -349,6 +361,10 @@ export class TieredSessionCache implements SessionCache, Lifecycle {
     if (this.near) out[this.near.tier] = this.near.stats();
     if (this.redis) out[this.redis.cache.tier] = this.redis.cache.stats();
     return out;
+  }
+
+  fallbackStats(): Record<string, number> {
+    return this.redis ? { ...this.fallbacks } : {};
   }
 
   /** Writes recorded for repair by this instance (Redis unreachable at the time). */

@@ -46,6 +46,11 @@ export class LruSessionCache implements SessionCache {
     return entry !== undefined && entry.session !== null && entry.expiresAt > this.now();
   }
 
+  /** Counts a lookup answered elsewhere without asking (the caller peeked and found nothing). */
+  countMiss(): void {
+    this.misses++;
+  }
+
   getSync(id: string): Session | null {
     const entry = this.entries.get(id);
     if (!entry || entry.session === null || entry.expiresAt <= this.now()) {

@@ -366,7 +366,8 @@ export class PostgresRunRepository implements RunRepository {
          )
          RETURNING r.id
        )
-       SELECT r.id, r.status, r.owner, r.interrupt_requested_at IS NOT NULL AS interrupt_requested, r.input_seq,
+       SELECT r.id, r.status, r.owner, r.interrupt_requested_at IS NOT NULL AS interrupt_requested,
+         (extract(epoch FROM r.interrupt_requested_at) * 1000)::float8 AS interrupt_requested_ms, r.input_seq,
          s.status IN ('terminated', 'failed', 'expired') AS session_ended, (SELECT count(*) FROM renew) AS renewed
        FROM runs r JOIN sessions s ON s.id = r.session_id
        WHERE r.id IN ${uuidListSql('$2')}`,
@@ -377,6 +378,7 @@ export class PostgresRunRepository implements RunRepository {
       status: r.status as RunStatus,
       owner: strOrNull(r.owner),
       interruptRequested: r.interrupt_requested === true,
+      interruptRequestedAt: r.interrupt_requested_ms === null || r.interrupt_requested_ms === undefined ? null : Number(r.interrupt_requested_ms),
       inputSeq: Number(r.input_seq),
       sessionEnded: r.session_ended === true,
     }));

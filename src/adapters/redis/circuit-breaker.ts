@@ -48,6 +48,8 @@ export class CircuitBreaker {
   private readonly now: () => number;
   /** Calls rejected without touching the dependency, for metrics. */
   shortCircuited = 0;
+  /** Times the breaker opened (from closed, or again after a failed recovery), for metrics. */
+  openings = 0;
 
   constructor(private readonly options: CircuitBreakerOptions) {
     this.threshold = options.failureThreshold ?? 3;
@@ -102,6 +104,7 @@ export class CircuitBreaker {
     if (this.current === 'open') return;
     const wasClosed = this.current === 'closed';
     this.current = 'open';
+    this.openings++;
     this.openedAt = this.now();
     if (wasClosed) this.cooldown = this.baseCooldown;
     this.options.onStateChange?.('open', cause);
@@ -131,6 +134,7 @@ export class CircuitBreaker {
         return true;
       } catch (err) {
         this.current = 'open';
+        this.openings++;
         this.openedAt = this.now();
         this.cooldown = Math.min(this.cooldown * 2, this.maxCooldown);
         this.options.onStateChange?.('open', err);

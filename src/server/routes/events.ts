@@ -58,7 +58,7 @@ export function eventRoutes(app: FastifyInstance, sessions: Sessions): void {
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
 
   r.get('/v1/events', {
-    config: { scope: 'read' },
+    config: { scope: 'read', stream: 'events' },
     schema: {
       tags: ['events'],
       summary: 'Event feed (SSE), resumable with Last-Event-ID',
@@ -102,6 +102,8 @@ export function eventRoutes(app: FastifyInstance, sessions: Sessions): void {
 
     reply.hijack();
     const res = reply.raw;
+    const closed = sessions.metrics.sseOpened('events');
+    res.once('close', closed);
     res.writeHead(200, headers);
     res.write('retry: 2000\n: connected\n\n');
     const heartbeat = setInterval(() => {
@@ -119,6 +121,7 @@ export function eventRoutes(app: FastifyInstance, sessions: Sessions): void {
     } finally {
       clearInterval(heartbeat);
       if (!res.writableEnded) res.end();
+      closed();
     }
   });
 }

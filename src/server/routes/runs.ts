@@ -196,7 +196,7 @@ export function runRoutes(app: FastifyInstance, sessions: Sessions): void {
   r.get('/v1/sessions/:id/stream', {
     // A HEAD would open a stream that never sends a body.
     exposeHeadRoute: false,
-    config: { scope: 'read' },
+    config: { scope: 'read', stream: 'run' },
     schema: {
       tags,
       summary: 'Output as Server-Sent Events (id = seq); resumes after Last-Event-ID or ?after=; ends after the terminal event',
@@ -215,6 +215,8 @@ export function runRoutes(app: FastifyInstance, sessions: Sessions): void {
     const events = sessions.runs.stream(request.params.id, { ...opts, after });
     reply.hijack();
     const res = reply.raw;
+    const closed = sessions.metrics.sseOpened('run');
+    res.once('close', closed);
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache, no-transform',
@@ -237,6 +239,7 @@ export function runRoutes(app: FastifyInstance, sessions: Sessions): void {
     } finally {
       clearInterval(heartbeat);
       res.end();
+      closed();
     }
   });
 }
