@@ -537,8 +537,10 @@ export class RunManager implements Lifecycle {
   }
 
   private async afterFinalize(result: FinalizeResult): Promise<void> {
-    await this.publish(result.run.sessionId, result.events);
+    // Caches first: a reader who sees the terminal event and then reads the session (on this
+    // instance or another) must find the session as the finalization left it.
     if (result.session) await this.options.onSessionWritten(result.session);
+    await this.publish(result.run.sessionId, result.events);
     const promoted = result.promoted;
     if (promoted) await this.deliver(promoted.owner, { type: 'promoted', sessionId: promoted.sessionId, runId: promoted.id });
     const requestedAt = preciseNow();

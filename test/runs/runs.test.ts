@@ -120,7 +120,9 @@ for (const mode of MODES) {
       expect((await a.runs.get(session.id, second.id)).status).toBe('completed');
       const page = await a.runs.list(session.id);
       expect(page.items.map((r) => r.id)).toEqual([third.id, second.id, first.id]);
-      expect((await a.get(session.id)).status).toBe('idle');
+      // B saw the run end in the database; A's cache takes the finalized session right
+      // after the commit (documented: visible on every instance within milliseconds).
+      await waitFor(async () => (await a.get(session.id)).status === 'idle', 2_000, 'the session idle on A');
     });
 
     it('caps queued runs per session', async () => {
