@@ -319,7 +319,7 @@ export function formatBenchTable(results: readonly BenchResult[]): string {
       String(Math.round(r.opsPerSec)),
       r.p50Ms.toFixed(3),
       r.p99Ms.toFixed(3),
-      r.baseline ?? '(baseline)',
+      r.baseline ?? (r.target === undefined ? '(baseline)' : '—'),
       r.ratio === undefined ? '' : `${r.ratio.toFixed(2)}×`,
       r.target === undefined ? '' : r.met === undefined ? r.target : `${r.target}: ${r.met ? 'met' : 'MISSED'}`,
     ]),
