@@ -9,6 +9,7 @@
  *   await client.runs.start(s.id, { input: 'hello' });
  *   for await (const e of client.runs.stream(s.id)) console.log(e.seq, e.type, e.data);
  */
+import { sleep } from '../core/abort.js';
 import { AgentSessionsHttpError, parseRetryAfter } from './errors.js';
 import { parseSse, type SseMessage } from './sse.js';
 import type {
@@ -126,21 +127,6 @@ const DEFAULT_TIMEOUT_MS = 30_000;
 const DEFAULT_MAX_RECONNECTS = 10;
 const FIRST_RECONNECT_DELAY_MS = 250;
 const MAX_RECONNECT_DELAY_MS = 5_000;
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 function id(value: string): string {
   return encodeURIComponent(value);
