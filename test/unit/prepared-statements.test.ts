@@ -10,12 +10,16 @@ describe('unit/statement-names', () => {
   it('names a text the same way every time and stops naming past its bound', () => {
     const names = new StatementNames(2);
     const a = names.nameFor('SELECT $1::int');
-    expect(a).toMatch(/^as_[0-9a-f]{20}$/);
+    expect(a).toMatch(/^as0_[0-9a-f]{20}$/);
     expect(names.nameFor('SELECT $1::int')).toBe(a);
     const b = names.nameFor('SELECT $1::text');
     expect(b).not.toBe(a);
     expect(names.nameFor('SELECT $1::bigint')).toBeUndefined();
     expect(names.nameFor('SELECT $1::int')).toBe(a);
+    names.reset();
+    const renamed = names.nameFor('SELECT $1::int');
+    expect(renamed).toMatch(/^as1_[0-9a-f]{20}$/);
+    expect(renamed).not.toBe(a);
   });
 });
 
@@ -47,6 +51,26 @@ describe.skipIf(!ready)('unit/prepared-statements', () => {
     expect(statements.filter((s) => s === 'SELECT $1::int AS n')).toHaveLength(1);
     expect(statements.some((s) => s.includes('SELECT 2'))).toBe(false);
     expect((await db.query<{ n: number }>('SELECT $1::int AS n', [7]))[0]?.n).toBe(7);
+  });
+
+  it('survives a column added under a prepared SELECT * (a migration during a rolling upgrade)', async () => {
+    db = new PgDatabase({ connectionString: fresh.url, max: 1 });
+    await db.exec('DROP TABLE IF EXISTS widened; CREATE TABLE widened (id int PRIMARY KEY); INSERT INTO widened VALUES (1)');
+    const read = () => db!.query<Record<string, unknown>>('SELECT * FROM widened WHERE id = $1', [1]);
+    expect(await read()).toEqual([{ id: 1 }]);
+    // Another instance migrates: the result type of the prepared statement changes.
+    const other = new PgDatabase({ connectionString: fresh.url, max: 1 });
+    try {
+      await other.exec("ALTER TABLE widened ADD COLUMN note text NOT NULL DEFAULT 'new'");
+    } finally {
+      await other.close();
+    }
+    expect(await read()).toEqual([{ id: 1, note: 'new' }]);
+    // Inside a transaction it cannot run again: a retryable 503, and the next one works.
+    await db.exec('ALTER TABLE widened ADD COLUMN extra int');
+    const inTx = () => db!.transaction((tx) => tx.query('SELECT * FROM widened WHERE id = $1', [1]));
+    await expect(inTx()).rejects.toMatchObject({ code: 'unavailable' });
+    expect(await inTx()).toEqual([{ id: 1, note: 'new', extra: null }]);
   });
 
   it('prepares nothing when turned off', async () => {

@@ -89,17 +89,34 @@ export interface PgDatabaseOptions {
  */
 export class StatementNames {
   private readonly names = new Map<string, string>();
+  private generation = 0;
 
   constructor(private readonly max = 500) {}
 
   nameFor(text: string): string | undefined {
     let name = this.names.get(text);
     if (name === undefined && this.names.size < this.max) {
-      name = `as_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`;
+      name = `as${this.generation}_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`;
       this.names.set(text, name);
     }
     return name;
   }
+
+  /**
+   * Forgets every name, so each statement is prepared anew under a new one. For when the
+   * schema changed under prepared statements (a migration by a newer instance during a
+   * rolling upgrade): PostgreSQL refuses to run a prepared `RETURNING *` or `SELECT *` whose
+   * result columns changed ("cached plan must not change result type").
+   */
+  reset(): void {
+    this.generation++;
+    this.names.clear();
+  }
+}
+
+/** A prepared statement whose result columns changed since it was prepared. */
+function isStalePlan(err: unknown): boolean {
+  return sqlState(err) === '0A000' && /cached plan must not change result type/i.test((err as Error).message ?? '');
 }
 
 export class PgDatabase implements SqlDatabase {
@@ -138,6 +155,11 @@ export class PgDatabase implements SqlDatabase {
         return result.rows as R[];
       } catch (err) {
         if (attempt < 3 && RETRYABLE_SQLSTATE.has(sqlState(err) ?? '')) continue;
+        // The statement did not run; prepare everything anew and run it again.
+        if (attempt < 3 && this.statements && isStalePlan(err)) {
+          this.statements.reset();
+          continue;
+        }
         throw translateError(err);
       }
     }
@@ -166,6 +188,12 @@ export class PgDatabase implements SqlDatabase {
         try {
           return (await client.query(this.statement(text, params))).rows as R[];
         } catch (err) {
+          // Inside a transaction the statement cannot simply run again: the transaction is
+          // aborted. The next one prepares anew; this one is retryable (503).
+          if (this.statements && isStalePlan(err)) {
+            this.statements.reset();
+            throw new UnavailableError('the database schema changed; try again', err);
+          }
           throw translateError(err);
         }
       },
