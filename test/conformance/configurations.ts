@@ -16,6 +16,15 @@
 import { createSessions, type Sessions } from '../../src/sessions.js';
 import { freshDatabase, serviceUrl, uniqueKeyPrefix, type ServiceName } from '../setup/harness.js';
 
+/**
+ * The suites built on these configurations count outbox rows and compare versions before and
+ * after a call, so nothing may write in the background: a sweep pass (the first one comes
+ * 22-38 s after start, which a slow run reaches) would warn and expire the short-lived
+ * sessions of the expiry tests in between. The sweeps have their own suite
+ * (test/events/sweeper.test.ts).
+ */
+const NO_SWEEPS = { SWEEP_INTERVAL_MS: '0' } as const;
+
 /** Isolated storage for one suite. */
 export interface Backend {
   /**
@@ -40,7 +49,7 @@ export const CONFIGURATIONS: readonly Configuration[] = [
     services: [],
     async prepare() {
       return {
-        open: (extra) => createSessions({ env: { DATA_DIR: ':memory:', ...extra } }),
+        open: (extra) => createSessions({ env: { DATA_DIR: ':memory:', ...NO_SWEEPS, ...extra } }),
         dispose: async () => undefined,
       };
     },
@@ -51,7 +60,7 @@ export const CONFIGURATIONS: readonly Configuration[] = [
     async prepare() {
       const db = await freshDatabase();
       return {
-        open: (extra) => createSessions({ env: { DATABASE_URL: db.url, ...extra } }),
+        open: (extra) => createSessions({ env: { DATABASE_URL: db.url, ...NO_SWEEPS, ...extra } }),
         dispose: db.drop,
       };
     },
@@ -61,7 +70,7 @@ export const CONFIGURATIONS: readonly Configuration[] = [
     services: ['postgres', 'redis'],
     async prepare() {
       const db = await freshDatabase();
-      const env = { DATABASE_URL: db.url, REDIS_URL: serviceUrl('redis'), KEY_PREFIX: uniqueKeyPrefix() };
+      const env = { DATABASE_URL: db.url, REDIS_URL: serviceUrl('redis'), KEY_PREFIX: uniqueKeyPrefix(), ...NO_SWEEPS };
       return { open: (extra) => createSessions({ env: { ...env, ...extra } }), dispose: db.drop };
     },
   },
