@@ -75,8 +75,14 @@ for (const configuration of CONFIGURATIONS) {
     it('fails with lock_timeout when the lease stays taken', async () => {
       const s = await a.create();
       let release!: () => void;
-      const held = a.withSessionLock(s.id, () => new Promise<void>((r) => (release = r)));
-      await sleep(50);
+      let acquired!: () => void;
+      const holding = new Promise<void>((r) => (acquired = r));
+      const held = a.withSessionLock(s.id, () => {
+        acquired();
+        return new Promise<void>((r) => (release = r));
+      });
+      // A holds the lease before B asks (a fixed sleep could let B in first on a slow machine).
+      await holding;
       const started = Date.now();
       expect(await codeOf(b.withSessionLock(s.id, async () => 1, { timeoutMs: 250 }))).toBe('lock_timeout');
       expect(Date.now() - started).toBeGreaterThanOrEqual(240);
@@ -132,7 +138,8 @@ for (const configuration of CONFIGURATIONS) {
           }
           const taken = b.withSessionLock(s.id, async () => undefined, { timeoutMs: 5_000 });
           await taken;
-          for (let i = 0; i < 100 && !signal.aborted; i++) await sleep(10);
+          // The next renewal (every ~33 ms) fails and fires the signal; allow a slow machine time.
+          for (const deadline = Date.now() + 10_000; !signal.aborted && Date.now() < deadline; ) await sleep(10);
           return signal.aborted;
         },
         { leaseMs: 100 },
