@@ -318,8 +318,14 @@ export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
     it('times out with lock_timeout while another instance holds the lease', async () => {
       const s = await a.create();
       let release!: () => void;
-      const held = a.withSessionLock(s.id, () => new Promise<void>((r) => (release = r)));
-      await sleep(50);
+      let acquired!: () => void;
+      const holding = new Promise<void>((r) => (acquired = r));
+      const held = a.withSessionLock(s.id, () => {
+        acquired();
+        return new Promise<void>((r) => (release = r));
+      });
+      // A holds the lease before B asks (a fixed sleep could let B in first on a slow machine).
+      await holding;
       const err = await b.withSessionLock(s.id, async () => 1, { timeoutMs: 300 }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(AgentSessionsError);
       expect((err as AgentSessionsError).code).toBe('lock_timeout');
