@@ -183,8 +183,12 @@ export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
   describe('per-user index and active set', () => {
     it('lists a user’s sessions by last activity and keeps the active set to live sessions', async () => {
       const user = `user-${crypto.randomUUID()}`;
+      // The index scores are last activity in ms: apart by a few ms, so no two tie (a tie
+      // would be ordered by the random part of the ids).
       const s1 = await a.create({ userId: user });
+      await sleep(5);
       const s2 = await a.create({ userId: user });
+      await sleep(5);
       const s3 = await b.create({ userId: user });
       await sleep(5);
       await b.touch(s1.id);
