@@ -233,29 +233,36 @@ export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
       expect((await b.get(s.id)).title).toBe('from A');
     });
 
-    it('an update on B reaches A’s near cache as soon as the invalidation arrives (within 50 ms)', async () => {
+    it('an update on B reaches A’s near cache as soon as the invalidation arrives', async () => {
       const s = await a.create({ title: 'one' });
       await a.get(s.id);
       const nearHits = a.cacheStats().near?.hits ?? 0;
       expect((await a.get(s.id)).title).toBe('one');
       expect(a.cacheStats().near?.hits).toBe(nearHits + 1);
+      // Without the invalidation A would serve the old version for CACHE_TTL_MS (60 s): a bound
+      // of seconds still proves it, and a busy machine cannot break it. The lag is printed.
+      const bound = 5_000;
       let immediate = 0;
+      let slowest = 0;
       for (let i = 0; i < 20; i++) {
         const u = await b.update(s.id, { title: `two-${i}` });
+        const t0 = performance.now();
         let seen = await a.get(s.id);
         if (seen.version === u.version) immediate++;
         // Redis sends every subscriber its copy in the same pass, but may be scheduled out
-        // between two of them on a busy host (docs/distributed.md): the bound is that delay.
-        const deadline = Date.now() + 50;
+        // between two of them on a busy host (docs/distributed.md): the lag is that delay.
+        const deadline = Date.now() + bound;
         while (seen.version !== u.version && Date.now() < deadline) seen = await a.get(s.id);
+        slowest = Math.max(slowest, performance.now() - t0);
         expect(seen.version).toBe(u.version);
         expect(seen.title).toBe(`two-${i}`);
         // And the near cache is used again once it holds the new version.
         await a.get(s.id);
       }
+      console.log(`[${redisTarget.cluster ? 'cluster' : 'standalone'}] near cache: ${immediate}/20 reads right after the update fresh, slowest ${slowest.toFixed(1)} ms`);
       expect(immediate).toBeGreaterThanOrEqual(15);
       const c = await b.incrementCounters(s.id, { totalTurns: 3 });
-      const deadline = Date.now() + 50;
+      const deadline = Date.now() + bound;
       let counted = await a.get(s.id);
       while (counted.totalTurns !== c.totalTurns && Date.now() < deadline) counted = await a.get(s.id);
       expect(counted.totalTurns).toBe(c.totalTurns);
@@ -290,7 +297,10 @@ export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
       await b.get(s.id);
       await b.get(s.id);
       expect(await a.purge(s.id)).toBe(true);
-      expect(await b.find(s.id)).toBeNull();
+      // B drops its entry when its copy of the invalidation arrives, which on a busy host can
+      // be just after the purge returns (docs/distributed.md); without it B would serve the
+      // session for CACHE_TTL_MS (60 s).
+      await waitFor(async () => (await b.find(s.id)) === null, 5_000, 'the purge to reach B');
       await expect(b.get(s.id)).rejects.toMatchObject({ code: 'session_not_found' });
     });
 
@@ -298,7 +308,8 @@ export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
       const s = await a.create();
       await b.get(s.id);
       await a.terminate(s.id, 'done');
-      expect((await b.get(s.id)).status).toBe('terminated');
+      // As above: B's near entry goes when the invalidation arrives, not strictly before the ack.
+      await waitFor(async () => (await b.get(s.id)).status === 'terminated', 5_000, 'the terminate to reach B');
     });
   });
 
