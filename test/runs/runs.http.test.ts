@@ -99,11 +99,19 @@ describe('runs over HTTP (embedded)', () => {
     const input = await app.inject({ method: 'POST', url: `/v1/sessions/${id}/input`, headers: auth(), payload: { input: 'more please' } });
     expect(input.statusCode).toBe(202);
     expect(input.json()).toMatchObject({ seq: 1 });
-    const stream = readSse(`${base}/v1/sessions/${id}/stream`, { headers: auth() });
-    await new Promise((r) => setTimeout(r, 200));
-    const interrupted = await app.inject({ method: 'POST', url: `/v1/sessions/${id}/interrupt`, headers: auth() });
-    expect(interrupted.statusCode).toBe(202);
+    // Interrupt once the runner has taken the input (a fixed wait could come before it).
+    let interrupting: Promise<{ statusCode: number }> | null = null;
+    const stream = readSse(`${base}/v1/sessions/${id}/stream`, {
+      headers: auth(),
+      onEvent: (e) => {
+        if (interrupting === null && e.event === 'status' && JSON.stringify(e.data).includes('more please')) {
+          interrupting = app.inject({ method: 'POST', url: `/v1/sessions/${id}/interrupt`, headers: auth() });
+        }
+      },
+    });
     const { events } = await stream;
+    expect(interrupting).not.toBeNull();
+    expect((await (interrupting as unknown as Promise<{ statusCode: number }>)).statusCode).toBe(202);
     expect(events.some((e) => e.event === 'status' && JSON.stringify(e.data).includes('more please'))).toBe(true);
     expect(events.at(-1)).toMatchObject({ event: 'done' });
     expect((events.at(-1)?.data as { data: { status: string } }).data.status).toBe('interrupted');
