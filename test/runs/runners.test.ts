@@ -4,6 +4,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { OutputEvent } from '../../src/core/runs.js';
 import { commandRunner, lineToEvent } from '../../src/runners/command.js';
 import { demoRunner } from '../../src/runners/demo.js';
 import { createSessions, type Sessions } from '../../src/sessions.js';
@@ -54,19 +55,25 @@ describe('runners', () => {
 
   it('sends SIGINT on interrupt, then SIGTERM and SIGKILL to a child that ignores them', async () => {
     const stubborn = node(`-e "process.on('SIGINT',()=>console.log('got SIGINT'));process.on('SIGTERM',()=>console.log('got SIGTERM'));console.log('up');setInterval(()=>{},1000)"`);
-    const runner = commandRunner({ command: stubborn, interruptGraceMs: 150, killGraceMs: 150 });
+    // Graces long enough for a busy machine to schedule the child between two signals (it must
+    // print its line for each before the next one comes).
+    const runner = commandRunner({ command: stubborn, interruptGraceMs: 1_000, killGraceMs: 1_000 });
     const session = await sessions.create();
     const run = await sessions.runs.start(session.id, runner);
-    const events = collect(sessions.runs.stream(session.id));
-    await waitFor(async () => (await sessions.runs.list(session.id)).items[0]?.status === 'running');
-    await new Promise((r) => setTimeout(r, 300));
+    const events: OutputEvent[] = [];
+    const reading = (async () => {
+      for await (const e of sessions.runs.stream(session.id)) events.push(e);
+    })();
+    const texts = () => events.filter((e) => e.type === 'text').map((e) => (e.data as { text: string }).text);
+    // 'up' comes after the handlers are in place: signal before it and the child just dies.
+    await waitFor(() => texts().includes('up'), 30_000, 'the child to start');
     const started = Date.now();
     await sessions.runs.interrupt(session.id);
     const ended = await sessions.runs.wait(session.id, run.id);
     expect(ended.status).toBe('interrupted');
-    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
-    const texts = (await events).filter((e) => e.type === 'text').map((e) => (e.data as { text: string }).text);
-    expect(texts).toEqual(['up', 'got SIGINT', 'got SIGTERM']);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1_900);
+    await reading;
+    expect(texts()).toEqual(['up', 'got SIGINT', 'got SIGTERM']);
   });
 
   it('the demo agent streams word by word, answers input, and stops on interrupt', async () => {
@@ -80,13 +87,18 @@ describe('runners', () => {
     expect((await sessions.runs.wait(session.id, run.id)).status).toBe('completed');
 
     const long = await sessions.runs.start(session.id, runner, { input: { words: 1_000, delay_ms: 10 } });
-    const reading = collect(sessions.runs.stream(session.id));
-    await new Promise((r) => setTimeout(r, 100));
+    const all: OutputEvent[] = [];
+    const reading = (async () => {
+      for await (const e of sessions.runs.stream(session.id)) all.push(e);
+    })();
+    await waitFor(() => all.some((e) => e.type === 'text'), 10_000, 'the first word');
     await sessions.runs.sendInput(session.id, 'and this?');
-    await new Promise((r) => setTimeout(r, 50));
+    // Interrupt once the agent has taken the input (fixed waits could come before it).
+    const received = () => all.some((e) => e.type === 'status' && (e.data as { state?: string }).state === 'input_received');
+    await waitFor(received, 10_000, 'the input to be received');
     await sessions.runs.interrupt(session.id);
-    const all = await reading;
-    expect(all.some((e) => e.type === 'status' && (e.data as { state?: string }).state === 'input_received')).toBe(true);
+    await reading;
+    expect(received()).toBe(true);
     expect(all.filter((e) => e.type === 'text').length).toBeLessThan(100);
     expect((await sessions.runs.wait(session.id, long.id)).status).toBe('interrupted');
   });
