@@ -77,14 +77,21 @@ describe.skipIf(!ready)('events/sweeper', () => {
       expect(expired[0]?.payload).toMatchObject({ reason: 'idle_timeout' });
       const changed = mine.filter((e) => e.type === 'session.status_changed');
       expect(changed.map((e) => e.payload)).toEqual([expect.objectContaining({ to: 'expired' })]);
-      const session = await first.get(id);
+      // Another instance may have expired it: `first` drops its cached copy when that
+      // instance's notification arrives (milliseconds, not strictly before this read).
+      const session = await waitFor(async () => {
+        const s = await first.get(id);
+        return s.version === 2 ? s : null;
+      }, `the expiry of ${id} to reach the first instance's cache`);
       expect(session).toMatchObject({ status: 'expired', endReason: 'idle_timeout', version: 2 });
     }
     expect(all.filter((e) => e.session_id === kept.id).map((e) => e.type)).toEqual(['session.created']);
     expect((await first.get(kept.id)).status).toBe('idle');
 
-    const expiredBy = sweepers.map((s) => s.sweeper.stats().expire_sessions?.affected ?? 0);
-    expect(expiredBy.reduce((a, b) => a + b, 0)).toBe(ids.length);
+    // A pass counts what it expired once its task returns, just after the commit seen above.
+    const expiredBy = () => sweepers.map((s) => s.sweeper.stats().expire_sessions?.affected ?? 0).reduce((a, b) => a + b, 0);
+    await waitFor(() => expiredBy() >= ids.length, 'the sweepers to count their expiries');
+    expect(expiredBy()).toBe(ids.length);
     const stats = await first.stats();
     expect(stats.sessions.byStatus).toMatchObject({ expired: ids.length, idle: 1 });
     expect(stats.sweeps.expire_sessions?.passes).toBeGreaterThan(0);
