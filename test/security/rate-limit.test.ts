@@ -13,6 +13,7 @@ import { createSessions } from '../../src/sessions.js';
 import { buildApp } from '../../src/server/app.js';
 import { holdConnectionSlot } from '../../src/server/limits.js';
 import { call, freshDatabase, makeKey, requireServices, serviceUrl, startInstance, uniqueKeyPrefix, type TestDatabase } from './support.js';
+import { waitFor } from '../runs/support.js';
 
 const hasPostgres = requireServices(['postgres'], 'security/rate limits');
 const hasRedis = hasPostgres && requireServices(['redis'], 'security/rate limits shared through Redis');
@@ -152,8 +153,11 @@ describe.skipIf(!hasPostgres)('SSE connection slots', { timeout: 60_000 }, () =>
     const r2 = createRedisConnection({ url: serviceUrl('redis') });
     await Promise.all([r1.connect(), r2.connect()]);
     try {
-      const l1 = new RedisConnectionLimiter(r1, new RedisKeys(prefix), 2);
-      const l2 = new RedisConnectionLimiter(r2, new RedisKeys(prefix), 2);
+      // A loaded machine must not make a slot check time out (default 250 ms) and fall back to
+      // local counting, which would hand out slots Redis says are taken.
+      const options = { timeoutMs: 10_000 };
+      const l1 = new RedisConnectionLimiter(r1, new RedisKeys(prefix), 2, undefined, options);
+      const l2 = new RedisConnectionLimiter(r2, new RedisKeys(prefix), 2, undefined, options);
       const s1 = await l1.acquire('key-1');
       const s2 = await l2.acquire('key-1');
       expect(s1).not.toBeNull();
@@ -161,9 +165,10 @@ describe.skipIf(!hasPostgres)('SSE connection slots', { timeout: 60_000 }, () =>
       expect(await l1.acquire('key-1')).toBeNull();
       expect(await l2.acquire('key-1')).toBeNull();
       expect(await l2.acquire('key-2')).not.toBeNull();
+      // release() sends its ZREM without waiting for it: l2 sees the slot free once it has run.
+      // (Well before the slot's 30 s lease could lapse, so this proves the release.)
       s1?.release();
-      await new Promise((r) => setTimeout(r, 50));
-      expect(await l2.acquire('key-1')).not.toBeNull();
+      await waitFor(async () => (await l2.acquire('key-1')) !== null, 10_000, 'the released slot');
     } finally {
       await Promise.all([r1.close(), r2.close()]);
     }
@@ -206,8 +211,8 @@ describe.skipIf(!hasPostgres)('SSE connection slots', { timeout: 60_000 }, () =>
       expect(second.status).toBe(429);
       expect(JSON.parse(second.body).code).toBe('too_many_connections');
       first.req.destroy();
-      await new Promise((r) => setTimeout(r, 100));
-      expect(sessions.connectionLimiter.held()).toBe(0);
+      // The server frees the slot when it sees the connection close.
+      await waitFor(() => sessions.connectionLimiter.held() === 0, 10_000, 'the slot to be freed');
       const third = await open();
       expect(third.status).toBe(200);
       third.req.destroy();
