@@ -43,7 +43,11 @@ async function verifyAfterRestart(server: ServerProcess, key: string, ids: { id:
   expect((list.body?.sessions as unknown[]).length).toBe(2);
 }
 
-describe('e2e/cli/embedded', () => {
+// Each test starts the server twice (tsx, then PGlite or migrations): 43 s under load here,
+// too close to the default 60 s test timeout.
+const TWO_STARTS_MS = 180_000;
+
+describe('e2e/cli/embedded', { timeout: TWO_STARTS_MS }, () => {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'agent-sessions-e2e-'));
   const servers: ServerProcess[] = [];
   afterAll(async () => {
@@ -69,7 +73,7 @@ describe('e2e/cli/embedded', () => {
 });
 
 const pgReady = requireServices(['postgres'], 'e2e/cli/postgres');
-describe.skipIf(!pgReady)('e2e/cli/postgres', () => {
+describe.skipIf(!pgReady)('e2e/cli/postgres', { timeout: TWO_STARTS_MS }, () => {
   const db = useFreshDatabase();
   const servers: ServerProcess[] = [];
   const key = 'e2e-admin-key-0123456789abcdef';
