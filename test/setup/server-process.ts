@@ -33,8 +33,33 @@ export interface StartServerOptions {
 
 const SOURCE_CLI = ['--import', 'tsx', 'src/cli.ts'];
 
+/** The server could not bind its port: another process took it after we picked it. */
+class PortTakenError extends Error {
+  constructor(
+    message: string,
+    readonly output: string,
+  ) {
+    super(message);
+  }
+}
+
 export async function startServer(options: StartServerOptions = {}): Promise<ServerProcess> {
-  const port = options.port ?? (await freePort());
+  // A port picked here can be taken by another process before the server binds it (it takes
+  // seconds to start): then it exits with EADDRINUSE and we try another port. What the failed
+  // attempt printed is kept (a first start prints its generated admin key before it listens).
+  let earlier = '';
+  for (let attempt = 1; ; attempt++) {
+    const port = options.port ?? (await freePort());
+    try {
+      return await startOn(port, options, earlier);
+    } catch (err) {
+      if (options.port !== undefined || attempt >= 3 || !(err instanceof PortTakenError)) throw err;
+      earlier += err.output;
+    }
+  }
+}
+
+async function startOn(port: number, options: StartServerOptions, earlier: string): Promise<ServerProcess> {
   const child = spawn(process.execPath, [...(options.cli ?? SOURCE_CLI), 'serve', ...(options.args ?? [])], {
     cwd: ROOT,
     env: {
@@ -55,10 +80,12 @@ export async function startServer(options: StartServerOptions = {}): Promise<Ser
   const deadline = Date.now() + (options.timeoutMs ?? 60_000);
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`server exited before it was ready:\n${output}`);
+      const message = `server exited before it was ready:\n${output}`;
+      throw output.includes('EADDRINUSE') ? new PortTakenError(message, output) : new Error(message);
     }
     try {
-      const res = await fetch(`${url}/health`);
+      // Bounded, so a port held by something that accepts and never answers cannot hang us.
+      const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(2_000) });
       if (res.ok) break;
     } catch {
       // Not listening yet.
@@ -73,7 +100,7 @@ export async function startServer(options: StartServerOptions = {}): Promise<Ser
     url,
     port,
     child,
-    output: () => output,
+    output: () => earlier + output,
     stop: async (signal = 'SIGTERM') => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       return exited;

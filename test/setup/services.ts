@@ -140,17 +140,32 @@ async function probeNats(raw: string): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Starting throwaway instances from installed binaries.
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.unref();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
+/** Ports this process has handed out: the kernel may offer a port again once it is closed. */
+const handedOut = new Set<number>();
+
+/**
+ * A port that was free a moment ago (the caller's server binds it later, so another process
+ * could still take it in between; servers started on it should treat EADDRINUSE as "try
+ * another port"). Never the same port twice in one process, so servers started together, as
+ * three nodes of a cluster or two instances at once, cannot be handed one port.
+ */
+export async function freePort(): Promise<number> {
+  for (;;) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const server = net.createServer();
+      server.unref();
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => {
+        const address = server.address();
+        const bound = typeof address === 'object' && address ? address.port : 0;
+        server.close(() => resolve(bound));
+      });
     });
-  });
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
 }
 
 /** The path of `binary` in `extraDirs` or on PATH, or null. */
