@@ -19,26 +19,41 @@ export function requireRedisBinaries(names: readonly ('redis-server' | 'redis-cl
   return requireBinaries(names, suite, redisBinary);
 }
 
+/**
+ * Waits until the redis-server `child` answers on `port`. The answer must come from that very
+ * process (INFO's process_id): another server that took the port after we picked it does not
+ * count, and our child, unable to bind, exits.
+ */
 async function waitForPort(port: number, child: ChildProcess, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`redis-server on ${port} exited with ${child.exitCode}`);
-    const ok = await new Promise<boolean>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) throw new RedisExitedError(`redis-server on ${port} exited with ${child.exitCode ?? child.signalCode}`);
+    const pid = await new Promise<number | null>((resolve) => {
       const socket = net.connect({ host: '127.0.0.1', port });
-      socket.once('connect', () => {
-        socket.write('PING\r\n');
-      });
-      socket.once('data', (d) => {
+      let text = '';
+      const done = (value: number | null) => {
+        clearTimeout(timer);
         socket.destroy();
-        resolve(d.toString().includes('PONG'));
+        resolve(value);
+      };
+      const timer = setTimeout(() => done(null), 2_000);
+      socket.once('connect', () => socket.write('INFO server\r\n'));
+      socket.on('data', (d: Buffer) => {
+        text += d.toString();
+        const match = /process_id:(\d+)\r\n/.exec(text);
+        if (match) done(Number(match[1]));
+        else if (text.startsWith('-')) done(null);
       });
-      socket.once('error', () => resolve(false));
+      socket.once('error', () => done(null));
+      socket.once('close', () => done(null));
     });
-    if (ok) return;
+    if (pid !== null && pid === child.pid) return;
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`redis-server on ${port} did not answer within ${timeoutMs} ms`);
 }
+
+class RedisExitedError extends Error {}
 
 /** A redis-server we own: start, SIGKILL, start again on the same port. */
 export class OwnRedis {
@@ -50,10 +65,22 @@ export class OwnRedis {
     private readonly extraArgs: string[],
   ) {}
 
-  static async start(extraArgs: string[] = [], port?: number): Promise<OwnRedis> {
-    const server = new OwnRedis(port ?? (await freePort()), extraArgs);
-    await server.restart();
-    return server;
+  /**
+   * Starts a server on a free port (`extraArgs` may depend on it). A port some other process
+   * took between our pick and the server's bind makes the server exit: another port is tried.
+   */
+  static async start(extraArgs: string[] | ((port: number) => string[]) = []): Promise<OwnRedis> {
+    for (let attempt = 1; ; attempt++) {
+      const port = await freePort();
+      const server = new OwnRedis(port, typeof extraArgs === 'function' ? extraArgs(port) : extraArgs);
+      try {
+        await server.restart();
+        return server;
+      } catch (err) {
+        await server.stop();
+        if (attempt >= 3 || !(err instanceof RedisExitedError)) throw err;
+      }
+    }
   }
 
   get url(): string {
@@ -108,12 +135,15 @@ export class OwnRedisCluster {
     const nodes: OwnRedis[] = [];
     try {
       for (let i = 0; i < size; i++) {
-        const port = await freePort();
         nodes.push(
-          await OwnRedis.start(
-            ['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '2000'],
-            port,
-          ),
+          await OwnRedis.start((port) => [
+            '--cluster-enabled',
+            'yes',
+            '--cluster-config-file',
+            `nodes-${port}.conf`,
+            '--cluster-node-timeout',
+            '2000',
+          ]),
         );
       }
       const create = spawnSync(

@@ -5,85 +5,25 @@
  * sent while Redis is down arrives through the heartbeat, and after the restart the live path
  * works again.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import { createClient } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OutputEvent, RunContext } from '../../src/core/runs.js';
 import { createSessions, type Sessions } from '../../src/sessions.js';
 import { freshDatabase, requireServices } from '../setup/harness.js';
-import { freePort } from '../setup/services.js';
-import { waitForRedis } from '../redis/redis-servers.js';
+import { OwnRedis, requireRedisBinaries, waitForRedis } from '../redis/redis-servers.js';
 import { collect, waitFor, type FreshDatabase } from './support.js';
 
-const ready = requireServices(['postgres'], 'runs/redis-restart');
+const ready = requireServices(['postgres'], 'runs/redis-restart') && requireRedisBinaries(['redis-server'], 'runs/redis-restart');
 
-/** Whether redis-server is on PATH (this suite starts its own, to kill it). */
-function hasRedisServer(): boolean {
-  return (process.env.PATH ?? '').split(':').some((dir) => {
-    try {
-      return statSync(path.join(dir, 'redis-server')).isFile();
-    } catch {
-      return false;
-    }
-  });
-}
-
-class ThrowawayRedis {
-  private child: ChildProcess | null = null;
-  readonly dir = mkdtempSync(path.join(os.tmpdir(), 'as-redis-'));
-  constructor(readonly port: number) {}
-
-  get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
-  }
-
-  async start(): Promise<void> {
-    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir], {
-      stdio: 'ignore',
-    });
-    this.child = child;
-    for (const deadline = Date.now() + 10_000; ; ) {
-      const up = await new Promise<boolean>((resolve) => {
-        const s = net.connect(this.port, '127.0.0.1');
-        s.once('connect', () => (s.destroy(), resolve(true)));
-        s.once('error', () => resolve(false));
-      });
-      if (up) return;
-      if (Date.now() > deadline) throw new Error('redis-server did not start');
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-
-  /** Kills the server (its data is gone: nothing is persisted). */
-  async kill(): Promise<void> {
-    const child = this.child;
-    this.child = null;
-    if (!child || child.exitCode !== null) return;
-    child.kill('SIGKILL');
-    await once(child, 'exit');
-  }
-
-  async dispose(): Promise<void> {
-    await this.kill();
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-}
-
-describe.skipIf(!ready || !hasRedisServer())('runs/redis-restart', () => {
+describe.skipIf(!ready)('runs/redis-restart', () => {
   let db: FreshDatabase;
-  let redis: ThrowawayRedis;
+  let redis: OwnRedis;
   let a: Sessions;
   let b: Sessions;
 
   beforeAll(async () => {
     db = await freshDatabase();
-    redis = new ThrowawayRedis(await freePort());
-    await redis.start();
+    redis = await OwnRedis.start();
     const env = { DATABASE_URL: db.url, REDIS_URL: redis.url, KEY_PREFIX: 'as_restart:', RUN_LEASE_MS: '900', RUN_SWEEP_INTERVAL_MS: '0' };
     a = await createSessions({ env: { ...env, INSTANCE_ID: 'restart-a' } });
     b = await createSessions({ env: { ...env, INSTANCE_ID: 'restart-b' } });
@@ -92,7 +32,7 @@ describe.skipIf(!ready || !hasRedisServer())('runs/redis-restart', () => {
   afterAll(async () => {
     await b?.close();
     await a?.close();
-    await redis?.dispose();
+    await redis?.stop();
     await db?.drop();
   });
 
@@ -111,7 +51,7 @@ describe.skipIf(!ready || !hasRedisServer())('runs/redis-restart', () => {
     await waitFor(() => events.length >= 20, 10_000, '20 events');
     await redis.kill();
     await waitFor(() => events.length >= 50, 15_000, 'events while Redis is down');
-    await redis.start();
+    await redis.restart();
     await reading;
     expect(events).toHaveLength(122);
     expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => (events[0]?.seq ?? 0) + i));
@@ -140,7 +80,7 @@ describe.skipIf(!ready || !hasRedisServer())('runs/redis-restart', () => {
     const terminal = (await collect(b.runs.stream(session.id, { after: (ended.endSeq ?? 1) - 1 })))[0];
     expect(terminal?.data).toMatchObject({ interrupt: { via: 'heartbeat' } });
 
-    await redis.start();
+    await redis.restart();
     // Wait until both instances trust Redis again and A's signal channel is subscribed anew
     // (node-redis resubscribes after its reconnect backoff; a fixed wait can be too short).
     await waitForRedis([a, b]);
