@@ -126,10 +126,13 @@ for (const plan of PLANS) {
       };
       // The first start migrates; the others then start together.
       servers.push(await startServer({ env: { ...env, INSTANCE_ID: 'A' }, timeoutMs: 90_000 }));
-      const rest = await Promise.all(
+      const rest = await Promise.allSettled(
         ['B', 'C'].slice(0, plan.servers - 1).map((name) => startServer({ env: { ...env, INSTANCE_ID: name }, timeoutMs: 90_000 })),
       );
-      servers.push(...rest);
+      // Every server that did start is stopped in afterAll, even if another one failed.
+      for (const r of rest) if (r.status === 'fulfilled') servers.push(r.value);
+      const failed = rest.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
       clients.push(...servers.map((server) => new AgentSessionsClient({ baseUrl: server.url, apiKey: ADMIN })));
     });
 
