@@ -122,7 +122,7 @@ for (const mode of MODES) {
       expect(page.items.map((r) => r.id)).toEqual([third.id, second.id, first.id]);
       // B saw the run end in the database; A's cache takes the finalized session right
       // after the commit (documented: visible on every instance within milliseconds).
-      await waitFor(async () => (await a.get(session.id)).status === 'idle', 2_000, 'the session idle on A');
+      await waitFor(async () => (await a.get(session.id)).status === 'idle', 10_000, 'the session idle on A');
     });
 
     it('caps queued runs per session', async () => {
