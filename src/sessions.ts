@@ -251,7 +251,7 @@ export class Sessions extends SessionService {
     this.sweeper = new Sweeper({
       intervalMs: config.sweepIntervalMs,
       tasks: [
-        ...sessionSweepTasks(new PostgresSweepStore(db), {
+        ...sessionSweepTasks(new PostgresSweepStore(db, parts.writeNotification ?? null), {
           warningLeadSeconds: config.timeoutWarningSeconds,
           retentionDays: config.retentionDays,
           outboxRetentionHours: config.outboxRetentionHours,

@@ -86,10 +86,12 @@ describe.skipIf(!ready)(suite, () => {
     await within(BOUND_MS, async () => (await b.find(s.id)) === null);
   });
 
-  it('the invalidation is part of the write statement: a failing separate NOTIFY cannot leave B stale', async () => {
-    // A database where an unqualified pg_notify resolves to a function that always fails,
-    // so any notification sent as its own statement after the commit is lost. The write's
-    // own notification (pg_catalog.pg_notify, inside the statement) is not affected.
+  /**
+   * A database where an unqualified pg_notify resolves to a function that always fails, so
+   * any notification sent as its own statement after the commit is lost. A statement's own
+   * notification (pg_catalog.pg_notify, inside the statement) is not affected.
+   */
+  async function brokenNotifyDatabase(): Promise<FreshDatabase> {
     const broken = await freshDatabase();
     const setup = await createSessions({ env: { DATABASE_URL: broken.url, INSTANCE_ID: 'setup' } });
     await setup.db.exec(`
@@ -97,6 +99,11 @@ describe.skipIf(!ready)(suite, () => {
       BEGIN RAISE EXCEPTION 'notification lost'; END $$;
       ALTER DATABASE ${broken.name} SET search_path = public, pg_catalog;`);
     await setup.close();
+    return broken;
+  }
+
+  it('the invalidation is part of the write statement: a failing separate NOTIFY cannot leave B stale', async () => {
+    const broken = await brokenNotifyDatabase();
     const a2 = await createSessions({ env: { DATABASE_URL: broken.url, INSTANCE_ID: 'a2' } });
     const b2 = await createSessions({ env: { DATABASE_URL: broken.url, INSTANCE_ID: 'b2' } });
     try {
@@ -107,6 +114,34 @@ describe.skipIf(!ready)(suite, () => {
       await within(BOUND_MS, async () => (await b2.get(s.id)).version === u.version);
       await a2.purge(s.id);
       await within(BOUND_MS, async () => (await b2.find(s.id)) === null);
+    } finally {
+      await a2.close();
+      await b2.close();
+      await broken.drop();
+    }
+  });
+
+  it('sweeps announce from their own statements too: an expiry and a retention purge reach B without a separate NOTIFY', async () => {
+    const broken = await brokenNotifyDatabase();
+    const env = { DATABASE_URL: broken.url, SWEEP_INTERVAL_MS: '0', RETENTION_DAYS: '1', TIMEOUT_WARNING_SECONDS: '0' };
+    const a2 = await createSessions({ env: { ...env, INSTANCE_ID: 'a2' } });
+    const b2 = await createSessions({ env: { ...env, INSTANCE_ID: 'b2' } });
+    try {
+      const expiring = await a2.create({ ttlSeconds: 1 });
+      const ended = await a2.create();
+      await a2.terminate(ended.id);
+      // B caches both.
+      await b2.get(expiring.id);
+      await within(BOUND_MS, async () => (await b2.get(ended.id)).status === 'terminated');
+      await a2.db.query(`UPDATE sessions SET ended_at = now() - interval '2 days' WHERE id = $1`, [ended.id]);
+      await within(BOUND_MS, async () => {
+        await a2.sweeper.runOnce();
+        const [row] = await a2.db.query<{ version: number }>('SELECT version FROM sessions WHERE id = $1', [expiring.id]);
+        return row?.version === expiring.version + 1;
+      });
+      // The expiry bumped the version; B's copy follows without any separate notification.
+      await within(BOUND_MS, async () => (await b2.get(expiring.id)).version === expiring.version + 1);
+      await within(BOUND_MS, async () => (await b2.find(ended.id)) === null);
     } finally {
       await a2.close();
       await b2.close();

@@ -36,9 +36,11 @@ import {
   INTERNAL_COLUMNS_SQL,
   liveSql,
   mergeMetadataSql,
+  notifyCte,
   outboxEventsCte,
   SLIDE_EXPIRY_SQL,
   uuidListSql,
+  type WriteNotification,
 } from './session-sql.js';
 import { iso, isoOrNull, numOrNull, strOrNull, type Row } from './rows.js';
 
@@ -130,10 +132,7 @@ interface WriteOutcome {
  * "<id> <version>")`, delivered when the write commits, so it cannot be lost after the commit
  * and costs no round trip of its own. A delete announces `deletedVersion`.
  */
-export interface WriteNotification {
-  channel: string;
-  deletedVersion: number;
-}
+export type { WriteNotification } from './session-sql.js';
 
 export class PostgresSessionRepository implements SessionRepository {
   /** Largest stored metadata (bytes of its JSON text), checked on the merged result. */
@@ -153,14 +152,7 @@ export class PostgresSessionRepository implements SessionRepository {
    * join that makes the final SELECT evaluate it (an unreferenced SELECT CTE never runs).
    */
   private notifyCte(source: string, deleted = false): { cte: string; join: string } {
-    const n = this.notification;
-    if (!n) return { cte: '', join: '' };
-    const channel = `'${n.channel.replace(/'/g, "''")}'`;
-    const version = deleted ? `'${n.deletedVersion}'` : 'u.version::text';
-    return {
-      cte: `, nt AS (SELECT count(pg_catalog.pg_notify(${channel}, u.id::text || ' ' || ${version})) AS n FROM ${source} u)`,
-      join: ', nt',
-    };
+    return notifyCte(this.notification, source, deleted);
   }
 
   async ready(): Promise<void> {

@@ -58,3 +58,29 @@ export function outboxEventsCte(source: string, events: readonly EventSpec[]): s
       WHERE e.wanted ORDER BY u.id, e.ord
     )`;
 }
+
+/**
+ * Where a statement announces the sessions it changed (PostgreSQL-only mode: other instances'
+ * near caches listen). Sent by the statement itself, so it is delivered at commit and cannot
+ * be lost after it.
+ */
+export interface WriteNotification {
+  channel: string;
+  /** The version announced for a deleted session. */
+  deletedVersion: number;
+}
+
+/**
+ * A CTE (`, nt AS (...)`) that NOTIFYs "<id> <version>" for every row of `source` (with `id`
+ * and `version` columns), and the FROM item (`, nt`) that makes the statement evaluate it.
+ * Empty without a notification.
+ */
+export function notifyCte(n: WriteNotification | null, source: string, deleted = false): { cte: string; join: string } {
+  if (!n) return { cte: '', join: '' };
+  const channel = `'${n.channel.replace(/'/g, "''")}'`;
+  const version = deleted ? `'${n.deletedVersion}'` : 'u.version::text';
+  return {
+    cte: `, nt AS (SELECT count(pg_catalog.pg_notify(${channel}, u.id::text || ' ' || ${version})) AS n FROM ${source} u)`,
+    join: ', nt',
+  };
+}

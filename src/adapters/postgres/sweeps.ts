@@ -5,7 +5,7 @@
  */
 import type { OutboxLag, SessionRef, StatsStore, SweepStore, TenantStats } from '../../core/ports.js';
 import type { SqlDatabase } from './database.js';
-import { effectiveStatusSql, LIVE_STATUSES_SQL, outboxEventsCte } from './session-sql.js';
+import { effectiveStatusSql, LIVE_STATUSES_SQL, notifyCte, outboxEventsCte, type WriteNotification } from './session-sql.js';
 
 type Row = Record<string, unknown>;
 
@@ -29,7 +29,18 @@ function refs(rows: Row[]): SessionRef[] {
 }
 
 export class PostgresSweepStore implements SweepStore {
-  constructor(private readonly db: SqlDatabase) {}
+  /**
+   * `notification`: in PostgreSQL-only mode, expiries and purges announce themselves to the
+   * other instances' near caches from the statement itself, like every session write.
+   */
+  constructor(
+    private readonly db: SqlDatabase,
+    private readonly notification: WriteNotification | null = null,
+  ) {}
+
+  private notify(source: string, deleted = false): { cte: string; join: string } {
+    return notifyCte(this.notification, source, deleted);
+  }
 
   async warnExpiring(leadSeconds: number, limit: number): Promise<SessionRef[]> {
     const rows = await this.db.query<Row>(
@@ -85,8 +96,8 @@ export class PostgresSweepStore implements SweepStore {
          ],
          ['session.status_changed', `jsonb_build_object('from', u.prev_status, 'to', 'expired', 'version', u.version)`],
          ['session.expired', `jsonb_build_object('reason', u.reason, 'expired_at', u.deadline, 'version', u.version)`],
-       ])}
-       SELECT id, tenant_id FROM upd`,
+       ])}${this.notify('upd').cte}
+       SELECT id, tenant_id FROM upd${this.notify('upd').join}`,
       [limit],
     );
     return refs(rows);
@@ -103,8 +114,8 @@ export class PostgresSweepStore implements SweepStore {
          FOR UPDATE OF s SKIP LOCKED
        ), del AS (
          DELETE FROM sessions s USING due WHERE s.id = due.id RETURNING s.id, s.tenant_id, s.version
-       ), ${outboxEventsCte('del', [['session.deleted', `jsonb_build_object('reason', 'retention', 'version', u.version)`]])}
-       SELECT id, tenant_id FROM del`,
+       ), ${outboxEventsCte('del', [['session.deleted', `jsonb_build_object('reason', 'retention', 'version', u.version)`]])}${this.notify('del', true).cte}
+       SELECT id, tenant_id FROM del${this.notify('del', true).join}`,
       [days, limit],
     );
     return refs(rows);
