@@ -6,11 +6,30 @@ export function isUuid(value: string): boolean {
   return UUID_RE.test(value);
 }
 
-/** A UUIDv7 (RFC 9562): time-ordered, so new rows land at the end of the primary key index. */
+const MAX_COUNTER = 0xfff;
+let lastMs = -Infinity;
+let counter = 0;
+
+/**
+ * A UUIDv7 (RFC 9562): time-ordered, so new rows land at the end of the primary key index.
+ * Within one process the ids are strictly increasing (RFC 9562 §6.2, method 1: the 12 bits
+ * after the version are a counter that starts at a random value below 2^11 each millisecond
+ * and counts up within it), so rows ordered by id are in creation order even when several
+ * are made in the same millisecond, or when the wall clock steps back.
+ */
 export function uuidv7(now: number = Date.now()): string {
+  if (now > lastMs) {
+    lastMs = now;
+    counter = randomBytes(2).readUInt16BE(0) & 0x7ff;
+  } else if (++counter > MAX_COUNTER) {
+    // The counter ran out in this millisecond (or the clock went back): borrow the next one.
+    lastMs++;
+    counter = 0;
+  }
   const bytes = randomBytes(16);
-  bytes.writeUIntBE(now, 0, 6);
-  bytes[6] = 0x70 | ((bytes[6] ?? 0) & 0x0f);
+  bytes.writeUIntBE(lastMs, 0, 6);
+  bytes[6] = 0x70 | (counter >> 8);
+  bytes[7] = counter & 0xff;
   bytes[8] = 0x80 | ((bytes[8] ?? 0) & 0x3f);
   const hex = bytes.toString('hex');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
