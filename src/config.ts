@@ -7,6 +7,11 @@ import { DEFAULT_LIMITS, PAGE_SIZE_CEILING, type Limits } from './core/limits.js
 export interface Config {
   port: number;
   host: string;
+  /**
+   * Which proxies' X-Forwarded-For to believe for the client address (Fastify's trustProxy):
+   * false (default: the socket's peer), true (any), a hop count, or addresses/CIDRs.
+   */
+  trustProxy: boolean | number | string;
   dataDir: string;
   databaseUrl: string | null;
   /** Connections per instance in the PostgreSQL pool. */
@@ -45,6 +50,8 @@ export interface Config {
   bodyLimitBytes: number;
   /** Requests per API key per minute, shared by all instances through Redis; 0 = no limit. */
   rateLimitPerMinute: number;
+  /** Wrong API keys one client address may present per minute before it is refused (0: off). */
+  authFailuresPerMinute: number;
   /** Longest wait for Redis in a limit check before counting locally (fail open). */
   limiterRedisTimeoutMs: number;
   limits: Limits;
@@ -130,6 +137,15 @@ class Reader {
 }
 
 /** REDIS_URL: one URL, or several comma-separated (Cluster seed nodes), each checked. */
+function trustProxy(r: Reader): boolean | number | string {
+  const raw = r.str('TRUST_PROXY', 'false').trim();
+  if (raw === 'true' || raw === 'false') return raw === 'true';
+  if (/^\d+$/.test(raw)) return Number(raw);
+  if (/^[0-9a-fA-F.:/]+(\s*,\s*[0-9a-fA-F.:/]+)*$/.test(raw)) return raw;
+  r.problems.push('TRUST_PROXY must be true, false, a hop count, or comma-separated addresses/CIDRs');
+  return false;
+}
+
 function redisUrls(r: Reader): string | null {
   const raw = r.optional('REDIS_URL');
   if (raw === null) return null;
@@ -159,6 +175,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
   const config: Config = {
     port: r.int('PORT', 8080, 0, 65535),
     host: r.str('HOST', '127.0.0.1'),
+    trustProxy: trustProxy(r),
     dataDir: r.str('DATA_DIR', './.agent-sessions'),
     databaseUrl: r.url('DATABASE_URL', ['postgres:', 'postgresql:']),
     databasePoolMax: r.int('DATABASE_POOL_MAX', 20, 1, 1_000),
@@ -187,6 +204,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     cacheTtlMs: r.int('CACHE_TTL_MS', 60_000, 0),
     bodyLimitBytes: r.int('BODY_LIMIT_BYTES', 1_048_576, 1_024),
     rateLimitPerMinute: r.int('RATE_LIMIT_PER_MINUTE', 6_000, 0),
+    authFailuresPerMinute: r.int('AUTH_FAILURES_PER_MINUTE', 30, 0),
     limiterRedisTimeoutMs: r.int('LIMITER_REDIS_TIMEOUT_MS', 250, 1, 60_000),
     limits: {
       ...DEFAULT_LIMITS,

@@ -87,6 +87,8 @@ export interface SessionsParts {
   sweepTasks?: SweepTask[];
   /** Per-key request limit; default in-process from config (null when RATE_LIMIT_PER_MINUTE is 0). */
   rateLimiter?: RateLimiter | null;
+  /** Failed authentications per client address; null turns the limit off. */
+  authFailureLimiter?: RateLimiter | null;
   /** Per-key SSE connection limit; default in-process from config. */
   connectionLimiter?: ConnectionLimiter;
   /** Cross-instance signals for runs (default: in-process). */
@@ -131,6 +133,8 @@ export class Sessions extends SessionService {
   readonly apiKeys: ApiKeyService;
   /** Requests per API key per window; null when rate limiting is off. */
   readonly rateLimiter: RateLimiter | null;
+  /** Wrong API keys per client address per window (AUTH_FAILURES_PER_MINUTE); null when off. */
+  readonly authFailureLimiter: RateLimiter | null;
   /** Open SSE connections per API key (see holdConnectionSlot in src/server/limits.ts). */
   readonly connectionLimiter: ConnectionLimiter;
   /** Runs: start, interrupt, input and resumable output streams (docs/runs.md). */
@@ -203,6 +207,12 @@ export class Sessions extends SessionService {
         ? parts.rateLimiter
         : config.rateLimitPerMinute > 0
           ? new InProcessRateLimiter(config.rateLimitPerMinute)
+          : null;
+    this.authFailureLimiter =
+      parts.authFailureLimiter !== undefined
+        ? parts.authFailureLimiter
+        : config.authFailuresPerMinute > 0
+          ? new InProcessRateLimiter(config.authFailuresPerMinute)
           : null;
     this.connectionLimiter = parts.connectionLimiter ?? new InProcessConnectionLimiter(config.limits.sseConnectionsPerKey);
     this.runs = new RunManager({
@@ -404,12 +414,19 @@ export async function createSessions(options: CreateSessionsOptions = {}): Promi
     : null;
   const parts = distributedParts(config, db, redis, logger);
   let rateLimiter: RateLimiter | null = null;
+  let authFailureLimiter: RateLimiter | null = null;
   let connectionLimiter: ConnectionLimiter | undefined;
   if (redis) {
     // Limits shared by every instance; while Redis is unreachable each instance counts alone.
     const onError = (err: unknown) => logger?.warn({ err }, 'redis limiter unavailable; limiting per instance');
     if (config.rateLimitPerMinute > 0) {
       rateLimiter = new RedisRateLimiter(redis.connection, redis.keys, config.rateLimitPerMinute, 60_000, {
+        onError,
+        timeoutMs: config.limiterRedisTimeoutMs,
+      });
+    }
+    if (config.authFailuresPerMinute > 0) {
+      authFailureLimiter = new RedisRateLimiter(redis.connection, redis.keys, config.authFailuresPerMinute, 60_000, {
         onError,
         timeoutMs: config.limiterRedisTimeoutMs,
       });
@@ -447,7 +464,7 @@ export async function createSessions(options: CreateSessionsOptions = {}): Promi
       publisher,
       components,
       healthChecks: [...parts.healthChecks, ...(publisher ? [publisher] : [])],
-      ...(redis ? { rateLimiter, connectionLimiter } : {}),
+      ...(redis ? { rateLimiter, authFailureLimiter, connectionLimiter } : {}),
       signals: run.signals,
       output: run.output,
       agent: agent ?? run.agent,

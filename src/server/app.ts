@@ -58,6 +58,8 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   const app = Fastify({
     ...(typeof logger === 'object' ? { loggerInstance: logger } : { logger: logger ?? false }),
     bodyLimit: sessions.config.bodyLimitBytes,
+    // A hop count is accepted at run time (proxy-addr), the type only lists the other forms.
+    trustProxy: sessions.config.trustProxy as boolean | string,
     return503OnClosing: true,
     forceCloseConnections: true,
     routerOptions: { maxParamLength: 200 },
@@ -84,7 +86,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
 
   registerErrorHandling(app);
   if (sessions.config.metricsEnabled) registerHttpMetrics(app, sessions.metrics);
-  registerAuth(app, sessions.apiKeys, { disabled: options.noAuth ?? false });
+  registerAuth(app, sessions.apiKeys, { disabled: options.noAuth ?? false, failures: sessions.authFailureLimiter });
   registerRateLimit(app, sessions.rateLimiter);
 
   await app.register(swagger, {

@@ -2,8 +2,9 @@
  * API-key authentication for /v1 routes: `Authorization: Bearer <key>` or `X-API-Key`.
  * Each route names the scope it needs in `config.scope`.
  */
-import type { FastifyInstance, FastifyRequest, FastifySchema, HTTPMethods } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema, HTTPMethods } from 'fastify';
 import { SCOPES, type ApiKeyService, type Principal, type Scope } from '../core/api-keys.js';
+import type { RateLimiter } from '../core/rate-limit.js';
 import { problem, sendProblem } from './errors.js';
 
 /** A route as registered: what the scope audit checked, and what tests enumerate. */
@@ -43,7 +44,46 @@ export function presentedKey(request: FastifyRequest): string | null {
   return typeof header === 'string' && header.length > 0 && header.length <= 512 ? header : null;
 }
 
-export function registerAuth(app: FastifyInstance, keys: ApiKeyService, options: { disabled: boolean }): void {
+export interface AuthOptions {
+  disabled: boolean;
+  /**
+   * Counts wrong keys per client address (shared through Redis when configured). An address
+   * over its allowance is refused with 429 before any key it presents is checked, so guessing
+   * keys stops paying off; it learns nothing about a key until the window ends.
+   */
+  failures?: RateLimiter | null;
+}
+
+/** Addresses this instance has seen go over their failure allowance, until when (epoch ms). */
+class BlockedAddresses {
+  private readonly until = new Map<string, number>();
+
+  blockedFor(address: string, now = Date.now()): number {
+    const until = this.until.get(address);
+    if (until === undefined) return 0;
+    if (until > now) return until - now;
+    this.until.delete(address);
+    return 0;
+  }
+
+  block(address: string, ms: number, now = Date.now()): void {
+    if (this.until.size >= 10_000) {
+      for (const [a, t] of this.until) if (t <= now) this.until.delete(a);
+    }
+    // Under a flood of distinct addresses the map stays bounded; the shared counter still limits.
+    if (this.until.size < 10_000) this.until.set(address, now + ms);
+  }
+}
+
+function tooManyFailures(reply: FastifyReply, ms: number): FastifyReply {
+  const seconds = Math.max(1, Math.ceil(ms / 1000));
+  void reply.header('retry-after', String(seconds));
+  return sendProblem(reply, problem(429, 'rate_limited', 'too many requests with a wrong API key from this address', { retry_after: seconds }));
+}
+
+export function registerAuth(app: FastifyInstance, keys: ApiKeyService, options: AuthOptions): void {
+  const failures = options.failures ?? null;
+  const blocked = new BlockedAddresses();
   app.decorateRequest('principal', null as unknown as Principal);
   const routes: RouteEntry[] = [];
   app.decorate('apiRoutes', routes);
@@ -65,7 +105,18 @@ export function registerAuth(app: FastifyInstance, keys: ApiKeyService, options:
       return;
     }
     const key = presentedKey(request);
+    if (failures && key !== null) {
+      const wait = blocked.blockedFor(request.ip);
+      if (wait > 0) return tooManyFailures(reply, wait);
+    }
     const principal = key === null ? null : await keys.authenticate(key);
+    if (!principal && failures && key !== null) {
+      const d = await failures.consume(`auth-failures:${request.ip}`, { signal: request.abortSignal });
+      if (!d.allowed) {
+        blocked.block(request.ip, d.resetMs);
+        return tooManyFailures(reply, d.resetMs);
+      }
+    }
     if (!principal) {
       void reply.header('www-authenticate', 'Bearer realm="agent-sessions"');
       return sendProblem(reply, problem(401, 'unauthorized', 'a valid API key is required'));

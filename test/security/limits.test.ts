@@ -50,6 +50,37 @@ describe('shared limits', () => {
   });
 });
 
+describe('client address', { timeout: 60_000 }, () => {
+  it('TRUST_PROXY is validated: true/false, a hop count, or addresses', () => {
+    expect(loadConfig({}).trustProxy).toBe(false);
+    expect(loadConfig({ TRUST_PROXY: 'true' }).trustProxy).toBe(true);
+    expect(loadConfig({ TRUST_PROXY: '2' }).trustProxy).toBe(2);
+    expect(loadConfig({ TRUST_PROXY: '10.0.0.0/8, 127.0.0.1' }).trustProxy).toBe('10.0.0.0/8, 127.0.0.1');
+    expect(() => loadConfig({ TRUST_PROXY: 'any proxy please' })).toThrow(/TRUST_PROXY/);
+  });
+
+  it('with TRUST_PROXY the wrong-key limit counts the forwarded client, not the proxy', async () => {
+    const sessions = await createSessions({ env: { TRUST_PROXY: '127.0.0.1', AUTH_FAILURES_PER_MINUTE: '2' }, dataDir: ':memory:' });
+    try {
+      const app = await buildApp({ sessions, logger: false });
+      const wrong = (client: string) =>
+        app.inject({
+          method: 'GET',
+          url: '/v1/sessions',
+          remoteAddress: '127.0.0.1',
+          headers: { authorization: 'Bearer ask_wrongwrongwr_' + 'x'.repeat(43), 'x-forwarded-for': client },
+        });
+      const fromOne = [];
+      for (let i = 0; i < 3; i++) fromOne.push((await wrong('203.0.113.7')).statusCode);
+      expect(fromOne).toEqual([401, 401, 429]);
+      expect((await wrong('203.0.113.8')).statusCode).toBe(401);
+      await app.close();
+    } finally {
+      await sessions.close();
+    }
+  });
+});
+
 describe('page size', { timeout: 60_000 }, () => {
   it('MAX_PAGE_SIZE above the default is honoured over HTTP, and enforced', async () => {
     const sessions = await createSessions({ env: { MAX_PAGE_SIZE: '150' }, dataDir: ':memory:' });

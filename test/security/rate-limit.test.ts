@@ -87,6 +87,43 @@ describe.skipIf(!hasPostgres)('HTTP rate limit', { timeout: 60_000 }, () => {
     }
   });
 
+  it('wrong keys: an address over AUTH_FAILURES_PER_MINUTE is refused before any key is checked', async () => {
+    const inst = await startInstance(db.url, { authFailuresPerMinute: 3 });
+    try {
+      const good = await makeKey(inst.sessions, 'acme', ['read']);
+      const wrong = `${good.slice(0, -4)}zzzz`;
+      const from = (address: string) => ({ remoteAddress: address });
+      const get = (key: string | null, address: string) =>
+        inst.app.inject({ method: 'GET', url: '/v1/sessions', ...from(address), headers: key === null ? {} : { authorization: `Bearer ${key}` } });
+      // A missing key is not a guess: never counted.
+      for (let i = 0; i < 5; i++) expect((await get(null, '10.0.0.1')).statusCode).toBe(401);
+      expect((await get(good, '10.0.0.1')).statusCode).toBe(200);
+      const statuses = [];
+      for (let i = 0; i < 4; i++) statuses.push((await get(wrong, '10.0.0.1')).statusCode);
+      expect(statuses).toEqual([401, 401, 401, 429]);
+      // Blocked: even the right key is not checked from that address until the window ends.
+      const refused = await get(good, '10.0.0.1');
+      expect(refused.statusCode).toBe(429);
+      expect(refused.json()).toMatchObject({ code: 'rate_limited' });
+      expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+      // Other addresses are not affected.
+      expect((await get(good, '10.0.0.2')).statusCode).toBe(200);
+      expect((await get(wrong, '10.0.0.2')).statusCode).toBe(401);
+    } finally {
+      await inst.close();
+    }
+  });
+
+  it('AUTH_FAILURES_PER_MINUTE=0 turns the failed-key limit off', async () => {
+    const inst = await startInstance(db.url, { authFailuresPerMinute: 0 });
+    try {
+      expect(inst.sessions.authFailureLimiter).toBeNull();
+      for (let i = 0; i < 40; i++) expect((await call(inst.app, 'ask_wrongwrongwr_x', 'GET', '/v1/sessions')).statusCode).toBe(401);
+    } finally {
+      await inst.close();
+    }
+  });
+
   it('RATE_LIMIT_PER_MINUTE=0 turns it off', async () => {
     const inst = await startInstance(db.url, { rateLimitPerMinute: 0 });
     try {
@@ -122,6 +159,29 @@ describe.skipIf(!hasPostgres)('HTTP rate limit', { timeout: 60_000 }, () => {
         Array.from({ length: 30 }, (_, i) => call(i % 2 === 0 ? a.app : b.app, k2, 'GET', '/v1/sessions')),
       );
       expect(burst.filter((r) => r.statusCode === 200)).toHaveLength(10);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it.skipIf(!hasRedis)('wrong keys are counted per address across instances sharing Redis', async () => {
+    const shared = { redisUrl: serviceUrl('redis'), keyPrefix: uniqueKeyPrefix(), authFailuresPerMinute: 4, limiterRedisTimeoutMs: 10_000 };
+    const a = await startInstance(db.url, shared);
+    const b = await startInstance(db.url, shared);
+    try {
+      const wrong = 'ask_wrongwrongwr_' + 'x'.repeat(43);
+      const statuses = [];
+      for (let i = 0; i < 6; i++) {
+        const res = await (i % 2 === 0 ? a : b).app.inject({
+          method: 'GET',
+          url: '/v1/sessions',
+          remoteAddress: '10.1.2.3',
+          headers: { authorization: `Bearer ${wrong}` },
+        });
+        statuses.push(res.statusCode);
+      }
+      expect(statuses).toEqual([401, 401, 401, 401, 429, 429]);
     } finally {
       await a.close();
       await b.close();
