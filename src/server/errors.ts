@@ -120,7 +120,20 @@ export function registerErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err: unknown, request: FastifyRequest, reply: FastifyReply) => {
     const body = toProblem(err);
     if (body.status >= 500) {
-      request.log.error({ err }, 'request failed');
+      // Who and what, for finding the request again: tenant and key (never the key itself),
+      // and the session and run the route names.
+      const params = (request.params ?? {}) as { id?: unknown; runId?: unknown };
+      request.log.error(
+        {
+          err,
+          tenant: request.principal?.tenant,
+          key_id: request.principal?.keyId,
+          session_id: typeof params.id === 'string' ? params.id : undefined,
+          run_id: typeof params.runId === 'string' ? params.runId : undefined,
+          route: request.routeOptions.url,
+        },
+        'request failed',
+      );
       if (body.status === 503) void reply.header('retry-after', '1');
     }
     if (err instanceof CapacityError && err.retryAfterSeconds !== undefined) {

@@ -3,6 +3,8 @@
  * internal (stack, SQL, driver message) leaves the server. Every size and count limit is a
  * 4xx with its own code.
  */
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS } from '../../src/core/limits.js';
 import { createSessions } from '../../src/sessions.js';
@@ -83,6 +85,26 @@ describe.skipIf(!requireServices(['postgres'], 'security/error responses'))('err
       expect(res.body).not.toContain('relation');
     } finally {
       inst.sessions.get = original;
+    }
+  });
+
+  it('the log line of a failed request names tenant, key id, route and session, never the key', async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'error' }, new Writable({ write: (chunk, _enc, done) => (lines.push(String(chunk)), done()) }));
+    const app = await buildApp({ sessions: inst.sessions, logger });
+    const original = inst.sessions.get.bind(inst.sessions);
+    inst.sessions.get = async () => {
+      throw new Error('boom');
+    };
+    try {
+      expectProblem(await call(app, key, 'GET', `/v1/sessions/${id}`), 500, 'internal_error');
+      const entry = JSON.parse(lines.find((l) => l.includes('request failed')) ?? '{}') as Record<string, unknown>;
+      expect(entry).toMatchObject({ tenant: 'acme', session_id: id, route: '/v1/sessions/:id', msg: 'request failed' });
+      expect(typeof entry.key_id).toBe('string');
+      expect(lines.join('')).not.toContain(key);
+    } finally {
+      inst.sessions.get = original;
+      await app.close();
     }
   });
 
