@@ -48,3 +48,20 @@ export async function pausedHolderRace(
   const oldWrite = await paused;
   return { oldToken, newToken, oldWrite, newWrite };
 }
+
+/**
+ * Takes the session's lock on `holder` and keeps it until `release` is called; resolves once
+ * the lease is held (a fixed sleep instead could let another caller in first on a slow
+ * machine). `done` settles when the holder has let go.
+ */
+export async function holdLock(holder: Sessions, id: string): Promise<{ release: () => void; done: Promise<void> }> {
+  let release!: () => void;
+  let acquired!: () => void;
+  const holding = new Promise<void>((r) => (acquired = r));
+  const done = holder.withSessionLock(id, () => {
+    acquired();
+    return new Promise<void>((r) => (release = r));
+  });
+  await holding;
+  return { release, done };
+}

@@ -9,7 +9,7 @@ import { AgentSessionsError } from '../../src/core/errors.js';
 import type { Sessions } from '../../src/sessions.js';
 import { CONFIGURATIONS, type Backend } from '../conformance/configurations.js';
 import { requireServices } from '../setup/harness.js';
-import { pausedHolderRace } from './lock-scenarios.js';
+import { holdLock, pausedHolderRace } from './lock-scenarios.js';
 
 async function codeOf(promise: Promise<unknown>): Promise<string> {
   const err = await promise.then(
@@ -74,15 +74,7 @@ for (const configuration of CONFIGURATIONS) {
 
     it('fails with lock_timeout when the lease stays taken', async () => {
       const s = await a.create();
-      let release!: () => void;
-      let acquired!: () => void;
-      const holding = new Promise<void>((r) => (acquired = r));
-      const held = a.withSessionLock(s.id, () => {
-        acquired();
-        return new Promise<void>((r) => (release = r));
-      });
-      // A holds the lease before B asks (a fixed sleep could let B in first on a slow machine).
-      await holding;
+      const { release, done: held } = await holdLock(a, s.id);
       const started = Date.now();
       expect(await codeOf(b.withSessionLock(s.id, async () => 1, { timeoutMs: 250 }))).toBe('lock_timeout');
       expect(Date.now() - started).toBeGreaterThanOrEqual(240);

@@ -12,7 +12,7 @@ import { GuardedRedis } from '../../src/adapters/redis/guarded-redis.js';
 import { RedisSessionCache, TOMBSTONE_VERSION } from '../../src/adapters/redis/redis-session-cache.js';
 import { createSessions, type Sessions } from '../../src/sessions.js';
 import { freshDatabase, uniqueKeyPrefix, type FreshDatabase } from '../setup/harness.js';
-import { pausedHolderRace } from '../distributed/lock-scenarios.js';
+import { holdLock, pausedHolderRace } from '../distributed/lock-scenarios.js';
 import { waitFor } from '../runs/support.js';
 
 export interface RedisTarget {
@@ -342,15 +342,7 @@ export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
 
     it('times out with lock_timeout while another instance holds the lease', async () => {
       const s = await a.create();
-      let release!: () => void;
-      let acquired!: () => void;
-      const holding = new Promise<void>((r) => (acquired = r));
-      const held = a.withSessionLock(s.id, () => {
-        acquired();
-        return new Promise<void>((r) => (release = r));
-      });
-      // A holds the lease before B asks (a fixed sleep could let B in first on a slow machine).
-      await holding;
+      const { release, done: held } = await holdLock(a, s.id);
       const err = await b.withSessionLock(s.id, async () => 1, { timeoutMs: 300 }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(AgentSessionsError);
       expect((err as AgentSessionsError).code).toBe('lock_timeout');
