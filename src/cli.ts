@@ -67,6 +67,12 @@ async function serve(overrides: Partial<Config>, logger: Logger): Promise<void> 
   if (config.noAuth && !LOOPBACK.has(config.host)) {
     fail(`--no-auth is for loopback development only; HOST is ${config.host}`);
   }
+  if (config.trustProxy === true && config.authFailuresPerMinute > 0) {
+    logger.warn(
+      'TRUST_PROXY=true believes any X-Forwarded-For a client sends, so the wrong-key limit per address can be evaded; ' +
+        'set TRUST_PROXY to your proxies\' addresses or a hop count unless a proxy always overwrites the header',
+    );
+  }
   const sessions = await createSessions({ ...config, logger });
   await ensureAdminKey(sessions, logger);
   const app = await buildApp({ sessions, logger, noAuth: config.noAuth, version: VERSION });

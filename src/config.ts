@@ -2,6 +2,7 @@
  * Configuration from the environment (and a .env file), validated once at start and frozen.
  * Every variable is documented in .env.example.
  */
+import { isIP } from 'node:net';
 import { DEFAULT_LIMITS, PAGE_SIZE_CEILING, type Limits } from './core/limits.js';
 
 export interface Config {
@@ -137,11 +138,23 @@ class Reader {
 }
 
 /** REDIS_URL: one URL, or several comma-separated (Cluster seed nodes), each checked. */
+/** An address, a CIDR, or one of proxy-addr's names for address ranges. */
+function isProxyAddress(entry: string): boolean {
+  if (['loopback', 'linklocal', 'uniquelocal'].includes(entry)) return true;
+  const [address = '', bits, ...rest] = entry.split('/');
+  const family = isIP(address);
+  if (family === 0 || rest.length > 0) return false;
+  if (bits === undefined) return true;
+  const n = /^\d{1,3}$/.test(bits) ? Number(bits) : -1;
+  return n >= 0 && n <= (family === 4 ? 32 : 128);
+}
+
 function trustProxy(r: Reader): boolean | number | string {
   const raw = r.str('TRUST_PROXY', 'false').trim();
   if (raw === 'true' || raw === 'false') return raw === 'true';
   if (/^\d+$/.test(raw)) return Number(raw);
-  if (/^[0-9a-fA-F.:/]+(\s*,\s*[0-9a-fA-F.:/]+)*$/.test(raw)) return raw;
+  const entries = raw.split(',').map((e) => e.trim());
+  if (entries.every(isProxyAddress)) return entries.join(',');
   r.problems.push('TRUST_PROXY must be true, false, a hop count, or comma-separated addresses/CIDRs');
   return false;
 }

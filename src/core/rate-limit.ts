@@ -43,6 +43,9 @@ export interface Clock {
 const systemClock: Clock = { now: () => Date.now() };
 
 /** One process's fixed windows. Memory is bounded by the keys active in the last window. */
+/** Most keys one in-process limiter tracks at once. */
+const MAX_TRACKED_KEYS = 100_000;
+
 export class InProcessRateLimiter implements RateLimiter {
   private readonly windows = new Map<string, { count: number; resetAt: number }>();
   private lastSweep = 0;
@@ -62,7 +65,13 @@ export class InProcessRateLimiter implements RateLimiter {
     this.sweep(now);
     let w = this.windows.get(key);
     if (!w || w.resetAt <= now) {
+      // Bounded: a flood of distinct keys (addresses) evicts the oldest windows first.
+      if (!w && this.windows.size >= MAX_TRACKED_KEYS) {
+        const oldest = this.windows.keys().next().value;
+        if (oldest !== undefined) this.windows.delete(oldest);
+      }
       w = { count: 0, resetAt: now + this.windowMs };
+      this.windows.delete(key);
       this.windows.set(key, w);
     }
     w.count += 1;

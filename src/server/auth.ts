@@ -2,6 +2,7 @@
  * API-key authentication for /v1 routes: `Authorization: Bearer <key>` or `X-API-Key`.
  * Each route names the scope it needs in `config.scope`.
  */
+import { isIPv6 } from 'node:net';
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema, HTTPMethods } from 'fastify';
 import { SCOPES, type ApiKeyService, type Principal, type Scope } from '../core/api-keys.js';
 import type { RateLimiter } from '../core/rate-limit.js';
@@ -44,12 +45,29 @@ export function presentedKey(request: FastifyRequest): string | null {
   return typeof header === 'string' && header.length > 0 && header.length <= 512 ? header : null;
 }
 
+/**
+ * The address wrong keys are counted against: an IPv4 address as it is, an IPv6 address by
+ * its /64 (one subscriber usually holds a whole /64, so single addresses would not count).
+ */
+export function clientAddress(ip: string): string {
+  const v4 = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  if (v4) return v4[1] as string;
+  if (!isIPv6(ip)) return ip;
+  const [head = '', tail = ''] = ip.split('::');
+  const left = head === '' ? [] : head.split(':');
+  const right = tail === '' ? [] : tail.split(':');
+  const groups = ip.includes('::') ? [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right] : left;
+  return `${groups
+    .slice(0, 4)
+    .map((g) => (Number.parseInt(g, 16) || 0).toString(16))
+    .join(':')}::/64`;
+}
+
 export interface AuthOptions {
   disabled: boolean;
   /**
-   * Counts wrong keys per client address (shared through Redis when configured). An address
-   * over its allowance is refused with 429 before any key it presents is checked, so guessing
-   * keys stops paying off; it learns nothing about a key until the window ends.
+   * Counts wrong keys per client address (shared through Redis when configured). Wrong keys
+   * from an address over its allowance get 429 until the window ends; right keys still pass.
    */
   failures?: RateLimiter | null;
 }
@@ -105,15 +123,16 @@ export function registerAuth(app: FastifyInstance, keys: ApiKeyService, options:
       return;
     }
     const key = presentedKey(request);
-    if (failures && key !== null) {
-      const wait = blocked.blockedFor(request.ip);
-      if (wait > 0) return tooManyFailures(reply, wait);
-    }
     const principal = key === null ? null : await keys.authenticate(key);
     if (!principal && failures && key !== null) {
-      const d = await failures.consume(`auth-failures:${request.ip}`, { signal: request.abortSignal });
+      // A right key always passes: clients sharing an address (a NAT, a proxy without
+      // TRUST_PROXY) are not locked out by one that keeps sending a revoked key.
+      const address = clientAddress(request.ip);
+      const wait = blocked.blockedFor(address);
+      if (wait > 0) return tooManyFailures(reply, wait);
+      const d = await failures.consume(`auth-failures:${address}`, { signal: request.abortSignal });
       if (!d.allowed) {
-        blocked.block(request.ip, d.resetMs);
+        blocked.block(address, d.resetMs);
         return tooManyFailures(reply, d.resetMs);
       }
     }

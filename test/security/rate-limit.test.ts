@@ -12,6 +12,7 @@ import { RedisConnectionLimiter } from '../../src/adapters/redis/redis-limiters.
 import { createSessions } from '../../src/sessions.js';
 import { buildApp } from '../../src/server/app.js';
 import { holdConnectionSlot } from '../../src/server/limits.js';
+import { clientAddress } from '../../src/server/auth.js';
 import { call, freshDatabase, makeKey, requireServices, serviceUrl, startInstance, uniqueKeyPrefix, type TestDatabase } from './support.js';
 import { waitFor } from '../runs/support.js';
 
@@ -87,7 +88,16 @@ describe.skipIf(!hasPostgres)('HTTP rate limit', { timeout: 60_000 }, () => {
     }
   });
 
-  it('wrong keys: an address over AUTH_FAILURES_PER_MINUTE is refused before any key is checked', async () => {
+  it('client addresses: IPv4 as is, IPv6 by its /64', () => {
+    expect(clientAddress('10.1.2.3')).toBe('10.1.2.3');
+    expect(clientAddress('::ffff:10.1.2.3')).toBe('10.1.2.3');
+    expect(clientAddress('2001:db8:1:2::5')).toBe('2001:db8:1:2::/64');
+    expect(clientAddress('2001:0db8:0001:0002:aaaa:bbbb:cccc:dddd')).toBe('2001:db8:1:2::/64');
+    expect(clientAddress('::1')).toBe('0:0:0:0::/64');
+    expect(clientAddress('fe80::1')).toBe('fe80:0:0:0::/64');
+  });
+
+  it('wrong keys: an address over AUTH_FAILURES_PER_MINUTE gets 429 for wrong keys; right keys still pass', async () => {
     const inst = await startInstance(db.url, { authFailuresPerMinute: 3 });
     try {
       const good = await makeKey(inst.sessions, 'acme', ['read']);
@@ -101,11 +111,18 @@ describe.skipIf(!hasPostgres)('HTTP rate limit', { timeout: 60_000 }, () => {
       const statuses = [];
       for (let i = 0; i < 4; i++) statuses.push((await get(wrong, '10.0.0.1')).statusCode);
       expect(statuses).toEqual([401, 401, 401, 429]);
-      // Blocked: even the right key is not checked from that address until the window ends.
-      const refused = await get(good, '10.0.0.1');
+      // Blocked for wrong keys until the window ends, but a right key from the same address
+      // (another client behind the same NAT) still passes.
+      const refused = await get(wrong, '10.0.0.1');
       expect(refused.statusCode).toBe(429);
       expect(refused.json()).toMatchObject({ code: 'rate_limited' });
       expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+      expect((await get(good, '10.0.0.1')).statusCode).toBe(200);
+      // IPv6 counts by /64: other addresses of the same /64 share the count.
+      const v6 = [];
+      for (let i = 1; i <= 4; i++) v6.push((await get(wrong, `2001:db8:1:2::${i}`)).statusCode);
+      expect(v6).toEqual([401, 401, 401, 429]);
+      expect((await get(wrong, '2001:db8:1:3::1')).statusCode).toBe(401);
       // Other addresses are not affected.
       expect((await get(good, '10.0.0.2')).statusCode).toBe(200);
       expect((await get(wrong, '10.0.0.2')).statusCode).toBe(401);
