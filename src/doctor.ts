@@ -14,7 +14,7 @@ import { JetStreamApiError, jetstreamManager } from '@nats-io/jetstream';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { PgliteDatabase } from './adapters/postgres/database.js';
 import { loadMigrations } from './adapters/postgres/migrator.js';
-import { MIN_REDIS_MAJOR } from './adapters/redis/guarded-redis.js';
+import { MIN_REDIS_VERSION, redisVersionSupported } from './adapters/redis/guarded-redis.js';
 import { isClusterUrl, redisUrls } from './adapters/redis/connection.js';
 import { MIN_DUPLICATE_WINDOW_MS } from './adapters/nats/jetstream-publisher.js';
 import { MIN_POSTGRES_VERSION, type Mode } from './sessions.js';
@@ -65,11 +65,16 @@ export function describeError(err: unknown): string {
   return cause && !message.includes(cause) ? `${message}: ${cause}` : message;
 }
 
-/** A URL with its password (and user) removed, for printing. */
+/**
+ * A URL without its secrets, for printing: the password, the user (a NATS token travels as
+ * the user), and query parameters that look like credentials.
+ */
 export function redactUrl(raw: string): string {
   try {
     const u = new URL(raw);
+    if (u.username) u.username = '***';
     if (u.password) u.password = '***';
+    for (const k of [...u.searchParams.keys()]) if (/pass|token|secret|key|auth/i.test(k)) u.searchParams.set(k, '***');
     return u.toString();
   } catch {
     return '(unparsable URL)';
@@ -255,8 +260,8 @@ async function redisCheck(config: Readonly<Config>, timeoutMs: number): Promise<
         const server = String(await client.info('server'));
         const version = /redis_version:([\d.]+)/.exec(server)?.[1] ?? 'unknown';
         const mode = /redis_mode:(\w+)/.exec(server)?.[1] ?? 'standalone';
-        if (Number(version.split('.')[0]) < MIN_REDIS_MAJOR) {
-          throw new CheckFailed(`Redis ${version} at ${redactUrl(node)} is too old: agent-sessions needs Redis ${MIN_REDIS_MAJOR}.2 or newer`);
+        if (!redisVersionSupported(version)) {
+          throw new CheckFailed(`Redis ${version} at ${redactUrl(node)} is too old: agent-sessions needs Redis ${MIN_REDIS_VERSION} or newer`);
         }
         if (clusterConfigured && mode !== 'cluster') {
           throw new CheckFailed(`REDIS_CLUSTER is set (or several URLs given) but ${redactUrl(node)} runs ${mode}`);

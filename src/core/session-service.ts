@@ -474,7 +474,7 @@ export class SessionService {
   }
 
   private pageSize(limit: number | undefined): number {
-    if (limit === undefined) return this.limits.defaultPageSize;
+    if (limit === undefined) return Math.min(this.limits.defaultPageSize, this.limits.maxPageSize);
     if (!Number.isSafeInteger(limit) || limit < 1 || limit > this.limits.maxPageSize) {
       throw new ValidationError(`limit must be between 1 and ${this.limits.maxPageSize}`, { field: 'limit' });
     }

@@ -112,6 +112,14 @@ export class StatementNames {
     this.generation++;
     this.names.clear();
   }
+
+  /**
+   * `reset`, unless `name` is already from an older generation: the queries that were in flight
+   * when one migration landed all fail, and one reset serves them all.
+   */
+  resetAfter(name: string | undefined): void {
+    if (name === undefined || name.startsWith(`as${this.generation}_`)) this.reset();
+  }
 }
 
 /** A prepared statement whose result columns changed since it was prepared. */
@@ -150,14 +158,15 @@ export class PgDatabase implements SqlDatabase {
     // Every query here is one statement in its own transaction, so a deadlock or
     // serialization failure rolled all of it back and it can run again.
     for (let attempt = 1; ; attempt++) {
+      const statement = this.statement(text, params);
       try {
-        const result = await this.pool.query(this.statement(text, params));
+        const result = await this.pool.query(statement);
         return result.rows as R[];
       } catch (err) {
         if (attempt < 3 && RETRYABLE_SQLSTATE.has(sqlState(err) ?? '')) continue;
         // The statement did not run; prepare everything anew and run it again.
         if (attempt < 3 && this.statements && isStalePlan(err)) {
-          this.statements.reset();
+          this.statements.resetAfter(statement.name);
           continue;
         }
         throw translateError(err);
@@ -185,13 +194,14 @@ export class PgDatabase implements SqlDatabase {
     }
     const tx: SqlExecutor = {
       query: async <R>(text: string, params?: readonly unknown[]) => {
+        const statement = this.statement(text, params);
         try {
-          return (await client.query(this.statement(text, params))).rows as R[];
+          return (await client.query(statement)).rows as R[];
         } catch (err) {
           // Inside a transaction the statement cannot simply run again: the transaction is
           // aborted. The next one prepares anew; this one is retryable (503).
           if (this.statements && isStalePlan(err)) {
-            this.statements.reset();
+            this.statements.resetAfter(statement.name);
             throw new UnavailableError('the database schema changed; try again', err);
           }
           throw translateError(err);

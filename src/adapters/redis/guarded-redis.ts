@@ -32,7 +32,15 @@ export interface GuardedRedisOptions extends RedisConnectionOptions {
 }
 
 /** Oldest Redis major the scripts and commands need (GETEX, ZADD GT: 6.2). */
-export const MIN_REDIS_MAJOR = 6;
+/** The oldest Redis with GETEX and ZADD GT. */
+export const MIN_REDIS_VERSION = '6.2';
+
+/** Whether a Redis version string ("7.0.15") is at least MIN_REDIS_VERSION. */
+export function redisVersionSupported(version: string): boolean {
+  const [major = 0, minor = 0] = version.split('.').map((p) => Number.parseInt(p, 10) || 0);
+  const [minMajor = 0, minMinor = 0] = MIN_REDIS_VERSION.split('.').map(Number);
+  return major > minMajor || (major === minMajor && minor >= minMinor);
+}
 
 export class GuardedRedis implements Lifecycle {
   readonly connection: RedisConnection;
@@ -196,9 +204,9 @@ export class GuardedRedis implements Lifecycle {
       server = await cluster.nodeClient(master);
     }
     const info = await server.info('server').catch(() => '');
-    const match = /redis_version:(\d+)\./.exec(String(info));
-    if (match && Number(match[1]) < MIN_REDIS_MAJOR) {
-      throw new Error(`Redis ${match[1]}.x is too old: agent-sessions needs Redis ${MIN_REDIS_MAJOR}.2 or newer (GETEX, ZADD GT)`);
+    const version = /redis_version:([\d.]+)/.exec(String(info))?.[1];
+    if (version !== undefined && !redisVersionSupported(version)) {
+      throw new Error(`Redis ${version} is too old: agent-sessions needs Redis ${MIN_REDIS_VERSION} or newer (GETEX, ZADD GT)`);
     }
   }
 
