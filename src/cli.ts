@@ -3,8 +3,7 @@
  * agent-sessions command line: serve | migrate | keys (create, list, revoke) | doctor | bench.
  * Configuration comes from the environment (and .env); flags override it.
  */
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { config as loadDotenv } from 'dotenv';
 import { pino, type Logger } from 'pino';
@@ -14,7 +13,7 @@ import { ConfigError, loadConfig, type Config } from './config.js';
 import { migrate } from './adapters/postgres/migrator.js';
 import { createSessions, openDatabase, type Sessions } from './sessions.js';
 import { buildApp } from './server/app.js';
-import { doctorReportJson, formatDoctorReport, runDoctor, SERVE_PID_FILE } from './doctor.js';
+import { doctorReportJson, formatDoctorReport, runDoctor } from './doctor.js';
 import { formatBenchTable, runBench, writeBenchReport } from './bench/session-bench.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -76,9 +75,6 @@ async function serve(overrides: Partial<Config>, logger: Logger): Promise<void> 
   const sessions = await createSessions({ ...config, logger });
   await ensureAdminKey(sessions, logger);
   const app = await buildApp({ sessions, logger, noAuth: config.noAuth, version: VERSION });
-  // PGlite allows one process per data directory: tell `doctor` this one is in use.
-  const pidFile = sessions.mode === 'embedded' && config.dataDir !== ':memory:' ? path.join(config.dataDir, SERVE_PID_FILE) : null;
-  if (pidFile) writeFileSync(pidFile, `${process.pid}\n`);
 
   let stopping: Promise<void> | null = null;
   const stop = (signal: string) => {
@@ -87,7 +83,6 @@ async function serve(overrides: Partial<Config>, logger: Logger): Promise<void> 
       const timer = setTimeout(() => process.exit(1), 10_000).unref();
       await app.close();
       await sessions.close();
-      if (pidFile) rmSync(pidFile, { force: true });
       clearTimeout(timer);
       logger.info('stopped');
     })();

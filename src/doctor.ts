@@ -5,14 +5,14 @@
  * a deadline, so an unreachable service is a FAIL line, never a hang. Nothing is changed:
  * no migration is applied, no stream created, no key written.
  */
-import { accessSync, constants, existsSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { createClient } from 'redis';
 import { connect as connectNats, nanos, type NatsConnection } from '@nats-io/transport-node';
 import { JetStreamApiError, jetstreamManager } from '@nats-io/jetstream';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { PgliteDatabase } from './adapters/postgres/database.js';
+import { pgliteHolder, PgliteDatabase } from './adapters/postgres/database.js';
 import { loadMigrations } from './adapters/postgres/migrator.js';
 import { MIN_REDIS_VERSION, redisVersionSupported } from './adapters/redis/guarded-redis.js';
 import { isClusterUrl, redisUrls } from './adapters/redis/connection.js';
@@ -45,7 +45,6 @@ export interface DoctorOptions {
 }
 
 /** The file an embedded server keeps in DATA_DIR while it runs (PGlite allows one process). */
-export const SERVE_PID_FILE = 'serve.pid';
 
 const STREAM_NOT_FOUND = 10059;
 
@@ -101,24 +100,6 @@ async function check(name: string, timeoutMs: number, fn: () => Promise<Outcome>
 
 function skipped(name: string, detail: string): DoctorCheck {
   return { name, status: 'skip', latencyMs: 0, detail };
-}
-
-/** The pid of a live embedded server on this data directory, if there is one. */
-export function runningServerPid(dataDir: string): number | null {
-  let pid: number;
-  try {
-    pid = Number(readFileSync(path.join(dataDir, SERVE_PID_FILE), 'utf8').trim());
-  } catch {
-    return null;
-  }
-  if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid) return null;
-  try {
-    process.kill(pid, 0);
-    return pid;
-  } catch (err) {
-    // EPERM: the process exists but belongs to another user.
-    return (err as { code?: string }).code === 'EPERM' ? pid : null;
-  }
 }
 
 function checkDataDir(dataDir: string): Outcome {
@@ -179,9 +160,9 @@ async function databaseChecks(config: Readonly<Config>, timeoutMs: number): Prom
     if (!existsSync(path.join(pgdata, 'PG_VERSION'))) {
       return [skipped('database', `no database in ${pgdata} yet; the first start creates it`)];
     }
-    const pid = runningServerPid(config.dataDir);
+    const pid = pgliteHolder(pgdata);
     if (pid !== null) {
-      return [skipped('database', `in use by a running server (pid ${pid}); PGlite allows one process, so it was not opened`)];
+      return [skipped('database', `in use by a running process (pid ${pid}); PGlite allows one process, so it was not opened`)];
     }
     where = `PGlite in ${pgdata}`;
     open = () => openPglite(pgdata);

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requireServices, serviceUrl, uniqueKeyPrefix, uniqueNatsNames, useFreshDatabase } from '../setup/harness.js';
 import { freePort, runCli, startServer } from '../setup/server-process.js';
+import { createSessions } from '../../src/sessions.js';
 
 interface JsonReport {
   ok: boolean;
@@ -57,7 +58,7 @@ describe('e2e/doctor/embedded', { timeout: 120_000 }, () => {
   it('leaves the database of a running embedded server alone (PGlite allows one process)', async () => {
     const server = await startServer({ env: { DATA_DIR: dataDir, ADMIN_API_KEY: 'doctor-admin-key-0123456789' } });
     try {
-      expect(existsSync(path.join(dataDir, 'serve.pid'))).toBe(true);
+      expect(existsSync(path.join(dataDir, 'pgdata.pid'))).toBe(true);
       const { code, report } = await doctorJson({ DATA_DIR: dataDir });
       expect(code).toBe(0);
       const database = report.checks.find((c) => c.name === 'database');
@@ -66,7 +67,24 @@ describe('e2e/doctor/embedded', { timeout: 120_000 }, () => {
     } finally {
       expect(await server.stop('SIGTERM')).toBe(0);
     }
-    expect(existsSync(path.join(dataDir, 'serve.pid'))).toBe(false);
+    expect(existsSync(path.join(dataDir, 'pgdata.pid'))).toBe(false);
+  });
+
+  it('leaves the database of an application using the library alone too', async () => {
+    const appDir = mkdtempSync(path.join(os.tmpdir(), 'agent-sessions-doctor-lib-'));
+    const sessions = await createSessions({ env: { DATA_DIR: appDir } });
+    try {
+      expect(existsSync(path.join(appDir, 'pgdata.pid'))).toBe(true);
+      const { code, report } = await doctorJson({ DATA_DIR: appDir });
+      expect(code).toBe(0);
+      const database = report.checks.find((c) => c.name === 'database');
+      expect(database).toMatchObject({ status: 'skip' });
+      expect(database?.detail).toContain(`pid ${process.pid}`);
+    } finally {
+      await sessions.close();
+    }
+    expect(existsSync(path.join(appDir, 'pgdata.pid'))).toBe(false);
+    rmSync(appDir, { recursive: true, force: true });
   });
 
   it('fails on an invalid configuration, naming the variable', async () => {

@@ -4,7 +4,8 @@
  * so embedded and distributed mode run the same SQL.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import pg from 'pg';
 import { PGlite } from '@electric-sql/pglite';
 import { AgentSessionsError, UnavailableError, ValidationError } from '../../core/errors.js';
@@ -319,14 +320,44 @@ export interface PgliteDatabaseOptions {
 
 type PgliteInstance = InstanceType<typeof PGlite>;
 
+/**
+ * The file that says which process has a PGlite data directory open. PGlite does not stop a
+ * second process from opening the same directory (which can corrupt it), so tools that would
+ * open it (`agent-sessions doctor`) look here first.
+ */
+export function pglitePidFile(dataDir: string): string {
+  return `${path.resolve(dataDir)}.pid`;
+}
+
+/** The pid of a live process that has the PGlite data directory open, other than this one. */
+export function pgliteHolder(dataDir: string): number | null {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(pglitePidFile(dataDir), 'utf8').trim());
+  } catch {
+    return null;
+  }
+  if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid) return null;
+  try {
+    process.kill(pid, 0);
+    return pid;
+  } catch (err) {
+    // EPERM: the process exists but belongs to another user.
+    return (err as { code?: string }).code === 'EPERM' ? pid : null;
+  }
+}
+
 export class PgliteDatabase implements SqlDatabase {
   readonly kind = 'pglite' as const;
   private readonly db: PgliteInstance;
   private closing: Promise<void> | null = null;
+  private readonly pidFile: string | null;
 
   constructor(options: PgliteDatabaseOptions = {}) {
     if (options.dataDir) mkdirSync(options.dataDir, { recursive: true });
     this.db = new PGlite(options.dataDir);
+    this.pidFile = options.dataDir ? pglitePidFile(options.dataDir) : null;
+    if (this.pidFile) writeFileSync(this.pidFile, `${process.pid}\n`);
   }
 
   async ready(): Promise<void> {
@@ -369,7 +400,15 @@ export class PgliteDatabase implements SqlDatabase {
   }
 
   close(): Promise<void> {
-    this.closing ??= this.db.close();
+    this.closing ??= this.db.close().finally(() => {
+      const file = this.pidFile;
+      if (!file) return;
+      try {
+        if (readFileSync(file, 'utf8').trim() === String(process.pid)) rmSync(file, { force: true });
+      } catch {
+        // Already gone.
+      }
+    });
     return this.closing;
   }
 }
