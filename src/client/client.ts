@@ -86,6 +86,12 @@ export interface StreamRequestOptions {
    * consecutive failures at most, then rejects with the last error (default 10; 0 = never).
    */
   maxReconnects?: number;
+  /**
+   * A connection that brings nothing (no event, no heartbeat) for this long is taken for dead
+   * (a half-open connection after a NAT or balancer dropped it) and reconnected. The server
+   * sends a heartbeat every SSE_HEARTBEAT_MS (15 s by default). Default 45 s; 0 = never.
+   */
+  idleTimeoutMs?: number;
 }
 
 export interface RunStreamOptions extends StreamRequestOptions {
@@ -125,6 +131,7 @@ interface StreamInit extends StreamRequestOptions {
 
 const DEFAULT_TIMEOUT_MS = 30_000;
 const DEFAULT_MAX_RECONNECTS = 10;
+const DEFAULT_IDLE_TIMEOUT_MS = 45_000;
 const FIRST_RECONNECT_DELAY_MS = 250;
 const MAX_RECONNECT_DELAY_MS = 5_000;
 
@@ -240,6 +247,7 @@ class Transport {
     const { signal } = init;
     const maxReconnects = init.maxReconnects ?? DEFAULT_MAX_RECONNECTS;
     const timeoutMs = init.timeoutMs ?? this.timeoutMs;
+    const idleTimeoutMs = init.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
     let lastEventId = init.lastEventId;
     let failures = 0;
     let retryMs = FIRST_RECONNECT_DELAY_MS;
@@ -275,16 +283,34 @@ class Transport {
           if (err.retryAfter !== undefined) waitMs = err.retryAfter * 1000;
         } else {
           lastError = new Error(`${path}: the stream ended before its last event`);
-          for await (const message of parseSse(res.body)) {
-            if (message.retry !== undefined) retryMs = message.retry;
-            if (init.isFailure?.(message)) {
-              lastError = new Error(`${path}: the server ended the stream: ${message.data}`);
-              break;
+          let idle: NodeJS.Timeout | undefined;
+          const active = () => {
+            if (idleTimeoutMs <= 0) return;
+            clearTimeout(idle);
+            idle = setTimeout(
+              () => controller.abort(new DOMException(`${path}: nothing received for ${idleTimeoutMs} ms`, 'TimeoutError')),
+              idleTimeoutMs,
+            );
+          };
+          const control = {
+            onRetry: (ms: number) => void (retryMs = ms),
+            onId: (id: string) => void (lastEventId = id),
+            onActivity: active,
+          };
+          active();
+          try {
+            for await (const message of parseSse(res.body, control)) {
+              if (init.isFailure?.(message)) {
+                lastError = new Error(`${path}: the server ended the stream: ${message.data}`);
+                break;
+              }
+              if (message.id !== undefined) lastEventId = message.id;
+              failures = 0;
+              yield message;
+              if (init.isTerminal?.(message)) return;
             }
-            if (message.id !== undefined) lastEventId = message.id;
-            failures = 0;
-            yield message;
-            if (init.isTerminal?.(message)) return;
+          } finally {
+            clearTimeout(idle);
           }
         }
       } catch (err) {

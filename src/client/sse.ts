@@ -14,7 +14,17 @@ export interface SseMessage {
   retry: number | undefined;
 }
 
-export async function* parseSse(body: ReadableStream<Uint8Array>): AsyncGenerator<SseMessage, void, undefined> {
+export interface SseControl {
+  /** A `retry:` field, as soon as it is read (it need not come with data). */
+  onRetry?: (ms: number) => void;
+  /** The `id:` of a frame without data: not an event, but the last event id all the same. */
+  onId?: (id: string) => void;
+  /** Anything arrived (an event, a comment such as a heartbeat): the connection is alive. */
+  onActivity?: () => void;
+}
+
+/** Yields the frames that carry data (as the SSE spec dispatches events); see SseControl for the rest. */
+export async function* parseSse(body: ReadableStream<Uint8Array>, control: SseControl = {}): AsyncGenerator<SseMessage, void, undefined> {
   const reader = body.getReader();
   const decoder = new TextDecoder();
   let buffer = '';
@@ -25,6 +35,7 @@ export async function* parseSse(body: ReadableStream<Uint8Array>): AsyncGenerato
   try {
     for (;;) {
       const { value, done } = await reader.read();
+      if (!done) control.onActivity?.();
       buffer += done ? decoder.decode() : decoder.decode(value, { stream: true });
       for (;;) {
         const end = lineEnd(buffer, done);
@@ -32,8 +43,10 @@ export async function* parseSse(body: ReadableStream<Uint8Array>): AsyncGenerato
         const line = buffer.slice(0, end.at);
         buffer = buffer.slice(end.at + end.length);
         if (line === '') {
-          if (data.length > 0 || id !== undefined) {
+          if (data.length > 0) {
             yield { id, event: event ?? 'message', data: data.join('\n'), retry };
+          } else if (id !== undefined) {
+            control.onId?.(id);
           }
           id = undefined;
           event = undefined;
@@ -48,7 +61,10 @@ export async function* parseSse(body: ReadableStream<Uint8Array>): AsyncGenerato
         if (field === 'data') data.push(text);
         else if (field === 'id') id = text;
         else if (field === 'event') event = text;
-        else if (field === 'retry' && /^\d+$/.test(text)) retry = Number(text);
+        else if (field === 'retry' && /^\d+$/.test(text)) {
+          retry = Number(text);
+          control.onRetry?.(retry);
+        }
       }
       if (done) return;
     }

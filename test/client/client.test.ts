@@ -56,6 +56,17 @@ describe('parseSse', () => {
     ]);
   });
 
+  it('reports a retry-only frame and an id-only frame without yielding them as events', async () => {
+    const retries: number[] = [];
+    const ids: string[] = [];
+    const body = new Response('retry: 2000\n: connected\n\nid: 41\n\nid: 42\ndata: {}\n\n').body as ReadableStream<Uint8Array>;
+    const messages = [];
+    for await (const m of parseSse(body, { onRetry: (ms) => retries.push(ms), onId: (id) => ids.push(id) })) messages.push(m);
+    expect(retries).toEqual([2000]);
+    expect(ids).toEqual(['41']);
+    expect(messages).toEqual([{ id: '42', event: 'message', data: '{}', retry: undefined }]);
+  });
+
   it('handles frames and CRLF line ends split anywhere across chunks', async () => {
     const whole = 'id: 1\r\nevent: a\r\ndata: x\r\n\r\nid: 2\rdata: y\r\r';
     for (let cut = 1; cut < whole.length; cut++) {
@@ -145,6 +156,35 @@ describe('AgentSessionsClient requests and errors', () => {
     })().catch((e: unknown) => e);
     expect(err).toMatchObject({ status: 503, code: 'unavailable' });
     expect(attempts).toBe(3);
+  });
+
+  it('reconnects a stream that goes silent (half-open connection) after idleTimeoutMs, resuming by id', async () => {
+    const lastIds: Array<string | null> = [];
+    const client = new AgentSessionsClient({
+      baseUrl: 'http://example.test',
+      fetch: async (_input, init) => {
+        lastIds.push(new Headers(init?.headers).get('last-event-id'));
+        const first = lastIds.length === 1;
+        const body = new ReadableStream<Uint8Array>({
+          start(controller) {
+            const enc = new TextEncoder();
+            if (first) {
+              controller.enqueue(enc.encode('id: 1\nevent: text\ndata: {"seq":1}\n\n'));
+              // Then nothing, ever: only the client's abort ends it.
+              init?.signal?.addEventListener('abort', () => controller.error(init.signal?.reason));
+            } else {
+              controller.enqueue(enc.encode('id: 2\nevent: done\ndata: {"seq":2}\n\n'));
+              controller.close();
+            }
+          },
+        });
+        return new Response(body, { status: 200, headers: { 'content-type': 'text/event-stream' } });
+      },
+    });
+    const seen: unknown[] = [];
+    for await (const e of client.runs.stream('s1', { idleTimeoutMs: 200 })) seen.push(e);
+    expect(seen).toHaveLength(2);
+    expect(lastIds).toEqual([null, '1']);
   });
 
   it('parses Retry-After as seconds or an HTTP date', () => {
