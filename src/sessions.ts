@@ -202,18 +202,9 @@ export class Sessions extends SessionService {
     this.redis = parts.redis ?? null;
     this.mode = config.databaseUrl ? 'distributed' : 'embedded';
     this.apiKeys = new ApiKeyService(new PostgresApiKeyStore(db), { adminKey: config.adminApiKey, newId: uuidv7 });
-    this.rateLimiter =
-      parts.rateLimiter !== undefined
-        ? parts.rateLimiter
-        : config.rateLimitPerMinute > 0
-          ? new InProcessRateLimiter(config.rateLimitPerMinute)
-          : null;
+    this.rateLimiter = parts.rateLimiter !== undefined ? parts.rateLimiter : perMinute(config.rateLimitPerMinute);
     this.authFailureLimiter =
-      parts.authFailureLimiter !== undefined
-        ? parts.authFailureLimiter
-        : config.authFailuresPerMinute > 0
-          ? new InProcessRateLimiter(config.authFailuresPerMinute)
-          : null;
+      parts.authFailureLimiter !== undefined ? parts.authFailureLimiter : perMinute(config.authFailuresPerMinute);
     this.connectionLimiter = parts.connectionLimiter ?? new InProcessConnectionLimiter(config.limits.sseConnectionsPerKey);
     this.runs = new RunManager({
       repository: new PostgresRunRepository(db),
@@ -418,23 +409,14 @@ export async function createSessions(options: CreateSessionsOptions = {}): Promi
   let connectionLimiter: ConnectionLimiter | undefined;
   if (redis) {
     // Limits shared by every instance; while Redis is unreachable each instance counts alone.
-    const onError = (err: unknown) => logger?.warn({ err }, 'redis limiter unavailable; limiting per instance');
-    if (config.rateLimitPerMinute > 0) {
-      rateLimiter = new RedisRateLimiter(redis.connection, redis.keys, config.rateLimitPerMinute, 60_000, {
-        onError,
-        timeoutMs: config.limiterRedisTimeoutMs,
-      });
-    }
-    if (config.authFailuresPerMinute > 0) {
-      authFailureLimiter = new RedisRateLimiter(redis.connection, redis.keys, config.authFailuresPerMinute, 60_000, {
-        onError,
-        timeoutMs: config.limiterRedisTimeoutMs,
-      });
-    }
-    connectionLimiter = new RedisConnectionLimiter(redis.connection, redis.keys, config.limits.sseConnectionsPerKey, 30_000, {
-      onError,
+    const options = {
+      onError: (err: unknown) => logger?.warn({ err }, 'redis limiter unavailable; limiting per instance'),
       timeoutMs: config.limiterRedisTimeoutMs,
-    });
+    };
+    const shared = (limit: number) => (limit > 0 ? new RedisRateLimiter(redis.connection, redis.keys, limit, 60_000, options) : null);
+    rateLimiter = shared(config.rateLimitPerMinute);
+    authFailureLimiter = shared(config.authFailuresPerMinute);
+    connectionLimiter = new RedisConnectionLimiter(redis.connection, redis.keys, config.limits.sseConnectionsPerKey, 30_000, options);
   }
   const run = runParts(config, db, redis, logger);
   const publisher = config.natsUrl
@@ -477,6 +459,11 @@ export async function createSessions(options: CreateSessionsOptions = {}): Promi
     await db.close();
     throw err;
   }
+}
+
+/** An in-process limit of `limit` per minute, or none when it is 0. */
+function perMinute(limit: number): RateLimiter | null {
+  return limit > 0 ? new InProcessRateLimiter(limit) : null;
 }
 
 /**

@@ -7,25 +7,14 @@
  * notification or a read by far more than the usual milliseconds); without the notification
  * the near cache would serve the old snapshot for CACHE_TTL_MS (60 s), so it still proves it.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSessions, type Sessions } from '../../src/sessions.js';
-import { freshDatabase, requireServices, type FreshDatabase } from '../setup/harness.js';
+import { freshDatabase, requireServices, within, type FreshDatabase } from '../setup/harness.js';
 
 const suite = 'distributed/postgres-only';
 const ready = requireServices(['postgres'], suite);
 
 const BOUND_MS = 10_000;
-
-/** Polls `read` until `ok` holds, for at most `ms`; returns how long it took. */
-async function within(ms: number, read: () => Promise<boolean>): Promise<number> {
-  const started = Date.now();
-  while (!(await read())) {
-    if (Date.now() - started > ms) throw new Error(`not visible within ${ms} ms`);
-    await sleep(1);
-  }
-  return Date.now() - started;
-}
 
 describe.skipIf(!ready)(suite, () => {
   let db: FreshDatabase;

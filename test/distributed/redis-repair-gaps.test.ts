@@ -5,24 +5,14 @@
  * every call, while reads work; nobody can repair the entry in Redis, so only what the
  * instances know about the pending repair keeps the reader from serving the older version.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import { createClient } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSessions, type Sessions } from '../../src/sessions.js';
-import { freshDatabase, requireServices, uniqueKeyPrefix, type FreshDatabase } from '../setup/harness.js';
+import { freshDatabase, requireServices, uniqueKeyPrefix, within, type FreshDatabase } from '../setup/harness.js';
 import { OwnRedis, requireRedisBinaries } from '../redis/redis-servers.js';
 
 const suite = 'distributed/redis-repair-gaps';
 const ready = requireServices(['postgres'], suite) && requireRedisBinaries(['redis-server'], suite);
-
-/** Polls `read` until `ok` holds, for at most `ms`. */
-async function within(ms: number, read: () => Promise<boolean>): Promise<void> {
-  const started = Date.now();
-  while (!(await read())) {
-    if (Date.now() - started > ms) throw new Error(`not true within ${ms} ms`);
-    await sleep(20);
-  }
-}
 
 describe.skipIf(!ready)(suite, () => {
   let redis: OwnRedis;
@@ -79,7 +69,7 @@ describe.skipIf(!ready)(suite, () => {
     // The repair's notification reaches the reader within the notification delivery time
     // (milliseconds; seconds allowed for a loaded machine). Redis still holds v1 and nobody
     // here can repair it, so without the notification the reader would serve v1 for good.
-    await within(10_000, async () => (await reader.get(id)).version === updated.version);
+    await within(10_000, async () => (await reader.get(id)).version === updated.version, 20);
     for (let i = 0; i < 5; i++) expect((await reader.get(id)).title).toBe('v2');
   });
 
@@ -101,7 +91,7 @@ describe.skipIf(!ready)(suite, () => {
     await within(15_000, async () => {
       await writer.get(id);
       return (await reader.get(id)).version === updated.version;
-    });
+    }, 20);
     expect(await writer.db.query('SELECT 1 FROM cache_repairs WHERE session_id = $1', [id])).toHaveLength(1);
   });
 });

@@ -157,3 +157,16 @@ export function uniqueNatsNames(): { stream: string; subjectPrefix: string } {
 export function uniqueStreamName(): string {
   return uniqueNatsNames().stream;
 }
+
+/**
+ * Polls `read` until it holds, for at most `ms` (checking every `everyMs`); resolves to how
+ * long it took, so tests can print the lag they waited for.
+ */
+export async function within(ms: number, read: () => Promise<boolean>, everyMs = 1): Promise<number> {
+  const started = Date.now();
+  while (!(await read())) {
+    if (Date.now() - started > ms) throw new Error(`not true within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  return Date.now() - started;
+}

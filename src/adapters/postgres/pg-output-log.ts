@@ -4,6 +4,7 @@
  * (NOTIFY payloads are small and unstored, so the events themselves never travel in them.)
  */
 import type { OutputEvent, OutputLog } from '../../core/runs.js';
+import { ChannelSubscription } from './channel-subscription.js';
 import type { SqlDatabase } from './database.js';
 
 const CHANNEL = 'agent_sessions_output';
@@ -18,22 +19,18 @@ export class PgOutputLog implements OutputLog {
   private readonly waiters = new Map<string, Set<Waiter>>();
   /** The last seq announced per session, so a reader that registers just after a NOTIFY still sees it. */
   private readonly announced = new Map<string, number>();
-  private unlisten: (() => Promise<void>) | null = null;
-  private listening: Promise<void> | null = null;
+  private readonly subscription: ChannelSubscription;
 
-  constructor(private readonly db: SqlDatabase) {}
+  constructor(private readonly db: SqlDatabase) {
+    this.subscription = new ChannelSubscription(db, CHANNEL, (payload) => this.dispatch(payload));
+  }
 
   ready(): Promise<void> {
-    this.listening ??= this.db
-      .listen(CHANNEL, (payload) => this.dispatch(payload))
-      .then((unlisten) => {
-        this.unlisten = unlisten;
-      });
-    return this.listening;
+    return this.subscription.start();
   }
 
   async close(): Promise<void> {
-    await this.unlisten?.();
+    await this.subscription.stop();
     for (const set of this.waiters.values()) for (const w of set) w.wake();
     this.waiters.clear();
   }

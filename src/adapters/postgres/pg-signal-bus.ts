@@ -5,6 +5,7 @@
  */
 import type { RunSignal, SignalBus } from '../../core/runs.js';
 import { SignalHandlers } from '../memory/signal-handlers.js';
+import { ChannelSubscription } from './channel-subscription.js';
 import type { SqlDatabase } from './database.js';
 
 const CHANNEL = 'agent_sessions_signals';
@@ -12,22 +13,18 @@ const CHANNEL = 'agent_sessions_signals';
 export class PgSignalBus implements SignalBus {
   readonly name = 'postgres';
   private readonly handlers = new SignalHandlers();
-  private unlisten: (() => Promise<void>) | null = null;
-  private listening: Promise<void> | null = null;
+  private readonly subscription: ChannelSubscription;
 
-  constructor(private readonly db: SqlDatabase) {}
+  constructor(private readonly db: SqlDatabase) {
+    this.subscription = new ChannelSubscription(db, CHANNEL, (payload) => this.dispatch(payload));
+  }
 
   ready(): Promise<void> {
-    this.listening ??= this.db
-      .listen(CHANNEL, (payload) => this.dispatch(payload))
-      .then((unlisten) => {
-        this.unlisten = unlisten;
-      });
-    return this.listening;
+    return this.subscription.start();
   }
 
   async close(): Promise<void> {
-    await this.unlisten?.();
+    await this.subscription.stop();
     this.handlers.clear();
   }
 

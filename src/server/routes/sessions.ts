@@ -1,7 +1,7 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { NotFoundError, ValidationError } from '../../core/errors.js';
-import type { CallOptions, CreateSessionInput, UpdateSessionInput, WriteOptions } from '../../core/types.js';
+import type { CallOptions, CreateSessionInput, Session as SessionModel, UpdateSessionInput, WriteOptions } from '../../core/types.js';
 import type { Sessions } from '../../sessions.js';
 import { etag, fromSnake, parseIfMatch, sessionJson } from '../json.js';
 import {
@@ -33,6 +33,11 @@ export function writeOptions(request: FastifyRequest): WriteOptions {
   return expected === undefined ? callOptions(request) : { ...callOptions(request), expectedVersion: expected };
 }
 
+/** 201 with the new session, its ETag and where it lives (create, fork). */
+function sendCreated(reply: FastifyReply, session: SessionModel): FastifyReply {
+  return reply.status(201).header('etag', etag(session.version)).header('location', `/v1/sessions/${session.id}`).send(sessionJson(session));
+}
+
 const errors = { 400: Problem, 401: Problem, 404: Problem, 409: Problem, 413: Problem };
 const tags = ['sessions'];
 
@@ -43,9 +48,7 @@ export function sessionRoutes(app: FastifyInstance, sessions: Sessions): void {
     config: { scope: 'write' },
     schema: { tags, summary: 'Create a session', body: CreateSessionBody, response: { 201: Session, ...errors } },
   }, async (request, reply) => {
-    const session = await sessions.create(fromSnake<CreateSessionInput>(request.body), callOptions(request));
-    return reply.status(201).header('etag', etag(session.version)).header('location', `/v1/sessions/${session.id}`)
-      .send(sessionJson(session));
+    return sendCreated(reply, await sessions.create(fromSnake<CreateSessionInput>(request.body), callOptions(request)));
   });
 
   r.get('/v1/sessions', {
@@ -141,9 +144,7 @@ export function sessionRoutes(app: FastifyInstance, sessions: Sessions): void {
       response: { 201: Session, ...errors },
     },
   }, async (request, reply) => {
-    const session = await sessions.fork(request.params.id, fromSnake<CreateSessionInput>(request.body ?? {}), callOptions(request));
-    return reply.status(201).header('etag', etag(session.version)).header('location', `/v1/sessions/${session.id}`)
-      .send(sessionJson(session));
+    return sendCreated(reply, await sessions.fork(request.params.id, fromSnake<CreateSessionInput>(request.body ?? {}), callOptions(request)));
   });
 
   // `::` escapes the colon, so the path is literally /v1/sessions:batch-get.
