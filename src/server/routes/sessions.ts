@@ -33,9 +33,14 @@ export function writeOptions(request: FastifyRequest): WriteOptions {
   return expected === undefined ? callOptions(request) : { ...callOptions(request), expectedVersion: expected };
 }
 
-/** 201 with the new session, its ETag and where it lives (create, fork). */
+/** The session with its version as the ETag. */
+function sendSession(reply: FastifyReply, session: SessionModel): FastifyReply {
+  return reply.header('etag', etag(session.version)).send(sessionJson(session));
+}
+
+/** 201 with the new session and where it lives (create, fork). */
 function sendCreated(reply: FastifyReply, session: SessionModel): FastifyReply {
-  return reply.status(201).header('etag', etag(session.version)).header('location', `/v1/sessions/${session.id}`).send(sessionJson(session));
+  return sendSession(reply.status(201).header('location', `/v1/sessions/${session.id}`), session);
 }
 
 const errors = { 400: Problem, 401: Problem, 404: Problem, 409: Problem, 413: Problem };
@@ -85,7 +90,7 @@ export function sessionRoutes(app: FastifyInstance, sessions: Sessions): void {
     },
   }, async (request, reply) => {
     const session = await sessions.update(request.params.id, fromSnake<UpdateSessionInput>(request.body), writeOptions(request));
-    return reply.header('etag', etag(session.version)).send(sessionJson(session));
+    return sendSession(reply, session);
   });
 
   r.post('/v1/sessions/:id/touch', {
@@ -93,7 +98,7 @@ export function sessionRoutes(app: FastifyInstance, sessions: Sessions): void {
     schema: { tags, summary: 'Extend expiry', params: SessionIdParams, headers: IfMatchHeaders, response: { 200: Session, ...errors } },
   }, async (request, reply) => {
     const session = await sessions.touch(request.params.id, writeOptions(request));
-    return reply.header('etag', etag(session.version)).send(sessionJson(session));
+    return sendSession(reply, session);
   });
 
   r.post('/v1/sessions/:id/counters', {
@@ -108,7 +113,7 @@ export function sessionRoutes(app: FastifyInstance, sessions: Sessions): void {
     },
   }, async (request, reply) => {
     const session = await sessions.incrementCounters(request.params.id, fromSnake(request.body), writeOptions(request));
-    return reply.header('etag', etag(session.version)).send(sessionJson(session));
+    return sendSession(reply, session);
   });
 
   r.delete('/v1/sessions/:id', {
@@ -131,7 +136,7 @@ export function sessionRoutes(app: FastifyInstance, sessions: Sessions): void {
       return reply.status(204).send(null);
     }
     const session = await sessions.terminate(id, request.query.reason ?? 'terminated', writeOptions(request));
-    return reply.header('etag', etag(session.version)).send(sessionJson(session));
+    return sendSession(reply, session);
   });
 
   r.post('/v1/sessions/:id/fork', {
