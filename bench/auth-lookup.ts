@@ -5,7 +5,7 @@
  *
  *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npx tsx bench/auth-lookup.ts
  */
-import { createSessions } from '../src/sessions.js';
+import { createSessions, internals } from '../src/internal.js';
 import { buildApp } from '../src/server/app.js';
 
 const N = Number(process.env.N ?? 3000);
@@ -13,7 +13,7 @@ const databaseUrl = process.env.DATABASE_URL;
 if (!databaseUrl) throw new Error('set DATABASE_URL');
 
 const sessions = await createSessions({ env: {}, databaseUrl, rateLimitPerMinute: 0 });
-const { key } = await sessions.apiKeys.create({ tenant: 'bench', scopes: ['read'] });
+const { key } = await internals(sessions).apiKeys.create({ tenant: 'bench', scopes: ['read'] });
 const session = await sessions.create({}, { tenant: 'bench' });
 const withAuth = await buildApp({ sessions, logger: false });
 // noAuth acts as tenant "default"; give it a session of its own so both routes do the same work.
@@ -38,7 +38,7 @@ const headers = { authorization: `Bearer ${key}` };
 const m = await measure({
   'GET session, key looked up': () => withAuth.inject({ method: 'GET', url: `/v1/sessions/${session.id}`, headers }),
   'GET session, auth off': () => open.inject({ method: 'GET', url: `/v1/sessions/${openSession.id}` }),
-  'apiKeys.authenticate() alone': () => sessions.apiKeys.authenticate(key),
+  'apiKeys.authenticate() alone': () => internals(sessions).apiKeys.authenticate(key),
 });
 for (const [label, us] of Object.entries(m)) {
   process.stdout.write(`${label.padEnd(30)} ${us.toFixed(0).padStart(6)} µs/op (median of 10 rounds)\n`);

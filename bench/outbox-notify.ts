@@ -7,7 +7,7 @@
  *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npx tsx bench/outbox-notify.ts
  */
 import pg from 'pg';
-import { createSessions } from '../src/sessions.js';
+import { createSessions, internals } from '../src/internal.js';
 
 const N = Number(process.env.N ?? 3000);
 const CONCURRENCY = 16;
@@ -38,13 +38,13 @@ try {
   await run('warm-up');
   for (let round = 0; round < 3; round++) {
     await run('as shipped (wake-up after commit)');
-    await sessions.db.query(
+    await internals(sessions).db.query(
       `CREATE FUNCTION bench_notify() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_notify('bench', ''); RETURN NULL; END $$`,
     );
-    await sessions.db.query('CREATE TRIGGER bench_notify AFTER INSERT ON outbox FOR EACH STATEMENT EXECUTE FUNCTION bench_notify()');
+    await internals(sessions).db.query('CREATE TRIGGER bench_notify AFTER INSERT ON outbox FOR EACH STATEMENT EXECUTE FUNCTION bench_notify()');
     await run('with a NOTIFY trigger inside each write');
-    await sessions.db.query('DROP TRIGGER bench_notify ON outbox');
-    await sessions.db.query('DROP FUNCTION bench_notify()');
+    await internals(sessions).db.query('DROP TRIGGER bench_notify ON outbox');
+    await internals(sessions).db.query('DROP FUNCTION bench_notify()');
   }
 } finally {
   await sessions.close();

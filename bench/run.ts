@@ -10,7 +10,7 @@
  *   BENCH_INTERRUPTS runs interrupted for the interrupt latency (default 50)
  */
 import path from 'node:path';
-import { formatBenchTable, runBench, writeBenchReport } from '../src/bench/session-bench.js';
+import { formatBenchTable, runBench, writeBenchReport } from '../src/cli/bench.js';
 
 const report = await runBench({
   databaseUrl: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',

@@ -1,26 +1,38 @@
-/** The public library API of agent-sessions. */
-export { createSessions, Sessions, type CreateSessionsOptions, type HealthReport, type Mode } from './sessions.js';
-export type { CacheTierStats, ServiceStats } from './sessions.js';
-export type { SessionsMetrics, SseStream } from './metrics.js';
-export { EVENT_TYPES, EventFeed, type EventType, type SubscribeOptions } from './core/events.js';
+/**
+ * The public library API of agent-sessions: `createSessions` and the `Sessions` it returns,
+ * the model and error types, the runners, the HTTP server and the HTTP client. Nothing here
+ * exposes a driver (pg, PGlite, node-redis, NATS).
+ */
+export { createSessions, type CreateSessionsOptions } from './app/assemble.js';
+export { Sessions } from './app/sessions.js';
+export { loadConfig, ConfigError, CONFIG_VARIABLES, type Config, type ConfigOverrides } from './app/config.js';
+export { buildApp, type BuildAppOptions } from './server/app.js';
+export type { PublicMetrics as SessionsMetrics } from './adapters/prometheus/metrics.js';
+export type { Logger } from './core/logger.js';
+export type { CacheTierStats, HealthReport, Mode, ServiceStats } from './core/stats.js';
+export type { DependencyHealth, BatchDeleteResult } from './core/ports.js';
+export { EVENT_TYPES, type EventType, type SubscribeOptions } from './core/events.js';
 export type { EventEnvelope } from './core/ports.js';
 export type { RelayStats } from './core/outbox-relay.js';
-export { orphanedRunsTask, Sweeper, type SweepTask, type SweepTaskStats } from './core/sweeper.js';
-export { SessionService, type ModifyOptions } from './core/session-service.js';
-export { loadConfig, ConfigError, type Config } from './config.js';
-export { buildApp, type BuildAppOptions } from './server/app.js';
+export type { SweepTask, SweepTaskStats } from './core/sweeper.js';
+export type { ModifyOptions, SessionLockContext, SessionLockOptions } from './core/session-service.js';
 export {
   AgentSessionsError,
+  CapacityError,
   ConflictError,
   LimitError,
+  LockTimeoutError,
   NotFoundError,
+  RunError,
   UnavailableError,
   ValidationError,
+  isAgentSessionsError,
   type ErrorCode,
 } from './core/errors.js';
 export { DEFAULT_LIMITS, type Limits } from './core/limits.js';
-export type { Scope, Principal, ApiKeyRecord } from './core/api-keys.js';
+export type { Principal, ApiKeyRecord } from './core/api-keys.js';
 export {
+  SCOPES,
   SESSION_STATUSES,
   canTransition,
   type CallOptions,
@@ -31,6 +43,7 @@ export {
   type Metadata,
   type NewItem,
   type Page,
+  type Scope,
   type Session,
   type SessionCounters,
   type SessionItem,
@@ -38,7 +51,6 @@ export {
   type UpdateSessionInput,
   type WriteOptions,
 } from './core/types.js';
-export { RunManager, type RunLogger } from './core/run-manager.js';
 export {
   IF_BUSY,
   RUN_STATUSES,
@@ -52,6 +64,7 @@ export {
   type RunContext,
   type Runner,
   type RunResult,
+  type Runs,
   type RunStatus,
   type StartRunOptions,
   type StreamOptions,

@@ -2,7 +2,7 @@
  * What the HTTP client throws for an answer that is not a success: the server's
  * problem+json (status, stable `code`, title, detail) as an error object.
  */
-import type { ProblemJson } from '../server/schemas.js';
+import { isRetryableStatus, type ProblemBody as ProblemJson, type ProblemCode } from '../api/errors.js';
 
 export interface HttpErrorInit {
   status: number;
@@ -18,7 +18,7 @@ export class AgentSessionsHttpError extends Error {
   override name = 'AgentSessionsHttpError';
   readonly status: number;
   /** The server's stable code (`version_conflict`, `session_not_found`, ...), or `http_<status>` without a problem body. */
-  readonly code: string;
+  readonly code: ProblemCode | `http_${number}` | (string & {});
   readonly title: string;
   readonly detail: string | undefined;
   /** Extra facts the server attached (e.g. `currentVersion` of a version conflict). */
@@ -47,7 +47,7 @@ export class AgentSessionsHttpError extends Error {
 
   /** A dependency outage (503) or a limit (429): the same request may succeed later. */
   get retryable(): boolean {
-    return this.status === 503 || this.status === 429;
+    return isRetryableStatus(this.status);
   }
 }
 

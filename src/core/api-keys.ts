@@ -6,8 +6,9 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { ValidationError } from './errors.js';
 import type { Lifecycle } from './ports.js';
 
-export const SCOPES = ['read', 'write', 'runs', 'admin'] as const;
-export type Scope = (typeof SCOPES)[number];
+import { SCOPES, TENANT_RE, type Scope } from './types.js';
+
+export { SCOPES, TENANT_RE, type Scope };
 
 export interface ApiKeyRecord {
   id: string;
@@ -39,9 +40,6 @@ export interface Principal {
   /** Manages every tenant's keys (ADMIN_API_KEY, the first-start key, `keys create --root`). */
   root: boolean;
 }
-
-/** Tenant names: what the CLI and the admin API accept. */
-export const TENANT_RE = /^[\w.-]{1,64}$/;
 
 const KEY_RE = /^ask_([A-Za-z0-9]{12})_([A-Za-z0-9_-]{43})$/;
 

@@ -13,6 +13,7 @@ import { AgentSessionsError, NotFoundError, RunError, UnavailableError, Validati
 import { isUuid, uuidv7 } from './ids.js';
 import { checkOutputEvent, jsonBytes } from './limits.js';
 import { OutputWriter, readOutput } from './output-stream.js';
+import type { Logger } from './logger.js';
 import type { Lifecycle } from './ports.js';
 import { AsyncQueue } from './async-queue.js';
 import { NO_RUN_TELEMETRY, type RunTelemetry } from './telemetry.js';
@@ -32,6 +33,7 @@ import {
   type RunRepository,
   type Runner,
   type RunResult,
+  type Runs,
   type RunSignal,
   type SignalBus,
   type StartRunOptions,
@@ -40,11 +42,7 @@ import {
 import { DEFAULT_TENANT, type CallOptions, type Page, type Session } from './types.js';
 
 /** The logging calls the run manager makes (pino's Logger satisfies it). */
-export interface RunLogger {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}
+export type RunLogger = Pick<Logger, 'info' | 'warn' | 'error'>;
 
 export interface RunManagerOptions {
   repository: RunRepository;
@@ -98,7 +96,7 @@ export function preciseNow(): number {
 
 const EVENT_TYPE = /^[A-Za-z][\w.:-]{0,63}$/;
 
-export class RunManager implements Lifecycle {
+export class RunManager implements Runs, Lifecycle {
   readonly agent: Runner | null;
   private readonly repo: RunRepository;
   private readonly bus: SignalBus;

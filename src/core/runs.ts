@@ -107,6 +107,26 @@ export interface InputOptions extends CallOptions {
   runId?: string;
 }
 
+/** The runs API of the library (`sessions.runs`), callable from any instance. */
+export interface Runs {
+  /**
+   * Starts a run of `runner` (default: the configured agent) on this instance. Resolves once
+   * the run is recorded (running, or queued per `ifBusy`); the runner goes on in the background.
+   */
+  start(sessionId: string, runner?: Runner, opts?: StartRunOptions): Promise<Run>;
+  get(sessionId: string, runId: string, opts?: CallOptions): Promise<Run>;
+  /** Runs of a session, newest first. */
+  list(sessionId: string, query?: { cursor?: string; limit?: number }, opts?: CallOptions): Promise<Page<Run>>;
+  /** Interrupts the running run (or cancels the queued run `runId` names), wherever it runs. */
+  interrupt(sessionId: string, opts?: InterruptOptions): Promise<Run>;
+  /** Forwards input to the session's running run, wherever it runs. */
+  sendInput(sessionId: string, input: unknown, opts?: InputOptions): Promise<{ runId: string; seq: number }>;
+  /** The session's output from `after`, ending after the next terminal event; leaving the loop releases everything. */
+  stream(sessionId: string, opts?: StreamOptions): AsyncIterable<OutputEvent>;
+  /** Resolves to the run once it has ended. */
+  wait(sessionId: string, runId: string, opts?: CallOptions): Promise<Run>;
+}
+
 // ---------------------------------------------------------------------------------------
 // Ports
 

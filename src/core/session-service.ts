@@ -393,6 +393,19 @@ export class SessionService {
     return result;
   }
 
+  /**
+   * Brings the caches up to a session row written outside this service (a run's status
+   * change): `origin` says whether its statement already told other instances.
+   */
+  refreshCache(session: Session, origin: CacheOrigin = 'write'): Promise<void> {
+    return this.cacheSet(session, origin);
+  }
+
+  /** Drops a session from every cache tier (the sweeps ended or removed it). */
+  evictCache(id: string): Promise<void> {
+    return this.cacheInvalidate(id);
+  }
+
   protected async written(session: Session): Promise<Session> {
     await this.cacheSet(session);
     return withEffectiveStatus(session);

@@ -75,11 +75,14 @@ export interface Session extends SessionCounters {
   endReason: string | null;
 }
 
+/** The statuses a session may be created in. */
+export const CREATE_STATUSES = ['initializing', 'idle'] as const satisfies readonly SessionStatus[];
+
 export interface CreateSessionInput {
   id?: string;
   userId?: string | null;
   orgId?: string | null;
-  status?: 'initializing' | 'idle';
+  status?: (typeof CREATE_STATUSES)[number];
   model?: string | null;
   title?: string | null;
   systemPrompt?: string | null;
@@ -153,6 +156,14 @@ export interface WriteOptions extends CallOptions {
 }
 
 export const DEFAULT_TENANT = 'default';
+
+/** What an API key may do. */
+export const SCOPES = ['read', 'write', 'runs', 'admin'] as const;
+export type Scope = (typeof SCOPES)[number];
+
+/** Tenant names: letters, digits and _ . - (1 to 64), as the CLI and the admin API accept them. */
+export const TENANT_PATTERN = '^[\\w.-]{1,64}$';
+export const TENANT_RE = new RegExp(TENANT_PATTERN);
 
 /**
  * The status a reader must see: a session past its expiry or idle deadline is expired even

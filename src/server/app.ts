@@ -7,7 +7,8 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { Ajv } from 'ajv';
 import addFormatsModule from 'ajv-formats';
-import type { Sessions } from '../sessions.js';
+import type { Sessions } from '../app/sessions.js';
+import { internals } from '../app/internal.js';
 import { registerAuth } from './auth.js';
 import { frameworkErrors, registerErrorHandling } from './errors.js';
 import { registerRateLimit } from './limits.js';
@@ -54,6 +55,7 @@ function ajv(coerce: boolean): Ajv {
 
 export async function buildApp(options: BuildAppOptions): Promise<FastifyInstance> {
   const { sessions } = options;
+  const parts = internals(sessions);
   const logger = options.logger;
   const app = Fastify({
     ...(typeof logger === 'object' ? { loggerInstance: logger } : { logger: logger ?? false }),
@@ -85,9 +87,9 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   });
 
   registerErrorHandling(app);
-  if (sessions.config.metricsEnabled) registerHttpMetrics(app, sessions.metrics);
-  registerAuth(app, sessions.apiKeys, { disabled: options.noAuth ?? false, failures: sessions.authFailureLimiter });
-  registerRateLimit(app, sessions.rateLimiter);
+  if (sessions.config.metricsEnabled) registerHttpMetrics(app, parts.metrics);
+  registerAuth(app, parts.apiKeys, { disabled: options.noAuth ?? false, failures: parts.authFailureLimiter });
+  registerRateLimit(app, parts.rateLimiter);
 
   await app.register(swagger, {
     openapi: {
@@ -116,6 +118,6 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   adminKeyRoutes(app, sessions);
   eventRoutes(app, sessions);
   statsRoutes(app, sessions);
-  if (sessions.config.metricsEnabled) metricsRoutes(app, sessions.metrics);
+  if (sessions.config.metricsEnabled) metricsRoutes(app, parts.metrics);
   return app;
 }

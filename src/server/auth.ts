@@ -96,7 +96,7 @@ class BlockedAddresses {
 function tooManyFailures(reply: FastifyReply, ms: number): FastifyReply {
   const seconds = Math.max(1, Math.ceil(ms / 1000));
   void reply.header('retry-after', String(seconds));
-  return sendProblem(reply, problem(429, 'rate_limited', 'too many requests with a wrong API key from this address', { retry_after: seconds }));
+  return sendProblem(reply, problem('rate_limited', 'too many requests with a wrong API key from this address', { retry_after: seconds }));
 }
 
 export function registerAuth(app: FastifyInstance, keys: ApiKeyService, options: AuthOptions): void {
@@ -138,10 +138,10 @@ export function registerAuth(app: FastifyInstance, keys: ApiKeyService, options:
     }
     if (!principal) {
       void reply.header('www-authenticate', 'Bearer realm="agent-sessions"');
-      return sendProblem(reply, problem(401, 'unauthorized', 'a valid API key is required'));
+      return sendProblem(reply, problem('unauthorized', 'a valid API key is required'));
     }
     if (!principal.scopes.includes(scope) && !principal.scopes.includes('admin')) {
-      return sendProblem(reply, problem(403, 'forbidden', `this key lacks the ${scope} scope`));
+      return sendProblem(reply, problem('forbidden', `this key lacks the ${scope} scope`));
     }
     request.principal = principal;
   });

@@ -26,7 +26,7 @@ export function registerRateLimit(app: FastifyInstance, limiter: RateLimiter | n
       void reply.header('retry-after', String(resetSeconds));
       return sendProblem(
         reply,
-        problem(429, 'rate_limited', `this key may make ${d.limit} requests per ${Math.round(limiter.windowMs / 1000)} s`, {
+        problem('rate_limited', `this key may make ${d.limit} requests per ${Math.round(limiter.windowMs / 1000)} s`, {
           retry_after: resetSeconds,
         }),
       );
@@ -39,7 +39,7 @@ export function registerRateLimit(app: FastifyInstance, limiter: RateLimiter | n
  * gives it back when the connection closes (client gone, stream ended, server closing).
  * Call it before writing the first byte of an SSE response:
  *
- *   await holdConnectionSlot(request, reply, sessions.connectionLimiter);
+ *   await holdConnectionSlot(request, reply, internals(sessions).connectionLimiter);
  *
  * Throws 429 too_many_connections when the key holds all of its slots.
  */

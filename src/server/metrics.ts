@@ -5,7 +5,7 @@
  * like /health unless METRICS_TOKEN is set (docs/security.md).
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { SessionsMetrics, SseStream } from '../metrics.js';
+import type { SessionsMetrics, SseStream } from '../adapters/prometheus/metrics.js';
 import { problem, sendProblem } from './errors.js';
 
 declare module 'fastify' {
@@ -62,7 +62,7 @@ export function metricsRoutes(app: FastifyInstance, metrics: SessionsMetrics): v
   }, async (request, reply) => {
     if (!metrics.acceptsScrapeToken(bearerToken(request))) {
       void reply.header('www-authenticate', 'Bearer realm="agent-sessions metrics"');
-      return sendProblem(reply, problem(401, 'unauthorized', 'a valid metrics token is required'));
+      return sendProblem(reply, problem('unauthorized', 'a valid metrics token is required'));
     }
     const body = await metrics.text();
     return reply.type(metrics.contentType).header('cache-control', 'no-store').send(body);

@@ -12,7 +12,7 @@ import { AgentSessionsClient, AgentSessionsHttpError, type FetchFunction } from 
 import type { EventJson, OutputEventJson } from '../../src/client/types.js';
 import { demoRunner } from '../../src/runners/demo.js';
 import { buildApp } from '../../src/server/app.js';
-import { createSessions, type Sessions } from '../../src/sessions.js';
+import { createSessions, type Sessions } from '../../src/internal.js';
 import { freshDatabase, requireServices, serviceUrl, uniqueKeyPrefix, type FreshDatabase, type ServiceName } from '../setup/harness.js';
 
 const ADMIN = `client-e2e-admin-${randomUUID()}`;

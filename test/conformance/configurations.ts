@@ -13,7 +13,7 @@
  *     },
  *   },
  */
-import { createSessions, type Sessions } from '../../src/sessions.js';
+import { createSessions, type Sessions } from '../../src/internal.js';
 import { freshDatabase, serviceUrl, uniqueKeyPrefix, type ServiceName } from '../setup/harness.js';
 
 /**

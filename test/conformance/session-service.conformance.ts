@@ -11,8 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentSessionsError, type ErrorCode } from '../../src/core/errors.js';
 import { isUuid } from '../../src/core/ids.js';
 import type { NewItem, Session, SessionItem } from '../../src/core/types.js';
-import type { Sessions } from '../../src/sessions.js';
+import type { Sessions } from '../../src/internal.js';
 import type { Backend } from './configurations.js';
+import { internals } from '../../src/internal.js';
 
 /** Awaits `promise`, which must reject with an AgentSessionsError carrying `code`. */
 async function rejectsWith(promise: Promise<unknown>, code: ErrorCode): Promise<AgentSessionsError> {
@@ -48,23 +49,23 @@ export function sessionServiceConformance(prepare: () => Promise<Backend>): void
   // --- reading the truth directly, bypassing the service and its cache ---------------------
 
   async function outboxCount(): Promise<number> {
-    const rows = await sessions.db.query<{ n: number | string }>('SELECT count(*) AS n FROM outbox');
+    const rows = await internals(sessions).db.query<{ n: number | string }>('SELECT count(*) AS n FROM outbox');
     return Number(rows[0]?.n);
   }
 
   async function outboxEvents(sessionId: string): Promise<Array<{ type: string; payload: Record<string, unknown> }>> {
-    return sessions.db.query('SELECT type, payload FROM outbox WHERE session_id = $1 ORDER BY id', [sessionId]);
+    return internals(sessions).db.query('SELECT type, payload FROM outbox WHERE session_id = $1 ORDER BY id', [sessionId]);
   }
 
   async function storedVersion(sessionId: string): Promise<number | null> {
-    const rows = await sessions.db.query<{ version: number | string }>('SELECT version FROM sessions WHERE id = $1', [
+    const rows = await internals(sessions).db.query<{ version: number | string }>('SELECT version FROM sessions WHERE id = $1', [
       sessionId,
     ]);
     return rows[0] ? Number(rows[0].version) : null;
   }
 
   async function storedItemCount(sessionId: string): Promise<number> {
-    const rows = await sessions.db.query<{ n: number | string }>(
+    const rows = await internals(sessions).db.query<{ n: number | string }>(
       'SELECT count(*) AS n FROM session_items WHERE session_id = $1',
       [sessionId],
     );
@@ -512,7 +513,7 @@ export function sessionServiceConformance(prepare: () => Promise<Backend>): void
       await rejectsWith(sessions.deleteMany([]), 'validation_failed');
       await rejectsWith(sessions.deleteMany(['nope']), 'validation_failed');
       await rejectsWith(
-        sessions.deleteMany(Array.from({ length: sessions.limits.batchSize + 1 }, uuid)),
+        sessions.deleteMany(Array.from({ length: sessions.config.limits.batchSize + 1 }, uuid)),
         'limit_exceeded',
       );
       expect(await outboxCount()).toBe(before);
@@ -598,11 +599,11 @@ export function sessionServiceConformance(prepare: () => Promise<Backend>): void
     });
 
     it('rejects a page limit outside 1..max with validation_failed', async () => {
-      await rejectsWith(sessions.list({ limit: sessions.limits.maxPageSize + 1 }), 'validation_failed');
+      await rejectsWith(sessions.list({ limit: sessions.config.limits.maxPageSize + 1 }), 'validation_failed');
       await rejectsWith(sessions.list({ limit: 0 }), 'validation_failed');
       await rejectsWith(sessions.list({ limit: 2.5 }), 'validation_failed');
-      const page = await sessions.list({ limit: sessions.limits.maxPageSize });
-      expect(page.items.length).toBeLessThanOrEqual(sessions.limits.maxPageSize);
+      const page = await sessions.list({ limit: sessions.config.limits.maxPageSize });
+      expect(page.items.length).toBeLessThanOrEqual(sessions.config.limits.maxPageSize);
     });
 
     it('rejects an updated_after that is not a date', async () => {
@@ -807,7 +808,7 @@ export function sessionServiceConformance(prepare: () => Promise<Backend>): void
   });
 
   describe('limits', () => {
-    const tooBig = () => ({ blob: 'x'.repeat(sessions.limits.metadataBytes) });
+    const tooBig = () => ({ blob: 'x'.repeat(sessions.config.limits.metadataBytes) });
 
     it('rejects metadata over the limit on create with limit_exceeded', async () => {
       const id = uuid();
@@ -824,21 +825,21 @@ export function sessionServiceConformance(prepare: () => Promise<Backend>): void
 
     it('rejects an item over the limit and changes nothing', async () => {
       const s = await sessions.create();
-      const content = 'y'.repeat(sessions.limits.itemBytes);
+      const content = 'y'.repeat(sessions.config.limits.itemBytes);
       await rejectsUnchanged(s.id, () => sessions.items.append(s.id, [{ role: 'user', content }]), 'limit_exceeded');
     });
 
     it('rejects too many items in one append and changes nothing', async () => {
       const s = await sessions.create();
-      const items = Array.from({ length: sessions.limits.itemsPerAppend + 1 }, () => ({ role: 'user', content: 'x' }));
+      const items = Array.from({ length: sessions.config.limits.itemsPerAppend + 1 }, () => ({ role: 'user', content: 'x' }));
       await rejectsUnchanged(s.id, () => sessions.items.append(s.id, items), 'limit_exceeded');
       const max = await sessions.items.append(s.id, items.slice(1));
-      expect(max.items).toHaveLength(sessions.limits.itemsPerAppend);
+      expect(max.items).toHaveLength(sessions.config.limits.itemsPerAppend);
     });
 
     it('rejects text fields over the limit', async () => {
       const s = await sessions.create();
-      const long = 'z'.repeat(sessions.limits.textLength + 1);
+      const long = 'z'.repeat(sessions.config.limits.textLength + 1);
       await rejectsUnchanged(s.id, () => sessions.update(s.id, { title: long }), 'limit_exceeded');
       await rejectsUnchanged(s.id, () => sessions.terminate(s.id, long), 'limit_exceeded');
     });

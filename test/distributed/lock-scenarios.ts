@@ -1,7 +1,7 @@
 /** Lock scenarios shared by the per-mode lock tests and the Redis suite. */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Session } from '../../src/core/types.js';
-import type { Sessions } from '../../src/sessions.js';
+import type { Sessions } from '../../src/internal.js';
 
 /**
  * A holds the lease (150 ms) and then stalls its whole process for 400 ms (a stop-the-world

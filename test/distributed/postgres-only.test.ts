@@ -8,7 +8,7 @@
  * the near cache would serve the old snapshot for CACHE_TTL_MS (60 s), so it still proves it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSessions, type Sessions } from '../../src/sessions.js';
+import { createSessions, type Sessions, internals } from '../../src/internal.js';
 import { freshDatabase, requireServices, within, type FreshDatabase } from '../setup/harness.js';
 
 const suite = 'distributed/postgres-only';
@@ -37,7 +37,7 @@ describe.skipIf(!ready)(suite, () => {
     const s = await a.create();
     await a.get(s.id);
     await a.get(s.id);
-    expect(a.cacheStats().near?.hits).toBeGreaterThan(0);
+    expect(internals(a).cacheStats().near?.hits).toBeGreaterThan(0);
   });
 
   it('create on A, read on B; an update on B reaches A’s near cache within the bound', async () => {
@@ -83,7 +83,7 @@ describe.skipIf(!ready)(suite, () => {
   async function brokenNotifyDatabase(): Promise<FreshDatabase> {
     const broken = await freshDatabase();
     const setup = await createSessions({ env: { DATABASE_URL: broken.url, INSTANCE_ID: 'setup' } });
-    await setup.db.exec(`
+    await internals(setup).db.exec(`
       CREATE FUNCTION public.pg_notify(text, text) RETURNS void LANGUAGE plpgsql AS $$
       BEGIN RAISE EXCEPTION 'notification lost'; END $$;
       ALTER DATABASE ${broken.name} SET search_path = public, pg_catalog;`);
@@ -122,10 +122,10 @@ describe.skipIf(!ready)(suite, () => {
       // B caches both.
       await b2.get(expiring.id);
       await within(BOUND_MS, async () => (await b2.get(ended.id)).status === 'terminated');
-      await a2.db.query(`UPDATE sessions SET ended_at = now() - interval '2 days' WHERE id = $1`, [ended.id]);
+      await internals(a2).db.query(`UPDATE sessions SET ended_at = now() - interval '2 days' WHERE id = $1`, [ended.id]);
       await within(BOUND_MS, async () => {
         await a2.sweeper.runOnce();
-        const [row] = await a2.db.query<{ version: number }>('SELECT version FROM sessions WHERE id = $1', [expiring.id]);
+        const [row] = await internals(a2).db.query<{ version: number }>('SELECT version FROM sessions WHERE id = $1', [expiring.id]);
         return row?.version === expiring.version + 1;
       });
       // The expiry bumped the version; B's copy follows without any separate notification.
@@ -143,7 +143,7 @@ describe.skipIf(!ready)(suite, () => {
     await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).incrementCounters(s.id, { totalTurns: 1 })));
     await within(BOUND_MS, async () => (await a.get(s.id)).totalTurns === 20);
     await within(BOUND_MS, async () => (await b.get(s.id)).totalTurns === 20);
-    const rows = await a.db.query<{ total_turns: number }>('SELECT total_turns FROM sessions WHERE id = $1', [s.id]);
+    const rows = await internals(a).db.query<{ total_turns: number }>('SELECT total_turns FROM sessions WHERE id = $1', [s.id]);
     expect(Number(rows[0]?.total_turns)).toBe(20);
   });
 });

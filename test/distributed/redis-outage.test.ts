@@ -7,7 +7,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { createSessions, type Sessions } from '../../src/sessions.js';
+import { createSessions, type Sessions, internals } from '../../src/internal.js';
 import { freshDatabase, requireServices, uniqueKeyPrefix, type FreshDatabase } from '../setup/harness.js';
 import { OwnRedis, requireRedisBinaries, waitForRedis } from '../redis/redis-servers.js';
 
@@ -130,7 +130,7 @@ async function scenario(outage: 'kill' | 'pause'): Promise<void> {
     expect(percentile(during, 75)).toBeLessThan(1_000);
 
     // Every acknowledged write is in PostgreSQL; counters are exact.
-    const rows = await a.db.query<{ id: string; version: number; total_turns: number }>(
+    const rows = await internals(a).db.query<{ id: string; version: number; total_turns: number }>(
       'SELECT id, version, total_turns FROM sessions WHERE id = ANY($1::uuid[])',
       [ids],
     );
@@ -148,7 +148,7 @@ async function scenario(outage: 'kill' | 'pause'): Promise<void> {
       }
     }
     // Every repair recorded during the outage has been applied (the sweep runs every 5 s).
-    for (let waited = 0; (await a.db.query('SELECT 1 FROM cache_repairs')).length > 0; waited += 100) {
+    for (let waited = 0; (await internals(a).db.query('SELECT 1 FROM cache_repairs')).length > 0; waited += 100) {
       if (waited > 30_000) throw new Error('cache repairs left unapplied');
       await sleep(100);
     }

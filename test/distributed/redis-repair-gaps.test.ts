@@ -7,7 +7,7 @@
  */
 import { createClient } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSessions, type Sessions } from '../../src/sessions.js';
+import { createSessions, type Sessions, internals } from '../../src/internal.js';
 import { freshDatabase, requireServices, uniqueKeyPrefix, within, type FreshDatabase } from '../setup/harness.js';
 import { OwnRedis, requireRedisBinaries } from '../redis/redis-servers.js';
 
@@ -65,7 +65,7 @@ describe.skipIf(!ready)(suite, () => {
     const reader = await open({ INSTANCE_ID: 'reader', REDIS_URL: noScriptUrl, CACHE_MAX_ENTRIES: '0' });
     expect((await reader.get(id)).title).toBe('v1');
     const updated = await writer.update(id, { title: 'v2' });
-    expect(await writer.db.query('SELECT 1 FROM cache_repairs')).toHaveLength(1);
+    expect(await internals(writer).db.query('SELECT 1 FROM cache_repairs')).toHaveLength(1);
     // The repair's notification reaches the reader within the notification delivery time
     // (milliseconds; seconds allowed for a loaded machine). Redis still holds v1 and nobody
     // here can repair it, so without the notification the reader would serve v1 for good.
@@ -78,12 +78,12 @@ describe.skipIf(!ready)(suite, () => {
     const writer = await open({ INSTANCE_ID: 'writer2', REDIS_URL: noScriptUrl });
     const reader = await open({ INSTANCE_ID: 'reader2', REDIS_URL: noScriptUrl, CACHE_MAX_ENTRIES: '0' });
     expect((await reader.get(id)).title).toBe('v1');
-    await writer.db.query('ALTER TABLE cache_repairs RENAME TO cache_repairs_away');
+    await internals(writer).db.query('ALTER TABLE cache_repairs RENAME TO cache_repairs_away');
     let updated;
     try {
       updated = await writer.update(id, { title: 'v2' });
     } finally {
-      await writer.db.query('ALTER TABLE cache_repairs_away RENAME TO cache_repairs');
+      await internals(writer).db.query('ALTER TABLE cache_repairs_away RENAME TO cache_repairs');
     }
     // The write is in PostgreSQL; the writer no longer trusts Redis until the repair is
     // recorded, and recording it tells every instance.
@@ -92,6 +92,6 @@ describe.skipIf(!ready)(suite, () => {
       await writer.get(id);
       return (await reader.get(id)).version === updated.version;
     }, 20);
-    expect(await writer.db.query('SELECT 1 FROM cache_repairs WHERE session_id = $1', [id])).toHaveLength(1);
+    expect(await internals(writer).db.query('SELECT 1 FROM cache_repairs WHERE session_id = $1', [id])).toHaveLength(1);
   });
 });

@@ -6,7 +6,7 @@
  */
 import { createClient } from 'redis';
 import { describe, expect, it } from 'vitest';
-import { createSessions, type Sessions } from '../../src/sessions.js';
+import { createSessions, type Sessions, internals } from '../../src/internal.js';
 import { freshDatabase, requireServices, uniqueKeyPrefix } from '../setup/harness.js';
 import { OwnRedis, requireRedisBinaries, waitForRedis } from '../redis/redis-servers.js';
 
@@ -50,7 +50,7 @@ describe.skipIf(!ready)(suite, () => {
       const updated = await a.update(s.id, { title: 'v2' });
       // The update reached Redis: no repair is involved in what follows.
       expect((await rawGet(redis.url, key))?.startsWith(`${updated.version}:`)).toBe(true);
-      expect(await a.db.query('SELECT 1 FROM cache_repairs')).toHaveLength(0);
+      expect(await internals(a).db.query('SELECT 1 FROM cache_repairs')).toHaveLength(0);
 
       await redis.kill();
       await redis.restart();

@@ -6,7 +6,7 @@
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { createSessions } from '../../src/sessions.js';
+import { createSessions } from '../../src/internal.js';
 import { freshDatabase, requireServices, serviceUrl, uniqueKeyPrefix } from '../setup/harness.js';
 
 const suite = 'distributed/redis-too-old';

@@ -6,7 +6,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentSessionsError } from '../../src/core/errors.js';
-import type { Sessions } from '../../src/sessions.js';
+import type { Sessions } from '../../src/internal.js';
 import { CONFIGURATIONS, type Backend } from '../conformance/configurations.js';
 import { requireServices } from '../setup/harness.js';
 import { holdLock, pausedHolderRace } from './lock-scenarios.js';

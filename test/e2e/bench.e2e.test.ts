@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { BenchReport } from '../../src/bench/session-bench.js';
+import type { BenchReport } from '../../src/cli/bench.js';
 import { requireServices, serviceUrl } from '../setup/harness.js';
 import { runCli } from '../setup/server-process.js';
 

@@ -40,7 +40,7 @@ describe('e2e/build', { timeout: 300_000 }, () => {
   });
 
   it('serves from dist/: the built client creates, reads and terminates a session', async () => {
-    server = await startServer({ cli: ['dist/cli.js'], env: { DATA_DIR: dataDir, ADMIN_API_KEY: KEY } });
+    server = await startServer({ cli: ['dist/cli/index.js'], env: { DATA_DIR: dataDir, ADMIN_API_KEY: KEY } });
     const { AgentSessionsClient } = (await import(
       pathToFileURL(path.join(ROOT, 'dist/client/index.js')).href
     )) as typeof import('../../src/client/index.js');

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requireServices, serviceUrl, uniqueKeyPrefix, uniqueNatsNames, useFreshDatabase } from '../setup/harness.js';
 import { freePort, runCli, startServer } from '../setup/server-process.js';
-import { createSessions } from '../../src/sessions.js';
+import { createSessions } from '../../src/internal.js';
 
 interface JsonReport {
   ok: boolean;

@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import pg from 'pg';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSessions, type Sessions } from '../../src/sessions.js';
+import { createSessions, type Sessions, internals } from '../../src/internal.js';
 import { buildApp } from '../../src/server/app.js';
 import { PostgresOutbox } from '../../src/adapters/postgres/outbox.js';
 import type { EventEnvelope } from '../../src/core/ports.js';
@@ -119,7 +119,7 @@ describe.skipIf(!ready)('events/feed', () => {
     const naive = await client.query<{ id: number }>('SELECT id::int AS id FROM outbox WHERE tenant_id = $1 AND id > $2', [tenant, heldId]);
     expect(naive.rows.length).toBeGreaterThanOrEqual(2);
     // The horizon stays below the held id while its transaction runs.
-    const probe = new PostgresOutbox(sessions.db);
+    const probe = new PostgresOutbox(internals(sessions).db);
     const h = await waitFor(async () => {
       const x = await probe.horizon();
       return x.latest > heldId ? x : null;
@@ -205,8 +205,8 @@ describe.skipIf(!ready)('events/feed', () => {
       app = await buildApp({ sessions });
       await app.listen({ port: 0, host: '127.0.0.1' });
       base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
-      key = (await sessions.apiKeys.create({ tenant: 'sse', scopes: ['read', 'write'] })).key;
-      otherKey = (await sessions.apiKeys.create({ tenant: 'sse-other', scopes: ['read', 'write'] })).key;
+      key = (await internals(sessions).apiKeys.create({ tenant: 'sse', scopes: ['read', 'write'] })).key;
+      otherKey = (await internals(sessions).apiKeys.create({ tenant: 'sse-other', scopes: ['read', 'write'] })).key;
     });
 
     afterAll(async () => {

@@ -4,7 +4,7 @@
  * once. Uses a nats-server of its own (never the shared one).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSessions, type Sessions } from '../../src/sessions.js';
+import { createSessions, type Sessions, internals } from '../../src/internal.js';
 import { freshDatabase, requireBinaries, requireServices, uniqueNatsNames, type FreshDatabase } from '../setup/harness.js';
 import { mixedWorkload, natsServerBinary, OwnNatsServer, outboxRows, perSessionOrderViolation, readStream, unpublishedCount, waitFor } from './support.js';
 
@@ -55,7 +55,7 @@ describe.skipIf(!ready)('events/relay-nats-restart', () => {
     const stats = await sessions.stats();
     expect(stats.outbox.backlog).toBe(waiting);
     expect(stats.outbox.oldestUnpublishedAgeSeconds).not.toBeNull();
-    await waitFor(() => (sessions.relay?.stats().consecutiveFailures ?? 0) > 0, 'the relay to notice NATS is down');
+    await waitFor(() => (internals(sessions).relay?.stats().consecutiveFailures ?? 0) > 0, 'the relay to notice NATS is down');
     expect((await sessions.health()).dependencies.find((d) => d.name === 'nats')?.ok).toBe(false);
 
     await nats.start();

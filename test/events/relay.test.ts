@@ -6,7 +6,7 @@
  */
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createSessions, type Sessions } from '../../src/sessions.js';
+import { createSessions, type Sessions, internals } from '../../src/internal.js';
 import { OutboxRelay, publishWaves } from '../../src/core/outbox-relay.js';
 import { PostgresOutbox } from '../../src/adapters/postgres/outbox.js';
 import { JetStreamEventPublisher, subjectToken } from '../../src/adapters/nats/jetstream-publisher.js';
@@ -137,7 +137,7 @@ describe.skipIf(!ready)('events/relay', () => {
     await mixedWorkload(() => sessions, 4);
     const total = (await outboxRows(db.url)).length;
 
-    const outbox = new PostgresOutbox(sessions.db);
+    const outbox = new PostgresOutbox(internals(sessions).db);
     const publisher = new JetStreamEventPublisher({ url: natsUrl, stream: n.stream, subjectPrefix: n.subjectPrefix });
     await publisher.ready();
     try {
@@ -187,7 +187,7 @@ describe.skipIf(!ready)('events/relay', () => {
     await waitFor(async () => (await unpublishedCount(db.url)) === 0, 'the relays to drain the outbox');
     const rows = await outboxRows(db.url);
     const messages = await readStream(natsUrl, n.stream);
-    const stats = instances.map((s) => s.relay?.stats());
+    const stats = instances.map((s) => internals(s).relay?.stats());
 
     expect(messages).toHaveLength(rows.length);
     expect(new Set(messages.map((m) => m.event.id)).size).toBe(rows.length);

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import pg from 'pg';
-import type { Sessions } from '../../src/sessions.js';
+import type { Sessions } from '../../src/internal.js';
 import { freePort, which } from '../setup/services.js';
 
 /** Polls `check` until it returns a truthy value (resolved to it) or the time is up. */

@@ -6,7 +6,7 @@
  */
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createSessions, type Sessions } from '../../src/sessions.js';
+import { createSessions, type Sessions, internals } from '../../src/internal.js';
 import { freshDatabase, requireServices, type FreshDatabase } from '../setup/harness.js';
 import { waitFor } from './support.js';
 
@@ -144,7 +144,7 @@ describe.skipIf(!ready)('events/sweeper', () => {
       expect((await s.get(session.id)).version).toBe(1);
       await waitFor(async () => (await s.sweeper.runOnce()).expire_sessions === 1, 'the sweep to expire it');
       expect(await s.get(session.id)).toMatchObject({ status: 'expired', version: 2, endReason: 'idle_timeout' });
-      expect(s.cacheStats().memory?.size).toBe(1);
+      expect(internals(s).cacheStats().memory?.size).toBe(1);
     } finally {
       await s.close();
     }

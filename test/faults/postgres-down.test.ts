@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/server/app.js';
-import { createSessions, type Sessions } from '../../src/sessions.js';
+import { createSessions, type Sessions } from '../../src/internal.js';
 import { requireServices } from '../setup/harness.js';
 import { startRestartablePostgres, type RestartableService } from '../setup/services.js';
 

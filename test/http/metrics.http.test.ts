@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/server/app.js';
 import { demoRunner } from '../../src/runners/demo.js';
-import { createSessions, type Sessions } from '../../src/sessions.js';
+import { createSessions, type Sessions } from '../../src/internal.js';
 import { freshDatabase, requireServices, serviceUrl, uniqueKeyPrefix, uniqueNatsNames, type FreshDatabase } from '../setup/harness.js';
 import { deleteStream, waitFor } from '../events/support.js';
 

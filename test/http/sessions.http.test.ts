@@ -6,16 +6,17 @@
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/server/app.js';
-import type { Sessions } from '../../src/sessions.js';
+import type { Sessions } from '../../src/internal.js';
 import { CONFIGURATIONS, type Backend } from '../conformance/configurations.js';
 import { requireServices } from '../setup/harness.js';
+import { internals } from '../../src/internal.js';
 
 const ADMIN_KEY = 'test-admin-key-0123456789abcdef';
 const auth = { authorization: `Bearer ${ADMIN_KEY}` };
 
 /** Row counts and the sum of versions: equal before and after a request that changed nothing. */
 async function snapshot(sessions: Sessions): Promise<string> {
-  const rows = await sessions.db.query<Record<string, unknown>>(`
+  const rows = await internals(sessions).db.query<Record<string, unknown>>(`
     SELECT (SELECT count(*) FROM sessions)::int AS sessions,
            (SELECT coalesce(sum(version), 0) FROM sessions)::bigint::text AS versions,
            (SELECT count(*) FROM session_items)::int AS items,

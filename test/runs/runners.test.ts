@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OutputEvent } from '../../src/core/runs.js';
 import { commandRunner, lineToEvent } from '../../src/runners/command.js';
 import { demoRunner } from '../../src/runners/demo.js';
-import { createSessions, type Sessions } from '../../src/sessions.js';
+import { createSessions, type Sessions } from '../../src/internal.js';
 import { collect, waitFor } from './support.js';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/echo-agent.mjs', import.meta.url));

@@ -6,7 +6,7 @@
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/server/app.js';
-import { createSessions, type Sessions } from '../../src/sessions.js';
+import { createSessions, type Sessions, internals } from '../../src/internal.js';
 import { demoRunner } from '../../src/runners/demo.js';
 import { readSse, type SseEvent } from './sse-client.js';
 
@@ -26,8 +26,8 @@ describe('runs over HTTP (embedded)', () => {
     });
     app = await buildApp({ sessions });
     base = await app.listen({ port: 0, host: '127.0.0.1' });
-    readOnly = (await sessions.apiKeys.create({ tenant: 'default', scopes: ['read'] })).key;
-    otherTenant = (await sessions.apiKeys.create({ tenant: 'other', scopes: ['read', 'write', 'runs'] })).key;
+    readOnly = (await internals(sessions).apiKeys.create({ tenant: 'default', scopes: ['read'] })).key;
+    otherTenant = (await internals(sessions).apiKeys.create({ tenant: 'other', scopes: ['read', 'write', 'runs'] })).key;
   });
 
   afterAll(async () => {

@@ -8,7 +8,7 @@
 import { createClient } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OutputEvent, RunContext } from '../../src/core/runs.js';
-import { createSessions, type Sessions } from '../../src/sessions.js';
+import { createSessions, type Sessions } from '../../src/internal.js';
 import { freshDatabase, requireServices } from '../setup/harness.js';
 import { OwnRedis, requireRedisBinaries, waitForRedis } from '../redis/redis-servers.js';
 import { collect, waitFor, type FreshDatabase } from './support.js';

@@ -6,8 +6,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OutputEvent, RunContext } from '../../src/core/runs.js';
 import { PostgresRunRepository } from '../../src/adapters/postgres/run-repository.js';
-import type { Sessions } from '../../src/sessions.js';
+import type { Sessions } from '../../src/internal.js';
 import { collect, MODES, modeReady, waitFor } from './support.js';
+import { internals } from '../../src/internal.js';
 
 const LEASE = '900';
 
@@ -175,7 +176,7 @@ for (const mode of MODES) {
       const run = await a.runs.start(session.id, untilInterrupted);
       await waitFor(async () => (await a.runs.get(session.id, run.id)).status === 'running');
       // Flag the row directly: no SignalBus message at all, only the heartbeat can notice.
-      const flagged = await new PostgresRunRepository(b.db).requestInterrupt('default', session.id, undefined);
+      const flagged = await new PostgresRunRepository(internals(b).db).requestInterrupt('default', session.id, undefined);
       expect(flagged).toHaveLength(1);
       const started = Date.now();
       const ended = await a.runs.wait(session.id, run.id);
@@ -289,7 +290,7 @@ for (const mode of MODES) {
     it('finalizes a run whose owner vanished as failed/owner_lost; readers get the terminal event', async () => {
       const session = await a.create();
       // A run owned by an instance that does not exist: nobody renews its lease.
-      const repo = new PostgresRunRepository(a.db);
+      const repo = new PostgresRunRepository(internals(a).db);
       const ghost = await repo.start({
         tenant: 'default',
         sessionId: session.id,
@@ -304,7 +305,7 @@ for (const mode of MODES) {
       await a.runs.start(session.id, emitting(1), { ifBusy: 'enqueue' });
       const reading = collect(b.runs.stream(session.id));
       await new Promise((r) => setTimeout(r, 400));
-      const swept = await b.runs.sweepOrphans();
+      const swept = await internals(b).runs.sweepOrphans();
       expect(swept).toBeGreaterThanOrEqual(1);
       const events = await reading;
       expect(events.at(-1)).toMatchObject({ type: 'error', data: { reason: 'owner_lost', status: 'failed' } });
@@ -312,7 +313,7 @@ for (const mode of MODES) {
       // The queued run behind it was promoted and ran.
       await waitFor(async () => (await a.runs.list(session.id)).items.every((r) => r.status !== 'queued' && r.status !== 'running'));
       expect((await a.runs.list(session.id)).items[0]?.status).toBe('completed');
-      expect(await b.runs.sweepOrphans()).toBe(0);
+      expect(await internals(b).runs.sweepOrphans()).toBe(0);
     });
 
     it('ends a reader (session_not_found) when the session is purged under it', async () => {

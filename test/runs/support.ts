@@ -3,7 +3,7 @@
  * PostgreSQL database per suite and a unique Redis key prefix. A mode whose services are
  * missing is skipped by name (or fails under REQUIRE_SERVICES).
  */
-import { createSessions, type Sessions } from '../../src/sessions.js';
+import { createSessions, type Sessions } from '../../src/internal.js';
 import { freshDatabase, requireServices, serviceUrl, uniqueKeyPrefix, type ServiceName } from '../setup/harness.js';
 import { OwnRedisCluster, requireRedisBinaries } from '../redis/redis-servers.js';
 

@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, freshDatabase, makeKey, startInstance, type Instance, type TestDatabase, requireServices } from './support.js';
+import { internals } from '../../src/internal.js';
 
 describe.skipIf(!requireServices(['postgres'], 'security/admin keys'))('admin keys', { timeout: 60_000 }, () => {
   let db: TestDatabase;
@@ -111,18 +112,18 @@ describe.skipIf(!requireServices(['postgres'], 'security/admin keys'))('admin ke
     const secret = key.slice(key.lastIndexOf('_') + 1);
     await call(a.app, key, 'POST', '/v1/sessions', { metadata: { note: 'hello' } });
 
-    const rows = await a.sessions.db.query<Record<string, unknown>>('SELECT * FROM api_keys WHERE id = $1', [made.id]);
+    const rows = await internals(a.sessions).db.query<Record<string, unknown>>('SELECT * FROM api_keys WHERE id = $1', [made.id]);
     expect(rows).toHaveLength(1);
     expect(rows[0]?.hash).toMatch(/^[0-9a-f]{64}$/);
     expect(rows[0]?.prefix).toBe(made.prefix);
 
-    const tables = await a.sessions.db.query<{ name: string }>(
+    const tables = await internals(a.sessions).db.query<{ name: string }>(
       `SELECT quote_ident(table_name) AS name FROM information_schema.tables
        WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'`,
     );
     expect(tables.length).toBeGreaterThanOrEqual(6);
     for (const { name } of tables) {
-      const dump = await a.sessions.db.query<{ t: string | null }>(`SELECT string_agg(x::text, E'\\n') AS t FROM ${name} x`);
+      const dump = await internals(a.sessions).db.query<{ t: string | null }>(`SELECT string_agg(x::text, E'\\n') AS t FROM ${name} x`);
       const text = dump[0]?.t ?? '';
       expect(text.includes(secret), `table ${name} holds the key's secret`).toBe(false);
       expect(text.includes(key), `table ${name} holds the key`).toBe(false);

@@ -18,7 +18,7 @@ interface Result {
 
 function cli(databaseUrl: string, args: string[]): Promise<Result> {
   return new Promise((resolve, reject) => {
-    const child = spawn(TSX, ['src/cli.ts', ...args], {
+    const child = spawn(TSX, ['src/cli/index.ts', ...args], {
       cwd: ROOT,
       env: { PATH: process.env.PATH, HOME: process.env.HOME, DATABASE_URL: databaseUrl, LOG_LEVEL: 'warn' },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -7,7 +7,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS } from '../../src/core/limits.js';
-import { createSessions } from '../../src/sessions.js';
+import { createSessions, internals } from '../../src/internal.js';
 import { buildApp } from '../../src/server/app.js';
 import { call, freshDatabase, makeKey, startInstance, type Instance, type TestDatabase, requireServices } from './support.js';
 
@@ -116,7 +116,7 @@ describe.skipIf(!requireServices(['postgres'], 'security/error responses'))('err
       for (const sessions of [pgSessions, pgliteSessions]) {
         const k = await makeKey(sessions, 'acme', ['read', 'write']);
         const app = await buildApp({ sessions, logger: false });
-        await sessions.db.close();
+        await internals(sessions).db.close();
         for (const [method, url, body] of [
           ['GET', '/v1/sessions', undefined],
           ['POST', '/v1/sessions', {}],

@@ -11,6 +11,7 @@ import type { FastifyInstance, InjectOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RouteEntry } from '../../src/server/auth.js';
 import { freshDatabase, makeKey, snapshot, startInstance, type Instance, type TestDatabase, requireServices } from './support.js';
+import { internals } from '../../src/internal.js';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 40);
 // A fixed default seed keeps CI repeatable (every route is reached with it); set FUZZ_SEED to
@@ -126,11 +127,11 @@ describe.skipIf(!requireServices(['postgres'], 'security/hostile input on every 
     keys.aAdmin = await makeKey(s, 'tenant-a', ['admin']);
     keys.root = await makeKey(s, 'default', ['admin'], true);
     keys.b = await makeKey(s, 'tenant-b', ['read', 'write', 'runs']);
-    const revoked = await s.apiKeys.create({ tenant: 'tenant-a', scopes: ['read', 'write'] });
-    await s.apiKeys.revoke(revoked.record.id);
+    const revoked = await internals(s).apiKeys.create({ tenant: 'tenant-a', scopes: ['read', 'write'] });
+    await internals(s).apiKeys.revoke(revoked.record.id);
     keys.revoked = revoked.key;
     keys.wellFormedUnknown = `ask_${'Z'.repeat(12)}_${'z'.repeat(43)}`;
-    sacrificialKeyId = (await s.apiKeys.create({ tenant: 'tenant-a', scopes: ['read'] })).record.id;
+    sacrificialKeyId = (await internals(s).apiKeys.create({ tenant: 'tenant-a', scopes: ['read'] })).record.id;
     const b = await s.create({ userId: 'bob', metadata: { secret: SECRET_B } }, { tenant: 'tenant-b' });
     await s.items.append(b.id, [{ role: 'user', content: SECRET_B }], { tenant: 'tenant-b' });
     sessionB = b.id;

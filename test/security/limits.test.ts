@@ -1,11 +1,11 @@
 /** The shared limit helpers other routes adopt, and how their errors leave over HTTP. */
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/internal.js';
 import { CapacityError, LimitError } from '../../src/core/errors.js';
 import { checkOutputEvent, checkRunsQueued, DEFAULT_LIMITS } from '../../src/core/limits.js';
 import { toProblem } from '../../src/server/errors.js';
 import { buildApp } from '../../src/server/app.js';
-import { createSessions } from '../../src/sessions.js';
+import { createSessions } from '../../src/internal.js';
 
 describe('shared limits', () => {
   it('output events over OUTPUT_EVENT_LIMIT_BYTES are 413 limit_exceeded', () => {

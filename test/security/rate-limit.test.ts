@@ -9,7 +9,7 @@ import { DEFAULT_LIMITS } from '../../src/core/limits.js';
 import { InProcessConnectionLimiter, InProcessRateLimiter } from '../../src/core/rate-limit.js';
 import { createRedisConnection, RedisKeys } from '../../src/adapters/redis/connection.js';
 import { RedisConnectionLimiter } from '../../src/adapters/redis/redis-limiters.js';
-import { createSessions } from '../../src/sessions.js';
+import { createSessions, internals } from '../../src/internal.js';
 import { buildApp } from '../../src/server/app.js';
 import { holdConnectionSlot } from '../../src/server/limits.js';
 import { clientAddress } from '../../src/server/auth.js';
@@ -134,7 +134,7 @@ describe.skipIf(!hasPostgres)('HTTP rate limit', { timeout: 60_000 }, () => {
   it('AUTH_FAILURES_PER_MINUTE=0 turns the failed-key limit off', async () => {
     const inst = await startInstance(db.url, { authFailuresPerMinute: 0 });
     try {
-      expect(inst.sessions.authFailureLimiter).toBeNull();
+      expect(internals(inst.sessions).authFailureLimiter).toBeNull();
       for (let i = 0; i < 40; i++) expect((await call(inst.app, 'ask_wrongwrongwr_x', 'GET', '/v1/sessions')).statusCode).toBe(401);
     } finally {
       await inst.close();
@@ -144,7 +144,7 @@ describe.skipIf(!hasPostgres)('HTTP rate limit', { timeout: 60_000 }, () => {
   it('RATE_LIMIT_PER_MINUTE=0 turns it off', async () => {
     const inst = await startInstance(db.url, { rateLimitPerMinute: 0 });
     try {
-      expect(inst.sessions.rateLimiter).toBeNull();
+      expect(internals(inst.sessions).rateLimiter).toBeNull();
       const k = await makeKey(inst.sessions, 'acme', ['read']);
       const res = await call(inst.app, k, 'GET', '/v1/sessions');
       expect(res.statusCode).toBe(200);
@@ -261,7 +261,7 @@ describe.skipIf(!hasPostgres)('SSE connection slots', { timeout: 60_000 }, () =>
     const app = await buildApp({ sessions, logger: false });
     // A stand-in for the SSE routes: holds its slot until the client leaves.
     app.get('/v1/test/stream', { config: { scope: 'read' } }, async (request, reply) => {
-      await holdConnectionSlot(request, reply, sessions.connectionLimiter);
+      await holdConnectionSlot(request, reply, internals(sessions).connectionLimiter);
       reply.hijack();
       reply.raw.writeHead(200, { 'content-type': 'text/event-stream' });
       reply.raw.write(': open\n\n');
@@ -289,7 +289,7 @@ describe.skipIf(!hasPostgres)('SSE connection slots', { timeout: 60_000 }, () =>
       expect(JSON.parse(second.body).code).toBe('too_many_connections');
       first.req.destroy();
       // The server frees the slot when it sees the connection close.
-      await waitFor(() => sessions.connectionLimiter.held() === 0, 10_000, 'the slot to be freed');
+      await waitFor(() => internals(sessions).connectionLimiter.held() === 0, 10_000, 'the slot to be freed');
       const third = await open();
       expect(third.status).toBe(200);
       third.req.destroy();

@@ -4,9 +4,9 @@
  * snapshot of every table to prove a rejected request changed nothing.
  */
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
-import { createSessions, type Sessions } from '../../src/sessions.js';
+import { createSessions, type Sessions, internals } from '../../src/internal.js';
 import { buildApp } from '../../src/server/app.js';
-import type { Config } from '../../src/config.js';
+import type { Config } from '../../src/internal.js';
 import type { Scope } from '../../src/core/api-keys.js';
 
 export { freshDatabase, requireServices, serviceUrl, uniqueKeyPrefix, uniqueToken } from '../setup/harness.js';
@@ -35,7 +35,7 @@ export async function startInstance(databaseUrl: string, overrides: Partial<Conf
 }
 
 export async function makeKey(sessions: Sessions, tenant: string, scopes: Scope[], root = false): Promise<string> {
-  return (await sessions.apiKeys.create({ tenant, scopes, name: `${tenant}-${scopes.join('+')}`, root })).key;
+  return (await internals(sessions).apiKeys.create({ tenant, scopes, name: `${tenant}-${scopes.join('+')}`, root })).key;
 }
 
 export function call(
@@ -57,16 +57,16 @@ export function call(
 /** Row count and a hash of every row, per table: equal snapshots mean nothing changed. */
 export async function snapshot(sessions: Sessions): Promise<Record<string, string>> {
   // A run started by an earlier request writes in the background until it ends.
-  for (const deadline = Date.now() + 10_000; sessions.runs.localRunCount > 0 && Date.now() < deadline; ) {
+  for (const deadline = Date.now() + 10_000; internals(sessions).runs.localRunCount > 0 && Date.now() < deadline; ) {
     await new Promise((r) => setTimeout(r, 5));
   }
-  const tables = await sessions.db.query<{ name: string }>(
+  const tables = await internals(sessions).db.query<{ name: string }>(
     `SELECT quote_ident(table_name) AS name FROM information_schema.tables
      WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name`,
   );
   const out: Record<string, string> = {};
   for (const { name } of tables) {
-    const rows = await sessions.db.query<{ n: number; h: string }>(
+    const rows = await internals(sessions).db.query<{ n: number; h: string }>(
       `SELECT count(*)::int AS n, md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) AS h FROM ${name} t`,
     );
     out[name] = `${rows[0]?.n}:${rows[0]?.h}`;

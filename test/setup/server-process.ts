@@ -27,11 +27,11 @@ export interface StartServerOptions {
   port?: number;
   /** How long to wait for /health (default 60 s; PGlite's first start is slow). */
   timeoutMs?: number;
-  /** Node arguments that run the CLI (default: the sources through tsx; `['dist/cli.js']` runs the build). */
+  /** Node arguments that run the CLI (default: the sources through tsx; `['dist/cli/index.js']` runs the build). */
   cli?: string[];
 }
 
-const SOURCE_CLI = ['--import', 'tsx', 'src/cli.ts'];
+const SOURCE_CLI = ['--import', 'tsx', 'src/cli/index.ts'];
 
 /** The server could not bind its port: another process took it after we picked it. */
 class PortTakenError extends Error {

@@ -1,6 +1,6 @@
 /** What doctor prints about URLs, and which Redis versions it accepts. */
 import { describe, expect, it } from 'vitest';
-import { redactUrl } from '../../src/doctor.js';
+import { redactUrl } from '../../src/cli/doctor.js';
 import { redisVersionSupported } from '../../src/adapters/redis/guarded-redis.js';
 
 describe('unit/doctor helpers', () => {

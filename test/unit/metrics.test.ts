@@ -3,7 +3,7 @@
  * outbox gauges when the database cannot be asked (NaN, never a made-up 0).
  */
 import { describe, expect, it } from 'vitest';
-import { SessionsMetrics, type MetricsSources } from '../../src/metrics.js';
+import { SessionsMetrics, type MetricsSources } from '../../src/adapters/prometheus/metrics.js';
 
 function sources(overrides: Partial<MetricsSources> = {}): MetricsSources {
   return {

@@ -3,7 +3,7 @@
  * answer to `server_version_num` is the one thing faked; the real servers pass in every suite.
  */
 import { describe, expect, it } from 'vitest';
-import { checkServerVersion } from '../../src/sessions.js';
+import { checkServerVersion } from '../../src/internal.js';
 
 const answering = (v: string) => ({
   query: async <R>() => [{ v }] as R[],

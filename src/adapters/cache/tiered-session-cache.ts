@@ -23,7 +23,7 @@ import type { LruSessionCache } from '../memory/lru-session-cache.js';
 import type { PostgresCacheRepairLog } from '../postgres/cache-repair-log.js';
 import { TOMBSTONE_VERSION, type RedisSessionCache } from '../redis/redis-session-cache.js';
 import type { GuardedRedis } from '../redis/guarded-redis.js';
-import type { InvalidationBus } from './invalidation-bus.js';
+import type { InvalidationBus } from '../../core/invalidation.js';
 
 export interface TieredSessionCacheOptions {
   near: LruSessionCache | null;

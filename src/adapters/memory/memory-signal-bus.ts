@@ -3,7 +3,7 @@
  * handlers subscribed under the owner's instance id.
  */
 import type { RunSignal, SignalBus } from '../../core/runs.js';
-import { SignalHandlers } from './signal-handlers.js';
+import { SignalHandlers } from '../../core/signal-handlers.js';
 
 export class MemorySignalBus implements SignalBus {
   readonly name = 'memory';

@@ -9,6 +9,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { PGlite } from '@electric-sql/pglite';
 import { AgentSessionsError, UnavailableError, ValidationError } from '../../core/errors.js';
+import type { HealthCheck } from '../../core/ports.js';
 
 export interface SqlExecutor {
   query<R = Record<string, unknown>>(text: string, params?: readonly unknown[]): Promise<R[]>;
@@ -54,6 +55,22 @@ export function translateError(err: unknown): unknown {
     return new ValidationError('a value was not acceptable to the database', { sqlstate: code });
   }
   return err;
+}
+
+/** Readiness of the database: one trivial query, timed. */
+export function databaseHealthCheck(db: SqlDatabase): HealthCheck {
+  return {
+    name: db.kind,
+    async check() {
+      const started = performance.now();
+      try {
+        await db.query('SELECT 1');
+        return { name: db.kind, ok: true, latencyMs: performance.now() - started };
+      } catch (err) {
+        return { name: db.kind, ok: false, latencyMs: performance.now() - started, error: (err as Error).message };
+      }
+    },
+  };
 }
 
 export function sqlState(err: unknown): string | undefined {

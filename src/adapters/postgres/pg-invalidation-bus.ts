@@ -6,7 +6,7 @@
  * entries. While the listening connection is down the bus is not live
  * (near cache bypassed) and it is cleared when the connection listens again.
  */
-import { formatInvalidation, parseInvalidation, type InvalidationBus, type InvalidationHandlers } from '../cache/invalidation-bus.js';
+import { formatInvalidation, parseInvalidation, type InvalidationBus, type InvalidationHandlers } from '../../core/invalidation.js';
 import type { SqlDatabase } from './database.js';
 
 export const CACHE_INVALIDATION_CHANNEL = 'agent_sessions_cache';

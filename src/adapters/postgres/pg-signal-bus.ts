@@ -4,7 +4,7 @@
  * delivered at commit and not stored, so the durable path (the heartbeat) covers any loss.
  */
 import type { RunSignal, SignalBus } from '../../core/runs.js';
-import { SignalHandlers } from '../memory/signal-handlers.js';
+import { SignalHandlers } from '../../core/signal-handlers.js';
 import { ChannelSubscription } from './channel-subscription.js';
 import type { SqlDatabase } from './database.js';
 

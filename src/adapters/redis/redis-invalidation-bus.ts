@@ -5,7 +5,7 @@
  * connection makes the bus not live (near cache bypassed) and a reconnect clears the near cache.
  */
 import type { RedisClientType } from 'redis';
-import { parseInvalidation, type InvalidationBus, type InvalidationHandlers } from '../cache/invalidation-bus.js';
+import { parseInvalidation, type InvalidationBus, type InvalidationHandlers } from '../../core/invalidation.js';
 
 export class RedisInvalidationBus implements InvalidationBus {
   readonly kind = 'redis';

@@ -10,7 +10,7 @@
  * visits each session's stream in turn with a short block instead.
  */
 import type { OutputEvent, OutputLog } from '../../core/runs.js';
-import { MemoryOutputLog } from '../memory/memory-output-log.js';
+import { InProcessOutputLog } from '../../core/in-process-output-log.js';
 import type { GuardedRedis } from './guarded-redis.js';
 
 interface StreamEntry {
@@ -58,7 +58,7 @@ interface Watched {
 
 export class RedisOutputLog implements OutputLog {
   readonly name = 'redis';
-  private readonly buffer = new MemoryOutputLog({ maxEvents: 1_000 });
+  private readonly buffer = new InProcessOutputLog({ maxEvents: 1_000 });
   private readonly watched = new Map<string, Watched>();
   private readonly maxLen: number;
   private readonly ttlMs: number;

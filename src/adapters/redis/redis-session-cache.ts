@@ -10,7 +10,7 @@
 import type { RedisClientType } from 'redis';
 import type { CacheStats, SessionCache } from '../../core/ports.js';
 import { ENDED_STATUSES, effectiveStatus, type Session } from '../../core/types.js';
-import { formatInvalidation } from '../cache/invalidation-bus.js';
+import { formatInvalidation } from '../../core/invalidation.js';
 import type { CallKind } from './circuit-breaker.js';
 import type { GuardedRedis } from './guarded-redis.js';
 import { SCRIPTS } from './session-scripts.js';

@@ -6,61 +6,14 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { Type, type Static } from 'typebox';
 import { AgentSessionsError } from '../../core/errors.js';
-import type { ApiKeyRecord, Principal } from '../../core/api-keys.js';
-import type { Sessions } from '../../sessions.js';
-import { Problem } from '../schemas.js';
+import type { Principal } from '../../core/api-keys.js';
+import type { Sessions } from '../../app/sessions.js';
+import { internals } from '../../app/internal.js';
+import { CreateKeyBody, CreatedKey, Key, KeyIdParams, keyJson, KeyList, ListKeysQuery, problems } from '../../api/index.js';
 
-const ScopeSchema = Type.Union([Type.Literal('read'), Type.Literal('write'), Type.Literal('runs'), Type.Literal('admin')]);
-const Tenant = Type.String({ pattern: '^[\\w.-]{1,64}$', description: 'Tenant name: letters, digits, _ . - (1 to 64)' });
-
-const CreateKeyBody = Type.Object(
-  {
-    tenant: Tenant,
-    scopes: Type.Array(ScopeSchema, { minItems: 1, maxItems: 4, uniqueItems: true }),
-    name: Type.Optional(Type.Union([Type.String({ maxLength: 200 }), Type.Null()])),
-  },
-  { additionalProperties: false },
-);
-
-const KeyFields = {
-  id: Type.String(),
-  tenant: Type.String(),
-  scopes: Type.Array(Type.String()),
-  name: Type.Union([Type.String(), Type.Null()]),
-  prefix: Type.String(),
-  root: Type.Boolean(),
-  created_at: Type.String({ format: 'date-time' }),
-  revoked_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
-};
-// The hash is not in the response schema, so it can never leave the server.
-const Key = Type.Object(KeyFields);
-const CreatedKey = Type.Object({ ...KeyFields, key: Type.String({ description: 'The key itself: shown only in this response' }) });
-const KeyList = Type.Object({ keys: Type.Array(Key) });
-const KeyIdParams = Type.Object({ id: Type.String({ format: 'uuid' }) }, { additionalProperties: false });
-const ListKeysQuery = Type.Object({ tenant: Type.Optional(Tenant) }, { additionalProperties: false });
-
-export type CreateKeyJson = Static<typeof CreateKeyBody>;
-export type ApiKeyJson = Static<typeof Key>;
-export type CreatedKeyJson = Static<typeof CreatedKey>;
-export type KeyListJson = Static<typeof KeyList>;
-
-const errors = { 400: Problem, 401: Problem, 403: Problem, 404: Problem };
+const errors = problems(400, 401, 403, 404);
 const tags = ['admin'];
-
-function keyJson(k: ApiKeyRecord) {
-  return {
-    id: k.id,
-    tenant: k.tenantId,
-    scopes: k.scopes,
-    name: k.name,
-    prefix: k.prefix,
-    root: k.root,
-    created_at: k.createdAt,
-    revoked_at: k.revokedAt,
-  };
-}
 
 /** The tenant whose keys this principal may manage, or undefined for all of them. */
 function managedTenant(principal: Principal): string | undefined {
@@ -72,6 +25,7 @@ function keyNotFound(id: string): AgentSessionsError {
 }
 
 export function adminKeyRoutes(app: FastifyInstance, sessions: Sessions): void {
+  const parts = internals(sessions);
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
   const principalOf = (request: FastifyRequest) => request.principal;
 
@@ -89,7 +43,7 @@ export function adminKeyRoutes(app: FastifyInstance, sessions: Sessions): void {
     if (managed !== undefined && request.body.tenant !== managed) {
       throw new AgentSessionsError('forbidden', `this key manages only tenant ${managed}'s keys`);
     }
-    const { record, key } = await sessions.apiKeys.create({
+    const { record, key } = await parts.apiKeys.create({
       tenant: request.body.tenant,
       scopes: request.body.scopes,
       name: request.body.name ?? null,
@@ -111,7 +65,7 @@ export function adminKeyRoutes(app: FastifyInstance, sessions: Sessions): void {
     if (managed !== undefined && asked !== undefined && asked !== managed) {
       throw new AgentSessionsError('forbidden', `this key manages only tenant ${managed}'s keys`);
     }
-    return { keys: (await sessions.apiKeys.list(managed ?? asked)).map(keyJson) };
+    return { keys: (await parts.apiKeys.list(managed ?? asked)).map(keyJson) };
   });
 
   r.delete('/v1/admin/keys/:id', {
@@ -124,7 +78,7 @@ export function adminKeyRoutes(app: FastifyInstance, sessions: Sessions): void {
     },
   }, async (request) => {
     const { id } = request.params;
-    const record = await sessions.apiKeys.revoke(id.toLowerCase(), managedTenant(principalOf(request)));
+    const record = await parts.apiKeys.revoke(id.toLowerCase(), managedTenant(principalOf(request)));
     if (!record) throw keyNotFound(id);
     return keyJson(record);
   });

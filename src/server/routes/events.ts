@@ -7,46 +7,11 @@ import { once } from 'node:events';
 import type { ServerResponse } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { Type } from 'typebox';
 import { ValidationError } from '../../core/errors.js';
-import type { EventEnvelope } from '../../core/ports.js';
-import type { Sessions } from '../../sessions.js';
+import type { Sessions } from '../../app/sessions.js';
+import { internals } from '../../app/internal.js';
+import { EVENT_ID, eventFrame, EventsHeaders, EventsQuery, problems } from '../../api/index.js';
 import { holdConnectionSlot } from '../limits.js';
-import { Problem } from '../schemas.js';
-
-const EventId = Type.String({ pattern: '^[0-9]{1,15}$', description: 'An event id' });
-
-export const EventsQuery = Type.Object(
-  {
-    after: Type.Optional({ ...EventId, description: 'Start after this event id (Last-Event-ID wins when both are sent)' }),
-    type: Type.Optional(
-      Type.Array(Type.String({ maxLength: 400 }), {
-        maxItems: 20,
-        description: 'Only these event types (repeat the parameter or separate with commas)',
-      }),
-    ),
-    session_id: Type.Optional(Type.String({ format: 'uuid', description: 'Only this session’s events' })),
-  },
-  { additionalProperties: false },
-);
-
-/** An event on the feed (SPEC §8 envelope), as `data:` of its SSE frame. */
-export interface EventJson {
-  id: number;
-  type: string;
-  tenant_id: string;
-  session_id: string | null;
-  occurred_at: string;
-  data: unknown;
-}
-
-export function eventJson(e: EventEnvelope): EventJson {
-  return { id: e.id, type: e.type, tenant_id: e.tenantId, session_id: e.sessionId, occurred_at: e.occurredAt, data: e.data };
-}
-
-function frame(e: EventEnvelope): string {
-  return `id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(eventJson(e))}\n\n`;
-}
 
 /** Writes, waiting for the socket to drain when its buffer is full (a slow reader slows the feed, not the server). */
 async function write(res: ServerResponse, chunk: string, signal: AbortSignal): Promise<void> {
@@ -55,6 +20,7 @@ async function write(res: ServerResponse, chunk: string, signal: AbortSignal): P
 }
 
 export function eventRoutes(app: FastifyInstance, sessions: Sessions): void {
+  const parts = internals(sessions);
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
 
   r.get('/v1/events', {
@@ -68,14 +34,14 @@ export function eventRoutes(app: FastifyInstance, sessions: Sessions): void {
         'events committed from now on.',
       produces: ['text/event-stream'],
       querystring: EventsQuery,
-      headers: Type.Object({ 'last-event-id': Type.Optional(Type.String({ maxLength: 64 })) }),
-      response: { 400: Problem, 401: Problem, 403: Problem, 429: Problem },
+      headers: EventsHeaders,
+      response: problems(400, 401, 403, 429),
     },
   }, async (request, reply) => {
     const lastEventId = request.headers['last-event-id'];
     let after: number | undefined;
     if (typeof lastEventId === 'string' && lastEventId !== '') {
-      if (!/^[0-9]{1,15}$/.test(lastEventId)) throw new ValidationError('Last-Event-ID must be an event id', { field: 'last-event-id' });
+      if (!EVENT_ID.test(lastEventId)) throw new ValidationError('Last-Event-ID must be an event id', { field: 'last-event-id' });
       after = Number(lastEventId);
     } else if (request.query.after !== undefined) {
       after = Number(request.query.after);
@@ -98,11 +64,11 @@ export function eventRoutes(app: FastifyInstance, sessions: Sessions): void {
     };
     // HEAD (which Fastify answers with this handler) gets the headers of the stream, not the stream.
     if (request.method === 'HEAD') return reply.headers(headers).send(undefined as never);
-    await holdConnectionSlot(request, reply, sessions.connectionLimiter);
+    await holdConnectionSlot(request, reply, parts.connectionLimiter);
 
     reply.hijack();
     const res = reply.raw;
-    const closed = sessions.metrics.sseOpened('events');
+    const closed = parts.metrics.sseOpened('events');
     res.once('close', closed);
     res.writeHead(200, headers);
     res.write('retry: 2000\n: connected\n\n');
@@ -110,7 +76,7 @@ export function eventRoutes(app: FastifyInstance, sessions: Sessions): void {
       if (!res.writableEnded) res.write(': heartbeat\n\n');
     }, sessions.config.sseHeartbeatMs);
     try {
-      for await (const event of feed) await write(res, frame(event), signal);
+      for await (const event of feed) await write(res, eventFrame(event), signal);
     } catch (err) {
       if (!signal.aborted && !res.writableEnded) {
         // The client reconnects with Last-Event-ID and loses nothing.

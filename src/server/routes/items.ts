@@ -1,21 +1,21 @@
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import type { Sessions } from '../../sessions.js';
-import { itemJson } from '../json.js';
+import type { Sessions } from '../../app/sessions.js';
 import {
   AppendItemsBody,
   AppendItemsResponse,
   ClearResponse,
   IfMatchHeaders,
   ItemPage,
+  itemJson,
   ListItemsQuery,
   PopResponse,
-  Problem,
+  problems,
   SessionIdParams,
-} from '../schemas.js';
+} from '../../api/index.js';
 import { callOptions, writeOptions } from './sessions.js';
 
-const errors = { 400: Problem, 401: Problem, 404: Problem, 409: Problem, 413: Problem };
+const errors = problems(400, 401, 404, 409, 413);
 const tags = ['items'];
 
 export function itemRoutes(app: FastifyInstance, sessions: Sessions): void {

@@ -6,122 +6,41 @@
 import { once } from 'node:events';
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { Type, type Static } from 'typebox';
+import { Type } from 'typebox';
 import { isAgentSessionsError, ValidationError } from '../../core/errors.js';
-import type { OutputEvent, Run } from '../../core/runs.js';
-import type { Sessions } from '../../sessions.js';
+import type { Sessions } from '../../app/sessions.js';
+import { internals } from '../../app/internal.js';
+import {
+  InputBody,
+  InputResponse,
+  InterruptBody,
+  LAST_EVENT_ID,
+  ListRunsQuery,
+  outputEventFrame,
+  problems,
+  RunJson,
+  runJson,
+  RunPage,
+  RunParams,
+  SessionIdParams,
+  StartRunBody,
+  StreamHeaders,
+  StreamQuery,
+} from '../../api/index.js';
 import { holdConnectionSlot } from '../limits.js';
-import { Problem, SessionId } from '../schemas.js';
 import { callOptions } from './sessions.js';
-
-const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
-const DateTime = Type.String({ format: 'date-time' });
-
-const RunJson = Type.Object({
-  id: Type.String(),
-  session_id: Type.String(),
-  status: Type.Union([
-    Type.Literal('queued'),
-    Type.Literal('running'),
-    Type.Literal('completed'),
-    Type.Literal('failed'),
-    Type.Literal('interrupted'),
-  ]),
-  owner: Nullable(Type.String()),
-  input: Type.Unknown(),
-  error: Nullable(Type.String()),
-  end_reason: Nullable(Type.String()),
-  interrupt_requested_at: Nullable(DateTime),
-  lease_expires_at: Nullable(DateTime),
-  created_at: DateTime,
-  started_at: Nullable(DateTime),
-  ended_at: Nullable(DateTime),
-  start_seq: Nullable(Type.Integer()),
-  end_seq: Nullable(Type.Integer()),
-});
-export type RunJsonType = Static<typeof RunJson>;
-
-const IfBusy = Type.Union([Type.Literal('reject'), Type.Literal('interrupt'), Type.Literal('enqueue')], {
-  description: 'When a run is going: refuse (409 run_in_progress), interrupt it and run after it, or queue behind it',
-});
-const StartBody = Type.Object(
-  { input: Type.Optional(Type.Unknown()), if_busy: Type.Optional(IfBusy) },
-  { additionalProperties: false },
-);
-const RunPage = Type.Object({ runs: Type.Array(RunJson), next_cursor: Nullable(Type.String()) });
-export type RunPageJson = Static<typeof RunPage>;
-export type IfBusyJson = Static<typeof IfBusy>;
-export type StartRunJson = Static<typeof StartBody>;
-const RunParams = Type.Object({ id: SessionId, runId: Type.String({ format: 'uuid' }) }, { additionalProperties: false });
-const SessionParams = Type.Object({ id: SessionId }, { additionalProperties: false });
-const ListQuery = Type.Object(
-  {
-    cursor: Type.Optional(Type.String({ maxLength: 512 })),
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
-  },
-  { additionalProperties: false },
-);
-const InterruptBody = Type.Union([
-  Type.Object({ run_id: Type.Optional(Type.String({ format: 'uuid' })) }, { additionalProperties: false }),
-  Type.Null(),
-]);
-const InputBody = Type.Object(
-  { input: Type.Unknown(), run_id: Type.Optional(Type.String({ format: 'uuid' })) },
-  { additionalProperties: false, required: ['input'] },
-);
-const InputResponse = Type.Object({ run_id: Type.String(), seq: Type.Integer() });
-export type InputSentJson = Static<typeof InputResponse>;
-const StreamQuery = Type.Object(
-  { after: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })) },
-  { additionalProperties: false },
-);
-const StreamHeaders = Type.Object({ 'last-event-id': Type.Optional(Type.String({ maxLength: 32 })) });
-
-export function runJson(r: Run): RunJsonType {
-  return {
-    id: r.id,
-    session_id: r.sessionId,
-    status: r.status,
-    owner: r.owner,
-    input: r.input,
-    error: r.error,
-    end_reason: r.endReason,
-    interrupt_requested_at: r.interruptRequestedAt,
-    lease_expires_at: r.leaseExpiresAt,
-    created_at: r.createdAt,
-    started_at: r.startedAt,
-    ended_at: r.endedAt,
-    start_seq: r.startSeq,
-    end_seq: r.endSeq,
-  };
-}
-
-/** The `data:` of one output event on the stream. */
-export interface OutputEventJson {
-  seq: number;
-  run_id: string;
-  type: string;
-  data: unknown;
-  created_at: string;
-}
-
-/** One SSE frame. JSON never contains a raw newline, so `data:` is always one line. */
-export function sseFrame(e: OutputEvent): string {
-  const json: OutputEventJson = { seq: e.seq, run_id: e.runId, type: e.type, data: e.data, created_at: e.createdAt };
-  const data = JSON.stringify(json);
-  return `id: ${e.seq}\nevent: ${e.type}\ndata: ${data}\n\n`;
-}
 
 function lastEventId(header: string | undefined): number | undefined {
   if (header === undefined || header.trim() === '') return undefined;
-  if (!/^\s*\d{1,15}\s*$/.test(header)) throw new ValidationError('Last-Event-ID must be an event seq', { field: 'last-event-id' });
+  if (!LAST_EVENT_ID.test(header)) throw new ValidationError('Last-Event-ID must be an event seq', { field: 'last-event-id' });
   return Number(header);
 }
 
-const errors = { 400: Problem, 401: Problem, 403: Problem, 404: Problem, 409: Problem, 413: Problem, 429: Problem };
+const errors = problems(400, 401, 403, 404, 409, 413, 429);
 const tags = ['runs'];
 
 export function runRoutes(app: FastifyInstance, sessions: Sessions): void {
+  const parts = internals(sessions);
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
 
   r.post('/v1/sessions/:id/runs', {
@@ -129,8 +48,8 @@ export function runRoutes(app: FastifyInstance, sessions: Sessions): void {
     schema: {
       tags,
       summary: 'Start a run of the configured agent (202: running, or queued with if_busy)',
-      params: SessionParams,
-      body: StartBody,
+      params: SessionIdParams,
+      body: StartRunBody,
       response: { 202: RunJson, ...errors },
     },
   }, async (request, reply) => {
@@ -149,8 +68,8 @@ export function runRoutes(app: FastifyInstance, sessions: Sessions): void {
     schema: {
       tags,
       summary: 'List runs, newest first',
-      params: SessionParams,
-      querystring: ListQuery,
+      params: SessionIdParams,
+      querystring: ListRunsQuery,
       response: { 200: RunPage, ...errors },
     },
   }, async (request) => {
@@ -168,7 +87,7 @@ export function runRoutes(app: FastifyInstance, sessions: Sessions): void {
     schema: {
       tags,
       summary: 'Interrupt the running run (or cancel the queued run named by run_id), from any instance',
-      params: SessionParams,
+      params: SessionIdParams,
       body: Type.Optional(InterruptBody),
       response: { 202: RunJson, ...errors },
     },
@@ -183,7 +102,7 @@ export function runRoutes(app: FastifyInstance, sessions: Sessions): void {
     schema: {
       tags,
       summary: 'Send input to the running run, wherever it runs',
-      params: SessionParams,
+      params: SessionIdParams,
       body: InputBody,
       response: { 202: InputResponse, ...errors },
     },
@@ -200,7 +119,7 @@ export function runRoutes(app: FastifyInstance, sessions: Sessions): void {
     schema: {
       tags,
       summary: 'Output as Server-Sent Events (id = seq); resumes after Last-Event-ID or ?after=; ends after the terminal event',
-      params: SessionParams,
+      params: SessionIdParams,
       querystring: StreamQuery,
       headers: StreamHeaders,
       produces: ['text/event-stream'],
@@ -211,11 +130,11 @@ export function runRoutes(app: FastifyInstance, sessions: Sessions): void {
     const after = lastEventId(request.headers['last-event-id']) ?? request.query.after;
     // Checked before the stream opens, so an unknown session is a plain 404 problem.
     await sessions.get(request.params.id, opts);
-    await holdConnectionSlot(request, reply, sessions.connectionLimiter);
+    await holdConnectionSlot(request, reply, parts.connectionLimiter);
     const events = sessions.runs.stream(request.params.id, { ...opts, after });
     reply.hijack();
     const res = reply.raw;
-    const closed = sessions.metrics.sseOpened('run');
+    const closed = parts.metrics.sseOpened('run');
     res.once('close', closed);
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
@@ -227,7 +146,7 @@ export function runRoutes(app: FastifyInstance, sessions: Sessions): void {
     const heartbeat = setInterval(() => res.write(': heartbeat\n\n'), sessions.config.sseHeartbeatMs);
     try {
       for await (const e of events) {
-        if (!res.write(sseFrame(e))) await once(res, 'drain', { signal: request.abortSignal });
+        if (!res.write(outputEventFrame(e))) await once(res, 'drain', { signal: request.abortSignal });
       }
     } catch (err) {
       if (!request.abortSignal.aborted) {

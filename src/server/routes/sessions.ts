@@ -1,26 +1,32 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import { NotFoundError, ValidationError } from '../../core/errors.js';
-import type { CallOptions, CreateSessionInput, Session as SessionModel, UpdateSessionInput, WriteOptions } from '../../core/types.js';
-import type { Sessions } from '../../sessions.js';
-import { etag, fromSnake, parseIfMatch, sessionJson } from '../json.js';
+import type { CallOptions, Session as SessionModel, WriteOptions } from '../../core/types.js';
+import type { Sessions } from '../../app/sessions.js';
 import {
   BatchDeleteBody,
   BatchDeleteResponse,
   BatchGetBody,
   BatchGetResponse,
+  counterDeltas,
   CountersBody,
   CreateSessionBody,
+  createSessionInput,
   DeleteQuery,
+  etag,
   ForkBody,
   IfMatchHeaders,
   ListSessionsQuery,
-  Problem,
+  parseIfMatch,
+  problems,
   Session,
   SessionIdParams,
+  sessionJson,
   SessionPage,
   UpdateSessionBody,
-} from '../schemas.js';
+  updateSessionInput,
+} from '../../api/index.js';
 
 export function callOptions(request: FastifyRequest): CallOptions {
   return { tenant: request.principal.tenant, signal: request.abortSignal };
@@ -43,7 +49,7 @@ function sendCreated(reply: FastifyReply, session: SessionModel): FastifyReply {
   return sendSession(reply.status(201).header('location', `/v1/sessions/${session.id}`), session);
 }
 
-const errors = { 400: Problem, 401: Problem, 404: Problem, 409: Problem, 413: Problem };
+const errors = problems(400, 401, 404, 409, 413);
 const tags = ['sessions'];
 
 export function sessionRoutes(app: FastifyInstance, sessions: Sessions): void {
@@ -53,7 +59,7 @@ export function sessionRoutes(app: FastifyInstance, sessions: Sessions): void {
     config: { scope: 'write' },
     schema: { tags, summary: 'Create a session', body: CreateSessionBody, response: { 201: Session, ...errors } },
   }, async (request, reply) => {
-    return sendCreated(reply, await sessions.create(fromSnake<CreateSessionInput>(request.body), callOptions(request)));
+    return sendCreated(reply, await sessions.create(createSessionInput(request.body), callOptions(request)));
   });
 
   r.get('/v1/sessions', {
@@ -70,11 +76,16 @@ export function sessionRoutes(app: FastifyInstance, sessions: Sessions): void {
 
   r.get('/v1/sessions/:id', {
     config: { scope: 'read' },
-    schema: { tags, summary: 'Get a session (ETag = version)', params: SessionIdParams, response: { 200: Session, ...errors } },
+    schema: {
+      tags,
+      summary: 'Get a session (ETag = version)',
+      params: SessionIdParams,
+      response: { 200: Session, 304: Type.Null({ description: 'Not modified (If-None-Match)' }), ...errors },
+    },
   }, async (request, reply) => {
     const session = await sessions.get(request.params.id, callOptions(request));
     void reply.header('etag', etag(session.version));
-    if (request.headers['if-none-match'] === etag(session.version)) return reply.status(304).send(undefined as never);
+    if (request.headers['if-none-match'] === etag(session.version)) return reply.status(304).send(null);
     return sessionJson(session);
   });
 
@@ -89,7 +100,7 @@ export function sessionRoutes(app: FastifyInstance, sessions: Sessions): void {
       response: { 200: Session, ...errors },
     },
   }, async (request, reply) => {
-    const session = await sessions.update(request.params.id, fromSnake<UpdateSessionInput>(request.body), writeOptions(request));
+    const session = await sessions.update(request.params.id, updateSessionInput(request.body), writeOptions(request));
     return sendSession(reply, session);
   });
 
@@ -112,7 +123,7 @@ export function sessionRoutes(app: FastifyInstance, sessions: Sessions): void {
       response: { 200: Session, ...errors },
     },
   }, async (request, reply) => {
-    const session = await sessions.incrementCounters(request.params.id, fromSnake(request.body), writeOptions(request));
+    const session = await sessions.incrementCounters(request.params.id, counterDeltas(request.body), writeOptions(request));
     return sendSession(reply, session);
   });
 
@@ -149,7 +160,7 @@ export function sessionRoutes(app: FastifyInstance, sessions: Sessions): void {
       response: { 201: Session, ...errors },
     },
   }, async (request, reply) => {
-    return sendCreated(reply, await sessions.fork(request.params.id, fromSnake<CreateSessionInput>(request.body ?? {}), callOptions(request)));
+    return sendCreated(reply, await sessions.fork(request.params.id, createSessionInput(request.body ?? {}), callOptions(request)));
   });
 
   // `::` escapes the colon, so the path is literally /v1/sessions:batch-get.

@@ -13,7 +13,9 @@ import path from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import pg from 'pg';
 import { buildApp } from '../server/app.js';
-import { createSessions, type Sessions } from '../sessions.js';
+import { createSessions } from '../app/assemble.js';
+import { internals } from '../app/internal.js';
+import type { Sessions } from '../app/sessions.js';
 
 export interface BenchOptions {
   /** A PostgreSQL server where the bench may create and drop a database (its URL's database is only used to connect). */
@@ -183,7 +185,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     return { name, ops: latencies.length, opsPerSec: latencies.length / (elapsedMs / 1000), p50Ms: quantile(sorted, 0.5), p99Ms: quantile(sorted, 0.99) };
   };
   const results: BenchResult[] = [];
-  let redisForCleanup: NonNullable<Awaited<ReturnType<typeof createSessions>>['redis']>['commands'] | null = null;
+  let redisForCleanup: NonNullable<ReturnType<typeof internals>['redis']>['commands'] | null = null;
   try {
     // near: the full stack (near cache → Redis → PostgreSQL); redisOnly: no near cache, so
     // every get is a Redis read; pgOnly: no Redis and no cache, so every get is PostgreSQL.
@@ -193,10 +195,10 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     opened.push(redisOnly);
     const pgOnly = await createSessions({ env: { DATABASE_URL: env.DATABASE_URL, CACHE_MAX_ENTRIES: '0', LOG_LEVEL: 'silent' } });
     opened.push(pgOnly);
-    const redis = redisOnly.redis?.commands;
+    const redis = internals(redisOnly).redis?.commands;
     if (!redis) throw new Error('no Redis connection');
     redisForCleanup = redis;
-    await redisOnly.db.exec(`CREATE TABLE bench_raw (id uuid PRIMARY KEY, title text, n bigint NOT NULL DEFAULT 0,
+    await internals(redisOnly).db.exec(`CREATE TABLE bench_raw (id uuid PRIMARY KEY, title text, n bigint NOT NULL DEFAULT 0,
       metadata jsonb NOT NULL DEFAULT '{}', created_at timestamptz NOT NULL DEFAULT now())`);
 
     const ids: string[] = [];
@@ -205,7 +207,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       const batch = await Promise.all(Array.from({ length: n }, () => near.create({ userId: 'bench', title: 'bench' })));
       ids.push(...batch.map((s) => s.id));
     }
-    await redisOnly.db.query(
+    await internals(redisOnly).db.query(
       `INSERT INTO bench_raw (id, title) SELECT (x)::uuid, 'bench' FROM jsonb_array_elements_text($1::jsonb) x`,
       [JSON.stringify(ids)],
     );
@@ -224,16 +226,16 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       ['get (Redis hit)', (i) => redisOnly.get(pick(i))],
     ]);
     const [pkSelect, pgGet] = await measureGroup([
-      ['raw PK SELECT', (i) => pgOnly.db.query('SELECT * FROM sessions WHERE id = $1', [pick(i)])],
+      ['raw PK SELECT', (i) => internals(pgOnly).db.query('SELECT * FROM sessions WHERE id = $1', [pick(i)])],
       ['get (PostgreSQL, no cache)', (i) => pgOnly.get(pick(i))],
     ]);
     const [rawInsert, create, createPg] = await measureGroup([
-      ['raw single-row INSERT', () => redisOnly.db.query(`INSERT INTO bench_raw (id, title, metadata) VALUES ($1, $2, $3::jsonb)`, [randomUUID(), 'x', '{}'])],
+      ['raw single-row INSERT', () => internals(redisOnly).db.query(`INSERT INTO bench_raw (id, title, metadata) VALUES ($1, $2, $3::jsonb)`, [randomUUID(), 'x', '{}'])],
       ['create (session + outbox, cached)', () => redisOnly.create({ userId: 'bench', title: 'x' })],
       ['create (PostgreSQL only, no cache)', () => pgOnly.create({ userId: 'bench', title: 'x' })],
     ]);
     const [rawUpdate, update, increment, incrementPg] = await measureGroup([
-      ['raw UPDATE … RETURNING', (i) => redisOnly.db.query('UPDATE bench_raw SET n = n + 1 WHERE id = $1 RETURNING *', [pick(i)])],
+      ['raw UPDATE … RETURNING', (i) => internals(redisOnly).db.query('UPDATE bench_raw SET n = n + 1 WHERE id = $1 RETURNING *', [pick(i)])],
       ['update (title)', (i) => redisOnly.update(pick(i), { title: `t${i}` })],
       ['counter increment', (i) => redisOnly.incrementCounters(pick(i), { totalTurns: 1 })],
       ['counter increment (PostgreSQL only)', (i) => pgOnly.incrementCounters(pick(i), { totalTurns: 1 })],

@@ -3,7 +3,7 @@
  * readers waiting on it. Embedded mode uses it directly; the Redis adapter feeds one from
  * its stream reader so local readers share one Redis read per session.
  */
-import type { OutputEvent, OutputLog } from '../../core/runs.js';
+import type { OutputEvent, OutputLog } from './runs.js';
 
 interface Waiter {
   after: number;
@@ -16,21 +16,21 @@ interface SessionBuffer {
   touchedAt: number;
 }
 
-export interface MemoryOutputLogOptions {
+export interface InProcessOutputLogOptions {
   /** Events kept per session (older ones are read from the archive). */
   maxEvents?: number;
   /** Sessions whose buffer nobody touched for this long are dropped. */
   idleMs?: number;
 }
 
-export class MemoryOutputLog implements OutputLog {
+export class InProcessOutputLog implements OutputLog {
   readonly name = 'memory';
   private readonly sessions = new Map<string, SessionBuffer>();
   private readonly maxEvents: number;
   private readonly idleMs: number;
   private timer: NodeJS.Timeout | null = null;
 
-  constructor(options: MemoryOutputLogOptions = {}) {
+  constructor(options: InProcessOutputLogOptions = {}) {
     this.maxEvents = options.maxEvents ?? 1_000;
     this.idleMs = options.idleMs ?? 60_000;
   }

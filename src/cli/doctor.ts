@@ -11,13 +11,14 @@ import pg from 'pg';
 import { createClient } from 'redis';
 import { connect as connectNats, nanos, type NatsConnection } from '@nats-io/transport-node';
 import { JetStreamApiError, jetstreamManager } from '@nats-io/jetstream';
-import { ConfigError, loadConfig, type Config } from './config.js';
-import { pgliteHolder, PgliteDatabase } from './adapters/postgres/database.js';
-import { loadMigrations } from './adapters/postgres/migrator.js';
-import { MIN_REDIS_VERSION, redisVersionSupported } from './adapters/redis/guarded-redis.js';
-import { isClusterUrl, redisUrls } from './adapters/redis/connection.js';
-import { MIN_DUPLICATE_WINDOW_MS } from './adapters/nats/jetstream-publisher.js';
-import { MIN_POSTGRES_VERSION, type Mode } from './sessions.js';
+import { ConfigError, loadConfig, type Config } from '../app/config.js';
+import { pgliteHolder, PgliteDatabase } from '../adapters/postgres/database.js';
+import { loadMigrations } from '../adapters/postgres/migrator.js';
+import { MIN_REDIS_VERSION, redisVersionSupported } from '../adapters/redis/guarded-redis.js';
+import { isClusterUrl, redisUrls } from '../adapters/redis/connection.js';
+import { MIN_DUPLICATE_WINDOW_MS } from '../adapters/nats/jetstream-publisher.js';
+import { MIN_POSTGRES_VERSION } from '../app/assemble.js';
+import type { Mode } from '../core/stats.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip';
 

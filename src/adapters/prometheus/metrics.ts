@@ -11,9 +11,9 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Metric } from 'prom-client';
-import type { OutboxLag } from './core/ports.js';
-import type { RelayStats } from './core/outbox-relay.js';
-import type { InterruptPath, RunTelemetry, SessionTelemetry } from './core/telemetry.js';
+import type { OutboxLag } from '../../core/ports.js';
+import type { RelayStats } from '../../core/outbox-relay.js';
+import type { InterruptPath, RunTelemetry, SessionTelemetry } from '../../core/telemetry.js';
 
 export const METRIC_PREFIX = 'agent_sessions_';
 
@@ -43,6 +43,16 @@ export interface MetricsSources {
   relay: (() => RelayStats) | null;
   outboxLag: (() => Promise<OutboxLag>) | null;
   sweeps(): Record<string, SweepCounts>;
+}
+
+/** What library users see of the metrics (`sessions.metrics`): the registry to serve. */
+export interface PublicMetrics {
+  /** This instance's prom-client registry (process metrics included unless METRICS_ENABLED=false). */
+  readonly registry: Registry;
+  /** The media type of `text()`: Prometheus text exposition format. */
+  readonly contentType: string;
+  /** Every metric in Prometheus text format. */
+  text(): Promise<string>;
 }
 
 export interface SessionsMetricsOptions {
@@ -80,7 +90,7 @@ function sha256(s: string): Buffer {
   return createHash('sha256').update(s).digest();
 }
 
-export class SessionsMetrics implements SessionTelemetry, RunTelemetry {
+export class SessionsMetrics implements PublicMetrics, SessionTelemetry, RunTelemetry {
   /** The registry to expose (GET /metrics serves it; a library user can mount it anywhere). */
   readonly registry = new Registry();
   private readonly scrapeTokenHash: Buffer | null;

@@ -1,5 +1,5 @@
 /** Signal handlers by owner instance id, shared by the signal buses that deliver in process. */
-import type { RunSignal } from '../../core/runs.js';
+import type { RunSignal } from './runs.js';
 
 export class SignalHandlers {
   private readonly byOwner = new Map<string, Set<(signal: RunSignal) => void>>();

@@ -7,16 +7,18 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { config as loadDotenv } from 'dotenv';
 import { pino, type Logger } from 'pino';
-import { SCOPES, type Scope } from './core/api-keys.js';
-import { isUuid } from './core/ids.js';
-import { ConfigError, loadConfig, type Config } from './config.js';
-import { migrate } from './adapters/postgres/migrator.js';
-import { createSessions, openDatabase, type Sessions } from './sessions.js';
-import { buildApp } from './server/app.js';
+import { SCOPES, type Scope } from '../core/api-keys.js';
+import { isUuid } from '../core/ids.js';
+import { ConfigError, loadConfig, type Config } from '../app/config.js';
+import { migrate } from '../adapters/postgres/migrator.js';
+import { createSessions, openDatabase } from '../app/assemble.js';
+import { internals } from '../app/internal.js';
+import type { Sessions } from '../app/sessions.js';
+import { buildApp } from '../server/app.js';
 import { doctorReportJson, formatDoctorReport, runDoctor } from './doctor.js';
-import { formatBenchTable, runBench, writeBenchReport } from './bench/session-bench.js';
+import { formatBenchTable, runBench, writeBenchReport } from './bench.js';
 
-const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 const USAGE = `agent-sessions ${VERSION}
 
@@ -101,12 +103,12 @@ async function serve(overrides: Partial<Config>, logger: Logger): Promise<void> 
 /** Embedded mode with no key at all: make the first admin key, print it once, keep its hash. */
 async function ensureAdminKey(sessions: Sessions, logger: Logger): Promise<void> {
   const { config } = sessions;
-  if (config.noAuth || config.adminApiKey || (await sessions.apiKeys.hasKeys())) return;
+  if (config.noAuth || config.adminApiKey || (await internals(sessions).apiKeys.hasKeys())) return;
   if (sessions.mode !== 'embedded') {
     logger.warn('no API key exists: set ADMIN_API_KEY or run `agent-sessions keys create --tenant default --scopes admin`');
     return;
   }
-  const { key } = await sessions.apiKeys.create({ tenant: 'default', scopes: ['admin'], name: 'bootstrap admin', root: true });
+  const { key } = await internals(sessions).apiKeys.create({ tenant: 'default', scopes: ['admin'], name: 'bootstrap admin', root: true });
   process.stdout.write(
     `\n  First start: an admin API key was generated. It is shown only this once; only its hash is stored.\n\n` +
       `    ${key}\n\n  Use it as: curl -H "Authorization: Bearer ${key}" http://${config.host}:${config.port}/v1/sessions\n\n`,
@@ -131,17 +133,17 @@ async function keys(args: string[], values: Record<string, string | boolean | un
       const root = values.root === true;
       const scopes = parseScopes(values.scopes as string);
       if (root && !scopes.includes('admin')) fail('--root needs the admin scope');
-      const { record, key } = await sessions.apiKeys.create({ tenant, scopes, name, root });
+      const { record, key } = await internals(sessions).apiKeys.create({ tenant, scopes, name, root });
       process.stdout.write(`${JSON.stringify({ id: record.id, key, tenant, scopes: record.scopes, name, root })}\n`);
     } else if (sub === 'list') {
-      const list = await sessions.apiKeys.list(typeof values.tenant === 'string' ? values.tenant : undefined);
+      const list = await internals(sessions).apiKeys.list(typeof values.tenant === 'string' ? values.tenant : undefined);
       for (const k of list) {
         const { hash: _hash, ...shown } = k;
         process.stdout.write(`${JSON.stringify(shown)}\n`);
       }
     } else if (sub === 'revoke') {
       if (!id || !isUuid(id)) fail('keys revoke needs a key id (UUID)');
-      const record = await sessions.apiKeys.revoke(id);
+      const record = await internals(sessions).apiKeys.revoke(id);
       if (!record) fail(`no key ${id}`);
       process.stdout.write(`revoked ${record.id}\n`);
     } else {

@@ -1,0 +1,95 @@
+/**
+ * Runs on the wire: start, list, get, interrupt, input, and the output stream's frames
+ * (Server-Sent Events: `id:` = seq, `event:` = type, `data:` = the event as JSON).
+ */
+import { Type, type Static } from 'typebox';
+import { IF_BUSY, RUN_STATUSES, type OutputEvent, type Run } from '../core/runs.js';
+import { Cursor, DateTime, Nullable, RunId, SessionId, toSnake } from './common.js';
+
+export const RunStatus = Type.Enum(RUN_STATUSES);
+
+export const RunJson = Type.Object({
+  id: Type.String(),
+  session_id: Type.String(),
+  status: RunStatus,
+  owner: Nullable(Type.String()),
+  input: Type.Unknown(),
+  error: Nullable(Type.String()),
+  end_reason: Nullable(Type.String()),
+  interrupt_requested_at: Nullable(DateTime),
+  lease_expires_at: Nullable(DateTime),
+  created_at: DateTime,
+  started_at: Nullable(DateTime),
+  ended_at: Nullable(DateTime),
+  start_seq: Nullable(Type.Integer()),
+  end_seq: Nullable(Type.Integer()),
+});
+export type RunJsonType = Static<typeof RunJson>;
+
+export const IfBusy = Type.Enum(IF_BUSY, {
+  description: 'When a run is going: refuse (409 run_in_progress), interrupt it and run after it, or queue behind it',
+});
+export type IfBusyJson = Static<typeof IfBusy>;
+
+export const StartRunBody = Type.Object(
+  { input: Type.Optional(Type.Unknown()), if_busy: Type.Optional(IfBusy) },
+  { additionalProperties: false },
+);
+export type StartRunJson = Static<typeof StartRunBody>;
+
+export const RunPage = Type.Object({ runs: Type.Array(RunJson), next_cursor: Nullable(Type.String()) });
+export type RunPageJson = Static<typeof RunPage>;
+
+export const RunParams = Type.Object({ id: SessionId, runId: RunId }, { additionalProperties: false });
+
+export const ListRunsQuery = Type.Object(
+  {
+    cursor: Type.Optional(Cursor),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+  },
+  { additionalProperties: false },
+);
+
+export const InterruptBody = Type.Union([
+  Type.Object({ run_id: Type.Optional(RunId) }, { additionalProperties: false }),
+  Type.Null(),
+]);
+
+export const InputBody = Type.Object(
+  { input: Type.Unknown(), run_id: Type.Optional(RunId) },
+  { additionalProperties: false, required: ['input'] },
+);
+export const InputResponse = Type.Object({ run_id: Type.String(), seq: Type.Integer() });
+export type InputSentJson = Static<typeof InputResponse>;
+
+export const StreamQuery = Type.Object(
+  { after: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })) },
+  { additionalProperties: false },
+);
+export const StreamHeaders = Type.Object({ 'last-event-id': Type.Optional(Type.String({ maxLength: 32 })) });
+
+/** The `data:` of one output event on the stream. */
+export const OutputEventJson = Type.Object({
+  seq: Type.Integer(),
+  run_id: Type.String(),
+  type: Type.String(),
+  data: Type.Unknown(),
+  created_at: DateTime,
+});
+export type OutputEventJson = Static<typeof OutputEventJson>;
+
+export function runJson(r: Run): RunJsonType {
+  return toSnake(r);
+}
+
+export function outputEventJson(e: OutputEvent): OutputEventJson {
+  return { seq: e.seq, run_id: e.runId, type: e.type, data: e.data, created_at: e.createdAt };
+}
+
+/** One SSE frame. JSON never contains a raw newline, so `data:` is always one line. */
+export function outputEventFrame(e: OutputEvent): string {
+  return `id: ${e.seq}\nevent: ${e.type}\ndata: ${JSON.stringify(outputEventJson(e))}\n\n`;
+}
+
+/** `Last-Event-ID` of a run stream: an output seq, or absent. */
+export const LAST_EVENT_ID = /^\s*\d{1,15}\s*$/;

@@ -1,0 +1,432 @@
+/**
+ * The composition root: the only place adapters are built from configuration. `createSessions`
+ * opens the database (PGlite or PostgreSQL), Redis and NATS as configured, wires them into
+ * the core's services and hands the parts to the `Sessions` facade.
+ */
+import path from 'node:path';
+import { ApiKeyService } from '../core/api-keys.js';
+import { EventFeed } from '../core/events.js';
+import { uuidv7 } from '../core/ids.js';
+import { InProcessOutputLog } from '../core/in-process-output-log.js';
+import type { Logger } from '../core/logger.js';
+import { OutboxRelay } from '../core/outbox-relay.js';
+import type { EventPublisher, HealthCheck, Lifecycle, SessionCache, SessionLockStore, SessionRef } from '../core/ports.js';
+import {
+  InProcessConnectionLimiter,
+  InProcessRateLimiter,
+  type ConnectionLimiter,
+  type RateLimiter,
+} from '../core/rate-limit.js';
+import { RunManager } from '../core/run-manager.js';
+import type { OutputLog, Runner, SignalBus } from '../core/runs.js';
+import { SessionService } from '../core/session-service.js';
+import { orphanedRunsTask, sessionSweepTasks, Sweeper } from '../core/sweeper.js';
+import { TieredSessionCache } from '../adapters/cache/tiered-session-cache.js';
+import { LruSessionCache } from '../adapters/memory/lru-session-cache.js';
+import { MemorySignalBus } from '../adapters/memory/memory-signal-bus.js';
+import { JetStreamEventPublisher } from '../adapters/nats/jetstream-publisher.js';
+import { PostgresApiKeyStore } from '../adapters/postgres/api-key-repository.js';
+import { PostgresCacheRepairLog } from '../adapters/postgres/cache-repair-log.js';
+import { databaseHealthCheck, PgDatabase, PgliteDatabase, type SqlDatabase } from '../adapters/postgres/database.js';
+import { migrate } from '../adapters/postgres/migrator.js';
+import { PostgresOutbox } from '../adapters/postgres/outbox.js';
+import { OutboxSignal, signallingDatabase } from '../adapters/postgres/outbox-signal.js';
+import { CACHE_INVALIDATION_CHANNEL, PgNotifyInvalidationBus } from '../adapters/postgres/pg-invalidation-bus.js';
+import { PgOutputLog } from '../adapters/postgres/pg-output-log.js';
+import { PgSignalBus } from '../adapters/postgres/pg-signal-bus.js';
+import { PostgresRunRepository } from '../adapters/postgres/run-repository.js';
+import { nextFence, PostgresSessionLockStore } from '../adapters/postgres/session-locks.js';
+import { PostgresSessionRepository, type WriteNotification } from '../adapters/postgres/session-repository.js';
+import { PostgresStatsStore, PostgresSweepStore } from '../adapters/postgres/sweeps.js';
+import { SessionsMetrics } from '../adapters/prometheus/metrics.js';
+import { BreakerOpenError } from '../adapters/redis/circuit-breaker.js';
+import { GuardedRedis } from '../adapters/redis/guarded-redis.js';
+import { RedisInvalidationBus } from '../adapters/redis/redis-invalidation-bus.js';
+import { RedisConnectionLimiter, RedisRateLimiter } from '../adapters/redis/redis-limiters.js';
+import { RedisSessionLockStore } from '../adapters/redis/redis-lock-store.js';
+import { RedisOutputLog } from '../adapters/redis/redis-output-log.js';
+import { RedisSessionCache, TOMBSTONE_VERSION } from '../adapters/redis/redis-session-cache.js';
+import { RedisSignalBus } from '../adapters/redis/redis-signal-bus.js';
+import { commandRunner } from '../runners/command.js';
+import { demoRunner } from '../runners/demo.js';
+import { loadConfig, type Config, type ConfigOverrides } from './config.js';
+import type { SessionsParts } from './internal.js';
+import { Sessions, type SessionsInit } from './sessions.js';
+
+export interface CreateSessionsOptions extends ConfigOverrides {
+  /** Where to log (pino or any logger with the same methods); default: nowhere. */
+  logger?: Logger;
+  /** Environment to read configuration from (default process.env). */
+  env?: Record<string, string | undefined>;
+  /** Apply pending migrations at start (default true). */
+  migrate?: boolean;
+  /** The runner the HTTP API starts (default: AGENT_COMMAND's command runner, else the demo agent). */
+  agent?: Runner;
+}
+
+/** Builds a ready `Sessions` from configuration: opens the database, migrates it, connects the rest. */
+export async function createSessions(options: CreateSessionsOptions = {}): Promise<Sessions> {
+  const { logger, env, migrate: shouldMigrate = true, agent, ...overrides } = options;
+  const config = loadConfig(env ?? process.env, overrides);
+  const db = openDatabase(config);
+  try {
+    await db.ready();
+    await checkServerVersion(db);
+    if (shouldMigrate) {
+      const result = await migrate(db);
+      if (result.applied.length > 0) logger?.info({ applied: result.applied }, 'database migrated');
+    }
+  } catch (err) {
+    await db.close();
+    throw err;
+  }
+  const redis = config.redisUrl
+    ? new GuardedRedis({
+        url: config.redisUrl,
+        cluster: config.redisCluster,
+        keyPrefix: config.keyPrefix,
+        commandTimeoutMs: config.redisCommandTimeoutMs,
+        onStateChange: (state, cause) =>
+          logger?.[state === 'closed' ? 'info' : 'warn']({ err: cause, breaker: state }, `redis circuit ${state}`),
+      })
+    : null;
+  const publisher = config.natsUrl
+    ? new JetStreamEventPublisher({
+        url: config.natsUrl,
+        stream: config.natsStream,
+        subjectPrefix: config.natsSubjectPrefix,
+        name: `agent-sessions ${config.instanceId}`,
+        onError: (err) => logger?.warn({ err }, 'NATS unavailable'),
+      })
+    : null;
+  const cacheParts = cacheAndLocks(config, db, redis, logger);
+  const run = runParts(config, db, redis, logger);
+  const components: Lifecycle[] = [];
+  try {
+    for (const c of [...cacheParts.components, run.signals, run.output, ...(publisher ? [publisher] : [])]) {
+      // Registered before ready(): a component whose start fails may already hold connections.
+      components.push(c);
+      await c.ready();
+    }
+    const parts = wire({
+      config,
+      db,
+      redis,
+      logger,
+      publisher,
+      components,
+      healthChecks: [...cacheParts.healthChecks, ...(publisher ? [publisher] : [])],
+      cache: cacheParts.cache,
+      locks: cacheParts.locks,
+      writeNotification: cacheParts.writeNotification ?? null,
+      limiters: limiters(config, redis, logger),
+      signals: run.signals,
+      output: run.output,
+      agent: agent ?? run.agent,
+    });
+    await parts.runs.ready();
+    await parts.start();
+    return new Sessions(parts as unknown as SessionsInit);
+  } catch (err) {
+    for (const c of components.reverse()) await c.close().catch(() => undefined);
+    await db.close();
+    throw err;
+  }
+}
+
+interface WiringInput {
+  config: Readonly<Config>;
+  db: SqlDatabase;
+  redis: GuardedRedis | null;
+  logger: Logger | undefined;
+  publisher: EventPublisher | null;
+  /** Adapters started before, closed after the services, in reverse order. */
+  components: Lifecycle[];
+  /** Dependencies reported by /ready besides the database. */
+  healthChecks: HealthCheck[];
+  cache: SessionCache | null;
+  locks: SessionLockStore;
+  writeNotification: WriteNotification | null;
+  limiters: Pick<SessionsParts, 'rateLimiter' | 'authFailureLimiter' | 'connectionLimiter'>;
+  signals: SignalBus;
+  output: OutputLog;
+  agent: Runner;
+}
+
+/** The core's services over the adapters, and the order they start and stop in. */
+function wire(input: WiringInput): SessionsParts {
+  const { config, logger, publisher } = input;
+  // Every adapter writes through this handle, so each commit that inserted events wakes the
+  // relay and the feed (see outbox-signal.ts); other instances hear of it by NOTIFY.
+  const outboxSignal = new OutboxSignal(input.db.kind === 'postgres' ? input.db : null);
+  const db = signallingDatabase(input.db, outboxSignal);
+  const metrics = new SessionsMetrics({ processMetrics: config.metricsEnabled, scrapeToken: config.metricsToken });
+  const cache = input.cache;
+  const service = new SessionService({
+    repository: new PostgresSessionRepository(db, { metadataLimitBytes: config.limits.metadataBytes, notify: input.writeNotification }),
+    cache,
+    lifetimes: {
+      ttlSeconds: config.sessionTtlSeconds,
+      idleTimeoutSeconds: config.idleTimeoutSeconds,
+      absoluteTimeoutSeconds: config.absoluteTimeoutSeconds,
+    },
+    limits: config.limits,
+    onCacheError: (err) => logger?.warn({ err }, 'session cache unavailable'),
+    locks: input.locks,
+    telemetry: metrics,
+  });
+  const runs = new RunManager({
+    repository: new PostgresRunRepository(db),
+    bus: input.signals,
+    live: input.output,
+    instanceId: config.instanceId,
+    leaseMs: config.runLeaseMs,
+    maxQueued: config.limits.runsQueuedPerSession,
+    maxEventBytes: config.limits.outputEventBytes,
+    maxInputBytes: config.limits.itemBytes,
+    loadSession: (tenant, id) => service.find(id, { tenant }),
+    onSessionWritten: (session) => service.refreshCache(session, 'unannounced-write'),
+    logger,
+    agent: input.agent,
+    telemetry: metrics,
+  });
+  const runSweeper = new Sweeper({
+    intervalMs: config.runSweepIntervalMs,
+    tasks: [orphanedRunsTask(runs)],
+    onError: (err, task) => logger?.warn({ err, task }, 'sweep failed'),
+  });
+  const outbox = new PostgresOutbox(db, outboxSignal);
+  const events = new EventFeed(outbox, {
+    pollIntervalMs: Math.min(config.outboxPollMs, 1_000),
+    onError: (err) => logger?.warn({ err }, 'event feed: cannot read the outbox'),
+  });
+  const relay = publisher
+    ? new OutboxRelay({
+        store: outbox,
+        publisher,
+        pollIntervalMs: config.outboxPollMs,
+        maxBackoffMs: config.outboxMaxBackoffMs,
+        onError: (err, failures) => {
+          if (failures === 1 || failures % 20 === 0) logger?.warn({ err, failures }, 'outbox relay: publish failed, retrying');
+        },
+      })
+    : null;
+  const evict = async (refs: SessionRef[]) => {
+    await Promise.all(refs.map((r) => service.evictCache(r.id)));
+  };
+  const sweeper = new Sweeper({
+    intervalMs: config.sweepIntervalMs,
+    tasks: sessionSweepTasks(new PostgresSweepStore(db, input.writeNotification), {
+      warningLeadSeconds: config.timeoutWarningSeconds,
+      retentionDays: config.retentionDays,
+      outboxRetentionHours: config.outboxRetentionHours,
+      pruneUnpublished: publisher === null,
+      onSessionsChanged: evict,
+    }),
+    onError: (err, task) => logger?.warn({ err, task }, 'sweep failed'),
+  });
+  const stats = new PostgresStatsStore(db);
+  const cacheStats = () => cache?.statsByTier?.() ?? (cache ? { [cache.tier]: cache.stats() } : {});
+  metrics.attach({
+    cacheStats,
+    fallbackStats: () => cache?.fallbackStats?.() ?? {},
+    breaker: input.redis?.breaker ?? null,
+    runs: () => runs.localRunCounts(),
+    relay: relay ? () => relay.stats() : null,
+    // Without a broker nothing is ever published: there is no lag to report.
+    outboxLag: relay ? () => stats.outboxLag() : null,
+    sweeps: () => ({ ...sweeper.stats(), ...runSweeper.stats() }),
+  });
+
+  // Closed in reverse: the runs, then the adapters they use (the sweepers stop before).
+  const components = [...input.components, runs];
+  let starting: Promise<void> | null = null;
+  let closing: Promise<void> | null = null;
+  return {
+    // Only the key's hash is kept (in ApiKeyService); the configuration shown never holds a secret.
+    config: Object.freeze({
+      ...config,
+      adminApiKey: config.adminApiKey === null ? null : '[redacted]',
+      metricsToken: config.metricsToken === null ? null : '[redacted]',
+    }),
+    mode: config.databaseUrl ? 'distributed' : 'embedded',
+    service,
+    runs,
+    events,
+    relay,
+    publisherName: publisher?.name ?? null,
+    sweeper,
+    runSweeper,
+    apiKeys: new ApiKeyService(new PostgresApiKeyStore(db), { adminKey: config.adminApiKey, newId: uuidv7 }),
+    ...input.limiters,
+    metrics,
+    stats,
+    cache,
+    cacheStats,
+    healthChecks: [databaseHealthCheck(input.db), ...input.healthChecks],
+    db,
+    redis: input.redis,
+    start() {
+      starting ??= (async () => {
+        await relay?.start();
+        sweeper.start();
+        runSweeper.start();
+      })();
+      return starting;
+    },
+    close() {
+      closing ??= (async () => {
+        await Promise.all([events.close(), relay?.close(), sweeper.close(), runSweeper.close()]);
+        outboxSignal.close();
+        for (const c of [...components].reverse()) await c.close().catch(() => undefined);
+        await input.db.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+export function openDatabase(
+  config: Pick<Config, 'databaseUrl' | 'dataDir' | 'instanceId'> &
+    Partial<Pick<Config, 'databasePoolMax' | 'databasePreparedStatements'>>,
+): SqlDatabase {
+  return config.databaseUrl
+    ? new PgDatabase({
+        connectionString: config.databaseUrl,
+        applicationName: `agent-sessions ${config.instanceId}`,
+        max: config.databasePoolMax,
+        preparedStatements: config.databasePreparedStatements,
+      })
+    : new PgliteDatabase({ dataDir: config.dataDir === ':memory:' ? undefined : path.resolve(config.dataDir, 'pgdata') });
+}
+
+/** Per-key request and SSE limits: shared through Redis when configured, else per instance. */
+function limiters(
+  config: Readonly<Config>,
+  redis: GuardedRedis | null,
+  logger: Logger | undefined,
+): Pick<SessionsParts, 'rateLimiter' | 'authFailureLimiter' | 'connectionLimiter'> {
+  if (!redis) {
+    const perMinute = (limit: number) => (limit > 0 ? new InProcessRateLimiter(limit) : null);
+    return {
+      rateLimiter: perMinute(config.rateLimitPerMinute),
+      authFailureLimiter: perMinute(config.authFailuresPerMinute),
+      connectionLimiter: new InProcessConnectionLimiter(config.limits.sseConnectionsPerKey),
+    };
+  }
+  // While Redis is unreachable each instance counts alone.
+  const options = {
+    onError: (err: unknown) => logger?.warn({ err }, 'redis limiter unavailable; limiting per instance'),
+    timeoutMs: config.limiterRedisTimeoutMs,
+  };
+  const shared = (limit: number) => (limit > 0 ? new RedisRateLimiter(redis.connection, redis.keys, limit, 60_000, options) : null);
+  const connectionLimiter: ConnectionLimiter = new RedisConnectionLimiter(
+    redis.connection,
+    redis.keys,
+    config.limits.sseConnectionsPerKey,
+    30_000,
+    options,
+  );
+  const rateLimiter: RateLimiter | null = shared(config.rateLimitPerMinute);
+  return { rateLimiter, authFailureLimiter: shared(config.authFailuresPerMinute), connectionLimiter };
+}
+
+/**
+ * Run signals and live output for the mode (Redis when configured, else LISTEN/NOTIFY, else
+ * in-process), and the agent the HTTP API runs (AGENT_COMMAND, else the demo agent).
+ */
+function runParts(
+  config: Readonly<Config>,
+  db: SqlDatabase,
+  redis: GuardedRedis | null,
+  logger: Logger | undefined,
+): { signals: SignalBus; output: OutputLog; agent: Runner } {
+  const agent = config.agentCommand
+    ? commandRunner({
+        command: config.agentCommand,
+        interruptGraceMs: config.agentInterruptGraceMs,
+        killGraceMs: config.agentKillGraceMs,
+      })
+    : demoRunner();
+  const onError = (what: string) => (err: unknown) => {
+    if (!(err instanceof BreakerOpenError)) logger?.warn({ err }, what);
+  };
+  if (redis) {
+    return {
+      signals: new RedisSignalBus(redis, onError('redis run signals failed')),
+      output: new RedisOutputLog(redis, { onError: onError('redis output reader failed') }),
+      agent,
+    };
+  }
+  if (config.databaseUrl) return { signals: new PgSignalBus(db), output: new PgOutputLog(db), agent };
+  return { signals: new MemorySignalBus(), output: new InProcessOutputLog(), agent };
+}
+
+/**
+ * The cache, lock store and their components for the mode. Embedded: an in-process cache
+ * (this process is the only writer). Distributed: a near cache kept coherent across
+ * instances, in front of Redis when REDIS_URL is set, over LISTEN/NOTIFY when it is not.
+ */
+function cacheAndLocks(
+  config: Readonly<Config>,
+  db: SqlDatabase,
+  redis: GuardedRedis | null,
+  logger: Logger | undefined,
+): {
+  cache: SessionCache | null;
+  locks: SessionLockStore;
+  components: Lifecycle[];
+  healthChecks: HealthCheck[];
+  writeNotification?: WriteNotification;
+} {
+  const pgLocks = new PostgresSessionLockStore(db);
+  const near =
+    config.cacheMaxEntries > 0
+      ? new LruSessionCache({
+          maxEntries: config.cacheMaxEntries,
+          ttlMs: config.cacheTtlMs,
+          tier: config.databaseUrl ? 'near' : 'memory',
+        })
+      : null;
+  if (!config.databaseUrl) return { cache: near, locks: pgLocks, components: [], healthChecks: [] };
+  // A fast-failing Redis (circuit open) is expected during an outage; one log line per
+  // breaker change says so, not one per call.
+  const onError = (err: unknown, what: string) => {
+    if (!(err instanceof BreakerOpenError)) logger?.warn({ err }, `${what} failed`);
+  };
+  if (!redis) {
+    if (!near) return { cache: null, locks: pgLocks, components: [], healthChecks: [] };
+    // Each write statement notifies as it commits: no separate NOTIFY that could fail after it.
+    const bus = new PgNotifyInvalidationBus(db, { sentByWrites: true });
+    const cache = new TieredSessionCache({ near, bus, onError });
+    const writeNotification = { channel: CACHE_INVALIDATION_CHANNEL, deletedVersion: TOMBSTONE_VERSION };
+    return { cache, locks: pgLocks, components: [cache], healthChecks: [], writeNotification };
+  }
+  const redisCache = new RedisSessionCache({ redis, ttlMs: config.redisCacheTtlSeconds * 1000 });
+  const cache = new TieredSessionCache({
+    near,
+    redis: { cache: redisCache, guard: redis, repairs: new PostgresCacheRepairLog(db) },
+    bus: new RedisInvalidationBus(redis.subscriber, redisCache.channel),
+    onError,
+  });
+  const locks = new RedisSessionLockStore({
+    redis,
+    nextFence: (tenant, id) => nextFence(db, tenant, id),
+    fallback: pgLocks,
+  });
+  return { cache, locks, components: [redis, cache], healthChecks: [redis.healthCheck()] };
+}
+
+/** Oldest PostgreSQL the SQL is written for (gen_random_uuid in core, jsonb, FOR UPDATE in CTEs). */
+export const MIN_POSTGRES_VERSION = 130_000;
+
+/** Refuses to start on a PostgreSQL too old for our SQL, with a message that says so. */
+export async function checkServerVersion(db: Pick<SqlDatabase, 'query'>): Promise<void> {
+  const [row] = await db.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`);
+  const version = Number(row?.v ?? 0);
+  if (version < MIN_POSTGRES_VERSION) {
+    throw new Error(
+      `PostgreSQL ${Math.floor(version / 10_000)} is too old: agent-sessions needs ${MIN_POSTGRES_VERSION / 10_000} or newer`,
+    );
+  }
+}

@@ -1,0 +1,179 @@
+/**
+ * `Sessions`: the library API, one object over the parts `createSessions` assembles
+ * (src/app/assemble.ts). Its public members are the library API and nothing else; the HTTP
+ * server and the CLI reach the rest through src/app/internal.ts.
+ */
+import { throwIfAborted } from '../core/abort.js';
+import type { EventFeed } from '../core/events.js';
+import type { BatchDeleteResult } from '../core/ports.js';
+import type { Runs } from '../core/runs.js';
+import type { ModifyOptions, SessionLockContext, SessionLockOptions } from '../core/session-service.js';
+import type { HealthReport, Mode, ServiceStats } from '../core/stats.js';
+import type { Sweeper } from '../core/sweeper.js';
+import {
+  DEFAULT_TENANT,
+  type CallOptions,
+  type CounterName,
+  type CreateSessionInput,
+  type ListSessionsFilter,
+  type Page,
+  type Session,
+  type UpdateSessionInput,
+  type WriteOptions,
+} from '../core/types.js';
+import type { PublicMetrics } from '../adapters/prometheus/metrics.js';
+import type { Config } from './config.js';
+import { registerParts, type SessionsParts } from './internal.js';
+
+declare const sessionsInit: unique symbol;
+/** What `createSessions` hands the constructor; nothing else can make one. */
+export interface SessionsInit {
+  readonly [sessionsInit]: true;
+}
+
+export class Sessions {
+  /** The configuration in effect, secrets redacted. */
+  readonly config: Readonly<Config>;
+  readonly mode: Mode;
+  /** Conversation history of a session: append, list, pop, clear. */
+  readonly items: SessionsParts['service']['items'];
+  /** Runs: start, interrupt, input and resumable output streams (docs/runs.md). */
+  readonly runs: Runs;
+  /** The event feed: `sessions.events.subscribe({ after, types, sessionId, tenant, signal })`. */
+  readonly events: Pick<EventFeed, 'subscribe'>;
+  /** Background sweeps; `sweeper.add(task)` plugs in more, `runOnce()` runs a pass now. */
+  readonly sweeper: Pick<Sweeper, 'add' | 'runOnce' | 'stats'>;
+  /** Prometheus metrics of this instance: serve `metrics.registry` in your own server (docs/observability.md). */
+  readonly metrics: PublicMetrics;
+  private readonly parts: SessionsParts;
+
+  /** Made by `createSessions`. */
+  constructor(init: SessionsInit) {
+    const parts = init as unknown as SessionsParts;
+    this.parts = parts;
+    this.config = parts.config;
+    this.mode = parts.mode;
+    this.items = parts.service.items;
+    this.runs = parts.runs;
+    this.events = parts.events;
+    this.sweeper = parts.sweeper;
+    this.metrics = parts.metrics;
+    registerParts(this, parts);
+  }
+
+  create(input?: CreateSessionInput, opts?: CallOptions): Promise<Session> {
+    return this.parts.service.create(input, opts);
+  }
+
+  /** Returns the session, or creates it with `input` when it does not exist. */
+  getOrCreate(id: string, input?: Omit<CreateSessionInput, 'id'>, opts?: CallOptions): Promise<Session> {
+    return this.parts.service.getOrCreate(id, input, opts);
+  }
+
+  get(id: string, opts?: CallOptions): Promise<Session> {
+    return this.parts.service.get(id, opts);
+  }
+
+  /** Like `get`, but resolves to null for a session that does not exist. */
+  find(id: string, opts?: CallOptions): Promise<Session | null> {
+    return this.parts.service.find(id, opts);
+  }
+
+  exists(id: string, opts?: CallOptions): Promise<boolean> {
+    return this.parts.service.exists(id, opts);
+  }
+
+  /** The sessions among `ids` that exist, in the order asked. */
+  getMany(ids: readonly string[], opts?: CallOptions): Promise<Session[]> {
+    return this.parts.service.getMany(ids, opts);
+  }
+
+  list(filter?: ListSessionsFilter, opts?: CallOptions): Promise<Page<Session>> {
+    return this.parts.service.list(filter, opts);
+  }
+
+  update(id: string, patch: UpdateSessionInput, opts?: WriteOptions): Promise<Session> {
+    return this.parts.service.update(id, patch, opts);
+  }
+
+  /** Read-modify-write, retried when another writer got there first (see SessionService.modify). */
+  modify(id: string, change: (s: Session) => UpdateSessionInput, opts?: ModifyOptions): Promise<Session> {
+    return this.parts.service.modify(id, change, opts);
+  }
+
+  touch(id: string, opts?: WriteOptions): Promise<Session> {
+    return this.parts.service.touch(id, opts);
+  }
+
+  incrementCounters(id: string, deltas: Partial<Record<CounterName, number>>, opts?: WriteOptions): Promise<Session> {
+    return this.parts.service.incrementCounters(id, deltas, opts);
+  }
+
+  terminate(id: string, reason?: string, opts?: WriteOptions): Promise<Session> {
+    return this.parts.service.terminate(id, reason, opts);
+  }
+
+  /** Deletes the session with its items, runs and output. Resolves to false if it did not exist. */
+  purge(id: string, opts?: CallOptions): Promise<boolean> {
+    return this.parts.service.purge(id, opts);
+  }
+
+  deleteMany(ids: readonly string[], options?: { purge?: boolean; reason?: string }, opts?: CallOptions): Promise<BatchDeleteResult> {
+    return this.parts.service.deleteMany(ids, options, opts);
+  }
+
+  /** A new session with `parentSessionId` = `id`, its settings and a copy of its items. */
+  fork(id: string, overrides?: CreateSessionInput, opts?: CallOptions): Promise<Session> {
+    return this.parts.service.fork(id, overrides, opts);
+  }
+
+  /** Runs `fn` holding a lease on the session, with a fencing token for its writes (docs/distributed.md). */
+  withSessionLock<T>(id: string, fn: (lock: SessionLockContext) => Promise<T>, opts?: SessionLockOptions): Promise<T> {
+    return this.parts.service.withSessionLock(id, fn, opts);
+  }
+
+  /** Counts for one tenant, plus this instance's caches, relay and sweeps (GET /v1/stats). */
+  async stats(opts: CallOptions = {}): Promise<ServiceStats> {
+    throwIfAborted(opts.signal);
+    const { parts } = this;
+    const tenant = opts.tenant ?? DEFAULT_TENANT;
+    const t = await parts.stats.tenantStats(tenant);
+    const cache = Object.fromEntries(
+      Object.entries(parts.cacheStats()).map(([tier, c]) => [tier, { ...c, hitRatio: c.hits + c.misses === 0 ? null : c.hits / (c.hits + c.misses) }]),
+    );
+    const published = parts.publisherName !== null;
+    return {
+      tenant,
+      instanceId: parts.config.instanceId,
+      sessions: { byStatus: t.sessionsByStatus, total: Object.values(t.sessionsByStatus).reduce((a, b) => a + b, 0) },
+      runs: { active: t.activeRuns },
+      outbox: {
+        publisher: parts.publisherName,
+        backlog: published ? t.outboxBacklog : null,
+        oldestUnpublishedAgeSeconds: published ? t.oldestUnpublishedAgeSeconds : null,
+        relay: parts.relay?.stats() ?? null,
+      },
+      cache,
+      sweeps: { ...parts.sweeper.stats(), ...parts.runSweeper.stats() },
+    };
+  }
+
+  /**
+   * Each dependency's status and latency. Only the database decides readiness: the others
+   * (Redis, NATS) degrade performance or delay events when they are down, they stop nothing.
+   */
+  async health(): Promise<HealthReport> {
+    const dependencies = await Promise.all(this.parts.healthChecks.map((h) => h.check()));
+    return { ok: dependencies[0]?.ok ?? false, mode: this.mode, instanceId: this.config.instanceId, dependencies };
+  }
+
+  /** Starts the background work (relay, sweeps). Idempotent; createSessions calls it. */
+  start(): Promise<void> {
+    return this.parts.start();
+  }
+
+  /** Stops every component and closes every connection. Idempotent; concurrent calls share one close. */
+  close(): Promise<void> {
+    return this.parts.close();
+  }
+}
