@@ -1,7 +1,10 @@
+/** API keys on PostgreSQL (pg or PGlite): sql/api-key-*.sql. */
 import type { ApiKeyRecord, ApiKeyStore, Scope } from '../../core/api-keys.js';
 import type { SqlDatabase } from './database.js';
+import { run, statements } from './sql.js';
+import type { Row } from './rows.js';
 
-type Row = Record<string, unknown>;
+const SQL = statements('apiKeyInsert', 'apiKeyByPrefix', 'apiKeyList', 'apiKeyRevoke', 'apiKeyCount');
 
 function rowToKey(r: Row): ApiKeyRecord {
   return {
@@ -24,41 +27,34 @@ export class PostgresApiKeyStore implements ApiKeyStore {
   async close(): Promise<void> {}
 
   async insert(k: Omit<ApiKeyRecord, 'createdAt' | 'revokedAt'>): Promise<ApiKeyRecord> {
-    const rows = await this.db.query<Row>(
-      `INSERT INTO api_keys (id, tenant_id, name, prefix, hash, scopes, root)
-       VALUES ($1, $2, $3, $4, $5, ARRAY(SELECT jsonb_array_elements_text($6::jsonb)), $7) RETURNING *`,
-      [k.id, k.tenantId, k.name, k.prefix, k.hash, JSON.stringify(k.scopes), k.root],
-    );
+    const rows = await run(this.db, SQL.apiKeyInsert, {
+      id: k.id,
+      tenant: k.tenantId,
+      name: k.name,
+      prefix: k.prefix,
+      hash: k.hash,
+      scopes: JSON.stringify(k.scopes),
+      root: k.root,
+    });
     return rowToKey(rows[0] as Row);
   }
 
   async findByPrefix(prefix: string): Promise<ApiKeyRecord | null> {
-    const rows = await this.db.query<Row>('SELECT * FROM api_keys WHERE prefix = $1', [prefix]);
-    return rows[0] ? rowToKey(rows[0]) : null;
+    const [row] = await run(this.db, SQL.apiKeyByPrefix, { prefix });
+    return row ? rowToKey(row) : null;
   }
 
   async list(tenant?: string): Promise<ApiKeyRecord[]> {
-    const rows = await this.db.query<Row>(
-      'SELECT * FROM api_keys WHERE $1::text IS NULL OR tenant_id = $1 ORDER BY created_at, id',
-      [tenant ?? null],
-    );
-    return rows.map(rowToKey);
+    return (await run(this.db, SQL.apiKeyList, { tenant: tenant ?? null })).map(rowToKey);
   }
 
   async revoke(id: string, tenant?: string): Promise<ApiKeyRecord | null> {
-    // Revoking twice keeps the first time; the row is only written when it changes.
-    const rows = await this.db.query<Row>(
-      `WITH target AS (SELECT * FROM api_keys WHERE id = $1 AND ($2::text IS NULL OR tenant_id = $2)),
-            revoked AS (UPDATE api_keys k SET revoked_at = now() FROM target
-                        WHERE k.id = target.id AND target.revoked_at IS NULL RETURNING k.*)
-       SELECT * FROM revoked UNION ALL SELECT * FROM target WHERE revoked_at IS NOT NULL`,
-      [id, tenant ?? null],
-    );
-    return rows[0] ? rowToKey(rows[0]) : null;
+    const [row] = await run(this.db, SQL.apiKeyRevoke, { id, tenant: tenant ?? null });
+    return row ? rowToKey(row) : null;
   }
 
   async count(): Promise<number> {
-    const rows = await this.db.query<{ n: number }>('SELECT count(*)::int AS n FROM api_keys');
-    return Number(rows[0]?.n ?? 0);
+    const [row] = await run<{ n: number }>(this.db, SQL.apiKeyCount);
+    return Number(row?.n ?? 0);
   }
 }

@@ -35,8 +35,43 @@ export interface SqlDatabase extends SqlExecutor {
 /** SQLSTATE classes that mean "the server is not there", not "your statement is wrong". */
 const UNAVAILABLE_SQLSTATE = /^(08|53|57|58)/;
 
-/** Transient conflicts between transactions: the statement can simply run again. */
-const RETRYABLE_SQLSTATE = new Set(['40001', '40P01']);
+/** Transient conflicts between transactions (serialization failure, deadlock): the work can simply run again. */
+const CONFLICT_SQLSTATE = new Set(['40001', '40P01']);
+
+/** A conflict seen inside a transaction, kept raw until the whole transaction has been retried. */
+class Conflict extends Error {
+  override name = 'Conflict';
+  constructor(readonly original: unknown) {
+    super('transaction conflict', { cause: original });
+  }
+}
+
+function conflictOrTranslated(err: unknown): unknown {
+  return CONFLICT_SQLSTATE.has(sqlState(err) ?? '') ? new Conflict(err) : translateError(err);
+}
+
+/** Waits before the retries of a conflicting statement or transaction (jittered, growing). */
+const CONFLICT_BACKOFF_MS = [2, 5, 10, 20];
+
+/**
+ * The one retry policy of the adapter: a statement or a transaction that PostgreSQL aborted to
+ * break a deadlock or a serialization conflict (thrown as a `Conflict` by the driver calls)
+ * runs again, up to four more times with a short jittered pause; then the caller gets a
+ * retryable 503. Other errors pass through. A transaction's function may therefore run more
+ * than once: it must only do database work (or work that is safe to repeat).
+ */
+export async function retryConflicts<T>(fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!(err instanceof Conflict)) throw err;
+      const wait = CONFLICT_BACKOFF_MS[attempt];
+      if (wait === undefined) throw translateError(err.original);
+      await new Promise((resolve) => setTimeout(resolve, wait / 2 + Math.random() * wait));
+    }
+  }
+}
 
 /**
  * Classifies a database error. A value the database refused (data exceptions, constraint
@@ -50,7 +85,7 @@ export function translateError(err: unknown): unknown {
   if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code) || UNAVAILABLE_SQLSTATE.test(code)) {
     return new UnavailableError('database unavailable', err);
   }
-  if (RETRYABLE_SQLSTATE.has(code)) return new UnavailableError('database busy, try again', err);
+  if (CONFLICT_SQLSTATE.has(code)) return new UnavailableError('database busy, try again', err);
   if (code.startsWith('22') || (code.startsWith('23') && code !== '23505')) {
     return new ValidationError('a value was not acceptable to the database', { sqlstate: code });
   }
@@ -173,23 +208,24 @@ export class PgDatabase implements SqlDatabase {
   }
 
   async query<R>(text: string, params?: readonly unknown[]): Promise<R[]> {
-    // Every query here is one statement in its own transaction, so a deadlock or
-    // serialization failure rolled all of it back and it can run again.
-    for (let attempt = 1; ; attempt++) {
-      const statement = this.statement(text, params);
-      try {
-        const result = await this.pool.query(statement);
-        return result.rows as R[];
-      } catch (err) {
-        if (attempt < 3 && RETRYABLE_SQLSTATE.has(sqlState(err) ?? '')) continue;
-        // The statement did not run; prepare everything anew and run it again.
-        if (attempt < 3 && this.statements && isStalePlan(err)) {
-          this.statements.resetAfter(statement.name);
-          continue;
+    // Every query here is one statement in its own transaction, so a conflict rolled all of it
+    // back and it can run again.
+    return retryConflicts(async () => {
+      for (let attempt = 1; ; attempt++) {
+        const statement = this.statement(text, params);
+        try {
+          const result = await this.pool.query(statement);
+          return result.rows as R[];
+        } catch (err) {
+          // The statement did not run; prepare everything anew and run it again.
+          if (attempt < 3 && this.statements && isStalePlan(err)) {
+            this.statements.resetAfter(statement.name);
+            continue;
+          }
+          throw conflictOrTranslated(err);
         }
-        throw translateError(err);
       }
-    }
+    });
   }
 
   /** A query config: named (prepared) when it has parameters; scripts stay unnamed. */
@@ -203,7 +239,11 @@ export class PgDatabase implements SqlDatabase {
     await this.query(script);
   }
 
-  async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+    return retryConflicts(() => this.transactionOnce(fn));
+  }
+
+  private async transactionOnce<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
     let client: pg.PoolClient;
     try {
       client = await this.pool.connect();
@@ -222,7 +262,7 @@ export class PgDatabase implements SqlDatabase {
             this.statements.resetAfter(statement.name);
             throw new UnavailableError('the database schema changed; try again', err);
           }
-          throw translateError(err);
+          throw conflictOrTranslated(err);
         }
       },
       exec: async (script: string) => {
@@ -384,29 +424,53 @@ export class PgliteDatabase implements SqlDatabase {
   async query<R>(text: string, params?: readonly unknown[]): Promise<R[]> {
     // A closed embedded database is an outage (503), like an unreachable server.
     if (this.closing) throw new UnavailableError('database closed');
-    try {
-      const result = await this.db.query<R>(text, params as unknown[] | undefined);
-      return result.rows;
-    } catch (err) {
-      throw translateError(err);
-    }
+    return retryConflicts(async () => {
+      try {
+        return (await this.db.query<R>(text, params as unknown[] | undefined)).rows;
+      } catch (err) {
+        throw conflictOrTranslated(err);
+      }
+    });
   }
 
   async exec(script: string): Promise<void> {
     await this.db.exec(script);
   }
 
-  async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
-    if (this.closing) throw new UnavailableError('database closed');
-    return this.db.transaction(async (t) =>
-      fn({
-        query: async <R>(text: string, params?: readonly unknown[]) =>
-          (await t.query<R>(text, params as unknown[] | undefined)).rows,
-        exec: async (script: string) => {
-          await t.exec(script);
-        },
-      }),
-    );
+  /** Errors are translated exactly as on PostgreSQL: the same violation is the same answer on every path. */
+  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+    if (this.closing) return Promise.reject(new UnavailableError('database closed'));
+    return retryConflicts(async () => {
+      let failedInside = false;
+      try {
+        return await this.db.transaction(async (t) => {
+          try {
+            return await fn({
+              query: async <R>(text: string, params?: readonly unknown[]) => {
+                try {
+                  return (await t.query<R>(text, params as unknown[] | undefined)).rows;
+                } catch (err) {
+                  throw conflictOrTranslated(err);
+                }
+              },
+              exec: async (script: string) => {
+                try {
+                  await t.exec(script);
+                } catch (err) {
+                  throw conflictOrTranslated(err);
+                }
+              },
+            });
+          } catch (err) {
+            failedInside = true;
+            throw err;
+          }
+        });
+      } catch (err) {
+        // BEGIN or COMMIT failed (not the function): translated like any statement.
+        throw failedInside ? err : conflictOrTranslated(err);
+      }
+    });
   }
 
   readonly listening = true;

@@ -19,7 +19,8 @@ import type { SqlDatabase, SqlExecutor } from './database.js';
 
 export const OUTBOX_CHANNEL = 'agent_sessions_outbox';
 
-const OUTBOX_INSERT = /\binsert\s+into\s+outbox\b/i;
+/** A statement that writes outbox rows: directly, or through the one writer (migration 050). */
+const OUTBOX_INSERT = /\binsert\s+into\s+outbox\b|\bagent_sessions_emit\s*\(/i;
 
 export class OutboxSignal {
   private readonly listeners = new Set<() => void>();

@@ -24,7 +24,7 @@ import type {
   StartRunResult,
 } from '../../core/runs.js';
 import { effectiveStatus, ENDED_STATUSES, statusesLeadingTo, type Page } from '../../core/types.js';
-import { sqlState, type SqlDatabase, type SqlExecutor } from './database.js';
+import type { SqlDatabase, SqlExecutor } from './database.js';
 import { rowToSession } from './session-repository.js';
 import { liveSql, SLIDE_EXPIRY_SQL, uuidListSql } from './session-sql.js';
 import { iso, isoOrNull, numOrNull, strOrNull, type Row } from './rows.js';
@@ -70,19 +70,6 @@ function runPayload(run: Run): Record<string, unknown> {
   return { run_id: run.id, status: run.status, reason: run.endReason, error: run.error };
 }
 
-/** Retries a transaction that PostgreSQL aborted to break a deadlock or a serialization conflict. */
-async function retryOnConflict<T>(fn: () => Promise<T>): Promise<T> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await fn();
-    } catch (err) {
-      const state = sqlState(err);
-      if ((state !== '40P01' && state !== '40001') || attempt >= 4) throw err;
-      await new Promise((r) => setTimeout(r, 5 * (attempt + 1)));
-    }
-  }
-}
-
 export class PostgresRunRepository implements RunRepository {
   constructor(private readonly db: SqlDatabase) {}
 
@@ -105,7 +92,7 @@ export class PostgresRunRepository implements RunRepository {
           runId: cur.running_run_id === null ? undefined : String(cur.running_run_id),
         });
       }
-      const queued = await retryOnConflict(() => this.enqueue(req));
+      const queued = await this.enqueue(req);
       if (queued) return queued;
       // The session fell idle between the two statements: start it now.
       if (attempt >= 3) throw new RunError('run_in_progress', `session ${req.sessionId} is changing; retry`);
@@ -286,8 +273,7 @@ export class PostgresRunRepository implements RunRepository {
     );
     if (flagged.length > 0) return flagged.map(rowToRun);
     if (runId !== undefined) {
-      const cancelled = await retryOnConflict(() =>
-        this.db.transaction(async (tx) => {
+      const cancelled = await this.db.transaction(async (tx) => {
           const [cur] = await tx.query<Row>(
             'SELECT id FROM sessions WHERE id = $1::uuid AND tenant_id = $2 FOR UPDATE',
             [sessionId, tenant],
@@ -306,8 +292,7 @@ export class PostgresRunRepository implements RunRepository {
             await this.outbox(tx, tenant, sessionId, rows.map((r) => ({ type: 'run.interrupted', payload: runPayload(r) })));
           }
           return rows;
-        }),
-      );
+        });
       return cancelled;
     }
     const exists = await this.db.query<Row>('SELECT 1 FROM sessions WHERE id = $1::uuid AND tenant_id = $2', [sessionId, tenant]);
@@ -418,7 +403,7 @@ export class PostgresRunRepository implements RunRepository {
   }
 
   finalize(req: FinalizeRequest): Promise<FinalizeResult | null> {
-    return retryOnConflict(() => this.db.transaction((tx) => this.finalizeIn(tx, req)));
+    return this.db.transaction((tx) => this.finalizeIn(tx, req));
   }
 
   private async finalizeIn(tx: SqlExecutor, req: FinalizeRequest): Promise<FinalizeResult | null> {
