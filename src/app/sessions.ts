@@ -7,7 +7,7 @@ import { throwIfAborted } from '../core/abort.js';
 import type { EventFeed } from '../core/events.js';
 import type { BatchDeleteResult } from '../core/ports.js';
 import type { Runs } from '../core/runs.js';
-import type { ModifyOptions, SessionLockContext, SessionLockOptions } from '../core/session-service.js';
+import type { ModifyOptions, SessionLockContext, SessionLockOptions, SessionService } from '../core/session-service.js';
 import type { HealthReport, Mode, ServiceStats } from '../core/stats.js';
 import type { Sweeper } from '../core/sweeper.js';
 import {
@@ -36,7 +36,7 @@ export class Sessions {
   readonly config: Readonly<Config>;
   readonly mode: Mode;
   /** Conversation history of a session: append, list, pop, clear. */
-  readonly items: SessionsParts['service']['items'];
+  readonly items: SessionService['items'];
   /** Runs: start, interrupt, input and resumable output streams (docs/runs.md). */
   readonly runs: Runs;
   /** The event feed: `sessions.events.subscribe({ after, types, sessionId, tenant, signal })`. */

@@ -1,4 +1,5 @@
 /** Conversions from driver values (pg and PGlite differ slightly) to the model's types. */
+import type { Session, SessionStatus } from '../../core/types.js';
 
 export type Row = Record<string, unknown>;
 
@@ -16,4 +17,35 @@ export function numOrNull(v: unknown): number | null {
 
 export function strOrNull(v: unknown): string | null {
   return v === null || v === undefined ? null : String(v);
+}
+
+export function rowToSession(r: Row): Session {
+  return {
+    id: String(r.id),
+    tenantId: String(r.tenant_id),
+    userId: strOrNull(r.user_id),
+    orgId: strOrNull(r.org_id),
+    status: r.status as SessionStatus,
+    model: strOrNull(r.model),
+    title: strOrNull(r.title),
+    systemPrompt: strOrNull(r.system_prompt),
+    workspacePath: strOrNull(r.workspace_path),
+    mcpClientIds: (r.mcp_client_ids as string[] | null) ?? [],
+    parentSessionId: strOrNull(r.parent_session_id),
+    metadata: (r.metadata as Record<string, unknown> | null) ?? {},
+    totalTurns: Number(r.total_turns),
+    messageCount: Number(r.message_count),
+    totalCostUsd: Number(r.total_cost_usd),
+    inputTokens: Number(r.input_tokens),
+    outputTokens: Number(r.output_tokens),
+    version: Number(r.version),
+    ttlSeconds: numOrNull(r.ttl_seconds),
+    idleTimeoutSeconds: numOrNull(r.idle_timeout_seconds),
+    createdAt: iso(r.created_at),
+    updatedAt: iso(r.updated_at),
+    lastActiveAt: iso(r.last_active_at),
+    expiresAt: isoOrNull(r.expires_at),
+    endedAt: isoOrNull(r.ended_at),
+    endReason: strOrNull(r.end_reason),
+  };
 }

@@ -25,7 +25,7 @@ import type {
 } from '../../core/runs.js';
 import { effectiveStatus, ENDED_STATUSES, statusesLeadingTo, type Page } from '../../core/types.js';
 import type { SqlDatabase, SqlExecutor } from './database.js';
-import { rowToSession } from './session-repository.js';
+import { rowToSession } from './rows.js';
 import { liveSql, SLIDE_EXPIRY_SQL, uuidListSql } from './session-sql.js';
 import { iso, isoOrNull, numOrNull, strOrNull, type Row } from './rows.js';
 

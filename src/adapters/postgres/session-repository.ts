@@ -24,7 +24,6 @@ import {
   type Page,
   type Session,
   type SessionItem,
-  type SessionStatus,
   type UpdateSessionInput,
 } from '../../core/types.js';
 import { decodeCursor, encodeCursor } from '../../core/cursor.js';
@@ -42,7 +41,9 @@ import {
   uuidListSql,
   type WriteNotification,
 } from './session-sql.js';
-import { iso, isoOrNull, numOrNull, strOrNull, type Row } from './rows.js';
+import { iso, rowToSession, type Row } from './rows.js';
+
+export { rowToSession } from './rows.js';
 
 const COUNTER_COLUMNS: Record<CounterName, string> = {
   totalTurns: 'total_turns',
@@ -51,37 +52,6 @@ const COUNTER_COLUMNS: Record<CounterName, string> = {
   inputTokens: 'input_tokens',
   outputTokens: 'output_tokens',
 };
-
-export function rowToSession(r: Row): Session {
-  return {
-    id: String(r.id),
-    tenantId: String(r.tenant_id),
-    userId: strOrNull(r.user_id),
-    orgId: strOrNull(r.org_id),
-    status: r.status as SessionStatus,
-    model: strOrNull(r.model),
-    title: strOrNull(r.title),
-    systemPrompt: strOrNull(r.system_prompt),
-    workspacePath: strOrNull(r.workspace_path),
-    mcpClientIds: (r.mcp_client_ids as string[] | null) ?? [],
-    parentSessionId: strOrNull(r.parent_session_id),
-    metadata: (r.metadata as Record<string, unknown> | null) ?? {},
-    totalTurns: Number(r.total_turns),
-    messageCount: Number(r.message_count),
-    totalCostUsd: Number(r.total_cost_usd),
-    inputTokens: Number(r.input_tokens),
-    outputTokens: Number(r.output_tokens),
-    version: Number(r.version),
-    ttlSeconds: numOrNull(r.ttl_seconds),
-    idleTimeoutSeconds: numOrNull(r.idle_timeout_seconds),
-    createdAt: iso(r.created_at),
-    updatedAt: iso(r.updated_at),
-    lastActiveAt: iso(r.last_active_at),
-    expiresAt: isoOrNull(r.expires_at),
-    endedAt: isoOrNull(r.ended_at),
-    endReason: strOrNull(r.end_reason),
-  };
-}
 
 function rowToItem(r: Row): SessionItem {
   return {
