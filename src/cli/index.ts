@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { config as loadDotenv } from 'dotenv';
 import { pino, type Logger } from 'pino';
-import { SCOPES, type Scope } from '../core/api-keys.js';
+import { SCOPES, TENANT_RE, type Scope } from '../core/api-keys.js';
 import { isUuid } from '../core/ids.js';
 import { ConfigError, loadConfig, type Config } from '../app/config.js';
 import { migrate } from '../adapters/postgres/migrator.js';
@@ -128,7 +128,7 @@ async function keys(args: string[], values: Record<string, string | boolean | un
     const [sub, id] = args;
     if (sub === 'create') {
       const tenant = typeof values.tenant === 'string' ? values.tenant : fail('--tenant is required');
-      if (!/^[\w.-]{1,64}$/.test(tenant)) fail('--tenant may hold letters, digits and _ . - (1 to 64)');
+      if (!TENANT_RE.test(tenant)) fail('--tenant may hold letters, digits and _ . - (1 to 64)');
       const name = typeof values.name === 'string' ? values.name : null;
       const root = values.root === true;
       const scopes = parseScopes(values.scopes as string);
