@@ -18,13 +18,13 @@ import { cycles, filesUnder, isRelative, packageName, walkGraph, type GraphEdge 
  */
 const KNOWN_VIOLATIONS: Readonly<Record<string, string>> = {
   'adapters: adapters/cache/tiered-session-cache.ts -> adapters/memory/lru-session-cache.ts':
-    'the tiered cache composes the other adapters; it is moving to the composition root',
+    'the tiered cache composes the other adapters; being replaced by a core cache policy over ports',
   'adapters: adapters/cache/tiered-session-cache.ts -> adapters/postgres/cache-repair-log.ts':
-    'the tiered cache composes the other adapters; it is moving to the composition root',
+    'the tiered cache composes the other adapters; being replaced by a core cache policy over ports',
   'adapters: adapters/cache/tiered-session-cache.ts -> adapters/redis/guarded-redis.ts':
-    'the tiered cache composes the other adapters; it is moving to the composition root',
+    'the tiered cache composes the other adapters; being replaced by a core cache policy over ports',
   'adapters: adapters/cache/tiered-session-cache.ts -> adapters/redis/redis-session-cache.ts':
-    'the tiered cache composes the other adapters; it is moving to the composition root',
+    'the tiered cache composes the other adapters; being replaced by a core cache policy over ports',
   'cycle: app/internal.ts, app/sessions.ts':
     'type-only: internal.ts names the Sessions class in its parts registry, sessions.ts registers its parts there',
 };
