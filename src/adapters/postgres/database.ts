@@ -182,7 +182,7 @@ function isStalePlan(err: unknown): boolean {
 
 export class PgDatabase implements SqlDatabase {
   readonly kind = 'postgres' as const;
-  readonly pool: pg.Pool;
+  private readonly pool: pg.Pool;
   private listenClient: pg.PoolClient | null = null;
   private readonly listeners = new Map<string, Set<(payload: string) => void>>();
   private readonly resetListeners = new Set<() => void>();

@@ -1,0 +1,272 @@
+/**
+ * The published surface, as a consumer gets it (SPEC §18, STYLE 10 and 12): the client entry
+ * point's declarations and JavaScript reach nothing but themselves, typebox and node:
+ * builtins; the library's declarations reach no database, Redis or NATS driver and only
+ * runtime dependencies; and the packed tarball installs into an empty project that compiles
+ * a strict consumer of both entry points (skipLibCheck off, so every declaration we ship and
+ * every one it pulls in is checked) with no type of a driver in its program.
+ */
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { builtPackage, ROOT, type BuiltPackage } from '../setup/built-package.js';
+import { isRelative, packageName, walkGraph, type GraphEdge } from '../setup/module-graph.js';
+
+interface Manifest {
+  name: string;
+  files?: string[];
+  exports: Record<string, { types: string; import: string }>;
+  dependencies?: Record<string, string>;
+  devDependencies?: Record<string, string>;
+}
+
+const manifest = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as Manifest;
+/** Database, cache and messaging drivers: the library API must not expose any of their types. */
+const DRIVER = /^(pg|pg-[\w-]+|@types\/pg|postgres|@electric-sql\/[\w.-]+|redis|@redis\/[\w.-]+|ioredis|nats|@nats-io\/[\w.-]+)$/;
+const CLIENT_PACKAGES = ['typebox'];
+
+function installedVersion(name: string): string {
+  return (JSON.parse(readFileSync(path.join(ROOT, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+/**
+ * npm, run outside any npm script: `npm test` exports npm_config_local_prefix (our checkout)
+ * and npm_package_* to its children, which would make a nested npm act on this repository.
+ */
+function npm(args: string[], cwd: string): SpawnSyncReturns<string> {
+  const env = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !/^npm_(config_local_prefix|package_|lifecycle_|command$)/i.test(k)),
+  );
+  const result = spawnSync('npm', args, { cwd, env, encoding: 'utf8', timeout: 240_000 });
+  if (result.status !== 0) throw new Error(`npm ${args.join(' ')} failed:\n${result.stdout}\n${result.stderr}`);
+  return result;
+}
+
+/** Compiles a project (or, with `--listFilesOnly`, only resolves it) and returns its files. */
+function tsc(cwd: string, project: string, list: '--listFiles' | '--listFilesOnly' = '--listFiles'): string[] {
+  const started = Date.now();
+  const result = spawnSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', project, list], {
+    cwd,
+    encoding: 'utf8',
+    timeout: 240_000,
+  });
+  const lines = result.stdout.split('\n').filter(Boolean);
+  const listed = lines.filter((l) => path.isAbsolute(l));
+  // tsc prints its diagnostics and the program's files on stdout alike.
+  expect(lines.filter((l) => !path.isAbsolute(l)).join('\n'), `tsc -p ${project}`).toBe('');
+  expect(result.status, `tsc -p ${project}: ${result.stderr}`).toBe(0);
+  console.log(`tsc -p ${project} ${list}: ${Date.now() - started} ms, ${listed.length} files`);
+  return listed;
+}
+
+/** The packages a program's files come from (`@types/node`, `typebox`, `agent-sessions`, ...). */
+function packagesOf(files: readonly string[]): Set<string> {
+  const names = new Set<string>();
+  for (const file of files) {
+    const match = /node_modules\/((?:@[^/]+\/)?[^/]+)\/(?!.*node_modules\/)/.exec(file.split(path.sep).join('/'));
+    if (match?.[1]) names.add(match[1]);
+  }
+  return names;
+}
+
+const describeEdge = (dist: string, e: GraphEdge) =>
+  `${path.relative(dist, e.from)}:${e.reference.line} ${e.reference.specifier}${e.to === null && isRelative(e.reference.specifier) ? ' (no such file)' : ''}`;
+
+const CONSUMER = `
+import {
+  createSessions,
+  isAgentSessionsError,
+  NotFoundError,
+  SESSION_STATUSES,
+  Sessions,
+  type CreateSessionsOptions,
+  type Session,
+  type SessionStatus,
+} from 'agent-sessions';
+import {
+  AgentSessionsClient,
+  AgentSessionsHttpError,
+  isAgentSessionsHttpError,
+  type AgentSessionsClientOptions,
+  type SessionJson,
+} from 'agent-sessions/client';
+
+/** Fails to compile when T is any: a type that resolved to nothing would pass every other check. */
+type NotAny<T> = 0 extends 1 & T ? never : T;
+const check = <T>(value: NotAny<T>): T => value;
+
+export async function library(dataDir: string): Promise<string> {
+  const options: CreateSessionsOptions = { dataDir, migrate: true };
+  const sessions: Sessions = await createSessions(options);
+  try {
+    const session: Session = check<Session>(await sessions.create({ title: 'typed' }));
+    const status: SessionStatus = session.status;
+    const known: readonly string[] = SESSION_STATUSES;
+    const version: number = session.version;
+    // @ts-expect-error the library model is camelCase; snake_case is the wire's
+    void session.created_at;
+    await sessions.get('missing').catch((err: unknown) => {
+      if (err instanceof NotFoundError && isAgentSessionsError(err)) return err.code;
+      throw err;
+    });
+    return \`\${status} \${known.length} \${version} \${session.createdAt}\`;
+  } finally {
+    await sessions.close();
+  }
+}
+
+export async function client(baseUrl: string): Promise<SessionJson | null> {
+  const options: AgentSessionsClientOptions = { baseUrl, apiKey: 'key', timeoutMs: 1_000 };
+  const api = check<AgentSessionsClient>(new AgentSessionsClient(options));
+  try {
+    const created: SessionJson = check<SessionJson>(await api.create({ title: 'typed' }));
+    const createdAt: string = created.created_at;
+    // @ts-expect-error the wire is snake_case
+    void created.createdAt;
+    await api.items.append(created.id, [{ role: 'user', content: createdAt }], { expectedVersion: created.version });
+    return await api.get(created.id);
+  } catch (err) {
+    if (err instanceof AgentSessionsHttpError && isAgentSessionsHttpError(err)) {
+      const status: number = err.status;
+      const retry: boolean = err.retryable;
+      console.log(status, retry, err.code);
+      return null;
+    }
+    throw err;
+  }
+}
+`;
+
+const CLIENT_ONLY = `
+import { AgentSessionsClient, AgentSessionsHttpError, type SessionJson } from 'agent-sessions/client';
+
+export async function read(id: string): Promise<SessionJson | AgentSessionsHttpError> {
+  const api = new AgentSessionsClient({ baseUrl: 'http://127.0.0.1:8080' });
+  return api.get(id).catch((err: unknown) => {
+    if (err instanceof AgentSessionsHttpError) return err;
+    throw err;
+  });
+}
+`;
+
+const TSCONFIG = {
+  compilerOptions: {
+    strict: true,
+    skipLibCheck: false,
+    module: 'NodeNext',
+    moduleResolution: 'NodeNext',
+    target: 'ES2022',
+    lib: ['ES2023'],
+    types: ['node'],
+    noEmit: true,
+  },
+};
+
+describe('e2e/exports', { timeout: 300_000 }, () => {
+  let pkg: BuiltPackage;
+  let dist: string;
+  const scratch = mkdtempSync(path.join(os.tmpdir(), 'as-consumer-'));
+
+  beforeAll(async () => {
+    pkg = await builtPackage();
+    dist = path.join(pkg.dir, 'dist');
+    console.log(`package build: ${pkg.buildMs} ms${pkg.builtHere ? '' : ' (made by another file)'}`);
+  }, 300_000);
+
+  afterAll(() => {
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  const entry = (subpath: string, kind: 'types' | 'import') => {
+    const target = manifest.exports[subpath]?.[kind];
+    if (!target) throw new Error(`package.json exports has no ${subpath} ${kind}`);
+    return path.join(pkg.dir, target);
+  };
+
+  /** References that leave dist/ or name a package outside `allowed` (node: builtins always pass). */
+  const strays = (edges: readonly GraphEdge[], allowed: (pkg: string) => boolean) =>
+    edges
+      .filter((e) =>
+        e.to === null
+          ? isRelative(e.reference.specifier) || (!e.reference.specifier.startsWith('node:') && !allowed(packageName(e.reference.specifier)))
+          : !e.to.startsWith(dist + path.sep),
+      )
+      .map((e) => describeEdge(dist, e));
+
+  it('the client declarations reach only themselves, typebox and node: builtins', () => {
+    const graph = walkGraph([entry('./client', 'types')], 'declaration');
+    expect(graph.files.size).toBeGreaterThan(1);
+    expect(strays(graph.edges, (p) => CLIENT_PACKAGES.includes(p))).toEqual([]);
+  });
+
+  it('the client JavaScript loads only itself, typebox and node: builtins', () => {
+    const graph = walkGraph([entry('./client', 'import')], 'javascript', { typeOnly: false });
+    expect(graph.files.size).toBeGreaterThan(1);
+    expect(strays(graph.edges, (p) => CLIENT_PACKAGES.includes(p))).toEqual([]);
+  });
+
+  it('the library declarations reach no driver, and only runtime dependencies', () => {
+    const graph = walkGraph([entry('.', 'types')], 'declaration');
+    const runtime = Object.keys(manifest.dependencies ?? {});
+    expect(strays(graph.edges, (p) => runtime.includes(p) && !DRIVER.test(p))).toEqual([]);
+  });
+
+  it('exports no internal entry point', () => {
+    const targets = Object.values(manifest.exports).flatMap((e) => Object.values(e));
+    expect(targets.filter((t) => /(^|\/)internal\.(d\.ts|js)$/.test(t))).toEqual([]);
+  });
+
+  it('lists no driver types among the runtime dependencies', () => {
+    expect(Object.keys(manifest.dependencies ?? {})).not.toContain('@types/pg');
+    expect(Object.keys(manifest.dependencies ?? {}).filter((d) => d.startsWith('@types/'))).toEqual([]);
+  });
+
+  it('packs, installs into an empty project and compiles a strict consumer of both entry points', () => {
+    const timings: string[] = [];
+    let t = Date.now();
+    const packed = JSON.parse(npm(['pack', '--json', '--ignore-scripts', '--pack-destination', scratch], pkg.dir).stdout) as {
+      filename: string;
+      files: { path: string }[];
+    }[];
+    const tarball = packed[0];
+    if (!tarball) throw new Error('npm pack reported no tarball');
+    timings.push(`pack ${Date.now() - t} ms`);
+    const paths = tarball.files.map((f) => f.path);
+    // Every entry of "files" brings something, and both entry points are inside.
+    for (const listed of manifest.files ?? []) {
+      const prefix = listed.replace(/^\.\//, '').replace(/\/$/, '');
+      expect(paths.some((p) => p === prefix || p.startsWith(`${prefix}/`)), `"files" entry ${listed} packs nothing`).toBe(true);
+    }
+    for (const subpath of Object.keys(manifest.exports)) {
+      for (const kind of ['types', 'import'] as const) expect(paths).toContain(path.relative(pkg.dir, entry(subpath, kind)));
+    }
+
+    writeFileSync(path.join(scratch, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
+    writeFileSync(path.join(scratch, 'consumer.ts'), CONSUMER);
+    writeFileSync(path.join(scratch, 'client-only.ts'), CLIENT_ONLY);
+    writeFileSync(path.join(scratch, 'tsconfig.json'), JSON.stringify({ ...TSCONFIG, files: ['consumer.ts'] }));
+    writeFileSync(path.join(scratch, 'tsconfig.client.json'), JSON.stringify({ ...TSCONFIG, files: ['client-only.ts'] }));
+    t = Date.now();
+    const typesNode = `@types/node@${installedVersion('@types/node').split('.')[0]}`;
+    npm(
+      ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', `typescript@${installedVersion('typescript')}`, typesNode, `./${tarball.filename}`],
+      scratch,
+    );
+    timings.push(`install ${Date.now() - t} ms`);
+
+    const everything = packagesOf(tsc(scratch, 'tsconfig.json'));
+    expect(everything).toContain(manifest.name);
+    expect([...everything].filter((p) => DRIVER.test(p))).toEqual([]);
+
+    // The client alone pulls in nothing of the server's: its program is the client, typebox and
+    // Node's types. Resolving it is enough: the compile above checked those declarations.
+    const clientOnly = packagesOf(tsc(scratch, 'tsconfig.client.json', '--listFilesOnly'));
+    expect(clientOnly).toContain(manifest.name);
+    // typescript: its lib files; undici-types: @types/node's fetch types.
+    const allowed = [manifest.name, ...CLIENT_PACKAGES, 'typescript', '@types/node', 'undici-types'];
+    expect([...clientOnly].filter((p) => !allowed.includes(p))).toEqual([]);
+    console.log(timings.join(', '));
+  });
+});
