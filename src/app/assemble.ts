@@ -50,7 +50,7 @@ import { RedisSignalBus } from '../adapters/redis/redis-signal-bus.js';
 import { commandRunner } from '../runners/command.js';
 import { demoRunner } from '../runners/demo.js';
 import { loadConfig, type Config, type ConfigOverrides } from './config.js';
-import type { SessionsParts } from './internal.js';
+import type { SessionsParts } from './parts.js';
 import { Sessions, type SessionsInit } from './sessions.js';
 
 export interface CreateSessionsOptions extends ConfigOverrides {

@@ -3,72 +3,15 @@
  * library API: the HTTP server (keys, limiters, metrics), the CLI, and tests that look at
  * the database. Not exported from the package: users get the facade only.
  *
- *   import { internals } from '../../src/app/internal.js';
+ *   import { internals } from '../../src/internal.js';
  *   await internals(sessions).db.query('SELECT ...');
  */
-import type { ApiKeyService } from '../core/api-keys.js';
-import type { EventFeed } from '../core/events.js';
-import type { OutboxRelay } from '../core/outbox-relay.js';
-import type { CacheStats, SessionCache, StatsStore } from '../core/ports.js';
-import type { ConnectionLimiter, RateLimiter } from '../core/rate-limit.js';
-import type { RunManager } from '../core/run-manager.js';
-import type { SessionService } from '../core/session-service.js';
-import type { Mode } from '../core/stats.js';
-import type { Sweeper } from '../core/sweeper.js';
-import type { HealthCheck } from '../core/ports.js';
-import type { SqlDatabase } from '../adapters/postgres/database.js';
-import type { GuardedRedis } from '../adapters/redis/guarded-redis.js';
-import type { SessionsMetrics } from '../adapters/prometheus/metrics.js';
-import type { Config } from './config.js';
+import type { SessionsParts } from './parts.js';
+import { registeredParts } from './registry.js';
 import type { Sessions } from './sessions.js';
 
-export interface SessionsParts {
-  /** The configuration with its secrets redacted. */
-  config: Readonly<Config>;
-  mode: Mode;
-  service: SessionService;
-  runs: RunManager;
-  events: EventFeed;
-  /** Moves committed events to the broker; null without one. */
-  relay: OutboxRelay | null;
-  /** The broker's name, or null when events are served by the feed only. */
-  publisherName: string | null;
-  sweeper: Sweeper;
-  /** The orphaned-run sweep, on its own shorter interval (RUN_SWEEP_INTERVAL_MS). */
-  runSweeper: Sweeper;
-  apiKeys: ApiKeyService;
-  /** Requests per API key per window; null when rate limiting is off. */
-  rateLimiter: RateLimiter | null;
-  /** Wrong API keys per client address per window; null when off. */
-  authFailureLimiter: RateLimiter | null;
-  /** Open SSE connections per API key. */
-  connectionLimiter: ConnectionLimiter;
-  metrics: SessionsMetrics;
-  stats: StatsStore;
-  cache: SessionCache | null;
-  /** Hits, misses and size per cache tier of this instance. */
-  cacheStats(): Record<string, CacheStats>;
-  /** The database first: it alone decides readiness. */
-  healthChecks: readonly HealthCheck[];
-  /** The database handle (tests, doctor-like tools). */
-  db: SqlDatabase;
-  /** The Redis connection with its circuit breaker, when REDIS_URL is set. */
-  redis: GuardedRedis | null;
-  /** Starts the background work (relay, sweeps). */
-  start(): Promise<void>;
-  /** Stops everything and closes every connection, in order. */
-  close(): Promise<void>;
-}
-
-const PARTS = new WeakMap<object, SessionsParts>();
-
-/** Called by the facade's constructor. */
-export function registerParts(sessions: object, parts: SessionsParts): void {
-  PARTS.set(sessions, parts);
-}
+export type { SessionsParts } from './parts.js';
 
 export function internals(sessions: Sessions): SessionsParts {
-  const parts = PARTS.get(sessions);
-  if (!parts) throw new Error('not a Sessions made by createSessions');
-  return parts;
+  return registeredParts(sessions) as SessionsParts;
 }

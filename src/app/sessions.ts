@@ -23,7 +23,8 @@ import {
 } from '../core/types.js';
 import type { PublicMetrics } from '../adapters/prometheus/metrics.js';
 import type { Config } from './config.js';
-import { registerParts, type SessionsParts } from './internal.js';
+import type { SessionsParts } from './parts.js';
+import { registerParts } from './registry.js';
 
 declare const sessionsInit: unique symbol;
 /** What `createSessions` hands the constructor; nothing else can make one. */

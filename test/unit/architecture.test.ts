@@ -25,8 +25,6 @@ const KNOWN_VIOLATIONS: Readonly<Record<string, string>> = {
     'the tiered cache composes the other adapters; being replaced by a core cache policy over ports',
   'adapters: adapters/cache/tiered-session-cache.ts -> adapters/redis/redis-session-cache.ts':
     'the tiered cache composes the other adapters; being replaced by a core cache policy over ports',
-  'cycle: app/internal.ts, app/sessions.ts':
-    'type-only: internal.ts names the Sessions class in its parts registry, sessions.ts registers its parts there',
 };
 
 const SRC = fileURLToPath(new URL('../../src/', import.meta.url));
