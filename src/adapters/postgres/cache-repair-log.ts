@@ -6,16 +6,12 @@
  * reads from Redis again, waiting for a drain already in progress elsewhere (rows are taken
  * with FOR UPDATE, not SKIP LOCKED, for that reason).
  */
+import type { CacheRepair, CacheRepairLog } from '../../core/cache-tiers.js';
 import type { SqlDatabase } from './database.js';
 
 export const CACHE_REPAIR_CHANNEL = 'agent_sessions_cache_repair';
 
-export interface CacheRepair {
-  sessionId: string;
-  version: number;
-}
-
-export class PostgresCacheRepairLog {
+export class PostgresCacheRepairLog implements CacheRepairLog {
   constructor(private readonly db: SqlDatabase) {}
 
   /**

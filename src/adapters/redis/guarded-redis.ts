@@ -8,6 +8,7 @@
  * recovery tasks (cache repair) while writes go through, before reads go to Redis again.
  */
 import type { RedisClientType, RedisClusterType } from 'redis';
+import type { SharedCacheHealth } from '../../core/cache-tiers.js';
 import type { DependencyHealth, HealthCheck, Lifecycle } from '../../core/ports.js';
 import { CircuitBreaker, type BreakerState, type CallKind } from './circuit-breaker.js';
 import { withTimeout } from './lua-script.js';
@@ -42,7 +43,7 @@ export function redisVersionSupported(version: string): boolean {
   return major > minMajor || (major === minMajor && minor >= minMinor);
 }
 
-export class GuardedRedis implements Lifecycle {
+export class GuardedRedis implements Lifecycle, SharedCacheHealth {
   readonly connection: RedisConnection;
   readonly commands: RedisClientType;
   readonly subscriber: RedisClientType;
@@ -101,6 +102,11 @@ export class GuardedRedis implements Lifecycle {
       });
     }
     this.subscriber.on('error', () => undefined);
+  }
+
+  /** The key prefix: what `clearKeyspace` deletes, and what the server check is recorded for. */
+  get keyspace(): string {
+    return this.keys.prefix;
   }
 
   /** Work to finish after an outage before Redis serves reads again (e.g. cache repair). */

@@ -5,20 +5,16 @@
  * Reads slide the TTL with GETEX (the value is never rewritten to extend it). A per-user
  * index and an active-session set (sorted by last activity) are kept next to the snapshots.
  * Every call goes through the Redis circuit breaker and throws when Redis is unreachable;
- * the tiered cache in front decides what that means.
+ * the coherence policy in front (core/cache-coherence.ts) decides what that means.
  */
 import type { RedisClientType } from 'redis';
+import { TOMBSTONE_VERSION, type SharedCache } from '../../core/cache-tiers.js';
 import type { CacheStats, SessionCache } from '../../core/ports.js';
 import { ENDED_STATUSES, effectiveStatus, type Session } from '../../core/types.js';
 import { formatInvalidation } from '../../core/invalidation.js';
 import type { CallKind } from './circuit-breaker.js';
 import type { GuardedRedis } from './guarded-redis.js';
 import { SCRIPTS } from './session-scripts.js';
-
-/** The version of a delete marker: nothing can be stored over it until it expires. */
-// 2^52: far above any real version, and exact through Lua and the RESP integer decoder
-// (2^53 - 1 comes back rounded).
-export const TOMBSTONE_VERSION = 2 ** 52;
 
 export interface RedisSessionCacheOptions {
   redis: GuardedRedis;
@@ -30,7 +26,7 @@ export interface RedisSessionCacheOptions {
   userIndexMax?: number;
 }
 
-export class RedisSessionCache implements SessionCache {
+export class RedisSessionCache implements SessionCache, SharedCache {
   readonly tier = 'redis';
   readonly channel: string;
   private readonly redis: GuardedRedis;
