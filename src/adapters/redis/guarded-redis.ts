@@ -32,8 +32,7 @@ export interface GuardedRedisOptions extends RedisConnectionOptions {
   cooldownMs?: number;
 }
 
-/** Oldest Redis major the scripts and commands need (GETEX, ZADD GT: 6.2). */
-/** The oldest Redis with GETEX and ZADD GT. */
+/** The oldest Redis with every command the adapters use (GETEX: 6.2). */
 export const MIN_REDIS_VERSION = '6.2';
 
 /** Whether a Redis version string ("7.0.15") is at least MIN_REDIS_VERSION. */
@@ -212,7 +211,7 @@ export class GuardedRedis implements Lifecycle, SharedCacheHealth {
     const info = await server.info('server').catch(() => '');
     const version = /redis_version:([\d.]+)/.exec(String(info))?.[1];
     if (version !== undefined && !redisVersionSupported(version)) {
-      throw new Error(`Redis ${version} is too old: agent-sessions needs Redis ${MIN_REDIS_VERSION} or newer (GETEX, ZADD GT)`);
+      throw new Error(`Redis ${version} is too old: agent-sessions needs Redis ${MIN_REDIS_VERSION} or newer (GETEX)`);
     }
   }
 
