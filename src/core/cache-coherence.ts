@@ -67,11 +67,6 @@ export class RecentInvalidations {
     return Math.max(this.current.get(id) ?? 0, this.previous.get(id) ?? 0);
   }
 
-  clear(): void {
-    this.current.clear();
-    this.previous.clear();
-  }
-
   private rotate(): void {
     const now = this.now();
     if (now - this.rotatedAt < this.windowMs) return;
@@ -157,8 +152,10 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
         this.repaired(id, version);
       },
       onReset: () => {
+        // Messages may have been missed: forget the entries. The invalidations that did
+        // arrive stay remembered, so that a read in flight across the reset cannot bring
+        // back a version older than one already announced.
         this.near?.clear();
-        this.recent.clear();
         for (const id of [...this.echoWaiters.keys()]) this.echoed(id, Number.MAX_SAFE_INTEGER);
       },
     });
