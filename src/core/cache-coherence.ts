@@ -44,7 +44,7 @@ export interface CoherentSessionCacheOptions {
 }
 
 /** Invalidations seen recently, in two rotating generations (each at least `windowMs` old). */
-export class RecentInvalidations {
+class RecentInvalidations {
   private current = new Map<string, number>();
   private previous = new Map<string, number>();
   private rotatedAt: number;
