@@ -5,6 +5,8 @@
  */
 import path from 'node:path';
 import { ApiKeyService } from '../core/api-keys.js';
+import { CoherentSessionCache } from '../core/cache-coherence.js';
+import { TOMBSTONE_VERSION } from '../core/cache-tiers.js';
 import { EventFeed } from '../core/events.js';
 import { uuidv7 } from '../core/ids.js';
 import { InProcessOutputLog } from '../core/in-process-output-log.js';
@@ -21,7 +23,6 @@ import { RunManager } from '../core/run-manager.js';
 import type { OutputLog, Runner, SignalBus } from '../core/runs.js';
 import { SessionService } from '../core/session-service.js';
 import { orphanedRunsTask, sessionSweepTasks, Sweeper } from '../core/sweeper.js';
-import { TieredSessionCache } from '../adapters/cache/tiered-session-cache.js';
 import { LruSessionCache } from '../adapters/memory/lru-session-cache.js';
 import { MemorySignalBus } from '../adapters/memory/memory-signal-bus.js';
 import { JetStreamEventPublisher } from '../adapters/nats/jetstream-publisher.js';
@@ -45,7 +46,7 @@ import { RedisInvalidationBus } from '../adapters/redis/redis-invalidation-bus.j
 import { RedisConnectionLimiter, RedisRateLimiter } from '../adapters/redis/redis-limiters.js';
 import { RedisSessionLockStore } from '../adapters/redis/redis-lock-store.js';
 import { RedisOutputLog } from '../adapters/redis/redis-output-log.js';
-import { RedisSessionCache, TOMBSTONE_VERSION } from '../adapters/redis/redis-session-cache.js';
+import { RedisSessionCache } from '../adapters/redis/redis-session-cache.js';
 import { RedisSignalBus } from '../adapters/redis/redis-signal-bus.js';
 import { commandRunner } from '../runners/command.js';
 import { demoRunner } from '../runners/demo.js';
@@ -398,14 +399,14 @@ function cacheAndLocks(
     if (!near) return { cache: null, locks: pgLocks, components: [], healthChecks: [] };
     // Each write statement notifies as it commits: no separate NOTIFY that could fail after it.
     const bus = new PgNotifyInvalidationBus(db, { sentByWrites: true });
-    const cache = new TieredSessionCache({ near, bus, onError });
+    const cache = new CoherentSessionCache({ near, bus, onError });
     const writeNotification = { channel: CACHE_INVALIDATION_CHANNEL, deletedVersion: TOMBSTONE_VERSION };
     return { cache, locks: pgLocks, components: [cache], healthChecks: [], writeNotification };
   }
   const redisCache = new RedisSessionCache({ redis, ttlMs: config.redisCacheTtlSeconds * 1000 });
-  const cache = new TieredSessionCache({
+  const cache = new CoherentSessionCache({
     near,
-    redis: { cache: redisCache, guard: redis, repairs: new PostgresCacheRepairLog(db) },
+    shared: { cache: redisCache, health: redis, repairs: new PostgresCacheRepairLog(db) },
     bus: new RedisInvalidationBus(redis.subscriber, redisCache.channel),
     onError,
   });

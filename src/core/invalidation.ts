@@ -16,10 +16,17 @@ export interface InvalidationBus {
   start(handlers: InvalidationHandlers): Promise<void>;
   /**
    * Tells the other instances. A bus whose transport publishes as part of the cache write
-   * itself (the Redis tier's script) has nothing to do here.
+   * itself (the Redis tier's script) has nothing to do here. `announced`: the write's own
+   * statement already notified (PostgreSQL-only mode).
    */
-  /** `announced`: the write's own statement already notified (PostgreSQL-only mode). */
   publish(id: string, version: number, options?: { announced?: boolean }): Promise<void>;
+  /**
+   * Resolves once the messages that have already reached this instance (are waiting on its
+   * connection) have been handed to `onInvalidate`. A read calls it before it answers from
+   * memory, and a writer after its own message came back, so that a message that arrived
+   * first is applied first.
+   */
+  settle(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -31,4 +38,24 @@ export function parseInvalidation(text: string): { id: string; version: number }
   const [id, version] = text.split(' ');
   const v = Number(version);
   return id && Number.isFinite(v) ? { id, version: v } : null;
+}
+
+/**
+ * `settle` for a bus whose messages arrive on this process's sockets: yields until the event
+ * loop has polled them once more after the call. The first immediate runs after the current
+ * poll phase; the second after the next one, which picks up data that arrived while this
+ * turn was running (the sender may write another client's reply a few microseconds before
+ * our subscriber's message). Callers that start in the same turn share one wait.
+ */
+export function eventLoopSettle(): () => Promise<void> {
+  let gate: Promise<void> | null = null;
+  return () => {
+    gate ??= new Promise<void>((resolve) =>
+      setImmediate(() => {
+        gate = null;
+        setImmediate(resolve);
+      }),
+    );
+    return gate;
+  };
 }

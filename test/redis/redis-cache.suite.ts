@@ -1,6 +1,6 @@
 /**
  * What only the Redis tier does, written once and run against a standalone Redis and a
- * three-node Redis Cluster: version CAS, sliding TTL, the per-user index and active set,
+ * three-node Redis Cluster: version CAS, sliding TTL, a write touching only its own key,
  * batch get across slots, near-cache invalidation between two instances, and the lease.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentSessionsError } from '../../src/core/errors.js';
 import type { Session } from '../../src/core/types.js';
 import { GuardedRedis } from '../../src/adapters/redis/guarded-redis.js';
-import { RedisSessionCache, TOMBSTONE_VERSION } from '../../src/adapters/redis/redis-session-cache.js';
+import { TOMBSTONE_VERSION } from '../../src/core/cache-tiers.js';
+import { RedisSessionCache } from '../../src/adapters/redis/redis-session-cache.js';
 import { createSessions, type Sessions, internals } from '../../src/internal.js';
 import { freshDatabase, uniqueKeyPrefix, type FreshDatabase } from '../setup/harness.js';
 import { holdLock, pausedHolderRace } from '../distributed/lock-scenarios.js';
@@ -180,38 +181,16 @@ export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
     });
   });
 
-  describe('per-user index and active set', () => {
-    it('lists a user’s sessions by last activity and keeps the active set to live sessions', async () => {
+  describe('what a cached write touches', () => {
+    it('the session’s own key and nothing else (no per-user or active-session index)', async () => {
       const user = `user-${crypto.randomUUID()}`;
-      // The index scores are last activity in ms: apart by a few ms, so no two tie (a tie
-      // would be ordered by the random part of the ids).
-      const s1 = await a.create({ userId: user });
-      await sleep(5);
-      const s2 = await a.create({ userId: user });
-      await sleep(5);
-      const s3 = await b.create({ userId: user });
-      await sleep(5);
-      await b.touch(s1.id);
-      const ids = await cache.userSessionIds('default', user, 10);
-      expect(ids).toEqual([s1.id, s3.id, s2.id]);
-      const active = await cache.activeSessionIds('default', 1_000);
-      expect(active).toEqual(expect.arrayContaining([s1.id, s2.id, s3.id]));
-      await a.terminate(s2.id);
-      expect(await cache.activeSessionIds('default', 1_000)).not.toContain(s2.id);
-      // Ended sessions stay in the user's index (it lists all of them).
-      expect(await cache.userSessionIds('default', user, 10)).toContain(s2.id);
-    });
-
-    it('trims a user index to its maximum length, dropping the least recently active', async () => {
-      const small = new RedisSessionCache({ redis: guard, userIndexMax: 3 });
-      const user = `user-${crypto.randomUUID()}`;
-      const ids: string[] = [];
-      for (let i = 0; i < 5; i++) {
-        const id = crypto.randomUUID();
-        ids.push(id);
-        await small.store(snapshot(id, 1, { userId: user, lastActiveAt: new Date(Date.now() + i).toISOString() }));
-      }
-      expect(await small.userSessionIds('default', user, 10)).toEqual(ids.slice(2).reverse());
+      const s = await a.create({ userId: user });
+      await b.touch(s.id);
+      await a.terminate(s.id);
+      expect(Number((await raw.get(key(s.id)))?.split(':')[0])).toBe((await a.get(s.id)).version);
+      // The keys the removed index kept, per tenant: `<p>t:{tenant}:u:<user>` and `<p>t:{tenant}:active`.
+      expect(await raw.exists(`${prefix}t:{default}:u:${encodeURIComponent(user)}`)).toBe(0);
+      expect(await raw.exists(`${prefix}t:{default}:active`)).toBe(0);
     });
   });
 

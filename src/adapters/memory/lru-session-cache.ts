@@ -1,8 +1,10 @@
 /**
  * In-process session cache: LRU with a maximum entry count and a TTL, version-aware (a set
  * never replaces a newer version), with tombstones so a purge is not undone by a read that
- * was already in flight.
+ * was already in flight. The whole cache in embedded mode; the near tier of the coherence
+ * policy in distributed mode.
  */
+import type { NearCache } from '../../core/cache-tiers.js';
 import type { CacheStats, SessionCache } from '../../core/ports.js';
 import type { Session } from '../../core/types.js';
 
@@ -20,7 +22,7 @@ export interface LruSessionCacheOptions {
   tier?: string;
 }
 
-export class LruSessionCache implements SessionCache {
+export class LruSessionCache implements SessionCache, NearCache {
   readonly tier: string;
   private readonly entries = new Map<string, Entry>();
   private readonly maxEntries: number;

@@ -6,7 +6,13 @@
  * entries. While the listening connection is down the bus is not live
  * (near cache bypassed) and it is cleared when the connection listens again.
  */
-import { formatInvalidation, parseInvalidation, type InvalidationBus, type InvalidationHandlers } from '../../core/invalidation.js';
+import {
+  eventLoopSettle,
+  formatInvalidation,
+  parseInvalidation,
+  type InvalidationBus,
+  type InvalidationHandlers,
+} from '../../core/invalidation.js';
 import type { SqlDatabase } from './database.js';
 
 export const CACHE_INVALIDATION_CHANNEL = 'agent_sessions_cache';
@@ -15,6 +21,8 @@ export class PgNotifyInvalidationBus implements InvalidationBus {
   readonly kind = 'postgres';
   private unlisten: (() => Promise<void>) | null = null;
   private batch: { messages: string[]; sent: Promise<void> } | null = null;
+  /** Notifications are read by this process's event loop: two polls apply what has arrived. */
+  readonly settle = eventLoopSettle();
 
   constructor(
     private readonly db: SqlDatabase,

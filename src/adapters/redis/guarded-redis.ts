@@ -8,6 +8,7 @@
  * recovery tasks (cache repair) while writes go through, before reads go to Redis again.
  */
 import type { RedisClientType, RedisClusterType } from 'redis';
+import type { SharedCacheHealth } from '../../core/cache-tiers.js';
 import type { DependencyHealth, HealthCheck, Lifecycle } from '../../core/ports.js';
 import { CircuitBreaker, type BreakerState, type CallKind } from './circuit-breaker.js';
 import { withTimeout } from './lua-script.js';
@@ -31,8 +32,7 @@ export interface GuardedRedisOptions extends RedisConnectionOptions {
   cooldownMs?: number;
 }
 
-/** Oldest Redis major the scripts and commands need (GETEX, ZADD GT: 6.2). */
-/** The oldest Redis with GETEX and ZADD GT. */
+/** The oldest Redis with every command the adapters use (GETEX: 6.2). */
 export const MIN_REDIS_VERSION = '6.2';
 
 /** Whether a Redis version string ("7.0.15") is at least MIN_REDIS_VERSION. */
@@ -42,7 +42,7 @@ export function redisVersionSupported(version: string): boolean {
   return major > minMajor || (major === minMajor && minor >= minMinor);
 }
 
-export class GuardedRedis implements Lifecycle {
+export class GuardedRedis implements Lifecycle, SharedCacheHealth {
   readonly connection: RedisConnection;
   readonly commands: RedisClientType;
   readonly subscriber: RedisClientType;
@@ -101,6 +101,11 @@ export class GuardedRedis implements Lifecycle {
       });
     }
     this.subscriber.on('error', () => undefined);
+  }
+
+  /** The key prefix: what `clearKeyspace` deletes, and what the server check is recorded for. */
+  get keyspace(): string {
+    return this.keys.prefix;
   }
 
   /** Work to finish after an outage before Redis serves reads again (e.g. cache repair). */
@@ -206,7 +211,7 @@ export class GuardedRedis implements Lifecycle {
     const info = await server.info('server').catch(() => '');
     const version = /redis_version:([\d.]+)/.exec(String(info))?.[1];
     if (version !== undefined && !redisVersionSupported(version)) {
-      throw new Error(`Redis ${version} is too old: agent-sessions needs Redis ${MIN_REDIS_VERSION} or newer (GETEX, ZADD GT)`);
+      throw new Error(`Redis ${version} is too old: agent-sessions needs Redis ${MIN_REDIS_VERSION} or newer (GETEX)`);
     }
   }
 

@@ -5,13 +5,15 @@
  * connection makes the bus not live (near cache bypassed) and a reconnect clears the near cache.
  */
 import type { RedisClientType } from 'redis';
-import { parseInvalidation, type InvalidationBus, type InvalidationHandlers } from '../../core/invalidation.js';
+import { eventLoopSettle, parseInvalidation, type InvalidationBus, type InvalidationHandlers } from '../../core/invalidation.js';
 
 export class RedisInvalidationBus implements InvalidationBus {
   readonly kind = 'redis';
   private subscribed = false;
   private subscribing: Promise<void> | null = null;
   private closed = false;
+  /** Messages are read by this process's event loop: two polls apply what has arrived. */
+  readonly settle = eventLoopSettle();
 
   constructor(
     private readonly subscriber: RedisClientType,

@@ -2,23 +2,18 @@
  * The shared cache tier: one snapshot per session under `<prefix>s:{id}`, stored as
  * "<version>:<JSON>" by a Lua script that never replaces a newer version with an older one
  * and publishes an invalidation for the near caches of every instance in the same step.
- * Reads slide the TTL with GETEX (the value is never rewritten to extend it). A per-user
- * index and an active-session set (sorted by last activity) are kept next to the snapshots.
- * Every call goes through the Redis circuit breaker and throws when Redis is unreachable;
- * the tiered cache in front decides what that means.
+ * Reads slide the TTL with GETEX (the value is never rewritten to extend it). Every call goes
+ * through the Redis circuit breaker and throws when Redis is unreachable; the coherence
+ * policy in front (core/cache-coherence.ts) decides what that means.
  */
 import type { RedisClientType } from 'redis';
+import { TOMBSTONE_VERSION, type SharedCache } from '../../core/cache-tiers.js';
 import type { CacheStats, SessionCache } from '../../core/ports.js';
-import { ENDED_STATUSES, effectiveStatus, type Session } from '../../core/types.js';
+import type { Session } from '../../core/types.js';
 import { formatInvalidation } from '../../core/invalidation.js';
 import type { CallKind } from './circuit-breaker.js';
 import type { GuardedRedis } from './guarded-redis.js';
 import { SCRIPTS } from './session-scripts.js';
-
-/** The version of a delete marker: nothing can be stored over it until it expires. */
-// 2^52: far above any real version, and exact through Lua and the RESP integer decoder
-// (2^53 - 1 comes back rounded).
-export const TOMBSTONE_VERSION = 2 ** 52;
 
 export interface RedisSessionCacheOptions {
   redis: GuardedRedis;
@@ -26,17 +21,14 @@ export interface RedisSessionCacheOptions {
   ttlMs?: number;
   /** Lifetime of a delete marker. Default 60 s. */
   tombstoneTtlMs?: number;
-  /** Most entries kept in one user's index. Default 1,000. */
-  userIndexMax?: number;
 }
 
-export class RedisSessionCache implements SessionCache {
+export class RedisSessionCache implements SessionCache, SharedCache {
   readonly tier = 'redis';
   readonly channel: string;
   private readonly redis: GuardedRedis;
   private readonly ttlMs: number;
   private readonly tombstoneTtlMs: number;
-  private readonly userIndexMax: number;
   private hits = 0;
   private misses = 0;
   private errors = 0;
@@ -45,7 +37,6 @@ export class RedisSessionCache implements SessionCache {
     this.redis = options.redis;
     this.ttlMs = options.ttlMs ?? 3_600_000;
     this.tombstoneTtlMs = options.tombstoneTtlMs ?? 60_000;
-    this.userIndexMax = options.userIndexMax ?? 1_000;
     this.channel = this.redis.keys.global('cache:invalidate');
   }
 
@@ -75,25 +66,16 @@ export class RedisSessionCache implements SessionCache {
   }
 
   /**
-   * Stores the snapshot unless a newer one is there, and updates the indexes; resolves to
-   * the version Redis holds afterwards (greater than the snapshot's when it was kept).
+   * Stores the snapshot unless a newer one is there; resolves to the version Redis holds
+   * afterwards (greater than the snapshot's when it was kept).
    */
   async store(session: Session): Promise<number> {
-    const { keys } = this.redis;
-    const live = !ENDED_STATUSES.includes(effectiveStatus(session));
-    const [stored] = await this.guarded('write', (r) =>
-      Promise.all([
-        SCRIPTS.casSet.run(
-          r,
-          [keys.session(session.id)],
-          [String(session.version), JSON.stringify(session), String(this.ttlMs), this.channel, message(session.id, session.version)],
-        ),
-        SCRIPTS.indexSession.run(
-          r,
-          [this.userIndexKey(session.tenantId, session.userId), this.activeKey(session.tenantId)],
-          [session.id, String(Date.parse(session.lastActiveAt)), live ? '1' : '0', String(this.userIndexMax)],
-        ),
-      ]),
+    const stored = await this.guarded('write', (r) =>
+      SCRIPTS.casSet.run(
+        r,
+        [this.redis.keys.session(session.id)],
+        [String(session.version), JSON.stringify(session), String(this.ttlMs), this.channel, message(session.id, session.version)],
+      ),
     );
     return Number(stored);
   }
@@ -127,38 +109,9 @@ export class RedisSessionCache implements SessionCache {
     await this.mark(id, TOMBSTONE_VERSION);
   }
 
-  /** Ids of a user's sessions, most recently active first (no SCAN: one sorted-set read). */
-  async userSessionIds(tenant: string, userId: string | null, limit: number): Promise<string[]> {
-    return this.guarded('read', (r) => r.zRange(this.userIndexKey(tenant, userId), 0, limit - 1, { REV: true }));
-  }
-
-  /** Ids of a tenant's live sessions, most recently active first. */
-  async activeSessionIds(tenant: string, limit: number): Promise<string[]> {
-    return this.guarded('read', (r) => r.zRange(this.activeKey(tenant), 0, limit - 1, { REV: true }));
-  }
-
-  async countActive(tenant: string): Promise<number> {
-    return this.guarded('read', (r) => r.zCard(this.activeKey(tenant)));
-  }
-
-  /** Drops entries found to point at sessions that no longer exist (or, for the active set, ended). */
-  async unindex(tenant: string, index: { userId: string | null } | 'active', ids: readonly string[]): Promise<void> {
-    if (ids.length === 0) return;
-    const key = index === 'active' ? this.activeKey(tenant) : this.userIndexKey(tenant, index.userId);
-    await this.guarded('write', (r) => r.zRem(key, [...ids]));
-  }
-
   stats(): CacheStats & { errors: number } {
     // The number of keys is Redis's business (INFO keyspace); this tier reports traffic.
     return { hits: this.hits, misses: this.misses, size: 0, errors: this.errors };
-  }
-
-  private userIndexKey(tenant: string, userId: string | null): string {
-    return this.redis.keys.tenantPart(encodeURIComponent(tenant), `u:${userId === null ? '' : encodeURIComponent(userId)}`);
-  }
-
-  private activeKey(tenant: string): string {
-    return this.redis.keys.tenantPart(encodeURIComponent(tenant), 'active');
   }
 
   private count(session: Session | null): Session | null {

@@ -3,7 +3,6 @@ import { LuaScript } from './lua-script.js';
 
 export const SCRIPTS = {
   casSet: LuaScript.load('casSet-1'),
-  indexSession: LuaScript.load('indexSession-2'),
   lockExtend: LuaScript.load('lockExtend-1'),
   lockRelease: LuaScript.load('lockRelease-1'),
 } as const;

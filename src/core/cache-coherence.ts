@@ -1,51 +1,60 @@
 /**
  * The one cache the SessionService uses in distributed mode: an in-process near cache in
- * front of Redis (or of nothing, in PostgreSQL-only mode), kept coherent across instances by
- * an invalidation bus (Redis pub/sub, or PostgreSQL LISTEN/NOTIFY).
+ * front of a shared tier (Redis), or of nothing (PostgreSQL-only mode), kept coherent across
+ * instances by an invalidation bus (Redis pub/sub, or PostgreSQL LISTEN/NOTIFY). It only
+ * decides; the tiers, the bus, the repair log and the clock are ports (cache-tiers.ts).
  *
- * Rules that keep it from serving stale data:
+ * Rules that keep it from serving stale data (docs/distributed.md states the bounds):
  * - The near cache is consulted and filled only while the bus is live; a bus that lost its
  *   connection may have missed messages, so the near cache is cleared when it comes back.
  * - A message for version v drops older near entries, and is remembered for a few seconds so
  *   that an older snapshot still in flight (a read that raced the write) is not stored after.
- * - A write that cannot reach Redis is recorded in the repair log before it is acknowledged;
- *   Redis is repaired from the log before it serves reads again (see docs/distributed.md).
- *   Until an announced repair is applied, a Redis read older than it is treated as a miss.
+ * - A near hit first lets the bus apply messages that have already arrived; a writer waits
+ *   for its own message to come back before it acknowledges.
+ * - A write that cannot reach the shared tier is recorded in the repair log before it is
+ *   acknowledged; the shared tier is repaired from the log before it serves reads again.
+ *   Until an announced repair is applied, a shared read older than it is treated as a miss.
  *   A repair that cannot be recorded either is kept here, and this instance's breaker stays
  *   open until it is recorded.
- * - A Redis server this instance (re)connects to is trusted only if PostgreSQL records it as
- *   checked; otherwise (restarted from an old RDB/AOF, failed over to a lagging replica) its
- *   keys under our prefix are deleted before any call goes to it.
+ * - A shared server this instance (re)connects to is trusted only if the repair log records
+ *   it as checked; otherwise (restarted from an old snapshot, failed over to a lagging
+ *   replica) its keys are deleted before any call goes to it.
  */
-import type { CacheOrigin, CacheStats, Lifecycle, SessionCache } from '../../core/ports.js';
-import type { Session } from '../../core/types.js';
-import type { LruSessionCache } from '../memory/lru-session-cache.js';
-import type { PostgresCacheRepairLog } from '../postgres/cache-repair-log.js';
-import { TOMBSTONE_VERSION, type RedisSessionCache } from '../redis/redis-session-cache.js';
-import type { GuardedRedis } from '../redis/guarded-redis.js';
-import type { InvalidationBus } from '../../core/invalidation.js';
+import { sleep, systemClock, type Clock } from './clock.js';
+import { TOMBSTONE_VERSION, type NearCache, type SharedTier } from './cache-tiers.js';
+import type { InvalidationBus } from './invalidation.js';
+import type { CacheOrigin, CacheStats, Lifecycle, SessionCache } from './ports.js';
+import type { Session } from './types.js';
 
-export interface TieredSessionCacheOptions {
-  near: LruSessionCache | null;
+export interface CoherentSessionCacheOptions {
+  near: NearCache | null;
   /** The shared tier; null in PostgreSQL-only mode. */
-  redis?: { cache: RedisSessionCache; guard: GuardedRedis; repairs: PostgresCacheRepairLog } | null;
-  bus: InvalidationBus | null;
-  /** How often an instance that reaches Redis looks for repairs nobody announced (default 5 s). */
+  shared?: SharedTier | null;
+  bus: InvalidationBus;
+  clock?: Clock;
+  /** How often an instance that reaches the shared tier looks for repairs nobody announced (default 5 s). */
   repairSweepMs?: number;
   /** Waits between attempts to record a repair (default 50 ms, 250 ms: three attempts). */
   repairRetryMs?: readonly number[];
-  onError?: (err: unknown, what: string) => void;
   /** Longest a writer waits for its own invalidation to come back (default 100 ms). */
   echoTimeoutMs?: number;
+  /** An invalidation is remembered at least this long, at most twice (default 5 s). */
+  recentWindowMs?: number;
+  onError?: (err: unknown, what: string) => void;
 }
 
 /** Invalidations seen recently, in two rotating generations (each at least `windowMs` old). */
 class RecentInvalidations {
   private current = new Map<string, number>();
   private previous = new Map<string, number>();
-  private rotatedAt = Date.now();
+  private rotatedAt: number;
 
-  constructor(private readonly windowMs: number) {}
+  constructor(
+    private readonly windowMs: number,
+    private readonly now: () => number,
+  ) {
+    this.rotatedAt = now();
+  }
 
   note(id: string, version: number): void {
     this.rotate();
@@ -58,13 +67,8 @@ class RecentInvalidations {
     return Math.max(this.current.get(id) ?? 0, this.previous.get(id) ?? 0);
   }
 
-  clear(): void {
-    this.current.clear();
-    this.previous.clear();
-  }
-
   private rotate(): void {
-    const now = Date.now();
+    const now = this.now();
     if (now - this.rotatedAt < this.windowMs) return;
     this.previous = this.current;
     this.current = new Map();
@@ -72,59 +76,61 @@ class RecentInvalidations {
   }
 }
 
-export class TieredSessionCache implements SessionCache, Lifecycle {
+export class CoherentSessionCache implements SessionCache, Lifecycle {
   readonly tier = 'tiered';
-  private readonly near: LruSessionCache | null;
-  private readonly redis: TieredSessionCacheOptions['redis'];
-  private readonly bus: InvalidationBus | null;
-  private readonly recent = new RecentInvalidations(5_000);
+  private readonly near: NearCache | null;
+  private readonly shared: SharedTier | null;
+  private readonly bus: InvalidationBus;
+  private readonly clock: Clock;
+  private readonly recent: RecentInvalidations;
   private readonly onError: (err: unknown, what: string) => void;
   private readonly repairSweepMs: number;
-  private sweeper: NodeJS.Timeout | null = null;
+  private stopSweeping: (() => void) | null = null;
   private stopListening: (() => Promise<void>) | null = null;
   private draining: Promise<void> | null = null;
   private repairsRecorded = 0;
   private repairsAnnounced = false;
-  private settleGate: Promise<void> | null = null;
   /** Writers waiting to see their own invalidation come back over the bus. */
   private readonly echoWaiters = new Map<string, Array<{ version: number; done: () => void }>>();
   private readonly echoTimeoutMs: number;
   private readonly repairRetryMs: readonly number[];
   /**
-   * Repairs announced (by any instance) that Redis may not have yet: id → version. A Redis
-   * read older than that is a miss. Cleared when Redis is seen holding the version (its
-   * invalidation message, a read, a write) or when this instance drained the repair.
+   * Repairs announced (by any instance) that the shared tier may not have yet: id → version.
+   * A shared read older than that is a miss. Cleared when the shared tier is seen holding the
+   * version (its invalidation message, a read, a write) or when this instance drained it.
    */
   private readonly unrepaired = new Map<string, number>();
-  /** Repairs this instance could not record (PostgreSQL failed too): id → version. */
+  /** Repairs this instance could not record (the log failed too): id → version. */
   private readonly unrecorded = new Map<string, number>();
-  /** Lookups handed on to the repository: Redis missed, or could not be asked. */
-  private readonly fallbacks = { redis_miss: 0, redis_unavailable: 0 };
-  /** Redis writes (and the repairs they lead to) in progress; recovery waits for them. */
+  /** Lookups handed on to the repository: the shared tier missed, or could not be asked. */
+  private readonly fallbacks = { miss: 0, unavailable: 0 };
+  /** Shared writes (and the repairs they lead to) in progress; recovery waits for them. */
   private readonly writesInFlight = new Set<Promise<unknown>>();
 
-  constructor(options: TieredSessionCacheOptions) {
+  constructor(options: CoherentSessionCacheOptions) {
     this.near = options.near;
-    this.redis = options.redis ?? null;
+    this.shared = options.shared ?? null;
     this.bus = options.bus;
+    this.clock = options.clock ?? systemClock;
+    this.recent = new RecentInvalidations(options.recentWindowMs ?? 5_000, () => this.clock.now());
     this.onError = options.onError ?? (() => undefined);
     this.repairSweepMs = options.repairSweepMs ?? 5_000;
     this.echoTimeoutMs = options.echoTimeoutMs ?? 100;
     this.repairRetryMs = options.repairRetryMs ?? [50, 250];
-    if (this.redis) {
-      const { guard, repairs } = this.redis;
-      guard.onServerCheck(async () => {
-        const identity = await guard.serverIdentity();
-        await repairs.verifyServer(guard.keys.prefix, identity, async () => {
-          await guard.clearKeyspace();
+    if (this.shared) {
+      const { health, repairs } = this.shared;
+      health.onServerCheck(async () => {
+        const identity = await health.serverIdentity();
+        await repairs.verifyServer(health.keyspace, identity, async () => {
+          await health.clearKeyspace();
         });
       });
-      guard.onRecovery(async () => {
+      health.onRecovery(async () => {
         // A write that failed fast just before this recovery began may still be recording
-        // its repair; the drain must see it. Writes from now on reach Redis (draining).
+        // its repair; the drain must see it. Writes from now on reach the shared tier.
         await Promise.allSettled([...this.writesInFlight]);
-        // Repairs PostgreSQL refused earlier: recorded (and announced to every instance)
-        // now, or the breaker stays open.
+        // Repairs the log refused earlier: recorded (and announced to every instance) now,
+        // or the breaker stays open.
         for (const [id, version] of [...this.unrecorded]) {
           await repairs.record(id, version);
           if (this.unrecorded.get(id) === version) this.unrecorded.delete(id);
@@ -139,45 +145,46 @@ export class TieredSessionCache implements SessionCache, Lifecycle {
   }
 
   async ready(): Promise<void> {
-    await this.bus?.start({
+    await this.bus.start({
       onInvalidate: (id, version) => {
-        // Sent by Redis itself (casSet): Redis holds `version` now.
+        // Sent by the shared tier itself as part of the write: it holds `version` now.
         this.invalidated(id, version);
         this.repaired(id, version);
       },
       onReset: () => {
+        // Messages may have been missed: forget the entries. The invalidations that did
+        // arrive stay remembered, so that a read in flight across the reset cannot bring
+        // back a version older than one already announced.
         this.near?.clear();
-        this.recent.clear();
         for (const id of [...this.echoWaiters.keys()]) this.echoed(id, Number.MAX_SAFE_INTEGER);
       },
     });
-    if (this.redis) {
-      const { repairs, guard } = this.redis;
+    if (this.shared) {
+      const { repairs, health } = this.shared;
       this.stopListening = await repairs.onRecorded((repair) => {
-        // Redis could not carry this write's invalidation (it is why there is a repair),
-        // so the near cache learns of it here, whatever the state of our own breaker.
+        // The shared tier could not carry this write's invalidation (it is why there is a
+        // repair), so the near cache learns of it here, whatever the state of our breaker.
         if (repair) {
           this.invalidated(repair.sessionId, repair.version);
           this.noteUnrepaired(repair.sessionId, repair.version);
         }
         this.repairsAnnounced = true;
-        if (guard.breaker.isClosed) void this.drainRepairs(false);
+        if (health.breaker.isClosed) void this.drainRepairs(false);
       });
-      this.sweeper = setInterval(() => {
-        if (guard.breaker.isClosed) void this.drainRepairs(false);
-        else void guard.breaker.recover();
-      }, this.repairSweepMs);
-      this.sweeper.unref();
+      this.stopSweeping = this.clock.every(this.repairSweepMs, () => {
+        if (health.breaker.isClosed) void this.drainRepairs(false);
+        else void health.breaker.recover();
+      });
     }
   }
 
   async close(): Promise<void> {
-    if (this.sweeper) clearInterval(this.sweeper);
-    this.sweeper = null;
+    this.stopSweeping?.();
+    this.stopSweeping = null;
     await this.stopListening?.();
     this.stopListening = null;
     await this.draining?.catch(() => undefined);
-    await this.bus?.close();
+    await this.bus.close();
   }
 
   private invalidated(id: string, version: number): void {
@@ -186,48 +193,31 @@ export class TieredSessionCache implements SessionCache, Lifecycle {
     this.echoed(id, version);
   }
 
-  /**
-   * Yields until the event loop has polled its sockets once more after the call. The first
-   * immediate runs after the current poll phase; the second after the next one, which picks
-   * up data that arrived while this turn was running (Redis may write another client's
-   * reply a few microseconds before our subscriber's message). Reads that start in the same
-   * turn share one gate.
-   */
-  private settle(): Promise<void> {
-    this.settleGate ??= new Promise<void>((resolve) =>
-      setImmediate(() => {
-        this.settleGate = null;
-        setImmediate(resolve);
-      }),
-    );
-    return this.settleGate;
-  }
-
   private get nearUsable(): boolean {
-    return this.near !== null && this.bus !== null && this.bus.live;
+    return this.near !== null && this.bus.live;
   }
 
   async get(id: string): Promise<Session | null> {
     if (this.nearUsable && this.near) {
       if (this.near.peek(id)) {
-        // Let the event loop read what has already arrived: an invalidation Redis sent before
-        // acknowledging another instance's write is applied before we answer from memory.
-        await this.settle();
+        // An invalidation that reached this instance before another instance's write was
+        // acknowledged is applied before we answer from memory.
+        await this.bus.settle();
         const hit = this.near.getSync(id);
         if (hit) return hit;
       } else {
         this.near.countMiss();
       }
     }
-    if (!this.redis) return null;
+    if (!this.shared) return null;
     try {
-      const found = this.fresh(await this.redis.cache.get(id), id);
+      const found = this.fresh(await this.shared.cache.get(id), id);
       if (found) this.fillNear(found);
-      else this.fallbacks.redis_miss++;
+      else this.fallbacks.miss++;
       return found;
     } catch (err) {
-      this.fallbacks.redis_unavailable++;
-      this.onError(err, 'redis get');
+      this.fallbacks.unavailable++;
+      this.onError(err, `${this.shared.cache.tier} get`);
       return null;
     }
   }
@@ -236,42 +226,42 @@ export class TieredSessionCache implements SessionCache, Lifecycle {
     const found = new Map<string, Session>();
     const rest: string[] = [];
     const useNear = this.nearUsable;
-    if (useNear) await this.settle();
+    if (useNear) await this.bus.settle();
     for (const id of ids) {
       const hit = useNear ? this.near?.getSync(id) : null;
       if (hit) found.set(id, hit);
       else rest.push(id);
     }
-    if (rest.length > 0 && this.redis) {
+    if (rest.length > 0 && this.shared) {
       try {
         let hits = 0;
-        for (const [id, cached] of await this.redis.cache.getMany(rest)) {
+        for (const [id, cached] of await this.shared.cache.getMany(rest)) {
           const s = this.fresh(cached, id);
           if (!s) continue;
           hits++;
           found.set(id, s);
           this.fillNear(s);
         }
-        this.fallbacks.redis_miss += rest.length - hits;
+        this.fallbacks.miss += rest.length - hits;
       } catch (err) {
-        this.fallbacks.redis_unavailable += rest.length;
-        this.onError(err, 'redis getMany');
+        this.fallbacks.unavailable += rest.length;
+        this.onError(err, `${this.shared.cache.tier} getMany`);
       }
     }
     return found;
   }
 
   async set(session: Session, origin: CacheOrigin = 'write'): Promise<void> {
-    if (this.redis) {
+    if (this.shared) {
       // Tracked from the call on, through the repair if it fails: recovery waits for it.
-      const stored = await this.tracked(this.storeOrRepair(session, origin));
+      const stored = await this.tracked(this.storeOrRepair(this.shared, session, origin));
       if (stored === null) return;
       if (stored > session.version) {
         this.near?.forgetOlderThan(session.id, stored);
         return;
       }
       if (origin !== 'read') await this.echo(session.id, session.version);
-    } else if (origin !== 'read' && this.bus) {
+    } else if (origin !== 'read') {
       try {
         const echoed = this.echo(session.id, session.version);
         await this.bus.publish(session.id, session.version, { announced: origin === 'write' });
@@ -285,16 +275,16 @@ export class TieredSessionCache implements SessionCache, Lifecycle {
 
   /**
    * Resolves when this instance's own subscriber has received the invalidation for
-   * `version` (or after echoTimeoutMs), and the event loop has polled once more. The transport hands a message to every subscriber in
-   * the same pass, so by then the other instances have it too, and a read they start after
-   * this write is acknowledged finds the near entry already dropped.
+   * `version` (or after echoTimeoutMs), and the bus has settled once more. The transport
+   * hands a message to every subscriber in the same pass, so by then the other instances have
+   * it too, and a read they start after this write is acknowledged finds the entry dropped.
    */
   private async echo(id: string, version: number): Promise<void> {
-    if (!this.bus?.live || !this.near || this.recent.floor(id) >= version) return;
+    if (!this.bus.live || !this.near || this.recent.floor(id) >= version) return;
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => done(), this.echoTimeoutMs);
+      const cancel = this.clock.after(this.echoTimeoutMs, () => done());
       const done = () => {
-        clearTimeout(timer);
+        cancel();
         const list = this.echoWaiters.get(id);
         if (list) {
           const rest = list.filter((w) => w.done !== done);
@@ -307,9 +297,9 @@ export class TieredSessionCache implements SessionCache, Lifecycle {
       list.push({ version, done });
       this.echoWaiters.set(id, list);
     });
-    // Redis writes the message to each subscriber in turn; give the loop a moment to read
-    // copies that arrive just after ours (same process, or a neighbour on the same host).
-    await this.settle();
+    // The transport writes the message to each subscriber in turn: let copies that arrive
+    // just after ours (same process, or a neighbour on the same host) be read.
+    await this.bus.settle();
   }
 
   private echoed(id: string, version: number): void {
@@ -319,21 +309,21 @@ export class TieredSessionCache implements SessionCache, Lifecycle {
   }
 
   async invalidate(id: string): Promise<void> {
-    await this.near?.invalidate(id);
-    if (this.redis) {
-      const redis = this.redis;
+    this.near?.invalidate(id);
+    if (this.shared) {
+      const shared = this.shared;
       const marked = await this.tracked(
-        redis.cache.invalidate(id).then(
+        shared.cache.invalidate(id).then(
           () => true,
           async (err: unknown) => {
-            this.onError(err, 'redis invalidate');
-            await this.repair(id, TOMBSTONE_VERSION);
+            this.onError(err, `${shared.cache.tier} invalidate`);
+            await this.repair(shared, id, TOMBSTONE_VERSION);
             return false;
           },
         ),
       );
       if (marked) await this.echo(id, TOMBSTONE_VERSION);
-    } else if (this.bus) {
+    } else {
       try {
         const echoed = this.echo(id, TOMBSTONE_VERSION);
         // Not only purges (whose statement announced itself) land here: sweeps expire and
@@ -350,7 +340,7 @@ export class TieredSessionCache implements SessionCache, Lifecycle {
     const tiers = Object.values(this.statsByTier());
     return {
       hits: tiers.reduce((n, t) => n + t.hits, 0),
-      // A miss in the near cache that Redis answers is a hit overall.
+      // A miss in the near cache that the shared tier answers is a hit overall.
       misses: tiers.at(-1)?.misses ?? 0,
       size: this.near?.stats().size ?? 0,
     };
@@ -359,38 +349,39 @@ export class TieredSessionCache implements SessionCache, Lifecycle {
   statsByTier(): Record<string, CacheStats> {
     const out: Record<string, CacheStats> = {};
     if (this.near) out[this.near.tier] = this.near.stats();
-    if (this.redis) out[this.redis.cache.tier] = this.redis.cache.stats();
+    if (this.shared) out[this.shared.cache.tier] = this.shared.cache.stats();
     return out;
   }
 
+  /** By reason: `<tier>_miss` (the shared tier missed), `<tier>_unavailable` (it could not be asked). */
   fallbackStats(): Record<string, number> {
-    return this.redis ? { ...this.fallbacks } : {};
+    if (!this.shared) return {};
+    const { tier } = this.shared.cache;
+    return { [`${tier}_miss`]: this.fallbacks.miss, [`${tier}_unavailable`]: this.fallbacks.unavailable };
   }
 
-  /** Writes recorded for repair by this instance (Redis unreachable at the time). */
+  /** Writes recorded for repair by this instance (the shared tier unreachable at the time). */
   get repairsRecordedCount(): number {
     return this.repairsRecorded;
   }
 
   private fillNear(session: Session): void {
     if (!this.nearUsable || this.recent.floor(session.id) > session.version) return;
-    void this.near?.set(session);
+    this.near?.set(session);
   }
 
-  /** The version Redis holds afterwards, or null when the update failed (and was repaired). */
-  private async storeOrRepair(session: Session, origin: CacheOrigin): Promise<number | null> {
-    const redis = this.redis;
-    if (!redis) return null;
+  /** The version the shared tier holds afterwards, or null when the update failed (and was repaired). */
+  private async storeOrRepair(shared: SharedTier, session: Session, origin: CacheOrigin): Promise<number | null> {
     try {
-      const stored = await redis.cache.store(session);
+      const stored = await shared.cache.store(session);
       this.repaired(session.id, stored);
       return stored;
     } catch (err) {
-      this.onError(err, 'redis set');
-      // Redis may still hold an older version; make sure it never serves it again. This
-      // instance's near entry is older too.
+      this.onError(err, `${shared.cache.tier} set`);
+      // The shared tier may still hold an older version; make sure it never serves it
+      // again. This instance's near entry is older too.
       this.near?.forgetOlderThan(session.id, session.version);
-      if (origin !== 'read') await this.repair(session.id, session.version);
+      if (origin !== 'read') await this.repair(shared, session.id, session.version);
       return null;
     }
   }
@@ -405,7 +396,7 @@ export class TieredSessionCache implements SessionCache, Lifecycle {
     return work;
   }
 
-  /** A Redis snapshot older than an announced repair is a miss (Redis holds an old version). */
+  /** A shared snapshot older than an announced repair is a miss (the tier holds an old version). */
   private fresh(cached: Session | null, id: string): Session | null {
     const pending = this.unrepaired.get(id);
     if (cached === null || pending === undefined) return cached;
@@ -420,54 +411,54 @@ export class TieredSessionCache implements SessionCache, Lifecycle {
     if ((this.unrepaired.get(id) ?? -1) < version) this.unrepaired.set(id, version);
   }
 
-  /** Redis holds `version` (or newer) of `id` now. */
+  /** The shared tier holds `version` (or newer) of `id` now. */
   private repaired(id: string, version: number): void {
     const pending = this.unrepaired.get(id);
     if (pending !== undefined && pending <= version) this.unrepaired.delete(id);
   }
 
   /**
-   * After a write could not update Redis: records the repair (retrying), then, while the
-   * breaker is closed (a single failed call, Redis otherwise fine), applies it before the
-   * write is acknowledged, so no instance reads the older version from Redis afterwards.
-   * A repair PostgreSQL refuses too is kept, and the breaker is opened: this instance then
-   * reads nothing from Redis, and recovery records the repair before it closes.
+   * After a write could not update the shared tier: records the repair (retrying), then,
+   * while the breaker is closed (a single failed call, the tier otherwise fine), applies it
+   * before the write is acknowledged, so no instance reads the older version afterwards. A
+   * repair the log refuses too is kept, and the breaker is opened: this instance then reads
+   * nothing from the shared tier, and recovery records the repair before it closes.
    */
-  private async repair(id: string, version: number): Promise<void> {
-    const redis = this.redis;
-    if (!redis) return;
+  private async repair(shared: SharedTier, id: string, version: number): Promise<void> {
     this.repairsRecorded++;
     this.noteUnrepaired(id, version);
     for (let attempt = 0; ; attempt++) {
       try {
-        await redis.repairs.record(id, version);
+        await shared.repairs.record(id, version);
         break;
       } catch (err) {
         const wait = this.repairRetryMs[attempt];
         if (wait === undefined) {
           this.onError(err, 'cache repair record');
           if ((this.unrecorded.get(id) ?? -1) < version) this.unrecorded.set(id, version);
-          redis.guard.breaker.trip(err);
+          shared.health.breaker.trip(err);
           return;
         }
-        await new Promise((resolve) => setTimeout(resolve, wait));
+        await sleep(this.clock, wait);
       }
     }
-    if (redis.guard.breaker.isClosed) await this.drainRepairs(false);
+    if (shared.health.breaker.isClosed) await this.drainRepairs(false);
   }
 
   /**
-   * Applies recorded repairs to Redis. During recovery (`unguarded`) the breaker is not yet
-   * closed, so the markers are written directly; a failure there keeps the breaker open.
+   * Applies recorded repairs to the shared tier. During recovery (`unguarded`) the breaker
+   * is not yet closed, so the markers are written around it; a failure there keeps it open.
    */
   private drainRepairs(unguarded: boolean): Promise<void> {
-    const redis = this.redis;
-    if (!redis) return Promise.resolve();
+    const shared = this.shared;
+    if (!shared) return Promise.resolve();
     const run = async () => {
-      await redis.repairs.drain(async (batch) => {
+      await shared.repairs.drain(async (batch) => {
         await Promise.all(
           batch.map(async (r) => {
-            const stored = unguarded ? await redis.cache.markUnguarded(r.sessionId, r.version) : await redis.cache.mark(r.sessionId, r.version);
+            const stored = unguarded
+              ? await shared.cache.markUnguarded(r.sessionId, r.version)
+              : await shared.cache.mark(r.sessionId, r.version);
             this.repaired(r.sessionId, stored);
           }),
         );

@@ -1,0 +1,124 @@
+/**
+ * The parts the cache coherence policy (cache-coherence.ts) is made of, as narrow ports: an
+ * in-process near tier, a shared tier (Redis) with its health, a log of writes the shared
+ * tier missed (PostgreSQL), and the invalidation bus (invalidation.ts). Adapters implement
+ * them; the policy sees no client library.
+ */
+import type { CacheStats } from './ports.js';
+import type { Session } from './types.js';
+
+/**
+ * The version of a delete marker: nothing can be stored over it until it expires. 2^52: far
+ * above any real version, and exact through Lua and the RESP integer decoder (2^53 - 1 comes
+ * back rounded).
+ */
+export const TOMBSTONE_VERSION = 2 ** 52;
+
+/**
+ * This instance's in-memory copies, versioned: an entry is never replaced by an older
+ * version, and markers (entries without data) keep older versions out for a while.
+ */
+export interface NearCache {
+  /** The tier's name in statistics. */
+  readonly tier: string;
+  /** Whether a live entry is present, counting neither a hit nor a miss. */
+  peek(id: string): boolean;
+  /** The live entry, counted as a hit, or null, counted as a miss. */
+  getSync(id: string): Session | null;
+  /** Counts a lookup answered elsewhere without asking (the caller peeked and found nothing). */
+  countMiss(): void;
+  /** Stores the snapshot unless a live entry holds its version or a newer one. */
+  set(session: Session): void;
+  /** Another instance wrote `version`: drops an older entry, leaving a marker just below it. */
+  forgetOlderThan(id: string, version: number): void;
+  /** Replaces the entry with a delete marker. */
+  invalidate(id: string): void;
+  clear(): void;
+  stats(): CacheStats;
+}
+
+/**
+ * The cache every instance shares. Snapshots are versioned and a store never replaces a
+ * newer version with an older one; every change is announced on the invalidation bus by the
+ * shared tier itself, in the same step. Every call fails (rather than waits) while the tier
+ * is unreachable.
+ */
+export interface SharedCache {
+  readonly tier: string;
+  get(id: string): Promise<Session | null>;
+  /** The snapshots among `ids` (misses left out), fetched together. */
+  getMany(ids: readonly string[]): Promise<Map<string, Session>>;
+  /** Stores unless a newer version is there; resolves to the version held afterwards. */
+  store(session: Session): Promise<number>;
+  /**
+   * Writes a marker: no data, but nothing older than `version` may be stored over it, and
+   * readers miss. Resolves to the version held afterwards.
+   */
+  mark(id: string, version: number): Promise<number>;
+  /** `mark`, bypassing the breaker: the breaker's own recovery uses it. */
+  markUnguarded(id: string, version: number): Promise<number>;
+  /** A delete marker (TOMBSTONE_VERSION). */
+  invalidate(id: string): Promise<void>;
+  stats(): CacheStats;
+}
+
+/** The per-instance circuit breaker in front of the shared tier. */
+export interface SharedCacheBreaker {
+  /** Reads may go to the shared tier only while it is closed. */
+  readonly isClosed: boolean;
+  /** Opens at once: every call fails fast until a recovery succeeds. */
+  trip(cause?: unknown): void;
+  /** Tries to close (server checks, then recovery tasks); resolves to whether it is closed. */
+  recover(): Promise<boolean>;
+}
+
+/** The shared tier's connection as the policy sees it: its breaker and its server. */
+export interface SharedCacheHealth {
+  readonly breaker: SharedCacheBreaker;
+  /** The part of the server this instance's keys live in (the key prefix). */
+  readonly keyspace: string;
+  /**
+   * Runs before any call goes to a server this instance (re)connected to, while every call
+   * still fails fast; a failure keeps the breaker open.
+   */
+  onServerCheck(check: () => Promise<void>): void;
+  /** Runs after the server checks, while writes go through but reads do not yet. */
+  onRecovery(task: () => Promise<void>): void;
+  /** Names the server(s) behind the connection; a restart or a failover changes it. */
+  serverIdentity(): Promise<string>;
+  /** Deletes every key of the keyspace, around the breaker (recovery calls it). */
+  clearKeyspace(): Promise<unknown>;
+}
+
+export interface CacheRepair {
+  sessionId: string;
+  version: number;
+}
+
+/** Writes the shared tier missed, kept in the source of truth until the tier holds them. */
+export interface CacheRepairLog {
+  /**
+   * Records a repair and announces it to every instance (`onRecorded`); resolves once it is
+   * durable.
+   */
+  record(sessionId: string, version: number): Promise<void>;
+  /**
+   * Hands every recorded repair to `repair` in batches, deleting each batch it finished. A
+   * drain waits for one already in progress elsewhere.
+   */
+  drain(repair: (batch: CacheRepair[]) => Promise<void>): Promise<number>;
+  /** Announced repairs (null: something was recorded, unknown what); resolves to unsubscribe. */
+  onRecorded(listener: (repair: CacheRepair | null) => void): Promise<() => Promise<void>>;
+  /**
+   * Unless `identity` is the server recorded for `keyspace`, calls `clear` and records it,
+   * holding out concurrent callers meanwhile. Resolves to whether it cleared.
+   */
+  verifyServer(keyspace: string, identity: string, clear: () => Promise<void>): Promise<boolean>;
+}
+
+/** The shared tier with what keeps it honest. */
+export interface SharedTier {
+  cache: SharedCache;
+  health: SharedCacheHealth;
+  repairs: CacheRepairLog;
+}
