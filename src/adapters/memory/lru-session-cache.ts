@@ -83,11 +83,6 @@ export class LruSessionCache implements SessionCache, NearCache {
     return Promise.resolve();
   }
 
-  /** Forgets an entry without a tombstone (another instance wrote a newer version). */
-  forget(id: string): void {
-    this.entries.delete(id);
-  }
-
   /**
    * Another instance wrote `version`: drops an older entry and leaves a marker so that an
    * older snapshot still in flight to this cache is not stored after the drop.

@@ -16,7 +16,6 @@ const SQL = statements(
   'cacheRepairRecord',
   'cacheRepairTake',
   'cacheRepairDelete',
-  'cacheRepairPending',
   'cacheRepairServerLock',
   'cacheRepairServerSet',
 );
@@ -63,11 +62,6 @@ export class PostgresCacheRepairLog implements CacheRepairLog {
       await run(tx, SQL.cacheRepairServerSet, { keyPrefix, identity });
       return true;
     });
-  }
-
-  async pending(): Promise<number> {
-    const [row] = await run<{ n: number | string }>(this.db, SQL.cacheRepairPending);
-    return Number(row?.n ?? 0);
   }
 
   onRecorded(listener: (repair: CacheRepair | null) => void): Promise<() => Promise<void>> {

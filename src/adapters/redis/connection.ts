@@ -85,11 +85,6 @@ export class RedisKeys {
     return `${this.prefix}s:{${id}}:${suffix}`;
   }
 
-  /** A per-tenant key: `<prefix>t:{tenant}:<suffix>`; one tenant's index keys share a slot. */
-  tenantPart(tenant: string, suffix: string): string {
-    return `${this.prefix}t:{${tenant}}:${suffix}`;
-  }
-
   global(name: string): string {
     return `${this.prefix}${name}`;
   }
