@@ -50,8 +50,10 @@ export class PostgresOutbox implements OutboxStore, EventLog {
     return this.db.transaction(async (tx) => {
       // A session's events go to one relay at a time: the advisory lock (held to commit) keeps
       // every other relay off all of that session's rows, including ones committed after this
-      // claim, so they cannot overtake the ones claimed here. Rows are taken in id order,
-      // which per session is commit order (every write locks its session row first).
+      // claim, so they cannot overtake the ones claimed here. Each session's events start at
+      // its lowest unpublished id, also when a relay that held it a moment ago failed to
+      // publish (see the statement); per session, id order is commit order (every write locks
+      // its session row first).
       const rows = await run(tx, SQL.outboxClaim, { lockClass: RELAY_LOCK_CLASS, limit });
       if (rows.length === 0) return { claimed: 0, published: 0 };
       const acked = await publish(rows.map(rowToEvent));
