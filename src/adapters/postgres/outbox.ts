@@ -1,27 +1,26 @@
 /**
  * The outbox on PostgreSQL (pg or PGlite), for the relay (claim, publish, mark) and the event
- * feed (read in id order up to a gap-free horizon). Events are inserted by the writes
- * themselves (session-repository.ts), in the same statement as the change.
+ * feed (read in id order up to a gap-free horizon): sql/outbox-*.sql. Events are written by
+ * the writes themselves (agent_sessions_emit, migration 050), in the same statement as the change.
  */
 import type { EventEnvelope, EventLog, EventQuery, OutboxStore } from '../../core/ports.js';
 import type { SqlDatabase } from './database.js';
 import { OUTBOX_CHANNEL, type OutboxSignal } from './outbox-signal.js';
+import { iso, strOrNull, type Row } from './rows.js';
+import { run, statements } from './sql.js';
 
 /** Advisory-lock class for "a relay is publishing this session's events" (any constant works). */
 const RELAY_LOCK_CLASS = 1_095_520_051;
 
-type Row = Record<string, unknown>;
-
-const COLUMNS = 'o.id, o.type, o.tenant_id, o.session_id, o.payload, o.created_at';
+const SQL = statements('outboxClaim', 'outboxMark', 'outboxRead', 'outboxHorizonLatest', 'outboxHorizonWriters');
 
 function rowToEvent(r: Row): EventEnvelope {
-  const created = r.created_at instanceof Date ? r.created_at : new Date(String(r.created_at));
   return {
     id: Number(r.id),
     type: String(r.type),
     tenantId: String(r.tenant_id),
-    sessionId: r.session_id === null || r.session_id === undefined ? null : String(r.session_id),
-    occurredAt: created.toISOString(),
+    sessionId: strOrNull(r.session_id),
+    occurredAt: iso(r.created_at),
     data: r.payload ?? null,
   };
 }
@@ -51,26 +50,14 @@ export class PostgresOutbox implements OutboxStore, EventLog {
     return this.db.transaction(async (tx) => {
       // A session's events go to one relay at a time: the advisory lock (held to commit) keeps
       // every other relay off all of that session's rows, including ones committed after this
-      // claim, so they cannot overtake the ones claimed here. Rows are taken in id order,
-      // which per session is commit order (every write locks its session row first).
-      const rows = await tx.query<Row>(
-        `SELECT ${COLUMNS} FROM outbox o
-         WHERE o.published_at IS NULL
-           AND (o.session_id IS NULL OR pg_try_advisory_xact_lock($1::int, hashtext(o.session_id::text)))
-         ORDER BY o.id
-         LIMIT $2
-         FOR UPDATE OF o SKIP LOCKED`,
-        [RELAY_LOCK_CLASS, limit],
-      );
+      // claim, so they cannot overtake the ones claimed here. Each session's events start at
+      // its lowest unpublished id, also when a relay that held it a moment ago failed to
+      // publish (see the statement); per session, id order is commit order (every write locks
+      // its session row first).
+      const rows = await run(tx, SQL.outboxClaim, { lockClass: RELAY_LOCK_CLASS, limit });
       if (rows.length === 0) return { claimed: 0, published: 0 };
       const acked = await publish(rows.map(rowToEvent));
-      if (acked.length > 0) {
-        await tx.query(
-          `UPDATE outbox SET published_at = now()
-           WHERE id IN (SELECT (jsonb_array_elements_text($1::jsonb))::bigint) AND published_at IS NULL`,
-          [JSON.stringify(acked)],
-        );
-      }
+      if (acked.length > 0) await run(tx, SQL.outboxMark, { ids: JSON.stringify(acked) });
       return { claimed: rows.length, published: acked.length };
     });
   }
@@ -90,21 +77,14 @@ export class PostgresOutbox implements OutboxStore, EventLog {
   }
 
   async read(q: EventQuery): Promise<EventEnvelope[]> {
-    const params: unknown[] = [q.tenant, q.after, q.upTo];
-    const where = ['o.tenant_id = $1', 'o.id > $2::bigint', 'o.id <= $3::bigint'];
-    if (q.types && q.types.length > 0) {
-      params.push(JSON.stringify(q.types));
-      where.push(`o.type IN (SELECT jsonb_array_elements_text($${params.length}::jsonb))`);
-    }
-    if (q.sessionId !== undefined) {
-      params.push(q.sessionId);
-      where.push(`o.session_id = $${params.length}::uuid`);
-    }
-    params.push(q.limit);
-    const rows = await this.db.query<Row>(
-      `SELECT ${COLUMNS} FROM outbox o WHERE ${where.join(' AND ')} ORDER BY o.id LIMIT $${params.length}`,
-      params,
-    );
+    const rows = await run(this.db, SQL.outboxRead, {
+      tenant: q.tenant,
+      after: q.after,
+      upTo: q.upTo,
+      types: q.types && q.types.length > 0 ? JSON.stringify(q.types) : null,
+      session: q.sessionId ?? null,
+      limit: q.limit,
+    });
     return rows.map(rowToEvent);
   }
 
@@ -125,22 +105,13 @@ export class PostgresOutbox implements OutboxStore, EventLog {
   }
 
   private async sample(): Promise<{ horizon: number; latest: number }> {
-    const [seq] = await this.db.query<{ latest: string | null }>(
-      `SELECT pg_sequence_last_value('outbox_id_seq'::regclass)::text AS latest`,
-    );
+    const [seq] = await run<{ latest: string | null }>(this.db, SQL.outboxHorizonLatest);
     const latest = Number(seq?.latest ?? 0);
     if (latest <= this.safe) {
       this.candidates = [];
       return { horizon: this.safe, latest };
     }
-    const holders = await this.db.query<{ vxid: string }>(
-      `SELECT DISTINCT l.virtualtransaction AS vxid FROM pg_locks l
-       WHERE l.locktype = 'relation' AND l.granted
-         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-         AND l.relation = 'outbox'::regclass
-         AND l.mode = 'RowExclusiveLock'
-         AND l.pid IS DISTINCT FROM pg_backend_pid()`,
-    );
+    const holders = await run<{ vxid: string }>(this.db, SQL.outboxHorizonWriters);
     const running = new Set(holders.map((h) => h.vxid));
     for (const c of this.candidates) for (const v of c.holders) if (!running.has(v)) c.holders.delete(v);
     this.candidates.push({ latest, holders: running });
