@@ -2,4 +2,4 @@
 -- $1 channel text
 -- $2 payloads text[]
 -- reply: one row per payload
-SELECT pg_catalog.pg_notify($1, m) FROM unnest($2::text[]) AS m
+SELECT pg_notify($1, m) FROM unnest($2::text[]) AS m

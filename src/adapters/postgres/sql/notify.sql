@@ -2,4 +2,4 @@
 -- $1 channel text
 -- $2 payload text
 -- reply: one row
-SELECT pg_catalog.pg_notify($1, $2)
+SELECT pg_notify($1, $2)
