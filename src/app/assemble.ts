@@ -38,6 +38,7 @@ import { PgSignalBus } from '../adapters/postgres/pg-signal-bus.js';
 import { PostgresRunRepository } from '../adapters/postgres/run-repository.js';
 import { nextFence, PostgresSessionLockStore } from '../adapters/postgres/session-locks.js';
 import { PostgresSessionRepository, type WriteNotification } from '../adapters/postgres/session-repository.js';
+import { run, statements } from '../adapters/postgres/sql.js';
 import { PostgresStatsStore, PostgresSweepStore } from '../adapters/postgres/sweeps.js';
 import { SessionsMetrics } from '../adapters/prometheus/metrics.js';
 import { BreakerOpenError } from '../adapters/redis/circuit-breaker.js';
@@ -423,7 +424,7 @@ export const MIN_POSTGRES_VERSION = 130_000;
 
 /** Refuses to start on a PostgreSQL too old for our SQL, with a message that says so. */
 export async function checkServerVersion(db: Pick<SqlDatabase, 'query'>): Promise<void> {
-  const [row] = await db.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`);
+  const [row] = await run<{ v: string }>(db, statements('serverVersion').serverVersion);
   const version = Number(row?.v ?? 0);
   if (version < MIN_POSTGRES_VERSION) {
     throw new Error(

@@ -10,6 +10,9 @@ import pg from 'pg';
 import { PGlite } from '@electric-sql/pglite';
 import { AgentSessionsError, UnavailableError, ValidationError } from '../../core/errors.js';
 import type { HealthCheck } from '../../core/ports.js';
+import { run, statements } from './sql.js';
+
+const SQL = statements('databasePing');
 
 export interface SqlExecutor {
   query<R = Record<string, unknown>>(text: string, params?: readonly unknown[]): Promise<R[]>;
@@ -99,7 +102,7 @@ export function databaseHealthCheck(db: SqlDatabase): HealthCheck {
     async check() {
       const started = performance.now();
       try {
-        await db.query('SELECT 1');
+        await run(db, SQL.databasePing);
         return { name: db.kind, ok: true, latencyMs: performance.now() - started };
       } catch (err) {
         return { name: db.kind, ok: false, latencyMs: performance.now() - started, error: (err as Error).message };
@@ -204,7 +207,7 @@ export class PgDatabase implements SqlDatabase {
   }
 
   async ready(): Promise<void> {
-    await this.query('SELECT 1');
+    await run(this, SQL.databasePing);
   }
 
   async query<R>(text: string, params?: readonly unknown[]): Promise<R[]> {

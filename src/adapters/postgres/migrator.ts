@@ -5,6 +5,9 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { SqlDatabase } from './database.js';
+import { run, statements } from './sql.js';
+
+const SQL = statements('migrationLock', 'migrationLedgerCreate', 'migrationLedgerVersions', 'migrationLedgerRecord');
 
 export interface Migration {
   version: number;
@@ -39,13 +42,9 @@ export interface MigrateResult {
 
 export async function migrate(db: SqlDatabase, migrations: Migration[] = loadMigrations()): Promise<MigrateResult> {
   return db.transaction(async (tx) => {
-    await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
-    await tx.query(`CREATE TABLE IF NOT EXISTS agent_sessions_migrations (
-      version    integer PRIMARY KEY,
-      name       text        NOT NULL,
-      applied_at timestamptz NOT NULL DEFAULT now()
-    )`);
-    const rows = await tx.query<{ version: number }>('SELECT version FROM agent_sessions_migrations ORDER BY version');
+    await run(tx, SQL.migrationLock, { key: MIGRATION_LOCK_KEY });
+    await run(tx, SQL.migrationLedgerCreate);
+    const rows = await run<{ version: number }>(tx, SQL.migrationLedgerVersions);
     const done = new Set(rows.map((r) => Number(r.version)));
     const latest = migrations.at(-1)?.version ?? 0;
     const newest = Math.max(0, ...done);
@@ -58,7 +57,7 @@ export async function migrate(db: SqlDatabase, migrations: Migration[] = loadMig
     for (const m of migrations) {
       if (done.has(m.version)) continue;
       await tx.exec(m.sql);
-      await tx.query('INSERT INTO agent_sessions_migrations (version, name) VALUES ($1, $2)', [m.version, m.name]);
+      await run(tx, SQL.migrationLedgerRecord, { version: m.version, name: m.name });
       applied.push(m.name);
     }
     return { applied, version: latest };

@@ -16,6 +16,9 @@
  * Writers that bypass this process (another tool writing the outbox) are found by the slow poll.
  */
 import type { SqlDatabase, SqlExecutor } from './database.js';
+import { run, statements } from './sql.js';
+
+const SQL = statements('notify');
 
 export const OUTBOX_CHANNEL = 'agent_sessions_outbox';
 
@@ -49,7 +52,7 @@ export class OutboxSignal {
     this.timer = setTimeout(() => {
       this.timer = null;
       // A lost NOTIFY only delays other instances until their next poll.
-      this.notifier?.query('SELECT pg_notify($1, $2)', [OUTBOX_CHANNEL, '']).catch(() => undefined);
+      if (this.notifier) run(this.notifier, SQL.notify, { channel: OUTBOX_CHANNEL, payload: '' }).catch(() => undefined);
     }, this.coalesceMs);
     this.timer.unref();
   }

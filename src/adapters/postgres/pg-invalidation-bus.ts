@@ -14,6 +14,9 @@ import {
   type InvalidationHandlers,
 } from '../../core/invalidation.js';
 import type { SqlDatabase } from './database.js';
+import { run, statements } from './sql.js';
+
+const SQL = statements('notifyEach');
 
 export const CACHE_INVALIDATION_CHANNEL = 'agent_sessions_cache';
 
@@ -57,9 +60,7 @@ export class PgNotifyInvalidationBus implements InvalidationBus {
       batch.sent = new Promise<void>((resolve, reject) => {
         setImmediate(() => {
           if (this.batch === batch) this.batch = null;
-          this.db
-            .query('SELECT pg_notify($1, m) FROM unnest($2::text[]) AS m', [CACHE_INVALIDATION_CHANNEL, batch.messages])
-            .then(() => resolve(), reject);
+          run(this.db, SQL.notifyEach, { channel: CACHE_INVALIDATION_CHANNEL, payloads: batch.messages }).then(() => resolve(), reject);
         });
       });
       this.batch = batch;

@@ -6,6 +6,9 @@
 import type { OutputEvent, OutputLog } from '../../core/runs.js';
 import { ChannelSubscription } from './channel-subscription.js';
 import type { SqlDatabase } from './database.js';
+import { run, statements } from './sql.js';
+
+const SQL = statements('notify');
 
 const CHANNEL = 'agent_sessions_output';
 
@@ -47,7 +50,7 @@ export class PgOutputLog implements OutputLog {
   async publish(sessionId: string, events: readonly OutputEvent[]): Promise<void> {
     const last = events.at(-1);
     if (!last) return;
-    await this.db.query('SELECT pg_notify($1, $2)', [CHANNEL, `${sessionId} ${last.seq}`]);
+    await run(this.db, SQL.notify, { channel: CHANNEL, payload: `${sessionId} ${last.seq}` });
   }
 
   async read(sessionId: string, after: number, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<OutputEvent[]> {

@@ -7,6 +7,9 @@ import type { RunSignal, SignalBus } from '../../core/runs.js';
 import { SignalHandlers } from '../../core/signal-handlers.js';
 import { ChannelSubscription } from './channel-subscription.js';
 import type { SqlDatabase } from './database.js';
+import { run, statements } from './sql.js';
+
+const SQL = statements('notify');
 
 const CHANNEL = 'agent_sessions_signals';
 
@@ -40,7 +43,7 @@ export class PgSignalBus implements SignalBus {
   }
 
   async publish(owner: string, signal: RunSignal): Promise<void> {
-    await this.db.query('SELECT pg_notify($1, $2)', [CHANNEL, JSON.stringify({ to: owner, signal })]);
+    await run(this.db, SQL.notify, { channel: CHANNEL, payload: JSON.stringify({ to: owner, signal }) });
   }
 
   async subscribe(owner: string, handler: (signal: RunSignal) => void): Promise<() => Promise<void>> {

@@ -1,0 +1,39 @@
+-- session-append-items: appends items to a live session's history with the next seqs, guarded like every write, with item.added.
+-- $1 tenant text
+-- $2 id uuid
+-- $3 expectedVersion bigint: write only at this version; null: any
+-- $4 fencingToken bigint: refused when older than the newest handed out; null: none
+-- $5 items jsonb: array of {id, role, type, content}, in order
+-- $6 notifyChannel text: where near caches hear "<id> <version>" of written sessions; null: not announced
+-- reply: one row; written = true, the written row and extra (the items stored, as a jsonb array), or written = false and the current row; no row: not found
+WITH cur AS (
+  SELECT * FROM sessions WHERE id = $2::uuid AND tenant_id = $1 FOR UPDATE
+), upd AS (
+  -- Seqs are allocated from the locked row, so they are never reused.
+  UPDATE sessions s SET
+    version = s.version + 1, updated_at = now(), last_active_at = now(), expires_at = agent_sessions_slide_expiry(s),
+    item_seq = s.item_seq + jsonb_array_length($5::jsonb)
+  FROM cur
+  -- Every guard reads the locked row (cur), never the statement's snapshot of s.
+  WHERE s.id = cur.id
+    AND ($3::bigint IS NULL OR cur.version = $3::bigint)
+    AND ($4::bigint IS NULL OR $4::bigint >= cur.fence)
+    AND agent_sessions_live(cur::sessions)
+  RETURNING s.*
+), added AS (
+  INSERT INTO session_items (session_id, seq, id, role, type, content)
+  SELECT u.id, u.item_seq - jsonb_array_length($5::jsonb) + x.ord, (x.elem ->> 'id')::uuid, x.elem ->> 'role',
+    x.elem ->> 'type', x.elem -> 'content'
+  FROM upd u, jsonb_array_elements($5::jsonb) WITH ORDINALITY AS x(elem, ord)
+  RETURNING *
+), fx AS (
+  SELECT
+    count(agent_sessions_emit(u.tenant_id, u.id, jsonb_build_array(
+      jsonb_build_object('type', 'item.added', 'payload', jsonb_build_object('count', jsonb_array_length($5::jsonb),
+        'first_seq', u.item_seq - jsonb_array_length($5::jsonb) + 1, 'last_seq', u.item_seq, 'version', u.version))))) AS events,
+    count(pg_catalog.pg_notify($6, u.id::text || ' ' || u.version::text)) FILTER (WHERE $6::text IS NOT NULL) AS notified
+  FROM upd u
+)
+SELECT true AS written, upd.*, (SELECT jsonb_agg(to_jsonb(a) ORDER BY a.seq) FROM added a) AS extra FROM upd, fx
+UNION ALL
+SELECT false, cur.*, NULL FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)

@@ -1,0 +1,27 @@
+-- session-clear-items: removes every item of a live session's history, guarded like every write.
+-- $1 tenant text
+-- $2 id uuid
+-- $3 expectedVersion bigint: write only at this version; null: any
+-- $4 fencingToken bigint: refused when older than the newest handed out; null: none
+-- $5 notifyChannel text: where near caches hear "<id> <version>" of written sessions; null: not announced
+-- reply: one row; written = true, the written row and extra (how many items were removed), or written = false and the current row; no row: not found
+WITH cur AS (
+  SELECT * FROM sessions WHERE id = $2::uuid AND tenant_id = $1 FOR UPDATE
+), upd AS (
+  UPDATE sessions s SET
+    version = s.version + 1, updated_at = now(), last_active_at = now(), expires_at = agent_sessions_slide_expiry(s)
+  FROM cur
+  -- Every guard reads the locked row (cur), never the statement's snapshot of s.
+  WHERE s.id = cur.id
+    AND ($3::bigint IS NULL OR cur.version = $3::bigint)
+    AND ($4::bigint IS NULL OR $4::bigint >= cur.fence)
+    AND agent_sessions_live(cur::sessions)
+  RETURNING s.*
+), fx AS (
+  SELECT count(pg_catalog.pg_notify($5, u.id::text || ' ' || u.version::text)) FILTER (WHERE $5::text IS NOT NULL) AS notified
+  FROM upd u
+)
+-- The items are read after the lock, not on this statement's snapshot (migration 051).
+SELECT true AS written, upd.*, agent_sessions_clear_items(upd.id) AS extra FROM upd, fx
+UNION ALL
+SELECT false, cur.*, NULL FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)

@@ -1,0 +1,37 @@
+-- session-create: inserts a new session and writes its session.created event.
+-- $1 id uuid
+-- $2 tenant text
+-- $3 userId text, null for none
+-- $4 orgId text, null for none
+-- $5 status text: initializing or idle
+-- $6 model text, null for none
+-- $7 title text, null for none
+-- $8 systemPrompt text, null for none
+-- $9 workspacePath text, null for none
+-- $10 mcpClientIds jsonb: array of strings
+-- $11 parentSessionId uuid, null for none; must be a session of the tenant
+-- $12 metadata jsonb: object
+-- $13 ttlSeconds integer, null: no sliding expiry
+-- $14 idleTimeoutSeconds integer, null: no idle timeout
+-- $15 absoluteTimeoutSeconds integer, null: no lifetime limit
+-- $16 notifyChannel text: where near caches hear "<id> <version>" of written sessions; null: not announced
+-- reply: the new row; no row when the id is taken or the parent is not found
+WITH ins AS (
+  INSERT INTO sessions (id, tenant_id, user_id, org_id, status, model, title, system_prompt, workspace_path,
+    mcp_client_ids, parent_session_id, metadata, ttl_seconds, idle_timeout_seconds, lifetime_ends_at, expires_at)
+  SELECT $1::uuid, $2, $3, $4, $5, $6, $7, $8, $9,
+    ARRAY(SELECT jsonb_array_elements_text($10::jsonb)), $11::uuid, $12::jsonb, $13::int, $14::int,
+    now() + $15::int * interval '1 second',
+    LEAST(now() + $13::int * interval '1 second', now() + $15::int * interval '1 second')
+  WHERE $11::uuid IS NULL OR EXISTS (SELECT 1 FROM sessions p WHERE p.id = $11::uuid AND p.tenant_id = $2)
+  ON CONFLICT (id) DO NOTHING
+  RETURNING *
+), fx AS (
+  SELECT
+    count(agent_sessions_emit(i.tenant_id, i.id, jsonb_build_array(
+      jsonb_build_object('type', 'session.created', 'payload',
+        jsonb_build_object('session', agent_sessions_session_json(i::sessions)))))) AS events,
+    count(pg_catalog.pg_notify($16, i.id::text || ' ' || i.version::text)) FILTER (WHERE $16::text IS NOT NULL) AS notified
+  FROM ins i
+)
+SELECT ins.* FROM ins, fx

@@ -1,0 +1,45 @@
+-- session-fork: creates a session from another of the tenant (settings, counters and a copy of its items under new ids), with session.created.
+-- $1 sourceId uuid
+-- $2 tenant text
+-- $3 newId uuid
+-- $4 userId text: the fork's user; null: the source's
+-- $5 model text: the fork's model; null: the source's
+-- $6 title text: the fork's title; null: the source's
+-- $7 metadata jsonb: merged into the source's metadata (a key set to null is removed)
+-- $8 ttlSeconds integer, null: no sliding expiry
+-- $9 absoluteTimeoutSeconds integer, null: no lifetime limit
+-- $10 notifyChannel text: where near caches hear "<id> <version>" of written sessions; null: not announced
+-- reply: the new row with inserted = true; or the source's row with inserted = false when newId is taken; no row: source not found
+-- The source is read on the statement's snapshot, unlocked: its row and its items come from
+-- one snapshot, so the copy is consistent (item_seq matches the items copied).
+WITH src AS (
+  SELECT * FROM sessions WHERE id = $1::uuid AND tenant_id = $2
+), ins AS (
+  INSERT INTO sessions (id, tenant_id, user_id, org_id, status, model, title, system_prompt, workspace_path,
+    mcp_client_ids, parent_session_id, metadata, total_turns, message_count, ttl_seconds, idle_timeout_seconds,
+    lifetime_ends_at, expires_at, item_seq)
+  SELECT $3::uuid, src.tenant_id, COALESCE($4, src.user_id), src.org_id, 'idle', COALESCE($5, src.model),
+    COALESCE($6, src.title), src.system_prompt, src.workspace_path, src.mcp_client_ids, src.id,
+    agent_sessions_merge_metadata(src.metadata, $7::jsonb), src.total_turns, src.message_count, $8::int,
+    src.idle_timeout_seconds,
+    now() + $9::int * interval '1 second',
+    LEAST(now() + $8::int * interval '1 second', now() + $9::int * interval '1 second'),
+    src.item_seq
+  FROM src
+  ON CONFLICT (id) DO NOTHING
+  RETURNING *
+), copied AS (
+  INSERT INTO session_items (session_id, seq, id, role, type, content, created_at)
+  SELECT ins.id, i.seq, gen_random_uuid(), i.role, i.type, i.content, i.created_at
+  FROM ins JOIN session_items i ON i.session_id = $1::uuid
+), fx AS (
+  SELECT
+    count(agent_sessions_emit(i.tenant_id, i.id, jsonb_build_array(
+      jsonb_build_object('type', 'session.created', 'payload',
+        jsonb_build_object('session', agent_sessions_session_json(i::sessions), 'forked_from', i.parent_session_id))))) AS events,
+    count(pg_catalog.pg_notify($10, i.id::text || ' ' || i.version::text)) FILTER (WHERE $10::text IS NOT NULL) AS notified
+  FROM ins i
+)
+SELECT ins.*, true AS inserted FROM ins, fx
+UNION ALL
+SELECT src.*, false FROM src WHERE NOT EXISTS (SELECT 1 FROM ins)

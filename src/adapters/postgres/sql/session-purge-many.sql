@@ -1,0 +1,22 @@
+-- session-purge-many: deletes the sessions of a tenant among the ids given (items, runs and output by FK cascade), with session.deleted.
+-- $1 tenant text
+-- $2 ids jsonb: array of uuids
+-- $3 notifyChannel text: where near caches hear "<id> <version>" of deleted sessions; null: not announced
+-- $4 deletedVersion bigint: the version announced for a deleted session (the caches' tombstone)
+-- reply: one row (id) per session deleted
+WITH cur AS (
+  -- Locks in id order, so overlapping batches never deadlock.
+  SELECT id FROM sessions
+  WHERE tenant_id = $1 AND id IN (SELECT (jsonb_array_elements_text($2::jsonb))::uuid)
+  ORDER BY id FOR UPDATE
+), del AS (
+  DELETE FROM sessions s USING cur WHERE s.id = cur.id RETURNING s.*
+), fx AS (
+  SELECT
+    count(agent_sessions_emit(d.tenant_id, d.id, jsonb_build_array(
+      jsonb_build_object('type', 'session.deleted', 'payload', jsonb_build_object('version', d.version))))) AS events,
+    count(pg_catalog.pg_notify($3, d.id::text || ' ' || $4::bigint::text)) FILTER (WHERE $3::text IS NOT NULL) AS notified
+  -- Events in id order, as the rows were locked.
+  FROM (SELECT * FROM del ORDER BY id) d
+)
+SELECT del.id FROM del, fx

@@ -1,0 +1,33 @@
+-- session-terminate: ends a session that is not terminated yet (an ended one too), and writes its events.
+-- $1 tenant text
+-- $2 id uuid
+-- $3 expectedVersion bigint: write only at this version; null: any
+-- $4 fencingToken bigint: refused when older than the newest handed out; null: none
+-- $5 reason text: the end_reason
+-- $6 notifyChannel text: where near caches hear "<id> <version>" of written sessions; null: not announced
+-- reply: one row; written = true and the written row, or written = false and the current row; no row: not found
+WITH cur AS (
+  SELECT * FROM sessions WHERE id = $2::uuid AND tenant_id = $1 FOR UPDATE
+), upd AS (
+  UPDATE sessions s SET
+    version = s.version + 1, updated_at = now(), status = 'terminated', ended_at = now(), end_reason = $5
+  FROM cur
+  -- Every guard reads the locked row (cur), never the statement's snapshot of s.
+  WHERE s.id = cur.id
+    AND ($3::bigint IS NULL OR cur.version = $3::bigint)
+    AND ($4::bigint IS NULL OR $4::bigint >= cur.fence)
+    AND cur.status <> 'terminated'
+  RETURNING s.*
+), fx AS (
+  SELECT
+    count(agent_sessions_emit(u.tenant_id, u.id, jsonb_build_array(
+      jsonb_build_object('type', 'session.status_changed', 'payload',
+        jsonb_build_object('from', cur.status, 'to', u.status, 'version', u.version)),
+      jsonb_build_object('type', 'session.terminated', 'payload',
+        jsonb_build_object('reason', u.end_reason, 'version', u.version))))) AS events,
+    count(pg_catalog.pg_notify($6, u.id::text || ' ' || u.version::text)) FILTER (WHERE $6::text IS NOT NULL) AS notified
+  FROM upd u JOIN cur ON cur.id = u.id
+)
+SELECT true AS written, upd.* FROM upd, fx
+UNION ALL
+SELECT false, cur.* FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)

@@ -1,0 +1,57 @@
+-- session-update: applies a patch to a live session, each field only when the patch has it, and writes its events.
+-- $1 tenant text
+-- $2 id uuid
+-- $3 expectedVersion bigint: write only at this version; null: any
+-- $4 fencingToken bigint: refused when older than the newest handed out; null: none
+-- $5 patch jsonb: the UpdateSessionInput (camelCase keys), also the `changes` of session.updated
+-- $6 allowedFrom jsonb: the statuses patch.status may be reached from (array); null when the patch sets no status
+-- $7 metadataLimit integer: most bytes the merged metadata's JSON text may take; null: no limit
+-- $8 notifyChannel text: where near caches hear "<id> <version>" of written sessions; null: not announced
+-- reply: one row; written = true and the written row, or written = false, the current row and within_limits (false: the merged metadata is too large); no row: not found
+WITH cur AS (
+  SELECT * FROM sessions WHERE id = $2::uuid AND tenant_id = $1 FOR UPDATE
+), nxt AS (
+  -- The locked row's metadata with the patch's merged in, and whether it fits (OFFSET 0 keeps
+  -- the subquery from being flattened, which would merge once per reference).
+  SELECT m.metadata, (NOT $5::jsonb ? 'metadata' OR $7::int IS NULL OR octet_length(m.metadata::text) <= $7::int) AS within_limits
+  FROM cur, LATERAL (SELECT agent_sessions_merge_metadata(cur.metadata, $5::jsonb -> 'metadata') AS metadata OFFSET 0) m
+), upd AS (
+  UPDATE sessions s SET
+    version = s.version + 1, updated_at = now(), last_active_at = now(), expires_at = agent_sessions_slide_expiry(s),
+    status = CASE WHEN $5::jsonb ? 'status' THEN $5::jsonb ->> 'status' ELSE s.status END,
+    model = CASE WHEN $5::jsonb ? 'model' THEN $5::jsonb ->> 'model' ELSE s.model END,
+    title = CASE WHEN $5::jsonb ? 'title' THEN $5::jsonb ->> 'title' ELSE s.title END,
+    system_prompt = CASE WHEN $5::jsonb ? 'systemPrompt' THEN $5::jsonb ->> 'systemPrompt' ELSE s.system_prompt END,
+    workspace_path = CASE WHEN $5::jsonb ? 'workspacePath' THEN $5::jsonb ->> 'workspacePath' ELSE s.workspace_path END,
+    mcp_client_ids = CASE WHEN $5::jsonb ? 'mcpClientIds'
+      THEN ARRAY(SELECT jsonb_array_elements_text($5::jsonb -> 'mcpClientIds')) ELSE s.mcp_client_ids END,
+    metadata = nxt.metadata,
+    idle_timeout_seconds = CASE WHEN $5::jsonb ? 'idleTimeoutSeconds'
+      THEN ($5::jsonb ->> 'idleTimeoutSeconds')::int ELSE s.idle_timeout_seconds END,
+    -- A change to an ended status ends the session; a reason set earlier stays.
+    ended_at = CASE WHEN $5::jsonb ->> 'status' IN ('terminated', 'failed', 'expired') THEN now() ELSE s.ended_at END,
+    end_reason = CASE WHEN $5::jsonb ->> 'status' IN ('terminated', 'failed', 'expired')
+      THEN COALESCE(s.end_reason, $5::jsonb ->> 'status') ELSE s.end_reason END
+  FROM cur, nxt
+  -- Every guard reads the locked row (cur), never the statement's snapshot of s.
+  WHERE s.id = cur.id
+    AND ($3::bigint IS NULL OR cur.version = $3::bigint)
+    AND ($4::bigint IS NULL OR $4::bigint >= cur.fence)
+    AND agent_sessions_live(cur::sessions)
+    AND ($6::jsonb IS NULL OR $6::jsonb ? cur.status)
+    AND nxt.within_limits
+  RETURNING s.*
+), fx AS (
+  SELECT
+    count(agent_sessions_emit(u.tenant_id, u.id, jsonb_build_array(
+      jsonb_build_object('type', 'session.updated', 'payload', jsonb_build_object('version', u.version, 'changes', $5::jsonb)),
+      CASE WHEN cur.status <> u.status THEN jsonb_build_object('type', 'session.status_changed', 'payload',
+        jsonb_build_object('from', cur.status, 'to', u.status, 'version', u.version)) END,
+      CASE WHEN u.status = 'terminated' THEN jsonb_build_object('type', 'session.terminated', 'payload',
+        jsonb_build_object('session', agent_sessions_session_json(u::sessions))) END))) AS events,
+    count(pg_catalog.pg_notify($8, u.id::text || ' ' || u.version::text)) FILTER (WHERE $8::text IS NOT NULL) AS notified
+  FROM upd u JOIN cur ON cur.id = u.id
+)
+SELECT true AS written, upd.*, true AS within_limits FROM upd, fx
+UNION ALL
+SELECT false, cur.*, nxt.within_limits FROM cur, nxt WHERE NOT EXISTS (SELECT 1 FROM upd)
