@@ -14,7 +14,11 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { SqlExecutor } from './database.js';
+
+/** Anything that runs a parameterized statement: a database or a transaction (database.ts). */
+export interface Queryable {
+  query<R = Record<string, unknown>>(text: string, params?: readonly unknown[]): Promise<R[]>;
+}
 
 export interface Statement {
   /** The file name without `.sql`. */
@@ -97,7 +101,7 @@ export function bind(statement: Statement, values: Readonly<Record<string, unkno
 
 /** Runs `statement` with named parameters on a database or a transaction. */
 export function run<R = Record<string, unknown>>(
-  db: Pick<SqlExecutor, 'query'>,
+  db: Queryable,
   statement: Statement,
   values: Readonly<Record<string, unknown>> = {},
 ): Promise<R[]> {
