@@ -306,6 +306,49 @@ describe('admission', () => {
     );
   });
 
+  it('decides every combination of status, liveness, running run, queue length and policy as the table says', () => {
+    const shapes = [
+      ...SESSION_STATUSES.map((status) => ({ status, effectiveStatus: status, live: !ENDED_STATUSES.includes(status) })),
+      ...(['initializing', 'active', 'idle', 'waiting_input'] as const).map((status) => ({
+        status,
+        effectiveStatus: 'expired' as SessionStatus,
+        live: false,
+      })),
+    ];
+    let combinations = 0;
+    for (const shape of shapes) {
+      for (const running of [false, true]) {
+        for (let queued = 0; queued <= MAX_QUEUED + 1; queued++) {
+          for (const policy of IF_BUSY) {
+            const m = emptyModel(shape);
+            if (running) {
+              m.runs.push(modelRun('r1', 'running', 'a', { startSeq: 1 }));
+              m.output.push({ seq: 1, runId: 'r1', type: 'status', data: {} });
+            }
+            for (let i = 0; i < queued; i++) m.runs.push(modelRun(`q${i}`, 'queued', 'b'));
+            m.session = { ...m.session, outputSeq: m.output.length, runningRunId: running ? 'r1' : null, queuedRuns: queued };
+            m.nextId = 100;
+            const a = admitOn(m, policy, 'c');
+            const busy = running || queued > 0;
+            const expected = !shape.live
+              ? 'session_ended'
+              : !busy
+                ? 'start'
+                : policy === 'reject'
+                  ? 'run_in_progress'
+                  : policy === 'enqueue' && queued >= MAX_QUEUED
+                    ? 'queue_full'
+                    : 'queue';
+            expect(a.decision === 'refuse' ? a.error.code : a.decision).toBe(expected);
+            if (a.decision !== 'refuse') checkInvariants(apply(m, a.plan));
+            combinations++;
+          }
+        }
+      }
+    }
+    expect(combinations).toBe(11 * 2 * (MAX_QUEUED + 2) * IF_BUSY.length);
+  });
+
   it('refuses invalid_transition only for a status that cannot become active', () => {
     fc.assert(
       fc.property(fc.constantFrom(...SESSION_STATUSES), ifBusy, (status, policy) => {
