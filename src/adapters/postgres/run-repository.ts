@@ -2,12 +2,20 @@
  * Runs and their output on PostgreSQL (pg or PGlite): sql/run-*.sql.
  *
  * The lifecycle's decisions (admission, finalization, interrupt) are made by the pure rules
- * of src/core/run-rules.ts on rows this adapter locked: in one transaction it locks the
- * session row (run-session-lock), then the session's running and queued runs
- * (run-active-runs, in a statement of its own so its snapshot holds every run the session's
- * writers committed), asks the rule, and carries the plan out in one statement (run-apply,
- * the plan as jsonb, events through agent_sessions_emit). Lock order is always session row,
- * then run rows; the heartbeat takes run locks with SKIP LOCKED, so it never waits in a cycle.
+ * of src/core/run-rules.ts on the newest rows, and carried out by one statement (run-apply,
+ * the plan as jsonb, events through agent_sessions_emit). Two ways to get there:
+ *
+ * - Locked: one transaction locks the session row (run-session-lock), then the session's
+ *   running and queued runs (run-active-runs, a statement of its own, so its snapshot holds
+ *   every run the session's writers committed), asks the rule and applies the plan.
+ * - Optimistic, for starts and an owner's finalization (two round trips instead of five):
+ *   read the same rows in one snapshot (run-state), ask the rule, and have run-apply lock
+ *   them and apply the plan only if they are unchanged; the rules are pure, so the locked
+ *   rows would get the same decision. If they changed, the locked way decides again. A
+ *   refusal stands on the snapshot: the session was busy or ended at that moment.
+ *
+ * Lock order is always session row, then run rows; the heartbeat takes run locks with SKIP
+ * LOCKED, so it never waits in a cycle.
  */
 import { NotFoundError } from '../../core/errors.js';
 import { decodeCursor, encodeCursor } from '../../core/cursor.js';
@@ -17,6 +25,7 @@ import {
   planFinalization,
   planInterrupt,
   type ActiveRun,
+  type Finalization,
   type RunLockState,
   type RunWrite,
   type WritePlan,
@@ -40,6 +49,7 @@ import { iso, isoOrNull, numOrNull, rowToSession, strOrNull, type Row } from './
 import { run, statements } from './sql.js';
 
 const SQL = statements(
+  'runState',
   'runSessionLock',
   'runSessionClaim',
   'runActiveRuns',
@@ -80,13 +90,27 @@ function rowToEvent(r: Row): OutputEvent {
   return { seq: Number(r.seq), runId: String(r.run_id), type: String(r.type), data: r.data ?? null, createdAt: iso(r.created_at) };
 }
 
-/** A locked session row and its tenant, as run-session-lock and run-session-claim read it. */
-interface LockedSession {
+/** A session's run state and its tenant, as run-state or run-session-lock (with run-active-runs) read it. */
+interface SessionRuns {
   tenant: string;
   state: RunLockState;
 }
 
-function lockedSession(id: string, r: Row): LockedSession {
+function rowToActiveRun(r: Row): ActiveRun {
+  return {
+    id: String(r.id),
+    status: r.status as ActiveRun['status'],
+    owner: strOrNull(r.owner),
+    leaseLapsed: r.lease_lapsed === true,
+    input: r.input ?? null,
+  };
+}
+
+function withRuns(state: RunLockState, runs: ActiveRun[]): RunLockState {
+  return { ...state, running: runs.find((r) => r.status === 'running') ?? null, queued: runs.filter((r) => r.status === 'queued') };
+}
+
+function sessionRuns(id: string, r: Row): SessionRuns {
   return {
     tenant: String(r.tenant_id),
     state: {
@@ -106,15 +130,29 @@ function lockedSession(id: string, r: Row): LockedSession {
   };
 }
 
-/** What run-apply wrote. */
+/** What run-apply wrote; null when the rows changed since the snapshot the plan was made on. */
 interface Applied {
   session: Session | null;
   runs: Map<string, Run>;
   events: OutputEvent[];
 }
 
+/** What a decision made on a snapshot read: run-apply writes only if the locked rows still are this. */
+function expectation(state: RunLockState): Record<string, unknown> {
+  const s = state.session;
+  return {
+    status: s.status,
+    version: s.version,
+    output_seq: s.outputSeq,
+    running_run_id: s.runningRunId,
+    queued_runs: s.queuedRuns,
+    live: s.live,
+    runs: [...(state.running ? [state.running] : []), ...state.queued].map((r) => ({ id: r.id, status: r.status })),
+  };
+}
+
 /** The plan in run-apply's terms (see its header). */
-function applyParameter(plan: WritePlan): string {
+function applyParameter(plan: WritePlan, expect: Record<string, unknown> | null): string {
   const stop: Record<string, unknown>[] = [];
   const start: Record<string, unknown>[] = [];
   const insert: Record<string, unknown>[] = [];
@@ -136,6 +174,7 @@ function applyParameter(plan: WritePlan): string {
   }
   const s = plan.session;
   return JSON.stringify({
+    expect: expect ? [expect] : [],
     session: s ? [{ output_seq: s.outputSeq, running_run_id: s.runningRunId, queued_runs: s.queuedRuns, status: s.status }] : [],
     stop,
     start,
@@ -149,39 +188,66 @@ function written(runs: Map<string, Run>, plan: WritePlan, kind: RunWrite['kind']
   return plan.runs.filter((w) => w.kind === kind).flatMap((w) => runs.get(w.id) ?? []);
 }
 
+function startResult(runId: string, plan: WritePlan, applied: Applied): StartRunResult {
+  const inserted = applied.runs.get(runId);
+  if (!inserted) throw new Error(`run-apply did not insert run ${runId}`);
+  return {
+    run: inserted,
+    session: applied.session,
+    events: applied.events,
+    interrupted: written(applied.runs, plan, 'flag'),
+    cancelled: written(applied.runs, plan, 'end'),
+    promoted: null,
+  };
+}
+
+function finalizeResult(runId: string, decided: Finalization, applied: Applied): FinalizeResult {
+  const ended = applied.runs.get(runId);
+  if (!ended) throw new Error(`run-apply did not end run ${runId}`);
+  return {
+    run: ended,
+    session: applied.session,
+    events: applied.events,
+    promoted: decided.promoted === null ? null : (applied.runs.get(decided.promoted) ?? null),
+    cancelled: decided.cancelled.flatMap((id) => applied.runs.get(id) ?? []),
+  };
+}
+
 export class PostgresRunRepository implements RunRepository {
   constructor(private readonly db: SqlDatabase) {}
 
   /** Locks the session row (skipping it when another transaction holds it, with `claim`). */
-  private async lockSession(tx: SqlExecutor, id: string, tenant: string | null, claim = false): Promise<LockedSession | null> {
+  private async lockSession(tx: SqlExecutor, id: string, tenant: string | null, claim = false): Promise<SessionRuns | null> {
     const [row] = claim ? await run(tx, SQL.runSessionClaim, { id }) : await run(tx, SQL.runSessionLock, { id, tenant });
-    return row ? lockedSession(id, row) : null;
+    return row ? sessionRuns(id, row) : null;
   }
 
   /** Locks the session's running and queued runs (after its row) and adds them to the state. */
-  private async lockRuns(tx: SqlExecutor, locked: LockedSession): Promise<void> {
+  private async lockRuns(tx: SqlExecutor, locked: SessionRuns): Promise<void> {
     const rows = await run(tx, SQL.runActiveRuns, { session: locked.state.session.id });
-    const runs = rows.map(
-      (r): ActiveRun => ({
-        id: String(r.id),
-        status: r.status as ActiveRun['status'],
-        owner: strOrNull(r.owner),
-        leaseLapsed: r.lease_lapsed === true,
-        input: r.input ?? null,
-      }),
-    );
-    locked.state = {
-      ...locked.state,
-      running: runs.find((r) => r.status === 'running') ?? null,
-      queued: runs.filter((r) => r.status === 'queued'),
-    };
+    locked.state = withRuns(locked.state, rows.map(rowToActiveRun));
   }
 
-  private async apply(tx: SqlExecutor, locked: LockedSession, plan: WritePlan): Promise<Applied> {
-    const [row] = await run(tx, SQL.runApply, { session: locked.state.session.id, tenant: locked.tenant, plan: applyParameter(plan) });
+  /** The session's run state and its runs in one snapshot, without locks (the optimistic way). */
+  private async readState(id: string, tenant: string | null): Promise<SessionRuns | null> {
+    const [row] = await run(this.db, SQL.runState, { id, tenant });
+    if (!row) return null;
+    const seen = sessionRuns(id, row);
+    seen.state = withRuns(seen.state, (row.runs as Row[]).map(rowToActiveRun));
+    return seen;
+  }
+
+  /**
+   * Applies a plan made on `on`: rows this transaction holds (`db` the transaction), or a
+   * snapshot (`snapshot`), in which case null means the rows changed and nothing was written.
+   */
+  private async apply(db: SqlExecutor, on: SessionRuns, plan: WritePlan, snapshot = false): Promise<Applied | null> {
+    const parameter = applyParameter(plan, snapshot ? expectation(on.state) : null);
+    const [row] = await run(db, SQL.runApply, { session: on.state.session.id, tenant: on.tenant, plan: parameter });
     const r = row as Row;
-    // The row is held by this transaction; a plan that wrote nothing to it would be a defect.
-    if (plan.session && Number(r.sessions_written) !== 1) throw new Error(`run-apply wrote no session row for ${locked.state.session.id}`);
+    if (r.applied !== true) return null;
+    // Locked or unchanged, the session row is there; a plan that wrote nothing to it would be a defect.
+    if (plan.session && Number(r.sessions_written) !== 1) throw new Error(`run-apply wrote no session row for ${on.state.session.id}`);
     return {
       session: r.session ? rowToSession(r.session as Row) : null,
       runs: new Map((r.runs as Row[]).map((x) => [String(x.id), rowToRun(x)])),
@@ -189,32 +255,41 @@ export class PostgresRunRepository implements RunRepository {
     };
   }
 
-  start(req: StartRunRequest): Promise<StartRunResult> {
+  /** Applies a plan made on rows this transaction holds. */
+  private async applyLocked(tx: SqlExecutor, on: SessionRuns, plan: WritePlan): Promise<Applied> {
+    const applied = await this.apply(tx, on, plan);
+    if (!applied) throw new Error(`run-apply refused a plan made on locked rows of ${on.state.session.id}`);
+    return applied;
+  }
+
+  async start(req: StartRunRequest): Promise<StartRunResult> {
+    const seen = await this.readState(req.sessionId, req.tenant);
+    if (!seen) throw new NotFoundError('session', req.sessionId);
+    const first = this.admit(seen.state, req);
+    const applied = await this.apply(this.db, seen, first, true);
+    if (applied) return startResult(req.runId, first, applied);
+    // The rows changed since the snapshot: decide again on them, locked.
     return this.db.transaction(async (tx) => {
       const locked = await this.lockSession(tx, req.sessionId, req.tenant);
       if (!locked) throw new NotFoundError('session', req.sessionId);
       if (admissionNeedsRuns(locked.state.session, req.ifBusy)) await this.lockRuns(tx, locked);
-      const admission = admit(locked.state, {
-        runId: req.runId,
-        owner: req.owner,
-        input: req.input ?? null,
-        ifBusy: req.ifBusy,
-        maxQueued: req.maxQueued,
-        leaseMs: req.leaseMs,
-      });
-      if (admission.decision === 'refuse') throw admission.error;
-      const applied = await this.apply(tx, locked, admission.plan);
-      const inserted = applied.runs.get(req.runId);
-      if (!inserted) throw new Error(`run-apply did not insert run ${req.runId}`);
-      return {
-        run: inserted,
-        session: applied.session,
-        events: applied.events,
-        interrupted: written(applied.runs, admission.plan, 'flag'),
-        cancelled: written(applied.runs, admission.plan, 'end'),
-        promoted: null,
-      };
+      const plan = this.admit(locked.state, req);
+      return startResult(req.runId, plan, await this.applyLocked(tx, locked, plan));
     });
+  }
+
+  /** The admission's plan; a refusal is thrown. */
+  private admit(state: RunLockState, req: StartRunRequest): WritePlan {
+    const admission = admit(state, {
+      runId: req.runId,
+      owner: req.owner,
+      input: req.input ?? null,
+      ifBusy: req.ifBusy,
+      maxQueued: req.maxQueued,
+      leaseMs: req.leaseMs,
+    });
+    if (admission.decision === 'refuse') throw admission.error;
+    return admission.plan;
   }
 
   async get(tenant: string, sessionId: string, runId: string): Promise<Run | null> {
@@ -259,7 +334,7 @@ export class PostgresRunRepository implements RunRepository {
       await this.lockRuns(tx, locked);
       const decided = planInterrupt(locked.state, runId);
       if (!decided.plan) return [];
-      const applied = await this.apply(tx, locked, decided.plan);
+      const applied = await this.applyLocked(tx, locked, decided.plan);
       return [...applied.runs.values()];
     });
   }
@@ -322,24 +397,25 @@ export class PostgresRunRepository implements RunRepository {
     return rows.filter((r) => r.seq !== null).map(rowToEvent);
   }
 
-  finalize(req: FinalizeRequest): Promise<FinalizeResult | null> {
+  async finalize(req: FinalizeRequest): Promise<FinalizeResult | null> {
+    // The sweep claims sessions with SKIP LOCKED (one another instance is finalizing is left
+    // to it), so it takes the locked way; an owner ending its run tries the snapshot first.
+    if (req.owner !== null) {
+      const seen = await this.readState(req.sessionId, null);
+      if (!seen) return null;
+      // Not running or queued, or not this owner's, in a snapshot: it never will be again.
+      const first = planFinalization(seen.state, req);
+      if (!first) return null;
+      const applied = await this.apply(this.db, seen, first.plan, true);
+      if (applied) return finalizeResult(req.runId, first, applied);
+    }
     return this.db.transaction(async (tx) => {
-      // The sweep claims with SKIP LOCKED: a session another instance is finalizing is left to it.
       const locked = await this.lockSession(tx, req.sessionId, null, req.owner === null);
       if (!locked) return null;
       await this.lockRuns(tx, locked);
       const decided = planFinalization(locked.state, req);
       if (!decided) return null;
-      const applied = await this.apply(tx, locked, decided.plan);
-      const ended = applied.runs.get(req.runId);
-      if (!ended) throw new Error(`run-apply did not end run ${req.runId}`);
-      return {
-        run: ended,
-        session: applied.session,
-        events: applied.events,
-        promoted: decided.promoted === null ? null : (applied.runs.get(decided.promoted) ?? null),
-        cancelled: decided.cancelled.flatMap((id) => applied.runs.get(id) ?? []),
-      };
+      return finalizeResult(req.runId, decided, await this.applyLocked(tx, locked, decided.plan));
     });
   }
 
