@@ -130,7 +130,7 @@ function sessionRuns(id: string, r: Row): SessionRuns {
   };
 }
 
-/** What run-apply wrote; null when the rows changed since the snapshot the plan was made on. */
+/** What run-apply wrote. */
 interface Applied {
   session: Session | null;
   runs: Map<string, Run>;
@@ -265,6 +265,8 @@ export class PostgresRunRepository implements RunRepository {
   async start(req: StartRunRequest): Promise<StartRunResult> {
     const seen = await this.readState(req.sessionId, req.tenant);
     if (!seen) throw new NotFoundError('session', req.sessionId);
+    // Runs the rule will not look at need not be unchanged (nor locked) for the plan to hold.
+    if (!admissionNeedsRuns(seen.state.session, req.ifBusy)) seen.state = withRuns(seen.state, []);
     const first = this.admit(seen.state, req);
     const applied = await this.apply(this.db, seen, first, true);
     if (applied) return startResult(req.runId, first, applied);
