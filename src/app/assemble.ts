@@ -11,6 +11,7 @@ import { EventFeed } from '../core/events.js';
 import { uuidv7 } from '../core/ids.js';
 import { InProcessOutputLog } from '../core/in-process-output-log.js';
 import type { Logger } from '../core/logger.js';
+import { finalizeOrphanedRuns, type OrphanSweepOptions } from '../core/orphan-sweep.js';
 import { OutboxRelay } from '../core/outbox-relay.js';
 import type { EventPublisher, HealthCheck, Lifecycle, SessionCache, SessionLockStore, SessionRef } from '../core/ports.js';
 import {
@@ -19,9 +20,11 @@ import {
   type ConnectionLimiter,
   type RateLimiter,
 } from '../core/rate-limit.js';
-import { RunManager } from '../core/run-manager.js';
+import { RunExecutor } from '../core/run-executor.js';
+import { RunService } from '../core/run-service.js';
 import type { OutputLog, Runner, SignalBus } from '../core/runs.js';
 import { SessionService } from '../core/session-service.js';
+import type { Session } from '../core/types.js';
 import { orphanedRunsTask, sessionSweepTasks, Sweeper } from '../core/sweeper.js';
 import { LruSessionCache } from '../adapters/memory/lru-session-cache.js';
 import { MemorySignalBus } from '../adapters/memory/memory-signal-bus.js';
@@ -126,7 +129,7 @@ export async function createSessions(options: CreateSessionsOptions = {}): Promi
       output: run.output,
       agent: agent ?? run.agent,
     });
-    await parts.runs.ready();
+    await parts.runs.executor.ready();
     await parts.start();
     return new Sessions(parts as unknown as SessionsInit);
   } catch (err) {
@@ -177,24 +180,10 @@ function wire(input: WiringInput): SessionsParts {
     locks: input.locks,
     telemetry: metrics,
   });
-  const runs = new RunManager({
-    repository: new PostgresRunRepository(db),
-    bus: input.signals,
-    live: input.output,
-    instanceId: config.instanceId,
-    leaseMs: config.runLeaseMs,
-    maxQueued: config.limits.runsQueuedPerSession,
-    maxEventBytes: config.limits.outputEventBytes,
-    maxInputBytes: config.limits.itemBytes,
-    loadSession: (tenant, id) => service.find(id, { tenant }),
-    onSessionWritten: (session) => service.refreshCache(session, 'unannounced-write'),
-    logger,
-    agent: input.agent,
-    telemetry: metrics,
-  });
+  const runs = wireRuns(config, db, input, service, metrics);
   const runSweeper = new Sweeper({
     intervalMs: config.runSweepIntervalMs,
-    tasks: [orphanedRunsTask(runs)],
+    tasks: [orphanedRunsTask(runs.orphans)],
     onError: (err, task) => logger?.warn({ err, task }, 'sweep failed'),
   });
   const outbox = new PostgresOutbox(db, outboxSignal);
@@ -233,7 +222,7 @@ function wire(input: WiringInput): SessionsParts {
     cacheStats,
     fallbackStats: () => cache?.fallbackStats?.() ?? {},
     breaker: input.redis?.breaker ?? null,
-    runs: () => runs.localRunCounts(),
+    runs: () => runs.parts.executor.localRunCounts(),
     relay: relay ? () => relay.stats() : null,
     // Without a broker nothing is ever published: there is no lag to report.
     outboxLag: relay ? () => stats.outboxLag() : null,
@@ -241,7 +230,7 @@ function wire(input: WiringInput): SessionsParts {
   });
 
   // Closed in reverse: the runs, then the adapters they use (the sweepers stop before).
-  const components = [...input.components, runs];
+  const components = [...input.components, runs.parts.executor];
   let starting: Promise<void> | null = null;
   let closing: Promise<void> | null = null;
   return {
@@ -253,7 +242,7 @@ function wire(input: WiringInput): SessionsParts {
     }),
     mode: config.databaseUrl ? 'distributed' : 'embedded',
     service,
-    runs,
+    runs: runs.parts,
     events,
     relay,
     publisherName: publisher?.name ?? null,
@@ -285,6 +274,62 @@ function wire(input: WiringInput): SessionsParts {
       })();
       return closing;
     },
+  };
+}
+
+/**
+ * The runs of this instance: the caller API, the executor with its lease keeper, and the
+ * orphan sweep's options (its task runs on the run sweeper).
+ */
+function wireRuns(
+  config: Readonly<Config>,
+  db: SqlDatabase,
+  input: Pick<WiringInput, 'signals' | 'output' | 'agent' | 'logger'>,
+  service: SessionService,
+  telemetry: SessionsMetrics,
+): { parts: SessionsParts['runs']; orphans: OrphanSweepOptions } {
+  const repository = new PostgresRunRepository(db);
+  const onSessionWritten = (session: Session) => service.refreshCache(session, 'unannounced-write');
+  const executor = new RunExecutor({
+    repository,
+    bus: input.signals,
+    live: input.output,
+    instanceId: config.instanceId,
+    leaseMs: config.runLeaseMs,
+    maxEventBytes: config.limits.outputEventBytes,
+    loadSession: (tenant, id) => service.find(id, { tenant }),
+    onSessionWritten,
+    logger: input.logger,
+    telemetry,
+  });
+  const api = new RunService({
+    repository,
+    executor,
+    live: input.output,
+    leaseMs: config.runLeaseMs,
+    maxQueued: config.limits.runsQueuedPerSession,
+    maxInputBytes: config.limits.itemBytes,
+    onSessionWritten,
+    agent: input.agent,
+    telemetry,
+  });
+  const orphans: OrphanSweepOptions = {
+    repository,
+    leaseMs: config.runLeaseMs,
+    announce: (result) => executor.announce(result),
+    telemetry,
+    logger: input.logger,
+  };
+  return {
+    parts: {
+      api,
+      executor,
+      sweepOrphans: (limit) => finalizeOrphanedRuns(orphans, limit),
+      get localRunCount() {
+        return executor.localRunCount;
+      },
+    },
+    orphans,
   };
 }
 

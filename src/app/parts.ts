@@ -4,7 +4,8 @@ import type { EventFeed } from '../core/events.js';
 import type { OutboxRelay } from '../core/outbox-relay.js';
 import type { CacheStats, SessionCache, StatsStore } from '../core/ports.js';
 import type { ConnectionLimiter, RateLimiter } from '../core/rate-limit.js';
-import type { RunManager } from '../core/run-manager.js';
+import type { RunExecutor } from '../core/run-executor.js';
+import type { RunService } from '../core/run-service.js';
 import type { SessionService } from '../core/session-service.js';
 import type { Mode } from '../core/stats.js';
 import type { Sweeper } from '../core/sweeper.js';
@@ -14,12 +15,24 @@ import type { GuardedRedis } from '../adapters/redis/guarded-redis.js';
 import type { SessionsMetrics } from '../adapters/prometheus/metrics.js';
 import type { Config } from './config.js';
 
+/** Runs: the caller API and this instance's side of them. */
+export interface RunParts {
+  /** The library API (`sessions.runs`). */
+  api: RunService;
+  /** The runs this instance executes, its signals and its leases. */
+  executor: RunExecutor;
+  /** One pass of the orphan sweep now; resolves to the runs it ended. */
+  sweepOrphans(limit?: number): Promise<number>;
+  /** Runs executing or queued on this instance. */
+  readonly localRunCount: number;
+}
+
 export interface SessionsParts {
   /** The configuration with its secrets redacted. */
   config: Readonly<Config>;
   mode: Mode;
   service: SessionService;
-  runs: RunManager;
+  runs: RunParts;
   events: EventFeed;
   /** Moves committed events to the broker; null without one. */
   relay: OutboxRelay | null;

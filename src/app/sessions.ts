@@ -55,7 +55,7 @@ export class Sessions {
     this.config = parts.config;
     this.mode = parts.mode;
     this.items = parts.service.items;
-    this.runs = parts.runs;
+    this.runs = parts.runs.api;
     this.events = parts.events;
     this.sweeper = parts.sweeper;
     this.metrics = parts.metrics;

@@ -1,5 +1,6 @@
 /**
- * Runs: the model (SPEC §7) and the ports the RunManager depends on. No I/O here.
+ * Runs: the model (SPEC §7) and the ports RunService, RunExecutor and LeaseKeeper depend on.
+ * No I/O here.
  */
 import type { Lifecycle } from './ports.js';
 import type { CallOptions, Page, Session } from './types.js';

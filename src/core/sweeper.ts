@@ -4,6 +4,7 @@
  * it and none is a single point of failure. Other features add their own tasks (for example
  * the finalization of orphaned runs) with `add`.
  */
+import { finalizeOrphanedRuns, type OrphanSweepOptions } from './orphan-sweep.js';
 import type { SessionRef, SweepStore } from './ports.js';
 
 /** One kind of background work. It must be safe to run on several instances at once. */
@@ -190,6 +191,6 @@ export function sessionSweepTasks(store: SweepStore, o: SessionSweepOptions): Sw
 }
 
 /** The finalization of runs whose owner vanished (SPEC §7), as a sweep task. */
-export function orphanedRunsTask(runs: { sweepOrphans(limit?: number): Promise<number> }): SweepTask {
-  return { name: 'finalize_orphaned_runs', run: () => runs.sweepOrphans() };
+export function orphanedRunsTask(options: OrphanSweepOptions): SweepTask {
+  return { name: 'finalize_orphaned_runs', run: (signal) => finalizeOrphanedRuns(options, undefined, signal) };
 }

@@ -1,15 +1,35 @@
 /**
- * Runs and their output on PostgreSQL (pg or PGlite).
+ * Runs and their output on PostgreSQL (pg or PGlite): sql/run-*.sql.
  *
- * Admission state lives on the session row (`running_run_id`, `queued_runs`) and every
- * statement that starts, queues, finalizes or appends output locks that row, so its checks
- * are made against the newest row version, never a stale snapshot. Lock order is always
- * session row, then run rows; the heartbeat takes run locks with SKIP LOCKED, so it never
- * waits in a cycle.
+ * The lifecycle's decisions (admission, finalization, interrupt) are made by the pure rules
+ * of src/core/run-rules.ts on the newest rows, and carried out by one statement (run-apply,
+ * the plan as jsonb, events through agent_sessions_emit). Two ways to get there:
+ *
+ * - Locked: one transaction locks the session row (run-session-lock), then the session's
+ *   running and queued runs (run-active-runs, a statement of its own, so its snapshot holds
+ *   every run the session's writers committed), asks the rule and applies the plan.
+ * - Optimistic, for starts and an owner's finalization (two round trips instead of five):
+ *   read the same rows in one snapshot (run-state), ask the rule, and have run-apply lock
+ *   them and apply the plan only if they are unchanged; the rules are pure, so the locked
+ *   rows would get the same decision. If they changed, the locked way decides again. A
+ *   refusal stands on the snapshot: the session was busy or ended at that moment.
+ *
+ * Lock order is always session row, then run rows; the heartbeat takes run locks with SKIP
+ * LOCKED, so it never waits in a cycle.
  */
-import { ConflictError, NotFoundError, RunError } from '../../core/errors.js';
+import { NotFoundError } from '../../core/errors.js';
 import { decodeCursor, encodeCursor } from '../../core/cursor.js';
-import { checkRunsQueued } from '../../core/limits.js';
+import {
+  admissionNeedsRuns,
+  admit,
+  planFinalization,
+  planInterrupt,
+  type ActiveRun,
+  type Finalization,
+  type RunLockState,
+  type RunWrite,
+  type WritePlan,
+} from '../../core/run-rules.js';
 import type {
   FinalizeRequest,
   FinalizeResult,
@@ -23,11 +43,28 @@ import type {
   StartRunRequest,
   StartRunResult,
 } from '../../core/runs.js';
-import { effectiveStatus, ENDED_STATUSES, statusesLeadingTo, type Page } from '../../core/types.js';
+import type { Page, Session, SessionStatus } from '../../core/types.js';
 import type { SqlDatabase, SqlExecutor } from './database.js';
-import { rowToSession } from './rows.js';
-import { liveSql, SLIDE_EXPIRY_SQL, uuidListSql } from './session-sql.js';
-import { iso, isoOrNull, numOrNull, strOrNull, type Row } from './rows.js';
+import { iso, isoOrNull, numOrNull, rowToSession, strOrNull, type Row } from './rows.js';
+import { run, statements } from './sql.js';
+
+const SQL = statements(
+  'runState',
+  'runSessionLock',
+  'runSessionClaim',
+  'runActiveRuns',
+  'runApply',
+  'runGet',
+  'runList',
+  'runStreamStart',
+  'runInterruptFlag',
+  'runInputAdd',
+  'runInputsRead',
+  'runHeartbeat',
+  'runOutputAppend',
+  'runOutputRead',
+  'runOrphans',
+);
 
 export function rowToRun(r: Row): Run {
   return {
@@ -53,171 +90,213 @@ function rowToEvent(r: Row): OutputEvent {
   return { seq: Number(r.seq), runId: String(r.run_id), type: String(r.type), data: r.data ?? null, createdAt: iso(r.created_at) };
 }
 
-const ACTIVE_LEADING = JSON.stringify(statusesLeadingTo('active'));
-const LEASE = (param: string) => `now() + ${param}::int * interval '1 millisecond'`;
-const RUN_EVENT_TYPES: Record<string, string> = {
-  completed: 'run.completed',
-  failed: 'run.failed',
-  interrupted: 'run.interrupted',
-};
-
-interface OutboxEvent {
-  type: string;
-  payload: Record<string, unknown>;
+/** A session's run state and its tenant, as run-state or run-session-lock (with run-active-runs) read it. */
+interface SessionRuns {
+  tenant: string;
+  state: RunLockState;
 }
 
-function runPayload(run: Run): Record<string, unknown> {
-  return { run_id: run.id, status: run.status, reason: run.endReason, error: run.error };
+function rowToActiveRun(r: Row): ActiveRun {
+  return {
+    id: String(r.id),
+    status: r.status as ActiveRun['status'],
+    owner: strOrNull(r.owner),
+    leaseLapsed: r.lease_lapsed === true,
+    input: r.input ?? null,
+  };
+}
+
+function withRuns(state: RunLockState, runs: ActiveRun[]): RunLockState {
+  return { ...state, running: runs.find((r) => r.status === 'running') ?? null, queued: runs.filter((r) => r.status === 'queued') };
+}
+
+function sessionRuns(id: string, r: Row): SessionRuns {
+  return {
+    tenant: String(r.tenant_id),
+    state: {
+      session: {
+        id,
+        status: r.status as SessionStatus,
+        effectiveStatus: r.effective_status as SessionStatus,
+        live: r.live === true,
+        version: Number(r.version),
+        outputSeq: Number(r.output_seq),
+        runningRunId: strOrNull(r.running_run_id),
+        queuedRuns: Number(r.queued_runs),
+      },
+      running: null,
+      queued: [],
+    },
+  };
+}
+
+/** What run-apply wrote. */
+interface Applied {
+  session: Session | null;
+  runs: Map<string, Run>;
+  events: OutputEvent[];
+}
+
+/** What a decision made on a snapshot read: run-apply writes only if the locked rows still are this. */
+function expectation(state: RunLockState): Record<string, unknown> {
+  const s = state.session;
+  return {
+    status: s.status,
+    version: s.version,
+    output_seq: s.outputSeq,
+    running_run_id: s.runningRunId,
+    queued_runs: s.queuedRuns,
+    live: s.live,
+    runs: [...(state.running ? [state.running] : []), ...state.queued].map((r) => ({ id: r.id, status: r.status })),
+  };
+}
+
+/** The plan in run-apply's terms (see its header). */
+function applyParameter(plan: WritePlan, expect: Record<string, unknown> | null): string {
+  const stop: Record<string, unknown>[] = [];
+  const start: Record<string, unknown>[] = [];
+  const insert: Record<string, unknown>[] = [];
+  for (const w of plan.runs) {
+    switch (w.kind) {
+      case 'end':
+        stop.push({ id: w.id, ends: true, status: w.status, end_reason: w.reason, error: w.error, end_seq: w.endSeq, interrupt: w.markInterrupted });
+        break;
+      case 'flag':
+        stop.push({ id: w.id, ends: false, interrupt: true });
+        break;
+      case 'promote':
+        start.push({ id: w.id, start_seq: w.startSeq, lease_ms: w.leaseMs });
+        break;
+      case 'insert':
+        insert.push({ id: w.id, status: w.status, owner: w.owner, input: w.input ?? null, start_seq: w.startSeq, lease_ms: w.leaseMs });
+        break;
+    }
+  }
+  const s = plan.session;
+  return JSON.stringify({
+    expect: expect ? [expect] : [],
+    session: s ? [{ output_seq: s.outputSeq, running_run_id: s.runningRunId, queued_runs: s.queuedRuns, status: s.status }] : [],
+    stop,
+    start,
+    insert,
+    output: plan.output.map((e) => ({ seq: e.seq, run_id: e.runId, type: e.type, data: e.data })),
+    outbox: plan.outbox,
+  });
+}
+
+function written(runs: Map<string, Run>, plan: WritePlan, kind: RunWrite['kind']): Run[] {
+  return plan.runs.filter((w) => w.kind === kind).flatMap((w) => runs.get(w.id) ?? []);
+}
+
+function startResult(runId: string, plan: WritePlan, applied: Applied): StartRunResult {
+  const inserted = applied.runs.get(runId);
+  if (!inserted) throw new Error(`run-apply did not insert run ${runId}`);
+  return {
+    run: inserted,
+    session: applied.session,
+    events: applied.events,
+    interrupted: written(applied.runs, plan, 'flag'),
+    cancelled: written(applied.runs, plan, 'end'),
+    promoted: null,
+  };
+}
+
+function finalizeResult(runId: string, decided: Finalization, applied: Applied): FinalizeResult {
+  const ended = applied.runs.get(runId);
+  if (!ended) throw new Error(`run-apply did not end run ${runId}`);
+  return {
+    run: ended,
+    session: applied.session,
+    events: applied.events,
+    promoted: decided.promoted === null ? null : (applied.runs.get(decided.promoted) ?? null),
+    cancelled: decided.cancelled.flatMap((id) => applied.runs.get(id) ?? []),
+  };
 }
 
 export class PostgresRunRepository implements RunRepository {
   constructor(private readonly db: SqlDatabase) {}
 
-  private async outbox(tx: SqlExecutor, tenant: string, sessionId: string, events: OutboxEvent[]): Promise<void> {
-    if (events.length === 0) return;
-    await tx.query(
-      `INSERT INTO outbox (tenant_id, type, session_id, payload)
-       SELECT $1, e->>'type', $2::uuid, e->'payload' FROM jsonb_array_elements($3::jsonb) WITH ORDINALITY AS x(e, ord) ORDER BY x.ord`,
-      [tenant, sessionId, JSON.stringify(events)],
-    );
+  /** Locks the session row (skipping it when another transaction holds it, with `claim`). */
+  private async lockSession(tx: SqlExecutor, id: string, tenant: string | null, claim = false): Promise<SessionRuns | null> {
+    const [row] = claim ? await run(tx, SQL.runSessionClaim, { id }) : await run(tx, SQL.runSessionLock, { id, tenant });
+    return row ? sessionRuns(id, row) : null;
+  }
+
+  /** Locks the session's running and queued runs (after its row) and adds them to the state. */
+  private async lockRuns(tx: SqlExecutor, locked: SessionRuns): Promise<void> {
+    const rows = await run(tx, SQL.runActiveRuns, { session: locked.state.session.id });
+    locked.state = withRuns(locked.state, rows.map(rowToActiveRun));
+  }
+
+  /** The session's run state and its runs in one snapshot, without locks (the optimistic way). */
+  private async readState(id: string, tenant: string | null): Promise<SessionRuns | null> {
+    const [row] = await run(this.db, SQL.runState, { id, tenant });
+    if (!row) return null;
+    const seen = sessionRuns(id, row);
+    seen.state = withRuns(seen.state, (row.runs as Row[]).map(rowToActiveRun));
+    return seen;
+  }
+
+  /**
+   * Applies a plan made on `on`: rows this transaction holds (`db` the transaction), or a
+   * snapshot (`snapshot`), in which case null means the rows changed and nothing was written.
+   */
+  private async apply(db: SqlExecutor, on: SessionRuns, plan: WritePlan, snapshot = false): Promise<Applied | null> {
+    const parameter = applyParameter(plan, snapshot ? expectation(on.state) : null);
+    const [row] = await run(db, SQL.runApply, { session: on.state.session.id, tenant: on.tenant, plan: parameter });
+    const r = row as Row;
+    if (r.applied !== true) return null;
+    // Locked or unchanged, the session row is there; a plan that wrote nothing to it would be a defect.
+    if (plan.session && Number(r.sessions_written) !== 1) throw new Error(`run-apply wrote no session row for ${on.state.session.id}`);
+    return {
+      session: r.session ? rowToSession(r.session as Row) : null,
+      runs: new Map((r.runs as Row[]).map((x) => [String(x.id), rowToRun(x)])),
+      events: (r.events as Row[]).map(rowToEvent),
+    };
+  }
+
+  /** Applies a plan made on rows this transaction holds. */
+  private async applyLocked(tx: SqlExecutor, on: SessionRuns, plan: WritePlan): Promise<Applied> {
+    const applied = await this.apply(tx, on, plan);
+    if (!applied) throw new Error(`run-apply refused a plan made on locked rows of ${on.state.session.id}`);
+    return applied;
   }
 
   async start(req: StartRunRequest): Promise<StartRunResult> {
-    for (let attempt = 0; ; attempt++) {
-      const started = await this.startNow(req);
-      if (started.outcome === 'started') return started.result;
-      const cur = started.session;
-      if (req.ifBusy === 'reject') {
-        throw new RunError('run_in_progress', `session ${req.sessionId} already has a run`, {
-          runId: cur.running_run_id === null ? undefined : String(cur.running_run_id),
-        });
-      }
-      const queued = await this.enqueue(req);
-      if (queued) return queued;
-      // The session fell idle between the two statements: start it now.
-      if (attempt >= 3) throw new RunError('run_in_progress', `session ${req.sessionId} is changing; retry`);
-    }
-  }
-
-  /** The common case in one statement: run row, session → active, first output event, outbox. */
-  private async startNow(req: StartRunRequest): Promise<{ outcome: 'started'; result: StartRunResult } | { outcome: 'busy'; session: Row }> {
-    const rows = await this.db.query<Row>(
-      `WITH cur AS (
-         SELECT s.* FROM sessions s WHERE s.id = $1::uuid AND s.tenant_id = $2 FOR UPDATE
-       ), upd AS (
-         UPDATE sessions s SET status = 'active', version = s.version + 1, updated_at = now(), last_active_at = now(),
-           expires_at = ${SLIDE_EXPIRY_SQL}, output_seq = s.output_seq + 1, running_run_id = $3::uuid
-         FROM cur
-         WHERE s.id = cur.id AND ${liveSql('cur')} AND s.running_run_id IS NULL AND s.queued_runs = 0
-           AND cur.status IN (SELECT jsonb_array_elements_text($7::jsonb))
-         RETURNING s.*, cur.status AS prev_status
-       ), ins AS (
-         INSERT INTO runs (id, session_id, tenant_id, status, owner, lease_expires_at, input, started_at, start_seq)
-         SELECT $3::uuid, u.id, u.tenant_id, 'running', $4, ${LEASE('$5')}, $6::jsonb, now(), u.output_seq FROM upd u
-         RETURNING *
-       ), out AS (
-         INSERT INTO run_output (session_id, seq, run_id, type, data)
-         SELECT u.id, u.output_seq, $3::uuid, 'status', jsonb_build_object('state', 'running', 'run_id', $3::text) FROM upd u
-         RETURNING *
-       ), ev AS (
-         INSERT INTO outbox (tenant_id, type, session_id, payload)
-         SELECT u.tenant_id, e.type, u.id, e.payload FROM upd u CROSS JOIN LATERAL (VALUES
-           (0, 'session.status_changed', jsonb_build_object('from', u.prev_status, 'to', u.status, 'version', u.version),
-             u.prev_status <> u.status),
-           (1, 'run.started', jsonb_build_object('run_id', $3::text, 'input', $6::jsonb, 'owner', $4::text), true)
-         ) AS e(ord, type, payload, wanted)
-         WHERE e.wanted ORDER BY e.ord
-       )
-       SELECT 'started' AS outcome, to_jsonb(u) AS session, (SELECT to_jsonb(i) FROM ins i) AS run,
-         (SELECT to_jsonb(o) FROM out o) AS event, true AS live
-       FROM upd u
-       UNION ALL
-       SELECT 'blocked', to_jsonb(cur), NULL, NULL, ${liveSql('cur')} FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)`,
-      [req.sessionId, req.tenant, req.runId, req.owner, req.leaseMs, JSON.stringify(req.input ?? null), ACTIVE_LEADING],
-    );
-    const row = rows[0];
-    if (!row) throw new NotFoundError('session', req.sessionId);
-    const sessionRow = row.session as Row;
-    if (row.outcome === 'started') {
-      return {
-        outcome: 'started',
-        result: {
-          run: rowToRun(row.run as Row),
-          session: rowToSession(sessionRow),
-          events: [rowToEvent(row.event as Row)],
-          interrupted: [],
-          cancelled: [],
-          promoted: null,
-        },
-      };
-    }
-    this.explainBlocked(req.sessionId, sessionRow, row.live === true);
-    return { outcome: 'busy', session: sessionRow };
-  }
-
-  /** Throws unless the only reason a start was refused is that a run is going. */
-  private explainBlocked(id: string, cur: Row, live: boolean): void {
-    const session = rowToSession(cur);
-    const status = effectiveStatus(session);
-    if (!live || ENDED_STATUSES.includes(status)) {
-      throw new ConflictError('session_ended', `session ${id} is ${status}`, { status });
-    }
-    const busy = cur.running_run_id !== null || Number(cur.queued_runs) > 0;
-    if (!busy) {
-      throw new ConflictError('invalid_transition', `session ${id} cannot start a run from ${status}`, { status });
-    }
-  }
-
-  /** Queues the run behind the running one (after stopping it, for ifBusy 'interrupt'); null if the session is idle now. */
-  private async enqueue(req: StartRunRequest): Promise<StartRunResult | null> {
+    const seen = await this.readState(req.sessionId, req.tenant);
+    if (!seen) throw new NotFoundError('session', req.sessionId);
+    // Runs the rule will not look at need not be unchanged (nor locked) for the plan to hold.
+    if (!admissionNeedsRuns(seen.state.session, req.ifBusy)) seen.state = withRuns(seen.state, []);
+    const first = this.admit(seen.state, req);
+    const applied = await this.apply(this.db, seen, first, true);
+    if (applied) return startResult(req.runId, first, applied);
+    // The rows changed since the snapshot: decide again on them, locked.
     return this.db.transaction(async (tx) => {
-      const [cur] = await tx.query<Row>(
-        `SELECT s.*, ${liveSql('s')} AS live FROM sessions s WHERE s.id = $1::uuid AND s.tenant_id = $2 FOR UPDATE`,
-        [req.sessionId, req.tenant],
-      );
-      if (!cur) throw new NotFoundError('session', req.sessionId);
-      this.explainBlocked(req.sessionId, cur, cur.live === true);
-      if (cur.running_run_id === null && Number(cur.queued_runs) === 0) return null;
-      let queued = Number(cur.queued_runs);
-      let interrupted: Run[] = [];
-      let cancelled: Run[] = [];
-      if (req.ifBusy === 'interrupt') {
-        interrupted = (
-          await tx.query<Row>(
-            `UPDATE runs SET interrupt_requested_at = COALESCE(interrupt_requested_at, now())
-             WHERE id = $1::uuid AND status = 'running' RETURNING *`,
-            [cur.running_run_id],
-          )
-        ).map(rowToRun);
-        cancelled = (
-          await tx.query<Row>(
-            `UPDATE runs SET status = 'interrupted', end_reason = 'interrupted', ended_at = now(), lease_expires_at = NULL,
-               interrupt_requested_at = COALESCE(interrupt_requested_at, now())
-             WHERE session_id = $1::uuid AND status = 'queued' RETURNING *`,
-            [req.sessionId],
-          )
-        ).map(rowToRun);
-        queued -= cancelled.length;
-        await this.outbox(tx, req.tenant, req.sessionId, cancelled.map((r) => ({ type: 'run.interrupted', payload: runPayload(r) })));
-      } else {
-        checkRunsQueued({ runsQueuedPerSession: req.maxQueued }, queued);
-      }
-      const [inserted] = await tx.query<Row>(
-        `INSERT INTO runs (id, session_id, tenant_id, status, owner, lease_expires_at, input)
-         VALUES ($1::uuid, $2::uuid, $3, 'queued', $4, ${LEASE('$5')}, $6::jsonb) RETURNING *`,
-        [req.runId, req.sessionId, req.tenant, req.owner, req.leaseMs, JSON.stringify(req.input ?? null)],
-      );
-      await tx.query(`UPDATE sessions SET queued_runs = $2 WHERE id = $1::uuid`, [req.sessionId, queued + 1]);
-      return { run: rowToRun(inserted as Row), session: null, events: [], interrupted, cancelled, promoted: null };
+      const locked = await this.lockSession(tx, req.sessionId, req.tenant);
+      if (!locked) throw new NotFoundError('session', req.sessionId);
+      if (admissionNeedsRuns(locked.state.session, req.ifBusy)) await this.lockRuns(tx, locked);
+      const plan = this.admit(locked.state, req);
+      return startResult(req.runId, plan, await this.applyLocked(tx, locked, plan));
     });
   }
 
+  /** The admission's plan; a refusal is thrown. */
+  private admit(state: RunLockState, req: StartRunRequest): WritePlan {
+    const admission = admit(state, {
+      runId: req.runId,
+      owner: req.owner,
+      input: req.input ?? null,
+      ifBusy: req.ifBusy,
+      maxQueued: req.maxQueued,
+      leaseMs: req.leaseMs,
+    });
+    if (admission.decision === 'refuse') throw admission.error;
+    return admission.plan;
+  }
+
   async get(tenant: string, sessionId: string, runId: string): Promise<Run | null> {
-    const rows = await this.db.query<Row>(
-      'SELECT * FROM runs WHERE id = $1::uuid AND session_id = $2::uuid AND tenant_id = $3',
-      [runId, sessionId, tenant],
-    );
-    return rows[0] ? rowToRun(rows[0]) : null;
+    const [row] = await run(this.db, SQL.runGet, { id: runId, session: sessionId, tenant });
+    return row ? rowToRun(row) : null;
   }
 
   async list(tenant: string, sessionId: string, query: { cursor?: string; limit: number }): Promise<Page<Run> | null> {
@@ -228,17 +307,7 @@ export class PostgresRunRepository implements RunRepository {
         /^[0-9a-f-]{36}$/i.test((v as { r: string }).r),
       ).r;
     }
-    // Run ids are UUIDv7, so id order is creation order.
-    const rows = await this.db.query<Row>(
-      `SELECT r.*, s.id AS sid FROM sessions s
-       LEFT JOIN LATERAL (
-         SELECT * FROM runs x WHERE x.session_id = s.id AND ($3::uuid IS NULL OR x.id < $3::uuid)
-         ORDER BY x.id DESC LIMIT $4
-       ) r ON true
-       WHERE s.id = $1::uuid AND s.tenant_id = $2
-       ORDER BY r.id DESC`,
-      [sessionId, tenant, before, query.limit + 1],
-    );
+    const rows = await run(this.db, SQL.runList, { session: sessionId, tenant, before, limit: query.limit + 1 });
     if (rows.length === 0) return null;
     const found = rows.filter((r) => r.id !== null);
     const page = found.slice(0, query.limit);
@@ -250,53 +319,26 @@ export class PostgresRunRepository implements RunRepository {
   }
 
   async streamStart(tenant: string, sessionId: string): Promise<{ run: Run | null; outputSeq: number } | null> {
-    const rows = await this.db.query<Row>(
-      `SELECT s.output_seq, to_jsonb(r) AS run FROM sessions s
-       LEFT JOIN LATERAL (
-         SELECT * FROM runs x WHERE x.session_id = s.id AND x.start_seq IS NOT NULL ORDER BY x.start_seq DESC LIMIT 1
-       ) r ON true
-       WHERE s.id = $1::uuid AND s.tenant_id = $2`,
-      [sessionId, tenant],
-    );
-    const row = rows[0];
+    const [row] = await run(this.db, SQL.runStreamStart, { session: sessionId, tenant });
     if (!row) return null;
     return { outputSeq: Number(row.output_seq), run: row.run ? rowToRun(row.run as Row) : null };
   }
 
   async requestInterrupt(tenant: string, sessionId: string, runId: string | undefined): Promise<Run[] | null> {
     // The common case touches only the run row, so it never queues behind output appends.
-    const flagged = await this.db.query<Row>(
-      `UPDATE runs SET interrupt_requested_at = COALESCE(interrupt_requested_at, now())
-       WHERE session_id = $1::uuid AND tenant_id = $2 AND status = 'running' AND ($3::uuid IS NULL OR id = $3::uuid)
-       RETURNING *`,
-      [sessionId, tenant, runId ?? null],
-    );
+    const flagged = await run(this.db, SQL.runInterruptFlag, { session: sessionId, tenant, run: runId ?? null });
     if (flagged.length > 0) return flagged.map(rowToRun);
-    if (runId !== undefined) {
-      const cancelled = await this.db.transaction(async (tx) => {
-          const [cur] = await tx.query<Row>(
-            'SELECT id FROM sessions WHERE id = $1::uuid AND tenant_id = $2 FOR UPDATE',
-            [sessionId, tenant],
-          );
-          if (!cur) return null;
-          const rows = (
-            await tx.query<Row>(
-              `UPDATE runs SET status = 'interrupted', end_reason = 'interrupted', ended_at = now(), lease_expires_at = NULL,
-                 interrupt_requested_at = COALESCE(interrupt_requested_at, now())
-               WHERE id = $1::uuid AND session_id = $2::uuid AND status = 'queued' RETURNING *`,
-              [runId, sessionId],
-            )
-          ).map(rowToRun);
-          if (rows.length > 0) {
-            await tx.query('UPDATE sessions SET queued_runs = queued_runs - $2 WHERE id = $1::uuid', [sessionId, rows.length]);
-            await this.outbox(tx, tenant, sessionId, rows.map((r) => ({ type: 'run.interrupted', payload: runPayload(r) })));
-          }
-          return rows;
-        });
-      return cancelled;
-    }
-    const exists = await this.db.query<Row>('SELECT 1 FROM sessions WHERE id = $1::uuid AND tenant_id = $2', [sessionId, tenant]);
-    return exists.length > 0 ? [] : null;
+    // Nothing ran as that statement began: decide again on the locked rows, which also see a
+    // queued run promoted meanwhile, and cancel a queued run the caller named.
+    return this.db.transaction(async (tx) => {
+      const locked = await this.lockSession(tx, sessionId, tenant);
+      if (!locked) return null;
+      await this.lockRuns(tx, locked);
+      const decided = planInterrupt(locked.state, runId);
+      if (!decided.plan) return [];
+      const applied = await this.applyLocked(tx, locked, decided.plan);
+      return [...applied.runs.values()];
+    });
   }
 
   async addInput(
@@ -305,59 +347,30 @@ export class PostgresRunRepository implements RunRepository {
     runId: string | undefined,
     data: unknown,
   ): Promise<{ run: Run | null; seq: number } | null> {
-    const rows = await this.db.query<Row>(
-      `WITH r AS (
-         UPDATE runs SET input_seq = input_seq + 1
-         WHERE session_id = $1::uuid AND tenant_id = $2 AND status = 'running' AND ($3::uuid IS NULL OR id = $3::uuid)
-         RETURNING *
-       ), ins AS (
-         INSERT INTO run_inputs (run_id, seq, data) SELECT r.id, r.input_seq, $4::jsonb FROM r
-       ), ev AS (
-         INSERT INTO outbox (tenant_id, type, session_id, payload)
-         SELECT r.tenant_id, 'run.input', r.session_id, jsonb_build_object('run_id', r.id, 'seq', r.input_seq, 'input', $4::jsonb)
-         FROM r
-       )
-       SELECT to_jsonb(r) AS run, true AS session_exists FROM r
-       UNION ALL
-       SELECT NULL, EXISTS (SELECT 1 FROM sessions WHERE id = $1::uuid AND tenant_id = $2) WHERE NOT EXISTS (SELECT 1 FROM r)`,
-      [sessionId, tenant, runId ?? null, JSON.stringify(data ?? null)],
-    );
-    const row = rows[0];
+    const values = { session: sessionId, tenant, run: runId ?? null, data: JSON.stringify(data ?? null) };
+    let [row] = await run(this.db, SQL.runInputAdd, values);
+    if (row && !row.run) {
+      // No run was running as the statement began: try again behind the session's lock, whose
+      // holders (a finalization promoting the next run) have then committed.
+      [row] = await this.db.transaction(async (tx) => {
+        if (!(await this.lockSession(tx, sessionId, tenant))) return [];
+        return run(tx, SQL.runInputAdd, values);
+      });
+    }
     if (!row || row.session_exists !== true) return null;
     if (!row.run) return { run: null, seq: 0 };
-    const run = row.run as Row;
-    return { run: rowToRun(run), seq: Number(run.input_seq) };
+    const stored = row.run as Row;
+    return { run: rowToRun(stored), seq: Number(stored.input_seq) };
   }
 
   async readInputs(runId: string, afterSeq: number): Promise<RunInput[]> {
-    const rows = await this.db.query<Row>(
-      'SELECT seq, data FROM run_inputs WHERE run_id = $1::uuid AND seq > $2 ORDER BY seq',
-      [runId, afterSeq],
-    );
+    const rows = await run(this.db, SQL.runInputsRead, { run: runId, after: afterSeq });
     return rows.map((r) => ({ seq: Number(r.seq), data: r.data }));
   }
 
   async heartbeat(owner: string, runIds: readonly string[], leaseMs: number): Promise<HeartbeatRow[]> {
     if (runIds.length === 0) return [];
-    // SKIP LOCKED: a run row held by a finalize or an input write is renewed at the next beat
-    // instead of making the heartbeat wait in a lock cycle.
-    const rows = await this.db.query<Row>(
-      `WITH renew AS (
-         UPDATE runs r SET lease_expires_at = ${LEASE('$3')}
-         WHERE r.id IN (
-           SELECT x.id FROM runs x
-           WHERE x.id IN ${uuidListSql('$2')} AND x.owner = $1 AND x.status IN ('running', 'queued')
-           FOR UPDATE SKIP LOCKED
-         )
-         RETURNING r.id
-       )
-       SELECT r.id, r.status, r.owner, r.interrupt_requested_at IS NOT NULL AS interrupt_requested,
-         (extract(epoch FROM r.interrupt_requested_at) * 1000)::float8 AS interrupt_requested_ms, r.input_seq,
-         s.status IN ('terminated', 'failed', 'expired') AS session_ended, (SELECT count(*) FROM renew) AS renewed
-       FROM runs r JOIN sessions s ON s.id = r.session_id
-       WHERE r.id IN ${uuidListSql('$2')}`,
-      [owner, JSON.stringify(runIds), leaseMs],
-    );
+    const rows = await run(this.db, SQL.runHeartbeat, { owner, ids: JSON.stringify(runIds), leaseMs });
     return rows.map((r) => ({
       id: String(r.id),
       status: r.status as RunStatus,
@@ -371,148 +384,45 @@ export class PostgresRunRepository implements RunRepository {
 
   async appendOutput(sessionId: string, runId: string, events: readonly NewOutputEvent[]): Promise<OutputEvent[] | null> {
     if (events.length === 0) return [];
-    // The guard is on the session row: a finalize that ended this run holds (and changed) that
-    // row, so an append racing it either commits before the terminal event or not at all.
-    const rows = await this.db.query<Row>(
-      `WITH upd AS (
-         UPDATE sessions s SET output_seq = s.output_seq + $3
-         WHERE s.id = $1::uuid AND s.running_run_id = $2::uuid
-         RETURNING s.output_seq
-       )
-       INSERT INTO run_output (session_id, seq, run_id, type, data)
-       SELECT $1::uuid, u.output_seq - $3 + x.ord, $2::uuid, x.e->>'type', COALESCE(x.e->'data', 'null'::jsonb)
-       FROM upd u, jsonb_array_elements($4::jsonb) WITH ORDINALITY AS x(e, ord)
-       RETURNING seq, run_id, type, data, created_at`,
-      [sessionId, runId, events.length, JSON.stringify(events.map((e) => ({ type: e.type, data: e.data ?? null })))],
-    );
+    const rows = await run(this.db, SQL.runOutputAppend, {
+      session: sessionId,
+      run: runId,
+      events: JSON.stringify(events.map((e) => ({ type: e.type, data: e.data ?? null }))),
+    });
     if (rows.length === 0) return null;
     return rows.map(rowToEvent).sort((a, b) => a.seq - b.seq);
   }
 
   async readOutput(sessionId: string, afterSeq: number, limit: number): Promise<OutputEvent[] | null> {
-    const rows = await this.db.query<Row>(
-      `SELECT o.seq, o.run_id, o.type, o.data, o.created_at FROM sessions s
-       LEFT JOIN LATERAL (
-         SELECT * FROM run_output x WHERE x.session_id = s.id AND x.seq > $2 ORDER BY x.seq LIMIT $3
-       ) o ON true
-       WHERE s.id = $1::uuid ORDER BY o.seq`,
-      [sessionId, afterSeq, limit],
-    );
+    const rows = await run(this.db, SQL.runOutputRead, { session: sessionId, after: afterSeq, limit });
     if (rows.length === 0) return null;
     return rows.filter((r) => r.seq !== null).map(rowToEvent);
   }
 
-  finalize(req: FinalizeRequest): Promise<FinalizeResult | null> {
-    return this.db.transaction((tx) => this.finalizeIn(tx, req));
-  }
-
-  private async finalizeIn(tx: SqlExecutor, req: FinalizeRequest): Promise<FinalizeResult | null> {
-    const sweep = req.owner === null;
-    // The sweep claims with SKIP LOCKED: a session another instance is finalizing is left to it.
-    const [cur] = await tx.query<Row>(
-      `SELECT s.*, ${liveSql('s')} AS live FROM sessions s WHERE s.id = $1::uuid FOR UPDATE${sweep ? ' SKIP LOCKED' : ''}`,
-      [req.sessionId],
-    );
-    if (!cur) return null;
-    const [before] = await tx.query<Row>(
-      `SELECT status FROM runs
-       WHERE id = $1::uuid AND session_id = $2::uuid AND status IN ('running', 'queued')
-         AND ($3::text IS NULL OR owner = $3) AND ($4::boolean = false OR lease_expires_at < now())
-       FOR UPDATE`,
-      [req.runId, req.sessionId, req.owner, sweep],
-    );
-    if (!before) return null;
-    const wasRunning = before.status === 'running';
-    let seq = Number(cur.output_seq);
-    const endSeq = wasRunning ? ++seq : null;
-    const [ended] = await tx.query<Row>(
-      `UPDATE runs SET status = $2, end_reason = $3, error = $4, ended_at = now(), lease_expires_at = NULL, end_seq = $5
-       WHERE id = $1::uuid RETURNING *`,
-      [req.runId, req.status, req.reason, req.error, endSeq],
-    );
-    const run = rowToRun(ended as Row);
-    const events: OutputEvent[] = [];
-    const outbox: OutboxEvent[] = [{ type: RUN_EVENT_TYPES[req.status] ?? 'run.failed', payload: runPayload(run) }];
-    if (endSeq !== null) {
-      const data = {
-        run_id: run.id,
-        status: req.status,
-        reason: req.reason,
-        ...(req.error === null ? {} : { error: req.error }),
-        ...(req.details ?? {}),
-      };
-      const [event] = await tx.query<Row>(
-        `INSERT INTO run_output (session_id, seq, run_id, type, data) VALUES ($1::uuid, $2, $3::uuid, $4, $5::jsonb) RETURNING *`,
-        [req.sessionId, endSeq, req.runId, req.status === 'failed' ? 'error' : 'done', JSON.stringify(data)],
-      );
-      events.push(rowToEvent(event as Row));
+  async finalize(req: FinalizeRequest): Promise<FinalizeResult | null> {
+    // The sweep claims sessions with SKIP LOCKED (one another instance is finalizing is left
+    // to it), so it takes the locked way; an owner ending its run tries the snapshot first.
+    if (req.owner !== null) {
+      const seen = await this.readState(req.sessionId, null);
+      if (!seen) return null;
+      // Not running or queued, or not this owner's, in a snapshot: it never will be again.
+      const first = planFinalization(seen.state, req);
+      if (!first) return null;
+      const applied = await this.apply(this.db, seen, first.plan, true);
+      if (applied) return finalizeResult(req.runId, first, applied);
     }
-    let queued = Number(cur.queued_runs) - (wasRunning ? 0 : 1);
-    let promoted: Run | null = null;
-    const cancelled: Run[] = [];
-    if (wasRunning && queued > 0 && cur.live !== true) {
-      // The session ended: what waited behind this run will never start.
-      const rows = await tx.query<Row>(
-        `UPDATE runs SET status = 'interrupted', end_reason = 'session_ended', ended_at = now(), lease_expires_at = NULL
-         WHERE session_id = $1::uuid AND status = 'queued' RETURNING *`,
-        [req.sessionId],
-      );
-      for (const r of rows) cancelled.push(rowToRun(r));
-      for (const r of cancelled) outbox.push({ type: 'run.interrupted', payload: runPayload(r) });
-      queued = 0;
-    } else if (wasRunning && queued > 0) {
-      const startSeq = ++seq;
-      const [next] = await tx.query<Row>(
-        `UPDATE runs SET status = 'running', started_at = now(), lease_expires_at = ${LEASE('$3')}, start_seq = $2
-         WHERE id = (SELECT id FROM runs WHERE session_id = $1::uuid AND status = 'queued' ORDER BY created_at, id LIMIT 1 FOR UPDATE)
-         RETURNING *`,
-        [req.sessionId, startSeq, req.leaseMs],
-      );
-      if (next) {
-        promoted = rowToRun(next);
-        queued -= 1;
-        const [event] = await tx.query<Row>(
-          `INSERT INTO run_output (session_id, seq, run_id, type, data)
-           VALUES ($1::uuid, $2, $3::uuid, 'status', jsonb_build_object('state', 'running', 'run_id', $3::text)) RETURNING *`,
-          [req.sessionId, startSeq, promoted.id],
-        );
-        events.push(rowToEvent(event as Row));
-        outbox.push({ type: 'run.started', payload: { run_id: promoted.id, input: promoted.input, owner: promoted.owner } });
-      } else {
-        seq -= 1;
-        queued = 0;
-      }
-    }
-    const runningId = wasRunning ? (promoted?.id ?? null) : (cur.running_run_id ?? null);
-    // The session leaves `active` only when nothing else runs and it is still live.
-    const newStatus = wasRunning && !promoted && cur.status === 'active' && cur.live === true ? req.sessionStatus : null;
-    const [updated] = await tx.query<Row>(
-      `UPDATE sessions s SET output_seq = $2, running_run_id = $3::uuid, queued_runs = $4,
-         status = COALESCE($5, s.status),
-         version = s.version + CASE WHEN $5::text IS NULL THEN 0 ELSE 1 END,
-         updated_at = CASE WHEN $5::text IS NULL THEN s.updated_at ELSE now() END,
-         last_active_at = CASE WHEN $5::text IS NULL THEN s.last_active_at ELSE now() END,
-         expires_at = CASE WHEN $5::text IS NULL THEN s.expires_at ELSE ${SLIDE_EXPIRY_SQL} END
-       WHERE s.id = $1::uuid RETURNING s.*`,
-      [req.sessionId, seq, runningId, queued, newStatus],
-    );
-    if (newStatus !== null && newStatus !== cur.status) {
-      outbox.unshift({
-        type: 'session.status_changed',
-        payload: { from: cur.status, to: newStatus, version: Number((updated as Row).version) },
-      });
-    }
-    await this.outbox(tx, String(cur.tenant_id), req.sessionId, outbox);
-    return { run, session: newStatus === null ? null : rowToSession(updated as Row), events, promoted, cancelled };
+    return this.db.transaction(async (tx) => {
+      const locked = await this.lockSession(tx, req.sessionId, null, req.owner === null);
+      if (!locked) return null;
+      await this.lockRuns(tx, locked);
+      const decided = planFinalization(locked.state, req);
+      if (!decided) return null;
+      return finalizeResult(req.runId, decided, await this.applyLocked(tx, locked, decided.plan));
+    });
   }
 
   async orphans(limit: number): Promise<Array<{ id: string; sessionId: string; status: RunStatus }>> {
-    const rows = await this.db.query<Row>(
-      `SELECT id, session_id, status FROM runs
-       WHERE status IN ('running', 'queued') AND lease_expires_at < now()
-       ORDER BY lease_expires_at LIMIT $1`,
-      [limit],
-    );
+    const rows = await run(this.db, SQL.runOrphans, { limit });
     return rows.map((r) => ({ id: String(r.id), sessionId: String(r.session_id), status: r.status as RunStatus }));
   }
 }

@@ -1,0 +1,103 @@
+-- run-apply: carries out a run decision (src/core/run-rules.ts): run rows, output events, the session's bookkeeping, outbox events; a decision made on a snapshot only if the rows it read are unchanged.
+-- $1 session uuid
+-- $2 tenant text: the session's tenant (outbox events)
+-- $3 plan jsonb: {
+--      expect: [] when this transaction already holds the rows the decision read; or, for a decision
+--        made on run-state's snapshot, [{ status, version, output_seq, running_run_id, queued_runs, live,
+--        runs: [{ id, status }] }]: the session row and the running and queued runs as it read them,
+--      session: [] or [{ output_seq, running_run_id, queued_runs, status }] (status null: not activity),
+--      stop: [{ id, ends, status, end_reason, error, end_seq, interrupt }] (runs that end, or are asked to stop),
+--      start: [{ id, start_seq, lease_ms }] (queued runs that start),
+--      insert: [{ id, status, owner, input, start_seq, lease_ms }],
+--      output: [{ seq, run_id, type, data }],
+--      outbox: [{ type, payload }] }
+-- reply: one row: applied (false: the rows changed since the snapshot and nothing was written), session (the
+--   written row when its status was set, else null), runs (the run rows written), events (the output rows written,
+--   in seq order), sessions_written
+WITH expected AS (
+  SELECT * FROM jsonb_to_recordset($3::jsonb->'expect')
+    AS x(status text, version bigint, output_seq bigint, running_run_id uuid, queued_runs integer, live boolean, runs jsonb)
+), cur AS (
+  -- A decision made on a snapshot: lock the session row, then the runs it read (lock order:
+  -- session, then runs), and compare their newest versions with what the decision saw. The
+  -- rules are pure, so unchanged rows mean the same decision.
+  SELECT s.id, s.status, s.version, s.output_seq, s.running_run_id, s.queued_runs,
+    s.status IN ('initializing', 'active', 'idle', 'waiting_input')
+      AND (s.expires_at IS NULL OR s.expires_at > now())
+      AND (s.idle_timeout_seconds IS NULL OR s.status = 'active'
+           OR s.last_active_at + s.idle_timeout_seconds * interval '1 second' > now()) AS live
+  FROM sessions s
+  WHERE s.id = $1::uuid AND EXISTS (SELECT 1 FROM expected)
+  FOR UPDATE OF s
+), held AS (
+  SELECT r.id, r.status FROM runs r
+  WHERE r.session_id = $1::uuid AND (SELECT count(*) FROM cur) = 1
+    AND r.id IN (SELECT (e->>'id')::uuid FROM expected x, jsonb_array_elements(x.runs) e)
+  FOR UPDATE OF r
+), guard AS (
+  SELECT NOT EXISTS (SELECT 1 FROM expected) OR EXISTS (
+    SELECT 1 FROM cur, expected x
+    WHERE cur.status = x.status AND cur.version = x.version AND cur.output_seq = x.output_seq
+      AND cur.running_run_id IS NOT DISTINCT FROM x.running_run_id AND cur.queued_runs = x.queued_runs
+      AND cur.live = x.live
+      AND (SELECT count(*) FROM held h JOIN jsonb_to_recordset(x.runs) AS e(id uuid, status text) ON e.id = h.id AND e.status = h.status)
+        = jsonb_array_length(x.runs)
+  ) AS ok
+), stopped AS (
+  UPDATE runs r SET
+    status = CASE WHEN w.ends THEN w.status ELSE r.status END,
+    end_reason = CASE WHEN w.ends THEN w.end_reason ELSE r.end_reason END,
+    error = CASE WHEN w.ends THEN w.error ELSE r.error END,
+    end_seq = CASE WHEN w.ends THEN w.end_seq ELSE r.end_seq END,
+    ended_at = CASE WHEN w.ends THEN now() ELSE r.ended_at END,
+    lease_expires_at = CASE WHEN w.ends THEN NULL ELSE r.lease_expires_at END,
+    interrupt_requested_at = CASE WHEN w.interrupt THEN COALESCE(r.interrupt_requested_at, now()) ELSE r.interrupt_requested_at END
+  FROM jsonb_to_recordset($3::jsonb->'stop')
+    AS w(id uuid, ends boolean, status text, end_reason text, error text, end_seq bigint, interrupt boolean)
+  WHERE r.id = w.id AND r.session_id = $1::uuid AND (SELECT ok FROM guard)
+  RETURNING r.*
+), started AS (
+  -- After `stopped` has run (the subquery makes it finish first), so the run that stops
+  -- running has left the one-running-run index before the next one enters it.
+  UPDATE runs r SET status = 'running', started_at = now(), start_seq = w.start_seq,
+    lease_expires_at = now() + w.lease_ms * interval '1 millisecond'
+  FROM jsonb_to_recordset($3::jsonb->'start') AS w(id uuid, start_seq bigint, lease_ms integer)
+  WHERE r.id = w.id AND r.session_id = $1::uuid AND (SELECT count(*) FROM stopped) >= 0 AND (SELECT ok FROM guard)
+  RETURNING r.*
+), inserted AS (
+  INSERT INTO runs (id, session_id, tenant_id, status, owner, lease_expires_at, input, started_at, start_seq)
+  SELECT w.id, $1::uuid, $2::text, w.status, w.owner, now() + w.lease_ms * interval '1 millisecond', COALESCE(w.input, 'null'::jsonb),
+    CASE WHEN w.status = 'running' THEN now() END, w.start_seq
+  FROM jsonb_to_recordset($3::jsonb->'insert') AS w(id uuid, status text, owner text, input jsonb, start_seq bigint, lease_ms integer)
+  WHERE (SELECT ok FROM guard)
+  RETURNING *
+), written_session AS (
+  -- Activity (a status set) bumps the version and slides the expiry by the session's TTL,
+  -- never past its absolute lifetime.
+  UPDATE sessions s SET output_seq = w.output_seq, running_run_id = w.running_run_id, queued_runs = w.queued_runs,
+    status = COALESCE(w.status, s.status),
+    version = s.version + CASE WHEN w.status IS NULL THEN 0 ELSE 1 END,
+    updated_at = CASE WHEN w.status IS NULL THEN s.updated_at ELSE now() END,
+    last_active_at = CASE WHEN w.status IS NULL THEN s.last_active_at ELSE now() END,
+    expires_at = CASE WHEN w.status IS NULL OR s.ttl_seconds IS NULL THEN s.expires_at
+      ELSE LEAST(now() + s.ttl_seconds * interval '1 second', s.lifetime_ends_at) END
+  FROM jsonb_to_recordset($3::jsonb->'session') AS w(output_seq bigint, running_run_id uuid, queued_runs integer, status text)
+  WHERE s.id = $1::uuid AND (SELECT ok FROM guard)
+  RETURNING s.*, w.status IS NOT NULL AS activity
+), written_output AS (
+  INSERT INTO run_output (session_id, seq, run_id, type, data)
+  SELECT $1::uuid, w.seq, w.run_id, w.type, w.data
+  FROM jsonb_to_recordset($3::jsonb->'output') AS w(seq bigint, run_id uuid, type text, data jsonb)
+  WHERE (SELECT ok FROM guard)
+  RETURNING seq, run_id, type, data, created_at
+), emitted AS (
+  SELECT agent_sessions_emit($2::text, $1::uuid, $3::jsonb->'outbox') AS n WHERE (SELECT ok FROM guard)
+)
+SELECT
+  (SELECT ok FROM guard) AS applied,
+  (SELECT to_jsonb(s) - 'activity' FROM written_session s WHERE s.activity) AS session,
+  (SELECT COALESCE(jsonb_agg(to_jsonb(r)), '[]'::jsonb)
+   FROM (SELECT * FROM stopped UNION ALL SELECT * FROM started UNION ALL SELECT * FROM inserted) r) AS runs,
+  (SELECT COALESCE(jsonb_agg(to_jsonb(o) ORDER BY o.seq), '[]'::jsonb) FROM written_output o) AS events,
+  (SELECT n FROM emitted) AS emitted,
+  (SELECT count(*) FROM written_session) AS sessions_written

@@ -1,0 +1,562 @@
+/**
+ * The owner's side of runs (SPEC §7): the runs this instance executes, each a small state
+ * machine (pending → running, or queued → running; then finishing): it launches the runner
+ * with its output writer, aborts it on a signal, and finalizes it, retrying through a
+ * database outage.
+ *
+ * Every signal has a fast path (the SignalBus, or a direct call when the sender is this
+ * instance) and a durable path that the LeaseKeeper's renewals report: an interrupt is
+ * `runs.interrupt_requested_at`, input is `run_inputs`, a promotion from the queue is the
+ * run's status. Signals are addressed to a run id, so a signal for a run that has ended never
+ * touches the next one.
+ */
+import { RunError, ValidationError } from './errors.js';
+import { AsyncQueue } from './async-queue.js';
+import { LeaseKeeper } from './lease-keeper.js';
+import { checkOutputEvent } from './limits.js';
+import type { Logger } from './logger.js';
+import { OutputWriter } from './output-stream.js';
+import type { Lifecycle } from './ports.js';
+import {
+  TERMINAL_EVENT_TYPES,
+  type EndedRunStatus,
+  type FinalizeResult,
+  type HeartbeatRow,
+  type NewOutputEvent,
+  type OutputEvent,
+  type OutputLog,
+  type Run,
+  type RunContext,
+  type RunRepository,
+  type Runner,
+  type RunResult,
+  type RunSignal,
+  type SignalBus,
+} from './runs.js';
+import { NO_RUN_TELEMETRY, type InterruptPath, type RunTelemetry } from './telemetry.js';
+import type { Session } from './types.js';
+
+/** The logging calls the runs make (pino's Logger satisfies it). */
+export type RunLogger = Pick<Logger, 'info' | 'warn' | 'error'>;
+
+/** Wall-clock milliseconds with sub-millisecond precision, comparable across processes on one host. */
+export function preciseNow(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+export interface RunExecutorOptions {
+  repository: RunRepository;
+  bus: SignalBus;
+  live: OutputLog;
+  instanceId: string;
+  leaseMs: number;
+  /** How often leases are renewed and durable signals checked (default leaseMs / 3). */
+  heartbeatMs?: number;
+  maxEventBytes: number;
+  /** How long a runner may take to return after its signal fired before the run is ended anyway. */
+  abortGraceMs?: number;
+  loadSession: (tenant: string, id: string) => Promise<Session | null>;
+  /** Called with every session row a run write changed, so caches stay right. */
+  onSessionWritten: (session: Session) => Promise<void>;
+  logger?: RunLogger;
+  /** Where interrupts and finished runs are reported (metrics). */
+  telemetry?: RunTelemetry;
+}
+
+/** A run this instance is about to record (start or queue): registered before its row exists. */
+export interface LocalRunSpec {
+  id: string;
+  sessionId: string;
+  tenant: string;
+  input: unknown;
+  runner: Runner;
+}
+
+type AbortReason = 'interrupted' | 'owner_lost' | 'owner_shutdown' | 'session_ended' | 'output_failed';
+
+interface LocalRun extends LocalRunSpec {
+  state: 'pending' | 'queued' | 'running' | 'finishing';
+  controller: AbortController;
+  abortReason: AbortReason | null;
+  interrupt: { requestedAt: number | null; abortedAt: number | null; via: InterruptPath } | null;
+  inputs: AsyncQueue<unknown>;
+  inputSeq: number;
+  pullingInputs: Promise<void> | null;
+  writer: OutputWriter | null;
+  done: Promise<Run>;
+  resolveDone: (run: Run) => void;
+}
+
+interface RunEnd {
+  status: EndedRunStatus;
+  reason: string;
+  error: string | null;
+  sessionStatus: 'idle' | 'waiting_input';
+  details?: Record<string, unknown>;
+}
+
+type RunnerOutcome = { ok: true; result: RunResult | void } | { ok: false; error: unknown };
+
+const EVENT_TYPE = /^[A-Za-z][\w.:-]{0,63}$/;
+
+export class RunExecutor implements Lifecycle {
+  private readonly repo: RunRepository;
+  private readonly options: RunExecutorOptions;
+  private readonly abortGraceMs: number;
+  private readonly telemetry: RunTelemetry;
+  private readonly leases: LeaseKeeper;
+  private readonly local = new Map<string, LocalRun>();
+  private unsubscribe: (() => Promise<void>) | null = null;
+  private starting: Promise<void> | null = null;
+  private closing: Promise<void> | null = null;
+
+  constructor(options: RunExecutorOptions) {
+    this.options = options;
+    this.repo = options.repository;
+    this.abortGraceMs = options.abortGraceMs ?? 15_000;
+    this.telemetry = options.telemetry ?? NO_RUN_TELEMETRY;
+    this.leases = new LeaseKeeper({
+      repository: this.repo,
+      owner: options.instanceId,
+      leaseMs: options.leaseMs,
+      intervalMs: options.heartbeatMs ?? Math.max(50, Math.floor(options.leaseMs / 3)),
+      // A pending run has no row yet: nothing to renew.
+      held: () => [...this.local.values()].filter((l) => l.state !== 'pending').map((l) => l.id),
+      report: (ids, rows) => this.onLeaseReport(ids, rows),
+      onError: (err) => options.logger?.warn({ err }, 'run heartbeat failed'),
+    });
+  }
+
+  get instanceId(): string {
+    return this.options.instanceId;
+  }
+
+  /** Whether new runs may start here (false once `close` began). */
+  get accepting(): boolean {
+    return this.closing === null;
+  }
+
+  /** Subscribes to this instance's signals and starts renewing leases. Idempotent. */
+  ready(): Promise<void> {
+    this.starting ??= (async () => {
+      this.unsubscribe = await this.options.bus.subscribe(this.instanceId, (s) => this.onSignal(s));
+      this.leases.start();
+    })();
+    return this.starting;
+  }
+
+  /**
+   * Stops taking runs, interrupts the runs executing here (they end `failed`/`owner_shutdown`)
+   * and waits for them to be finalized, up to the abort grace period. Idempotent.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      const runs = [...this.local.values()];
+      for (const local of runs) {
+        if (local.state === 'queued') void this.finishQueued(local, 'owner_shutdown');
+        else this.abort(local, 'owner_shutdown');
+      }
+      const grace = new Promise<void>((r) => setTimeout(r, this.abortGraceMs + 1_000).unref());
+      await Promise.race([Promise.allSettled(runs.map((l) => l.done)), grace]);
+      await this.leases.stop();
+      await this.unsubscribe?.().catch(() => undefined);
+    })();
+    return this.closing;
+  }
+
+  /** Runs executing or queued on this instance. */
+  get localRunCount(): number {
+    return this.local.size;
+  }
+
+  /** Runs on this instance: executing (or starting, or finishing) and queued behind another run. */
+  localRunCounts(): { running: number; queued: number } {
+    let queued = 0;
+    for (const l of this.local.values()) if (l.state === 'queued') queued++;
+    return { running: this.local.size - queued, queued };
+  }
+
+  /** Resolves to the run once it has ended, when it is (or was about to be) one of this instance's; null otherwise. */
+  whenEnded(runId: string): Promise<Run> | null {
+    return this.local.get(runId)?.done ?? null;
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Recording a run (the caller API's start)
+
+  /** Registers a run before its row is written, so a signal that arrives at once is not lost. */
+  register(spec: LocalRunSpec): void {
+    let resolveDone: (run: Run) => void = () => undefined;
+    const done = new Promise<Run>((r) => {
+      resolveDone = r;
+    });
+    this.local.set(spec.id, {
+      ...spec,
+      state: 'pending',
+      controller: new AbortController(),
+      abortReason: null,
+      interrupt: null,
+      inputs: new AsyncQueue(),
+      inputSeq: 0,
+      pullingInputs: null,
+      writer: null,
+      done,
+      resolveDone,
+    });
+  }
+
+  /** The run's row could not be written: forget it. */
+  discard(runId: string): void {
+    this.local.delete(runId);
+  }
+
+  /** The run's row is written: execute it now if it runs, else wait for its promotion. */
+  recorded(run: Run, session: Session | null): void {
+    const local = this.local.get(run.id);
+    if (!local || local.state !== 'pending') return;
+    if (run.status === 'running') this.launch(local, session);
+    else local.state = 'queued';
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Signals and announcements (also used by the caller API and the orphan sweep)
+
+  /** Sends a signal to a run's owner: this instance's own runs directly, others through the SignalBus. */
+  async deliver(owner: string | null, signal: RunSignal): Promise<void> {
+    if (owner === null) return;
+    if (owner === this.instanceId) {
+      this.onSignal(signal);
+      return;
+    }
+    try {
+      await this.options.bus.publish(owner, signal);
+    } catch (err) {
+      // The durable path (the owner's next heartbeat) still delivers it.
+      this.options.logger?.warn({ err, owner, signal: signal.type }, 'signal not published; the owner sees it at its next heartbeat');
+    }
+  }
+
+  /** Publishes archived output to live readers; a failure only sends readers to the archive. */
+  async publish(sessionId: string, events: readonly OutputEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    await this.options.live.publish(sessionId, events).catch((err: unknown) => {
+      this.options.logger?.warn({ err, session_id: sessionId }, 'live output publish failed');
+    });
+  }
+
+  /** Tells caches, readers and owners what a finalization changed. */
+  async announce(result: FinalizeResult): Promise<void> {
+    // Caches first: a reader who sees the terminal event and then reads the session (on this
+    // instance or another) must find the session as the finalization left it.
+    if (result.session) await this.options.onSessionWritten(result.session);
+    await this.publish(result.run.sessionId, result.events);
+    const promoted = result.promoted;
+    if (promoted) await this.deliver(promoted.owner, { type: 'promoted', sessionId: promoted.sessionId, runId: promoted.id });
+    const requestedAt = preciseNow();
+    for (const r of result.cancelled) await this.deliver(r.owner, { type: 'interrupt', sessionId: r.sessionId, runId: r.id, requestedAt });
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Execution
+
+  private launch(local: LocalRun, session: Session | null): void {
+    local.state = 'running';
+    local.writer = new OutputWriter({
+      repository: this.repo,
+      live: this.options.live,
+      sessionId: local.sessionId,
+      runId: local.id,
+      onLost: () => this.abort(local, 'owner_lost'),
+      onFailed: (err) => {
+        this.options.logger?.error({ err, run_id: local.id }, 'run output could not be archived');
+        this.abort(local, 'output_failed');
+      },
+      onPublishError: (err) => this.options.logger?.warn({ err, session_id: local.sessionId }, 'live output publish failed'),
+    });
+    void this.execute(local, session).catch((err: unknown) => {
+      this.options.logger?.error({ err, run_id: local.id }, 'run execution failed');
+    });
+  }
+
+  private context(local: LocalRun, session: Session): RunContext {
+    const writer = local.writer as OutputWriter;
+    return {
+      id: local.id,
+      sessionId: local.sessionId,
+      tenant: local.tenant,
+      session,
+      input: local.input,
+      signal: local.controller.signal,
+      inputs: local.inputs,
+      emit: (event: NewOutputEvent) => {
+        this.checkEvent(event);
+        if (local.state !== 'running') return handled(Promise.reject(new RunError('run_ended', `run ${local.id} has ended`)));
+        return handled(writer.push({ type: event.type, data: event.data ?? null }));
+      },
+    };
+  }
+
+  private async execute(local: LocalRun, snapshot: Session | null): Promise<void> {
+    const signal = local.controller.signal;
+    let outcome: RunnerOutcome = { ok: true, result: undefined };
+    if (signal.aborted) {
+      // Interrupted before it started: the runner is never called.
+      if (local.interrupt) local.interrupt.via = 'before_start';
+    } else {
+      const session = snapshot ?? (await this.options.loadSession(local.tenant, local.sessionId).catch(() => null));
+      if (!session) {
+        outcome = { ok: false, error: new Error('the session could not be read') };
+      } else {
+        const running = (async () => local.runner(this.context(local, session)))().then(
+          (result) => ({ ok: true as const, result }),
+          (error: unknown) => ({ ok: false as const, error }),
+        );
+        // After an abort the runner gets a grace period to return; then the run ends anyway.
+        const gaveUp = new Promise<null>((resolve) => {
+          const onAbort = () => setTimeout(() => resolve(null), this.abortGraceMs).unref();
+          if (signal.aborted) onAbort();
+          else signal.addEventListener('abort', onAbort, { once: true });
+        });
+        outcome = (await Promise.race([running, gaveUp])) ?? { ok: false, error: new Error('runner did not stop') };
+      }
+    }
+    local.state = 'finishing';
+    local.inputs.end(true);
+    if (local.abortReason === 'owner_lost') {
+      local.writer?.close(new RunError('run_ended', `run ${local.id} was lost`));
+      this.forget(local, null);
+      return;
+    }
+    await local.writer?.flush();
+    local.writer?.close(new RunError('run_ended', `run ${local.id} has ended`));
+    const end = this.outcome(local, outcome);
+    const result = await this.finalizeOwned(local, end);
+    if (result) {
+      this.telemetry.runEnded(end.status, end.reason);
+      if (end.status === 'interrupted' && local.interrupt?.abortedAt && local.interrupt.requestedAt) {
+        this.options.logger?.info(
+          {
+            run_id: local.id,
+            session_id: local.sessionId,
+            latency_ms: Math.round((local.interrupt.abortedAt - local.interrupt.requestedAt) * 100) / 100,
+            via: local.interrupt.via,
+          },
+          'run interrupted',
+        );
+      }
+      await this.announce(result);
+    }
+    this.forget(local, result?.run ?? null);
+  }
+
+  /** How the run ends: why it was aborted, else what its runner did. */
+  private outcome(local: LocalRun, outcome: RunnerOutcome): RunEnd {
+    const base = { sessionStatus: 'idle' as const };
+    switch (local.abortReason) {
+      case 'interrupted': {
+        const i = local.interrupt;
+        return {
+          ...base,
+          status: 'interrupted',
+          reason: 'interrupted',
+          error: null,
+          details: i ? { interrupt: { requested_at: i.requestedAt, aborted_at: i.abortedAt, via: i.via } } : {},
+        };
+      }
+      case 'session_ended':
+        return { ...base, status: 'interrupted', reason: 'session_ended', error: null };
+      case 'owner_shutdown':
+        return { ...base, status: 'failed', reason: 'owner_shutdown', error: 'the instance running this run shut down' };
+      case 'output_failed':
+        return { ...base, status: 'failed', reason: 'output_failed', error: 'run output could not be stored' };
+      default:
+        break;
+    }
+    if (!outcome.ok) {
+      const err = outcome.error;
+      const message = err instanceof Error ? err.message : String(err);
+      return { ...base, status: 'failed', reason: 'runner_error', error: message.slice(0, 4_096) };
+    }
+    const sessionStatus = outcome.result && outcome.result.sessionStatus === 'waiting_input' ? 'waiting_input' : 'idle';
+    return { status: 'completed', reason: 'completed', error: null, sessionStatus };
+  }
+
+  /** Finalizes, retrying through a database outage for as long as the lease would have lasted. */
+  private async finalizeOwned(local: LocalRun, end: RunEnd): Promise<FinalizeResult | null> {
+    const deadline = Date.now() + this.options.leaseMs * 3;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.repo.finalize({
+          sessionId: local.sessionId,
+          runId: local.id,
+          owner: this.instanceId,
+          leaseMs: this.options.leaseMs,
+          ...end,
+        });
+      } catch (err) {
+        if (Date.now() > deadline) {
+          this.options.logger?.error({ err, run_id: local.id }, 'run could not be finalized; the orphan sweep will end it');
+          return null;
+        }
+        await new Promise((r) => setTimeout(r, Math.min(50 * 2 ** attempt, 1_000)));
+      }
+    }
+  }
+
+  private forget(local: LocalRun, run: Run | null): void {
+    this.local.delete(local.id);
+    local.inputs.end(true);
+    if (run) {
+      local.resolveDone(run);
+    } else {
+      void this.repo.get(local.tenant, local.sessionId, local.id).then(
+        (r) => r && local.resolveDone(r),
+        () => undefined,
+      );
+    }
+  }
+
+  /** A queued run of this instance that ended without running (cancelled, swept, or shutdown). */
+  private async finishQueued(local: LocalRun, reason?: 'owner_shutdown'): Promise<void> {
+    if (reason) {
+      const result = await this.repo
+        .finalize({
+          sessionId: local.sessionId,
+          runId: local.id,
+          owner: this.instanceId,
+          status: 'failed',
+          reason,
+          error: 'the instance holding this queued run shut down',
+          sessionStatus: 'idle',
+          leaseMs: this.options.leaseMs,
+        })
+        .catch(() => null);
+      if (result) {
+        this.telemetry.runEnded('failed', reason);
+        await this.announce(result);
+      }
+    }
+    this.forget(local, null);
+  }
+
+  private abort(
+    local: LocalRun,
+    reason: AbortReason,
+    via: InterruptPath = 'signal',
+    requestedAt?: number,
+    /** The request time as the database recorded it (heartbeat path): for the latency metric only. */
+    recordedAt?: number,
+  ): void {
+    if (local.controller.signal.aborted) return;
+    local.abortReason = reason;
+    if (reason === 'interrupted') {
+      const abortedAt = preciseNow();
+      local.interrupt = { requestedAt: requestedAt ?? null, abortedAt, via };
+      // Across hosts the clocks may disagree a little; a negative difference counts as no wait.
+      const since = requestedAt ?? recordedAt;
+      this.telemetry.interruptDelivered(via, since === undefined ? null : Math.max(0, abortedAt - since) / 1000);
+    }
+    const error =
+      reason === 'interrupted'
+        ? new RunError('interrupted', `run ${local.id} was interrupted`)
+        : new RunError('run_ended', `run ${local.id} stopped: ${reason}`, { reason });
+    local.controller.abort(error);
+    local.inputs.end(true);
+  }
+
+  private onSignal(signal: RunSignal): void {
+    const local = this.local.get(signal.runId);
+    if (!local) return;
+    switch (signal.type) {
+      case 'interrupt':
+        if (local.state === 'queued') void this.reconcileQueued(local);
+        else this.abort(local, 'interrupted', 'signal', signal.requestedAt);
+        return;
+      case 'input':
+        if (local.state === 'running') void this.pullInputs(local);
+        return;
+      case 'promoted':
+        if (local.state === 'queued') void this.reconcileQueued(local);
+        return;
+    }
+  }
+
+  /** Reads a queued run's row and acts on it: start it if it was promoted, forget it if it ended. */
+  private async reconcileQueued(local: LocalRun, row?: Pick<HeartbeatRow, 'status' | 'interruptRequested'>): Promise<void> {
+    let status = row?.status;
+    let interruptRequested = row?.interruptRequested ?? false;
+    if (!status) {
+      const run = await this.repo.get(local.tenant, local.sessionId, local.id).catch(() => null);
+      if (!run) return;
+      status = run.status;
+      interruptRequested = run.interruptRequestedAt !== null;
+    }
+    if (local.state !== 'queued') return;
+    if (status === 'running') {
+      if (interruptRequested) this.abort(local, 'interrupted', 'before_start');
+      this.launch(local, null);
+    } else if (status !== 'queued') {
+      this.forget(local, null);
+    }
+  }
+
+  private pullInputs(local: LocalRun): Promise<void> {
+    local.pullingInputs ??= (async () => {
+      try {
+        const inputs = await this.repo.readInputs(local.id, local.inputSeq);
+        for (const input of inputs) {
+          if (input.seq <= local.inputSeq) continue;
+          local.inputSeq = input.seq;
+          local.inputs.push(input.data);
+        }
+      } catch (err) {
+        this.options.logger?.warn({ err, run_id: local.id }, 'run input could not be read; retried at the next heartbeat');
+      } finally {
+        local.pullingInputs = null;
+      }
+    })();
+    return local.pullingInputs;
+  }
+
+  /** The durable path: what a lease renewal found for each run it was asked about. */
+  private onLeaseReport(ids: readonly string[], rows: readonly HeartbeatRow[]): void {
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    for (const id of ids) {
+      const local = this.local.get(id);
+      if (!local) continue;
+      const row = byId.get(id);
+      if (local.state === 'queued') {
+        if (!row) this.forget(local, null);
+        else void this.reconcileQueued(local, row);
+        continue;
+      }
+      if (local.state !== 'running') continue;
+      // A run launched on its promotion while the renewal was reading its row as queued: the
+      // report is older than what this instance knows.
+      if (row?.status === 'queued') continue;
+      if (!row || row.owner !== this.instanceId || row.status !== 'running') {
+        this.abort(local, 'owner_lost');
+        continue;
+      }
+      if (row.interruptRequested) this.abort(local, 'interrupted', 'heartbeat', undefined, row.interruptRequestedAt ?? undefined);
+      if (row.sessionEnded) this.abort(local, 'session_ended');
+      if (row.inputSeq > local.inputSeq) void this.pullInputs(local);
+    }
+  }
+
+  private checkEvent(event: NewOutputEvent): void {
+    if (typeof event !== 'object' || event === null || typeof event.type !== 'string' || !EVENT_TYPE.test(event.type)) {
+      throw new ValidationError('an output event needs a type of letters, digits and _ . : - (at most 64)', { field: 'type' });
+    }
+    if (TERMINAL_EVENT_TYPES.includes(event.type)) {
+      throw new ValidationError(`"${event.type}" is written when the run ends; a runner cannot emit it`, { field: 'type' });
+    }
+    checkOutputEvent({ outputEventBytes: this.options.maxEventBytes }, event.data ?? null);
+  }
+}
+
+/** Marks a promise as handled (a caller that ignores it causes no unhandled rejection) and returns it. */
+function handled<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => undefined);
+  return promise;
+}

@@ -1,0 +1,237 @@
+/**
+ * The runs API of the library (`sessions.runs`, SPEC §7): start a run here, and from any
+ * instance read its output, interrupt it, send it input and wait for its end. Starting hands
+ * the run to this instance's RunExecutor; everything else goes through the repository and,
+ * for interrupts and input, a signal to the run's owner wherever it is.
+ */
+import { sleep, throwIfAborted } from './abort.js';
+import { AgentSessionsError, NotFoundError, RunError, UnavailableError, ValidationError } from './errors.js';
+import { isUuid, uuidv7 } from './ids.js';
+import { jsonBytes } from './limits.js';
+import { readOutput } from './output-stream.js';
+import { preciseNow, type RunExecutor } from './run-executor.js';
+import {
+  IF_BUSY,
+  type InputOptions,
+  type InterruptOptions,
+  type OutputEvent,
+  type OutputLog,
+  type Run,
+  type RunRepository,
+  type Runner,
+  type Runs,
+  type StartRunOptions,
+  type StreamOptions,
+} from './runs.js';
+import { NO_RUN_TELEMETRY, type RunTelemetry } from './telemetry.js';
+import { DEFAULT_TENANT, type CallOptions, type Page, type Session } from './types.js';
+
+export interface RunServiceOptions {
+  repository: RunRepository;
+  executor: RunExecutor;
+  live: OutputLog;
+  leaseMs: number;
+  maxQueued: number;
+  maxInputBytes: number;
+  /** How long a stream reader waits on the live log before it checks the archive (default 1000). */
+  readPollMs?: number;
+  /** Called with every session row a run write changed, so caches stay right. */
+  onSessionWritten: (session: Session) => Promise<void>;
+  /** The runner used when none is given (the HTTP API's agent). */
+  agent?: Runner;
+  /** Where interrupt requests are reported (metrics). */
+  telemetry?: RunTelemetry;
+}
+
+export class RunService implements Runs {
+  private readonly repo: RunRepository;
+  private readonly executor: RunExecutor;
+  private readonly options: RunServiceOptions;
+  private readonly agent: Runner | null;
+  private readonly readPollMs: number;
+  private readonly telemetry: RunTelemetry;
+
+  constructor(options: RunServiceOptions) {
+    this.options = options;
+    this.repo = options.repository;
+    this.executor = options.executor;
+    this.agent = options.agent ?? null;
+    this.readPollMs = options.readPollMs ?? 1_000;
+    this.telemetry = options.telemetry ?? NO_RUN_TELEMETRY;
+  }
+
+  /**
+   * Starts a run of `runner` on this instance. Resolves once the run is recorded (running,
+   * or queued with `ifBusy: 'enqueue' | 'interrupt'`); the runner goes on in the background.
+   */
+  async start(sessionId: string, runner: Runner | undefined = this.agent ?? undefined, opts: StartRunOptions = {}): Promise<Run> {
+    throwIfAborted(opts.signal);
+    checkId(sessionId, 'session id');
+    if (typeof runner !== 'function') throw new ValidationError('a runner function is required');
+    if (!this.executor.accepting) throw new UnavailableError('this instance is shutting down');
+    const ifBusy = opts.ifBusy ?? 'reject';
+    if (!IF_BUSY.includes(ifBusy)) throw new ValidationError(`if_busy must be one of ${IF_BUSY.join(', ')}`, { field: 'if_busy' });
+    const input = opts.input ?? null;
+    checkSize('input', input, this.options.maxInputBytes);
+    await this.executor.ready();
+    const tenant = opts.tenant ?? DEFAULT_TENANT;
+    const id = uuidv7();
+    const session = sessionId.toLowerCase();
+    this.executor.register({ id, sessionId: session, tenant, input, runner });
+    let result;
+    try {
+      result = await this.repo.start({
+        tenant,
+        sessionId: session,
+        runId: id,
+        owner: this.executor.instanceId,
+        input,
+        leaseMs: this.options.leaseMs,
+        ifBusy,
+        maxQueued: this.options.maxQueued,
+      });
+    } catch (err) {
+      this.executor.discard(id);
+      throw err;
+    }
+    if (result.session) await this.options.onSessionWritten(result.session);
+    await this.executor.publish(session, result.events);
+    const requestedAt = preciseNow();
+    if (result.interrupted.length > 0) this.telemetry.interruptRequested(result.interrupted.length);
+    for (const r of [...result.interrupted, ...result.cancelled]) {
+      await this.executor.deliver(r.owner, { type: 'interrupt', sessionId: r.sessionId, runId: r.id, requestedAt });
+    }
+    this.executor.recorded(result.run, result.session);
+    return result.run;
+  }
+
+  async get(sessionId: string, runId: string, opts: CallOptions = {}): Promise<Run> {
+    throwIfAborted(opts.signal);
+    checkId(sessionId, 'session id');
+    checkId(runId, 'run id');
+    const run = await this.repo.get(opts.tenant ?? DEFAULT_TENANT, sessionId, runId);
+    if (!run) throw new RunError('run_not_found', `run ${runId} not found`, { id: runId });
+    return run;
+  }
+
+  /** Runs of a session, newest first. */
+  async list(sessionId: string, query: { cursor?: string; limit?: number } = {}, opts: CallOptions = {}): Promise<Page<Run>> {
+    throwIfAborted(opts.signal);
+    checkId(sessionId, 'session id');
+    const limit = query.limit ?? 20;
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > 100) {
+      throw new ValidationError('limit must be between 1 and 100', { field: 'limit' });
+    }
+    const page = await this.repo.list(opts.tenant ?? DEFAULT_TENANT, sessionId, { cursor: query.cursor, limit });
+    if (!page) throw new NotFoundError('session', sessionId);
+    return page;
+  }
+
+  /**
+   * Interrupts the session's running run (or cancels the queued run `runId` names), from
+   * any instance. Resolves to the run as flagged; its owner aborts it at once through the
+   * SignalBus, or at its next heartbeat if the signal is lost.
+   */
+  async interrupt(sessionId: string, opts: InterruptOptions = {}): Promise<Run> {
+    throwIfAborted(opts.signal);
+    checkId(sessionId, 'session id');
+    if (opts.runId !== undefined) checkId(opts.runId, 'run id');
+    const tenant = opts.tenant ?? DEFAULT_TENANT;
+    const runs = await this.repo.requestInterrupt(tenant, sessionId, opts.runId);
+    if (runs === null) throw new NotFoundError('session', sessionId);
+    const first = runs[0];
+    if (!first) {
+      if (opts.runId !== undefined) {
+        const run = await this.repo.get(tenant, sessionId, opts.runId);
+        if (!run) throw new RunError('run_not_found', `run ${opts.runId} not found`, { id: opts.runId });
+        throw new RunError('run_ended', `run ${opts.runId} is ${run.status}`, { status: run.status });
+      }
+      throw new RunError('no_active_run', `session ${sessionId} has no running run`);
+    }
+    const requestedAt = preciseNow();
+    this.telemetry.interruptRequested(runs.length);
+    for (const r of runs) await this.executor.deliver(r.owner, { type: 'interrupt', sessionId: r.sessionId, runId: r.id, requestedAt });
+    return first;
+  }
+
+  /** Forwards input to the session's running run, wherever it runs. */
+  async sendInput(sessionId: string, input: unknown, opts: InputOptions = {}): Promise<{ runId: string; seq: number }> {
+    throwIfAborted(opts.signal);
+    checkId(sessionId, 'session id');
+    if (opts.runId !== undefined) checkId(opts.runId, 'run id');
+    if (input === undefined) throw new ValidationError('input is required', { field: 'input' });
+    checkSize('input', input, this.options.maxInputBytes);
+    const stored = await this.repo.addInput(opts.tenant ?? DEFAULT_TENANT, sessionId, opts.runId, input);
+    if (!stored) throw new NotFoundError('session', sessionId);
+    if (!stored.run) throw new RunError('no_active_run', `session ${sessionId} has no running run to take input`);
+    await this.executor.deliver(stored.run.owner, { type: 'input', sessionId: stored.run.sessionId, runId: stored.run.id, seq: stored.seq });
+    return { runId: stored.run.id, seq: stored.seq };
+  }
+
+  /**
+   * The session's output from `after` (default: the start of its current or latest run),
+   * ending after the next terminal event. Leaving the loop releases everything.
+   */
+  stream(sessionId: string, opts: StreamOptions = {}): AsyncIterable<OutputEvent> {
+    return { [Symbol.asyncIterator]: () => this.streamEvents(sessionId, opts) };
+  }
+
+  private async *streamEvents(sessionId: string, opts: StreamOptions): AsyncGenerator<OutputEvent, void, undefined> {
+    throwIfAborted(opts.signal);
+    checkId(sessionId, 'session id');
+    if (opts.after !== undefined && (!Number.isSafeInteger(opts.after) || opts.after < 0)) {
+      throw new ValidationError('after must be a non-negative integer', { field: 'after' });
+    }
+    const start = await this.repo.streamStart(opts.tenant ?? DEFAULT_TENANT, sessionId);
+    if (!start) throw new NotFoundError('session', sessionId);
+    const startSeq = start.run?.startSeq ?? null;
+    const after = opts.after ?? (startSeq !== null ? startSeq - 1 : start.outputSeq);
+    yield* readOutput({
+      repository: this.repo,
+      live: this.options.live,
+      sessionId: sessionId.toLowerCase(),
+      after,
+      signal: opts.signal,
+      pollMs: this.readPollMs,
+    });
+  }
+
+  /** Resolves to the run once it has ended. */
+  async wait(sessionId: string, runId: string, opts: CallOptions = {}): Promise<Run> {
+    const local = this.executor.whenEnded(runId);
+    if (local) {
+      const done = await abortable(local, opts.signal);
+      if (done.tenantId === (opts.tenant ?? DEFAULT_TENANT)) return done;
+    }
+    for (;;) {
+      const run = await this.get(sessionId, runId, opts);
+      if (run.status !== 'running' && run.status !== 'queued') return run;
+      await sleep(100, opts.signal);
+    }
+  }
+}
+
+function checkId(id: string, what: string): void {
+  if (typeof id !== 'string' || !isUuid(id)) throw new ValidationError(`${what} must be a UUID`, { field: 'id' });
+}
+
+function checkSize(what: string, value: unknown, max: number): void {
+  let bytes: number;
+  try {
+    bytes = jsonBytes(value);
+  } catch {
+    throw new ValidationError(`${what} must be JSON`);
+  }
+  if (bytes > max) throw new AgentSessionsError('limit_exceeded', `${what} exceeds ${max} bytes`, { details: { limit: max } });
+}
+
+/** Resolves or rejects with `promise`, or rejects with the signal's reason once it fires. */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  throwIfAborted(signal);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
