@@ -22,10 +22,7 @@ WITH expected AS (
   -- session, then runs), and compare their newest versions with what the decision saw. The
   -- rules are pure, so unchanged rows mean the same decision.
   SELECT s.id, s.status, s.version, s.output_seq, s.running_run_id, s.queued_runs,
-    s.status IN ('initializing', 'active', 'idle', 'waiting_input')
-      AND (s.expires_at IS NULL OR s.expires_at > now())
-      AND (s.idle_timeout_seconds IS NULL OR s.status = 'active'
-           OR s.last_active_at + s.idle_timeout_seconds * interval '1 second' > now()) AS live
+    agent_sessions_live(s) AS live
   FROM sessions s
   WHERE s.id = $1::uuid AND EXISTS (SELECT 1 FROM expected)
   FOR UPDATE OF s
@@ -72,15 +69,13 @@ WITH expected AS (
   WHERE (SELECT ok FROM guard)
   RETURNING *
 ), written_session AS (
-  -- Activity (a status set) bumps the version and slides the expiry by the session's TTL,
-  -- never past its absolute lifetime.
+  -- Activity (a status set) bumps the version and slides the expiry (agent_sessions_slide_expiry).
   UPDATE sessions s SET output_seq = w.output_seq, running_run_id = w.running_run_id, queued_runs = w.queued_runs,
     status = COALESCE(w.status, s.status),
     version = s.version + CASE WHEN w.status IS NULL THEN 0 ELSE 1 END,
     updated_at = CASE WHEN w.status IS NULL THEN s.updated_at ELSE now() END,
     last_active_at = CASE WHEN w.status IS NULL THEN s.last_active_at ELSE now() END,
-    expires_at = CASE WHEN w.status IS NULL OR s.ttl_seconds IS NULL THEN s.expires_at
-      ELSE LEAST(now() + s.ttl_seconds * interval '1 second', s.lifetime_ends_at) END
+    expires_at = CASE WHEN w.status IS NULL THEN s.expires_at ELSE agent_sessions_slide_expiry(s) END
   FROM jsonb_to_recordset($3::jsonb->'session') AS w(output_seq bigint, running_run_id uuid, queued_runs integer, status text)
   WHERE s.id = $1::uuid AND (SELECT ok FROM guard)
   RETURNING s.*, w.status IS NOT NULL AS activity

@@ -4,11 +4,10 @@
 -- reply: zero or one row: tenant_id, status, effective_status, live, version, output_seq, running_run_id, queued_runs,
 --   runs (jsonb array of { id, status, owner, lease_lapsed, input }: the running run first, then the queue in order;
 --   input only for the head of the queue)
--- Live: a live status, before its expiry, and (unless a run is going) before its idle deadline;
--- the status a reader sees is expired once a live status is past a deadline.
-SELECT s.tenant_id, s.status, s.version, s.output_seq, s.running_run_id, s.queued_runs, l.live,
-  CASE WHEN s.status IN ('initializing', 'active', 'idle', 'waiting_input') AND NOT l.live THEN 'expired' ELSE s.status END
-    AS effective_status,
+-- Live and the status a reader sees are the database's definitions (agent_sessions_live,
+-- agent_sessions_effective_status: migration 051).
+SELECT s.tenant_id, s.status, s.version, s.output_seq, s.running_run_id, s.queued_runs, agent_sessions_live(s) AS live,
+  agent_sessions_effective_status(s) AS effective_status,
   (SELECT COALESCE(jsonb_agg(jsonb_build_object('id', a.id, 'status', a.status, 'owner', a.owner,
        'lease_lapsed', COALESCE(a.lease_expires_at < now(), false), 'input', CASE WHEN a.rank = 1 THEN a.input END)
      ORDER BY a.rank), '[]'::jsonb)
@@ -20,9 +19,4 @@ SELECT s.tenant_id, s.status, s.version, s.output_seq, s.running_run_id, s.queue
      FROM runs r WHERE r.session_id = s.id AND r.status = 'queued'
    ) a) AS runs
 FROM sessions s
-CROSS JOIN LATERAL (SELECT
-  s.status IN ('initializing', 'active', 'idle', 'waiting_input')
-  AND (s.expires_at IS NULL OR s.expires_at > now())
-  AND (s.idle_timeout_seconds IS NULL OR s.status = 'active'
-       OR s.last_active_at + s.idle_timeout_seconds * interval '1 second' > now()) AS live) l
 WHERE s.id = $1 AND ($2::text IS NULL OR s.tenant_id = $2)
