@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: the session operations side by side with raw baselines on the same
  * connections, at equal concurrency, in one run (SPEC §14). Prints a table and writes the
- * same as JSON to bench/results/. The benchmark itself is src/bench/session-bench.ts, which
+ * same as JSON to bench/results/. The benchmark itself is src/cli/bench.ts, which
  * `agent-sessions bench` runs too.
  *
  *   DATABASE_URL  PostgreSQL server to create a throwaway database on (default local)

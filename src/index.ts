@@ -4,10 +4,9 @@
  * exposes a driver (pg, PGlite, node-redis, NATS).
  */
 export { createSessions, type CreateSessionsOptions } from './app/assemble.js';
-export { Sessions } from './app/sessions.js';
+export { orphanedRunsTask, Sessions, type SessionsMetrics } from './app/sessions.js';
 export { loadConfig, ConfigError, CONFIG_VARIABLES, type Config, type ConfigOverrides } from './app/config.js';
 export { buildApp, type BuildAppOptions } from './server/app.js';
-export type { PublicMetrics as SessionsMetrics } from './adapters/prometheus/metrics.js';
 export type { Logger } from './core/logger.js';
 export type { CacheTierStats, HealthReport, Mode, ServiceStats } from './core/stats.js';
 export type { DependencyHealth, BatchDeleteResult } from './core/ports.js';

@@ -10,6 +10,11 @@ export const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]
 
 export const DateTime = Type.String({ format: 'date-time' });
 
+/** One of a core constant's values (a string enum, typed as such in the OpenAPI document). */
+export function StringEnum<const T extends readonly string[]>(values: T, options: { description?: string } = {}) {
+  return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], ...options });
+}
+
 /** Session ids as the API accepts them today (server-generated UUIDv7, or a client's UUID). */
 export const SessionId = Type.String({ format: 'uuid', description: 'Session id (UUID)' });
 export const RunId = Type.String({ format: 'uuid', description: 'Run id (UUID)' });

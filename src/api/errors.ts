@@ -77,10 +77,6 @@ export function problemTitle(status: number): string {
   return TITLES[status] ?? 'Error';
 }
 
-export function isProblemCode(code: string): code is ProblemCode {
-  return Object.hasOwn(PROBLEM_STATUS, code);
-}
-
 /** A dependency outage (503) or a limit (429): the same request may succeed later. */
 export function isRetryableStatus(status: number): boolean {
   return status === 503 || status === 429;

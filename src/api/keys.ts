@@ -2,9 +2,9 @@
 import { Type, type Static } from 'typebox';
 import type { ApiKeyRecord } from '../core/api-keys.js';
 import { SCOPES, TENANT_PATTERN } from '../core/types.js';
-import { DateTime, Nullable } from './common.js';
+import { DateTime, Nullable, StringEnum } from './common.js';
 
-export const Scope = Type.Enum(SCOPES);
+export const Scope = StringEnum(SCOPES);
 export const Tenant = Type.String({ pattern: TENANT_PATTERN, description: 'Tenant name: letters, digits, _ . - (1 to 64)' });
 
 export const CreateKeyBody = Type.Object(

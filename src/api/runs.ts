@@ -4,9 +4,9 @@
  */
 import { Type, type Static } from 'typebox';
 import { IF_BUSY, RUN_STATUSES, type OutputEvent, type Run } from '../core/runs.js';
-import { Cursor, DateTime, Nullable, RunId, SessionId, toSnake } from './common.js';
+import { Cursor, DateTime, Nullable, RunId, SessionId, StringEnum } from './common.js';
 
-export const RunStatus = Type.Enum(RUN_STATUSES);
+export const RunStatus = StringEnum(RUN_STATUSES);
 
 export const RunJson = Type.Object({
   id: Type.String(),
@@ -26,7 +26,7 @@ export const RunJson = Type.Object({
 });
 export type RunJsonType = Static<typeof RunJson>;
 
-export const IfBusy = Type.Enum(IF_BUSY, {
+export const IfBusy = StringEnum(IF_BUSY, {
   description: 'When a run is going: refuse (409 run_in_progress), interrupt it and run after it, or queue behind it',
 });
 export type IfBusyJson = Static<typeof IfBusy>;
@@ -79,7 +79,22 @@ export const OutputEventJson = Type.Object({
 export type OutputEventJson = Static<typeof OutputEventJson>;
 
 export function runJson(r: Run): RunJsonType {
-  return toSnake(r);
+  return {
+    id: r.id,
+    session_id: r.sessionId,
+    status: r.status,
+    owner: r.owner,
+    input: r.input,
+    error: r.error,
+    end_reason: r.endReason,
+    interrupt_requested_at: r.interruptRequestedAt,
+    lease_expires_at: r.leaseExpiresAt,
+    created_at: r.createdAt,
+    started_at: r.startedAt,
+    ended_at: r.endedAt,
+    start_seq: r.startSeq,
+    end_seq: r.endSeq,
+  };
 }
 
 export function outputEventJson(e: OutputEvent): OutputEventJson {

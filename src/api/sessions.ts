@@ -16,6 +16,7 @@ import {
   Nullable,
   PageLimit,
   SessionId,
+  StringEnum,
   Text,
   toCamel,
   toSnake,
@@ -26,7 +27,7 @@ import {
 
 export { SessionId, SessionIdParams } from './common.js';
 
-export const Status = Type.Enum(SESSION_STATUSES);
+export const Status = StringEnum(SESSION_STATUSES);
 const Seconds = Type.Integer({ minimum: 1, maximum: 2_147_483_647 });
 const Metadata = Type.Record(Type.String(), Type.Unknown(), { description: 'Free-form JSON object, size-capped' });
 
@@ -43,7 +44,8 @@ export const Session = Type.Object({
   workspace_path: Nullable(Type.String()),
   mcp_client_ids: Type.Array(Type.String()),
   parent_session_id: Nullable(Type.String()),
-  metadata: Type.Record(Type.String(), Type.Unknown()),
+  // Any key at all (a Record's pattern would drop keys holding a line break when serialized).
+  metadata: Type.Unsafe<Record<string, unknown>>({ type: 'object', additionalProperties: true }),
   total_turns: Type.Integer(),
   message_count: Type.Integer(),
   total_cost_usd: Type.Number(),
@@ -67,7 +69,7 @@ export const CreateSessionBody = Type.Object(
     id: Type.Optional(SessionId),
     user_id: Type.Optional(Nullable(Text())),
     org_id: Type.Optional(Nullable(Text())),
-    status: Type.Optional(Type.Enum(CREATE_STATUSES)),
+    status: Type.Optional(StringEnum(CREATE_STATUSES)),
     model: Type.Optional(Nullable(Text())),
     title: Type.Optional(Nullable(Text())),
     system_prompt: Type.Optional(Nullable(Type.String())),

@@ -1,7 +1,7 @@
 /** `GET /v1/stats` and `GET /ready` on the wire. */
 import { Type, type Static } from 'typebox';
 import { MODES, type HealthReport, type ServiceStats } from '../core/stats.js';
-import { Nullable, toSnake } from './common.js';
+import { Nullable, StringEnum, toSnake } from './common.js';
 
 const Counts = Type.Record(Type.String(), Type.Integer());
 
@@ -63,8 +63,8 @@ export function statsJson(s: ServiceStats): StatsJson {
 }
 
 export const ReadyResponse = Type.Object({
-  status: Type.Enum(['ready', 'unavailable']),
-  mode: Type.Enum(MODES),
+  status: StringEnum(['ready', 'unavailable']),
+  mode: StringEnum(MODES),
   instance_id: Type.String(),
   dependencies: Type.Array(Type.Object({ name: Type.String(), ok: Type.Boolean(), latency_ms: Type.Number() })),
 });

@@ -252,7 +252,6 @@ function wire(input: WiringInput): SessionsParts {
     ...input.limiters,
     metrics,
     stats,
-    cache,
     cacheStats,
     healthChecks: [databaseHealthCheck(input.db), ...input.healthChecks],
     db,

@@ -99,6 +99,8 @@ interface Setting {
   check: (value: unknown) => string | null;
   /** Turns an accepted value into the stored one (e.g. 0 seconds into null, "never"). */
   normalize?: (value: unknown) => unknown;
+  /** The value may hold a secret (a URL with a password, a key): a message never repeats it. */
+  secret?: boolean;
 }
 
 const got = (v: unknown) => `got ${typeof v === 'string' ? `"${v}"` : JSON.stringify(v)}`;
@@ -151,7 +153,7 @@ function text(env: string, fallback: string | null, rule?: { test: (s: string) =
 }
 
 function url(env: string, protocols: string[]): Setting {
-  return text(env, null, {
+  return secret(text(env, null, {
     test: (v) => {
       try {
         return protocols.includes(new URL(v).protocol);
@@ -160,13 +162,18 @@ function url(env: string, protocols: string[]): Setting {
       }
     },
     says: `must be a URL using ${protocols.join(' or ')}`,
-  });
+  }));
+}
+
+function secret(setting: Setting): Setting {
+  return { ...setting, secret: true };
 }
 
 /** REDIS_URL: one URL, or several comma-separated (Cluster seed nodes), each checked. */
 function redisUrls(env: string): Setting {
   return {
     ...text(env, null),
+    secret: true,
     check: (v) => {
       if (v === null) return null;
       if (typeof v !== 'string' || v === '') return `must be a non-empty string, ${got(v)}`;
@@ -175,7 +182,7 @@ function redisUrls(env: string): Setting {
           const u = new URL(part);
           if (!['redis:', 'rediss:'].includes(u.protocol)) return `must use redis: or rediss:, got "${u.protocol}"`;
         } catch {
-          return `is not a URL (or a comma-separated list of URLs): "${part}"`;
+          return 'is not a URL (or a comma-separated list of URLs)';
         }
       }
       return null;
@@ -242,7 +249,7 @@ const SETTINGS: Readonly<Record<TopLevel, Setting>> = {
   agentKillGraceMs: int('AGENT_KILL_GRACE_MS', 5_000, 0),
   retentionDays: int('RETENTION_DAYS', 30, 0),
   outboxRetentionHours: int('OUTBOX_RETENTION_HOURS', 72, 0),
-  adminApiKey: text('ADMIN_API_KEY', null, { test: (v) => v.length >= 16, says: 'must be at least 16 characters' }),
+  adminApiKey: secret(text('ADMIN_API_KEY', null, { test: (v) => v.length >= 16, says: 'must be at least 16 characters' })),
   noAuth: bool('NO_AUTH', false),
   logLevel: text('LOG_LEVEL', 'info', { test: (v) => LOG_LEVELS.includes(v), says: `must be one of ${LOG_LEVELS.join(', ')}` }),
   cacheMaxEntries: int('CACHE_MAX_ENTRIES', 10_000, 0),
@@ -252,7 +259,8 @@ const SETTINGS: Readonly<Record<TopLevel, Setting>> = {
   authFailuresPerMinute: int('AUTH_FAILURES_PER_MINUTE', 30, 0),
   limiterRedisTimeoutMs: int('LIMITER_REDIS_TIMEOUT_MS', 250, 1, 60_000),
   instanceId: {
-    ...text('INSTANCE_ID', null, { test: (v) => /^[\x21-\x7e]{1,128}$/.test(v), says: 'must be 1 to 128 printable characters without spaces' }),
+    // Any name, as before; only what would break a log line or a connection name is refused.
+    ...text('INSTANCE_ID', null, { test: (v) => v.length <= 256 && ![...v].some((c) => c < ' ' || c === '\x7f'), says: 'must be at most 256 characters without control characters' }),
     fallback: () => `${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
   },
   natsStream: text('NATS_STREAM', 'AGENT_SESSIONS', {
@@ -268,10 +276,12 @@ const SETTINGS: Readonly<Record<TopLevel, Setting>> = {
   sweepIntervalMs: int('SWEEP_INTERVAL_MS', 30_000, 0),
   timeoutWarningSeconds: int('TIMEOUT_WARNING_SECONDS', 300, 0),
   metricsEnabled: bool('METRICS_ENABLED', true),
-  metricsToken: text('METRICS_TOKEN', null, {
-    test: (v) => /^[\x21-\x7e]{16,512}$/.test(v),
-    says: 'must be 16 to 512 printable characters without spaces',
-  }),
+  metricsToken: secret(
+    text('METRICS_TOKEN', null, {
+      test: (v) => /^[\x21-\x7e]{16,512}$/.test(v),
+      says: 'must be 16 to 512 printable characters without spaces',
+    }),
+  ),
 };
 
 /** The limits that have a variable; the others keep their defaults. */
@@ -311,7 +321,8 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
       source = setting.env;
       const problem = setting.check(value);
       if (problem !== null) {
-        problems.push(`${source} ${problem.replace(/got .*$/, `got "${raw}"`)}`);
+        // The text as given helps unless it may hold a secret (a URL's password, a key).
+        problems.push(`${source} ${setting.secret ? problem : problem.replace(/got .*$/, `got "${raw}"`)}`);
         return setting.fallback();
       }
       return setting.normalize ? setting.normalize(value) : value;

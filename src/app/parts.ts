@@ -2,7 +2,7 @@
 import type { ApiKeyService } from '../core/api-keys.js';
 import type { EventFeed } from '../core/events.js';
 import type { OutboxRelay } from '../core/outbox-relay.js';
-import type { CacheStats, SessionCache, StatsStore } from '../core/ports.js';
+import type { CacheStats, StatsStore } from '../core/ports.js';
 import type { ConnectionLimiter, RateLimiter } from '../core/rate-limit.js';
 import type { RunExecutor } from '../core/run-executor.js';
 import type { RunService } from '../core/run-service.js';
@@ -50,7 +50,6 @@ export interface SessionsParts {
   connectionLimiter: ConnectionLimiter;
   metrics: SessionsMetrics;
   stats: StatsStore;
-  cache: SessionCache | null;
   /** Hits, misses and size per cache tier of this instance. */
   cacheStats(): Record<string, CacheStats>;
   /** The database first: it alone decides readiness. */

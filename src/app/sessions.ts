@@ -21,10 +21,21 @@ import {
   type UpdateSessionInput,
   type WriteOptions,
 } from '../core/types.js';
-import type { PublicMetrics } from '../adapters/prometheus/metrics.js';
+import type { Registry } from 'prom-client';
+import type { SweepTask } from '../core/sweeper.js';
 import type { Config } from './config.js';
 import type { SessionsParts } from './parts.js';
-import { registerParts } from './registry.js';
+import { registeredParts, registerParts } from './registry.js';
+
+/** What library users see of the metrics (`sessions.metrics`): the registry to serve. */
+export interface SessionsMetrics {
+  /** This instance's prom-client registry (process metrics included unless METRICS_ENABLED=false). */
+  readonly registry: Registry;
+  /** The media type of `text()`: Prometheus text exposition format. */
+  readonly contentType: string;
+  /** Every metric in Prometheus text format. */
+  text(): Promise<string>;
+}
 
 declare const sessionsInit: unique symbol;
 /** What `createSessions` hands the constructor; nothing else can make one. */
@@ -45,13 +56,13 @@ export class Sessions {
   /** Background sweeps; `sweeper.add(task)` plugs in more, `runOnce()` runs a pass now. */
   readonly sweeper: Pick<Sweeper, 'add' | 'runOnce' | 'stats'>;
   /** Prometheus metrics of this instance: serve `metrics.registry` in your own server (docs/observability.md). */
-  readonly metrics: PublicMetrics;
-  private readonly parts: SessionsParts;
+  readonly metrics: SessionsMetrics;
+  readonly #parts: SessionsParts;
 
   /** Made by `createSessions`. */
   constructor(init: SessionsInit) {
     const parts = init as unknown as SessionsParts;
-    this.parts = parts;
+    this.#parts = parts;
     this.config = parts.config;
     this.mode = parts.mode;
     this.items = parts.service.items;
@@ -63,80 +74,80 @@ export class Sessions {
   }
 
   create(input?: CreateSessionInput, opts?: CallOptions): Promise<Session> {
-    return this.parts.service.create(input, opts);
+    return this.#parts.service.create(input, opts);
   }
 
   /** Returns the session, or creates it with `input` when it does not exist. */
   getOrCreate(id: string, input?: Omit<CreateSessionInput, 'id'>, opts?: CallOptions): Promise<Session> {
-    return this.parts.service.getOrCreate(id, input, opts);
+    return this.#parts.service.getOrCreate(id, input, opts);
   }
 
   get(id: string, opts?: CallOptions): Promise<Session> {
-    return this.parts.service.get(id, opts);
+    return this.#parts.service.get(id, opts);
   }
 
   /** Like `get`, but resolves to null for a session that does not exist. */
   find(id: string, opts?: CallOptions): Promise<Session | null> {
-    return this.parts.service.find(id, opts);
+    return this.#parts.service.find(id, opts);
   }
 
   exists(id: string, opts?: CallOptions): Promise<boolean> {
-    return this.parts.service.exists(id, opts);
+    return this.#parts.service.exists(id, opts);
   }
 
   /** The sessions among `ids` that exist, in the order asked. */
   getMany(ids: readonly string[], opts?: CallOptions): Promise<Session[]> {
-    return this.parts.service.getMany(ids, opts);
+    return this.#parts.service.getMany(ids, opts);
   }
 
   list(filter?: ListSessionsFilter, opts?: CallOptions): Promise<Page<Session>> {
-    return this.parts.service.list(filter, opts);
+    return this.#parts.service.list(filter, opts);
   }
 
   update(id: string, patch: UpdateSessionInput, opts?: WriteOptions): Promise<Session> {
-    return this.parts.service.update(id, patch, opts);
+    return this.#parts.service.update(id, patch, opts);
   }
 
   /** Read-modify-write, retried when another writer got there first (see SessionService.modify). */
   modify(id: string, change: (s: Session) => UpdateSessionInput, opts?: ModifyOptions): Promise<Session> {
-    return this.parts.service.modify(id, change, opts);
+    return this.#parts.service.modify(id, change, opts);
   }
 
   touch(id: string, opts?: WriteOptions): Promise<Session> {
-    return this.parts.service.touch(id, opts);
+    return this.#parts.service.touch(id, opts);
   }
 
   incrementCounters(id: string, deltas: Partial<Record<CounterName, number>>, opts?: WriteOptions): Promise<Session> {
-    return this.parts.service.incrementCounters(id, deltas, opts);
+    return this.#parts.service.incrementCounters(id, deltas, opts);
   }
 
   terminate(id: string, reason?: string, opts?: WriteOptions): Promise<Session> {
-    return this.parts.service.terminate(id, reason, opts);
+    return this.#parts.service.terminate(id, reason, opts);
   }
 
   /** Deletes the session with its items, runs and output. Resolves to false if it did not exist. */
   purge(id: string, opts?: CallOptions): Promise<boolean> {
-    return this.parts.service.purge(id, opts);
+    return this.#parts.service.purge(id, opts);
   }
 
   deleteMany(ids: readonly string[], options?: { purge?: boolean; reason?: string }, opts?: CallOptions): Promise<BatchDeleteResult> {
-    return this.parts.service.deleteMany(ids, options, opts);
+    return this.#parts.service.deleteMany(ids, options, opts);
   }
 
   /** A new session with `parentSessionId` = `id`, its settings and a copy of its items. */
   fork(id: string, overrides?: CreateSessionInput, opts?: CallOptions): Promise<Session> {
-    return this.parts.service.fork(id, overrides, opts);
+    return this.#parts.service.fork(id, overrides, opts);
   }
 
   /** Runs `fn` holding a lease on the session, with a fencing token for its writes (docs/distributed.md). */
   withSessionLock<T>(id: string, fn: (lock: SessionLockContext) => Promise<T>, opts?: SessionLockOptions): Promise<T> {
-    return this.parts.service.withSessionLock(id, fn, opts);
+    return this.#parts.service.withSessionLock(id, fn, opts);
   }
 
   /** Counts for one tenant, plus this instance's caches, relay and sweeps (GET /v1/stats). */
   async stats(opts: CallOptions = {}): Promise<ServiceStats> {
     throwIfAborted(opts.signal);
-    const { parts } = this;
+    const parts = this.#parts;
     const tenant = opts.tenant ?? DEFAULT_TENANT;
     const t = await parts.stats.tenantStats(tenant);
     const cache = Object.fromEntries(
@@ -164,17 +175,28 @@ export class Sessions {
    * (Redis, NATS) degrade performance or delay events when they are down, they stop nothing.
    */
   async health(): Promise<HealthReport> {
-    const dependencies = await Promise.all(this.parts.healthChecks.map((h) => h.check()));
+    const dependencies = await Promise.all(this.#parts.healthChecks.map((h) => h.check()));
     return { ok: dependencies[0]?.ok ?? false, mode: this.mode, instanceId: this.config.instanceId, dependencies };
   }
 
   /** Starts the background work (relay, sweeps). Idempotent; createSessions calls it. */
   start(): Promise<void> {
-    return this.parts.start();
+    return this.#parts.start();
   }
 
   /** Stops every component and closes every connection. Idempotent; concurrent calls share one close. */
   close(): Promise<void> {
-    return this.parts.close();
+    return this.#parts.close();
   }
+}
+
+/**
+ * The finalization of orphaned runs (their owner stopped renewing the lease) as a sweep task,
+ * for a scheduler of your own when RUN_SWEEP_INTERVAL_MS=0 turns this instance's timer off:
+ * `sessions.sweeper.add(orphanedRunsTask(sessions))`, or call `run()` from a cron job. Safe on
+ * every instance at once.
+ */
+export function orphanedRunsTask(sessions: Sessions): SweepTask {
+  const parts = registeredParts(sessions) as SessionsParts;
+  return { name: 'finalize_orphaned_runs', run: () => parts.runs.sweepOrphans() };
 }

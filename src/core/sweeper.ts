@@ -1,8 +1,8 @@
 /**
  * Background sweeps (SPEC §9). Every instance runs the same list of tasks on an interval;
  * each task claims its rows with SKIP LOCKED, so N instances share the work without repeating
- * it and none is a single point of failure. Other features add their own tasks (for example
- * the finalization of orphaned runs) with `add`.
+ * it and none is a single point of failure. Other features add their own tasks with `add`; the
+ * finalization of orphaned runs has a sweeper of its own (a shorter interval).
  */
 import { finalizeOrphanedRuns, type OrphanSweepOptions } from './orphan-sweep.js';
 import type { SessionRef, SweepStore } from './ports.js';

@@ -1,7 +1,7 @@
 /**
  * What the core reports for metrics. The core imports no metrics library: it calls these
  * hooks at the moments only it can see (a lock wait, an interrupt reaching its run), and an
- * adapter (src/metrics.ts, Prometheus) turns them into series. Counts that components
+ * adapter (src/adapters/prometheus/metrics.ts) turns them into series. Counts that components
  * already keep (cache hits, relay and sweep stats) are read by the adapter when scraped
  * instead. Hooks are synchronous, cheap and must not throw.
  */

@@ -136,6 +136,21 @@ for (const configuration of CONFIGURATIONS) {
       expectProblem(await app.inject({ method: 'GET', url: `/v1/sessions/${s.id}`, headers: auth }), 404, 'session_not_found');
     });
 
+    it('returns every metadata key as stored, line breaks included, and a 304 without body headers', async () => {
+      const metadata = { 'a\nb': 1, 'x\u2028y': [2], 'c\rd': { e: null }, plain: 'p' };
+      const id = (await create({ metadata })).id as string;
+      const res = await app.inject({ method: 'GET', url: `/v1/sessions/${id}`, headers: auth });
+      expect(res.statusCode).toBe(200);
+      expect(res.json().metadata).toEqual(metadata);
+      const list = await app.inject({ method: 'POST', url: '/v1/sessions:batch-get', headers: auth, payload: { ids: [id] } });
+      expect(list.json().sessions[0].metadata).toEqual(metadata);
+      const again = await app.inject({ method: 'GET', url: `/v1/sessions/${id}`, headers: { ...auth, 'if-none-match': res.headers.etag as string } });
+      expect(again.statusCode).toBe(304);
+      expect(again.body).toBe('');
+      expect(again.headers['content-type']).toBeUndefined();
+      expect(again.headers['content-length']).toBeUndefined();
+    });
+
     it('lets exactly one of 50 concurrent PATCHes with the same If-Match win', async () => {
       const s = await create();
       const results = await Promise.all(

@@ -8,7 +8,7 @@ import type { OutputEvent, RunContext } from '../../src/core/runs.js';
 import { PostgresRunRepository } from '../../src/adapters/postgres/run-repository.js';
 import type { Sessions } from '../../src/internal.js';
 import { collect, MODES, modeReady, waitFor } from './support.js';
-import { internals } from '../../src/internal.js';
+import { internals, orphanedRunsTask } from '../../src/internal.js';
 
 const LEASE = '900';
 
@@ -305,7 +305,8 @@ for (const mode of MODES) {
       await a.runs.start(session.id, emitting(1), { ifBusy: 'enqueue' });
       const reading = collect(b.runs.stream(session.id));
       await new Promise((r) => setTimeout(r, 400));
-      const swept = await internals(b).runs.sweepOrphans();
+      // The public task a scheduler of the user's own runs (RUN_SWEEP_INTERVAL_MS=0).
+      const swept = await orphanedRunsTask(b).run();
       expect(swept).toBeGreaterThanOrEqual(1);
       const events = await reading;
       expect(events.at(-1)).toMatchObject({ type: 'error', data: { reason: 'owner_lost', status: 'failed' } });

@@ -40,6 +40,18 @@ describe('configuration', () => {
     expect(loadConfig({}, { trustProxy: '10.0.0.0/8 , loopback' }).trustProxy).toBe('10.0.0.0/8,loopback');
   });
 
+  it('never repeats a value that may hold a secret in its message', () => {
+    const messages = [
+      ...problems(() => loadConfig({ REDIS_URL: 'http://:s3cret@host' })),
+      ...problems(() => loadConfig({ REDIS_URL: 'redis://a, not a url s3cret' })),
+      ...problems(() => loadConfig({ DATABASE_URL: 'mysql://user:s3cret@host/db' })),
+      ...problems(() => loadConfig({ ADMIN_API_KEY: 's3cret' })),
+      ...problems(() => loadConfig({ METRICS_TOKEN: 's3cret' })),
+    ];
+    expect(messages).toHaveLength(5);
+    for (const m of messages) expect(m).not.toContain('s3cret');
+  });
+
   it('is frozen, limits included', () => {
     const config = loadConfig({});
     expect(Object.isFrozen(config)).toBe(true);

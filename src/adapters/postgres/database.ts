@@ -20,9 +20,18 @@ export interface SqlExecutor {
   exec(script: string): Promise<void>;
 }
 
+export interface TransactionOptions {
+  /**
+   * Run `fn` again when PostgreSQL aborts the transaction for a conflict (default true). A
+   * function with effects outside the database (a publish) turns it off: the conflict then
+   * fails the call with a retryable 503 and the caller decides.
+   */
+  retryConflicts?: boolean;
+}
+
 export interface SqlDatabase extends SqlExecutor {
   readonly kind: 'postgres' | 'pglite';
-  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T>;
+  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>, options?: TransactionOptions): Promise<T>;
   /**
    * Subscribes to NOTIFY on a channel; resolves to an unsubscribe function. `onReset` is
    * called when the listening connection was lost (notifications may have been missed) and
@@ -63,13 +72,13 @@ const CONFLICT_BACKOFF_MS = [2, 5, 10, 20];
  * retryable 503. Other errors pass through. A transaction's function may therefore run more
  * than once: it must only do database work (or work that is safe to repeat).
  */
-export async function retryConflicts<T>(fn: () => Promise<T>): Promise<T> {
+export async function retryConflicts<T>(fn: () => Promise<T>, retry = true): Promise<T> {
   for (let attempt = 0; ; attempt++) {
     try {
       return await fn();
     } catch (err) {
       if (!(err instanceof Conflict)) throw err;
-      const wait = CONFLICT_BACKOFF_MS[attempt];
+      const wait = retry ? CONFLICT_BACKOFF_MS[attempt] : undefined;
       if (wait === undefined) throw translateError(err.original);
       await new Promise((resolve) => setTimeout(resolve, wait / 2 + Math.random() * wait));
     }
@@ -242,8 +251,8 @@ export class PgDatabase implements SqlDatabase {
     await this.query(script);
   }
 
-  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
-    return retryConflicts(() => this.transactionOnce(fn));
+  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
+    return retryConflicts(() => this.transactionOnce(fn), options.retryConflicts ?? true);
   }
 
   private async transactionOnce<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
@@ -441,7 +450,7 @@ export class PgliteDatabase implements SqlDatabase {
   }
 
   /** Errors are translated exactly as on PostgreSQL: the same violation is the same answer on every path. */
-  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
     if (this.closing) return Promise.reject(new UnavailableError('database closed'));
     return retryConflicts(async () => {
       let failedInside = false;
@@ -473,7 +482,7 @@ export class PgliteDatabase implements SqlDatabase {
         // BEGIN or COMMIT failed (not the function): translated like any statement.
         throw failedInside ? err : conflictOrTranslated(err);
       }
-    });
+    }, options.retryConflicts ?? true);
   }
 
   readonly listening = true;

@@ -15,7 +15,7 @@
  *
  * Writers that bypass this process (another tool writing the outbox) are found by the slow poll.
  */
-import type { SqlDatabase, SqlExecutor } from './database.js';
+import type { SqlDatabase, SqlExecutor, TransactionOptions } from './database.js';
 import { run, statements } from './sql.js';
 
 const SQL = statements('notify');
@@ -82,7 +82,7 @@ export function signallingDatabase(db: SqlDatabase, signal: OutboxSignal): SqlDa
       await db.exec(script);
       if (OUTBOX_INSERT.test(script)) signal.committed();
     },
-    async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+    async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>, options?: TransactionOptions): Promise<T> {
       let inserted = false;
       const result = await db.transaction((tx) =>
         fn({
@@ -95,11 +95,15 @@ export function signallingDatabase(db: SqlDatabase, signal: OutboxSignal): SqlDa
             return tx.exec(script);
           },
         }),
+        options,
       );
       if (inserted) signal.committed();
       return result;
     },
-    listen: (channel, onPayload) => db.listen(channel, onPayload),
+    get listening() {
+      return db.listening;
+    },
+    listen: (channel, onPayload, onReset) => db.listen(channel, onPayload, onReset),
     ready: () => db.ready(),
     close: () => db.close(),
   };

@@ -59,7 +59,8 @@ export class PostgresOutbox implements OutboxStore, EventLog {
       const acked = await publish(rows.map(rowToEvent));
       if (acked.length > 0) await run(tx, SQL.outboxMark, { ids: JSON.stringify(acked) });
       return { claimed: rows.length, published: acked.length };
-    });
+      // Not re-run on a conflict: it published; the relay's next round claims what is left.
+    }, { retryConflicts: false });
   }
 
   async onAppend(listener: () => void): Promise<() => Promise<void>> {

@@ -30,11 +30,10 @@ import {
 } from '../../core/types.js';
 import { decodeCursor, encodeCursor } from '../../core/cursor.js';
 import { isUuid } from '../../core/ids.js';
-import { sqlState, type SqlDatabase } from './database.js';
+import type { SqlDatabase } from './database.js';
 import { iso, rowToSession, type Row } from './rows.js';
 import { run, statements, type Statement } from './sql.js';
 
-export { rowToSession } from './rows.js';
 
 const SQL = statements(
   'sessionCreate',
@@ -401,9 +400,4 @@ function splitFound(ids: readonly string[], rows: Row[]): BatchDeleteResult {
   const found = new Set(rows.map((r) => String(r.id)));
   const unique = [...new Set(ids.map((i) => i.toLowerCase()))];
   return { deleted: unique.filter((i) => found.has(i)), notFound: unique.filter((i) => !found.has(i)) };
-}
-
-/** Whether an error is PostgreSQL's unique violation (used by callers that insert). */
-export function isUniqueViolation(err: unknown): boolean {
-  return sqlState(err) === '23505';
 }

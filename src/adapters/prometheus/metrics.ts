@@ -45,16 +45,6 @@ export interface MetricsSources {
   sweeps(): Record<string, SweepCounts>;
 }
 
-/** What library users see of the metrics (`sessions.metrics`): the registry to serve. */
-export interface PublicMetrics {
-  /** This instance's prom-client registry (process metrics included unless METRICS_ENABLED=false). */
-  readonly registry: Registry;
-  /** The media type of `text()`: Prometheus text exposition format. */
-  readonly contentType: string;
-  /** Every metric in Prometheus text format. */
-  text(): Promise<string>;
-}
-
 export interface SessionsMetricsOptions {
   /** Include the Node process metrics (CPU, memory, event loop, GC). Default true. */
   processMetrics?: boolean;
@@ -90,7 +80,8 @@ function sha256(s: string): Buffer {
   return createHash('sha256').update(s).digest();
 }
 
-export class SessionsMetrics implements PublicMetrics, SessionTelemetry, RunTelemetry {
+/** Prometheus metrics of one instance; it is what `sessions.metrics` shows users (its registry, `text()`). */
+export class SessionsMetrics implements SessionTelemetry, RunTelemetry {
   /** The registry to expose (GET /metrics serves it; a library user can mount it anywhere). */
   readonly registry = new Registry();
   private readonly scrapeTokenHash: Buffer | null;

@@ -80,12 +80,12 @@ export function sessionRoutes(app: FastifyInstance, sessions: Sessions): void {
       tags,
       summary: 'Get a session (ETag = version)',
       params: SessionIdParams,
-      response: { 200: Session, 304: Type.Null({ description: 'Not modified (If-None-Match)' }), ...errors },
+      response: { 200: Session, 304: Type.Unsafe<never>({ description: 'Not modified (If-None-Match): no body' }), ...errors },
     },
   }, async (request, reply) => {
     const session = await sessions.get(request.params.id, callOptions(request));
     void reply.header('etag', etag(session.version));
-    if (request.headers['if-none-match'] === etag(session.version)) return reply.status(304).send(null);
+    if (request.headers['if-none-match'] === etag(session.version)) return reply.status(304).send(undefined as never);
     return sessionJson(session);
   });
 
