@@ -27,12 +27,11 @@ import { waitFor } from './support.js';
 /** The advisory lock the gate connection holds (any key the code under test never uses). */
 const GATE_KEY = 7_364_019_245;
 
-/** Writes `count` events of `session` (null: no session) through the one outbox writer; resolves to their ids. */
+/** Writes `count` events of `session` (null: no session) in one statement; resolves to their ids. */
 async function emit(db: Pick<SqlDatabase, 'query'>, session: string | null, count = 1): Promise<number[]> {
   await db.query(
-    `SELECT agent_sessions_emit('acme', $1::uuid, (
-       SELECT jsonb_agg(jsonb_build_object('type', 'item.added', 'payload', jsonb_build_object('n', i)) ORDER BY i)
-       FROM generate_series(1, $2::int) i))`,
+    `INSERT INTO outbox (tenant_id, type, session_id, payload)
+     SELECT 'acme', 'item.added', $1::uuid, jsonb_build_object('n', i) FROM generate_series(1, $2::int) i ORDER BY i`,
     [session, count],
   );
   const rows = await db.query<{ id: number }>('SELECT id::int AS id FROM outbox ORDER BY id DESC LIMIT $1', [count]);

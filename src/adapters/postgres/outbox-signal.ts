@@ -22,8 +22,8 @@ const SQL = statements('notify');
 
 export const OUTBOX_CHANNEL = 'agent_sessions_outbox';
 
-/** A statement that writes outbox rows: directly, or through the one writer (migration 050). */
-const OUTBOX_INSERT = /\binsert\s+into\s+outbox\b|\bagent_sessions_emit\s*\(/i;
+/** A statement that writes outbox rows (they all do it through OUTBOX_WRITER, sql.ts). */
+const OUTBOX_INSERT = /\binsert\s+into\s+outbox\b/i;
 
 export class OutboxSignal {
   private readonly listeners = new Set<() => void>();

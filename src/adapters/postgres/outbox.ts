@@ -1,7 +1,7 @@
 /**
  * The outbox on PostgreSQL (pg or PGlite), for the relay (claim, publish, mark) and the event
  * feed (read in id order up to a gap-free horizon): sql/outbox-*.sql. Events are written by
- * the writes themselves (agent_sessions_emit, migration 050), in the same statement as the change.
+ * the writes themselves (the one outbox writer, OUTBOX_WRITER in sql.ts), in the same statement as the change.
  */
 import type { EventEnvelope, EventLog, EventQuery, OutboxStore } from '../../core/ports.js';
 import type { SqlDatabase } from './database.js';

@@ -3,7 +3,7 @@
  *
  * The lifecycle's decisions (admission, finalization, interrupt) are made by the pure rules
  * of src/core/run-rules.ts on the newest rows, and carried out by one statement (run-apply,
- * the plan as jsonb, events through agent_sessions_emit). Two ways to get there:
+ * the plan as jsonb, events through the one outbox writer). Two ways to get there:
  *
  * - Locked: one transaction locks the session row (run-session-lock), then the session's
  *   running and queued runs (run-active-runs, a statement of its own, so its snapshot holds

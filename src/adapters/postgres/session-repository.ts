@@ -1,7 +1,7 @@
 /**
  * The session repository on PostgreSQL (pg or PGlite): sql/session-*.sql. Every write is one
  * statement: the row change, its guards (version, fencing token, liveness, transition), its
- * outbox events (through agent_sessions_emit) and, in PostgreSQL-only mode, its near-cache
+ * outbox events (through the one outbox writer) and, in PostgreSQL-only mode, its near-cache
  * announcement commit together in one round trip. The guards read the row the statement
  * locked, never its snapshot of the row. When a guarded write changes nothing, the same
  * statement returns the current row so the caller learns why.

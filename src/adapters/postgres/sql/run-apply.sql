@@ -85,8 +85,13 @@ WITH expected AS (
   FROM jsonb_to_recordset($3::jsonb->'output') AS w(seq bigint, run_id uuid, type text, data jsonb)
   WHERE (SELECT ok FROM guard)
   RETURNING seq, run_id, type, data, created_at
+), events AS (
+  SELECT $2::text AS tenant_id, $1::uuid AS session_id, x.ord, x.e->>'type' AS type, x.e->'payload' AS payload
+  FROM jsonb_array_elements($3::jsonb->'outbox') WITH ORDINALITY AS x(e, ord)
+  WHERE (SELECT ok FROM guard)
 ), emitted AS (
-  SELECT agent_sessions_emit($2::text, $1::uuid, $3::jsonb->'outbox') AS n WHERE (SELECT ok FROM guard)
+  INSERT INTO outbox (tenant_id, type, session_id, payload)
+  SELECT e.tenant_id, e.type, e.session_id, e.payload FROM events e WHERE e.payload IS NOT NULL ORDER BY e.session_id, e.ord
 )
 SELECT
   (SELECT ok FROM guard) AS applied,
@@ -94,5 +99,4 @@ SELECT
   (SELECT COALESCE(jsonb_agg(to_jsonb(r)), '[]'::jsonb)
    FROM (SELECT * FROM stopped UNION ALL SELECT * FROM started UNION ALL SELECT * FROM inserted) r) AS runs,
   (SELECT COALESCE(jsonb_agg(to_jsonb(o) ORDER BY o.seq), '[]'::jsonb) FROM written_output o) AS events,
-  (SELECT n FROM emitted) AS emitted,
   (SELECT count(*) FROM written_session) AS sessions_written

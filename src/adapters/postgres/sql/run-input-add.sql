@@ -10,12 +10,14 @@ WITH r AS (
   RETURNING *
 ), stored AS (
   INSERT INTO run_inputs (run_id, seq, data) SELECT r.id, r.input_seq, $4::jsonb FROM r
-), emitted AS (
-  SELECT agent_sessions_emit(r.tenant_id, r.session_id,
-    jsonb_build_array(jsonb_build_object('type', 'run.input', 'payload',
-      jsonb_build_object('run_id', r.id, 'seq', r.input_seq, 'input', $4::jsonb)))) AS n
+), events AS (
+  SELECT r.tenant_id, r.session_id, 1 AS ord, 'run.input' AS type,
+    jsonb_build_object('run_id', r.id, 'seq', r.input_seq, 'input', $4::jsonb) AS payload
   FROM r
+), emitted AS (
+  INSERT INTO outbox (tenant_id, type, session_id, payload)
+  SELECT e.tenant_id, e.type, e.session_id, e.payload FROM events e WHERE e.payload IS NOT NULL ORDER BY e.session_id, e.ord
 )
-SELECT to_jsonb(r) AS run, true AS session_exists, (SELECT sum(n) FROM emitted) AS emitted FROM r
+SELECT to_jsonb(r) AS run, true AS session_exists FROM r
 UNION ALL
-SELECT NULL, true, 0 FROM sessions WHERE id = $1 AND tenant_id = $2 AND NOT EXISTS (SELECT 1 FROM r)
+SELECT NULL, true FROM sessions WHERE id = $1 AND tenant_id = $2 AND NOT EXISTS (SELECT 1 FROM r)

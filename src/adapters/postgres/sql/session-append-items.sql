@@ -26,12 +26,16 @@ WITH cur AS (
     x.elem ->> 'type', x.elem -> 'content'
   FROM upd u, jsonb_array_elements($5::jsonb) WITH ORDINALITY AS x(elem, ord)
   RETURNING *
+), events AS (
+  SELECT u.tenant_id, u.id AS session_id, 1 AS ord, 'item.added' AS type,
+    jsonb_build_object('count', jsonb_array_length($5::jsonb), 'first_seq', u.item_seq - jsonb_array_length($5::jsonb) + 1,
+      'last_seq', u.item_seq, 'version', u.version) AS payload
+  FROM upd u
+), emitted AS (
+  INSERT INTO outbox (tenant_id, type, session_id, payload)
+  SELECT e.tenant_id, e.type, e.session_id, e.payload FROM events e WHERE e.payload IS NOT NULL ORDER BY e.session_id, e.ord
 ), fx AS (
-  SELECT
-    count(agent_sessions_emit(u.tenant_id, u.id, jsonb_build_array(
-      jsonb_build_object('type', 'item.added', 'payload', jsonb_build_object('count', jsonb_array_length($5::jsonb),
-        'first_seq', u.item_seq - jsonb_array_length($5::jsonb) + 1, 'last_seq', u.item_seq, 'version', u.version))))) AS events,
-    count(pg_catalog.pg_notify($6, u.id::text || ' ' || u.version::text)) FILTER (WHERE $6::text IS NOT NULL) AS notified
+  SELECT count(pg_catalog.pg_notify($6, u.id::text || ' ' || u.version::text)) FILTER (WHERE $6::text IS NOT NULL) AS notified
   FROM upd u
 )
 SELECT true AS written, upd.*, (SELECT jsonb_agg(to_jsonb(a) ORDER BY a.seq) FROM added a) AS extra FROM upd, fx

@@ -26,12 +26,15 @@ WITH ins AS (
   WHERE $11::uuid IS NULL OR EXISTS (SELECT 1 FROM sessions p WHERE p.id = $11::uuid AND p.tenant_id = $2)
   ON CONFLICT (id) DO NOTHING
   RETURNING *
+), events AS (
+  SELECT i.tenant_id, i.id AS session_id, 1 AS ord, 'session.created' AS type,
+    jsonb_build_object('session', agent_sessions_session_json(i::sessions)) AS payload
+  FROM ins i
+), emitted AS (
+  INSERT INTO outbox (tenant_id, type, session_id, payload)
+  SELECT e.tenant_id, e.type, e.session_id, e.payload FROM events e WHERE e.payload IS NOT NULL ORDER BY e.session_id, e.ord
 ), fx AS (
-  SELECT
-    count(agent_sessions_emit(i.tenant_id, i.id, jsonb_build_array(
-      jsonb_build_object('type', 'session.created', 'payload',
-        jsonb_build_object('session', agent_sessions_session_json(i::sessions)))))) AS events,
-    count(pg_catalog.pg_notify($16, i.id::text || ' ' || i.version::text)) FILTER (WHERE $16::text IS NOT NULL) AS notified
+  SELECT count(pg_catalog.pg_notify($16, i.id::text || ' ' || i.version::text)) FILTER (WHERE $16::text IS NOT NULL) AS notified
   FROM ins i
 )
 SELECT ins.* FROM ins, fx

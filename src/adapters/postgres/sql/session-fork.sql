@@ -32,12 +32,15 @@ WITH src AS (
   INSERT INTO session_items (session_id, seq, id, role, type, content, created_at)
   SELECT ins.id, i.seq, gen_random_uuid(), i.role, i.type, i.content, i.created_at
   FROM ins JOIN session_items i ON i.session_id = $1::uuid
+), events AS (
+  SELECT i.tenant_id, i.id AS session_id, 1 AS ord, 'session.created' AS type,
+    jsonb_build_object('session', agent_sessions_session_json(i::sessions), 'forked_from', i.parent_session_id) AS payload
+  FROM ins i
+), emitted AS (
+  INSERT INTO outbox (tenant_id, type, session_id, payload)
+  SELECT e.tenant_id, e.type, e.session_id, e.payload FROM events e WHERE e.payload IS NOT NULL ORDER BY e.session_id, e.ord
 ), fx AS (
-  SELECT
-    count(agent_sessions_emit(i.tenant_id, i.id, jsonb_build_array(
-      jsonb_build_object('type', 'session.created', 'payload',
-        jsonb_build_object('session', agent_sessions_session_json(i::sessions), 'forked_from', i.parent_session_id))))) AS events,
-    count(pg_catalog.pg_notify($10, i.id::text || ' ' || i.version::text)) FILTER (WHERE $10::text IS NOT NULL) AS notified
+  SELECT count(pg_catalog.pg_notify($10, i.id::text || ' ' || i.version::text)) FILTER (WHERE $10::text IS NOT NULL) AS notified
   FROM ins i
 )
 SELECT ins.*, true AS inserted FROM ins, fx

@@ -11,12 +11,14 @@ WITH cur AS (
   ORDER BY id FOR UPDATE
 ), del AS (
   DELETE FROM sessions s USING cur WHERE s.id = cur.id RETURNING s.*
+), events AS (
+  SELECT d.tenant_id, d.id AS session_id, 1 AS ord, 'session.deleted' AS type, jsonb_build_object('version', d.version) AS payload
+  FROM del d
+), emitted AS (
+  INSERT INTO outbox (tenant_id, type, session_id, payload)
+  SELECT e.tenant_id, e.type, e.session_id, e.payload FROM events e WHERE e.payload IS NOT NULL ORDER BY e.session_id, e.ord
 ), fx AS (
-  SELECT
-    count(agent_sessions_emit(d.tenant_id, d.id, jsonb_build_array(
-      jsonb_build_object('type', 'session.deleted', 'payload', jsonb_build_object('version', d.version))))) AS events,
-    count(pg_catalog.pg_notify($3, d.id::text || ' ' || $4::bigint::text)) FILTER (WHERE $3::text IS NOT NULL) AS notified
-  -- Events in id order, as the rows were locked.
-  FROM (SELECT * FROM del ORDER BY id) d
+  SELECT count(pg_catalog.pg_notify($3, d.id::text || ' ' || $4::bigint::text)) FILTER (WHERE $3::text IS NOT NULL) AS notified
+  FROM del d
 )
 SELECT del.id FROM del, fx

@@ -15,16 +15,18 @@ WITH cur AS (
     version = s.version + 1, updated_at = now(), status = 'terminated', ended_at = now(), end_reason = $3
   FROM cur WHERE s.id = cur.id
   RETURNING s.*, cur.status AS prev_status
+), events AS (
+  SELECT u.tenant_id, u.id AS session_id, e.ord, e.type, e.payload
+  FROM upd u CROSS JOIN LATERAL (VALUES
+    (1, 'session.status_changed', jsonb_build_object('from', u.prev_status, 'to', u.status, 'version', u.version)),
+    (2, 'session.terminated', jsonb_build_object('reason', u.end_reason, 'version', u.version))
+  ) AS e(ord, type, payload)
+), emitted AS (
+  INSERT INTO outbox (tenant_id, type, session_id, payload)
+  SELECT e.tenant_id, e.type, e.session_id, e.payload FROM events e WHERE e.payload IS NOT NULL ORDER BY e.session_id, e.ord
 ), fx AS (
-  SELECT
-    count(agent_sessions_emit(u.tenant_id, u.id, jsonb_build_array(
-      jsonb_build_object('type', 'session.status_changed', 'payload',
-        jsonb_build_object('from', u.prev_status, 'to', u.status, 'version', u.version)),
-      jsonb_build_object('type', 'session.terminated', 'payload',
-        jsonb_build_object('reason', u.end_reason, 'version', u.version))))) AS events,
-    count(pg_catalog.pg_notify($4, u.id::text || ' ' || u.version::text)) FILTER (WHERE $4::text IS NOT NULL) AS notified
-  -- Events in id order, as the rows were locked.
-  FROM (SELECT * FROM upd ORDER BY id) u
+  SELECT count(pg_catalog.pg_notify($4, u.id::text || ' ' || u.version::text)) FILTER (WHERE $4::text IS NOT NULL) AS notified
+  FROM upd u
 )
 SELECT s.id FROM sessions s, fx
 WHERE s.tenant_id = $1 AND s.id IN (SELECT (jsonb_array_elements_text($2::jsonb))::uuid)

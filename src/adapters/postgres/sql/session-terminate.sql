@@ -18,15 +18,18 @@ WITH cur AS (
     AND ($4::bigint IS NULL OR $4::bigint >= cur.fence)
     AND cur.status <> 'terminated'
   RETURNING s.*
+), events AS (
+  SELECT u.tenant_id, u.id AS session_id, e.ord, e.type, e.payload
+  FROM upd u JOIN cur ON cur.id = u.id CROSS JOIN LATERAL (VALUES
+    (1, 'session.status_changed', jsonb_build_object('from', cur.status, 'to', u.status, 'version', u.version)),
+    (2, 'session.terminated', jsonb_build_object('reason', u.end_reason, 'version', u.version))
+  ) AS e(ord, type, payload)
+), emitted AS (
+  INSERT INTO outbox (tenant_id, type, session_id, payload)
+  SELECT e.tenant_id, e.type, e.session_id, e.payload FROM events e WHERE e.payload IS NOT NULL ORDER BY e.session_id, e.ord
 ), fx AS (
-  SELECT
-    count(agent_sessions_emit(u.tenant_id, u.id, jsonb_build_array(
-      jsonb_build_object('type', 'session.status_changed', 'payload',
-        jsonb_build_object('from', cur.status, 'to', u.status, 'version', u.version)),
-      jsonb_build_object('type', 'session.terminated', 'payload',
-        jsonb_build_object('reason', u.end_reason, 'version', u.version))))) AS events,
-    count(pg_catalog.pg_notify($6, u.id::text || ' ' || u.version::text)) FILTER (WHERE $6::text IS NOT NULL) AS notified
-  FROM upd u JOIN cur ON cur.id = u.id
+  SELECT count(pg_catalog.pg_notify($6, u.id::text || ' ' || u.version::text)) FILTER (WHERE $6::text IS NOT NULL) AS notified
+  FROM upd u
 )
 SELECT true AS written, upd.* FROM upd, fx
 UNION ALL

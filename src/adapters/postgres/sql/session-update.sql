@@ -41,16 +41,21 @@ WITH cur AS (
     AND ($6::jsonb IS NULL OR $6::jsonb ? cur.status)
     AND nxt.within_limits
   RETURNING s.*
+), events AS (
+  SELECT u.tenant_id, u.id AS session_id, e.ord, e.type, e.payload
+  FROM upd u JOIN cur ON cur.id = u.id CROSS JOIN LATERAL (VALUES
+    (1, 'session.updated', jsonb_build_object('version', u.version, 'changes', $5::jsonb)),
+    (2, 'session.status_changed', CASE WHEN cur.status <> u.status THEN
+      jsonb_build_object('from', cur.status, 'to', u.status, 'version', u.version) END),
+    (3, 'session.terminated', CASE WHEN u.status = 'terminated' THEN
+      jsonb_build_object('session', agent_sessions_session_json(u::sessions)) END)
+  ) AS e(ord, type, payload)
+), emitted AS (
+  INSERT INTO outbox (tenant_id, type, session_id, payload)
+  SELECT e.tenant_id, e.type, e.session_id, e.payload FROM events e WHERE e.payload IS NOT NULL ORDER BY e.session_id, e.ord
 ), fx AS (
-  SELECT
-    count(agent_sessions_emit(u.tenant_id, u.id, jsonb_build_array(
-      jsonb_build_object('type', 'session.updated', 'payload', jsonb_build_object('version', u.version, 'changes', $5::jsonb)),
-      CASE WHEN cur.status <> u.status THEN jsonb_build_object('type', 'session.status_changed', 'payload',
-        jsonb_build_object('from', cur.status, 'to', u.status, 'version', u.version)) END,
-      CASE WHEN u.status = 'terminated' THEN jsonb_build_object('type', 'session.terminated', 'payload',
-        jsonb_build_object('session', agent_sessions_session_json(u::sessions))) END))) AS events,
-    count(pg_catalog.pg_notify($8, u.id::text || ' ' || u.version::text)) FILTER (WHERE $8::text IS NOT NULL) AS notified
-  FROM upd u JOIN cur ON cur.id = u.id
+  SELECT count(pg_catalog.pg_notify($8, u.id::text || ' ' || u.version::text)) FILTER (WHERE $8::text IS NOT NULL) AS notified
+  FROM upd u
 )
 SELECT true AS written, upd.*, true AS within_limits FROM upd, fx
 UNION ALL

@@ -18,18 +18,20 @@ WITH due AS (
     timeout_warned_at = CASE WHEN due.warned THEN s.timeout_warned_at ELSE now() END
   FROM due WHERE s.id = due.id
   RETURNING s.id, s.tenant_id, s.version, due.prev_status, due.deadline, due.reason, due.warned
+), events AS (
+  SELECT u.tenant_id, u.id AS session_id, e.ord, e.type, e.payload
+  FROM upd u CROSS JOIN LATERAL (VALUES
+    -- A session whose deadline passed between two sweeps still gets its one warning first.
+    (1, 'session.timeout_warning', CASE WHEN NOT u.warned THEN
+      jsonb_build_object('expires_at', u.deadline, 'reason', u.reason, 'seconds_left', 0, 'version', u.version - 1) END),
+    (2, 'session.status_changed', jsonb_build_object('from', u.prev_status, 'to', 'expired', 'version', u.version)),
+    (3, 'session.expired', jsonb_build_object('reason', u.reason, 'expired_at', u.deadline, 'version', u.version))
+  ) AS e(ord, type, payload)
+), emitted AS (
+  INSERT INTO outbox (tenant_id, type, session_id, payload)
+  SELECT e.tenant_id, e.type, e.session_id, e.payload FROM events e WHERE e.payload IS NOT NULL ORDER BY e.session_id, e.ord
 ), fx AS (
-  SELECT
-    count(agent_sessions_emit(u.tenant_id, u.id, jsonb_build_array(
-      -- A session whose deadline passed between two sweeps still gets its one warning first.
-      CASE WHEN NOT u.warned THEN jsonb_build_object('type', 'session.timeout_warning', 'payload',
-        jsonb_build_object('expires_at', u.deadline, 'reason', u.reason, 'seconds_left', 0, 'version', u.version - 1)) END,
-      jsonb_build_object('type', 'session.status_changed', 'payload',
-        jsonb_build_object('from', u.prev_status, 'to', 'expired', 'version', u.version)),
-      jsonb_build_object('type', 'session.expired', 'payload',
-        jsonb_build_object('reason', u.reason, 'expired_at', u.deadline, 'version', u.version))))) AS events,
-    count(pg_catalog.pg_notify($2, u.id::text || ' ' || u.version::text)) FILTER (WHERE $2::text IS NOT NULL) AS notified
-  -- Events in id order.
-  FROM (SELECT * FROM upd ORDER BY id) u
+  SELECT count(pg_catalog.pg_notify($2, u.id::text || ' ' || u.version::text)) FILTER (WHERE $2::text IS NOT NULL) AS notified
+  FROM upd u
 )
 SELECT upd.id, upd.tenant_id FROM upd, fx

@@ -16,12 +16,13 @@ WITH due AS (
 ), u AS (
   UPDATE sessions s SET timeout_warned_at = now() FROM due WHERE s.id = due.id
   RETURNING s.id, s.tenant_id, s.version, due.deadline, due.reason
-), fx AS (
-  SELECT count(agent_sessions_emit(u.tenant_id, u.id, jsonb_build_array(
-    jsonb_build_object('type', 'session.timeout_warning', 'payload', jsonb_build_object('expires_at', u.deadline,
-      'reason', u.reason, 'seconds_left', GREATEST(0, floor(extract(epoch FROM u.deadline - now())))::int,
-      'version', u.version))))) AS events
-  -- Events in id order.
-  FROM (SELECT * FROM u ORDER BY id) u
+), events AS (
+  SELECT u.tenant_id, u.id AS session_id, 1 AS ord, 'session.timeout_warning' AS type,
+    jsonb_build_object('expires_at', u.deadline, 'reason', u.reason,
+      'seconds_left', GREATEST(0, floor(extract(epoch FROM u.deadline - now())))::int, 'version', u.version) AS payload
+  FROM u
+), emitted AS (
+  INSERT INTO outbox (tenant_id, type, session_id, payload)
+  SELECT e.tenant_id, e.type, e.session_id, e.payload FROM events e WHERE e.payload IS NOT NULL ORDER BY e.session_id, e.ord
 )
-SELECT u.id, u.tenant_id FROM u, fx
+SELECT u.id, u.tenant_id FROM u
