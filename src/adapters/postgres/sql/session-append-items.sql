@@ -34,10 +34,10 @@ WITH cur AS (
 ), emitted AS (
   INSERT INTO outbox (tenant_id, type, session_id, payload)
   SELECT e.tenant_id, e.type, e.session_id, e.payload FROM events e WHERE e.payload IS NOT NULL ORDER BY e.session_id, e.ord
-), fx AS (
-  SELECT count(pg_catalog.pg_notify($6, u.id::text || ' ' || u.version::text)) FILTER (WHERE $6::text IS NOT NULL) AS notified
-  FROM upd u
 )
-SELECT true AS written, upd.*, (SELECT jsonb_agg(to_jsonb(a) ORDER BY a.seq) FROM added a) AS extra FROM upd, fx
+-- The near-cache announcement (PostgreSQL-only mode) is sent by the write itself and delivered
+-- at commit; without a channel pg_notify is not called at all (a notifying transaction
+-- serializes commits).
+SELECT true AS written, upd.*, (SELECT jsonb_agg(to_jsonb(a) ORDER BY a.seq) FROM added a) AS extra, CASE WHEN $6::text IS NOT NULL THEN pg_catalog.pg_notify($6, upd.id::text || ' ' || upd.version::text) END AS notified FROM upd
 UNION ALL
-SELECT false, cur.*, NULL FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)
+SELECT false, cur.*, NULL, NULL FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)

@@ -33,8 +33,8 @@ WITH ins AS (
 ), emitted AS (
   INSERT INTO outbox (tenant_id, type, session_id, payload)
   SELECT e.tenant_id, e.type, e.session_id, e.payload FROM events e WHERE e.payload IS NOT NULL ORDER BY e.session_id, e.ord
-), fx AS (
-  SELECT count(pg_catalog.pg_notify($16, i.id::text || ' ' || i.version::text)) FILTER (WHERE $16::text IS NOT NULL) AS notified
-  FROM ins i
 )
-SELECT ins.* FROM ins, fx
+-- The near-cache announcement (PostgreSQL-only mode) is sent by the write itself and delivered
+-- at commit; without a channel pg_notify is not called at all (a notifying transaction
+-- serializes commits).
+SELECT ins.*, CASE WHEN $16::text IS NOT NULL THEN pg_catalog.pg_notify($16, ins.id::text || ' ' || ins.version::text) END AS notified FROM ins

@@ -39,10 +39,10 @@ WITH src AS (
 ), emitted AS (
   INSERT INTO outbox (tenant_id, type, session_id, payload)
   SELECT e.tenant_id, e.type, e.session_id, e.payload FROM events e WHERE e.payload IS NOT NULL ORDER BY e.session_id, e.ord
-), fx AS (
-  SELECT count(pg_catalog.pg_notify($10, i.id::text || ' ' || i.version::text)) FILTER (WHERE $10::text IS NOT NULL) AS notified
-  FROM ins i
 )
-SELECT ins.*, true AS inserted FROM ins, fx
+-- The near-cache announcement (PostgreSQL-only mode) is sent by the write itself and delivered
+-- at commit; without a channel pg_notify is not called at all (a notifying transaction
+-- serializes commits).
+SELECT ins.*, true AS inserted, CASE WHEN $10::text IS NOT NULL THEN pg_catalog.pg_notify($10, ins.id::text || ' ' || ins.version::text) END AS notified FROM ins
 UNION ALL
-SELECT src.*, false FROM src WHERE NOT EXISTS (SELECT 1 FROM ins)
+SELECT src.*, false, NULL FROM src WHERE NOT EXISTS (SELECT 1 FROM ins)

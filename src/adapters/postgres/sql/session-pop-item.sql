@@ -17,11 +17,11 @@ WITH cur AS (
     AND ($4::bigint IS NULL OR $4::bigint >= cur.fence)
     AND agent_sessions_live(cur::sessions)
   RETURNING s.*
-), fx AS (
-  SELECT count(pg_catalog.pg_notify($5, u.id::text || ' ' || u.version::text)) FILTER (WHERE $5::text IS NOT NULL) AS notified
-  FROM upd u
 )
+-- The near-cache announcement (PostgreSQL-only mode) is sent by the write itself and delivered
+-- at commit; without a channel pg_notify is not called at all (a notifying transaction
+-- serializes commits).
 -- The items are read after the lock, not on this statement's snapshot (migration 051).
-SELECT true AS written, upd.*, agent_sessions_pop_item(upd.id) AS extra FROM upd, fx
+SELECT true AS written, upd.*, agent_sessions_pop_item(upd.id) AS extra, CASE WHEN $5::text IS NOT NULL THEN pg_catalog.pg_notify($5, upd.id::text || ' ' || upd.version::text) END AS notified FROM upd
 UNION ALL
-SELECT false, cur.*, NULL FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)
+SELECT false, cur.*, NULL, NULL FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)

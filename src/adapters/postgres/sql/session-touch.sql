@@ -17,10 +17,10 @@ WITH cur AS (
     AND ($4::bigint IS NULL OR $4::bigint >= cur.fence)
     AND agent_sessions_live(cur::sessions)
   RETURNING s.*
-), fx AS (
-  SELECT count(pg_catalog.pg_notify($5, u.id::text || ' ' || u.version::text)) FILTER (WHERE $5::text IS NOT NULL) AS notified
-  FROM upd u
 )
-SELECT true AS written, upd.* FROM upd, fx
+-- The near-cache announcement (PostgreSQL-only mode) is sent by the write itself and delivered
+-- at commit; without a channel pg_notify is not called at all (a notifying transaction
+-- serializes commits).
+SELECT true AS written, upd.*, CASE WHEN $5::text IS NOT NULL THEN pg_catalog.pg_notify($5, upd.id::text || ' ' || upd.version::text) END AS notified FROM upd
 UNION ALL
-SELECT false, cur.* FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)
+SELECT false, cur.*, NULL FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)
