@@ -7,7 +7,7 @@
  */
 import { AgentSessionsError, ConflictError, RunError } from './errors.js';
 import { checkRunsQueued } from './limits.js';
-import type { EndedRunStatus, IfBusy } from './runs.js';
+import type { EndedRunStatus, FinalizeRequest, IfBusy } from './runs.js';
 import { canTransition, ENDED_STATUSES, type SessionStatus } from './types.js';
 
 /** A session's run bookkeeping, from its locked row. */
@@ -212,20 +212,8 @@ function refuse(error: AgentSessionsError): Admission {
 // ---------------------------------------------------------------------------------------
 // Finalization
 
-export interface FinalizationRequest {
-  runId: string;
-  /** The owner ending its own run; null: the orphan sweep, which ends only a run whose lease lapsed. */
-  owner: string | null;
-  status: EndedRunStatus;
-  reason: string;
-  error: string | null;
-  /** Extra fields of the terminal event's data. */
-  details?: Record<string, unknown>;
-  /** The session's status after the run, when nothing else runs and the session is live. */
-  sessionStatus: 'idle' | 'waiting_input';
-  /** The lease of a queued run this finalization starts. */
-  leaseMs: number;
-}
+/** What ending a run asks for (the port's request without the session, which the state names). */
+export type FinalizationRequest = Omit<FinalizeRequest, 'sessionId'>;
 
 export interface Finalization {
   plan: WritePlan;

@@ -166,7 +166,9 @@ export interface FinalizeRequest {
   error: string | null;
   /** Extra fields of the terminal event's data. */
   details?: Record<string, unknown>;
+  /** The session's status after the run, when nothing else runs and the session is live. */
   sessionStatus: 'idle' | 'waiting_input';
+  /** The lease of a queued run this finalization starts. */
   leaseMs: number;
 }
 

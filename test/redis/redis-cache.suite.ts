@@ -15,6 +15,7 @@ import { createSessions, type Sessions, internals } from '../../src/internal.js'
 import { freshDatabase, uniqueKeyPrefix, type FreshDatabase } from '../setup/harness.js';
 import { holdLock, pausedHolderRace } from '../distributed/lock-scenarios.js';
 import { waitFor } from '../runs/support.js';
+import { sessionSnapshot } from '../setup/sessions.js';
 
 export interface RedisTarget {
   url: string;
@@ -22,36 +23,7 @@ export interface RedisTarget {
 }
 
 function snapshot(id: string, version: number, extra: Partial<Session> = {}): Session {
-  const now = new Date().toISOString();
-  return {
-    id,
-    tenantId: 'default',
-    userId: 'u',
-    orgId: null,
-    status: 'idle',
-    model: null,
-    title: `v${version}`,
-    systemPrompt: null,
-    workspacePath: null,
-    mcpClientIds: [],
-    parentSessionId: null,
-    metadata: {},
-    totalTurns: 0,
-    messageCount: 0,
-    totalCostUsd: 0,
-    inputTokens: 0,
-    outputTokens: 0,
-    version,
-    ttlSeconds: null,
-    idleTimeoutSeconds: null,
-    createdAt: now,
-    updatedAt: now,
-    lastActiveAt: now,
-    expiresAt: null,
-    endedAt: null,
-    endReason: null,
-    ...extra,
-  };
+  return sessionSnapshot(id, version, { userId: 'u', ...extra });
 }
 
 export function redisCacheSuite(target: () => Promise<RedisTarget>): void {

@@ -12,38 +12,11 @@ import type { InvalidationBus, InvalidationHandlers } from '../../../src/core/in
 import type { CacheStats } from '../../../src/core/ports.js';
 import type { Session } from '../../../src/core/types.js';
 import { CircuitBreaker } from '../../../src/adapters/redis/circuit-breaker.js';
+import { sessionSnapshot } from '../../setup/sessions.js';
 
+/** A snapshot at the epoch: the fake clock's time, not the machine's. */
 export function snapshot(id: string, version: number, extra: Partial<Session> = {}): Session {
-  const at = new Date(0).toISOString();
-  return {
-    id,
-    tenantId: 'default',
-    userId: null,
-    orgId: null,
-    status: 'idle',
-    model: null,
-    title: `v${version}`,
-    systemPrompt: null,
-    workspacePath: null,
-    mcpClientIds: [],
-    parentSessionId: null,
-    metadata: {},
-    totalTurns: 0,
-    messageCount: 0,
-    totalCostUsd: 0,
-    inputTokens: 0,
-    outputTokens: 0,
-    version,
-    ttlSeconds: null,
-    idleTimeoutSeconds: null,
-    createdAt: at,
-    updatedAt: at,
-    lastActiveAt: at,
-    expiresAt: null,
-    endedAt: null,
-    endReason: null,
-    ...extra,
-  } as Session;
+  return sessionSnapshot(id, version, extra, new Date(0));
 }
 
 /** Lets every promise chain that waits on nothing but other promises run to its end. */
