@@ -38,6 +38,15 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
   SELECT agent_sessions_live_status(s.status) AND (agent_sessions_deadline(s) > now()) IS NOT FALSE
 $$;
 
+-- The preconditions of a write a caller may set, on the locked row: the version it read
+-- (If-Match / expectedVersion; null: any) and its fencing token (null: none; an older token
+-- than the newest handed out is stale).
+CREATE FUNCTION agent_sessions_preconditions_hold(s sessions, p_expected_version bigint, p_fencing_token bigint) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT (p_expected_version IS NULL OR s.version = p_expected_version)
+    AND (p_fencing_token IS NULL OR p_fencing_token >= s.fence)
+$$;
+
 -- The status a reader sees: a live status past its deadline reads as expired.
 CREATE FUNCTION agent_sessions_effective_status(s sessions) RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE AS $$

@@ -35,8 +35,7 @@ WITH cur AS (
   FROM cur, nxt
   -- Every guard reads the locked row (cur), never the statement's snapshot of s.
   WHERE s.id = cur.id
-    AND ($3::bigint IS NULL OR cur.version = $3::bigint)
-    AND ($4::bigint IS NULL OR $4::bigint >= cur.fence)
+    AND agent_sessions_preconditions_hold(cur::sessions, $3::bigint, $4::bigint)
     AND agent_sessions_live(cur::sessions)
     AND ($6::jsonb IS NULL OR $6::jsonb ? cur.status)
     AND nxt.within_limits
