@@ -308,6 +308,7 @@ function wireRuns(
     leaseMs: config.runLeaseMs,
     maxQueued: config.limits.runsQueuedPerSession,
     maxInputBytes: config.limits.itemBytes,
+    jsonShape: { depth: config.limits.jsonDepth, nodes: config.limits.jsonNodes },
     onSessionWritten,
     agent: input.agent,
     telemetry,

@@ -292,6 +292,9 @@ const LIMIT_SETTINGS: Readonly<Partial<Record<keyof Limits, Setting>>> = {
   outputEventBytes: int('OUTPUT_EVENT_LIMIT_BYTES', DEFAULT_LIMITS.outputEventBytes, 2),
   runsQueuedPerSession: int('RUNS_QUEUED_PER_SESSION', DEFAULT_LIMITS.runsQueuedPerSession, 0),
   sseConnectionsPerKey: int('SSE_CONNECTIONS_PER_KEY', DEFAULT_LIMITS.sseConnectionsPerKey, 1),
+  // PostgreSQL's own JSON parser recurses: past a few thousand levels it fails with a stack error.
+  jsonDepth: int('JSON_MAX_DEPTH', DEFAULT_LIMITS.jsonDepth, 1, 1_000),
+  jsonNodes: int('JSON_MAX_NODES', DEFAULT_LIMITS.jsonNodes, 1),
 };
 
 /** Every environment variable the configuration reads (the same list .env.example documents). */

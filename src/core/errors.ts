@@ -4,6 +4,9 @@
  */
 export type ErrorCode =
   | 'validation_failed'
+  | 'json_too_deep'
+  | 'json_too_large'
+  | 'number_out_of_range'
   | 'invalid_cursor'
   | 'session_not_found'
   | 'item_not_found'

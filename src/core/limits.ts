@@ -1,4 +1,5 @@
 import { CapacityError, LimitError } from './errors.js';
+import { checkJsonValue, DEFAULT_JSON_SHAPE } from './json-shape.js';
 
 /** Size and count limits the service enforces for library and HTTP callers alike. */
 export interface Limits {
@@ -24,6 +25,10 @@ export interface Limits {
   runsQueuedPerSession: number;
   /** Most SSE connections one API key may hold open at once. */
   sseConnectionsPerKey: number;
+  /** Deepest nesting of objects and arrays in a JSON body or value (400 json_too_deep). */
+  jsonDepth: number;
+  /** Most nodes (values and member names) in a JSON body or value (400 json_too_large). */
+  jsonNodes: number;
 }
 
 /** The largest MAX_PAGE_SIZE one may configure; the HTTP schemas allow up to this, the service the configured one. */
@@ -41,14 +46,21 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   outputEventBytes: 64 * 1024,
   runsQueuedPerSession: 10,
   sseConnectionsPerKey: 20,
+  jsonDepth: DEFAULT_JSON_SHAPE.depth,
+  jsonNodes: DEFAULT_JSON_SHAPE.nodes,
 });
 
 export function jsonBytes(value: unknown): number {
   return Buffer.byteLength(JSON.stringify(value) ?? '', 'utf8');
 }
 
-/** Refuses an output event whose data is larger than `limits.outputEventBytes` (413 limit_exceeded). */
+/**
+ * Refuses an output event whose data is larger than `limits.outputEventBytes` (413
+ * limit_exceeded), nests deeper or has more nodes than JSON allows here, or holds a number
+ * JSON cannot carry (400).
+ */
 export function checkOutputEvent(limits: Pick<Limits, 'outputEventBytes'>, data: unknown): void {
+  checkJsonValue(data, DEFAULT_JSON_SHAPE, 'data');
   const bytes = jsonBytes(data);
   if (bytes > limits.outputEventBytes) {
     throw new LimitError(`output event exceeds ${limits.outputEventBytes} bytes`, {

@@ -8,6 +8,7 @@ import { sleep, throwIfAborted } from './abort.js';
 import { AgentSessionsError, NotFoundError, RunError, UnavailableError, ValidationError } from './errors.js';
 import { isUuid, uuidv7 } from './ids.js';
 import { jsonBytes } from './limits.js';
+import { checkJsonValue, DEFAULT_JSON_SHAPE, type JsonShapeLimits } from './json-shape.js';
 import { readOutput } from './output-stream.js';
 import { preciseNow, type RunExecutor } from './run-executor.js';
 import {
@@ -33,6 +34,8 @@ export interface RunServiceOptions {
   leaseMs: number;
   maxQueued: number;
   maxInputBytes: number;
+  /** Bounds on the input's nesting and node count (default 256 levels, 100,000 nodes). */
+  jsonShape?: JsonShapeLimits;
   /** How long a stream reader waits on the live log before it checks the archive (default 1000). */
   readPollMs?: number;
   /** Called with every session row a run write changed, so caches stay right. */
@@ -50,6 +53,7 @@ export class RunService implements Runs {
   private readonly agent: Runner | null;
   private readonly readPollMs: number;
   private readonly telemetry: RunTelemetry;
+  private readonly jsonShape: JsonShapeLimits;
 
   constructor(options: RunServiceOptions) {
     this.options = options;
@@ -58,6 +62,7 @@ export class RunService implements Runs {
     this.agent = options.agent ?? null;
     this.readPollMs = options.readPollMs ?? 1_000;
     this.telemetry = options.telemetry ?? NO_RUN_TELEMETRY;
+    this.jsonShape = options.jsonShape ?? DEFAULT_JSON_SHAPE;
   }
 
   /**
@@ -72,7 +77,7 @@ export class RunService implements Runs {
     const ifBusy = opts.ifBusy ?? 'reject';
     if (!IF_BUSY.includes(ifBusy)) throw new ValidationError(`if_busy must be one of ${IF_BUSY.join(', ')}`, { field: 'if_busy' });
     const input = opts.input ?? null;
-    checkSize('input', input, this.options.maxInputBytes);
+    checkSize('input', input, this.options.maxInputBytes, this.jsonShape);
     await this.executor.ready();
     const tenant = opts.tenant ?? DEFAULT_TENANT;
     const id = uuidv7();
@@ -160,7 +165,7 @@ export class RunService implements Runs {
     checkId(sessionId, 'session id');
     if (opts.runId !== undefined) checkId(opts.runId, 'run id');
     if (input === undefined) throw new ValidationError('input is required', { field: 'input' });
-    checkSize('input', input, this.options.maxInputBytes);
+    checkSize('input', input, this.options.maxInputBytes, this.jsonShape);
     const stored = await this.repo.addInput(opts.tenant ?? DEFAULT_TENANT, sessionId, opts.runId, input);
     if (!stored) throw new NotFoundError('session', sessionId);
     if (!stored.run) throw new RunError('no_active_run', `session ${sessionId} has no running run to take input`);
@@ -215,7 +220,8 @@ function checkId(id: string, what: string): void {
   if (typeof id !== 'string' || !isUuid(id)) throw new ValidationError(`${what} must be a UUID`, { field: 'id' });
 }
 
-function checkSize(what: string, value: unknown, max: number): void {
+function checkSize(what: string, value: unknown, max: number, shape: JsonShapeLimits): void {
+  checkJsonValue(value, shape, what);
   let bytes: number;
   try {
     bytes = jsonBytes(value);

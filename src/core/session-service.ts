@@ -7,6 +7,7 @@ import { sleep, throwIfAborted } from './abort.js';
 import { AgentSessionsError, ConflictError, LimitError, LockTimeoutError, NotFoundError, ValidationError } from './errors.js';
 import { isUuid, uuidv7 } from './ids.js';
 import { jsonBytes, type Limits } from './limits.js';
+import { checkJsonValue, type JsonShapeLimits } from './json-shape.js';
 import type {
   BatchDeleteResult,
   CacheOrigin,
@@ -72,6 +73,7 @@ export class SessionService {
   protected readonly cache: SessionCache | null;
   protected readonly lifetimes: SessionLifetimes;
   readonly limits: Limits;
+  private readonly jsonShape: JsonShapeLimits;
   private readonly onCacheError: (err: unknown) => void;
   protected readonly locks: SessionLockStore | null;
   private readonly telemetry: SessionTelemetry;
@@ -89,6 +91,7 @@ export class SessionService {
     this.cache = options.cache ?? null;
     this.lifetimes = options.lifetimes;
     this.limits = options.limits;
+    this.jsonShape = { depth: options.limits.jsonDepth, nodes: options.limits.jsonNodes };
     this.onCacheError = options.onCacheError ?? (() => undefined);
     this.locks = options.locks ?? null;
     this.telemetry = options.telemetry ?? NO_SESSION_TELEMETRY;
@@ -353,6 +356,7 @@ export class SessionService {
       this.checkText('role', item.role);
       if (item.type !== undefined) this.checkText('type', item.type);
       if (item.content === undefined) throw new ValidationError('every item needs content');
+      checkJsonValue(item.content, this.jsonShape, 'content');
       if (jsonBytes(item.content) > this.limits.itemBytes) {
         throw new LimitError(`item content exceeds ${this.limits.itemBytes} bytes`, { limit: this.limits.itemBytes });
       }
@@ -463,6 +467,7 @@ export class SessionService {
       if (typeof input.metadata !== 'object' || input.metadata === null || Array.isArray(input.metadata)) {
         throw new ValidationError('metadata must be an object', { field: 'metadata' });
       }
+      checkJsonValue(input.metadata, this.jsonShape, 'metadata');
       if (jsonBytes(input.metadata) > this.limits.metadataBytes) {
         throw new LimitError(`metadata exceeds ${this.limits.metadataBytes} bytes`, {
           field: 'metadata',

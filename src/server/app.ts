@@ -12,6 +12,7 @@ import { internals } from '../app/internal.js';
 import { registerAuth } from './auth.js';
 import { frameworkErrors, registerErrorHandling } from './errors.js';
 import { registerRateLimit } from './limits.js';
+import { clientErrorHandler, registerHostCheck, registerJsonParser } from './request-parsing.js';
 import { adminKeyRoutes } from './routes/admin-keys.js';
 import { consoleRoutes } from './routes/console.js';
 import { healthRoutes } from './routes/health.js';
@@ -67,6 +68,9 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     routerOptions: { maxParamLength: 200 },
     requestIdHeader: 'x-request-id',
     frameworkErrors,
+    // Errors of Node's HTTP parser leave as problem+json too; Host is checked in a hook for the same reason.
+    clientErrorHandler,
+    http: { requireHostHeader: false },
     // Per-request lines would double the cost of a hot route; errors are still logged.
     logController: new LogController({ disableRequestLogging: true }),
   });
@@ -87,6 +91,8 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   });
 
   registerErrorHandling(app);
+  registerHostCheck(app);
+  registerJsonParser(app, { depth: sessions.config.limits.jsonDepth, nodes: sessions.config.limits.jsonNodes });
   if (sessions.config.metricsEnabled) registerHttpMetrics(app, parts.metrics);
   registerAuth(app, parts.apiKeys, { disabled: options.noAuth ?? false, failures: parts.authFailureLimiter });
   registerRateLimit(app, parts.rateLimiter);

@@ -5,6 +5,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AgentSessionsError, CapacityError } from '../core/errors.js';
 import { problem, type ProblemBody, type ProblemCode } from '../api/errors.js';
+import { drainRejectedBody } from './request-parsing.js';
 
 export { problem, type ProblemBody } from '../api/errors.js';
 
@@ -72,6 +73,7 @@ export function registerErrorHandling(app: FastifyInstance): void {
       );
       if (body.status === 503) void reply.header('retry-after', '1');
     }
+    if (body.code === 'payload_too_large') drainRejectedBody(request, reply);
     if (err instanceof CapacityError && err.retryAfterSeconds !== undefined) {
       void reply.header('retry-after', String(err.retryAfterSeconds));
     }
