@@ -3,11 +3,14 @@
  * instances over it (several share one database to act as several servers), keys, and a
  * snapshot of every table to prove a rejected request changed nothing.
  */
+import { connect, type AddressInfo } from 'node:net';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { createSessions, type Sessions, internals } from '../../src/internal.js';
 import { buildApp } from '../../src/server/app.js';
-import type { Config } from '../../src/internal.js';
+import type { Config, CreateSessionsOptions } from '../../src/internal.js';
 import type { Scope } from '../../src/core/api-keys.js';
+
+import { freshDatabase, serviceUrl, uniqueKeyPrefix, type ServiceName } from '../setup/harness.js';
 
 export { freshDatabase, requireServices, serviceUrl, uniqueKeyPrefix, uniqueToken } from '../setup/harness.js';
 export type { FreshDatabase as TestDatabase } from '../setup/harness.js';
@@ -34,6 +37,53 @@ export async function startInstance(databaseUrl: string, overrides: Partial<Conf
   };
 }
 
+/** The two ways a server stores data, for suites that must hold in both. */
+export interface StorageMode {
+  name: string;
+  services: readonly ServiceName[];
+  /** Opens sessions over fresh storage (a new database, a new Redis key prefix). */
+  open(options: CreateSessionsOptions): Promise<{ sessions: Sessions; dispose(): Promise<void> }>;
+}
+
+export const STORAGE_MODES: readonly StorageMode[] = [
+  {
+    name: 'embedded',
+    services: [],
+    async open(overrides) {
+      const sessions = await createSessions({ env: {}, dataDir: ':memory:', ...overrides });
+      return { sessions, dispose: () => sessions.close() };
+    },
+  },
+  {
+    name: 'postgres+redis',
+    services: ['postgres', 'redis'],
+    async open(overrides) {
+      const db = await freshDatabase();
+      try {
+        const sessions = await createSessions({ env: {}, databaseUrl: db.url, redisUrl: serviceUrl('redis'), keyPrefix: uniqueKeyPrefix(), ...overrides });
+        return {
+          sessions,
+          dispose: async () => {
+            await sessions.close();
+            await db.drop();
+          },
+        };
+      } catch (err) {
+        await db.drop();
+        throw err;
+      }
+    },
+  },
+];
+
+/** One server over `sessions`, listening on a free loopback port. */
+export async function listen(sessions: Sessions): Promise<{ app: FastifyInstance; port: number; base: string }> {
+  const app = await buildApp({ sessions, logger: false });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const port = (app.server.address() as AddressInfo).port;
+  return { app, port, base: `http://127.0.0.1:${port}` };
+}
+
 export async function makeKey(sessions: Sessions, tenant: string, scopes: Scope[], root = false): Promise<string> {
   return (await internals(sessions).apiKeys.create({ tenant, scopes, name: `${tenant}-${scopes.join('+')}`, root })).key;
 }
@@ -54,22 +104,86 @@ export function call(
   });
 }
 
+/** The statement `snapshot` runs, per database: one round trip for every table. */
+const snapshotStatements = new WeakMap<object, string>();
+
 /** Row count and a hash of every row, per table: equal snapshots mean nothing changed. */
 export async function snapshot(sessions: Sessions): Promise<Record<string, string>> {
   // A run started by an earlier request writes in the background until it ends.
   for (const deadline = Date.now() + 10_000; internals(sessions).runs.localRunCount > 0 && Date.now() < deadline; ) {
     await new Promise((r) => setTimeout(r, 5));
   }
-  const tables = await internals(sessions).db.query<{ name: string }>(
-    `SELECT quote_ident(table_name) AS name FROM information_schema.tables
-     WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name`,
-  );
-  const out: Record<string, string> = {};
-  for (const { name } of tables) {
-    const rows = await internals(sessions).db.query<{ n: number; h: string }>(
-      `SELECT count(*)::int AS n, md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) AS h FROM ${name} t`,
+  const db = internals(sessions).db;
+  let statement = snapshotStatements.get(db);
+  if (statement === undefined) {
+    const tables = await db.query<{ name: string }>(
+      `SELECT quote_ident(table_name) AS name FROM information_schema.tables
+       WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name`,
     );
-    out[name] = `${rows[0]?.n}:${rows[0]?.h}`;
+    statement = tables
+      .map(
+        ({ name }) =>
+          `SELECT '${name}' AS name, count(*)::int AS n, md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) AS h FROM ${name} t`,
+      )
+      .join(' UNION ALL ');
+    snapshotStatements.set(db, statement);
   }
+  const rows = await db.query<{ name: string; n: number; h: string }>(statement);
+  const out: Record<string, string> = {};
+  for (const { name, n, h } of rows) out[name] = `${n}:${h}`;
   return out;
+}
+
+export interface RawAnswer {
+  /** 0 when the server closed without answering. */
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+  /** A socket error the client saw (EPIPE, ECONNRESET), if any. */
+  error: string | null;
+}
+
+/**
+ * Writes `bytes` to a fresh connection as they are (no HTTP client in between to correct
+ * them) and reads until the server closes it or `timeoutMs` passes; parses the first answer.
+ */
+export function rawRequest(port: number, bytes: string | Buffer, timeoutMs = 5_000): Promise<RawAnswer> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    let error: string | null = null;
+    const timer = setTimeout(() => socket.destroy(), timeoutMs);
+    socket.on('data', (d: Buffer) => {
+      chunks.push(d);
+      // One answer is enough: stop once its body is complete (the server may keep the connection).
+      const parsed = parseAnswer(Buffer.concat(chunks).toString('latin1'));
+      if (parsed.complete) socket.destroy();
+    });
+    socket.on('error', (e: NodeJS.ErrnoException) => (error = e.code ?? e.message));
+    socket.on('close', () => {
+      clearTimeout(timer);
+      const parsed = parseAnswer(Buffer.concat(chunks).toString('latin1'));
+      resolve({ status: parsed.status, headers: parsed.headers, body: parsed.body, error });
+    });
+    socket.write(bytes);
+  });
+}
+
+function parseAnswer(text: string): { status: number; headers: Record<string, string>; body: string; complete: boolean } {
+  const end = text.indexOf('\r\n\r\n');
+  if (end === -1) return { status: 0, headers: {}, body: '', complete: false };
+  const [statusLine = '', ...lines] = text.slice(0, end).split('\r\n');
+  const headers: Record<string, string> = {};
+  for (const line of lines) {
+    const colon = line.indexOf(':');
+    if (colon > 0) headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+  }
+  const body = text.slice(end + 4);
+  const length = headers['content-length'] === undefined ? null : Number(headers['content-length']);
+  return {
+    status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine)?.[1] ?? 0),
+    headers,
+    body: length === null ? body : body.slice(0, length),
+    complete: length !== null && Buffer.byteLength(body, 'latin1') >= length,
+  };
 }
