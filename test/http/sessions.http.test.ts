@@ -125,6 +125,16 @@ for (const configuration of CONFIGURATIONS) {
 
       const list = await app.inject({ method: 'GET', url: '/v1/sessions?user_id=alice&limit=5', headers: auth });
       expect((list.json() as { sessions: { id: string }[] }).sessions.map((x) => x.id)).toContain(s.id);
+      const searched = async (q: string) => {
+        const res = await app.inject({ method: 'GET', url: `/v1/sessions?q=${encodeURIComponent(q)}`, headers: auth });
+        expect(res.statusCode, res.body).toBe(200);
+        return (res.json() as { sessions: { id: string }[] }).sessions.map((x) => x.id);
+      };
+      expect(await searched(s.id.slice(0, 8))).toEqual([s.id]);
+      expect(await searched('t')).toContain(s.id);
+      expect(await searched('%')).not.toContain(s.id);
+      const tooLong = await app.inject({ method: 'GET', url: `/v1/sessions?q=${'x'.repeat(257)}`, headers: auth });
+      expectProblem(tooLong, 400, 'validation_failed');
 
       const terminated = await app.inject({ method: 'DELETE', url: `/v1/sessions/${s.id}?reason=done`, headers: auth });
       expect(terminated.json()).toMatchObject({ status: 'terminated', end_reason: 'done' });
