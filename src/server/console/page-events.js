@@ -19,7 +19,7 @@ function gist(e) {
   if (typeof d.status === 'string') parts.push(d.status);
   if (typeof d.reason === 'string') parts.push(d.reason);
   if (typeof d.owner === 'string') parts.push(`on ${d.owner}`);
-  return parts.join(' · ');
+  return [...new Set(parts)].join(' · ');
 }
 
 function row(e) {

@@ -102,7 +102,13 @@ export const sessionPage = {
     const itemsCount = h('span.muted');
 
     // Run controls.
-    const runInput = h('textarea', { id: 'run-input', rows: 2, placeholder: 'Input for the run: text, or JSON' });
+    const runInput = h('textarea', { id: 'run-input', rows: 2, placeholder: 'Input for the run: text, or JSON (Ctrl+Enter starts it)' });
+    runInput.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) {
+        e.preventDefault();
+        void start();
+      }
+    });
     const ifBusy = h('select', { id: 'if-busy' }, IF_BUSY.map((v) => h('option', { value: v, selected: v === 'reject' }, v)));
     const startBtn = h('button.primary', { type: 'submit', 'data-testid': 'start-run' }, 'Start run');
     const inputText = h('input', { id: 'input-text', type: 'text', placeholder: 'Input for the running run', autocomplete: 'off', 'data-testid': 'input-text' });
@@ -123,23 +129,24 @@ export const sessionPage = {
       headEl,
       msg,
       h('div.session-grid', {},
-        h('section.panel.run-panel', { 'aria-labelledby': 'run-h' },
-          h('h2', { id: 'run-h' }, 'Run'),
-          h('form.run-start', { onsubmit: (e) => { e.preventDefault(); void start(); } },
-            h('label', { for: 'run-input' }, 'Input'), runInput,
-            h('div.row', {}, h('label', { for: 'if-busy' }, 'If busy'), ifBusy, startBtn, interruptBtn)),
-          h('form.run-input', { onsubmit: (e) => { e.preventDefault(); void sendInput(); } },
-            h('label', { for: 'input-text' }, 'Send to the running run'),
-            h('div.row', {}, inputText, inputSend)),
-          runMsg,
-          h('div.output-head', {}, outTitle, outState),
-          outText),
+        h('div.col', {},
+          h('section.panel.run-panel', { 'aria-labelledby': 'run-h' },
+            h('h2', { id: 'run-h' }, 'Run'),
+            h('form.run-start', { onsubmit: (e) => { e.preventDefault(); void start(); } },
+              h('label', { for: 'run-input' }, 'Input'), runInput,
+              h('div.row', {}, h('label', { for: 'if-busy' }, 'If busy'), ifBusy, startBtn, interruptBtn)),
+            h('form.run-input', { onsubmit: (e) => { e.preventDefault(); void sendInput(); } },
+              h('label', { for: 'input-text' }, 'Send to the running run'),
+              h('div.row', {}, inputText, inputSend)),
+            runMsg,
+            h('div.output-head', {}, outTitle, outState),
+            outText),
+          h('section.panel', { 'aria-labelledby': 'runs-h' },
+            h('h2', { id: 'runs-h' }, 'Runs'), runsEl, moreRuns)),
         h('section.panel', { 'aria-labelledby': 'fields-h' },
           h('h2', { id: 'fields-h' }, 'Session'), fieldsEl,
           h('h3', {}, 'Counters'), countersEl,
           h('h3', {}, 'Metadata'), metaEl),
-        h('section.panel', { 'aria-labelledby': 'runs-h' },
-          h('h2', { id: 'runs-h' }, 'Runs'), runsEl, moreRuns),
         h('section.panel.history', { 'aria-labelledby': 'items-h' },
           h('h2', { id: 'items-h' }, 'History ', itemsCount), itemsEl, moreItems)),
     );
@@ -196,7 +203,9 @@ export const sessionPage = {
             h('span.muted', {}, r.started_at ? time(r.started_at) : `queued ${time(r.created_at)}`)),
           h('div.run-track', {}, bar),
           r.interrupt_requested_at ? h('div.muted', {}, `interrupt requested ${time(r.interrupt_requested_at)}`) : null,
-          r.error || r.end_reason ? h('div', { class: r.error ? 'error' : 'muted' }, [r.end_reason, r.error].filter(Boolean).join(': ')) : null,
+          r.error || (r.end_reason && r.end_reason !== r.status)
+            ? h('div', { class: r.error ? 'error' : 'muted' }, [r.end_reason !== r.status ? r.end_reason : null, r.error].filter(Boolean).join(': '))
+            : null,
           h('div.muted.small', {}, `owner ${r.owner ?? '—'}`));
       }));
     }
@@ -378,6 +387,11 @@ export const sessionPage = {
       if (e.type === 'item.added') soon('session', loadSession);
     });
 
+    // A running run's duration grows; not while a run's button has the focus (it would lose it).
+    const tick = setInterval(() => {
+      if (runs.some((r) => r.status === 'running') && !runsEl.contains(document.activeElement)) renderRuns();
+    }, 1000);
+
     void (async () => {
       await loadSession();
       if (!session) return;
@@ -391,6 +405,7 @@ export const sessionPage = {
       dispose() {
         controller.abort();
         unsubscribe();
+        clearInterval(tick);
         for (const t of Object.values(timers)) clearTimeout(t);
       },
     };
