@@ -169,9 +169,7 @@ describe.skipIf(!ready)(SUITE, () => {
     // Live: the words are on the page while the run is still going.
     expect((await api.runs.get(s.id, run.id)).status).toBe('running');
     const seen = (await words()).length;
-    await page.waitForFunction(`document.querySelectorAll('[data-testid="run-output"] .t-text').length >= ${seen + 10}`, undefined, {
-      timeout: SEEN_MS,
-    });
+    await page.locator('[data-testid="run-output"] .t-text').nth(seen + 9).waitFor({ timeout: SEEN_MS });
 
     await page.getByTestId('interrupt').click();
     await page.locator('[data-testid="run-output"][data-end="interrupted"]').waitFor({ timeout: SEEN_MS });
