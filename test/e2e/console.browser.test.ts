@@ -10,7 +10,8 @@
  * its status changes in place; a run's words arrive while it runs; the interrupt button ends
  * it `interrupted`; start run and send input work from the page; the output resumes by
  * itself, with no gap and no duplicate, after B restarts mid-run; an event of another tenant
- * never shows. No page error and no CSP violation along the way.
+ * never shows; a key created on the keys page works, is shown once and stops working when
+ * revoked there. No page error and no CSP violation along the way.
  *
  * Needs PostgreSQL, Redis and /usr/bin/chromium (CHROMIUM_PATH): skipped by name when one is
  * missing, a failure under REQUIRE_SERVICES.
@@ -227,6 +228,31 @@ describe.skipIf(!ready)(SUITE, () => {
     await page.goto(`${b().url}/#/sessions`);
     await row(ours.id).waitFor({ timeout: SEEN_MS });
     expect(await row(theirs.id).count()).toBe(0);
+  });
+
+  it('creates a key on the keys page, shows it once, and revokes it', async () => {
+    await page.goto(`${b().url}/#/keys`);
+    const name = `console key ${uniqueToken()}`;
+    await page.locator('#k-name').fill(name);
+    await page.getByRole('button', { name: 'Create', exact: true }).click();
+    const secret = page.locator('input.secret');
+    await secret.waitFor({ timeout: SEEN_MS });
+    const key = await secret.inputValue();
+    const client = new AgentSessionsClient({ baseUrl: b().url, apiKey: key });
+    expect((await client.list({ limit: 1 })).sessions).toBeInstanceOf(Array);
+    const listed = page.locator('tr[data-key-id]', { hasText: name });
+    await listed.waitFor({ timeout: SEEN_MS });
+    // Listed by its prefix only; the key itself is on the page once, in the box above.
+    expect(await listed.textContent()).not.toContain(key);
+    page.once('dialog', (dialog) => void dialog.accept());
+    await listed.getByRole('button', { name: 'Revoke' }).click();
+    await page.locator('tr[data-key-id]', { hasText: name }).getByText('revoked').waitFor({ timeout: SEEN_MS });
+    await expect(client.list({ limit: 1 })).rejects.toMatchObject({ status: 401 });
+    // Leaving the page forgets the shown key.
+    await page.goto(`${b().url}/#/`);
+    await page.goto(`${b().url}/#/keys`);
+    await listed.waitFor({ timeout: SEEN_MS });
+    expect(await page.locator('input.secret').count()).toBe(0);
   });
 
   it('had no page error and no CSP violation', () => {
