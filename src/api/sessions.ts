@@ -9,6 +9,7 @@ import {
   type Session as SessionModel,
   type UpdateSessionInput,
 } from '../core/types.js';
+import { MAX_SEARCH_LENGTH } from '../core/limits.js';
 import {
   assertSame,
   Cursor,
@@ -134,6 +135,7 @@ export const ListSessionsQuery = Type.Object(
     user_id: Type.Optional(Text()),
     status: Type.Optional(Status),
     updated_after: Type.Optional(DateTime),
+    q: Type.Optional(Type.String({ maxLength: MAX_SEARCH_LENGTH, description: 'Search: id prefix or a part of the title, case-insensitive' })),
     cursor: Type.Optional(Cursor),
     limit: Type.Optional(PageLimit),
   },

@@ -460,7 +460,7 @@ export class AgentSessionsClient {
     return this.http.call('GET', `/v1/sessions/${id(sessionId)}`, opts);
   }
 
-  /** One page, newest first: filters `user_id`, `status`, `updated_after`; `cursor`, `limit`. */
+  /** One page, newest first: filters `user_id`, `status`, `updated_after`, `q` (id prefix or part of the title); `cursor`, `limit`. */
   list(query: ListSessionsQueryJson = {}, opts: RequestOptions = {}): Promise<SessionPageJson> {
     return this.http.call('GET', '/v1/sessions', { ...opts, query });
   }

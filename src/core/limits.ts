@@ -34,6 +34,9 @@ export interface Limits {
 /** The largest MAX_PAGE_SIZE one may configure; the HTTP schemas allow up to this, the service the configured one. */
 export const PAGE_SIZE_CEILING = 1_000;
 
+/** Longest search of a session list (`q`): an id or a part of a title. */
+export const MAX_SEARCH_LENGTH = 256;
+
 export const DEFAULT_LIMITS: Limits = Object.freeze({
   metadataBytes: 16 * 1024,
   itemBytes: 256 * 1024,

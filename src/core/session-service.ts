@@ -6,7 +6,7 @@
 import { sleep, throwIfAborted } from './abort.js';
 import { AgentSessionsError, ConflictError, LimitError, LockTimeoutError, NotFoundError, ValidationError } from './errors.js';
 import { isUuid, uuidv7 } from './ids.js';
-import { jsonBytes, type Limits } from './limits.js';
+import { jsonBytes, MAX_SEARCH_LENGTH, type Limits } from './limits.js';
 import { checkJsonValue, type JsonShapeLimits } from './json-shape.js';
 import type {
   BatchDeleteResult,
@@ -174,6 +174,9 @@ export class SessionService {
     throwIfAborted(opts.signal);
     if (filter.updatedAfter !== undefined && Number.isNaN(Date.parse(filter.updatedAfter))) {
       throw new ValidationError('updated_after must be a date-time', { field: 'updated_after' });
+    }
+    if (filter.search !== undefined && filter.search.length > MAX_SEARCH_LENGTH) {
+      throw new ValidationError(`a search is at most ${MAX_SEARCH_LENGTH} characters`, { field: 'q' });
     }
     const page = await this.repository.list(tenantOf(opts), { ...filter, limit: this.pageSize(filter.limit) });
     return { items: page.items.map((s) => withEffectiveStatus(s)), nextCursor: page.nextCursor };

@@ -110,6 +110,8 @@ export interface ListSessionsFilter {
   userId?: string;
   status?: SessionStatus;
   updatedAfter?: string;
+  /** Only sessions whose id starts with this or whose title contains it (case-insensitive); empty: any. */
+  search?: string;
   cursor?: string;
   limit?: number;
 }

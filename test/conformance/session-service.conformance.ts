@@ -564,6 +564,33 @@ export function sessionServiceConformance(prepare: () => Promise<Backend>): void
       expect(none.items).toEqual([]);
     });
 
+    it('searches by id prefix or a part of the title, case-insensitively, with no wildcards', async () => {
+      const u = user();
+      const tag = `Tag${uuid().slice(0, 8)}`;
+      const a = await sessions.create({ userId: u, title: `Refund for ${tag} order` });
+      const b = await sessions.create({ userId: u, title: `50%_off ${tag}` });
+      const c = await sessions.create({ userId: u, title: 'unrelated' });
+      const ids = async (search: string, filter: { userId?: string } = { userId: u }) =>
+        (await sessions.list({ ...filter, search })).items.map((s) => s.id).sort();
+      expect(await ids(tag.toLowerCase())).toEqual([a.id, b.id].sort());
+      expect(await ids(`refund for ${tag.toUpperCase()}`)).toEqual([a.id]);
+      // % and _ are characters, not patterns.
+      expect(await ids('%_off')).toEqual([b.id]);
+      expect(await ids('%')).toEqual([b.id]);
+      expect(await ids('_')).toEqual([b.id]);
+      // An id: whole, a prefix, in capitals; a part from its middle is not a match.
+      expect(await ids(c.id)).toEqual([c.id]);
+      expect(await ids(c.id.slice(0, 13).toUpperCase())).toEqual([c.id]);
+      expect(await ids(c.id.slice(10))).toEqual([]);
+      // Without the user filter (the other statement), combined with a status.
+      expect(await ids(tag, {})).toEqual([a.id, b.id].sort());
+      await sessions.terminate(b.id);
+      expect((await sessions.list({ search: tag, status: 'terminated' })).items.map((s) => s.id)).toEqual([b.id]);
+      // Empty is no search; an overlong one is refused.
+      expect(await ids('')).toEqual([a.id, b.id, c.id].sort());
+      await rejectsWith(sessions.list({ search: 'x'.repeat(257) }), 'validation_failed');
+    });
+
     it('pages with a keyset cursor across several pages with no gap or duplicate', async () => {
       const u = user();
       // Created concurrently, so several may share a creation time; the id breaks the tie.

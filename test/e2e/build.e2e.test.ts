@@ -54,5 +54,8 @@ describe('e2e/build', { timeout: 300_000 }, () => {
     expect((await client.get(created.id)).status).toBe('terminated');
     // The console and the migrations came along into dist/.
     expect((await fetch(`${server.url}/`)).status).toBe(200);
+    for (const asset of ['main.js', 'page-session.js', 'console.css']) {
+      expect((await fetch(`${server.url}/console/${asset}`)).status, asset).toBe(200);
+    }
   });
 });

@@ -3,6 +3,7 @@
  * problem+json bodies with stable codes, ETag/If-Match, concurrency, and that a rejected
  * request changes nothing in the database.
  */
+import { readdirSync } from 'node:fs';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/server/app.js';
@@ -125,6 +126,16 @@ for (const configuration of CONFIGURATIONS) {
 
       const list = await app.inject({ method: 'GET', url: '/v1/sessions?user_id=alice&limit=5', headers: auth });
       expect((list.json() as { sessions: { id: string }[] }).sessions.map((x) => x.id)).toContain(s.id);
+      const searched = async (q: string) => {
+        const res = await app.inject({ method: 'GET', url: `/v1/sessions?q=${encodeURIComponent(q)}`, headers: auth });
+        expect(res.statusCode, res.body).toBe(200);
+        return (res.json() as { sessions: { id: string }[] }).sessions.map((x) => x.id);
+      };
+      expect(await searched(s.id.slice(0, 8))).toEqual([s.id]);
+      expect(await searched('t')).toContain(s.id);
+      expect(await searched('%')).not.toContain(s.id);
+      const tooLong = await app.inject({ method: 'GET', url: `/v1/sessions?q=${'x'.repeat(257)}`, headers: auth });
+      expectProblem(tooLong, 400, 'validation_failed');
 
       const terminated = await app.inject({ method: 'DELETE', url: `/v1/sessions/${s.id}?reason=done`, headers: auth });
       expect(terminated.json()).toMatchObject({ status: 'terminated', end_reason: 'done' });
@@ -445,6 +456,24 @@ for (const configuration of CONFIGURATIONS) {
       const page = await app.inject({ method: 'GET', url: '/' });
       expect(page.statusCode).toBe(200);
       expect(page.headers['content-type']).toMatch(/text\/html/);
+      // Scripts and styles from this origin only: no inline code, no CDN.
+      const csp = String(page.headers['content-security-policy']);
+      expect(csp).toContain("script-src 'self'");
+      expect(csp).not.toContain('unsafe-inline');
+      expect(page.body).not.toMatch(/<script(?![^>]*\bsrc="\/console\/)/);
+      expect(page.body).not.toMatch(/https?:\/\//);
+      for (const name of readdirSync(new URL('../../src/server/console/', import.meta.url))) {
+        if (name === 'index.html') continue;
+        const asset = await app.inject({ method: 'GET', url: `/console/${name}` });
+        expect(asset.statusCode, name).toBe(200);
+        expect(asset.headers['content-type'], name).toMatch(name.endsWith('.js') ? /text\/javascript/ : /text\/css/);
+        expect(asset.headers['content-security-policy'], name).toBe(csp);
+        // The key lives in sessionStorage (SPEC §17), never in localStorage.
+        expect(asset.body, name).not.toMatch(/localStorage\.(setItem|getItem)/);
+      }
+      for (const url of ['/console/nope.js', '/console/..%2Fpackage.json', '/console/index.html']) {
+        expect((await app.inject({ method: 'GET', url })).statusCode, url).toBe(404);
+      }
     });
   });
 }

@@ -224,6 +224,8 @@ export class PostgresSessionRepository implements SessionRepository {
       tenant,
       status: filter.status ?? null,
       updatedAfter: filter.updatedAfter ?? null,
+      // An empty search is no search.
+      search: filter.search || null,
       cursorT: cursor?.t ?? null,
       cursorId: cursor?.i ?? null,
       limit: filter.limit + 1,

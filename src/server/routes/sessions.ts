@@ -68,7 +68,7 @@ export function sessionRoutes(app: FastifyInstance, sessions: Sessions): void {
   }, async (request) => {
     const q = request.query;
     const page = await sessions.list(
-      { userId: q.user_id, status: q.status, updatedAfter: q.updated_after, cursor: q.cursor, limit: q.limit },
+      { userId: q.user_id, status: q.status, updatedAfter: q.updated_after, search: q.q, cursor: q.cursor, limit: q.limit },
       callOptions(request),
     );
     return { sessions: page.items.map(sessionJson), next_cursor: page.nextCursor };

@@ -6,6 +6,7 @@
 -- $5 cursorT bigint: created_at of the last row of the previous page, microseconds since the epoch; null: first page
 -- $6 cursorId uuid: id of that row; null: first page
 -- $7 limit integer: rows to return
+-- $8 search text: only sessions whose id starts with it or whose title contains it, case-insensitively; null: any
 -- reply: the rows, each with cursor_t (its created_at in microseconds since the epoch, as text)
 SELECT s.*, (extract(epoch FROM s.created_at) * 1000000)::bigint::text AS cursor_t
 FROM sessions s
@@ -18,5 +19,9 @@ WHERE s.tenant_id = $1 AND s.user_id = $2
   AND CASE WHEN $3::text IS NULL THEN true ELSE agent_sessions_effective_status(s) = $3 END
   -- Timestamps leave the API at millisecond precision; compare at that precision too.
   AND CASE WHEN $4::timestamptz IS NULL THEN true ELSE date_trunc('milliseconds', s.updated_at) > $4 END
+  -- Plain string functions, not LIKE: nothing the user types is a wildcard. A filter over the
+  -- tenant's range read in creation order, which a console's search can afford.
+  AND CASE WHEN $8::text IS NULL THEN true
+      ELSE starts_with(lower(s.id::text), lower($8)) OR strpos(lower(s.title), lower($8)) > 0 END
 ORDER BY s.created_at DESC, s.id DESC
 LIMIT $7

@@ -5,6 +5,7 @@
 -- $4 cursorT bigint: created_at of the last row of the previous page, microseconds since the epoch; null: first page
 -- $5 cursorId uuid: id of that row; null: first page
 -- $6 limit integer: rows to return
+-- $7 search text: only sessions whose id starts with it or whose title contains it, case-insensitively; null: any
 -- reply: the rows, each with cursor_t (its created_at in microseconds since the epoch, as text)
 SELECT s.*, (extract(epoch FROM s.created_at) * 1000000)::bigint::text AS cursor_t
 FROM sessions s
@@ -17,5 +18,9 @@ WHERE s.tenant_id = $1
   AND CASE WHEN $2::text IS NULL THEN true ELSE agent_sessions_effective_status(s) = $2 END
   -- Timestamps leave the API at millisecond precision; compare at that precision too.
   AND CASE WHEN $3::timestamptz IS NULL THEN true ELSE date_trunc('milliseconds', s.updated_at) > $3 END
+  -- Plain string functions, not LIKE: nothing the user types is a wildcard. A filter over the
+  -- tenant's range read in creation order, which a console's search can afford.
+  AND CASE WHEN $7::text IS NULL THEN true
+      ELSE starts_with(lower(s.id::text), lower($7)) OR strpos(lower(s.title), lower($7)) > 0 END
 ORDER BY s.created_at DESC, s.id DESC
 LIMIT $6
