@@ -296,6 +296,7 @@ function wireRuns(
     instanceId: config.instanceId,
     leaseMs: config.runLeaseMs,
     maxEventBytes: config.limits.outputEventBytes,
+    jsonShape: { depth: config.limits.jsonDepth, nodes: config.limits.jsonNodes },
     loadSession: (tenant, id) => service.find(id, { tenant }),
     onSessionWritten,
     logger: input.logger,

@@ -7,6 +7,7 @@ export type ErrorCode =
   | 'json_too_deep'
   | 'json_too_large'
   | 'number_out_of_range'
+  | 'invalid_unicode'
   | 'invalid_cursor'
   | 'session_not_found'
   | 'item_not_found'

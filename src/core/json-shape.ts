@@ -1,11 +1,12 @@
 /**
  * Bounds on the shape of a JSON value, checked without recursion before anything serializes,
- * stores or walks it recursively: a nesting depth, a count of nodes, and numbers the store
- * would keep as something else.
+ * stores or walks it recursively: a nesting depth, a count of nodes, numbers the store would
+ * keep as something else, and strings that are not Unicode.
  *
  * Two entry points over the same rules: `checkJsonText` scans a request body's text before
- * `JSON.parse` (the only place an integer literal beyond 2^53 can still be told from its
- * rounded double), `checkJsonValue` walks a value a library caller passes.
+ * `JSON.parse` (the only place a literal can still be told from the double it parses to),
+ * `checkJsonValue` walks a value a library caller passes. What `JSON.stringify` writes, the
+ * text scan accepts: a value read from the store can always be sent back as it is.
  */
 import { AgentSessionsError } from './errors.js';
 
@@ -34,43 +35,124 @@ function outOfRange(literal: string, field: string | undefined): AgentSessionsEr
   const shown = literal.length > 40 ? `${literal.slice(0, 37)}...` : literal;
   return new AgentSessionsError(
     'number_out_of_range',
-    `the number ${shown}${field ? ` in ${field}` : ''} cannot be stored as it is: numbers are IEEE-754 doubles, integers must be within ±(2^53−1)`,
+    `the number ${shown}${field ? ` in ${field}` : ''} cannot be stored as it is: numbers are IEEE-754 doubles (integers within ±(2^53−1), at most 17 significant digits)`,
     { details: { number: shown, ...(field ? { field } : {}) } },
   );
 }
 
 const isDigit = (c: number) => c >= 0x30 && c <= 0x39;
 
+function notUnicode(field: string | undefined): AgentSessionsError {
+  return new AgentSessionsError(
+    'invalid_unicode',
+    `${field ?? 'a string'} is not Unicode: it holds an unpaired surrogate (e.g. "\\ud800"), which cannot be stored as it is`,
+    { details: field ? { field } : {} },
+  );
+}
+
 /**
- * Refuses a number literal whose value the store would keep as something else: one that
- * overflows to ±Infinity (`1e309`), an integer written without fraction or exponent beyond
- * ±(2^53−1) (JSON.parse rounds `9007199254740993` to ...992), or a non-zero literal that
- * underflows to 0 (`1e-400`). A decimal with more digits than a double holds (`0.1`) is kept
- * to a double's precision, as everywhere in JSON; `-0` is stored as `0`. A literal that is
- * not a number at all is left to the parser.
+ * The exact decimal value of a JSON number literal, written one way per value
+ * (`<digits>e<exponent>`, no leading or trailing zeros; `0` for any zero, -0 included).
+ */
+function canonicalDecimal(literal: string): string {
+  let i = 0;
+  const negative = literal.charCodeAt(0) === 0x2d;
+  if (negative) i = 1;
+  let digits = '';
+  let exponent = 0;
+  let fraction = false;
+  for (; i < literal.length; i++) {
+    const c = literal.charCodeAt(i);
+    if (c === 0x2e) fraction = true;
+    else if (c === 0x65 || c === 0x45) {
+      exponent += Number(literal.slice(i + 1));
+      break;
+    } else {
+      digits += literal[i];
+      if (fraction) exponent--;
+    }
+  }
+  let start = 0;
+  while (start < digits.length && digits.charCodeAt(start) === 0x30) start++;
+  let end = digits.length;
+  while (end > start && digits.charCodeAt(end - 1) === 0x30) {
+    end--;
+    exponent++;
+  }
+  if (start === end) return '0';
+  return `${negative ? '-' : ''}${digits.slice(start, end)}e${exponent}`;
+}
+
+/**
+ * Refuses a number literal the store would keep as another number. A value is stored as a
+ * double and written back as the shortest decimal that reads as that double (what
+ * `JSON.stringify` writes); a literal whose exact value differs from that is refused:
+ * one that overflows to ±Infinity (`1e309`) or underflows to 0 (`1e-400`), an integer beyond
+ * ±(2^53−1) that JSON.parse rounds (`9007199254740993`, `9007199254740993.0`), a decimal with
+ * more digits than a double holds (`0.10000000000000000001`). `-0` is stored as `0`. A literal
+ * that is not a number at all is left to the parser.
  */
 function checkNumberLiteral(literal: string, field: string | undefined): void {
+  // Fast path: up to 15 characters without an exponent is at most 15 significant digits
+  // within ±1e15, which a double always keeps (DBL_DIG).
+  if (literal.length <= 15) {
+    let plain = true;
+    for (let i = 0; i < literal.length; i++) {
+      const c = literal.charCodeAt(i);
+      if (c === 0x65 || c === 0x45) {
+        plain = false;
+        break;
+      }
+    }
+    if (plain) return;
+  }
   const value = Number(literal);
   if (Number.isNaN(value)) return;
-  if (!Number.isFinite(value)) throw outOfRange(literal, field);
-  let integral = true;
-  let nonZeroMantissa = false;
-  for (let i = 0; i < literal.length; i++) {
-    const c = literal.charCodeAt(i);
-    if (c === 0x2e) integral = false; // .
-    else if (c === 0x65 || c === 0x45) {
-      integral = false; // e, E: the exponent's digits are not the mantissa's
-      break;
-    } else if (c >= 0x31 && c <= 0x39) nonZeroMantissa = true;
+  if (!Number.isFinite(value) || canonicalDecimal(literal) !== canonicalDecimal(String(value))) {
+    throw outOfRange(literal, field);
   }
-  if (integral && !Number.isSafeInteger(value)) throw outOfRange(literal, field);
-  if (value === 0 && nonZeroMantissa) throw outOfRange(literal, field);
+}
+
+/**
+ * Refuses a `\uXXXX` escape that leaves a surrogate unpaired in the string `text[from, to)`
+ * (`from` is its first backslash); JSON.parse would keep it and the store would not.
+ */
+function checkEscapes(text: string, from: number, to: number): void {
+  for (let k = from; k < to; ) {
+    if (text.charCodeAt(k) !== 0x5c) {
+      k++;
+      continue;
+    }
+    if (text.charCodeAt(k + 1) !== 0x75) {
+      k += 2;
+      continue;
+    }
+    const unit = Number.parseInt(text.slice(k + 2, k + 6), 16);
+    if (unit >= 0xd800 && unit <= 0xdbff) {
+      const next = text.charCodeAt(k + 6) === 0x5c && text.charCodeAt(k + 7) === 0x75 ? Number.parseInt(text.slice(k + 8, k + 12), 16) : NaN;
+      if (!(next >= 0xdc00 && next <= 0xdfff)) throw notUnicode(undefined);
+      k += 12;
+    } else if (unit >= 0xdc00 && unit <= 0xdfff) {
+      throw notUnicode(undefined);
+    } else {
+      k += 6;
+    }
+  }
+}
+
+const LONE_SURROGATE = /\p{Surrogate}/u;
+
+/** Whether `s` is well-formed UTF-16 (no unpaired surrogate). */
+function wellFormed(s: string): boolean {
+  const native = (s as string & { isWellFormed?: () => boolean }).isWellFormed;
+  return native ? native.call(s) : !LONE_SURROGATE.test(s);
 }
 
 /**
  * Scans the text of a JSON document once, without recursion and without parsing it: throws
- * `json_too_deep`, `json_too_large` or `number_out_of_range` (all 400). Syntax errors are not
- * its business: it stays linear on any input and leaves them to `JSON.parse`.
+ * `json_too_deep`, `json_too_large`, `number_out_of_range` or `invalid_unicode` (all 400).
+ * Syntax errors are not its business: it stays linear on any input and leaves them to
+ * `JSON.parse`.
  */
 export function checkJsonText(text: string, limits: JsonShapeLimits): void {
   const n = text.length;
@@ -90,6 +172,8 @@ export function checkJsonText(text: string, limits: JsonShapeLimits): void {
         end = text.indexOf('"', end + 1);
       }
       if (end === -1) break;
+      const backslash = text.indexOf('\\', i + 1);
+      if (backslash !== -1 && backslash < end) checkEscapes(text, backslash, end);
       i = end;
     } else if (c === 0x7b || c === 0x5b) {
       nodes++;
@@ -118,12 +202,18 @@ export function checkJsonText(text: string, limits: JsonShapeLimits): void {
 
 /**
  * Walks a value as `JSON.stringify` would see it (own enumerable keys), with an explicit
- * stack: throws `json_too_deep`, `json_too_large` (a cycle ends as one of them) or
- * `number_out_of_range` for NaN and ±Infinity, which JSON would turn into `null`.
+ * stack: throws `json_too_deep`, `json_too_large` (a cycle ends as one of them),
+ * `number_out_of_range` for NaN and ±Infinity, which JSON would turn into `null`, or
+ * `invalid_unicode` for a string or member name with an unpaired surrogate. A double is kept
+ * as itself (its JSON is the shortest decimal that reads back as it).
  */
 export function checkJsonValue(value: unknown, limits: JsonShapeLimits, field?: string): void {
   if (typeof value === 'number') {
     if (!Number.isFinite(value)) throw outOfRange(String(value), field);
+    return;
+  }
+  if (typeof value === 'string') {
+    if (!wellFormed(value)) throw notUnicode(field);
     return;
   }
   if (value === null || typeof value !== 'object') return;
@@ -138,6 +228,10 @@ export function checkJsonValue(value: unknown, limits: JsonShapeLimits, field?: 
       if (!Number.isFinite(v)) throw outOfRange(String(v), field);
       continue;
     }
+    if (typeof v === 'string') {
+      if (!wellFormed(v)) throw notUnicode(field);
+      continue;
+    }
     if (v === null || typeof v !== 'object') continue;
     if (d > limits.depth) throw tooDeep(limits.depth, field);
     if (Array.isArray(v)) {
@@ -149,6 +243,7 @@ export function checkJsonValue(value: unknown, limits: JsonShapeLimits, field?: 
       const keys = Object.keys(v);
       nodes += keys.length;
       for (const k of keys) {
+        if (!wellFormed(k)) throw notUnicode(field);
         values.push((v as Record<string, unknown>)[k]);
         depths.push(d + 1);
       }

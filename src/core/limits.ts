@@ -62,8 +62,11 @@ export function jsonBytes(value: unknown): number {
  * limit_exceeded), nests deeper or has more nodes than JSON allows here, or holds a number
  * JSON cannot carry (400).
  */
-export function checkOutputEvent(limits: Pick<Limits, 'outputEventBytes'>, data: unknown): void {
-  checkJsonValue(data, DEFAULT_JSON_SHAPE, 'data');
+export function checkOutputEvent(
+  limits: Pick<Limits, 'outputEventBytes'> & Partial<Pick<Limits, 'jsonDepth' | 'jsonNodes'>>,
+  data: unknown,
+): void {
+  checkJsonValue(data, { depth: limits.jsonDepth ?? DEFAULT_JSON_SHAPE.depth, nodes: limits.jsonNodes ?? DEFAULT_JSON_SHAPE.nodes }, 'data');
   const bytes = jsonBytes(data);
   if (bytes > limits.outputEventBytes) {
     throw new LimitError(`output event exceeds ${limits.outputEventBytes} bytes`, {

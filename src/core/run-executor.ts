@@ -14,6 +14,7 @@ import { RunError, ValidationError } from './errors.js';
 import { AsyncQueue } from './async-queue.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import { checkOutputEvent } from './limits.js';
+import type { JsonShapeLimits } from './json-shape.js';
 import type { Logger } from './logger.js';
 import { OutputWriter } from './output-stream.js';
 import type { Lifecycle } from './ports.js';
@@ -53,6 +54,8 @@ export interface RunExecutorOptions {
   /** How often leases are renewed and durable signals checked (default leaseMs / 3). */
   heartbeatMs?: number;
   maxEventBytes: number;
+  /** Bounds on an output event's data (default 256 levels, 100,000 nodes). */
+  jsonShape?: JsonShapeLimits;
   /** How long a runner may take to return after its signal fired before the run is ended anyway. */
   abortGraceMs?: number;
   loadSession: (tenant: string, id: string) => Promise<Session | null>;
@@ -551,7 +554,10 @@ export class RunExecutor implements Lifecycle {
     if (TERMINAL_EVENT_TYPES.includes(event.type)) {
       throw new ValidationError(`"${event.type}" is written when the run ends; a runner cannot emit it`, { field: 'type' });
     }
-    checkOutputEvent({ outputEventBytes: this.options.maxEventBytes }, event.data ?? null);
+    checkOutputEvent(
+      { outputEventBytes: this.options.maxEventBytes, jsonDepth: this.options.jsonShape?.depth, jsonNodes: this.options.jsonShape?.nodes },
+      event.data ?? null,
+    );
   }
 }
 

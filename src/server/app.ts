@@ -12,7 +12,7 @@ import { internals } from '../app/internal.js';
 import { registerAuth } from './auth.js';
 import { frameworkErrors, registerErrorHandling } from './errors.js';
 import { registerRateLimit } from './limits.js';
-import { clientErrorHandler, registerHostCheck, registerJsonParser } from './request-parsing.js';
+import { clientErrorHandler, registerExpectations, registerHostCheck, registerJsonParser } from './request-parsing.js';
 import { adminKeyRoutes } from './routes/admin-keys.js';
 import { consoleRoutes } from './routes/console.js';
 import { healthRoutes } from './routes/health.js';
@@ -92,6 +92,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
 
   registerErrorHandling(app);
   registerHostCheck(app);
+  registerExpectations(app, sessions.config.bodyLimitBytes);
   registerJsonParser(app, { depth: sessions.config.limits.jsonDepth, nodes: sessions.config.limits.jsonNodes });
   if (sessions.config.metricsEnabled) registerHttpMetrics(app, parts.metrics);
   registerAuth(app, parts.apiKeys, { disabled: options.noAuth ?? false, failures: parts.authFailureLimiter });

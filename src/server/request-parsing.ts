@@ -4,9 +4,11 @@
  * before Fastify sees a request, a request without Host, and the rest of a body that is
  * too large (read and dropped, so that the client sees the 413 instead of a reset).
  */
-import { STATUS_CODES, type ServerResponse } from 'node:http';
+import { isUtf8 } from 'node:buffer';
+import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { AgentSessionsError } from '../core/errors.js';
 import { checkJsonText, type JsonShapeLimits } from '../core/json-shape.js';
 import { problem, type ProblemBody } from '../api/errors.js';
 
@@ -18,14 +20,21 @@ import { problem, type ProblemBody } from '../api/errors.js';
 export function registerJsonParser(app: FastifyInstance, shape: JsonShapeLimits): void {
   const parse = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+    const bytes = body as Buffer;
+    // Decoding would replace bytes that are not UTF-8 with U+FFFD: a change, so a refusal.
+    if (!isUtf8(bytes)) {
+      done(new AgentSessionsError('invalid_unicode', 'the body is not UTF-8'), undefined);
+      return;
+    }
+    const text = bytes.toString('utf8');
     try {
-      checkJsonText(body as string, shape);
+      checkJsonText(text, shape);
     } catch (err) {
       done(err as Error, undefined);
       return;
     }
-    parse(request, body as string, done);
+    parse(request, text, done);
   });
 }
 
@@ -51,11 +60,14 @@ export const DRAIN_LIMIT_BYTES = 16 * 1024 * 1024;
  * After a 413 for a body still arriving: keep the connection and read the rest of the body
  * (up to `DRAIN_LIMIT_BYTES`, then the connection is cut), so that the client, still
  * sending, reads the answer instead of a reset. Fastify marks such answers
- * `Connection: close`, which closes the socket under the client's feet; removed here.
+ * `Connection: close`, which closes the socket under the client's feet; removed here. The
+ * HTTP parser still frames the body, so its bytes are never read as another request.
  */
 export function drainRejectedBody(request: FastifyRequest, reply: FastifyReply): void {
   const raw = request.raw;
   if (raw.complete || raw.destroyed) return;
+  // A body declared larger than the drain is not waited for: the connection closes after the answer.
+  if (Number(raw.headers['content-length']) > DRAIN_LIMIT_BYTES) return;
   reply.removeHeader('connection');
   let drained = 0;
   const onData = (chunk: Buffer) => {
@@ -79,32 +91,79 @@ const LINGER_MS = 2_000;
 /**
  * Fastify's `clientErrorHandler`: an error Node's HTTP parser raised (a header or URL too
  * long, a bad method or header name, a folded header, broken framing, a timeout) leaves as
- * problem+json when the socket can still carry an answer (no answer on it has started),
- * then the connection closes. Installed in place of Fastify's, which answers plain JSON.
+ * problem+json, then the connection closes. Installed in place of Fastify's, which answers
+ * plain JSON. An answer to an earlier request on the connection (pipelined) is written whole
+ * first, so the error's answer is never taken for that request's.
  */
 export function clientErrorHandler(this: FastifyInstance, err: Error & { code?: string }, socket: Socket): void {
   if (err.code === 'ECONNRESET' || socket.destroyed || answered.has(socket)) return;
   answered.add(socket);
-  const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
-  if (!socket.writable || (inFlight && inFlight.headersSent)) {
-    socket.destroy();
-    return;
-  }
-  const body = clientErrorProblem(err);
   this.log.debug({ err: { code: err.code, message: err.message } }, 'client error');
-  const json = JSON.stringify(body);
-  socket.end(
-    `HTTP/1.1 ${body.status} ${STATUS_CODES[body.status] ?? 'Error'}\r\n` +
-      'Content-Type: application/problem+json\r\n' +
-      `Content-Length: ${Buffer.byteLength(json)}\r\n` +
-      'Connection: close\r\n\r\n' +
-      json,
-  );
-  // Whatever the client still sends is read and dropped until it closes its side (closing with
-  // unread bytes would reset the connection and could lose the answer), for a bounded time.
-  socket.resume();
-  socket.once('end', () => socket.destroy());
-  setTimeout(() => socket.destroy(), LINGER_MS).unref();
+  const body = clientErrorProblem(err);
+  const answer = (): void => {
+    if (socket.destroyed) return;
+    const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (inFlight && !inFlight.writableFinished) {
+      if (inFlight.req.complete) {
+        // An earlier request's answer is on its way: the error belongs to the next one.
+        inFlight.once('close', answer);
+        return;
+      }
+      // The error is in this request's own body: the error's answer is its answer, unless its
+      // own has begun (then the connection can only be closed).
+      if (inFlight.headersSent) {
+        socket.destroy();
+        return;
+      }
+    }
+    if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const json = JSON.stringify(body);
+    socket.end(
+      `HTTP/1.1 ${body.status} ${STATUS_CODES[body.status] ?? 'Error'}\r\n` +
+        'Content-Type: application/problem+json\r\n' +
+        `Content-Length: ${Buffer.byteLength(json)}\r\n` +
+        'Connection: close\r\n\r\n' +
+        json,
+    );
+    // Whatever the client still sends is read and dropped until it closes its side (closing
+    // with unread bytes would reset the connection and could lose the answer), for a bounded time.
+    socket.resume();
+    socket.once('end', () => socket.destroy());
+    setTimeout(() => socket.destroy(), LINGER_MS).unref();
+  };
+  answer();
+}
+
+/**
+ * `Expect: 100-continue` (curl sends it for bodies over 1 MiB): a body declared larger than
+ * the limit is refused with the 413 before the client sends it, instead of Node inviting it
+ * with a 100; any other expectation is a 417. Both as problem+json.
+ */
+export function registerExpectations(app: FastifyInstance, bodyLimit: number): void {
+  const server = app.server as Server;
+  const refuse = (res: ServerResponse, body: ProblemBody) => {
+    const json = JSON.stringify(body);
+    res.writeHead(body.status, {
+      'content-type': 'application/problem+json; charset=utf-8',
+      'content-length': Buffer.byteLength(json),
+      connection: 'close',
+    });
+    res.end(json);
+  };
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    if (Number(req.headers['content-length']) > bodyLimit) {
+      refuse(res, problem('payload_too_large', `the body is larger than ${bodyLimit} bytes`));
+      return;
+    }
+    res.writeContinue();
+    server.emit('request', req, res);
+  });
+  server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
+    refuse(res, problem('expectation_failed', 'the only expectation this server meets is 100-continue'));
+  });
 }
 
 function clientErrorProblem(err: Error & { code?: string }): ProblemBody {

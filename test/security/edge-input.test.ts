@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import type { Sessions } from '../../src/internal.js';
 import { which } from '../setup/services.js';
-import { listen, makeKey, rawRequest, requireServices, snapshot, STORAGE_MODES, type RawAnswer } from './support.js';
+import { listen, makeKey, rawAnswers, rawRequest, requireServices, snapshot, STORAGE_MODES, type RawAnswer } from './support.js';
 import { requireBinaries } from '../setup/harness.js';
 
 const run = promisify(execFile);
@@ -94,11 +94,54 @@ for (const mode of STORAGE_MODES) {
       });
 
       it('numbers the store would change: 400 number_out_of_range on every route, the stored ones read back exactly', async () => {
-        for (const n of ['1e309', '-1e309', '9007199254740993', '-9007199254740993', '123456789012345678901234567890', '1e-400']) {
+        for (const n of ['1e309', '-1e309', '9007199254740993', '-9007199254740993', '9007199254740993.0', '123456789012345678901234567890', '1e-400', '0.10000000000000000001']) {
           await refusedEverywhere(n, 'number_out_of_range');
         }
         const s = await (await fetch(`${base}/v1/sessions/${sessionId}`, { headers: { authorization: `Bearer ${key}` } })).json();
         expect((s as { metadata: unknown }).metadata).toEqual({ keep: 9007199254740991, big: 1e300 });
+      });
+
+      it('strings that are not Unicode: 400 invalid_unicode on every route, for an unpaired surrogate or bytes that are not UTF-8', async () => {
+        await refusedEverywhere('"\\ud800"', 'invalid_unicode');
+        await refusedEverywhere('{"\\udc00x":1}', 'invalid_unicode');
+        const before = await snapshot(sessions);
+        const bytes = Buffer.concat([Buffer.from('{"metadata":{"k":"'), Buffer.from([0xc3, 0x28, 0xff]), Buffer.from('"}}')]);
+        const res = await fetch(`${base}/v1/sessions`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+          body: bytes,
+        });
+        expect(res.status).toBe(400);
+        expect(((await res.json()) as { code: string }).code).toBe('invalid_unicode');
+        expect(await snapshot(sessions)).toEqual(before);
+      });
+
+      it('a bad request pipelined behind a good one: the good one gets its own answer first', async () => {
+        const get = `GET /v1/sessions/${sessionId} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\n\r\n`;
+        const answers = await rawAnswers(port, `${get}get /v1/sessions HTTP/1.1\r\nHost: x\r\n\r\n`, 2);
+        expect(answers.map((a) => a.status)).toEqual([200, 400]);
+        expect(JSON.parse(answers[0]?.body ?? '{}')).toMatchObject({ id: sessionId });
+        expect(JSON.parse(answers[1]?.body ?? '{}')).toMatchObject({ code: 'malformed_request' });
+      });
+
+      it('Expect: 100-continue with a body over the limit is refused before it is sent; other expectations get a 417', async () => {
+        const head = (expect: string) =>
+          `POST /v1/sessions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\nContent-Type: application/json\r\nContent-Length: 5000000\r\nExpect: ${expect}\r\n\r\n`;
+        const refused = await rawRequest(port, head('100-continue'));
+        expect(refused.status).toBe(413);
+        expect(JSON.parse(refused.body)).toMatchObject({ code: 'payload_too_large' });
+        const odd = await rawRequest(port, head('something-else'));
+        expect(odd.status).toBe(417);
+        expect(JSON.parse(odd.body)).toMatchObject({ code: 'expectation_failed' });
+        // Under the limit the body is invited and the request served.
+        const body = '{"metadata":{"via":"continue"}}';
+        const served = await rawAnswers(
+          port,
+          `POST /v1/sessions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nExpect: 100-continue\r\n\r\n${body}`,
+          2,
+        );
+        expect(served.map((a) => a.status)).toEqual([100, 201]);
+        await sessions.terminate((JSON.parse(served[1]?.body ?? '{}') as { id: string }).id, 'test', { tenant: 'edge' });
       });
 
       it('requests the HTTP parser refuses: a problem+json 400 or 431, and the server goes on', async () => {

@@ -110,7 +110,8 @@ const snapshotStatements = new WeakMap<object, string>();
 /** Row count and a hash of every row, per table: equal snapshots mean nothing changed. */
 export async function snapshot(sessions: Sessions): Promise<Record<string, string>> {
   // A run started by an earlier request writes in the background until it ends.
-  for (const deadline = Date.now() + 10_000; internals(sessions).runs.localRunCount > 0 && Date.now() < deadline; ) {
+  for (const deadline = Date.now() + 10_000; internals(sessions).runs.localRunCount > 0; ) {
+    if (Date.now() > deadline) throw new Error(`snapshot: ${internals(sessions).runs.localRunCount} runs still going after 10 s`);
     await new Promise((r) => setTimeout(r, 5));
   }
   const db = internals(sessions).db;
@@ -147,7 +148,22 @@ export interface RawAnswer {
  * Writes `bytes` to a fresh connection as they are (no HTTP client in between to correct
  * them) and reads until the server closes it or `timeoutMs` passes; parses the first answer.
  */
-export function rawRequest(port: number, bytes: string | Buffer, timeoutMs = 5_000): Promise<RawAnswer> {
+export async function rawRequest(port: number, bytes: string | Buffer, timeoutMs = 5_000): Promise<RawAnswer> {
+  const { answers, error } = await rawExchange(port, bytes, 1, timeoutMs);
+  return { ...(answers[0] ?? { status: 0, headers: {}, body: '' }), error };
+}
+
+/** Like `rawRequest`, for `count` answers on one connection (pipelined requests, a 100 Continue). */
+export async function rawAnswers(port: number, bytes: string | Buffer, count = 2, timeoutMs = 5_000): Promise<Omit<RawAnswer, 'error'>[]> {
+  return (await rawExchange(port, bytes, count, timeoutMs)).answers;
+}
+
+function rawExchange(
+  port: number,
+  bytes: string | Buffer,
+  count: number,
+  timeoutMs: number,
+): Promise<{ answers: Omit<RawAnswer, 'error'>[]; error: string | null }> {
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1');
     const chunks: Buffer[] = [];
@@ -155,35 +171,53 @@ export function rawRequest(port: number, bytes: string | Buffer, timeoutMs = 5_0
     const timer = setTimeout(() => socket.destroy(), timeoutMs);
     socket.on('data', (d: Buffer) => {
       chunks.push(d);
-      // One answer is enough: stop once its body is complete (the server may keep the connection).
-      const parsed = parseAnswer(Buffer.concat(chunks).toString('latin1'));
-      if (parsed.complete) socket.destroy();
+      // Stop once enough answers are complete (the server may keep the connection).
+      const parsed = parseAnswers(Buffer.concat(chunks).toString('latin1'));
+      if (parsed.filter((a) => a.complete).length >= count) socket.destroy();
     });
     socket.on('error', (e: NodeJS.ErrnoException) => (error = e.code ?? e.message));
     socket.on('close', () => {
       clearTimeout(timer);
-      const parsed = parseAnswer(Buffer.concat(chunks).toString('latin1'));
-      resolve({ status: parsed.status, headers: parsed.headers, body: parsed.body, error });
+      const answers = parseAnswers(Buffer.concat(chunks).toString('latin1')).map(({ status, headers, body }) => ({ status, headers, body }));
+      resolve({ answers, error });
     });
     socket.write(bytes);
   });
 }
 
-function parseAnswer(text: string): { status: number; headers: Record<string, string>; body: string; complete: boolean } {
-  const end = text.indexOf('\r\n\r\n');
-  if (end === -1) return { status: 0, headers: {}, body: '', complete: false };
-  const [statusLine = '', ...lines] = text.slice(0, end).split('\r\n');
-  const headers: Record<string, string> = {};
-  for (const line of lines) {
-    const colon = line.indexOf(':');
-    if (colon > 0) headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+interface ParsedAnswer {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+  complete: boolean;
+}
+
+function parseAnswers(text: string): ParsedAnswer[] {
+  const out: ParsedAnswer[] = [];
+  let rest = text;
+  while (rest.length > 0) {
+    const end = rest.indexOf('\r\n\r\n');
+    if (end === -1) break;
+    const [statusLine = '', ...lines] = rest.slice(0, end).split('\r\n');
+    const headers: Record<string, string> = {};
+    for (const line of lines) {
+      const colon = line.indexOf(':');
+      if (colon > 0) headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+    }
+    const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine)?.[1] ?? 0);
+    const after = rest.slice(end + 4);
+    if (status >= 100 && status < 200) {
+      out.push({ status, headers, body: '', complete: true });
+      rest = after;
+      continue;
+    }
+    const length = headers['content-length'] === undefined ? null : Number(headers['content-length']);
+    if (length === null) {
+      out.push({ status, headers, body: after, complete: false });
+      break;
+    }
+    out.push({ status, headers, body: after.slice(0, length), complete: after.length >= length });
+    rest = after.slice(length);
   }
-  const body = text.slice(end + 4);
-  const length = headers['content-length'] === undefined ? null : Number(headers['content-length']);
-  return {
-    status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine)?.[1] ?? 0),
-    headers,
-    body: length === null ? body : body.slice(0, length),
-    complete: length !== null && Buffer.byteLength(body, 'latin1') >= length,
-  };
+  return out;
 }
