@@ -220,7 +220,8 @@ async function bench(values: Record<string, string | boolean | undefined>): Prom
     secondsPerOperation: positiveNumber(values, 'duration', false),
     sessions: positiveNumber(values, 'sessions', true),
     interrupts: positiveNumber(values, 'interrupts', true),
-    log: (line) => process.stdout.write(`${line}\n`),
+    // Progress is a log (stderr); the table and where the report went are the result.
+    log: (line) => process.stderr.write(`${line}\n`),
   });
   process.stdout.write(`\n${formatBenchTable(report.results)}\n`);
   const file = writeBenchReport(report, typeof values.output === 'string' ? values.output : undefined);
