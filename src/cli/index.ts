@@ -179,7 +179,10 @@ async function keys(args: string[], values: Record<string, string | boolean | un
       if (reply.error.code === 'unknown_operation') {
         throw new DataDirInUseError(err.dataDir, err.pid, 'it is not a running server that accepts keys commands; stop it first');
       }
-      fail(reply.error.message);
+      // A refused value is a usage error (2), anything else (the server stopping) a failure (1).
+      if (reply.error.code === 'validation_failed') fail(reply.error.message);
+      process.stderr.write(`agent-sessions: the server holding ${err.dataDir} answered: ${reply.error.message}\n`);
+      process.exit(1);
     }
     printKeyResult(reply.result as KeyResult);
     return;

@@ -56,6 +56,7 @@ const HELLO_TIMEOUT_MS = 5_000;
 /** A takeover guard older than this was left by a process killed in the middle of one. */
 const STALE_GUARD_MS = 10_000;
 const MAX_REQUEST_BYTES = 64 * 1024;
+const CONNECTION_IDLE_MS = 10_000;
 
 /**
  * The socket that locks `dataDir`: `<dataDir>.sock` beside it, or, when that path is too long
@@ -243,6 +244,8 @@ export class DirectoryLock {
     let data = '';
     socket.setEncoding('utf8');
     socket.on('error', () => undefined);
+    // A client that never finishes its request must not keep close() waiting.
+    socket.setTimeout(CONNECTION_IDLE_MS, () => socket.destroy());
     const reply = (body: ControlReply) => socket.end(`${JSON.stringify(body)}\n`);
     socket.on('data', (chunk: string) => {
       data += chunk;
