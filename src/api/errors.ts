@@ -64,6 +64,7 @@ export const PROBLEM_STATUS: Readonly<Record<ProblemCode, number>> = Object.free
   aborted: 499,
   internal_error: 500,
   unavailable: 503,
+  data_dir_in_use: 503,
 });
 
 const TITLES: Readonly<Record<number, string>> = Object.freeze({

@@ -91,8 +91,12 @@ export async function createSessions(options: CreateSessionsOptions = {}): Promi
         cluster: config.redisCluster,
         keyPrefix: config.keyPrefix,
         commandTimeoutMs: config.redisCommandTimeoutMs,
+        // An opening is worth a warning (the reason, not a stack: it is an outage, not a defect);
+        // the steps back (recovering, draining, closed) are information.
         onStateChange: (state, cause) =>
-          logger?.[state === 'closed' ? 'info' : 'warn']({ err: cause, breaker: state }, `redis circuit ${state}`),
+          state === 'open'
+            ? logger?.warn({ breaker: state, reason: (cause as Error | undefined)?.message }, 'redis circuit open')
+            : logger?.[state === 'closed' ? 'info' : 'debug']({ breaker: state }, `redis circuit ${state}`),
       })
     : null;
   const publisher = config.natsUrl
@@ -255,6 +259,7 @@ function wire(input: WiringInput): SessionsParts {
     cacheStats,
     healthChecks: [databaseHealthCheck(input.db), ...input.healthChecks],
     db,
+    directoryLock: input.db instanceof PgliteDatabase ? input.db.directoryLock : null,
     redis: input.redis,
     start() {
       starting ??= (async () => {

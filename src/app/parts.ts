@@ -11,6 +11,7 @@ import type { Mode } from '../core/stats.js';
 import type { Sweeper } from '../core/sweeper.js';
 import type { HealthCheck } from '../core/ports.js';
 import type { SqlDatabase } from '../adapters/postgres/database.js';
+import type { DirectoryLock } from '../adapters/postgres/directory-lock.js';
 import type { GuardedRedis } from '../adapters/redis/guarded-redis.js';
 import type { SessionsMetrics } from '../adapters/prometheus/metrics.js';
 import type { Config } from './config.js';
@@ -56,6 +57,8 @@ export interface SessionsParts {
   healthChecks: readonly HealthCheck[];
   /** The database handle (tests, doctor-like tools). */
   db: SqlDatabase;
+  /** The embedded data directory's lock and control channel; null in memory and on PostgreSQL. */
+  directoryLock: DirectoryLock | null;
   /** The Redis connection with its circuit breaker, when REDIS_URL is set. */
   redis: GuardedRedis | null;
   /** Starts the background work (relay, sweeps). */

@@ -12,7 +12,8 @@ import { createClient } from 'redis';
 import { connect as connectNats, nanos, type NatsConnection } from '@nats-io/transport-node';
 import { JetStreamApiError, jetstreamManager } from '@nats-io/jetstream';
 import { ConfigError, loadConfig, type Config } from '../app/config.js';
-import { pgliteHolder, PgliteDatabase } from '../adapters/postgres/database.js';
+import { PgliteDatabase } from '../adapters/postgres/database.js';
+import { directoryHolder } from '../adapters/postgres/directory-lock.js';
 import { loadMigrations } from '../adapters/postgres/migrator.js';
 import { MIN_REDIS_VERSION, redisVersionSupported } from '../adapters/redis/guarded-redis.js';
 import { isClusterUrl, redisUrls } from '../adapters/redis/connection.js';
@@ -161,9 +162,10 @@ async function databaseChecks(config: Readonly<Config>, timeoutMs: number): Prom
     if (!existsSync(path.join(pgdata, 'PG_VERSION'))) {
       return [skipped('database', `no database in ${pgdata} yet; the first start creates it`)];
     }
-    const pid = pgliteHolder(pgdata);
-    if (pid !== null) {
-      return [skipped('database', `in use by a running process (pid ${pid}); PGlite allows one process, so it was not opened`)];
+    const holder = await directoryHolder(pgdata);
+    if (holder !== null) {
+      const pid = holder.pid === null ? 'another process' : `pid ${holder.pid}`;
+      return [skipped('database', `in use by a running process (${pid}); PGlite allows one process, so it was not opened`)];
     }
     where = `PGlite in ${pgdata}`;
     open = () => openPglite(pgdata);

@@ -10,11 +10,14 @@ import { pino, type Logger } from 'pino';
 import { SCOPES, TENANT_RE, type Scope } from '../core/api-keys.js';
 import { isUuid } from '../core/ids.js';
 import { ConfigError, loadConfig, type Config } from '../app/config.js';
+import { isAgentSessionsError } from '../core/errors.js';
 import { migrate } from '../adapters/postgres/migrator.js';
 import { createSessions, openDatabase } from '../app/assemble.js';
 import { internals } from '../app/internal.js';
 import type { Sessions } from '../app/sessions.js';
 import { buildApp } from '../server/app.js';
+import { controlRequest, DataDirInUseError } from '../adapters/postgres/directory-lock.js';
+import { KEY_OPERATIONS, parseKeyRequest, runKeyRequest, type KeyRequest, type KeyResult } from './key-commands.js';
 import { doctorReportJson, formatDoctorReport, runDoctor } from './doctor.js';
 import { formatBenchTable, runBench, writeBenchReport } from './bench.js';
 
@@ -76,6 +79,10 @@ async function serve(overrides: Partial<Config>, logger: Logger): Promise<void> 
   }
   const sessions = await createSessions({ ...config, logger });
   await ensureAdminKey(sessions, logger);
+  // `agent-sessions keys ...` on this data directory is sent here instead of opening it.
+  internals(sessions).directoryLock?.serve(KEY_OPERATIONS, (request) =>
+    runKeyRequest(internals(sessions).apiKeys, parseKeyRequest(request)),
+  );
   const app = await buildApp({ sessions, logger, noAuth: config.noAuth, version: VERSION });
 
   let stopping: Promise<void> | null = null;
@@ -122,33 +129,66 @@ function parseScopes(raw: string | undefined): Scope[] {
   return scopes as Scope[];
 }
 
+/** The keys command's request, from its arguments; usage errors exit 2 before anything opens. */
+function keyRequest(args: string[], values: Record<string, string | boolean | undefined>): KeyRequest {
+  const [sub, id] = args;
+  if (sub === 'create') {
+    const tenant = typeof values.tenant === 'string' ? values.tenant : fail('--tenant is required');
+    if (!TENANT_RE.test(tenant)) fail('--tenant may hold letters, digits and _ . - (1 to 64)');
+    const name = typeof values.name === 'string' ? values.name : null;
+    const root = values.root === true;
+    const scopes = parseScopes(values.scopes as string);
+    if (root && !scopes.includes('admin')) fail('--root needs the admin scope');
+    return { op: 'keys.create', tenant, scopes, name, root };
+  }
+  if (sub === 'list') return { op: 'keys.list', tenant: typeof values.tenant === 'string' ? values.tenant : null };
+  if (sub === 'revoke') {
+    if (!id || !isUuid(id)) fail('keys revoke needs a key id (UUID)');
+    return { op: 'keys.revoke', id };
+  }
+  return fail(`unknown keys command ${sub ?? ''}\n${USAGE}`);
+}
+
+function printKeyResult(result: KeyResult): void {
+  if (result.op === 'keys.create') {
+    const { op: _op, ...created } = result;
+    process.stdout.write(`${JSON.stringify(created)}\n`);
+  } else if (result.op === 'keys.list') {
+    for (const k of result.keys) process.stdout.write(`${JSON.stringify(k)}\n`);
+  } else {
+    if (!result.revoked) fail(`no key ${result.id}`);
+    process.stdout.write(`revoked ${result.revoked.id}\n`);
+  }
+}
+
+/**
+ * Runs a keys command on the database, or, when a running server holds the embedded data
+ * directory, through that server's control socket: the server's own key service makes the key,
+ * so it works at once and nothing else opens the directory.
+ */
 async function keys(args: string[], values: Record<string, string | boolean | undefined>, logger: Logger): Promise<void> {
-  const sessions = await createSessions({ ...configFromFlags(values), logger });
+  const request = keyRequest(args, values);
+  let sessions: Sessions;
   try {
-    const [sub, id] = args;
-    if (sub === 'create') {
-      const tenant = typeof values.tenant === 'string' ? values.tenant : fail('--tenant is required');
-      if (!TENANT_RE.test(tenant)) fail('--tenant may hold letters, digits and _ . - (1 to 64)');
-      const name = typeof values.name === 'string' ? values.name : null;
-      const root = values.root === true;
-      const scopes = parseScopes(values.scopes as string);
-      if (root && !scopes.includes('admin')) fail('--root needs the admin scope');
-      const { record, key } = await internals(sessions).apiKeys.create({ tenant, scopes, name, root });
-      process.stdout.write(`${JSON.stringify({ id: record.id, key, tenant, scopes: record.scopes, name, root })}\n`);
-    } else if (sub === 'list') {
-      const list = await internals(sessions).apiKeys.list(typeof values.tenant === 'string' ? values.tenant : undefined);
-      for (const k of list) {
-        const { hash: _hash, ...shown } = k;
-        process.stdout.write(`${JSON.stringify(shown)}\n`);
+    sessions = await createSessions({ ...configFromFlags(values), logger });
+  } catch (err) {
+    if (!(err instanceof DataDirInUseError)) throw err;
+    const reply = await controlRequest(err.dataDir, request);
+    if (reply === null) throw err; // the holder just exited: one clear line, try again
+    if (!reply.ok) {
+      if (reply.error.code === 'unknown_operation') {
+        throw new DataDirInUseError(err.dataDir, err.pid, 'it is not a running server that accepts keys commands; stop it first');
       }
-    } else if (sub === 'revoke') {
-      if (!id || !isUuid(id)) fail('keys revoke needs a key id (UUID)');
-      const record = await internals(sessions).apiKeys.revoke(id);
-      if (!record) fail(`no key ${id}`);
-      process.stdout.write(`revoked ${record.id}\n`);
-    } else {
-      fail(`unknown keys command ${sub ?? ''}\n${USAGE}`);
+      // A refused value is a usage error (2), anything else (the server stopping) a failure (1).
+      if (reply.error.code === 'validation_failed') fail(reply.error.message);
+      process.stderr.write(`agent-sessions: the server holding ${err.dataDir} answered: ${reply.error.message}\n`);
+      process.exit(1);
     }
+    printKeyResult(reply.result as KeyResult);
+    return;
+  }
+  try {
+    printKeyResult(await runKeyRequest(internals(sessions).apiKeys, request));
   } finally {
     await sessions.close();
   }
@@ -183,7 +223,8 @@ async function bench(values: Record<string, string | boolean | undefined>): Prom
     secondsPerOperation: positiveNumber(values, 'duration', false),
     sessions: positiveNumber(values, 'sessions', true),
     interrupts: positiveNumber(values, 'interrupts', true),
-    log: (line) => process.stdout.write(`${line}\n`),
+    // Progress is a log (stderr); the table and where the report went are the result.
+    log: (line) => process.stderr.write(`${line}\n`),
   });
   process.stdout.write(`\n${formatBenchTable(report.results)}\n`);
   const file = writeBenchReport(report, typeof values.output === 'string' ? values.output : undefined);
@@ -219,7 +260,8 @@ async function main(): Promise<void> {
   // Before the logger: an invalid configuration is one of the things doctor reports.
   if (command === 'doctor') return doctor(values);
   // Validated first, so a bad LOG_LEVEL (or anything else) is a clear message, not a stack.
-  const logger = pino({ level: loadConfig(process.env).logLevel, base: { pid: process.pid } });
+  // Logs on stderr: stdout carries only the command's result (`keys create | jq .key`).
+  const logger = pino({ level: loadConfig(process.env).logLevel, base: { pid: process.pid } }, pino.destination({ fd: 2, sync: true }));
   switch (command) {
     case 'serve':
       return serve(configFromFlags(values), logger);
@@ -244,8 +286,14 @@ async function main(): Promise<void> {
   }
 }
 
+/**
+ * Expected failures (a database that cannot be reached, a data directory in use, a dependency
+ * refusing) are one line; only a defect of ours shows its stack.
+ */
 main().catch((err: unknown) => {
   if (err instanceof ConfigError) fail(err.message);
-  process.stderr.write(`agent-sessions: ${(err as Error).stack ?? String(err)}\n`);
+  const errno = (err as NodeJS.ErrnoException).syscall !== undefined;
+  const expected = isAgentSessionsError(err) || errno;
+  process.stderr.write(`agent-sessions: ${expected ? (err as Error).message : ((err as Error).stack ?? String(err))}\n`);
   process.exit(1);
 });

@@ -30,7 +30,8 @@ export type ErrorCode =
   | 'key_not_found'
   | 'rate_limited'
   | 'too_many_connections'
-  | 'queue_full';
+  | 'queue_full'
+  | 'data_dir_in_use';
 
 export class AgentSessionsError extends Error {
   override name = 'AgentSessionsError';

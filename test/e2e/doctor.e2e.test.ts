@@ -55,10 +55,10 @@ describe('e2e/doctor/embedded', { timeout: 120_000 }, () => {
     expect(lines.at(-1)).toBe('all checks passed');
   });
 
-  it('leaves the database of a running embedded server alone (PGlite allows one process)', async () => {
+  it('leaves the database of a running embedded server alone (PGlite allows one process; its lock socket says who holds it)', async () => {
     const server = await startServer({ env: { DATA_DIR: dataDir, ADMIN_API_KEY: 'doctor-admin-key-0123456789' } });
     try {
-      expect(existsSync(path.join(dataDir, 'pgdata.pid'))).toBe(true);
+      expect(existsSync(path.join(dataDir, 'pgdata.sock'))).toBe(true);
       const { code, report } = await doctorJson({ DATA_DIR: dataDir });
       expect(code).toBe(0);
       const database = report.checks.find((c) => c.name === 'database');
@@ -67,14 +67,14 @@ describe('e2e/doctor/embedded', { timeout: 120_000 }, () => {
     } finally {
       expect(await server.stop('SIGTERM')).toBe(0);
     }
-    expect(existsSync(path.join(dataDir, 'pgdata.pid'))).toBe(false);
+    expect(existsSync(path.join(dataDir, 'pgdata.sock'))).toBe(false);
   });
 
   it('leaves the database of an application using the library alone too', async () => {
     const appDir = mkdtempSync(path.join(os.tmpdir(), 'agent-sessions-doctor-lib-'));
     const sessions = await createSessions({ env: { DATA_DIR: appDir } });
     try {
-      expect(existsSync(path.join(appDir, 'pgdata.pid'))).toBe(true);
+      expect(existsSync(path.join(appDir, 'pgdata.sock'))).toBe(true);
       const { code, report } = await doctorJson({ DATA_DIR: appDir });
       expect(code).toBe(0);
       const database = report.checks.find((c) => c.name === 'database');
@@ -83,7 +83,7 @@ describe('e2e/doctor/embedded', { timeout: 120_000 }, () => {
     } finally {
       await sessions.close();
     }
-    expect(existsSync(path.join(appDir, 'pgdata.pid'))).toBe(false);
+    expect(existsSync(path.join(appDir, 'pgdata.sock'))).toBe(false);
     rmSync(appDir, { recursive: true, force: true });
   });
 

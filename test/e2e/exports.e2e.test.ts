@@ -2,12 +2,14 @@
  * The published surface, as a consumer gets it (SPEC §18, STYLE 10 and 12): the client entry
  * point's declarations and JavaScript reach nothing but themselves, typebox and node:
  * builtins; the library's declarations reach no database, Redis or NATS driver and only
- * runtime dependencies; and the packed tarball installs into an empty project that compiles
- * a strict consumer of both entry points (skipLibCheck off, so every declaration we ship and
- * every one it pulls in is checked) with no type of a driver in its program.
+ * runtime dependencies; the packed tarball holds only what a user needs, installs into an
+ * empty project that compiles a strict consumer of both entry points (skipLibCheck off, so
+ * every declaration we ship and every one it pulls in is checked) with no type of a driver in
+ * its program, and runs the CLI and both entry points from there; the client alone compiles
+ * and runs with nothing but typebox beside it; and a git URL installs (prepare builds it).
  */
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,7 +24,7 @@ interface Manifest {
   devDependencies?: Record<string, string>;
 }
 
-const manifest = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as Manifest;
+const manifest = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as Manifest & { version: string };
 /** Database, cache and messaging drivers: the library API must not expose any of their types. */
 const DRIVER = /^(pg|pg-[\w-]+|@types\/pg|postgres|@electric-sql\/[\w.-]+|redis|@redis\/[\w.-]+|ioredis|nats|@nats-io\/[\w.-]+)$/;
 const CLIENT_PACKAGES = ['typebox'];
@@ -43,6 +45,36 @@ function npm(args: string[], cwd: string): SpawnSyncReturns<string> {
   if (result.status !== 0) throw new Error(`npm ${args.join(' ')} failed:\n${result.stdout}\n${result.stderr}`);
   return result;
 }
+
+/** Runs a command that must succeed; returns its stdout. */
+function run(command: string, args: string[], cwd: string, timeout = 60_000): string {
+  const result = spawnSync(command, args, { cwd, encoding: 'utf8', timeout, env: { PATH: process.env.PATH, HOME: process.env.HOME } });
+  if (result.status !== 0) throw new Error(`${command} ${args.join(' ')} failed (${result.status ?? result.signal}):\n${result.stdout}\n${result.stderr}`);
+  return result.stdout;
+}
+
+/** Runs the installed CLI and imports both entry points in `project` (a consumer's directory). */
+function runInstalled(project: string): void {
+  expect(run(path.join(project, 'node_modules/.bin/agent-sessions'), ['--version'], project).trim()).toBe(manifest.version);
+  const out = run(process.execPath, ['--input-type=module', '-e', USE_BOTH], project);
+  expect(JSON.parse(out)).toEqual({ status: 'idle', fetched: 'http://127.0.0.1:9/v1/sessions/s1' });
+}
+
+/** The library in memory and the client over a stub fetch, from the consumer's node_modules. */
+const USE_BOTH = `
+import { createSessions } from 'agent-sessions';
+import { AgentSessionsClient } from 'agent-sessions/client';
+const sessions = await createSessions({ dataDir: ':memory:', env: {} });
+const { status } = await sessions.create({ title: 'installed' });
+await sessions.close();
+let fetched = null;
+const api = new AgentSessionsClient({
+  baseUrl: 'http://127.0.0.1:9',
+  fetch: async (url) => { fetched = String(url); return new Response('{}', { status: 404, headers: { 'content-type': 'application/json' } }); },
+});
+await api.get('s1').catch(() => undefined);
+console.log(JSON.stringify({ status, fetched }));
+`;
 
 /** Compiles a project (or, with `--listFilesOnly`, only resolves it) and returns its files. */
 function tsc(cwd: string, project: string, list: '--listFiles' | '--listFilesOnly' = '--listFiles'): string[] {
@@ -167,6 +199,8 @@ const TSCONFIG = {
 describe('e2e/exports', { timeout: 300_000 }, () => {
   let pkg: BuiltPackage;
   let dist: string;
+  /** The packed tarball, once the pack test made it. */
+  let tarballPath: string | null = null;
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'as-consumer-'));
 
   beforeAll(async () => {
@@ -175,8 +209,9 @@ describe('e2e/exports', { timeout: 300_000 }, () => {
     console.log(`package build: ${pkg.buildMs} ms${pkg.builtHere ? '' : ' (made by another file)'}`);
   }, 300_000);
 
+  const cleanup: string[] = [scratch];
   afterAll(() => {
-    rmSync(scratch, { recursive: true, force: true });
+    for (const dir of cleanup) rmSync(dir, { recursive: true, force: true });
   });
 
   const entry = (subpath: string, kind: 'types' | 'import') => {
@@ -234,14 +269,20 @@ describe('e2e/exports', { timeout: 300_000 }, () => {
     if (!tarball) throw new Error('npm pack reported no tarball');
     timings.push(`pack ${Date.now() - t} ms`);
     const paths = tarball.files.map((f) => f.path);
-    // Every entry of "files" brings something, and both entry points are inside.
-    for (const listed of manifest.files ?? []) {
+    // Every entry of "files" brings something (a "!" entry takes away).
+    for (const listed of (manifest.files ?? []).filter((f) => !f.startsWith('!'))) {
       const prefix = listed.replace(/^\.\//, '').replace(/\/$/, '');
       expect(paths.some((p) => p === prefix || p.startsWith(`${prefix}/`)), `"files" entry ${listed} packs nothing`).toBe(true);
     }
     for (const subpath of Object.keys(manifest.exports)) {
       for (const kind of ['types', 'import'] as const) expect(paths).toContain(path.relative(pkg.dir, entry(subpath, kind)));
     }
+    // Only what a user needs: no maps (they point at sources that are not shipped), no build
+    // stamp, no internal entry point, nothing of the tests.
+    expect(paths).toEqual(expect.arrayContaining(['LICENSE', 'README.md', 'package.json', 'dist/cli/index.js']));
+    expect(paths.filter((p) => !/^dist\/.+\.(js|d\.ts|sql|lua|html)$/.test(p) && !['LICENSE', 'README.md', 'package.json'].includes(p))).toEqual([]);
+    expect(paths.filter((p) => /\.map$|\.build-stamp|^dist\/internal\.|(^|\/)tests?\/|\.test\./.test(p))).toEqual([]);
+    tarballPath = path.join(scratch, tarball.filename);
 
     writeFileSync(path.join(scratch, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
     writeFileSync(path.join(scratch, 'consumer.ts'), CONSUMER);
@@ -267,6 +308,69 @@ describe('e2e/exports', { timeout: 300_000 }, () => {
     // typescript: its lib files; undici-types: @types/node's fetch types.
     const allowed = [manifest.name, ...CLIENT_PACKAGES, 'typescript', '@types/node', 'undici-types'];
     expect([...clientOnly].filter((p) => !allowed.includes(p))).toEqual([]);
+
+    t = Date.now();
+    runInstalled(scratch);
+    timings.push(`run ${Date.now() - t} ms`);
     console.log(timings.join(', '));
+  });
+
+  it('the client compiles and runs with only typebox installed beside it (no server dependency)', () => {
+    if (!tarballPath) throw new Error('the pack test did not run');
+    // Outside the scratch project: Node and tsc look for packages in every parent directory.
+    const project = mkdtempSync(path.join(os.tmpdir(), 'as-client-alone-'));
+    cleanup.push(project);
+    const modules = path.join(project, 'node_modules');
+    mkdirSync(path.join(modules, manifest.name), { recursive: true });
+    run('tar', ['-xzf', tarballPath, '--strip-components=1', '-C', path.join(modules, manifest.name)], project);
+    mkdirSync(path.join(modules, '@types'), { recursive: true });
+    for (const dep of [...CLIENT_PACKAGES, '@types/node', 'undici-types']) {
+      symlinkSync(path.join(ROOT, 'node_modules', dep), path.join(modules, dep), 'dir');
+    }
+    writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'client-alone', private: true, type: 'module' }));
+    writeFileSync(path.join(project, 'client-only.ts'), CLIENT_ONLY);
+    writeFileSync(path.join(project, 'tsconfig.json'), JSON.stringify({ ...TSCONFIG, files: ['client-only.ts'] }));
+    const compiled = spawnSync(process.execPath, [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], {
+      cwd: project,
+      encoding: 'utf8',
+    });
+    expect(compiled.stdout + compiled.stderr, 'tsc of the client alone').toBe('');
+    expect(compiled.status).toBe(0);
+
+    const script = `
+      import { AgentSessionsClient, AgentSessionsHttpError } from 'agent-sessions/client';
+      const api = new AgentSessionsClient({ baseUrl: 'http://127.0.0.1:9', fetch: async () => new Response('{"code":"session_not_found"}', { status: 404, headers: { 'content-type': 'application/problem+json' } }) });
+      const err = await api.get('s1').catch((e) => e);
+      const server = await import('agent-sessions').then(() => 'loaded', (e) => e.code);
+      console.log(JSON.stringify({ http: err instanceof AgentSessionsHttpError, status: err.status, server }));`;
+    const out = JSON.parse(run(process.execPath, ['--input-type=module', '-e', script], project)) as Record<string, unknown>;
+    // The library itself cannot load here: its drivers are absent, which is the point.
+    expect(out).toEqual({ http: true, status: 404, server: 'ERR_MODULE_NOT_FOUND' });
+  });
+
+  /**
+   * A git URL: npm clones, installs the dev dependencies, runs prepare (the build) and packs.
+   * The repository is a snapshot of this checkout's HEAD (committed files only).
+   */
+  it.skipIf(!existsSync(path.join(ROOT, '.git')))('installs from a git URL: prepare builds it, the CLI and both entry points run', () => {
+    const repo = path.join(scratch, 'repo');
+    const project = path.join(scratch, 'from-git');
+    mkdirSync(repo);
+    mkdirSync(project);
+    const archive = spawnSync('git', ['-C', ROOT, 'archive', '--format=tar', 'HEAD'], { maxBuffer: 256 * 1024 * 1024 });
+    expect(archive.status, String(archive.stderr)).toBe(0);
+    const untar = spawnSync('tar', ['-x', '-C', repo], { input: archive.stdout });
+    expect(untar.status, String(untar.stderr)).toBe(0);
+    run('git', ['init', '-q'], repo);
+    run('git', ['add', '-A'], repo);
+    run('git', ['-c', 'user.email=test@example.invalid', '-c', 'user.name=test', 'commit', '-qm', 'snapshot'], repo);
+    writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'from-git', private: true, type: 'module' }));
+    const started = Date.now();
+    npm(['install', '--prefer-offline', '--no-audit', '--no-fund', `git+file://${repo}`], project);
+    console.log(`install from git URL (prepare = build): ${Date.now() - started} ms`);
+    const installed = path.join(project, 'node_modules', manifest.name);
+    expect(existsSync(path.join(installed, 'LICENSE'))).toBe(true);
+    expect(existsSync(path.join(installed, 'dist/client/index.d.ts'))).toBe(true);
+    runInstalled(project);
   });
 });

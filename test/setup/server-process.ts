@@ -17,6 +17,10 @@ export interface ServerProcess {
   child: ChildProcess;
   /** Everything the process wrote to stdout and stderr so far. */
   output(): string;
+  /** What it wrote to stderr alone (its logs). */
+  stderr(): string;
+  /** What it wrote to stdout alone. */
+  stdout(): string;
   /** Sends a signal and waits for the exit; resolves to the exit code (null if killed by signal). */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
@@ -73,8 +77,16 @@ async function startOn(port: number, options: StartServerOptions, earlier: strin
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
-  child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    output += d.toString();
+    stdout += d.toString();
+  });
+  child.stderr?.on('data', (d: Buffer) => {
+    output += d.toString();
+    stderr += d.toString();
+  });
   const exited = once(child, 'exit').then(([code]) => code as number | null);
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + (options.timeoutMs ?? 60_000);
@@ -101,6 +113,8 @@ async function startOn(port: number, options: StartServerOptions, earlier: strin
     port,
     child,
     output: () => earlier + output,
+    stderr: () => stderr,
+    stdout: () => stdout,
     stop: async (signal = 'SIGTERM') => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       return exited;

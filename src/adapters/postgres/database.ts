@@ -4,12 +4,12 @@
  * so embedded and distributed mode run the same SQL.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
+import { mkdirSync } from 'node:fs';
 import pg from 'pg';
 import { PGlite } from '@electric-sql/pglite';
 import { AgentSessionsError, UnavailableError, ValidationError } from '../../core/errors.js';
 import type { HealthCheck } from '../../core/ports.js';
+import { DirectoryLock } from './directory-lock.js';
 import { run, statements } from './sql.js';
 
 const SQL = statements('databasePing');
@@ -192,6 +192,15 @@ function isStalePlan(err: unknown): boolean {
   return sqlState(err) === '0A000' && /cached plan must not change result type/i.test((err as Error).message ?? '');
 }
 
+function serverOf(connectionString: string): string {
+  try {
+    const url = new URL(connectionString);
+    return `${url.hostname || 'localhost'}:${url.port || 5432}${url.pathname}`;
+  } catch {
+    return 'the configured DATABASE_URL';
+  }
+}
+
 export class PgDatabase implements SqlDatabase {
   readonly kind = 'postgres' as const;
   private readonly pool: pg.Pool;
@@ -203,7 +212,11 @@ export class PgDatabase implements SqlDatabase {
   private closed = false;
   private readonly statements: StatementNames | null;
 
+  /** host:port/database of the connection string, never its credentials (for messages). */
+  private readonly where: string;
+
   constructor(options: PgDatabaseOptions) {
+    this.where = serverOf(options.connectionString);
     this.statements = options.preparedStatements === false ? null : new StatementNames();
     this.pool = new pg.Pool({
       connectionString: options.connectionString,
@@ -215,8 +228,14 @@ export class PgDatabase implements SqlDatabase {
     this.pool.on('error', () => undefined);
   }
 
+  /** Resolves once a query went through; otherwise says which server could not be reached, and why. */
   async ready(): Promise<void> {
-    await run(this, SQL.databasePing);
+    try {
+      await run(this, SQL.databasePing);
+    } catch (err) {
+      const reason = ((err as Error).cause as Error | undefined)?.message ?? (err as Error).message;
+      throw new UnavailableError(`cannot connect to PostgreSQL at ${this.where}: ${reason}`, err);
+    }
   }
 
   async query<R>(text: string, params?: readonly unknown[]): Promise<R[]> {
@@ -389,48 +408,48 @@ export interface PgliteDatabaseOptions {
 
 type PgliteInstance = InstanceType<typeof PGlite>;
 
-/**
- * The file that says which process has a PGlite data directory open. PGlite does not stop a
- * second process from opening the same directory (which can corrupt it), so tools that would
- * open it (`agent-sessions doctor`) look here first.
- */
-export function pglitePidFile(dataDir: string): string {
-  return `${path.resolve(dataDir)}.pid`;
-}
-
-/** The pid of a live process that has the PGlite data directory open, other than this one. */
-export function pgliteHolder(dataDir: string): number | null {
-  let pid: number;
-  try {
-    pid = Number(readFileSync(pglitePidFile(dataDir), 'utf8').trim());
-  } catch {
-    return null;
-  }
-  if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid) return null;
-  try {
-    process.kill(pid, 0);
-    return pid;
-  } catch (err) {
-    // EPERM: the process exists but belongs to another user.
-    return (err as { code?: string }).code === 'EPERM' ? pid : null;
-  }
-}
-
 export class PgliteDatabase implements SqlDatabase {
   readonly kind = 'pglite' as const;
-  private readonly db: PgliteInstance;
+  private instance: PgliteInstance | null = null;
+  private opening: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
-  private readonly pidFile: string | null;
+  private lock: DirectoryLock | null = null;
 
-  constructor(options: PgliteDatabaseOptions = {}) {
-    if (options.dataDir) mkdirSync(options.dataDir, { recursive: true });
-    this.db = new PGlite(options.dataDir);
-    this.pidFile = options.dataDir ? pglitePidFile(options.dataDir) : null;
-    if (this.pidFile) writeFileSync(this.pidFile, `${process.pid}\n`);
+  constructor(private readonly options: PgliteDatabaseOptions = {}) {
+    // In memory there is nothing to lock: open at once, as callers that skip ready() expect.
+    if (!options.dataDir) this.instance = new PGlite();
   }
 
-  async ready(): Promise<void> {
-    await this.db.waitReady;
+  /**
+   * Takes the data directory's lock (throws `DataDirInUseError` when a live process holds it),
+   * then opens PGlite: a second opener never touches the files.
+   */
+  ready(): Promise<void> {
+    this.opening ??= (async () => {
+      const { dataDir } = this.options;
+      if (dataDir) {
+        mkdirSync(dataDir, { recursive: true });
+        this.lock = await DirectoryLock.acquire(dataDir);
+      }
+      try {
+        this.instance ??= new PGlite(dataDir);
+        await this.instance.waitReady;
+      } catch (err) {
+        await this.lock?.close();
+        throw err;
+      }
+    })();
+    return this.opening;
+  }
+
+  /** The data directory's lock and control channel (null in memory). */
+  get directoryLock(): DirectoryLock | null {
+    return this.lock;
+  }
+
+  private get db(): PgliteInstance {
+    if (!this.instance) throw new UnavailableError('database not opened (call ready() first)');
+    return this.instance;
   }
 
   async query<R>(text: string, params?: readonly unknown[]): Promise<R[]> {
@@ -493,15 +512,15 @@ export class PgliteDatabase implements SqlDatabase {
   }
 
   close(): Promise<void> {
-    this.closing ??= this.db.close().finally(() => {
-      const file = this.pidFile;
-      if (!file) return;
+    this.closing ??= (async () => {
+      // A close while opening waits for the open, so the lock is never released under PGlite.
+      await this.opening?.catch(() => undefined);
       try {
-        if (readFileSync(file, 'utf8').trim() === String(process.pid)) rmSync(file, { force: true });
-      } catch {
-        // Already gone.
+        await this.instance?.close();
+      } finally {
+        await this.lock?.close();
       }
-    });
+    })();
     return this.closing;
   }
 }

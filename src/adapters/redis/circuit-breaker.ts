@@ -33,6 +33,11 @@ export interface CircuitBreakerOptions {
   recover?: () => Promise<void>;
   onStateChange?: (state: BreakerState, cause?: unknown) => void;
   now?: () => number;
+  /**
+   * Start open: nothing passes until a first `recover()` (the start's checks) closes it. Not an
+   * opening: no state change is reported, so a healthy start reports only its closing.
+   */
+  startOpen?: boolean;
 }
 
 export class CircuitBreaker {
@@ -57,6 +62,11 @@ export class CircuitBreaker {
     this.cooldown = this.baseCooldown;
     this.maxCooldown = options.maxCooldownMs ?? 5_000;
     this.now = options.now ?? Date.now;
+    if (options.startOpen) {
+      this.current = 'open';
+      // No recovery from a call before the start's own: its cooldown begins now.
+      this.openedAt = this.now();
+    }
   }
 
   get state(): BreakerState {

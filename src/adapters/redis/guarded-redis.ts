@@ -68,6 +68,8 @@ export class GuardedRedis implements Lifecycle, SharedCacheHealth {
     this.cluster = isClusterUrl(options);
     this.breaker = new CircuitBreaker({
       name: 'redis',
+      // Closed by ready(), after the version check and the server checks (repairs others left).
+      startOpen: true,
       failureThreshold: options.failureThreshold ?? 3,
       cooldownMs: options.cooldownMs ?? 500,
       probe: async () => {
@@ -94,6 +96,8 @@ export class GuardedRedis implements Lifecycle, SharedCacheHealth {
     } else {
       connection.on('error', down);
       connection.on('ready', () => {
+        // The first connection is ready()'s to check.
+        if (!this.connectedOnce) return;
         // A new connection may lead to a different server (restarted, failed over), even if
         // no error was reported for the old one: nothing goes to it before the checks ran.
         if (this.connectedOnce && this.breaker.isClosed) this.breaker.trip(new Error('redis reconnected'));
@@ -186,15 +190,16 @@ export class GuardedRedis implements Lifecycle, SharedCacheHealth {
       const wait = this.options.connectTimeoutMs ?? 2_000;
       const connected = await withTimeout(this.connection.connect().then(() => true), wait + 500).catch(() => false);
       void withTimeout(this.subscriber.connect(), wait + 500).catch(() => undefined);
+      this.connectedOnce = true;
       if (!connected) {
-        this.connectedOnce = true;
-        this.breaker.trip(new Error('redis unreachable at start'));
+        // The breaker is open from the start; say why once, then the client keeps reconnecting.
+        const reason = new Error(`redis unreachable at start${this.lastError ? ` (${this.lastError})` : ''}`);
+        this.lastError = reason.message;
+        this.options.onStateChange?.('open', reason);
         return;
       }
-      this.connectedOnce = true;
       await this.checkVersion();
       // Nothing can be stale yet in this process, but other instances may have left repairs.
-      this.breaker.trip(new Error('starting'));
       await this.breaker.recover();
     })();
     return this.starting;
