@@ -280,7 +280,7 @@ describe('e2e/exports', { timeout: 300_000 }, () => {
     // Only what a user needs: no maps (they point at sources that are not shipped), no build
     // stamp, no internal entry point, nothing of the tests.
     expect(paths).toEqual(expect.arrayContaining(['LICENSE', 'README.md', 'package.json', 'dist/cli/index.js']));
-    expect(paths.filter((p) => !/^dist\/.+\.(js|d\.ts|sql|lua|html)$/.test(p) && !['LICENSE', 'README.md', 'package.json'].includes(p))).toEqual([]);
+    expect(paths.filter((p) => !/^dist\/.+\.(js|d\.ts|sql|lua|html|css)$/.test(p) && !['LICENSE', 'README.md', 'package.json'].includes(p))).toEqual([]);
     expect(paths.filter((p) => /\.map$|\.build-stamp|^dist\/internal\.|(^|\/)tests?\/|\.test\./.test(p))).toEqual([]);
     tarballPath = path.join(scratch, tarball.filename);
 
