@@ -68,6 +68,11 @@ function askForKey(reason) {
   if (reason === 'refused') {
     forgetKey();
     stopFeed();
+    // Nothing of the refused key's stays under the dialog: the page's data and its streams go;
+    // saving a new key renders the page again.
+    current?.dispose?.();
+    current = null;
+    main.replaceChildren();
   }
   if (!dialog.open) dialog.showModal();
   $('key-input').focus();
