@@ -23,10 +23,18 @@ try {
 function route() {
   const hash = location.hash.replace(/^#\/?/, '');
   const [path, search = ''] = hash.split('?');
-  return { parts: path.split('/').filter(Boolean).map(decodeURIComponent), params: new URLSearchParams(search) };
+  let parts;
+  try {
+    parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  } catch {
+    // A malformed escape (`#/sessions/%`): no page has that address.
+    parts = null;
+  }
+  return { parts, params: new URLSearchParams(search) };
 }
 
 function pageFor({ parts }) {
+  if (!parts) return null;
   switch (parts[0]) {
     case undefined:
       return overviewPage;
