@@ -149,13 +149,21 @@ describe.skipIf(!ready)(SUITE, () => {
     const token = uniqueToken();
     const hit = await api.create({ title: `Needle ${token}` });
     const miss = await api.create({ title: `Haystack ${token}` });
+    /** Searches for `q` and waits until the list shows its answer (the tbody names its query). */
+    const search = async (q: string) => {
+      await page.locator('#f-q').fill(q);
+      await page.locator(`table.list tbody[data-q="${q}"]`).waitFor({ state: 'attached', timeout: SEEN_MS });
+    };
     await page.goto(`${b().url}/#/sessions`);
-    await page.locator('#f-q').fill(`needle ${token}`);
+    // Unfiltered, both are listed: what the search takes away was there first.
     await row(hit.id).waitFor({ timeout: SEEN_MS });
-    await row(miss.id).waitFor({ state: 'detached', timeout: SEEN_MS });
-    await page.locator('#f-q').fill(miss.id.slice(0, 32));
     await row(miss.id).waitFor({ timeout: SEEN_MS });
-    await row(hit.id).waitFor({ state: 'detached', timeout: SEEN_MS });
+    await search(`needle ${token}`);
+    expect(await row(hit.id).count()).toBe(1);
+    expect(await row(miss.id).count()).toBe(0);
+    await search(miss.id.slice(0, 32));
+    expect(await row(miss.id).count()).toBe(1);
+    expect(await row(hit.id).count()).toBe(0);
   });
 
   it('streams the words of a run started on A live into the console on B; the interrupt button ends it interrupted', async () => {
