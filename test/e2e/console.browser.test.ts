@@ -215,6 +215,7 @@ describe.skipIf(!ready)(SUITE, () => {
     const run = await api.runs.start(s.id, { mode: 'stream', count, delay_ms: 40 });
     await output().getByText('word 10', { exact: true }).waitFor({ timeout: SEEN_MS });
     const port = b().port;
+    const errorsBefore = pageErrors.length;
     await b().stop();
     await page.locator('[data-testid="run-output"][data-state="reconnecting"]').waitFor({ timeout: SEEN_MS });
     B = await startServer({ env: { ...env, INSTANCE_ID: 'B' }, port, timeoutMs: 90_000 });
@@ -222,6 +223,10 @@ describe.skipIf(!ready)(SUITE, () => {
     await page.locator('[data-testid="run-output"][data-end="completed"]').waitFor({ timeout: 60_000 });
     expect((await api.runs.get(s.id, run.id)).status).toBe('completed');
     expect(await words()).toEqual(Array.from({ length: count }, (_, i) => `word ${i}`));
+    // The streams B cut and the retries while it was down fail on the network, as they must;
+    // only those are forgiven, and only during this restart.
+    const cut = /^console: Failed to load resource: net::ERR_(CONNECTION_REFUSED|CONNECTION_RESET|INCOMPLETE_CHUNKED_ENCODING|EMPTY_RESPONSE)$/;
+    pageErrors.splice(errorsBefore, Infinity, ...pageErrors.slice(errorsBefore).filter((e) => !cut.test(e)));
   });
 
   it('never shows an event of another tenant', async () => {
@@ -264,6 +269,7 @@ describe.skipIf(!ready)(SUITE, () => {
   });
 
   it('had no page error and no CSP violation', () => {
-    expect(pageErrors.filter((e) => !/status of 40[14]|Failed to load resource/.test(e))).toEqual([]);
+    // The refused key's 401s and a missing resource's 404 are expected; a 5xx is not.
+    expect(pageErrors.filter((e) => !/^console: Failed to load resource: the server responded with a status of 40[14] /.test(e))).toEqual([]);
   });
 });
