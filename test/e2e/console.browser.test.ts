@@ -77,7 +77,8 @@ describe.skipIf(!ready)(SUITE, () => {
     page.on('console', (msg) => {
       if (msg.type() === 'error') pageErrors.push(`console: ${msg.text()}`);
     });
-  });
+    // Two server starts of up to 90 s each, then Chromium.
+  }, 300_000);
 
   afterAll(async () => {
     await context?.close().catch(() => undefined);
@@ -227,7 +228,8 @@ describe.skipIf(!ready)(SUITE, () => {
     // only those are forgiven, and only during this restart.
     const cut = /^console: Failed to load resource: net::ERR_(CONNECTION_REFUSED|CONNECTION_RESET|INCOMPLETE_CHUNKED_ENCODING|EMPTY_RESPONSE)$/;
     pageErrors.splice(errorsBefore, Infinity, ...pageErrors.slice(errorsBefore).filter((e) => !cut.test(e)));
-  });
+    // Its waits add up to 15 s + 15 s + a 90 s server start + 60 s.
+  }, 240_000);
 
   it('never shows an event of another tenant', async () => {
     await page.goto(`${b().url}/#/events`);
