@@ -7,8 +7,9 @@
  *
  * Shown: the key is asked for and kept in sessionStorage only, never in the URL; a refused
  * key brings the prompt back; a session created through the API appears without a reload and
- * its status changes in place; a run's words arrive while it runs; the interrupt button ends
- * it `interrupted`; start run and send input work from the page; the output resumes by
+ * its status changes in place; a filtered list takes in a session that comes to match it and
+ * drops it when it no longer does; a run's words arrive while it runs; the interrupt button
+ * ends it `interrupted`; start run and send input work from the page; the output resumes by
  * itself, with no gap and no duplicate, after B restarts mid-run; an event of another tenant
  * never shows; a key created on the keys page works, is shown once and stops working when
  * revoked there. No page error and no CSP violation along the way.
@@ -144,6 +145,20 @@ describe.skipIf(!ready)(SUITE, () => {
     await page.locator(`[data-testid="session-row"][data-session-id="${s.id}"][data-status="waiting_input"]`).waitFor({ timeout: SEEN_MS });
     // Still the same document: nothing reloaded it.
     expect(await page.evaluate<number>('window.marker')).toBe(marker);
+  });
+
+  it('keeps a filtered list true to its filter as sessions change', async () => {
+    await page.goto(`${b().url}/#/sessions?status=waiting_input`);
+    // The filtered page is mounted (not the previous one) and has listed its first page.
+    await expect.poll(() => page.locator('#f-status').inputValue(), { timeout: SEEN_MS }).toBe('waiting_input');
+    await page.locator('table.list tbody[data-q=""]').waitFor({ state: 'attached', timeout: SEEN_MS });
+    const s = await api.create({ title: `filtered ${uniqueToken()}` });
+    // Created initializing, it does not match; once waiting for input it does.
+    await api.update(s.id, { status: 'waiting_input' });
+    await row(s.id).waitFor({ timeout: SEEN_MS });
+    // And once active, it no longer does.
+    await api.update(s.id, { status: 'active' });
+    await row(s.id).waitFor({ state: 'detached', timeout: SEEN_MS });
   });
 
   it('searches by id prefix and by title', async () => {
