@@ -12,7 +12,8 @@
  * ends it `interrupted`; start run and send input work from the page; the output resumes by
  * itself, with no gap and no duplicate, after B restarts mid-run; an event of another tenant
  * never shows; a key created on the keys page works, is shown once and stops working when
- * revoked there. No page error and no CSP violation along the way.
+ * revoked there; after "Forget key", another tenant's key in the same tab sees none of the
+ * previous key's events. No page error and no CSP violation along the way.
  *
  * Needs PostgreSQL, Redis and /usr/bin/chromium (CHROMIUM_PATH): skipped by name when one is
  * missing, a failure under REQUIRE_SERVICES.
@@ -283,6 +284,25 @@ describe.skipIf(!ready)(SUITE, () => {
     await page.goto(`${b().url}/#/keys`);
     await listed.waitFor({ timeout: SEEN_MS });
     expect(await page.locator('input.secret').count()).toBe(0);
+  });
+
+  it('forgets the events of a key that is forgotten: another tenant\'s key in the same tab sees none of them', async () => {
+    await page.goto(`${b().url}/#/events`);
+    await page.locator('#feed-state[data-state="live"]').waitFor({ timeout: SEEN_MS });
+    const ours = await api.create({ title: 'before forgetting' });
+    await page.locator(`[data-testid="event-row"][data-session-id="${ours.id}"]`).first().waitFor({ timeout: SEEN_MS });
+    const other = await api.keys.create({ tenant: `other-${uniqueToken()}`, scopes: ['read'], name: 'console e2e forget' });
+    await page.locator('#forget-key').click();
+    await page.getByTestId('key-input').fill(other.key);
+    await page.getByTestId('key-save').click();
+    await page.locator('#feed-state[data-state="live"]').waitFor({ timeout: SEEN_MS });
+    await page.locator('main h1').first().waitFor({ timeout: SEEN_MS });
+    expect(await page.locator('[data-testid="event-row"]').count()).toBe(0);
+    // Back to the admin key for whatever follows.
+    await page.locator('#forget-key').click();
+    await page.getByTestId('key-input').fill(ADMIN);
+    await page.getByTestId('key-save').click();
+    await page.locator('#feed-state[data-state="live"]').waitFor({ timeout: SEEN_MS });
   });
 
   it('had no page error and no CSP violation', () => {
