@@ -40,6 +40,8 @@ export function startFeed() {
     signal,
     onState: (s) => setState(s),
     onEvent: ({ data }) => {
+      // An event read before the abort belongs to the key that was just dropped.
+      if (signal.aborted) return true;
       if (!data || typeof data !== 'object' || typeof data.type !== 'string') return false;
       const event = { ...data, received_at: Date.now() };
       recent.push(event);
@@ -56,8 +58,10 @@ export function startFeed() {
   });
 }
 
+/** Stops the feed and forgets its events: the next key may be another tenant's. */
 export function stopFeed() {
   controller?.abort();
   controller = null;
+  recent.length = 0;
   setState('idle');
 }

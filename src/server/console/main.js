@@ -23,10 +23,18 @@ try {
 function route() {
   const hash = location.hash.replace(/^#\/?/, '');
   const [path, search = ''] = hash.split('?');
-  return { parts: path.split('/').filter(Boolean).map(decodeURIComponent), params: new URLSearchParams(search) };
+  let parts;
+  try {
+    parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  } catch {
+    // A malformed escape (`#/sessions/%`): no page has that address.
+    parts = null;
+  }
+  return { parts, params: new URLSearchParams(search) };
 }
 
 function pageFor({ parts }) {
+  if (!parts) return null;
   switch (parts[0]) {
     case undefined:
       return overviewPage;
@@ -68,6 +76,11 @@ function askForKey(reason) {
   if (reason === 'refused') {
     forgetKey();
     stopFeed();
+    // Nothing of the refused key's stays under the dialog: the page's data and its streams go;
+    // saving a new key renders the page again.
+    current?.dispose?.();
+    current = null;
+    main.replaceChildren();
   }
   if (!dialog.open) dialog.showModal();
   $('key-input').focus();

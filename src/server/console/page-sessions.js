@@ -64,9 +64,12 @@ export const sessionsPage = {
   mount(root, { params }) {
     const f = filtersFrom(params);
     const controller = new AbortController();
+    /** id → { tr, s }: the rows shown, with the session each shows. */
     const rows = new Map();
     let cursor = null;
     let generation = 0;
+    /** The list request in flight: a newer one (another keystroke, Load more) aborts it. */
+    let listing = null;
 
     const search = h('input', { id: 'f-q', type: 'search', value: f.q, placeholder: 'id prefix or title', autocomplete: 'off' });
     const status = h('select', { id: 'f-status' }, h('option', { value: '' }, 'any'), STATUSES.map((s) => h('option', { value: s, selected: s === f.status }, s)));
@@ -130,21 +133,60 @@ export const sessionsPage = {
       void load(true);
     }
 
+    const counted = () => {
+      count.textContent = `${rows.size}${cursor ? '+' : ''} shown`;
+    };
+    const showEmpty = () => {
+      if (rows.size === 0 && !tbody.querySelector('tr.empty')) tbody.append(h('tr.empty', {}, h('td', { colSpan: 8 }, 'No sessions match.')));
+    };
+
     function put(s, { top = false } = {}) {
       const old = rows.get(s.id);
       const tr = row(s);
-      if (old) old.replaceWith(tr);
+      if (old) old.tr.replaceWith(tr);
       else if (top) tbody.prepend(tr);
       else tbody.append(tr);
-      rows.set(s.id, tr);
-      count.textContent = `${rows.size}${cursor ? '+' : ''} shown`;
+      rows.set(s.id, { tr, s });
+      counted();
+    }
+
+    /** Newest first, as the server lists them: created_at, then id, descending. */
+    const newer = (x, y) => x.created_at > y.created_at || (x.created_at === y.created_at && x.id > y.id);
+
+    /** Inserts a session that newly matches the filters where the server would list it. */
+    function insert(s) {
+      for (const tr of tbody.querySelectorAll('tr[data-session-id]')) {
+        const other = rows.get(tr.dataset.sessionId)?.s;
+        if (other && newer(s, other)) {
+          tbody.querySelector('tr.empty')?.remove();
+          const mine = row(s);
+          tr.before(mine);
+          rows.set(s.id, { tr: mine, s });
+          counted();
+          return;
+        }
+      }
+      // Older than every row shown: it belongs here only if nothing more is left to load.
+      if (cursor) return;
+      tbody.querySelector('tr.empty')?.remove();
+      put(s);
+    }
+
+    function drop(id) {
+      rows.get(id)?.tr.remove();
+      rows.delete(id);
+      counted();
+      showEmpty();
     }
 
     async function load(reset) {
       const mine = ++generation;
+      listing?.abort();
+      const own = (listing = new AbortController());
+      const shows = f.q;
       msg.textContent = '';
       try {
-        const page = await api('GET', `/v1/sessions${query({ ...f, limit: PAGE, cursor: reset ? null : cursor })}`, undefined, { signal: controller.signal });
+        const page = await api('GET', `/v1/sessions${query({ ...f, limit: PAGE, cursor: reset ? null : cursor })}`, undefined, { signal: own.signal });
         if (mine !== generation) return;
         if (reset) {
           clear(tbody);
@@ -153,10 +195,14 @@ export const sessionsPage = {
         cursor = page.next_cursor;
         for (const s of page.sessions) put(s);
         more.hidden = !cursor;
-        if (rows.size === 0) tbody.append(h('tr.empty', {}, h('td', { colSpan: 8 }, 'No sessions match.')));
-        count.textContent = `${rows.size}${cursor ? '+' : ''} shown`;
+        showEmpty();
+        counted();
+        // The query this list shows, once it shows it (the tests wait for it).
+        tbody.dataset.q = shows;
       } catch (err) {
-        if (!controller.signal.aborted) msg.textContent = err.message;
+        if (!own.signal.aborted) msg.textContent = err.message;
+      } finally {
+        if (listing === own) listing = null;
       }
     }
 
@@ -168,28 +214,34 @@ export const sessionsPage = {
         pending.delete(id);
         try {
           const s = await api('GET', `/v1/sessions/${encodeURIComponent(id)}`, undefined, { signal: controller.signal });
-          if (rows.has(id)) put(s);
-          else if (created && matches(s, f)) {
+          // The filters are checked again: a change may take a row out of the list, or put one in.
+          if (!matches(s, f)) drop(id);
+          else if (rows.has(id)) put(s);
+          else if (created) {
             tbody.querySelector('tr.empty')?.remove();
             put(s, { top: true });
-          }
+          } else insert(s);
         } catch (err) {
-          if (err.status === 404 && rows.has(id)) rows.get(id).classList.add('gone');
+          if (err.status === 404 && rows.has(id)) rows.get(id).tr.classList.add('gone');
         }
       }, 150));
     }
 
+    const filtered = () => Boolean(f.q || f.status || f.user_id || f.updated_after);
     const unsubscribe = subscribe((e) => {
       if (!e.session_id) return;
       if (e.type === 'session.created') refreshSoon(e.session_id, true);
-      else if (e.type === 'session.deleted') rows.get(e.session_id)?.classList.add('gone');
+      else if (e.type === 'session.deleted') rows.get(e.session_id)?.tr.classList.add('gone');
       else if (rows.has(e.session_id)) refreshSoon(e.session_id, false);
+      // A change to a session not shown may make it match the filters now.
+      else if (filtered() && e.type.startsWith('session.')) refreshSoon(e.session_id, false);
     });
 
     void load(true);
     return {
       dispose() {
         controller.abort();
+        listing?.abort();
         unsubscribe();
         clearTimeout(typing);
         for (const t of pending.values()) clearTimeout(t);
