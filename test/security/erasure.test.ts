@@ -9,6 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSessions, internals, type Sessions } from '../../src/internal.js';
 import { buildApp } from '../../src/server/app.js';
 import type { Runner } from '../../src/core/runs.js';
+import { Erasure } from '../../src/core/erasure.js';
+import { PostgresSessionRepository } from '../../src/adapters/postgres/session-repository.js';
 import {
   call,
   freshDatabase,
@@ -323,5 +325,28 @@ describe('erasure (embedded)', { timeout: 60_000 }, () => {
     expect(await search(sessions, terms)).toEqual([]);
     expect(await dump(sessions)).toEqual(without(beforeTenant, terms));
     expect(await search(sessions, termsOf(other))).not.toEqual([]);
+  });
+
+  it('erases in batches (one transaction each) until nothing is left', async () => {
+    const userId = `many-${uniqueToken()}`;
+    for (let i = 0; i < 23; i++) {
+      const s = await sessions.create({ userId }, { tenant: 'batchy' });
+      await sessions.items.append(s.id, [{ role: 'user', content: { n: i } }], { tenant: 'batchy' });
+    }
+    const keep = await sessions.create({ userId: 'someone-else' }, { tenant: 'batchy' });
+    const evicted: string[] = [];
+    const discarded: string[] = [];
+    const erasure = new Erasure({
+      repository: new PostgresSessionRepository(internals(sessions).db),
+      apiKeys: { deleteTenant: async () => 0 },
+      evict: async (id) => void evicted.push(id),
+      output: { discard: async (ids) => void discarded.push(...ids) },
+      batchSize: 5,
+    });
+    expect(await erasure.eraseUser('batchy', userId)).toEqual({ sessions: 23, items: 23, runs: 0, outputEvents: 0, outbox: 46, keys: 0 });
+    expect(new Set(evicted).size).toBe(23);
+    expect(discarded.sort()).toEqual([...evicted].sort());
+    expect(await search(sessions, [userId])).toEqual([]);
+    expect(await sessions.find(keep.id, { tenant: 'batchy' })).not.toBeNull();
   });
 });
