@@ -10,10 +10,12 @@ import { createSessions, internals, type Sessions } from '../../src/internal.js'
 import { buildApp } from '../../src/server/app.js';
 import type { Runner } from '../../src/core/runs.js';
 import { Erasure } from '../../src/core/erasure.js';
+import { AgentSessionsClient } from '../../src/client/index.js';
 import { PostgresSessionRepository } from '../../src/adapters/postgres/session-repository.js';
 import {
   call,
   freshDatabase,
+  listen,
   makeKey,
   requireServices,
   serviceUrl,
@@ -261,6 +263,23 @@ describe.skipIf(!requireServices(['postgres', 'redis'], 'security/erasure'))('er
     const userId = `lib-${uniqueToken()}`;
     await a.sessions.create({ userId }, { tenant: 'globex' });
     expect(await b.sessions.admin.eraseUser(userId, { tenant: 'globex' })).toMatchObject({ sessions: 1, keys: 0 });
+  });
+
+  it('the HTTP client erases over the same wire contract, and answers problems as errors', async () => {
+    const served = await listen(a.sessions);
+    try {
+      const userId = `client-${uniqueToken()}`;
+      await a.sessions.create({ userId }, { tenant: 'acme' });
+      const client = new AgentSessionsClient({ baseUrl: served.base, apiKey: acmeAdmin });
+      expect(await client.admin.eraseUser(userId)).toEqual({ sessions: 1, items: 0, runs: 0, output_events: 0, outbox: 1, keys: 0 });
+      await expect(client.admin.eraseTenant('acme')).rejects.toMatchObject({ status: 403, code: 'forbidden' });
+      await expect(new AgentSessionsClient({ baseUrl: served.base, apiKey: root }).admin.eraseTenant('nobody-here')).rejects.toMatchObject({
+        status: 404,
+        code: 'tenant_not_found',
+      });
+    } finally {
+      await served.app.close();
+    }
   });
 
   it('erases a tenant: no row names it, its keys are 401 on another instance, other tenants untouched', async () => {
