@@ -4,7 +4,8 @@
  * exposes a driver (pg, PGlite, node-redis, NATS).
  */
 export { createSessions, type CreateSessionsOptions } from './app/assemble.js';
-export { orphanedRunsTask, Sessions, type SessionsMetrics } from './app/sessions.js';
+export { orphanedRunsTask, Sessions, type SessionsAdmin, type SessionsMetrics } from './app/sessions.js';
+export type { ErasureResult } from './core/erasure.js';
 export { loadConfig, ConfigError, CONFIG_VARIABLES, type Config, type ConfigOverrides } from './app/config.js';
 export { buildApp, type BuildAppOptions } from './server/app.js';
 export type { Logger } from './core/logger.js';

@@ -41,6 +41,7 @@ export const PROBLEM_STATUS: Readonly<Record<ProblemCode, number>> = Object.free
   item_not_found: 404,
   run_not_found: 404,
   key_not_found: 404,
+  tenant_not_found: 404,
   route_not_found: 404,
   session_exists: 409,
   version_conflict: 409,

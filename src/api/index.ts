@@ -10,4 +10,5 @@ export * from './items.js';
 export * from './runs.js';
 export * from './events.js';
 export * from './keys.js';
+export * from './erasure.js';
 export * from './stats.js';

@@ -49,6 +49,7 @@ import { GuardedRedis } from '../adapters/redis/guarded-redis.js';
 import { RedisInvalidationBus } from '../adapters/redis/redis-invalidation-bus.js';
 import { RedisConnectionLimiter, RedisRateLimiter } from '../adapters/redis/redis-limiters.js';
 import { RedisSessionLockStore } from '../adapters/redis/redis-lock-store.js';
+import { Erasure } from '../core/erasure.js';
 import { RedisOutputLog } from '../adapters/redis/redis-output-log.js';
 import { RedisSessionCache } from '../adapters/redis/redis-session-cache.js';
 import { RedisSignalBus } from '../adapters/redis/redis-signal-bus.js';
@@ -171,8 +172,9 @@ function wire(input: WiringInput): SessionsParts {
   const db = signallingDatabase(input.db, outboxSignal);
   const metrics = new SessionsMetrics({ processMetrics: config.metricsEnabled, scrapeToken: config.metricsToken });
   const cache = input.cache;
+  const repository = new PostgresSessionRepository(db, { metadataLimitBytes: config.limits.metadataBytes, notify: input.writeNotification });
   const service = new SessionService({
-    repository: new PostgresSessionRepository(db, { metadataLimitBytes: config.limits.metadataBytes, notify: input.writeNotification }),
+    repository,
     cache,
     lifetimes: {
       ttlSeconds: config.sessionTtlSeconds,
@@ -185,6 +187,7 @@ function wire(input: WiringInput): SessionsParts {
     telemetry: metrics,
   });
   const runs = wireRuns(config, db, input, service, metrics);
+  const apiKeys = new ApiKeyService(new PostgresApiKeyStore(db), { adminKey: config.adminApiKey, newId: uuidv7 });
   const runSweeper = new Sweeper({
     intervalMs: config.runSweepIntervalMs,
     tasks: [orphanedRunsTask(runs.orphans)],
@@ -252,7 +255,8 @@ function wire(input: WiringInput): SessionsParts {
     publisherName: publisher?.name ?? null,
     sweeper,
     runSweeper,
-    apiKeys: new ApiKeyService(new PostgresApiKeyStore(db), { adminKey: config.adminApiKey, newId: uuidv7 }),
+    apiKeys,
+    erasure: new Erasure({ repository, apiKeys, evict: (id) => service.evictCache(id), output: input.output }),
     ...input.limiters,
     metrics,
     stats,

@@ -1,5 +1,6 @@
 /** What a `Sessions` is made of (assembled in assemble.ts, reached through internal.ts). */
 import type { ApiKeyService } from '../core/api-keys.js';
+import type { Erasure } from '../core/erasure.js';
 import type { EventFeed } from '../core/events.js';
 import type { OutboxRelay } from '../core/outbox-relay.js';
 import type { CacheStats, StatsStore } from '../core/ports.js';
@@ -43,6 +44,8 @@ export interface SessionsParts {
   /** The orphaned-run sweep, on its own shorter interval (RUN_SWEEP_INTERVAL_MS). */
   runSweeper: Sweeper;
   apiKeys: ApiKeyService;
+  /** Erasure of a user or a tenant (sessions.admin, DELETE /v1/admin/users|tenants, `erase`). */
+  erasure: Erasure;
   /** Requests per API key per window; null when rate limiting is off. */
   rateLimiter: RateLimiter | null;
   /** Wrong API keys per client address per window; null when off. */

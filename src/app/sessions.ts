@@ -4,6 +4,7 @@
  * server and the CLI reach the rest through src/app/internal.ts.
  */
 import { throwIfAborted } from '../core/abort.js';
+import type { ErasureResult } from '../core/erasure.js';
 import type { EventFeed } from '../core/events.js';
 import type { BatchDeleteResult } from '../core/ports.js';
 import type { Runs } from '../core/runs.js';
@@ -43,6 +44,18 @@ export interface SessionsInit {
   readonly [sessionsInit]: true;
 }
 
+/** Administration of stored data (`sessions.admin`). */
+export interface SessionsAdmin {
+  /**
+   * Deletes every session of `userId` in `options.tenant` (default "default") with its items,
+   * runs and output, the events that name them and every cached copy, in batches of one
+   * transaction each. `run_in_progress` (409) while one of them has a run queued or running.
+   */
+  eraseUser(userId: string, options?: { tenant?: string; signal?: AbortSignal }): Promise<ErasureResult>;
+  /** Deletes everything of a tenant, its API keys included; `tenant_not_found` when nothing names it. */
+  eraseTenant(tenant: string, options?: { signal?: AbortSignal }): Promise<ErasureResult>;
+}
+
 export class Sessions {
   /** The configuration in effect, secrets redacted. */
   readonly config: Readonly<Config>;
@@ -57,6 +70,8 @@ export class Sessions {
   readonly sweeper: Pick<Sweeper, 'add' | 'runOnce' | 'stats'>;
   /** Prometheus metrics of this instance: serve `metrics.registry` in your own server (docs/observability.md). */
   readonly metrics: SessionsMetrics;
+  /** Erasure of a user's or a tenant's data (docs/operations.md, "Erasure"). */
+  readonly admin: SessionsAdmin;
   readonly #parts: SessionsParts;
 
   /** Made by `createSessions`. */
@@ -70,6 +85,11 @@ export class Sessions {
     this.events = parts.events;
     this.sweeper = parts.sweeper;
     this.metrics = parts.metrics;
+    this.admin = Object.freeze({
+      eraseUser: (userId: string, options: { tenant?: string; signal?: AbortSignal } = {}) =>
+        parts.erasure.eraseUser(options.tenant ?? DEFAULT_TENANT, userId, { signal: options.signal }),
+      eraseTenant: (tenant: string, options: { signal?: AbortSignal } = {}) => parts.erasure.eraseTenant(tenant, options),
+    });
     registerParts(this, parts);
   }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * agent-sessions command line: serve | migrate | keys (create, list, revoke) | doctor | bench.
+ * agent-sessions command line: serve | migrate | keys (create, list, revoke) | erase | doctor | bench.
  * Configuration comes from the environment (and .env); flags override it.
  */
 import { readFileSync } from 'node:fs';
@@ -18,6 +18,8 @@ import type { Sessions } from '../app/sessions.js';
 import { buildApp } from '../server/app.js';
 import { controlRequest, DataDirInUseError } from '../adapters/postgres/directory-lock.js';
 import { KEY_OPERATIONS, parseKeyRequest, runKeyRequest, type KeyRequest, type KeyResult } from './key-commands.js';
+import { ERASE_OPERATIONS, parseEraseRequest, runEraseRequest, type EraseRequest } from './erase-commands.js';
+import type { ControlRequest } from '../adapters/postgres/directory-lock.js';
 import { doctorReportJson, formatDoctorReport, runDoctor } from './doctor.js';
 import { formatBenchTable, runBench, writeBenchReport } from './bench.js';
 
@@ -31,6 +33,8 @@ Usage:
   agent-sessions keys create --tenant T --scopes read,write,runs[,admin] [--name NAME] [--root]
   agent-sessions keys list [--tenant T]
   agent-sessions keys revoke <id>
+  agent-sessions erase --user U --tenant T
+  agent-sessions erase --tenant T --yes
   agent-sessions doctor [--json]
   agent-sessions bench [--duration S] [--concurrency N] [--sessions N] [--interrupts N] [--output FILE]
 
@@ -43,6 +47,10 @@ bench/results/bench-<time>.json).
 
 A --root key (admin scope) manages every tenant's keys under /v1/admin/keys; any other
 admin key manages only its own tenant's.
+
+erase deletes every session of a user (or everything of a tenant, its API keys included)
+with items, runs, output, the events that name them and cached copies, and prints the rows
+deleted as JSON. It refuses (exit 1) while one of those sessions has a run going.
 
 Configuration is read from the environment and a .env file; see .env.example.`;
 
@@ -79,9 +87,11 @@ async function serve(overrides: Partial<Config>, logger: Logger): Promise<void> 
   }
   const sessions = await createSessions({ ...config, logger });
   await ensureAdminKey(sessions, logger);
-  // `agent-sessions keys ...` on this data directory is sent here instead of opening it.
-  internals(sessions).directoryLock?.serve(KEY_OPERATIONS, (request) =>
-    runKeyRequest(internals(sessions).apiKeys, parseKeyRequest(request)),
+  // `agent-sessions keys|erase ...` on this data directory is sent here instead of opening it.
+  internals(sessions).directoryLock?.serve([...KEY_OPERATIONS, ...ERASE_OPERATIONS], (request) =>
+    request.op.startsWith('erase.')
+      ? runEraseRequest(internals(sessions).erasure, parseEraseRequest(request))
+      : runKeyRequest(internals(sessions).apiKeys, parseKeyRequest(request)),
   );
   const app = await buildApp({ sessions, logger, noAuth: config.noAuth, version: VERSION });
 
@@ -162,12 +172,17 @@ function printKeyResult(result: KeyResult): void {
 }
 
 /**
- * Runs a keys command on the database, or, when a running server holds the embedded data
- * directory, through that server's control socket: the server's own key service makes the key,
- * so it works at once and nothing else opens the directory.
+ * Runs a command on the database, or, when a running server holds the embedded data
+ * directory, through that server's control socket: the server's own services do the work, so
+ * it takes effect at once and nothing else opens the directory.
  */
-async function keys(args: string[], values: Record<string, string | boolean | undefined>, logger: Logger): Promise<void> {
-  const request = keyRequest(args, values);
+async function onData<R>(
+  values: Record<string, string | boolean | undefined>,
+  logger: Logger,
+  request: ControlRequest,
+  local: (sessions: Sessions) => Promise<R>,
+  print: (result: R) => void,
+): Promise<void> {
   let sessions: Sessions;
   try {
     sessions = await createSessions({ ...configFromFlags(values), logger });
@@ -177,21 +192,50 @@ async function keys(args: string[], values: Record<string, string | boolean | un
     if (reply === null) throw err; // the holder just exited: one clear line, try again
     if (!reply.ok) {
       if (reply.error.code === 'unknown_operation') {
-        throw new DataDirInUseError(err.dataDir, err.pid, 'it is not a running server that accepts keys commands; stop it first');
+        throw new DataDirInUseError(err.dataDir, err.pid, `it is not a running server that accepts ${request.op.split('.')[0]} commands; stop it first`);
       }
       // A refused value is a usage error (2), anything else (the server stopping) a failure (1).
       if (reply.error.code === 'validation_failed') fail(reply.error.message);
       process.stderr.write(`agent-sessions: the server holding ${err.dataDir} answered: ${reply.error.message}\n`);
       process.exit(1);
     }
-    printKeyResult(reply.result as KeyResult);
+    print(reply.result as R);
     return;
   }
   try {
-    printKeyResult(await runKeyRequest(internals(sessions).apiKeys, request));
+    print(await local(sessions));
   } finally {
     await sessions.close();
   }
+}
+
+function keys(args: string[], values: Record<string, string | boolean | undefined>, logger: Logger): Promise<void> {
+  const request = keyRequest(args, values);
+  return onData(values, logger, request, (sessions) => runKeyRequest(internals(sessions).apiKeys, request), printKeyResult);
+}
+
+/** The erase command's request; usage errors exit 2 before anything opens. */
+function eraseRequest(args: string[], values: Record<string, string | boolean | undefined>): EraseRequest {
+  if (args.length > 0) fail(`erase takes no arguments, got ${args.join(' ')}`);
+  const tenant = typeof values.tenant === 'string' ? values.tenant : fail('erase needs --tenant');
+  if (!TENANT_RE.test(tenant)) fail('--tenant may hold letters, digits and _ . - (1 to 64)');
+  if (typeof values.user === 'string') {
+    if (values.user.length === 0) fail('--user must not be empty');
+    return { op: 'erase.user', tenant, userId: values.user };
+  }
+  if (values.yes !== true) fail(`erase --tenant ${tenant} deletes the whole tenant and its keys; add --yes to confirm`);
+  return { op: 'erase.tenant', tenant };
+}
+
+function erase(args: string[], values: Record<string, string | boolean | undefined>, logger: Logger): Promise<void> {
+  const request = eraseRequest(args, values);
+  return onData(
+    values,
+    logger,
+    request,
+    (sessions) => runEraseRequest(internals(sessions).erasure, request),
+    (result) => process.stdout.write(`${JSON.stringify(result)}\n`),
+  );
 }
 
 async function doctor(values: Record<string, string | boolean | undefined>): Promise<void> {
@@ -244,6 +288,8 @@ async function main(): Promise<void> {
       scopes: { type: 'string' },
       name: { type: 'string' },
       root: { type: 'boolean' },
+      user: { type: 'string' },
+      yes: { type: 'boolean' },
       json: { type: 'boolean' },
       duration: { type: 'string' },
       concurrency: { type: 'string' },
@@ -279,6 +325,8 @@ async function main(): Promise<void> {
     }
     case 'keys':
       return keys(rest, values, logger);
+    case 'erase':
+      return erase(rest, values, logger);
     case 'bench':
       return bench(values);
     default:

@@ -29,6 +29,7 @@ import type {
   ItemJson,
   ItemPageJson,
   KeyListJson,
+  ErasedJson,
   ListItemsQueryJson,
   ListSessionsQueryJson,
   NewItemJson,
@@ -437,10 +438,27 @@ export class KeysClient {
   }
 }
 
+/** Erasure under /v1/admin (admin scope; a tenant erasure needs a root admin key). */
+export class AdminClient {
+  /** @internal */
+  constructor(private readonly http: Transport) {}
+
+  /** Erases every session of `userId` (in `query.tenant`, default the key's tenant); 409 `run_in_progress` while one has a run going. */
+  eraseUser(userId: string, query: { tenant?: string } = {}, opts: RequestOptions = {}): Promise<ErasedJson> {
+    return this.http.call('DELETE', `/v1/admin/users/${id(userId)}`, { ...opts, query });
+  }
+
+  /** Erases a whole tenant, its API keys included; 404 `tenant_not_found` when nothing names it. */
+  eraseTenant(tenant: string, opts: RequestOptions = {}): Promise<ErasedJson> {
+    return this.http.call('DELETE', `/v1/admin/tenants/${id(tenant)}`, opts);
+  }
+}
+
 export class AgentSessionsClient {
   readonly items: ItemsClient;
   readonly runs: RunsClient;
   readonly keys: KeysClient;
+  readonly admin: AdminClient;
   private readonly http: Transport;
 
   constructor(options: AgentSessionsClientOptions) {
@@ -448,6 +466,7 @@ export class AgentSessionsClient {
     this.items = new ItemsClient(this.http);
     this.runs = new RunsClient(this.http);
     this.keys = new KeysClient(this.http);
+    this.admin = new AdminClient(this.http);
   }
 
   /** Creates a session (201); with `id`, 409 `session_exists` if it exists. */

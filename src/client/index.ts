@@ -2,6 +2,7 @@
 export {
   AgentSessionsClient,
   ItemsClient,
+  AdminClient,
   KeysClient,
   RunsClient,
   type AgentSessionsClientOptions,

@@ -12,6 +12,7 @@ export type {
   CountersJson,
   CreatedKeyJson,
   CreateKeyJson,
+  ErasedJson,
   CreateSessionJson,
   EventJson,
   ForkSessionJson,

@@ -30,6 +30,8 @@ export interface ApiKeyStore extends Lifecycle {
   /** Revokes the key (of `tenant`, when given); null when there is no such key. */
   revoke(id: string, tenant?: string): Promise<ApiKeyRecord | null>;
   count(): Promise<number>;
+  /** Deletes every key of the tenant, revoked ones too (erasure); resolves to how many. */
+  deleteTenant(tenant: string): Promise<number>;
 }
 
 /** The principal a request acts as. */
@@ -119,6 +121,11 @@ export class ApiKeyService {
   /** Revokes a key; with `tenant`, only a key of that tenant (another tenant's key is "not found"). */
   revoke(id: string, tenant?: string): Promise<ApiKeyRecord | null> {
     return this.store.revoke(id, tenant);
+  }
+
+  /** Deletes every key of `tenant` (tenant erasure): none of them authenticates from the next request. */
+  deleteTenant(tenant: string): Promise<number> {
+    return this.store.deleteTenant(tenant);
   }
 
   /** Whether any stored key exists (to decide whether to generate the first one). */

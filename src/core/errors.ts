@@ -28,6 +28,7 @@ export type ErrorCode =
   | 'run_ended'
   | 'interrupted'
   | 'key_not_found'
+  | 'tenant_not_found'
   | 'rate_limited'
   | 'too_many_connections'
   | 'queue_full'

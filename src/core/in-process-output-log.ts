@@ -66,6 +66,15 @@ export class InProcessOutputLog implements OutputLog {
     return this.sessions.get(sessionId)?.events.at(-1)?.seq ?? null;
   }
 
+  async discard(sessionIds: readonly string[]): Promise<void> {
+    for (const id of sessionIds) {
+      const buffer = this.sessions.get(id);
+      if (!buffer) continue;
+      for (const w of buffer.waiters) w.resolve([]);
+      this.sessions.delete(id);
+    }
+  }
+
   async publish(sessionId: string, events: readonly OutputEvent[]): Promise<void> {
     if (events.length === 0) return;
     const buffer = this.buffer(sessionId);

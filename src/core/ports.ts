@@ -36,6 +36,18 @@ export interface BatchDeleteResult {
   notFound: string[];
 }
 
+/** What one erasure batch removed (counts of rows deleted). */
+export interface ErasedBatch {
+  /** The sessions deleted, in id order. */
+  ids: string[];
+  items: number;
+  runs: number;
+  outputEvents: number;
+  outbox: number;
+  /** Sessions of the batch with a run queued or running; the batch deleted nothing when > 0. */
+  busy: number;
+}
+
 /** The source of truth. Every method commits before it resolves. */
 export interface SessionRepository extends Lifecycle {
   create(tenant: string, id: string, input: CreateSessionInput, lifetimes: SessionLifetimes): Promise<Session>;
@@ -54,6 +66,14 @@ export interface SessionRepository extends Lifecycle {
   purge(tenant: string, id: string): Promise<boolean>;
   terminateMany(tenant: string, ids: readonly string[], reason: string): Promise<BatchDeleteResult>;
   purgeMany(tenant: string, ids: readonly string[]): Promise<BatchDeleteResult>;
+  /**
+   * Erasure, one batch in one transaction: deletes up to `limit` sessions of the tenant (of
+   * `userId`, or all of them when null) with everything under them, and the events that name
+   * them or carry the user's sessions. Repeat until `ids` comes back empty.
+   */
+  eraseBatch(tenant: string, userId: string | null, limit: number): Promise<ErasedBatch>;
+  /** How many of the sessions `eraseBatch` would take have a run queued or running. */
+  eraseBusy(tenant: string, userId: string | null): Promise<number>;
   fork(tenant: string, sourceId: string, newId: string, overrides: CreateSessionInput, lifetimes: SessionLifetimes): Promise<Session>;
 
   appendItems(tenant: string, sessionId: string, items: ReadonlyArray<NewItem & { id: string }>, guards: WriteGuards): Promise<{ session: Session; items: SessionItem[] }>;

@@ -254,4 +254,6 @@ export interface OutputLog extends Lifecycle {
    * empty result means "nothing here, consult the archive".
    */
   read(sessionId: string, after: number, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<OutputEvent[]>;
+  /** Drops what it holds of these sessions (erasure); a log that keeps no events has nothing to drop. */
+  discard?(sessionIds: readonly string[]): Promise<void>;
 }

@@ -13,6 +13,7 @@ import { registerAuth } from './auth.js';
 import { frameworkErrors, registerErrorHandling } from './errors.js';
 import { registerRateLimit } from './limits.js';
 import { clientErrorHandler, registerExpectations, registerHostCheck, registerJsonParser } from './request-parsing.js';
+import { adminErasureRoutes } from './routes/admin-erasure.js';
 import { adminKeyRoutes } from './routes/admin-keys.js';
 import { consoleRoutes } from './routes/console.js';
 import { healthRoutes } from './routes/health.js';
@@ -123,6 +124,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   itemRoutes(app, sessions);
   runRoutes(app, sessions);
   adminKeyRoutes(app, sessions);
+  adminErasureRoutes(app, sessions);
   eventRoutes(app, sessions);
   statsRoutes(app, sessions);
   if (sessions.config.metricsEnabled) metricsRoutes(app, parts.metrics);

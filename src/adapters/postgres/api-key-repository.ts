@@ -4,7 +4,7 @@ import type { SqlDatabase } from './database.js';
 import { run, statements } from './sql.js';
 import type { Row } from './rows.js';
 
-const SQL = statements('apiKeyInsert', 'apiKeyByPrefix', 'apiKeyList', 'apiKeyRevoke', 'apiKeyCount');
+const SQL = statements('apiKeyInsert', 'apiKeyByPrefix', 'apiKeyList', 'apiKeyRevoke', 'apiKeyCount', 'apiKeyDeleteTenant');
 
 function rowToKey(r: Row): ApiKeyRecord {
   return {
@@ -51,6 +51,11 @@ export class PostgresApiKeyStore implements ApiKeyStore {
   async revoke(id: string, tenant?: string): Promise<ApiKeyRecord | null> {
     const [row] = await run(this.db, SQL.apiKeyRevoke, { id, tenant: tenant ?? null });
     return row ? rowToKey(row) : null;
+  }
+
+  async deleteTenant(tenant: string): Promise<number> {
+    const [row] = await run<{ deleted: number }>(this.db, SQL.apiKeyDeleteTenant, { tenant });
+    return Number(row?.deleted ?? 0);
   }
 
   async count(): Promise<number> {

@@ -12,7 +12,7 @@ import {
   NotFoundError,
   ValidationError,
 } from '../../core/errors.js';
-import type { BatchDeleteResult, SessionLifetimes, SessionRepository, WriteGuards } from '../../core/ports.js';
+import type { BatchDeleteResult, ErasedBatch, SessionLifetimes, SessionRepository, WriteGuards } from '../../core/ports.js';
 import {
   COUNTER_NAMES,
   effectiveStatus,
@@ -47,6 +47,9 @@ const SQL = statements(
   'sessionTerminate',
   'sessionTerminateMany',
   'sessionPurgeMany',
+  'eraseBusy',
+  'eraseSessions',
+  'eraseOutbox',
   'sessionFork',
   'sessionAppendItems',
   'sessionListItems',
@@ -320,6 +323,38 @@ export class PostgresSessionRepository implements SessionRepository {
       deletedVersion: this.deletedVersion,
     });
     return splitFound(ids, rows);
+  }
+
+  async eraseBusy(tenant: string, userId: string | null): Promise<number> {
+    const [row] = await run(this.db, SQL.eraseBusy, { tenant, userId });
+    return Number(row?.busy ?? 0);
+  }
+
+  async eraseBatch(tenant: string, userId: string | null, limit: number): Promise<ErasedBatch> {
+    // No conflict retry: the deletion announced itself (pg_notify) only if it commits, and a
+    // retried batch simply finds what is left.
+    return this.db.transaction(async (tx) => {
+      const [row] = await run(tx, SQL.eraseSessions, {
+        tenant,
+        userId,
+        limit,
+        notifyChannel: this.notifyChannel,
+        deletedVersion: this.deletedVersion,
+      });
+      const ids = ((row?.ids as string[] | null) ?? []).map(String);
+      const busy = Number(row?.busy ?? 0);
+      // A statement of its own, after the sessions are gone and locked: its snapshot sees every
+      // event written by a write that committed while the first statement waited for a lock.
+      const outbox = busy > 0 ? [{ deleted: 0 }] : await run(tx, SQL.eraseOutbox, { tenant, userId, ids: JSON.stringify(ids) });
+      return {
+        ids,
+        items: Number(row?.items ?? 0),
+        runs: Number(row?.runs ?? 0),
+        outputEvents: Number(row?.output_events ?? 0),
+        outbox: Number(outbox[0]?.deleted ?? 0),
+        busy,
+      };
+    });
   }
 
   async fork(

@@ -138,6 +138,14 @@ export class RedisOutputLog implements OutputLog {
   }
 
 
+  async discard(sessionIds: readonly string[]): Promise<void> {
+    if (sessionIds.length === 0) return;
+    for (const id of sessionIds) this.watched.delete(id);
+    await this.buffer.discard(sessionIds);
+    // One UNLINK per key: the streams live on their sessions' slots (Cluster).
+    await this.redis.run((r) => Promise.all(sessionIds.map((id) => r.unlink(this.redis.keys.sessionPart(id, 'out')))), 'write');
+  }
+
   async read(sessionId: string, after: number, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<OutputEvent[]> {
     await this.ready();
     let w = this.watched.get(sessionId);
