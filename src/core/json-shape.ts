@@ -200,6 +200,19 @@ export function checkJsonText(text: string, limits: JsonShapeLimits): void {
   }
 }
 
+/** Whether `v` is not an object or array, having refused a number or string JSON cannot keep. */
+function isCheckedScalar(v: unknown, field: string | undefined): boolean {
+  if (typeof v === 'number') {
+    if (!Number.isFinite(v)) throw outOfRange(String(v), field);
+    return true;
+  }
+  if (typeof v === 'string') {
+    if (!wellFormed(v)) throw notUnicode(field);
+    return true;
+  }
+  return v === null || typeof v !== 'object';
+}
+
 /**
  * Walks a value as `JSON.stringify` would see it (own enumerable keys), with an explicit
  * stack: throws `json_too_deep`, `json_too_large` (a cycle ends as one of them),
@@ -208,15 +221,7 @@ export function checkJsonText(text: string, limits: JsonShapeLimits): void {
  * as itself (its JSON is the shortest decimal that reads back as it).
  */
 export function checkJsonValue(value: unknown, limits: JsonShapeLimits, field?: string): void {
-  if (typeof value === 'number') {
-    if (!Number.isFinite(value)) throw outOfRange(String(value), field);
-    return;
-  }
-  if (typeof value === 'string') {
-    if (!wellFormed(value)) throw notUnicode(field);
-    return;
-  }
-  if (value === null || typeof value !== 'object') return;
+  if (isCheckedScalar(value, field)) return;
   const values: unknown[] = [value];
   const depths: number[] = [1];
   let nodes = 0;
@@ -224,15 +229,7 @@ export function checkJsonValue(value: unknown, limits: JsonShapeLimits, field?: 
     const v = values.pop();
     const d = depths.pop() as number;
     if (++nodes > limits.nodes) throw tooLarge(limits.nodes, field);
-    if (typeof v === 'number') {
-      if (!Number.isFinite(v)) throw outOfRange(String(v), field);
-      continue;
-    }
-    if (typeof v === 'string') {
-      if (!wellFormed(v)) throw notUnicode(field);
-      continue;
-    }
-    if (v === null || typeof v !== 'object') continue;
+    if (isCheckedScalar(v, field)) continue;
     if (d > limits.depth) throw tooDeep(limits.depth, field);
     if (Array.isArray(v)) {
       for (const x of v) {
@@ -240,7 +237,7 @@ export function checkJsonValue(value: unknown, limits: JsonShapeLimits, field?: 
         depths.push(d + 1);
       }
     } else {
-      const keys = Object.keys(v);
+      const keys = Object.keys(v as object);
       nodes += keys.length;
       for (const k of keys) {
         if (!wellFormed(k)) throw notUnicode(field);
