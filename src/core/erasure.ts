@@ -75,21 +75,11 @@ export class Erasure {
     // Refused before anything is deleted; each batch checks again under its locks (a run
     // admitted meanwhile stops the erasure there, with `erased` saying how far it got).
     const busy = await this.options.repository.eraseBusy(tenant, userId);
-    if (busy > 0) {
-      throw new RunError('run_in_progress', `${busy} session(s) to erase have a run queued or running; interrupt them first`, {
-        sessions: busy,
-        erased: 0,
-      });
-    }
+    if (busy > 0) throw runsInProgress(busy, 0);
     for (;;) {
       throwIfAborted(signal);
       const batch = await this.options.repository.eraseBatch(tenant, userId, this.batchSize);
-      if (batch.busy > 0) {
-        throw new RunError('run_in_progress', `${batch.busy} session(s) to erase have a run queued or running; interrupt them first`, {
-          sessions: batch.busy,
-          erased: total.sessions,
-        });
-      }
+      if (batch.busy > 0) throw runsInProgress(batch.busy, total.sessions);
       total.sessions += batch.ids.length;
       total.items += batch.items;
       total.runs += batch.runs;
@@ -102,6 +92,13 @@ export class Erasure {
       if (batch.ids.length < this.batchSize) return total;
     }
   }
+}
+
+function runsInProgress(busy: number, erased: number): RunError {
+  return new RunError('run_in_progress', `${busy} session(s) to erase have a run queued or running; interrupt them first`, {
+    sessions: busy,
+    erased,
+  });
 }
 
 function checkTenant(tenant: string): void {

@@ -5,7 +5,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AgentSessionsError, CapacityError } from '../core/errors.js';
 import { problem, type ProblemBody, type ProblemCode } from '../api/errors.js';
-import { drainRejectedBody } from './request-parsing.js';
 
 export { problem, type ProblemBody } from '../api/errors.js';
 
@@ -51,6 +50,35 @@ export function toProblem(err: unknown): ProblemBody {
  */
 export function frameworkErrors(err: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
   void sendProblem(reply, toProblem(err));
+}
+
+/** The most bytes of a too-large body read and dropped after its 413 before the connection is cut. */
+export const DRAIN_LIMIT_BYTES = 16 * 1024 * 1024;
+
+/**
+ * After a 413 for a body still arriving: keep the connection and read the rest of the body
+ * (up to `DRAIN_LIMIT_BYTES`, then the connection is cut), so that the client, still
+ * sending, reads the answer instead of a reset. Fastify marks such answers
+ * `Connection: close`, which closes the socket under the client's feet; removed here. The
+ * HTTP parser still frames the body, so its bytes are never read as another request.
+ */
+export function drainRejectedBody(request: FastifyRequest, reply: FastifyReply): void {
+  const raw = request.raw;
+  if (raw.complete || raw.destroyed) return;
+  // A body declared larger than the drain is not waited for: the connection closes after the answer.
+  if (Number(raw.headers['content-length']) > DRAIN_LIMIT_BYTES) return;
+  reply.removeHeader('connection');
+  let drained = 0;
+  const onData = (chunk: Buffer) => {
+    drained += chunk.length;
+    if (drained > DRAIN_LIMIT_BYTES) {
+      raw.off('data', onData);
+      raw.socket?.destroy();
+    }
+  };
+  raw.on('data', onData);
+  raw.once('end', () => raw.off('data', onData));
+  raw.resume();
 }
 
 export function registerErrorHandling(app: FastifyInstance): void {

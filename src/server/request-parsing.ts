@@ -1,16 +1,17 @@
 /**
  * The edge below the routes, where bad input must still leave as problem+json: the JSON body
  * parser (shape and number checks before `JSON.parse`), errors Node's HTTP parser raises
- * before Fastify sees a request, a request without Host, and the rest of a body that is
- * too large (read and dropped, so that the client sees the 413 instead of a reset).
+ * before Fastify sees a request, a request without Host, and `Expect` (the rest of a body
+ * that is too large is read and dropped in errors.ts, where its 413 is sent).
  */
 import { isUtf8 } from 'node:buffer';
 import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { AgentSessionsError } from '../core/errors.js';
 import { checkJsonText, type JsonShapeLimits } from '../core/json-shape.js';
 import { problem, type ProblemBody } from '../api/errors.js';
+import { sendProblem } from './errors.js';
 
 /**
  * Replaces Fastify's JSON parser with the same parser (prototype-poisoning checks included)
@@ -47,39 +48,9 @@ export function registerHostCheck(app: FastifyInstance): void {
   app.addHook('onRequest', async (request, reply) => {
     const raw = request.raw;
     if (raw.httpVersionMajor === 1 && raw.httpVersionMinor >= 1 && raw.headers.host === undefined) {
-      const body = problem('malformed_request', 'an HTTP/1.1 request needs a Host header');
-      return reply.status(body.status).type('application/problem+json').send(body);
+      return sendProblem(reply, problem('malformed_request', 'an HTTP/1.1 request needs a Host header'));
     }
   });
-}
-
-/** The most bytes of a too-large body read and dropped after its 413 before the connection is cut. */
-export const DRAIN_LIMIT_BYTES = 16 * 1024 * 1024;
-
-/**
- * After a 413 for a body still arriving: keep the connection and read the rest of the body
- * (up to `DRAIN_LIMIT_BYTES`, then the connection is cut), so that the client, still
- * sending, reads the answer instead of a reset. Fastify marks such answers
- * `Connection: close`, which closes the socket under the client's feet; removed here. The
- * HTTP parser still frames the body, so its bytes are never read as another request.
- */
-export function drainRejectedBody(request: FastifyRequest, reply: FastifyReply): void {
-  const raw = request.raw;
-  if (raw.complete || raw.destroyed) return;
-  // A body declared larger than the drain is not waited for: the connection closes after the answer.
-  if (Number(raw.headers['content-length']) > DRAIN_LIMIT_BYTES) return;
-  reply.removeHeader('connection');
-  let drained = 0;
-  const onData = (chunk: Buffer) => {
-    drained += chunk.length;
-    if (drained > DRAIN_LIMIT_BYTES) {
-      raw.off('data', onData);
-      raw.socket?.destroy();
-    }
-  };
-  raw.on('data', onData);
-  raw.once('end', () => raw.off('data', onData));
-  raw.resume();
 }
 
 /** Sockets already answered after a parser error; the parser repeats its error for each further chunk. */
