@@ -83,7 +83,11 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   );
 
   app.decorateRequest('abortSignal', null as unknown as AbortSignal);
+  const instanceId = sessions.config.instanceId;
   app.addHook('onRequest', async (request, reply) => {
+    // On the raw response, so hijacked streams (SSE) carry it too: a client behind a balancer
+    // can tell which instance answered.
+    reply.raw.setHeader('x-instance-id', instanceId);
     const controller = new AbortController();
     request.abortSignal = controller.signal;
     reply.raw.once('close', () => {

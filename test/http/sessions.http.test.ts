@@ -74,6 +74,14 @@ for (const configuration of CONFIGURATIONS) {
       expect((await app.inject({ method: 'GET', url: '/health' })).json()).toEqual({ status: 'ok' });
     });
 
+    it('names the answering instance in X-Instance-Id on every answer, problems and 404s included', async () => {
+      const id = sessions.config.instanceId;
+      expect((await app.inject({ method: 'GET', url: '/health' })).headers['x-instance-id']).toBe(id);
+      expect((await app.inject({ method: 'GET', url: '/v1/sessions' })).headers['x-instance-id']).toBe(id);
+      expect((await app.inject({ method: 'GET', url: '/nowhere' })).headers['x-instance-id']).toBe(id);
+      expect((await app.inject({ method: 'GET', url: '/v1/sessions', headers: auth })).headers['x-instance-id']).toBe(id);
+    });
+
     it('reports readiness with each dependency', async () => {
       const res = await app.inject({ method: 'GET', url: '/ready' });
       expect(res.statusCode).toBe(200);
