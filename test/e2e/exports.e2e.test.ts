@@ -9,9 +9,10 @@
  * and runs with nothing but typebox beside it; and a git URL installs (prepare builds it).
  */
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import semver from 'semver';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { builtPackage, ROOT, type BuiltPackage } from '../setup/built-package.js';
 import { isRelative, packageName, walkGraph, type GraphEdge } from '../setup/module-graph.js';
@@ -21,6 +22,7 @@ interface Manifest {
   files?: string[];
   exports: Record<string, { types: string; import: string }>;
   dependencies?: Record<string, string>;
+  engines?: { node?: string };
   devDependencies?: Record<string, string>;
 }
 
@@ -94,6 +96,33 @@ function tsc(cwd: string, project: string, list: '--listFiles' | '--listFilesOnl
 }
 
 /** The packages a program's files come from (`@types/node`, `typebox`, `agent-sessions`, ...). */
+/**
+ * Every installed package whose `engines.node` leaves out a Node version our own `engines`
+ * accepts (npm's EBADENGINE on that Node): `name@version needs <range>`.
+ */
+function enginesNarrowerThan(minimum: string, nodeModules: string): string[] {
+  const found: string[] = [];
+  const visit = (dir: string): void => {
+    if (!existsSync(dir)) return;
+    for (const name of readdirSync(dir)) {
+      if (name.startsWith('.')) continue;
+      if (name.startsWith('@')) {
+        visit(path.join(dir, name));
+        continue;
+      }
+      const manifestFile = path.join(dir, name, 'package.json');
+      if (existsSync(manifestFile)) {
+        const m = JSON.parse(readFileSync(manifestFile, 'utf8')) as { name?: string; version?: string; engines?: { node?: string } };
+        const range = m.engines?.node;
+        if (range && !semver.satisfies(minimum, range)) found.push(`${m.name}@${m.version} needs ${range}`);
+      }
+      visit(path.join(dir, name, 'node_modules'));
+    }
+  };
+  visit(nodeModules);
+  return found;
+}
+
 function packagesOf(files: readonly string[]): Set<string> {
   const names = new Set<string>();
   for (const file of files) {
@@ -296,6 +325,12 @@ describe('e2e/exports', { timeout: 300_000 }, () => {
       scratch,
     );
     timings.push(`install ${Date.now() - t} ms`);
+    // `engines` tells the truth: whatever npm resolves for a user installs on the oldest Node
+    // we accept without EBADENGINE (fastify's light-my-request and the NATS client are pinned
+    // for it), whichever Node runs this test.
+    const minimum = semver.minVersion(manifest.engines?.node ?? '')?.version;
+    expect(minimum).toBeDefined();
+    expect(enginesNarrowerThan(minimum!, path.join(scratch, 'node_modules'))).toEqual([]);
 
     const everything = packagesOf(tsc(scratch, 'tsconfig.json'));
     expect(everything).toContain(manifest.name);
