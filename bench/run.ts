@@ -1,25 +1,49 @@
 /**
  * `npm run bench`: the session operations side by side with raw baselines on the same
- * connections, at equal concurrency, in one run (SPEC §14). Prints a table and writes the
- * same as JSON to bench/results/. The benchmark itself is src/cli/bench.ts, which
+ * connections, at equal concurrency, in one run (SPEC §14), then the token-stream group
+ * (bench/token-streams.ts) beside Vercel's resumable-stream. Prints the tables and writes
+ * them as JSON to bench/results/. The operations benchmark is src/cli/bench.ts, which
  * `agent-sessions bench` runs too.
  *
- *   DATABASE_URL  PostgreSQL server to create a throwaway database on (default local)
+ *   DATABASE_URL  PostgreSQL server to create throwaway databases on (default local)
  *   REDIS_URL     Redis (default redis://127.0.0.1:6379); keys go under a unique prefix
  *   BENCH_CONCURRENCY (default 32), BENCH_SECONDS per operation (default 2),
  *   BENCH_INTERRUPTS runs interrupted for the interrupt latency (default 50)
+ *   BENCH_STREAMS=0 skips the token streams; BENCH_STREAM_LEVELS stream counts to try
+ *   (default 100,250,500,1000,2000), BENCH_STREAM_RATE events/s per stream (default 50),
+ *   BENCH_STREAM_SECONDS per load (default 20)
  */
 import path from 'node:path';
 import { formatBenchTable, runBench, writeBenchReport } from '../src/cli/bench.js';
+import { formatTokenStreamTable, runTokenStreamBench, type TokenStreamReport } from './token-streams.js';
+
+const databaseUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const log = (line: string) => process.stdout.write(`${line}\n`);
 
 const report = await runBench({
-  databaseUrl: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
-  redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+  databaseUrl,
+  redisUrl,
   concurrency: Number(process.env.BENCH_CONCURRENCY ?? 32),
   secondsPerOperation: Number(process.env.BENCH_SECONDS ?? 2),
   interrupts: Number(process.env.BENCH_INTERRUPTS ?? 50),
-  log: (line) => process.stdout.write(`${line}\n`),
+  log,
 });
 process.stdout.write(`\n${formatBenchTable(report.results)}\n`);
-const file = writeBenchReport(report);
+
+let tokenStreams: TokenStreamReport | undefined;
+if (process.env.BENCH_STREAMS !== '0') {
+  log('\ntoken streams (instance A emits, instance B serves SSE; resumable-stream on the same Redis):');
+  tokenStreams = await runTokenStreamBench({
+    databaseUrl,
+    redisUrl,
+    levels: process.env.BENCH_STREAM_LEVELS?.split(',').map(Number),
+    ratePerStream: process.env.BENCH_STREAM_RATE ? Number(process.env.BENCH_STREAM_RATE) : undefined,
+    seconds: process.env.BENCH_STREAM_SECONDS ? Number(process.env.BENCH_STREAM_SECONDS) : undefined,
+    log,
+  });
+  process.stdout.write(`\n${formatTokenStreamTable(tokenStreams)}\n`);
+}
+const full = { ...report, tokenStreams };
+const file = writeBenchReport(full);
 process.stdout.write(`\nwritten to ${path.relative(process.cwd(), file)}\n`);

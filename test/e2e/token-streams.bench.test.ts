@@ -1,0 +1,31 @@
+/**
+ * The token-stream benchmark (bench/token-streams.ts) at a tiny load, so it cannot rot: both
+ * systems deliver every event exactly once from the producing process to SSE readers on
+ * another process, and the report carries every figure the docs quote.
+ */
+import { describe, expect, it } from 'vitest';
+import { formatTokenStreamTable, runTokenStreamBench } from '../../bench/token-streams.js';
+import { requireServices, serviceUrl } from '../setup/harness.js';
+
+const suite = 'e2e/token-streams-bench';
+const ready = requireServices(['postgres', 'redis'], suite);
+
+describe.skipIf(!ready)(suite, () => {
+  it('streams every event once through both systems and reports the figures', { timeout: 180_000 }, async () => {
+    const report = await runTokenStreamBench({
+      databaseUrl: serviceUrl('postgres'),
+      redisUrl: serviceUrl('redis'),
+      levels: [5],
+      ratePerStream: 10,
+      seconds: 1,
+    });
+    expect(report.steps.map((s) => s.system)).toEqual(['agent-sessions', 'resumable-stream']);
+    for (const step of report.steps) {
+      expect(step, step.system).toMatchObject({ streams: 5, expected: 50, delivered: 50, lost: 0, duplicated: 0 });
+      expect(step.p99Ms).toBeGreaterThanOrEqual(step.p50Ms);
+      expect(step.redisCommandsPerEvent).toBeGreaterThan(0);
+    }
+    expect(report.steps[0]?.eventsPerCommit).toBeGreaterThan(0);
+    expect(formatTokenStreamTable(report)).toMatch(/sustained with p99/);
+  });
+});
