@@ -4,15 +4,13 @@
  * accepts; the Dockerfile starts the CLI's `serve` through package.json's bin, checks /ready
  * and runs as a non-root user; deploy/haproxy.cfg (the file test/e2e/haproxy.e2e.test.ts
  * runs, with the same variables) passes `haproxy -c`.
- *
- * compose.yaml is read by a small parser for the plain subset it is written in (block maps,
- * lists, quoted and flow scalars; no anchors), so the check needs no YAML dependency.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { CONFIG_VARIABLES, loadConfig } from '../../src/internal.js';
 import { requireBinaries } from '../setup/harness.js';
 import { HAPROXY_CONFIG, haproxyBinary, haproxyEnv } from '../setup/haproxy.js';
@@ -21,84 +19,11 @@ import { runCli } from '../setup/server-process.js';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const read = (file: string) => readFileSync(path.join(ROOT, file), 'utf8');
 
-// ---------------------------------------------------------------------------------------------
-// A YAML subset: block maps and block lists by indentation, scalars plain, quoted or in flow
-// brackets (kept as text). Enough for compose.yaml as written; anything else is an error.
-
-type Yaml = string | null | Yaml[] | { [key: string]: Yaml };
-
-interface Line {
-  indent: number;
-  text: string;
-  no: number;
-}
-
-function scalar(raw: string): string | null {
-  const v = raw.trim();
-  if (v === '') return null;
-  if ((v.startsWith('"') && v.endsWith('"')) || (v.startsWith("'") && v.endsWith("'"))) return v.slice(1, -1);
-  return v;
-}
-
-/** The line without a trailing comment (a # after a space, outside quotes and brackets). */
-function stripComment(line: string): string {
-  let quote: string | null = null;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i];
-    if (quote) {
-      if (c === quote) quote = null;
-    } else if (c === '"' || c === "'") {
-      quote = c;
-    } else if (c === '#' && (i === 0 || line[i - 1] === ' ')) {
-      return line.slice(0, i).trimEnd();
-    }
-  }
-  return line.trimEnd();
-}
-
-function parseYamlSubset(source: string): Yaml {
-  const lines: Line[] = [];
-  source.split('\n').forEach((raw, i) => {
-    const text = stripComment(raw);
-    if (text.trim() === '') return;
-    if (/^\s*\t/.test(raw)) throw new Error(`line ${i + 1}: tabs`);
-    if (/[&*]\w|<<:/.test(text.replace(/"[^"]*"|'[^']*'/g, ''))) throw new Error(`line ${i + 1}: anchors and aliases are not in the subset`);
-    lines.push({ indent: text.length - text.trimStart().length, text: text.trim(), no: i + 1 });
-  });
-  let pos = 0;
-  const block = (indent: number): Yaml => {
-    const first = lines[pos];
-    if (!first || first.indent < indent) return null;
-    if (first.text.startsWith('- ')) {
-      const list: Yaml[] = [];
-      while (lines[pos] && lines[pos]?.indent === first.indent && lines[pos]?.text.startsWith('- ')) {
-        list.push(scalar((lines[pos] as Line).text.slice(2)));
-        pos++;
-      }
-      return list;
-    }
-    const map: { [key: string]: Yaml } = {};
-    while (lines[pos] && (lines[pos] as Line).indent === first.indent) {
-      const line = lines[pos] as Line;
-      const m = /^("[^"]+"|[\w.-]+):(?:\s+(.*))?$/.exec(line.text);
-      if (!m) throw new Error(`line ${line.no}: not a "key: value" line: ${line.text}`);
-      const key = scalar(m[1] as string) as string;
-      pos++;
-      const next = lines[pos];
-      if (m[2] !== undefined) map[key] = scalar(m[2]);
-      else map[key] = next && next.indent > line.indent ? block(next.indent) : null;
-    }
-    if (lines[pos] && (lines[pos] as Line).indent > indent) throw new Error(`line ${(lines[pos] as Line).no}: unexpected indentation`);
-    return map;
-  };
-  const doc = block(0);
-  if (pos < lines.length) throw new Error(`line ${(lines[pos] as Line).no}: not parsed`);
-  return doc;
-}
+type Yaml = unknown;
 
 function asMap(v: Yaml | undefined, what: string): { [key: string]: Yaml } {
   if (v === null || v === undefined || typeof v !== 'object' || Array.isArray(v)) throw new Error(`${what} is not a map`);
-  return v;
+  return v as { [key: string]: Yaml };
 }
 
 /** Compose's `${VAR}`, `${VAR:-default}` and `${VAR:?message}`, filled from `values`. */
@@ -112,7 +37,7 @@ function interpolate(text: string, values: Record<string, string>): string {
 
 // ---------------------------------------------------------------------------------------------
 
-const compose = asMap(parseYamlSubset(read('deploy/compose.yaml')), 'compose.yaml');
+const compose = asMap(parseYaml(read('deploy/compose.yaml')), 'compose.yaml');
 const services = asMap(compose.services, 'services');
 /** The services running this repository's image. */
 const instances = Object.entries(services).filter(([, s]) => {
@@ -182,7 +107,7 @@ describe('deploy/compose.yaml', () => {
     expect(Object.keys(services)).toEqual(expect.arrayContaining(['postgres', 'redis', 'nats', 'haproxy']));
     expect(instances).toHaveLength(3);
     const nats = asMap(services.nats, 'nats');
-    expect(String(nats.command)).toContain('"-js"');
+    expect(nats.command).toContain('-js');
     expect(nats.volumes).toEqual([expect.stringMatching(/^nats-data:/)]);
     for (const name of ['postgres', 'redis', 'nats']) expect(asMap(services[name], name).healthcheck).toBeTruthy();
   });
