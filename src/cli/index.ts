@@ -20,7 +20,7 @@ import { controlRequest, DataDirInUseError } from '../adapters/postgres/director
 import { KEY_OPERATIONS, parseKeyRequest, runKeyRequest, type KeyRequest, type KeyResult } from './key-commands.js';
 import { ERASE_OPERATIONS, parseEraseRequest, runEraseRequest, type EraseRequest } from './erase-commands.js';
 import type { ControlRequest } from '../adapters/postgres/directory-lock.js';
-import { doctorReportJson, formatDoctorReport, runDoctor } from './doctor.js';
+import { doctorReportJson, formatDoctorReport, runDoctor, unreachableDependencies } from './doctor.js';
 import { formatBenchTable, runBench, writeBenchReport } from './bench.js';
 import { commandHelp, commandKey, overview, parseCommand, UsageError } from './commands.js';
 
@@ -46,6 +46,17 @@ function configFromFlags(values: Record<string, string | boolean | undefined>): 
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 
+const DEPENDENCY_NAMES: Record<string, string> = { redis: 'Redis (REDIS_URL)', nats: 'NATS (NATS_URL)' };
+
+/** Exits 1 with one line when a configured Redis or NATS cannot be reached (the database says so itself when opened). */
+async function requireDependencies(config: Readonly<Config>): Promise<void> {
+  const failed = await unreachableDependencies(config);
+  if (failed.length === 0) return;
+  const reasons = failed.map((c) => `${DEPENDENCY_NAMES[c.name] ?? c.name}: ${c.detail}`).join('; ');
+  process.stderr.write(`agent-sessions: ${reasons}\n`);
+  process.exit(1);
+}
+
 async function serve(overrides: Partial<Config>, logger: Logger): Promise<void> {
   const config = loadConfig(process.env, overrides);
   if (config.noAuth && !LOOPBACK.has(config.host)) {
@@ -57,6 +68,7 @@ async function serve(overrides: Partial<Config>, logger: Logger): Promise<void> 
         'set TRUST_PROXY to your proxies\' addresses or a hop count unless a proxy always overwrites the header',
     );
   }
+  await requireDependencies(config);
   const sessions = await createSessions({ ...config, logger });
   await ensureAdminKey(sessions, logger);
   // `agent-sessions keys|erase ...` on this data directory is sent here instead of opening it.
@@ -156,8 +168,10 @@ async function onData<R>(
   print: (result: R) => void,
 ): Promise<void> {
   let sessions: Sessions;
+  const overrides = configFromFlags(values);
+  await requireDependencies(loadConfig(process.env, overrides));
   try {
-    sessions = await createSessions({ ...configFromFlags(values), logger });
+    sessions = await createSessions({ ...overrides, logger });
   } catch (err) {
     if (!(err instanceof DataDirInUseError)) throw err;
     const reply = await controlRequest(err.dataDir, request);
