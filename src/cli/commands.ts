@@ -85,7 +85,8 @@ only its hash is stored.
   --tenant T       the tenant the key belongs to (letters, digits, _ . -)
   --scopes LIST    comma-separated: read, write, runs, admin
   --name NAME      a label shown by keys list
-  --root           an admin key that manages every tenant's keys (needs admin)
+  --root           an admin key that manages every tenant's keys under /v1/admin/keys
+                   (needs admin; any other admin key manages only its own tenant's)
   --data-dir DIR   embedded data directory (DATA_DIR)
 
 Examples:
