@@ -52,7 +52,7 @@ describe.skipIf(!pgReady)('e2e/cli/failures/redis-nats', { timeout: 300_000 }, (
 
   it('a REDIS_URL or NATS_URL on a closed port or an unknown host: one line naming it, exit 1 (serve, keys)', async () => {
     const [redisPort, natsPort] = [await freePort(), await freePort()];
-    const bad = [
+    const bad: Array<{ env: Record<string, string>; dependency: RegExp }> = [
       { env: { REDIS_URL: `redis://127.0.0.1:${redisPort}` }, dependency: /Redis \(REDIS_URL\): cannot connect to redis:\/\/127\.0\.0\.1:\d+/ },
       { env: { REDIS_URL: `redis://${NO_HOST}:6379` }, dependency: /Redis \(REDIS_URL\): cannot connect to .*ENOTFOUND/ },
       { env: { NATS_URL: `nats://127.0.0.1:${natsPort}` }, dependency: /NATS \(NATS_URL\): cannot connect to nats:\/\/127\.0\.0\.1:\d+/ },
