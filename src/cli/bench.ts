@@ -12,6 +12,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import pg from 'pg';
+import { pino } from 'pino';
 import { buildApp } from '../server/app.js';
 import { createSessions } from '../app/assemble.js';
 import { internals } from '../app/internal.js';
@@ -259,15 +260,23 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     opened.push(served);
     const api = await buildApp({ sessions: served, logger: false });
     opened.push(api);
+    // The same route writing its request log line (info, as serve does: synchronously) to /dev/null.
+    const logged = await buildApp({
+      sessions: served,
+      logger: pino({ level: 'info' }, pino.destination({ dest: '/dev/null', sync: true })),
+    });
+    opened.push(logged);
     const hello = Fastify({ logger: false });
     hello.get('/hello', async () => ({ hello: 'world' }));
     opened.push(hello);
     const getApi = await httpGetter(api, concurrency, { authorization: `Bearer ${adminKey}` });
+    const getLogged = await httpGetter(logged, concurrency, { authorization: `Bearer ${adminKey}` });
     const getHello = await httpGetter(hello, concurrency, {});
     for (const id of hot) await getApi(`/v1/sessions/${id}`);
-    const [helloRoute, httpGet] = await measureGroup([
+    const [helloRoute, httpGet, httpGetLogged] = await measureGroup([
       ['Fastify hello route', () => getHello('/hello')],
       ['HTTP GET session', (i) => getApi(`/v1/sessions/${pickHot(i)}`)],
+      ['HTTP GET session, request logs on', (i) => getLogged(`/v1/sessions/${pickHot(i)}`)],
     ]);
 
     // Interrupt: asked on one instance, the run aborted on another (Redis pub/sub).
@@ -276,7 +285,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     log(`  ${interrupt.name}: p50 ${interrupt.p50Ms.toFixed(1)} ms, p99 ${interrupt.p99Ms.toFixed(1)} ms over ${interrupts} runs`);
 
     if (!redisGet || !nearGet || !redisHit || !pkSelect || !pgGet || !rawInsert || !create || !createPg) throw new Error('missing result');
-    if (!helloRoute || !httpGet) throw new Error('missing result');
+    if (!helloRoute || !httpGet || !httpGetLogged) throw new Error('missing result');
     if (!rawUpdate || !update || !increment || !incrementPg || !rawLock || !lock) throw new Error('missing result');
 
     results.push(
@@ -296,6 +305,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       compare(lock, rawLock, '(no target)'),
       helloRoute,
       compare(httpGet, helloRoute, '≥ 0.5× hello route', (r) => r >= 0.5),
+      compare(httpGetLogged, helloRoute, '(the same, one log line per request)'),
       { ...interrupt, target: 'p99 ≤ 50 ms', met: interrupt.p99Ms <= 50 },
     );
   } finally {

@@ -318,6 +318,20 @@ async function natsChecks(config: Readonly<Config>, timeoutMs: number): Promise<
   }
 }
 
+/**
+ * Redis and NATS as configured, side by side, with doctor's deadlines: the checks that fail.
+ * `serve`, `keys` and `erase` refuse to start on one (the library starts without them and
+ * waits for them; at start a wrong URL and an outage look alike, and a wrong URL should not
+ * go unnoticed behind one warning).
+ */
+export async function unreachableDependencies(config: Readonly<Config>, timeoutMs = 5_000): Promise<DoctorCheck[]> {
+  const checks = await Promise.all([
+    config.redisUrl ? redisCheck(config, timeoutMs) : null,
+    config.natsUrl ? natsChecks(config, timeoutMs).then(([server]) => server ?? null) : null,
+  ]);
+  return checks.filter((c): c is DoctorCheck => c !== null && c.status === 'fail');
+}
+
 export async function runDoctor(options: DoctorOptions = {}): Promise<DoctorReport> {
   const timeoutMs = options.timeoutMs ?? 5_000;
   const started = performance.now();

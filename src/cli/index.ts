@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 /**
- * agent-sessions command line: serve | migrate | keys (create, list, revoke) | erase | doctor | bench.
- * Configuration comes from the environment (and .env); flags override it.
+ * agent-sessions command line: serve | migrate | keys (create, list, revoke) | erase | doctor | bench
+ * | help. What each accepts and its --help text are in commands.ts. Configuration comes from
+ * the environment (and .env); flags override it.
  */
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { config as loadDotenv } from 'dotenv';
 import { pino, type Logger } from 'pino';
 import { SCOPES, TENANT_RE, type Scope } from '../core/api-keys.js';
@@ -20,39 +20,11 @@ import { controlRequest, DataDirInUseError } from '../adapters/postgres/director
 import { KEY_OPERATIONS, parseKeyRequest, runKeyRequest, type KeyRequest, type KeyResult } from './key-commands.js';
 import { ERASE_OPERATIONS, parseEraseRequest, runEraseRequest, type EraseRequest } from './erase-commands.js';
 import type { ControlRequest } from '../adapters/postgres/directory-lock.js';
-import { doctorReportJson, formatDoctorReport, runDoctor } from './doctor.js';
+import { doctorReportJson, formatDoctorReport, runDoctor, unreachableDependencies } from './doctor.js';
 import { formatBenchTable, runBench, writeBenchReport } from './bench.js';
+import { commandHelp, commandKey, overview, parseCommand, UsageError } from './commands.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
-
-const USAGE = `agent-sessions ${VERSION}
-
-Usage:
-  agent-sessions serve [--port N] [--host H] [--data-dir DIR] [--no-auth]
-  agent-sessions migrate
-  agent-sessions keys create --tenant T --scopes read,write,runs[,admin] [--name NAME] [--root]
-  agent-sessions keys list [--tenant T]
-  agent-sessions keys revoke <id>
-  agent-sessions erase --user U --tenant T
-  agent-sessions erase --tenant T --yes
-  agent-sessions doctor [--json]
-  agent-sessions bench [--duration S] [--concurrency N] [--sessions N] [--interrupts N] [--output FILE]
-
-doctor checks the configuration as serve would use it (database and migrations, Redis,
-NATS JetStream, DATA_DIR) and exits 1 if any check fails. bench measures the session
-operations against raw PostgreSQL and Redis calls: it creates (and drops) a throwaway
-database on DATABASE_URL's server and keys under a unique prefix on REDIS_URL; --duration is
-measured seconds per operation (default 2), the JSON report goes to --output (default
-bench/results/bench-<time>.json).
-
-A --root key (admin scope) manages every tenant's keys under /v1/admin/keys; any other
-admin key manages only its own tenant's.
-
-erase deletes every session of a user (or everything of a tenant, its API keys included)
-with items, runs, output, the events that name them and cached copies, and prints the rows
-deleted as JSON. It refuses (exit 1) while one of those sessions has a run going.
-
-Configuration is read from the environment and a .env file; see .env.example.`;
 
 function fail(message: string): never {
   process.stderr.write(`agent-sessions: ${message}\n`);
@@ -74,6 +46,17 @@ function configFromFlags(values: Record<string, string | boolean | undefined>): 
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 
+const DEPENDENCY_NAMES: Record<string, string> = { redis: 'Redis (REDIS_URL)', nats: 'NATS (NATS_URL)' };
+
+/** Exits 1 with one line when a configured Redis or NATS cannot be reached (the database says so itself when opened). */
+async function requireDependencies(config: Readonly<Config>): Promise<void> {
+  const failed = await unreachableDependencies(config);
+  if (failed.length === 0) return;
+  const reasons = failed.map((c) => `${DEPENDENCY_NAMES[c.name] ?? c.name}: ${c.detail}`).join('; ');
+  process.stderr.write(`agent-sessions: ${reasons}\n`);
+  process.exit(1);
+}
+
 async function serve(overrides: Partial<Config>, logger: Logger): Promise<void> {
   const config = loadConfig(process.env, overrides);
   if (config.noAuth && !LOOPBACK.has(config.host)) {
@@ -85,6 +68,7 @@ async function serve(overrides: Partial<Config>, logger: Logger): Promise<void> 
         'set TRUST_PROXY to your proxies\' addresses or a hop count unless a proxy always overwrites the header',
     );
   }
+  await requireDependencies(config);
   const sessions = await createSessions({ ...config, logger });
   await ensureAdminKey(sessions, logger);
   // `agent-sessions keys|erase ...` on this data directory is sent here instead of opening it.
@@ -156,7 +140,7 @@ function keyRequest(args: string[], values: Record<string, string | boolean | un
     if (!id || !isUuid(id)) fail('keys revoke needs a key id (UUID)');
     return { op: 'keys.revoke', id };
   }
-  return fail(`unknown keys command ${sub ?? ''}\n${USAGE}`);
+  return fail(sub === undefined ? 'keys needs a command: create, list or revoke (see agent-sessions keys --help)' : `unknown keys command ${sub}`);
 }
 
 function printKeyResult(result: KeyResult): void {
@@ -184,8 +168,10 @@ async function onData<R>(
   print: (result: R) => void,
 ): Promise<void> {
   let sessions: Sessions;
+  const overrides = configFromFlags(values);
+  await requireDependencies(loadConfig(process.env, overrides));
   try {
-    sessions = await createSessions({ ...configFromFlags(values), logger });
+    sessions = await createSessions({ ...overrides, logger });
   } catch (err) {
     if (!(err instanceof DataDirInUseError)) throw err;
     const reply = await controlRequest(err.dataDir, request);
@@ -256,6 +242,11 @@ function positiveNumber(values: Record<string, string | boolean | undefined>, fl
 }
 
 async function bench(values: Record<string, string | boolean | undefined>): Promise<void> {
+  // The flags first: a wrong one is the error to report, whatever the environment holds.
+  const concurrency = positiveNumber(values, 'concurrency', true);
+  const secondsPerOperation = positiveNumber(values, 'duration', false);
+  const sessions = positiveNumber(values, 'sessions', true);
+  const interrupts = positiveNumber(values, 'interrupts', true);
   const config = loadConfig(process.env);
   if (!config.databaseUrl || !config.redisUrl) {
     fail('bench needs DATABASE_URL (a PostgreSQL server where it may create and drop a database) and REDIS_URL');
@@ -263,10 +254,10 @@ async function bench(values: Record<string, string | boolean | undefined>): Prom
   const report = await runBench({
     databaseUrl: config.databaseUrl,
     redisUrl: config.redisUrl,
-    concurrency: positiveNumber(values, 'concurrency', true),
-    secondsPerOperation: positiveNumber(values, 'duration', false),
-    sessions: positiveNumber(values, 'sessions', true),
-    interrupts: positiveNumber(values, 'interrupts', true),
+    concurrency,
+    secondsPerOperation,
+    sessions,
+    interrupts,
     // Progress is a log (stderr); the table and where the report went are the result.
     log: (line) => process.stderr.write(`${line}\n`),
   });
@@ -275,34 +266,26 @@ async function bench(values: Record<string, string | boolean | undefined>): Prom
   process.stdout.write(`\nwritten to ${file}\n`);
 }
 
+/** `help [command [subcommand]]`: that command's usage, or the overview. */
+function help(args: string[]): void {
+  const [command, sub] = args;
+  if (command === undefined) return void process.stdout.write(`${overview(VERSION)}\n`);
+  const key = commandKey(command, sub);
+  if (key === null) fail(`unknown command ${command} (see agent-sessions --help)`);
+  process.stdout.write(`${commandHelp(key)}\n`);
+}
+
 async function main(): Promise<void> {
   loadDotenv({ quiet: true });
-  const { values, positionals } = parseArgs({
-    allowPositionals: true,
-    options: {
-      port: { type: 'string' },
-      host: { type: 'string' },
-      'data-dir': { type: 'string' },
-      'no-auth': { type: 'boolean' },
-      tenant: { type: 'string' },
-      scopes: { type: 'string' },
-      name: { type: 'string' },
-      root: { type: 'boolean' },
-      user: { type: 'string' },
-      yes: { type: 'boolean' },
-      json: { type: 'boolean' },
-      duration: { type: 'string' },
-      concurrency: { type: 'string' },
-      output: { type: 'string' },
-      sessions: { type: 'string' },
-      interrupts: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-      version: { type: 'boolean', short: 'v' },
-    },
-  });
-  if (values.version) return void process.stdout.write(`${VERSION}\n`);
-  const [command, ...rest] = positionals;
-  if (values.help || command === undefined) return void process.stdout.write(`${USAGE}\n`);
+  const { key, args, values, help: wantsHelp } = parseCommand(process.argv.slice(2));
+  if (key === null) {
+    if (values.version === true && !wantsHelp) return void process.stdout.write(`${VERSION}\n`);
+    return void process.stdout.write(`${overview(VERSION)}\n`);
+  }
+  if (wantsHelp) return void process.stdout.write(`${commandHelp(key)}\n`);
+  const command = key.split(' ')[0] as string;
+  const rest = key.includes(' ') ? [key.split(' ')[1] as string, ...args] : args;
+  if (command === 'help') return help(args);
   // Before the logger: an invalid configuration is one of the things doctor reports.
   if (command === 'doctor') return doctor(values);
   // Validated first, so a bad LOG_LEVEL (or anything else) is a clear message, not a stack.
@@ -330,7 +313,7 @@ async function main(): Promise<void> {
     case 'bench':
       return bench(values);
     default:
-      fail(`unknown command ${command}\n${USAGE}`);
+      fail(`unknown command ${command}`);
   }
 }
 
@@ -339,7 +322,7 @@ async function main(): Promise<void> {
  * refusing) are one line; only a defect of ours shows its stack.
  */
 main().catch((err: unknown) => {
-  if (err instanceof ConfigError) fail(err.message);
+  if (err instanceof ConfigError || err instanceof UsageError) fail(err.message);
   const errno = (err as NodeJS.ErrnoException).syscall !== undefined;
   const expected = isAgentSessionsError(err) || errno;
   process.stderr.write(`agent-sessions: ${expected ? (err as Error).message : ((err as Error).stack ?? String(err))}\n`);

@@ -12,6 +12,7 @@ import { internals } from '../app/internal.js';
 import { registerAuth } from './auth.js';
 import { frameworkErrors, registerErrorHandling } from './errors.js';
 import { registerRateLimit } from './limits.js';
+import { requestLogger } from './request-log.js';
 import { clientErrorHandler, registerExpectations, registerHostCheck, registerJsonParser } from './request-parsing.js';
 import { adminErasureRoutes } from './routes/admin-erasure.js';
 import { adminKeyRoutes } from './routes/admin-keys.js';
@@ -72,7 +73,8 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     // Errors of Node's HTTP parser leave as problem+json too; Host is checked in a hook for the same reason.
     clientErrorHandler,
     http: { requireHostHeader: false },
-    // Per-request lines would double the cost of a hot route; errors are still logged.
+    // Fastify's own two lines per request are off: ours is one line, at the response's end
+    // (request-log.ts).
     logController: new LogController({ disableRequestLogging: true }),
   });
 
@@ -84,14 +86,17 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
 
   app.decorateRequest('abortSignal', null as unknown as AbortSignal);
   const instanceId = sessions.config.instanceId;
+  const logRequest = logger ? requestLogger(app.log) : null;
   app.addHook('onRequest', async (request, reply) => {
     // On the raw response, so hijacked streams (SSE) carry it too: a client behind a balancer
     // can tell which instance answered.
     reply.raw.setHeader('x-instance-id', instanceId);
     const controller = new AbortController();
     request.abortSignal = controller.signal;
+    // `close` comes for every response, finished or not (a hijacked stream the client left).
     reply.raw.once('close', () => {
       if (!reply.raw.writableFinished) controller.abort(new DOMException('client went away', 'AbortError'));
+      logRequest?.(request, reply);
     });
   });
 

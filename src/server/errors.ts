@@ -91,7 +91,7 @@ export function registerErrorHandling(app: FastifyInstance): void {
       request.log.error(
         {
           err,
-          tenant: request.principal?.tenant,
+          tenant_id: request.principal?.tenant,
           key_id: request.principal?.keyId,
           session_id: typeof params.id === 'string' ? params.id : undefined,
           run_id: typeof params.runId === 'string' ? params.runId : undefined,

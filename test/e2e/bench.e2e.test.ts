@@ -27,6 +27,7 @@ const OPERATIONS = [
   'lock acquire/release',
   'Fastify hello route',
   'HTTP GET session',
+  'HTTP GET session, request logs on',
   'interrupt, instance A → abort on B',
 ];
 const BASELINES = new Set(['raw Redis GET', 'raw PK SELECT', 'raw single-row INSERT', 'raw UPDATE … RETURNING', 'raw SET NX PX + DEL', 'Fastify hello route']);

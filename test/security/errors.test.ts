@@ -99,7 +99,7 @@ describe.skipIf(!requireServices(['postgres'], 'security/error responses'))('err
     try {
       expectProblem(await call(app, key, 'GET', `/v1/sessions/${id}`), 500, 'internal_error');
       const entry = JSON.parse(lines.find((l) => l.includes('request failed')) ?? '{}') as Record<string, unknown>;
-      expect(entry).toMatchObject({ tenant: 'acme', session_id: id, route: '/v1/sessions/:id', msg: 'request failed' });
+      expect(entry).toMatchObject({ tenant_id: 'acme', session_id: id, route: '/v1/sessions/:id', msg: 'request failed' });
       expect(typeof entry.key_id).toBe('string');
       expect(lines.join('')).not.toContain(key);
     } finally {
