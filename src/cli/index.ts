@@ -21,6 +21,7 @@ import { KEY_OPERATIONS, parseKeyRequest, runKeyRequest, type KeyRequest, type K
 import { ERASE_OPERATIONS, parseEraseRequest, runEraseRequest, type EraseRequest } from './erase-commands.js';
 import type { ControlRequest } from '../adapters/postgres/directory-lock.js';
 import { doctorReportJson, formatDoctorReport, runDoctor } from './doctor.js';
+import { exportCommand, importCommand, parseExportRequest, runExportRequest, TRANSFER_OPERATIONS } from './transfer-commands.js';
 import { formatBenchTable, runBench, writeBenchReport } from './bench.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -37,6 +38,8 @@ Usage:
   agent-sessions erase --tenant T --yes
   agent-sessions doctor [--json]
   agent-sessions bench [--duration S] [--concurrency N] [--sessions N] [--interrupts N] [--output FILE]
+  agent-sessions export [--output FILE]    every row of the store as NDJSON (docs/operations.md)
+  agent-sessions import [--input FILE]     an export into an empty store (embedded ⇄ PostgreSQL)
 
 doctor checks the configuration as serve would use it (database and migrations, Redis,
 NATS JetStream, DATA_DIR) and exits 1 if any check fails. bench measures the session
@@ -88,10 +91,12 @@ async function serve(overrides: Partial<Config>, logger: Logger): Promise<void> 
   const sessions = await createSessions({ ...config, logger });
   await ensureAdminKey(sessions, logger);
   // `agent-sessions keys|erase ...` on this data directory is sent here instead of opening it.
-  internals(sessions).directoryLock?.serve([...KEY_OPERATIONS, ...ERASE_OPERATIONS], (request) =>
+  internals(sessions).directoryLock?.serve([...KEY_OPERATIONS, ...ERASE_OPERATIONS, ...TRANSFER_OPERATIONS], (request) =>
     request.op.startsWith('erase.')
       ? runEraseRequest(internals(sessions).erasure, parseEraseRequest(request))
-      : runKeyRequest(internals(sessions).apiKeys, parseKeyRequest(request)),
+      : request.op.startsWith('data.')
+        ? runExportRequest(internals(sessions).db, parseExportRequest(request), VERSION)
+        : runKeyRequest(internals(sessions).apiKeys, parseKeyRequest(request)),
   );
   const app = await buildApp({ sessions, logger, noAuth: config.noAuth, version: VERSION });
 
@@ -294,6 +299,7 @@ async function main(): Promise<void> {
       duration: { type: 'string' },
       concurrency: { type: 'string' },
       output: { type: 'string' },
+      input: { type: 'string' },
       sessions: { type: 'string' },
       interrupts: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -329,6 +335,13 @@ async function main(): Promise<void> {
       return erase(rest, values, logger);
     case 'bench':
       return bench(values);
+    case 'export':
+    case 'import': {
+      const file = values[command === 'export' ? 'output' : 'input'];
+      if (rest.length > 0 || file === '') fail(`${command} takes only --${command === 'export' ? 'output' : 'input'} FILE, got ${rest.join(' ') || 'an empty name'}`);
+      const options = { config: loadConfig(process.env, configFromFlags(values)), packageVersion: VERSION, logger };
+      return (command === 'export' ? exportCommand : importCommand)(typeof file === 'string' ? file : null, options);
+    }
     default:
       fail(`unknown command ${command}\n${USAGE}`);
   }
