@@ -147,7 +147,7 @@ export async function importCommand(input: string | null, options: TransferComma
   const started = performance.now();
   // Opened first: a mistyped name is one line and touches no database.
   const handle = input ? await open(path.resolve(input), 'r') : null;
-  const lines = createInterface({ input: handle ? handle.createReadStream() : process.stdin, crlfDelay: Infinity });
+  let lines: ReturnType<typeof createInterface> | null = null;
   const db = openDatabase(config);
   let summary: TransferSummary;
   try {
@@ -158,9 +158,11 @@ export async function importCommand(input: string | null, options: TransferComma
       throw new DataDirInUseError(err.dataDir, err.pid, 'stop it first: import only into a data directory nobody has open (and that holds no data)');
     }
     await checkServerVersion(db);
+    // Made just before it is read: readline drops the lines it reads before iteration starts.
+    lines = createInterface({ input: handle ? handle.createReadStream() : process.stdin, crlfDelay: Infinity });
     summary = await importData(db, lines);
   } finally {
-    lines.close();
+    lines?.close();
     await handle?.close().catch(() => undefined);
     await db.close();
   }
