@@ -161,63 +161,74 @@ describe.skipIf(!ready)('e2e/cli export and import', { timeout: 240_000 }, () =>
     expect(oneLine(exported1)).toMatch(/exported \d+ rows/);
     const text1 = readFileSync(file('one.ndjson'), 'utf8');
 
-    // Into a fresh PostgreSQL database, with Redis: what its key prefix held is gone after.
-    const pg = await freshDatabase();
-    databases.push(pg);
-    const keyPrefix = uniqueKeyPrefix();
-    const pgEnv = { DATABASE_URL: pg.url, REDIS_URL: serviceUrl('redis'), KEY_PREFIX: keyPrefix };
-    const redis = createClient({ url: serviceUrl('redis') });
-    await redis.connect();
-    try {
-      await redis.set(`${keyPrefix}session:{${fixture.ids.s1}}`, 'a stale copy');
-      const imported = await cli('import into PostgreSQL', ['import', '--input', file('one.ndjson')], pgEnv);
-      expect(imported.code, imported.stderr).toBe(0);
-      const summary = JSON.parse(imported.stdout) as { rows: Record<string, number> };
-      expect(summary.rows).toEqual(Object.fromEntries(EXPORTED_TABLES.map((t) => [t, expectedRows[t]?.length])));
-      expect(await redis.keys(`${keyPrefix}*`)).toEqual([]);
-    } finally {
-      await redis.close();
-    }
+    // Three things at once (each waits on its own processes): the hops through PostgreSQL and back,
+    // a truncated file, and a running server on the first directory.
+    const lines = text1.trimEnd().split('\n');
+    await Promise.all([hops(), truncatedFile(), heldDirectory()]);
 
-    const exported2 = await cli('export PostgreSQL', ['export'], pgEnv);
-    expect(exported2.code, exported2.stderr).toBe(0);
-    expect(body(exported2.stdout)).toEqual(body(text1));
-    expect(JSON.parse(exported2.stdout.slice(0, exported2.stdout.indexOf('\n')))).toMatchObject({ source: 'postgres' });
-    writeFileSync(file('two.ndjson'), exported2.stdout);
-
-    const importedBack = await cli('import embedded', ['import', '--input', file('two.ndjson')], { DATA_DIR: dir2 });
-    expect(importedBack.code, importedBack.stderr).toBe(0);
-
-    // The rows, and what the library reads, are the same in PostgreSQL (through Redis) and in the new directory.
-    for (const env of [{ ...pgEnv, RUN_SWEEP_INTERVAL_MS: '0' }, { DATA_DIR: dir2, RUN_SWEEP_INTERVAL_MS: '0' }]) {
-      const sessions = await createSessions({ env });
+    /** Into a fresh PostgreSQL database with Redis, out again, into a new directory; then a second import into the full one. */
+    async function hops(): Promise<void> {
+      const pg = await freshDatabase();
+      databases.push(pg);
+      const keyPrefix = uniqueKeyPrefix();
+      const pgEnv = { DATABASE_URL: pg.url, REDIS_URL: serviceUrl('redis'), KEY_PREFIX: keyPrefix };
+      // What the key prefix held before the import is gone after it.
+      const redis = createClient({ url: serviceUrl('redis') });
+      await redis.connect();
       try {
-        expect(await contents(internals(sessions).db)).toEqual(expectedRows);
-        expect(await reads(sessions, fixture)).toEqual(expectedReads);
-        // New rows do not collide with imported ones (the sequences moved past them).
-        const created = await sessions.create({ title: 'after the move' }, { tenant: 'acme' });
-        expect(await sessions.get(created.id, { tenant: 'acme' })).toMatchObject({ title: 'after the move' });
+        await redis.set(`${keyPrefix}session:{${fixture.ids.s1}}`, 'a stale copy');
+        const imported = await cli('import into PostgreSQL', ['import', '--input', file('one.ndjson')], pgEnv);
+        expect(imported.code, imported.stderr).toBe(0);
+        const summary = JSON.parse(imported.stdout) as { rows: Record<string, number> };
+        expect(summary.rows).toEqual(Object.fromEntries(EXPORTED_TABLES.map((t) => [t, expectedRows[t]?.length])));
+        expect(await redis.keys(`${keyPrefix}*`)).toEqual([]);
       } finally {
-        await sessions.close();
+        await redis.close();
+      }
+
+      const exported2 = await cli('export PostgreSQL', ['export'], pgEnv);
+      expect(exported2.code, exported2.stderr).toBe(0);
+      expect(body(exported2.stdout)).toEqual(body(text1));
+      expect(JSON.parse(exported2.stdout.slice(0, exported2.stdout.indexOf('\n')))).toMatchObject({ source: 'postgres' });
+      writeFileSync(file('two.ndjson'), exported2.stdout);
+
+      const importedBack = await cli('import embedded', ['import', '--input', file('two.ndjson')], { DATA_DIR: dir2 });
+      expect(importedBack.code, importedBack.stderr).toBe(0);
+
+      // The rows, and what the library reads, are the same in PostgreSQL (through Redis) and in the new directory.
+      for (const env of [{ ...pgEnv, RUN_SWEEP_INTERVAL_MS: '0' }, { DATA_DIR: dir2, RUN_SWEEP_INTERVAL_MS: '0' }]) {
+        const sessions = await createSessions({ env });
+        try {
+          expect(await contents(internals(sessions).db)).toEqual(expectedRows);
+          expect(await reads(sessions, fixture)).toEqual(expectedReads);
+          // New rows do not collide with imported ones (the sequences moved past them).
+          const created = await sessions.create({ title: 'after the move' }, { tenant: 'acme' });
+          expect(await sessions.get(created.id, { tenant: 'acme' })).toMatchObject({ title: 'after the move' });
+        } finally {
+          await sessions.close();
+        }
+      }
+
+      // A target that holds data refuses, and nothing changes.
+      const direct = openDatabase({ databaseUrl: pg.url, dataDir: '', instanceId: 'test' });
+      try {
+        const rowsBefore = await contents(direct);
+        const occupied = await cli('refused: target holds data', ['import', '--input', file('one.ndjson')], pgEnv);
+        expect(occupied.code).toBe(1);
+        expect(occupied.stdout).toBe('');
+        expect(oneLine(occupied)).toMatch(/already holds data \(sessions, session_items, runs, run_inputs, run_output, outbox, api_keys\)/);
+        expect(await contents(direct)).toEqual(rowsBefore);
+      } finally {
+        await direct.close();
       }
     }
 
-    // Refusals change nothing: a target with data, and a truncated file into an empty database.
-    const before = openDatabase({ databaseUrl: pg.url, dataDir: '', instanceId: 'test' });
-    const empty = await freshDatabase();
-    databases.push(empty);
-    const lines = text1.trimEnd().split('\n');
-    writeFileSync(file('truncated.ndjson'), `${lines.slice(0, -2).join('\n')}\n${(lines.at(-2) ?? '').slice(0, 40)}`);
-    try {
-      const rowsBefore = await contents(before);
-      const [occupied, truncated] = await Promise.all([
-        cli('refused: target holds data', ['import', '--input', file('one.ndjson')], pgEnv),
-        cli('refused: truncated file', ['import', '--input', file('truncated.ndjson')], { DATABASE_URL: empty.url }),
-      ]);
-      expect(occupied.code).toBe(1);
-      expect(occupied.stdout).toBe('');
-      expect(oneLine(occupied)).toMatch(/already holds data \(sessions, session_items, runs, run_inputs, run_output, outbox, api_keys\)/);
-      expect(await contents(before)).toEqual(rowsBefore);
+    /** A truncated file into an empty database refuses, and leaves it empty (not even migrated). */
+    async function truncatedFile(): Promise<void> {
+      const empty = await freshDatabase();
+      databases.push(empty);
+      writeFileSync(file('truncated.ndjson'), `${lines.slice(0, -2).join('\n')}\n${(lines.at(-2) ?? '').slice(0, 40)}`);
+      const truncated = await cli('refused: truncated file', ['import', '--input', file('truncated.ndjson')], { DATABASE_URL: empty.url });
       expect(truncated.code).toBe(1);
       expect(oneLine(truncated)).toMatch(/damaged or truncated/);
       const untouched = openDatabase({ databaseUrl: empty.url, dataDir: '', instanceId: 'test' });
@@ -229,21 +240,22 @@ describe.skipIf(!ready)('e2e/cli export and import', { timeout: 240_000 }, () =>
       } finally {
         await untouched.close();
       }
-    } finally {
-      await before.close();
     }
 
-    // A running server holds the first directory: export goes through it, import refuses.
-    server = await startServer({ env: { DATA_DIR: dir1 } });
-    const [throughServer, heldImport] = await Promise.all([
-      cli('export through the server', ['export'], { DATA_DIR: dir1 }),
-      cli('refused: held directory', ['import', '--input', file('two.ndjson')], { DATA_DIR: dir1 }),
-    ]);
-    expect(throughServer.code, throughServer.stderr).toBe(0);
-    expect(body(throughServer.stdout)).toEqual(body(text1));
-    expect(readdirSync(dir1).filter((f) => f.startsWith('export-'))).toEqual([]);
-    expect(heldImport.code).toBe(1);
-    expect(oneLine(heldImport)).toMatch(new RegExp(`in use by process ${server.child.pid}`));
+    /** A running server holds the first directory: export goes through it (to stdout), import refuses. */
+    async function heldDirectory(): Promise<void> {
+      server = await startServer({ env: { DATA_DIR: dir1 }, timeoutMs: 120_000 });
+      const pid = server.child.pid;
+      const [throughServer, heldImport] = await Promise.all([
+        cli('export through the server', ['export'], { DATA_DIR: dir1 }),
+        cli('refused: held directory', ['import', '--input', file('one.ndjson')], { DATA_DIR: dir1 }),
+      ]);
+      expect(throughServer.code, throughServer.stderr).toBe(0);
+      expect(body(throughServer.stdout)).toEqual(body(text1));
+      expect(readdirSync(dir1).filter((f) => f.startsWith('export-'))).toEqual([]);
+      expect(heldImport.code).toBe(1);
+      expect(oneLine(heldImport)).toMatch(new RegExp(`in use by process ${pid}`));
+    }
 
     console.log(`export/import of ${lines.length - 2} rows (ms): ${JSON.stringify(timings)}`);
   });
