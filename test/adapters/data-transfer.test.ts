@@ -6,7 +6,7 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { PgliteDatabase, type SqlDatabase } from '../../src/adapters/postgres/database.js';
-import { migrate } from '../../src/adapters/postgres/migrator.js';
+import { loadMigrations, migrate } from '../../src/adapters/postgres/migrator.js';
 import {
   EXPORTED_TABLES,
   exportData,
@@ -163,6 +163,29 @@ describe('data transfer', () => {
       "INSERT INTO outbox (tenant_id, type, payload) VALUES ('acme', 'x', '{}') RETURNING id::text AS id",
     );
     expect(next?.id).toBe('4');
+  });
+
+  it('imports a file of an older schema by migrating the target to it first, then on', async () => {
+    const migrations = loadMigrations();
+    const older = migrations.filter((m) => m.version < 40);
+    const old = await database(false);
+    await migrate(old, older);
+    await old.exec(`INSERT INTO api_keys (id, tenant_id, prefix, hash, scopes) VALUES ('${K1}', 'acme', 'p', 'h', '{admin}')`);
+    const text = await exported(old);
+    const header = JSON.parse(text.slice(0, text.indexOf('\n'))) as TransferHeader;
+    expect(header.schemaVersion).toBe(older.at(-1)?.version);
+    expect(header.tables.api_keys).not.toContain('root');
+
+    const target = await database(false);
+    await importData(target, linesOf(text));
+    const [key] = await target.query<{ root: boolean }>('SELECT root FROM api_keys');
+    // 040 added the column with its default: the row went through the migration like stored data would.
+    expect(key?.root).toBe(false);
+    const [ledger] = await target.query<{ version: number }>('SELECT max(version)::int AS version FROM agent_sessions_migrations');
+    expect(ledger?.version).toBe(migrations.at(-1)?.version);
+    // A target already past the file's version is refused: its rows could not take the migrations between.
+    const newer = await database();
+    await expect(importData(newer, linesOf(text))).rejects.toMatchObject({ code: 'import_refused', message: expect.stringMatching(/newer than the file's/) });
   });
 
   it('refuses a damaged, truncated, foreign or too new file, and a target with data, changing nothing', async () => {
