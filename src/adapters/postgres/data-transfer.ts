@@ -12,9 +12,10 @@
  * primary-key order, all from one read-only snapshot. A value keeps its JSON form where every
  * JSON reader reads it exactly (jsonb as is, text, uuid, boolean, int4, timestamps with their
  * microseconds, arrays of those); any other type (bigint, numeric, bytea, ...) is written as
- * PostgreSQL's own text form, a JSON string, so a JavaScript reader cannot round it. The import
- * never parses values in JavaScript either: the lines go to PostgreSQL as text and
- * jsonb_populate_record turns them back into the columns' types.
+ * PostgreSQL's own text form, a JSON string, so a JavaScript reader cannot round it. A JSON
+ * column holding SQL NULL is named in the line's "null" list (a bare null there is JSON null).
+ * The import never parses values in JavaScript either: the lines go to PostgreSQL as text, and
+ * jsonb_populate_record turns them back into the columns' types with each type's input.
  *
  * An import runs in one transaction: migrate the target to the file's schema version, refuse a
  * target that holds data, insert in batches, move the sequences past the imported ids, forget
