@@ -90,7 +90,7 @@ async function serve(overrides: Partial<Config>, logger: Logger): Promise<void> 
   }
   const sessions = await createSessions({ ...config, logger });
   await ensureAdminKey(sessions, logger);
-  // `agent-sessions keys|erase ...` on this data directory is sent here instead of opening it.
+  // `agent-sessions keys|erase|export ...` on this data directory is sent here instead of opening it.
   internals(sessions).directoryLock?.serve([...KEY_OPERATIONS, ...ERASE_OPERATIONS, ...TRANSFER_OPERATIONS], (request) =>
     request.op.startsWith('erase.')
       ? runEraseRequest(internals(sessions).erasure, parseEraseRequest(request))
