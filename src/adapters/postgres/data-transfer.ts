@@ -182,7 +182,7 @@ function exportQuery(table: string, columns: readonly Column[]): string {
 
 const isJson = (c: Column) => c.type === 'json' || c.type === 'jsonb';
 
-/** A column name as a string literal (names come from the catalog, never from a file). */
+/** A name as a string literal: a table of EXPORTED_TABLES, or a column the catalog has (a file's are checked first). */
 const literal = (name: string) => `'${name.replace(/'/g, "''")}'`;
 
 /**
