@@ -66,6 +66,8 @@ export const PROBLEM_STATUS: Readonly<Record<ProblemCode, number>> = Object.free
   internal_error: 500,
   unavailable: 503,
   data_dir_in_use: 503,
+  transfer_invalid: 400,
+  import_refused: 409,
 });
 
 const TITLES: Readonly<Record<number, string>> = Object.freeze({

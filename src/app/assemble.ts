@@ -5,6 +5,7 @@
  */
 import path from 'node:path';
 import { ApiKeyService } from '../core/api-keys.js';
+import { UnavailableError } from '../core/errors.js';
 import { CoherentSessionCache } from '../core/cache-coherence.js';
 import { TOMBSTONE_VERSION } from '../core/cache-tiers.js';
 import { EventFeed } from '../core/events.js';
@@ -485,5 +486,29 @@ export async function checkServerVersion(db: Pick<SqlDatabase, 'query'>): Promis
     throw new Error(
       `PostgreSQL ${Math.floor(version / 10_000)} is too old: agent-sessions needs ${MIN_POSTGRES_VERSION / 10_000} or newer`,
     );
+  }
+}
+
+/**
+ * Deletes every key under KEY_PREFIX on REDIS_URL, e.g. after an import: what Redis holds is
+ * cache (sessions, output, locks), and none of it may outlive the data it was copied from.
+ * Resolves to the keys deleted; rejects when Redis cannot be reached.
+ */
+export async function clearSharedCache(
+  config: Pick<Config, 'redisUrl' | 'redisCluster' | 'keyPrefix' | 'redisCommandTimeoutMs'>,
+): Promise<number> {
+  if (!config.redisUrl) return 0;
+  const redis = new GuardedRedis({
+    url: config.redisUrl,
+    cluster: config.redisCluster,
+    keyPrefix: config.keyPrefix,
+    commandTimeoutMs: config.redisCommandTimeoutMs,
+  });
+  try {
+    await redis.ready();
+    if (!redis.breaker.isClosed) throw new UnavailableError('Redis (REDIS_URL) cannot be reached');
+    return await redis.clearKeyspace();
+  } finally {
+    await redis.close();
   }
 }

@@ -36,9 +36,10 @@ export const COMMANDS: Record<string, CommandSpec> = {
     help: `Runs the HTTP server: the API under /v1, the web console at /, the OpenAPI document at
 /docs, /health, /ready and (METRICS_ENABLED) /metrics. Without DATABASE_URL it is embedded
 (PGlite in DATA_DIR); with it, distributed (PostgreSQL, and Redis and NATS when REDIS_URL and
-NATS_URL are set). Pending migrations are applied at start. A database, Redis or NATS that
-cannot be reached at start is one line naming it and exit code 1. SIGTERM or SIGINT stops it
-gracefully.
+NATS_URL are set). Pending migrations are applied at start. A database that cannot be reached
+is one line naming it and exit code 1; a Redis or NATS that cannot be reached is one warning
+naming it, and the server starts without it until it answers (it serves from PostgreSQL;
+events wait in the outbox). SIGTERM or SIGINT stops it gracefully.
 
 Embedded, with no key at all, the first start generates an admin API key and prints it once.
 
@@ -170,6 +171,41 @@ under a unique prefix, deleted at the end). Prints a table; writes a JSON report
 
 Example:
   DATABASE_URL=postgres://postgres@127.0.0.1/postgres REDIS_URL=redis://127.0.0.1:6379 agent-sessions bench --duration 1`,
+  },
+  export: {
+    synopsis: ['agent-sessions export [--output FILE] [--data-dir DIR]'],
+    options: { output: { type: 'string' }, ...DATA_DIR },
+    positionals: 0,
+    help: `Writes every row of the store (DATABASE_URL, else the embedded DATA_DIR) as NDJSON: a
+header (format, schema version), the rows of each table in foreign-key order with lossless
+values, and a trailer with the row counts, so a truncated file is detected. A backup, and the
+way to move an embedded directory to PostgreSQL and back (docs/operations.md). Redis holds
+only caches and is not exported. On an embedded directory a running server holds, the server
+writes the file (its control socket's permissions are the credential).
+
+  --output FILE    where to write (default stdout; a file is written 0600, renamed when complete)
+  --data-dir DIR   embedded data directory (DATA_DIR)
+
+Examples:
+  agent-sessions export --output backup.ndjson
+  DATABASE_URL=postgres://app@db/agents agent-sessions export > agents.ndjson`,
+  },
+  import: {
+    synopsis: ['agent-sessions import [--input FILE] [--data-dir DIR]'],
+    options: { input: { type: 'string' }, ...DATA_DIR },
+    positionals: 0,
+    help: `Reads an export into an empty store (DATABASE_URL, else the embedded DATA_DIR) in one
+transaction: it migrates the store to the file's schema, refuses (exit 1) when the store
+already holds data, inserts every row, moves the sequences past the imported ids, and
+migrates to this build's schema. A damaged or truncated file changes nothing. With REDIS_URL
+set, the cached keys under KEY_PREFIX are cleared. Import with no instance serving the store.
+
+  --input FILE     the export to read (default stdin)
+  --data-dir DIR   embedded data directory (DATA_DIR)
+
+Examples:
+  agent-sessions export --data-dir ./.agent-sessions --output moving.ndjson
+  DATABASE_URL=postgres://app@db/agents agent-sessions import --input moving.ndjson`,
   },
   help: {
     synopsis: ['agent-sessions help [<command> [<subcommand>]]'],

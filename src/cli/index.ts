@@ -21,6 +21,7 @@ import { KEY_OPERATIONS, parseKeyRequest, runKeyRequest, type KeyRequest, type K
 import { ERASE_OPERATIONS, parseEraseRequest, runEraseRequest, type EraseRequest } from './erase-commands.js';
 import type { ControlRequest } from '../adapters/postgres/directory-lock.js';
 import { doctorReportJson, formatDoctorReport, runDoctor, unreachableDependencies } from './doctor.js';
+import { exportCommand, importCommand, parseExportRequest, runExportRequest, TRANSFER_OPERATIONS } from './transfer-commands.js';
 import { formatBenchTable, runBench, writeBenchReport } from './bench.js';
 import { commandHelp, commandKey, overview, parseCommand, UsageError } from './commands.js';
 
@@ -48,12 +49,20 @@ const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 
 const DEPENDENCY_NAMES: Record<string, string> = { redis: 'Redis (REDIS_URL)', nats: 'NATS (NATS_URL)' };
 
-/** Exits 1 with one line when a configured Redis or NATS cannot be reached (the database says so itself when opened). */
-async function requireDependencies(config: Readonly<Config>): Promise<void> {
+/** A configured Redis or NATS that cannot be reached now: one reason each. */
+async function unreachable(config: Readonly<Config>): Promise<string[]> {
   const failed = await unreachableDependencies(config);
-  if (failed.length === 0) return;
-  const reasons = failed.map((c) => `${DEPENDENCY_NAMES[c.name] ?? c.name}: ${c.detail}`).join('; ');
-  process.stderr.write(`agent-sessions: ${reasons}\n`);
+  return failed.map((c) => `${DEPENDENCY_NAMES[c.name] ?? c.name}: ${c.detail}`);
+}
+
+/**
+ * A one-shot command (keys, erase) exits 1 with one line when a configured Redis or NATS
+ * cannot be reached, rather than waiting on it (the database says so itself when opened).
+ */
+async function requireDependencies(config: Readonly<Config>): Promise<void> {
+  const reasons = await unreachable(config);
+  if (reasons.length === 0) return;
+  process.stderr.write(`agent-sessions: ${reasons.join('; ')}\n`);
   process.exit(1);
 }
 
@@ -68,14 +77,19 @@ async function serve(overrides: Partial<Config>, logger: Logger): Promise<void> 
         'set TRUST_PROXY to your proxies\' addresses or a hop count unless a proxy always overwrites the header',
     );
   }
-  await requireDependencies(config);
+  // A server starts through a Redis or NATS outage (SPEC §15: it serves from PostgreSQL, and
+  // events wait in the outbox) and picks them up when they answer: one warning line each,
+  // which also catches a mistyped URL.
+  for (const reason of await unreachable(config)) logger.warn(`${reason}; starting without it until it answers`);
   const sessions = await createSessions({ ...config, logger });
   await ensureAdminKey(sessions, logger);
-  // `agent-sessions keys|erase ...` on this data directory is sent here instead of opening it.
-  internals(sessions).directoryLock?.serve([...KEY_OPERATIONS, ...ERASE_OPERATIONS], (request) =>
+  // `agent-sessions keys|erase|export ...` on this data directory is sent here instead of opening it.
+  internals(sessions).directoryLock?.serve([...KEY_OPERATIONS, ...ERASE_OPERATIONS, ...TRANSFER_OPERATIONS], (request) =>
     request.op.startsWith('erase.')
       ? runEraseRequest(internals(sessions).erasure, parseEraseRequest(request))
-      : runKeyRequest(internals(sessions).apiKeys, parseKeyRequest(request)),
+      : request.op.startsWith('data.')
+        ? runExportRequest(internals(sessions).db, parseExportRequest(request), VERSION)
+        : runKeyRequest(internals(sessions).apiKeys, parseKeyRequest(request)),
   );
   const app = await buildApp({ sessions, logger, noAuth: config.noAuth, version: VERSION });
 
@@ -312,6 +326,13 @@ async function main(): Promise<void> {
       return erase(rest, values, logger);
     case 'bench':
       return bench(values);
+    case 'export':
+    case 'import': {
+      const file = values[command === 'export' ? 'output' : 'input'];
+      if (rest.length > 0 || file === '') fail(`${command} takes only --${command === 'export' ? 'output' : 'input'} FILE, got ${rest.join(' ') || 'an empty name'}`);
+      const options = { config: loadConfig(process.env, configFromFlags(values)), packageVersion: VERSION, logger };
+      return (command === 'export' ? exportCommand : importCommand)(typeof file === 'string' ? file : null, options);
+    }
     default:
       fail(`unknown command ${command}`);
   }

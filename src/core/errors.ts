@@ -32,7 +32,9 @@ export type ErrorCode =
   | 'rate_limited'
   | 'too_many_connections'
   | 'queue_full'
-  | 'data_dir_in_use';
+  | 'data_dir_in_use'
+  | 'transfer_invalid'
+  | 'import_refused';
 
 export class AgentSessionsError extends Error {
   override name = 'AgentSessionsError';

@@ -1,8 +1,9 @@
 /**
- * The real CLI against dependencies it cannot reach: a DATABASE_URL, REDIS_URL or NATS_URL
- * pointing at a closed port or an unknown host is one line on stderr naming the dependency,
- * exit code 1 and no stack trace, for serve, migrate and keys. migrate touches the database
- * only. And a healthy distributed start (PostgreSQL, Redis and NATS) logs no warning at all.
+ * The real CLI against dependencies it cannot reach: a DATABASE_URL pointing at a closed port
+ * or an unknown host is one line on stderr naming PostgreSQL, exit code 1 and no stack trace,
+ * for serve, migrate and keys; a REDIS_URL or NATS_URL likewise for keys, while serve starts
+ * through it (SPEC §15) with one warning naming it. migrate touches the database only. And a
+ * healthy distributed start (PostgreSQL, Redis and NATS) logs no warning at all.
  */
 import { describe, expect, it } from 'vitest';
 import { requireServices, serviceUrl, uniqueKeyPrefix, uniqueToken, useFreshDatabase } from '../setup/harness.js';
@@ -46,27 +47,54 @@ describe('e2e/cli/failures/database', { timeout: 300_000 }, () => {
   });
 });
 
+/** A closed port and an unknown host for Redis and for NATS, with the line that names each. */
+async function badDependencies(): Promise<Array<{ env: Record<string, string>; dependency: RegExp }>> {
+  const [redisPort, natsPort] = [await freePort(), await freePort()];
+  return [
+    { env: { REDIS_URL: `redis://127.0.0.1:${redisPort}` }, dependency: /Redis \(REDIS_URL\): cannot connect to redis:\/\/127\.0\.0\.1:\d+/ },
+    { env: { REDIS_URL: `redis://${NO_HOST}:6379` }, dependency: /Redis \(REDIS_URL\): cannot connect to .*ENOTFOUND/ },
+    { env: { NATS_URL: `nats://127.0.0.1:${natsPort}` }, dependency: /NATS \(NATS_URL\): cannot connect to nats:\/\/127\.0\.0\.1:\d+/ },
+    { env: { NATS_URL: `nats://${NO_HOST}:4222` }, dependency: /NATS \(NATS_URL\): cannot connect to .*ENOTFOUND/ },
+  ];
+}
+
 const pgReady = requireServices(['postgres'], 'e2e/cli/failures/redis-nats');
 describe.skipIf(!pgReady)('e2e/cli/failures/redis-nats', { timeout: 300_000 }, () => {
   const db = useFreshDatabase();
 
-  it('a REDIS_URL or NATS_URL on a closed port or an unknown host: one line naming it, exit 1 (serve, keys)', async () => {
-    const [redisPort, natsPort] = [await freePort(), await freePort()];
-    const bad: Array<{ env: Record<string, string>; dependency: RegExp }> = [
-      { env: { REDIS_URL: `redis://127.0.0.1:${redisPort}` }, dependency: /Redis \(REDIS_URL\): cannot connect to redis:\/\/127\.0\.0\.1:\d+/ },
-      { env: { REDIS_URL: `redis://${NO_HOST}:6379` }, dependency: /Redis \(REDIS_URL\): cannot connect to .*ENOTFOUND/ },
-      { env: { NATS_URL: `nats://127.0.0.1:${natsPort}` }, dependency: /NATS \(NATS_URL\): cannot connect to nats:\/\/127\.0\.0\.1:\d+/ },
-      { env: { NATS_URL: `nats://${NO_HOST}:4222` }, dependency: /NATS \(NATS_URL\): cannot connect to .*ENOTFOUND/ },
-    ];
-    const commands = [['serve', '--port', '0'], ['keys', 'list']];
-    const cases = bad.flatMap((b) =>
-      commands.map((args) => ({ args, env: { DATABASE_URL: db.url, ADMIN_API_KEY: 'failure-test-key-0123456789', ...b.env }, dependency: b.dependency })),
-    );
+  it('a REDIS_URL or NATS_URL on a closed port or an unknown host: keys is one line naming it, exit 1', async () => {
+    const cases = (await badDependencies()).map((b) => ({
+      args: ['keys', 'list'],
+      env: { DATABASE_URL: db.url, ADMIN_API_KEY: 'failure-test-key-0123456789', ...b.env },
+      dependency: b.dependency,
+    }));
     const results = await runAll(cases);
     results.forEach((r, i) => {
       const c = cases[i] as (typeof cases)[number];
       expectOneLineFailure(r, c.dependency, `${c.args.join(' ')} with ${JSON.stringify(c.env)}`);
     });
+  });
+
+  it('serve starts through a Redis or NATS it cannot reach (SPEC §15): one warning naming it, no stack, and it serves', async () => {
+    for (const b of await badDependencies()) {
+      const server = await startServer({ env: { DATABASE_URL: db.url, ADMIN_API_KEY: 'failure-test-key-0123456789', LOG_LEVEL: 'info', ...b.env } });
+      try {
+        const created = await fetch(`${server.url}/v1/sessions`, {
+          method: 'POST',
+          headers: { authorization: 'Bearer failure-test-key-0123456789', 'content-type': 'application/json' },
+          body: '{}',
+        });
+        expect(created.status, JSON.stringify(b.env)).toBe(201);
+        const lines = server.stderr().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { level: number; msg: string; err?: unknown });
+        const named = lines.filter((l) => b.dependency.test(l.msg));
+        expect(named, server.stderr()).toHaveLength(1);
+        expect(named[0]?.level).toBe(40);
+        expect(named[0]?.msg).toMatch(/starting without it until it answers$/);
+        expect(named[0]?.err).toBeUndefined();
+      } finally {
+        await server.stop('SIGKILL');
+      }
+    }
   });
 
   it('migrate needs the database only: a closed REDIS_URL or NATS_URL does not stop it', async () => {

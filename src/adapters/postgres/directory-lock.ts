@@ -252,6 +252,8 @@ export class DirectoryLock {
       if (data.length > MAX_REQUEST_BYTES) socket.destroy();
     });
     socket.once('end', () => {
+      // The request is complete: the idle limit was for it, not for the work (an export takes long).
+      socket.setTimeout(0);
       void (async () => {
         let request: ControlRequest;
         try {

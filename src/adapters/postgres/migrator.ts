@@ -4,7 +4,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { SqlDatabase } from './database.js';
+import type { SqlDatabase, SqlExecutor } from './database.js';
 import { run, statements } from './sql.js';
 
 const SQL = statements('migrationLock', 'migrationLedgerCreate', 'migrationLedgerVersions', 'migrationLedgerRecord');
@@ -41,25 +41,41 @@ export interface MigrateResult {
 }
 
 export async function migrate(db: SqlDatabase, migrations: Migration[] = loadMigrations()): Promise<MigrateResult> {
-  return db.transaction(async (tx) => {
-    await run(tx, SQL.migrationLock, { key: MIGRATION_LOCK_KEY });
-    await run(tx, SQL.migrationLedgerCreate);
-    const rows = await run<{ version: number }>(tx, SQL.migrationLedgerVersions);
-    const done = new Set(rows.map((r) => Number(r.version)));
-    const latest = migrations.at(-1)?.version ?? 0;
-    const newest = Math.max(0, ...done);
-    if (newest > latest) {
-      throw new SchemaTooNewError(
-        `database schema is at version ${newest} but this build knows only up to ${latest}; upgrade agent-sessions`,
-      );
-    }
-    const applied: string[] = [];
-    for (const m of migrations) {
-      if (done.has(m.version)) continue;
-      await tx.exec(m.sql);
-      await run(tx, SQL.migrationLedgerRecord, { version: m.version, name: m.name });
-      applied.push(m.name);
-    }
-    return { applied, version: latest };
-  });
+  return db.transaction((tx) => migrateWithin(tx, migrations));
+}
+
+/** The versions applied so far; takes the migration lock for the rest of the transaction. */
+async function lockedLedger(tx: SqlExecutor): Promise<Set<number>> {
+  await run(tx, SQL.migrationLock, { key: MIGRATION_LOCK_KEY });
+  await run(tx, SQL.migrationLedgerCreate);
+  const rows = await run<{ version: number }>(tx, SQL.migrationLedgerVersions);
+  return new Set(rows.map((r) => Number(r.version)));
+}
+
+/** The newest migration applied (0: none), holding the migration lock until the transaction ends. */
+export async function lockedSchemaVersion(tx: SqlExecutor): Promise<number> {
+  return Math.max(0, ...(await lockedLedger(tx)));
+}
+
+/**
+ * `migrate` inside a transaction the caller owns, so other work commits or rolls back with the
+ * schema (an import: a damaged file leaves an empty target unmigrated too).
+ */
+export async function migrateWithin(tx: SqlExecutor, migrations: Migration[] = loadMigrations()): Promise<MigrateResult> {
+  const done = await lockedLedger(tx);
+  const latest = migrations.at(-1)?.version ?? 0;
+  const newest = Math.max(0, ...done);
+  if (newest > latest) {
+    throw new SchemaTooNewError(
+      `database schema is at version ${newest} but this build knows only up to ${latest}; upgrade agent-sessions`,
+    );
+  }
+  const applied: string[] = [];
+  for (const m of migrations) {
+    if (done.has(m.version)) continue;
+    await tx.exec(m.sql);
+    await run(tx, SQL.migrationLedgerRecord, { version: m.version, name: m.name });
+    applied.push(m.name);
+  }
+  return { applied, version: latest };
 }

@@ -65,6 +65,7 @@ export class RedisOutputLog implements OutputLog {
   private readonly blockMs: number;
   private readonly idleMs: number;
   private readonly onError: (err: unknown) => void;
+  private failing = false;
   private readonly cluster: boolean;
   private reader: StreamClient | null = null;
   private readerId: number | null = null;
@@ -86,22 +87,31 @@ export class RedisOutputLog implements OutputLog {
     this.cluster = redis.cluster;
   }
 
+  /** The first failure of an outage goes to onError; the rest of it is quiet until the reader works again. */
+  private reportOnce(err: unknown): void {
+    if (this.failing) return;
+    this.failing = true;
+    this.onError(err);
+  }
+
   /** Starts the reader loop; it connects in the background, so start never waits for Redis. */
   ready(): Promise<void> {
     this.starting ??= (async () => {
       await this.buffer.ready();
       // Its own connection: a blocking read would stall every other command on a shared one.
       const reader = (this.redis.connection as unknown as { duplicate(): StreamClient }).duplicate();
-      reader.on('error', this.onError);
+      // node-redis reports every failed reconnect attempt: one report per outage is enough.
+      reader.on('error', (err: unknown) => this.reportOnce(err));
       // A new connection has a new client id (for CLIENT UNBLOCK).
       reader.on('ready', () => {
         this.readerId = null;
+        this.failing = false;
       });
       this.reader = reader;
       // Resolves once Redis is reachable (node-redis keeps retrying); until then readers poll the archive.
       this.connected = reader.connect().then(
         () => undefined,
-        (err: unknown) => this.onError(err),
+        (err: unknown) => this.reportOnce(err),
       );
       this.loop = this.run();
     })();
@@ -201,9 +211,10 @@ export class RedisOutputLog implements OutputLog {
           for (const [sessionId, w] of entries) this.deliver(sessionId, reply, w.key);
         }
         failures = 0;
+        this.failing = false;
       } catch (err) {
         if (this.closed) return;
-        this.onError(err);
+        this.reportOnce(err);
         await new Promise((r) => setTimeout(r, Math.min(50 * 2 ** failures++, 2_000)));
       }
     }
