@@ -22,6 +22,7 @@ import { ERASE_OPERATIONS, parseEraseRequest, runEraseRequest, type EraseRequest
 import type { ControlRequest } from '../adapters/postgres/directory-lock.js';
 import { doctorReportJson, formatDoctorReport, runDoctor } from './doctor.js';
 import { formatBenchTable, runBench, writeBenchReport } from './bench.js';
+import { loadTracing, TracingUnavailableError } from './tracing.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -85,7 +86,10 @@ async function serve(overrides: Partial<Config>, logger: Logger): Promise<void> 
         'set TRUST_PROXY to your proxies\' addresses or a hop count unless a proxy always overwrites the header',
     );
   }
-  const sessions = await createSessions({ ...config, logger });
+  const tracing = config.otelTracing
+    ? await loadTracing().catch((err: unknown) => (err instanceof TracingUnavailableError ? fail(err.message) : Promise.reject(err)))
+    : undefined;
+  const sessions = await createSessions({ ...config, logger, tracing });
   await ensureAdminKey(sessions, logger);
   // `agent-sessions keys|erase ...` on this data directory is sent here instead of opening it.
   internals(sessions).directoryLock?.serve([...KEY_OPERATIONS, ...ERASE_OPERATIONS], (request) =>
