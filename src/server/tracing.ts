@@ -6,14 +6,7 @@
  * status: never a header (the API key travels in one), the query string or the body.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { OpenSpan, SpanAttributes, Tracing } from '../core/tracing.js';
-
-declare module 'fastify' {
-  interface FastifyRequest {
-    /** The request's server span (tracing on only). */
-    traceSpan: OpenSpan | null;
-  }
-}
+import type { SpanAttributes, Tracing } from '../core/tracing.js';
 
 function pathOf(url: string): string {
   const q = url.indexOf('?');
@@ -22,7 +15,6 @@ function pathOf(url: string): string {
 
 export function registerHttpTracing(app: FastifyInstance, tracing: Tracing): void {
   if (!tracing.enabled) return;
-  app.decorateRequest('traceSpan', null);
   // The router keeps a literal ':' doubled (`/v1/sessions::batch-get`); spans show the path as documented.
   const route = (request: FastifyRequest): string | undefined => request.routeOptions.url?.replaceAll('::', ':');
 
@@ -40,7 +32,6 @@ export function registerHttpTracing(app: FastifyInstance, tracing: Tracing): voi
       attributes,
       remoteParent: request.headers,
     });
-    request.traceSpan = span;
     // 'close' comes for every response: sent, failed, or left by its client (an SSE stream).
     reply.raw.once('close', () => {
       const status = reply.raw.statusCode;
@@ -48,13 +39,8 @@ export function registerHttpTracing(app: FastifyInstance, tracing: Tracing): voi
       if (status >= 500) span.fail(String(status));
       span.end();
     });
+    // The rest of the request (hooks, body, handler) runs in the span's context, so every
+    // operation the handler calls is its child (a multi-chunk body included: tested).
     span.enter(done);
-  });
-
-  // The request's body arrives on the socket's events, outside the span's context: the
-  // handler is entered in it again, so every operation it calls is the span's child.
-  app.addHook('preHandler', (request, _reply, done) => {
-    if (request.traceSpan) request.traceSpan.enter(done);
-    else done();
   });
 }
