@@ -107,7 +107,7 @@ let names: Map<string, string> | null = null;
 
 /**
  * The name of the statement whose text `text` is (the very string `run` passes), or null for
- * a text that is none of ours' files (a migration script).
+ * a text that is not one of the statement files (a migration script).
  */
 export function statementName(text: string): string | null {
   loaded ??= loadStatements();
