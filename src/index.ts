@@ -9,6 +9,8 @@ export type { ErasureResult } from './core/erasure.js';
 export { loadConfig, ConfigError, CONFIG_VARIABLES, type Config, type ConfigOverrides } from './app/config.js';
 export { buildApp, type BuildAppOptions } from './server/app.js';
 export type { Logger } from './core/logger.js';
+/** The tracing port `createSessions({ tracing })` takes; `agent-sessions/opentelemetry` implements it. */
+export type { OpenSpan, SpanAttributes, SpanHandle, SpanKind, SpanOptions, TraceCarrier, Tracing } from './core/tracing.js';
 export type { CacheTierStats, HealthReport, Mode, ServiceStats } from './core/stats.js';
 export type { DependencyHealth, BatchDeleteResult } from './core/ports.js';
 export { EVENT_TYPES, type EventType, type SubscribeOptions } from './core/events.js';

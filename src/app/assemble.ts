@@ -27,6 +27,7 @@ import type { OutputLog, Runner, SignalBus } from '../core/runs.js';
 import { SessionService } from '../core/session-service.js';
 import type { Session } from '../core/types.js';
 import { orphanedRunsTask, sessionSweepTasks, Sweeper } from '../core/sweeper.js';
+import { NO_TRACING, type Tracing } from '../core/tracing.js';
 import { LruSessionCache } from '../adapters/memory/lru-session-cache.js';
 import { MemorySignalBus } from '../adapters/memory/memory-signal-bus.js';
 import { JetStreamEventPublisher } from '../adapters/nats/jetstream-publisher.js';
@@ -44,6 +45,7 @@ import { nextFence, PostgresSessionLockStore } from '../adapters/postgres/sessio
 import { PostgresSessionRepository, type WriteNotification } from '../adapters/postgres/session-repository.js';
 import { run, statements } from '../adapters/postgres/sql.js';
 import { PostgresStatsStore, PostgresSweepStore } from '../adapters/postgres/sweeps.js';
+import { databaseServer, tracedDatabase } from '../adapters/postgres/traced-database.js';
 import { SessionsMetrics } from '../adapters/prometheus/metrics.js';
 import { BreakerOpenError } from '../adapters/redis/circuit-breaker.js';
 import { GuardedRedis } from '../adapters/redis/guarded-redis.js';
@@ -69,30 +71,41 @@ export interface CreateSessionsOptions extends ConfigOverrides {
   migrate?: boolean;
   /** The runner the HTTP API starts (default: AGENT_COMMAND's command runner, else the demo agent). */
   agent?: Runner;
+  /**
+   * Where spans go: `openTelemetryTracing()` from `agent-sessions/opentelemetry`
+   * (docs/observability.md). Default: no tracing, at no cost.
+   */
+  tracing?: Tracing;
 }
 
 /** Builds a ready `Sessions` from configuration: opens the database, migrates it, connects the rest. */
 export async function createSessions(options: CreateSessionsOptions = {}): Promise<Sessions> {
-  const { logger, env, migrate: shouldMigrate = true, agent, ...overrides } = options;
+  const { logger, env, migrate: shouldMigrate = true, agent, tracing = NO_TRACING, ...overrides } = options;
   const config = loadConfig(env ?? process.env, overrides);
-  const db = openDatabase(config);
+  const opened = openDatabase(config);
   try {
-    await db.ready();
-    await checkServerVersion(db);
+    await opened.ready();
+    await checkServerVersion(opened);
     if (shouldMigrate) {
-      const result = await migrate(db);
+      const result = await migrate(opened);
       if (result.applied.length > 0) logger?.info({ applied: result.applied }, 'database migrated');
     }
   } catch (err) {
-    await db.close();
+    await opened.close();
     throw err;
   }
+  if (config.otelTracing && !tracing.enabled) {
+    logger?.warn({ setting: 'OTEL_TRACING' }, 'OTEL_TRACING is read by `agent-sessions serve`; a library passes tracing: openTelemetryTracing() to createSessions');
+  }
+  // Traced after the migrations: those run once, before any request.
+  const db = tracing.enabled ? tracedDatabase(opened, tracing, config.databaseUrl ? databaseServer(config.databaseUrl) : null) : opened;
   const redis = config.redisUrl
     ? new GuardedRedis({
         url: config.redisUrl,
         cluster: config.redisCluster,
         keyPrefix: config.keyPrefix,
         commandTimeoutMs: config.redisCommandTimeoutMs,
+        tracing,
         // An opening is worth a warning (the reason, not a stack: it is an outage, not a defect);
         // the steps back (recovering, draining, closed) are information.
         onStateChange: (state, cause) =>
@@ -108,6 +121,7 @@ export async function createSessions(options: CreateSessionsOptions = {}): Promi
         subjectPrefix: config.natsSubjectPrefix,
         name: `agent-sessions ${config.instanceId}`,
         onError: (err) => logger?.warn({ err }, 'NATS unavailable'),
+        tracing,
       })
     : null;
   const cacheParts = cacheAndLocks(config, db, redis, logger);
@@ -122,9 +136,11 @@ export async function createSessions(options: CreateSessionsOptions = {}): Promi
     const parts = wire({
       config,
       db,
+      directoryLock: opened instanceof PgliteDatabase ? opened.directoryLock : null,
       redis,
       logger,
       publisher,
+      tracing,
       components,
       healthChecks: [...cacheParts.healthChecks, ...(publisher ? [publisher] : [])],
       cache: cacheParts.cache,
@@ -148,9 +164,11 @@ export async function createSessions(options: CreateSessionsOptions = {}): Promi
 interface WiringInput {
   config: Readonly<Config>;
   db: SqlDatabase;
+  directoryLock: SessionsParts['directoryLock'];
   redis: GuardedRedis | null;
   logger: Logger | undefined;
   publisher: EventPublisher | null;
+  tracing: Tracing;
   /** Adapters started before, closed after the services, in reverse order. */
   components: Lifecycle[];
   /** Dependencies reported by /ready besides the database. */
@@ -186,6 +204,7 @@ function wire(input: WiringInput): SessionsParts {
     onCacheError: (err) => logger?.warn({ err }, 'session cache unavailable'),
     locks: input.locks,
     telemetry: metrics,
+    tracing: input.tracing,
   });
   const runs = wireRuns(config, db, input, service, metrics);
   const apiKeys = new ApiKeyService(new PostgresApiKeyStore(db), { adminKey: config.adminApiKey, newId: uuidv7 });
@@ -208,6 +227,7 @@ function wire(input: WiringInput): SessionsParts {
         onError: (err, failures) => {
           if (failures === 1 || failures % 20 === 0) logger?.warn({ err, failures }, 'outbox relay: publish failed, retrying');
         },
+        tracing: input.tracing,
       })
     : null;
   const evict = async (refs: SessionRef[]) => {
@@ -264,8 +284,9 @@ function wire(input: WiringInput): SessionsParts {
     cacheStats,
     healthChecks: [databaseHealthCheck(input.db), ...input.healthChecks],
     db,
-    directoryLock: input.db instanceof PgliteDatabase ? input.db.directoryLock : null,
+    directoryLock: input.directoryLock,
     redis: input.redis,
+    tracing: input.tracing,
     start() {
       starting ??= (async () => {
         await relay?.start();
@@ -293,7 +314,7 @@ function wire(input: WiringInput): SessionsParts {
 function wireRuns(
   config: Readonly<Config>,
   db: SqlDatabase,
-  input: Pick<WiringInput, 'signals' | 'output' | 'agent' | 'logger'>,
+  input: Pick<WiringInput, 'signals' | 'output' | 'agent' | 'logger' | 'tracing'>,
   service: SessionService,
   telemetry: SessionsMetrics,
 ): { parts: SessionsParts['runs']; orphans: OrphanSweepOptions } {
@@ -311,6 +332,7 @@ function wireRuns(
     onSessionWritten,
     logger: input.logger,
     telemetry,
+    tracing: input.tracing,
   });
   const api = new RunService({
     repository,
@@ -323,6 +345,7 @@ function wireRuns(
     onSessionWritten,
     agent: input.agent,
     telemetry,
+    tracing: input.tracing,
   });
   const orphans: OrphanSweepOptions = {
     repository,

@@ -69,6 +69,11 @@ export interface Config {
   metricsEnabled: boolean;
   /** A bearer token GET /metrics requires; null: the route is open, like /health. */
   metricsToken: string | null;
+  /**
+   * `serve` traces with OpenTelemetry: it loads `agent-sessions/opentelemetry` over the tracer
+   * provider an SDK registered before it started (a library passes `tracing` instead).
+   */
+  otelTracing: boolean;
 }
 
 /** What a library caller may set: any field, and any subset of the limits. */
@@ -282,6 +287,7 @@ const SETTINGS: Readonly<Record<TopLevel, Setting>> = {
       says: 'must be 16 to 512 printable characters without spaces',
     }),
   ),
+  otelTracing: bool('OTEL_TRACING', false),
 };
 
 /** The limits that have a variable; the others keep their defaults. */

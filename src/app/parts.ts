@@ -10,6 +10,7 @@ import type { RunService } from '../core/run-service.js';
 import type { SessionService } from '../core/session-service.js';
 import type { Mode } from '../core/stats.js';
 import type { Sweeper } from '../core/sweeper.js';
+import type { Tracing } from '../core/tracing.js';
 import type { HealthCheck } from '../core/ports.js';
 import type { SqlDatabase } from '../adapters/postgres/database.js';
 import type { DirectoryLock } from '../adapters/postgres/directory-lock.js';
@@ -64,6 +65,8 @@ export interface SessionsParts {
   directoryLock: DirectoryLock | null;
   /** The Redis connection with its circuit breaker, when REDIS_URL is set. */
   redis: GuardedRedis | null;
+  /** Where spans go (the HTTP server's too); NO_TRACING unless `tracing` was given. */
+  tracing: Tracing;
   /** Starts the background work (relay, sweeps). */
   start(): Promise<void>;
   /** Stops everything and closes every connection, in order. */

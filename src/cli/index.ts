@@ -24,6 +24,7 @@ import { doctorReportJson, formatDoctorReport, runDoctor, unreachableDependencie
 import { exportCommand, importCommand, parseExportRequest, runExportRequest, TRANSFER_OPERATIONS } from './transfer-commands.js';
 import { formatBenchTable, runBench, writeBenchReport } from './bench.js';
 import { commandHelp, commandKey, overview, parseCommand, UsageError } from './commands.js';
+import { loadTracing, TracingUnavailableError } from './tracing.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -77,11 +78,14 @@ async function serve(overrides: Partial<Config>, logger: Logger): Promise<void> 
         'set TRUST_PROXY to your proxies\' addresses or a hop count unless a proxy always overwrites the header',
     );
   }
+  const tracing = config.otelTracing
+    ? await loadTracing().catch((err: unknown) => (err instanceof TracingUnavailableError ? fail(err.message) : Promise.reject(err)))
+    : undefined;
   // A server starts through a Redis or NATS outage (SPEC §15: it serves from PostgreSQL, and
   // events wait in the outbox) and picks them up when they answer: one warning line each,
   // which also catches a mistyped URL.
   for (const reason of await unreachable(config)) logger.warn(`${reason}; starting without it until it answers`);
-  const sessions = await createSessions({ ...config, logger });
+  const sessions = await createSessions({ ...config, logger, tracing });
   await ensureAdminKey(sessions, logger);
   // `agent-sessions keys|erase|export ...` on this data directory is sent here instead of opening it.
   internals(sessions).directoryLock?.serve([...KEY_OPERATIONS, ...ERASE_OPERATIONS, ...TRANSFER_OPERATIONS], (request) =>

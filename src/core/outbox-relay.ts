@@ -5,6 +5,7 @@
  * broker is down it backs off exponentially up to a cap and the events wait in the outbox.
  */
 import type { EventEnvelope, EventPublisher, OutboxStore } from './ports.js';
+import { errorType, NO_TRACING, type Tracing } from './tracing.js';
 
 export interface OutboxRelayOptions {
   store: OutboxStore;
@@ -17,6 +18,8 @@ export interface OutboxRelayOptions {
   minBackoffMs?: number;
   maxBackoffMs?: number;
   onError?: (err: unknown, failures: number) => void;
+  /** Each batch published is a span (`outbox.publish`), the parent of the broker's publish spans. */
+  tracing?: Tracing;
 }
 
 export interface RelayStats {
@@ -55,6 +58,7 @@ export class OutboxRelay {
   private readonly minBackoffMs: number;
   private readonly maxBackoffMs: number;
   private readonly onError: (err: unknown, failures: number) => void;
+  private readonly tracing: Tracing;
   private readonly counters: RelayStats = {
     running: false,
     published: 0,
@@ -78,6 +82,7 @@ export class OutboxRelay {
     this.minBackoffMs = options.minBackoffMs ?? 100;
     this.maxBackoffMs = options.maxBackoffMs ?? 10_000;
     this.onError = options.onError ?? (() => undefined);
+    this.tracing = options.tracing ?? NO_TRACING;
   }
 
   stats(): RelayStats {
@@ -121,11 +126,15 @@ export class OutboxRelay {
   /** Claims, publishes and marks one batch; resolves to the number of events claimed. */
   async relayOnce(signal?: AbortSignal): Promise<number> {
     let failure: unknown = null;
-    const { claimed } = await this.store.relay(this.batchSize, async (events) => {
-      const { acked, error } = await this.publishAll(events, signal);
-      failure = error;
-      return acked;
-    });
+    const { claimed } = await this.store.relay(this.batchSize, (events) =>
+      // A trace of its own: the relay works for no request (the events' writers are long gone).
+      this.tracing.span('outbox.publish', { newTrace: true, attributes: { 'agent_sessions.events': events.length } }, async (span) => {
+        const { acked, error } = await this.publishAll(events, signal);
+        failure = error;
+        if (error !== null) span.fail(errorType(error));
+        return acked;
+      }),
+    );
     if (failure !== null) throw failure;
     return claimed;
   }

@@ -35,6 +35,7 @@ import {
   type SignalBus,
 } from './runs.js';
 import { NO_RUN_TELEMETRY, type InterruptPath, type RunTelemetry } from './telemetry.js';
+import { NO_TRACING, RUN_ID, SESSION_ID, type Tracing } from './tracing.js';
 import type { Session } from './types.js';
 
 /** The logging calls the runs make (pino's Logger satisfies it). */
@@ -64,6 +65,11 @@ export interface RunExecutorOptions {
   logger?: RunLogger;
   /** Where interrupts and finished runs are reported (metrics). */
   telemetry?: RunTelemetry;
+  /**
+   * Each execution is a span (`run.execute`) in a trace of its own, linked to the span that
+   * started it: a run outlives the request that asked for it.
+   */
+  tracing?: Tracing;
 }
 
 /** A run this instance is about to record (start or queue): registered before its row exists. */
@@ -276,7 +282,13 @@ export class RunExecutor implements Lifecycle {
       },
       onPublishError: (err) => this.options.logger?.warn({ err, session_id: local.sessionId }, 'live output publish failed'),
     });
-    void this.execute(local, session).catch((err: unknown) => {
+    const tracing = this.options.tracing ?? NO_TRACING;
+    const execution = tracing.enabled
+      ? tracing.span('run.execute', { newTrace: true, attributes: { [SESSION_ID]: local.sessionId, [RUN_ID]: local.id } }, () =>
+          this.execute(local, session),
+        )
+      : this.execute(local, session);
+    void execution.catch((err: unknown) => {
       this.options.logger?.error({ err, run_id: local.id }, 'run execution failed');
     });
   }

@@ -25,6 +25,7 @@ import {
   type StreamOptions,
 } from './runs.js';
 import { NO_RUN_TELEMETRY, type RunTelemetry } from './telemetry.js';
+import { NO_TRACING, traceMethods, type TracedMethod, type Tracing } from './tracing.js';
 import { DEFAULT_TENANT, type CallOptions, type Page, type Session } from './types.js';
 
 export interface RunServiceOptions {
@@ -44,7 +45,21 @@ export interface RunServiceOptions {
   agent?: Runner;
   /** Where interrupt requests are reported (metrics). */
   telemetry?: RunTelemetry;
+  /** Where the operations are traced (a span each); default: not at all. */
+  tracing?: Tracing;
 }
+
+/**
+ * The operations traced, one span each (`run.<operation>`). Streams and `wait` are not: they
+ * last as long as a run, and the reads they make are traced under the caller's span.
+ */
+const RUN_OPERATIONS: Readonly<Record<string, TracedMethod>> = {
+  start: { span: 'run.start', result: 'run' },
+  get: { span: 'run.get' },
+  list: { span: 'run.list' },
+  interrupt: { span: 'run.interrupt', result: 'run' },
+  sendInput: { span: 'run.input' },
+};
 
 export class RunService implements Runs {
   private readonly repo: RunRepository;
@@ -63,6 +78,7 @@ export class RunService implements Runs {
     this.readPollMs = options.readPollMs ?? 1_000;
     this.telemetry = options.telemetry ?? NO_RUN_TELEMETRY;
     this.jsonShape = options.jsonShape ?? DEFAULT_JSON_SHAPE;
+    traceMethods(this, options.tracing ?? NO_TRACING, RUN_OPERATIONS);
   }
 
   /**

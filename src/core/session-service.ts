@@ -18,6 +18,7 @@ import type {
   WriteGuards,
 } from './ports.js';
 import { NO_SESSION_TELEMETRY, type SessionTelemetry } from './telemetry.js';
+import { NO_TRACING, traceMethods, type TracedMethod, type Tracing } from './tracing.js';
 import {
   COUNTER_NAMES,
   DEFAULT_TENANT,
@@ -46,7 +47,32 @@ export interface SessionServiceOptions {
   locks?: SessionLockStore | null;
   /** Where repository reads and lock waits are reported (metrics). */
   telemetry?: SessionTelemetry;
+  /** Where the operations are traced (a span each); default: not at all. */
+  tracing?: Tracing;
 }
+
+/** The operations traced, one span each (`session.<operation>`). */
+const SESSION_OPERATIONS: Readonly<Record<string, TracedMethod>> = {
+  create: { span: 'session.create', idArgument: false, result: 'session' },
+  getOrCreate: { span: 'session.get_or_create' },
+  get: { span: 'session.get' },
+  find: { span: 'session.find' },
+  getMany: { span: 'session.get_many', idArgument: false },
+  list: { span: 'session.list', idArgument: false },
+  update: { span: 'session.update' },
+  modify: { span: 'session.modify' },
+  touch: { span: 'session.touch' },
+  incrementCounters: { span: 'session.increment_counters' },
+  terminate: { span: 'session.terminate' },
+  purge: { span: 'session.purge' },
+  deleteMany: { span: 'session.delete_many', idArgument: false },
+  fork: { span: 'session.fork', result: 'session' },
+  withSessionLock: { span: 'session.lock' },
+  appendItems: { span: 'session.items.append' },
+  listItems: { span: 'session.items.list' },
+  popItem: { span: 'session.items.pop' },
+  clearItems: { span: 'session.items.clear' },
+};
 
 export interface SessionLockOptions extends CallOptions {
   /** How long the lease lasts without renewal (default 10 s); it is renewed every third of it. */
@@ -95,6 +121,7 @@ export class SessionService {
     this.onCacheError = options.onCacheError ?? (() => undefined);
     this.locks = options.locks ?? null;
     this.telemetry = options.telemetry ?? NO_SESSION_TELEMETRY;
+    traceMethods(this, options.tracing ?? NO_TRACING, SESSION_OPERATIONS);
   }
 
   async create(input: CreateSessionInput = {}, opts: CallOptions = {}): Promise<Session> {
@@ -120,13 +147,18 @@ export class SessionService {
   }
 
   async get(id: string, opts: CallOptions = {}): Promise<Session> {
-    const session = await this.find(id, opts);
+    const session = await this.lookup(id, opts);
     if (!session) throw new NotFoundError('session', id);
     return session;
   }
 
   /** Like `get`, but resolves to null for a session that does not exist. */
-  async find(id: string, opts: CallOptions = {}): Promise<Session | null> {
+  find(id: string, opts: CallOptions = {}): Promise<Session | null> {
+    return this.lookup(id, opts);
+  }
+
+  /** `find` itself, under `get` and `find` alike (so a traced `get` is one span, not two). */
+  private async lookup(id: string, opts: CallOptions): Promise<Session | null> {
     throwIfAborted(opts.signal);
     this.checkId(id);
     const tenant = tenantOf(opts);

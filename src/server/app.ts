@@ -24,6 +24,7 @@ import { sessionRoutes } from './routes/sessions.js';
 import { eventRoutes } from './routes/events.js';
 import { statsRoutes } from './routes/stats.js';
 import { metricsRoutes, registerHttpMetrics } from './metrics.js';
+import { registerHttpTracing } from './tracing.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -84,6 +85,8 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     httpPart === 'body' ? bodyAjv.compile(schema) : queryAjv.compile(schema),
   );
 
+  // First: the request's span encloses every other hook (authentication's key lookup too).
+  registerHttpTracing(app, parts.tracing);
   app.decorateRequest('abortSignal', null as unknown as AbortSignal);
   const instanceId = sessions.config.instanceId;
   const logRequest = logger ? requestLogger(app.log) : null;

@@ -1,7 +1,7 @@
 /**
  * The built package, as `npm start` and library users get it: the build (`npm run build`'s
- * two steps, into the run's shared package directory) succeeds, the package's two entry
- * points load by name, and the built CLI serves requests that the built client makes.
+ * two steps, into the run's shared package directory) succeeds, the package's entry points
+ * (library, client, opentelemetry) load by name, and the built CLI serves requests that the built client makes.
  * Everything else runs the sources through tsx, so only this file would notice a file
  * missing from dist/ (migrations, Lua scripts, the console) or a broken export.
  */
@@ -31,15 +31,16 @@ describe('e2e/build', { timeout: 300_000 }, () => {
     rmSync(dataDir, { recursive: true, force: true });
   });
 
-  it('loads both entry points by package name', () => {
+  it('loads the entry points by package name', () => {
     const script = `
       const lib = await import('agent-sessions');
       const client = await import('agent-sessions/client');
-      console.log(JSON.stringify([typeof lib.createSessions, typeof client.AgentSessionsClient, typeof lib.AgentSessionsClient]));`;
+      const otel = await import('agent-sessions/opentelemetry');
+      console.log(JSON.stringify([typeof lib.createSessions, typeof client.AgentSessionsClient, typeof lib.AgentSessionsClient, typeof otel.openTelemetryTracing]));`;
     // From the package's own directory the name resolves to it (a package may import itself).
     const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: pkg.dir, encoding: 'utf8', timeout: 60_000 });
     expect(run.stderr).toBe('');
-    expect(JSON.parse(run.stdout)).toEqual(['function', 'function', 'function']);
+    expect(JSON.parse(run.stdout)).toEqual(['function', 'function', 'function', 'function']);
   });
 
   it('serves from dist/: the built client creates, reads and terminates a session', async () => {

@@ -12,6 +12,7 @@ import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import semver from 'semver';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { builtPackage, ROOT, type BuiltPackage } from '../setup/built-package.js';
@@ -30,6 +31,8 @@ const manifest = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8'
 /** Database, cache and messaging drivers: the library API must not expose any of their types. */
 const DRIVER = /^(pg|pg-[\w-]+|@types\/pg|postgres|@electric-sql\/[\w.-]+|redis|@redis\/[\w.-]+|ioredis|nats|@nats-io\/[\w.-]+)$/;
 const CLIENT_PACKAGES = ['typebox'];
+/** The optional peer that `agent-sessions/opentelemetry` alone loads. */
+const OTEL_API = '@opentelemetry/api';
 
 function installedVersion(name: string): string {
   return (JSON.parse(readFileSync(path.join(ROOT, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
@@ -271,6 +274,21 @@ describe('e2e/exports', { timeout: 300_000 }, () => {
     expect(strays(graph.edges, (p) => CLIENT_PACKAGES.includes(p))).toEqual([]);
   });
 
+  it('the opentelemetry entry reaches only itself (core types included) and @opentelemetry/api, in types and JavaScript', () => {
+    for (const [kind, graph] of [
+      ['declaration', walkGraph([entry('./opentelemetry', 'types')], 'declaration')],
+      ['javascript', walkGraph([entry('./opentelemetry', 'import')], 'javascript', { typeOnly: false })],
+    ] as const) {
+      expect(graph.files.size, kind).toBeGreaterThan(1);
+      expect(strays(graph.edges, (p) => p === OTEL_API), kind).toEqual([]);
+    }
+  });
+
+  it('the library JavaScript never imports @opentelemetry/api itself (only the opentelemetry entry does)', () => {
+    const graph = walkGraph([entry('.', 'import')], 'javascript', { typeOnly: false });
+    expect(graph.edges.filter((e) => e.to === null && packageName(e.reference.specifier) === OTEL_API).map((e) => describeEdge(dist, e))).toEqual([]);
+  });
+
   it('the library declarations reach no driver, and only runtime dependencies', () => {
     const graph = walkGraph([entry('.', 'types')], 'declaration');
     const runtime = Object.keys(manifest.dependencies ?? {});
@@ -347,6 +365,10 @@ describe('e2e/exports', { timeout: 300_000 }, () => {
     t = Date.now();
     runInstalled(scratch);
     timings.push(`run ${Date.now() - t} ms`);
+
+    // The subpath loads from the tarball (npm brings @opentelemetry/api along: prom-client depends on it).
+    const otel = `import { openTelemetryTracing } from 'agent-sessions/opentelemetry'; console.log(openTelemetryTracing().enabled);`;
+    expect(run(process.execPath, ['--input-type=module', '-e', otel], scratch).trim()).toBe('true');
     console.log(timings.join(', '));
   });
 
@@ -381,6 +403,17 @@ describe('e2e/exports', { timeout: 300_000 }, () => {
     const out = JSON.parse(run(process.execPath, ['--input-type=module', '-e', script], project)) as Record<string, unknown>;
     // The library itself cannot load here: its drivers are absent, which is the point.
     expect(out).toEqual({ http: true, status: 404, server: 'ERR_MODULE_NOT_FOUND' });
+
+    // Nor is @opentelemetry/api here (a layout where nothing brought it): what `serve` with
+    // OTEL_TRACING=true says then, from the built loader and adapter.
+    const loader = pathToFileURL(path.join(modules, manifest.name, 'dist/cli/tracing.js')).href;
+    const tracing = `
+      const { loadTracing } = await import(${JSON.stringify(loader)});
+      const err = await loadTracing().then(() => null, (e) => e);
+      console.log(JSON.stringify({ name: err?.name, message: err?.message }));`;
+    const refused = JSON.parse(run(process.execPath, ['--input-type=module', '-e', tracing], project)) as { name: string; message: string };
+    expect(refused.name).toBe('TracingUnavailableError');
+    expect(refused.message).toMatch(/^OTEL_TRACING=true needs the package @opentelemetry\/api[^\n]*$/);
   });
 
   /**

@@ -100,6 +100,20 @@ const RULES: Record<string, () => string[]> = {
       .map((e) => `client-reach: ${rel(e.from)} imports ${target(e)}`);
   },
 
+  // The optional peer @opentelemetry/api: one adapter folder imports it, and the main entry's
+  // graph never reaches that folder (it is the `agent-sessions/opentelemetry` subpath).
+  'only src/adapters/otel imports @opentelemetry packages': () =>
+    edges
+      .filter((e) => e.to === null && packageName(e.reference.specifier).startsWith('@opentelemetry/') && adapterOf(e.from) !== 'otel')
+      .map((e) => `otel-import: ${rel(e.from)} imports ${e.reference.specifier}`),
+
+  'the main entry reaches neither src/adapters/otel nor an @opentelemetry package': () => {
+    const reach = walkGraph([path.join(SRC, 'index.ts')], 'source');
+    return reach.edges
+      .filter((e) => (e.to === null ? packageName(e.reference.specifier).startsWith('@opentelemetry/') : adapterOf(e.to) === 'otel'))
+      .map((e) => `main-otel: ${rel(e.from)} imports ${target(e)}`);
+  },
+
   'no adapter folder imports another adapter folder': () =>
     edgesFrom('adapters')
       .filter((e) => e.to !== null && layer(e.to) === 'adapters' && adapterOf(e.to) !== adapterOf(e.from))

@@ -52,6 +52,12 @@ describe('configuration', () => {
     for (const m of messages) expect(m).not.toContain('s3cret');
   });
 
+  it('OTEL_TRACING: off by default, a boolean like every switch', () => {
+    expect(loadConfig({}).otelTracing).toBe(false);
+    expect(loadConfig({ OTEL_TRACING: 'true' }).otelTracing).toBe(true);
+    expect(problems(() => loadConfig({ OTEL_TRACING: 'on' }))).toEqual(['OTEL_TRACING must be true or false, got "on"']);
+  });
+
   it('is frozen, limits included', () => {
     const config = loadConfig({});
     expect(Object.isFrozen(config)).toBe(true);

@@ -4,17 +4,19 @@
  * at start), header Nats-Msg-Id = event id so a republish inside the window is dropped by
  * the server and reported as a duplicate. Owns its connection; reconnects forever.
  */
-import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
+import { connect, headers, nanos, type NatsConnection } from '@nats-io/transport-node';
 import {
   jetstream,
   jetstreamManager,
   JetStreamApiError,
   type JetStreamClient,
   type JetStreamManager,
+  type JetStreamPublishOptions,
   type StreamConfig,
 } from '@nats-io/jetstream';
 import { UnavailableError } from '../../core/errors.js';
 import type { DependencyHealth, EventEnvelope, EventPublisher, HealthCheck, PublishOutcome } from '../../core/ports.js';
+import { NO_TRACING, type SpanAttributes, type Tracing } from '../../core/tracing.js';
 
 /** The smallest duplicate window the relay's crash recovery relies on. */
 export const MIN_DUPLICATE_WINDOW_MS = 10 * 60 * 1000;
@@ -31,6 +33,11 @@ export interface JetStreamPublisherOptions {
   /** Connection name shown by the server (monitoring). */
   name?: string;
   onError?: (err: unknown) => void;
+  /**
+   * Each publish is a producer span (OpenTelemetry messaging conventions) whose context
+   * travels in the message's `traceparent` header, so a consumer's trace continues it.
+   */
+  tracing?: Tracing;
 }
 
 /**
@@ -46,6 +53,16 @@ export function eventSubject(prefix: string, event: Pick<EventEnvelope, 'tenantI
   return `${prefix}.${subjectToken(event.tenantId)}.${event.type}`;
 }
 
+/** host and port of the first server of a NATS URL (never its credentials). */
+function natsServer(url: string): { address: string; port: number } | null {
+  try {
+    const u = new URL(url.split(',')[0]?.trim() ?? '');
+    return { address: u.hostname || 'localhost', port: Number(u.port || 4222) };
+  } catch {
+    return null;
+  }
+}
+
 /** The wire form of an event (SPEC §8 envelope, snake_case like the HTTP API). */
 export function eventWireJson(e: EventEnvelope): Record<string, unknown> {
   return { id: e.id, type: e.type, tenant_id: e.tenantId, session_id: e.sessionId, occurred_at: e.occurredAt, data: e.data };
@@ -53,7 +70,10 @@ export function eventWireJson(e: EventEnvelope): Record<string, unknown> {
 
 export class JetStreamEventPublisher implements EventPublisher, HealthCheck {
   readonly name = 'nats';
-  private readonly options: Required<Omit<JetStreamPublisherOptions, 'onError'>> & Pick<JetStreamPublisherOptions, 'onError'>;
+  private readonly options: Required<Omit<JetStreamPublisherOptions, 'onError' | 'tracing'>> & Pick<JetStreamPublisherOptions, 'onError'>;
+  private readonly tracing: Tracing;
+  /** Attributes every publish span carries (the server as configured). */
+  private readonly spanAttributes: SpanAttributes;
   private nc: NatsConnection | null = null;
   private js: JetStreamClient | null = null;
   private jsm: JetStreamManager | null = null;
@@ -65,12 +85,17 @@ export class JetStreamEventPublisher implements EventPublisher, HealthCheck {
   private readonly encoder = new TextEncoder();
 
   constructor(options: JetStreamPublisherOptions) {
+    const { tracing, ...rest } = options;
     this.options = {
       publishTimeoutMs: 5_000,
       startWaitMs: 2_000,
       name: 'agent-sessions',
-      ...options,
+      ...rest,
     };
+    this.tracing = tracing ?? NO_TRACING;
+    this.spanAttributes = { 'messaging.system': 'nats', 'messaging.operation.type': 'send', 'messaging.operation.name': 'publish' };
+    const server = natsServer(options.url);
+    if (server) Object.assign(this.spanAttributes, { 'server.address': server.address, 'server.port': server.port });
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(options.stream)) throw new Error(`invalid NATS stream name ${options.stream}`);
     if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(options.subjectPrefix)) {
       throw new Error(`invalid NATS subject prefix ${options.subjectPrefix}`);
@@ -110,8 +135,39 @@ export class JetStreamEventPublisher implements EventPublisher, HealthCheck {
     await this.ensureStream();
     const subject = eventSubject(this.options.subjectPrefix, event);
     const body = this.encoder.encode(JSON.stringify(eventWireJson(event)));
+    if (!this.tracing.enabled) return this.send(this.js, event, subject, body, null);
+    // Named by the subject's pattern: one name per event type, not per tenant.
+    const template = `${this.options.subjectPrefix}.{tenant}.${event.type}`;
+    const attributes: SpanAttributes = {
+      ...this.spanAttributes,
+      'messaging.destination.name': subject,
+      'messaging.destination.template': template,
+      'messaging.message.id': String(event.id),
+      'messaging.message.body.size': body.byteLength,
+    };
+    const js = this.js;
+    return this.tracing.span(`publish ${template}`, { kind: 'producer', attributes }, () => {
+      const carrier: Record<string, string> = {};
+      this.tracing.inject(carrier);
+      return this.send(js, event, subject, body, carrier);
+    });
+  }
+
+  private async send(
+    js: JetStreamClient,
+    event: EventEnvelope,
+    subject: string,
+    body: Uint8Array,
+    trace: Record<string, string> | null,
+  ): Promise<PublishOutcome> {
+    const options: Partial<JetStreamPublishOptions> = { msgID: String(event.id), timeout: this.options.publishTimeoutMs };
+    if (trace !== null && Object.keys(trace).length > 0) {
+      const h = headers();
+      for (const [name, value] of Object.entries(trace)) h.set(name, value);
+      options.headers = h;
+    }
     try {
-      const ack = await this.js.publish(subject, body, { msgID: String(event.id), timeout: this.options.publishTimeoutMs });
+      const ack = await js.publish(subject, body, options);
       return { id: event.id, duplicate: ack.duplicate };
     } catch (err) {
       // The stream may have been deleted, or the server restarted without its store.

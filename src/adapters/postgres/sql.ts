@@ -103,6 +103,18 @@ export function statements<const N extends string>(...names: N[]): Readonly<Reco
   return Object.freeze(out);
 }
 
+let names: Map<string, string> | null = null;
+
+/**
+ * The name of the statement whose text `text` is (the very string `run` passes), or null for
+ * a text that is not one of the statement files (a migration script).
+ */
+export function statementName(text: string): string | null {
+  loaded ??= loadStatements();
+  names ??= new Map(Object.values(loaded).map((s) => [s.text, s.name]));
+  return names.get(text) ?? null;
+}
+
 /** The positional parameters of `statement` from named values; throws on a missing or unknown name. */
 export function bind(statement: Statement, values: Readonly<Record<string, unknown>>): unknown[] {
   const args = statement.params.map((p) => {

@@ -10,6 +10,7 @@
 import type { RedisClientType, RedisClusterType } from 'redis';
 import type { SharedCacheHealth } from '../../core/cache-tiers.js';
 import type { DependencyHealth, HealthCheck, Lifecycle } from '../../core/ports.js';
+import { NO_TRACING, type Tracing } from '../../core/tracing.js';
 import { CircuitBreaker, type BreakerState, type CallKind } from './circuit-breaker.js';
 import { withTimeout } from './lua-script.js';
 import {
@@ -21,6 +22,7 @@ import {
   type RedisConnection,
   type RedisConnectionOptions,
 } from './connection.js';
+import { redisServer, tracedRedis } from './traced-redis.js';
 
 export interface GuardedRedisOptions extends RedisConnectionOptions {
   keyPrefix: string;
@@ -30,6 +32,8 @@ export interface GuardedRedisOptions extends RedisConnectionOptions {
   failureThreshold?: number;
   /** First wait before a recovery attempt (default 500 ms). */
   cooldownMs?: number;
+  /** Commands sent on the command connection are spans (the subscriber's are not). */
+  tracing?: Tracing;
 }
 
 /** The oldest Redis with every command the adapters use (GETEX: 6.2). */
@@ -61,7 +65,9 @@ export class GuardedRedis implements Lifecycle, SharedCacheHealth {
   constructor(private readonly options: GuardedRedisOptions) {
     this.commandTimeoutMs = options.commandTimeoutMs ?? 1_000;
     this.deadlines = new Deadlines(this.commandTimeoutMs);
-    this.connection = createRedisConnection(options);
+    const tracing = options.tracing ?? NO_TRACING;
+    const connection = createRedisConnection(options);
+    this.connection = tracing.enabled ? tracedRedis(connection, tracing, redisServer(options.url, isClusterUrl(options))) : connection;
     this.commands = commandsOf(this.connection);
     this.subscriber = createRedisSubscriber(options);
     this.keys = new RedisKeys(options.keyPrefix);
@@ -89,13 +95,13 @@ export class GuardedRedis implements Lifecycle, SharedCacheHealth {
       this.lastError = (err as Error)?.message ?? String(err);
       this.breaker.trip(err);
     };
-    const connection = this.connection as unknown as NodeJS.EventEmitter;
+    const events = connection as unknown as NodeJS.EventEmitter;
     if (this.cluster) {
-      connection.on('node-error', down);
-      connection.on('error', down);
+      events.on('node-error', down);
+      events.on('error', down);
     } else {
-      connection.on('error', down);
-      connection.on('ready', () => {
+      events.on('error', down);
+      events.on('ready', () => {
         // The first connection is ready()'s to check.
         if (!this.connectedOnce) return;
         // A new connection may lead to a different server (restarted, failed over), even if
