@@ -9,7 +9,7 @@
  */
 import { throwIfAborted } from './abort.js';
 import { NotFoundError } from './errors.js';
-import { isTerminalEvent, type NewOutputEvent, type OutputEvent, type OutputLog, type RunRepository } from './runs.js';
+import { isTerminalEvent, type NewOutputEvent, type OutputBatch, type OutputEvent, type OutputLog, type RunRepository } from './runs.js';
 
 const ARCHIVE_PAGE = 500;
 const MAX_BATCH = 500;
@@ -20,8 +20,104 @@ interface Pending {
   reject: (err: unknown) => void;
 }
 
+interface QueuedBatch {
+  batch: OutputBatch;
+  resolve: (stored: OutputEvent[] | null) => void;
+  reject: (err: unknown) => void;
+}
+
+export interface OutputArchiveOptions {
+  /** Archive statements in flight at once (default 4). */
+  maxInFlight?: number;
+  /** Events one statement carries at most (default 2,000; a larger single batch goes alone). */
+  maxEvents?: number;
+}
+
+/**
+ * Group commit across runs: the writers of every run on this instance hand their batches
+ * here, and batches that arrive while statements are in flight go together in the next one,
+ * so many runs' events share one commit. (A runner that awaits each emit has one event in
+ * flight: without this, every event would be a commit of its own.) A statement carries at
+ * most one batch per session; a writer has one batch in flight at a time, so per-session
+ * order is the writer's. Batches handed over in the same turn of the event loop are grouped
+ * before any statement starts.
+ */
+export class OutputArchive {
+  private queue: QueuedBatch[] = [];
+  private inFlight = 0;
+  private scheduled = false;
+  private readonly maxInFlight: number;
+  private readonly maxEvents: number;
+
+  constructor(
+    private readonly repository: Pick<RunRepository, 'appendOutput'>,
+    options: OutputArchiveOptions = {},
+  ) {
+    this.maxInFlight = options.maxInFlight ?? 4;
+    this.maxEvents = options.maxEvents ?? 2_000;
+  }
+
+  /** The batch's stored events once committed, or null when its run is not running there. */
+  append(batch: OutputBatch): Promise<OutputEvent[] | null> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ batch, resolve, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        // A turn of the event loop, not a microtask: batches of every run that emits in this
+        // turn go together, and a runner emitting in a loop over a store that answers without
+        // I/O (PGlite) still lets timers, signals and requests in between its emits.
+        setImmediate(() => {
+          this.scheduled = false;
+          this.kick();
+        });
+      }
+    });
+  }
+
+  private kick(): void {
+    while (this.inFlight < this.maxInFlight && this.queue.length > 0) {
+      const group = this.take();
+      this.inFlight++;
+      void this.commit(group).finally(() => {
+        this.inFlight--;
+        this.kick();
+      });
+    }
+  }
+
+  /** The next statement's batches: in arrival order, one per session, up to maxEvents. */
+  private take(): QueuedBatch[] {
+    const group: QueuedBatch[] = [];
+    const rest: QueuedBatch[] = [];
+    const sessions = new Set<string>();
+    let events = 0;
+    for (const queued of this.queue) {
+      const session = queued.batch.sessionId.toLowerCase();
+      const size = queued.batch.events.length;
+      if (sessions.has(session) || (group.length > 0 && events + size > this.maxEvents)) {
+        rest.push(queued);
+        continue;
+      }
+      group.push(queued);
+      sessions.add(session);
+      events += size;
+    }
+    this.queue = rest;
+    return group;
+  }
+
+  private async commit(group: readonly QueuedBatch[]): Promise<void> {
+    try {
+      const stored = await this.repository.appendOutput(group.map((q) => q.batch));
+      group.forEach((q, i) => q.resolve(stored[i] ?? null));
+    } catch (err) {
+      for (const q of group) q.reject(err);
+    }
+  }
+}
+
 export interface OutputWriterOptions {
-  repository: RunRepository;
+  archive: OutputArchive;
   live: OutputLog;
   sessionId: string;
   runId: string;
@@ -34,7 +130,8 @@ export interface OutputWriterOptions {
 
 /**
  * Batches a run's events: while one batch is being committed, new events queue up and go
- * in the next one (group commit), so a fast producer costs one round trip per batch.
+ * in the next one (group commit), so a fast producer costs one round trip per batch. The
+ * batches of all runs share statements through the instance's OutputArchive.
  */
 export class OutputWriter {
   private pending: Pending[] = [];
@@ -74,12 +171,12 @@ export class OutputWriter {
   }
 
   private async drain(): Promise<void> {
-    const { repository, live, sessionId, runId } = this.options;
+    const { archive, live, sessionId, runId } = this.options;
     while (this.pending.length > 0 && this.failure === null) {
       const batch = this.pending.splice(0, MAX_BATCH);
       let stored: OutputEvent[] | null;
       try {
-        stored = await withRetries(() => repository.appendOutput(sessionId, runId, batch.map((p) => p.event)));
+        stored = await withRetries(() => archive.append({ sessionId, runId, events: batch.map((p) => p.event) }));
       } catch (err) {
         for (const p of batch) p.reject(err);
         this.close(err);

@@ -16,7 +16,7 @@ import { LeaseKeeper } from './lease-keeper.js';
 import { checkOutputEvent } from './limits.js';
 import type { JsonShapeLimits } from './json-shape.js';
 import type { Logger } from './logger.js';
-import { OutputWriter } from './output-stream.js';
+import { OutputArchive, OutputWriter } from './output-stream.js';
 import type { Lifecycle } from './ports.js';
 import {
   TERMINAL_EVENT_TYPES,
@@ -114,6 +114,8 @@ export class RunExecutor implements Lifecycle {
   private readonly abortGraceMs: number;
   private readonly telemetry: RunTelemetry;
   private readonly leases: LeaseKeeper;
+  /** Every run's output of this instance goes through one archive: many runs per commit. */
+  private readonly archive: OutputArchive;
   private readonly local = new Map<string, LocalRun>();
   private unsubscribe: (() => Promise<void>) | null = null;
   private starting: Promise<void> | null = null;
@@ -122,6 +124,7 @@ export class RunExecutor implements Lifecycle {
   constructor(options: RunExecutorOptions) {
     this.options = options;
     this.repo = options.repository;
+    this.archive = new OutputArchive(this.repo);
     this.abortGraceMs = options.abortGraceMs ?? 15_000;
     this.telemetry = options.telemetry ?? NO_RUN_TELEMETRY;
     this.leases = new LeaseKeeper({
@@ -271,7 +274,7 @@ export class RunExecutor implements Lifecycle {
   private launch(local: LocalRun, session: Session | null): void {
     local.state = 'running';
     local.writer = new OutputWriter({
-      repository: this.repo,
+      archive: this.archive,
       live: this.options.live,
       sessionId: local.sessionId,
       runId: local.id,

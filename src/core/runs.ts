@@ -54,6 +54,13 @@ export interface NewOutputEvent {
  */
 export const TERMINAL_EVENT_TYPES: readonly string[] = ['done', 'error'];
 
+/** Events of one run to archive (RunRepository.appendOutput). */
+export interface OutputBatch {
+  sessionId: string;
+  runId: string;
+  events: readonly NewOutputEvent[];
+}
+
 export function isTerminalEvent(e: Pick<OutputEvent, 'type'>): boolean {
   return TERMINAL_EVENT_TYPES.includes(e.type);
 }
@@ -217,8 +224,12 @@ export interface RunRepository {
   readInputs(runId: string, afterSeq: number): Promise<RunInput[]>;
   /** Renews the leases of this owner's runs and reports what changed for each. */
   heartbeat(owner: string, runIds: readonly string[], leaseMs: number): Promise<HeartbeatRow[]>;
-  /** Allocates seqs and archives events while `runId` is the session's running run; null otherwise. */
-  appendOutput(sessionId: string, runId: string, events: readonly NewOutputEvent[]): Promise<OutputEvent[] | null>;
+  /**
+   * Allocates seqs and archives each batch while its run is its session's running run, all in
+   * one commit (at most one batch per session). One answer per batch, in order: its stored
+   * events, or null when its run is not running there.
+   */
+  appendOutput(batches: readonly OutputBatch[]): Promise<Array<OutputEvent[] | null>>;
   /** Archived events after `afterSeq`, in order; null when the session no longer exists. */
   readOutput(sessionId: string, afterSeq: number, limit: number): Promise<OutputEvent[] | null>;
   /** Ends the run in one transaction; null when it was no longer this owner's (or not orphaned). */

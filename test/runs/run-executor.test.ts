@@ -57,8 +57,8 @@ class FakeRepository {
     return status ? runOf(id, status) : null;
   }
 
-  async appendOutput(): Promise<null> {
-    return null;
+  async appendOutput(batches: readonly unknown[]): Promise<null[]> {
+    return batches.map(() => null);
   }
 
   async readInputs(): Promise<[]> {

@@ -329,6 +329,60 @@ for (const mode of MODES) {
       await expect(reading).rejects.toMatchObject({ code: 'session_not_found' });
     });
 
+    it('archives many runs\' awaited emits in shared commits, each session contiguous; a run ended meanwhile loses only its own', async () => {
+      const runs = 40;
+      const perRun = 25;
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      const created = await Promise.all(Array.from({ length: runs }, () => a.create({})));
+      const started = await Promise.all(
+        created.map((session) =>
+          a.runs.start(session.id, async (run) => {
+            await gate;
+            for (let i = 0; i < perRun; i++) await run.emit({ type: 'text', data: { i } });
+          }),
+        ),
+      );
+      // One more run in the same wave, interrupted from the other instance while it emits.
+      const victim = await a.create({});
+      let emittedBeforeEnd = 0;
+      const victimRun = await a.runs.start(victim.id, async (run) => {
+        await gate;
+        while (!run.signal.aborted) {
+          await run.emit({ type: 'text', data: { i: emittedBeforeEnd } });
+          emittedBeforeEnd++;
+        }
+      });
+      release();
+      await waitFor(() => emittedBeforeEnd >= 5);
+      await b.runs.interrupt(victim.id);
+      const ended = await Promise.all(started.map((r) => a.runs.wait(r.sessionId, r.id)));
+      expect(ended.every((r) => r.status === 'completed')).toBe(true);
+      expect(await a.runs.wait(victim.id, victimRun.id)).toMatchObject({ status: 'interrupted' });
+
+      for (const session of created) {
+        const events = await collect(b.runs.stream(session.id, { after: 0 }));
+        expectContiguous(events, 0);
+        expect(events.filter((e) => e.type === 'text').map((e) => (e.data as { i: number }).i)).toEqual([...Array(perRun).keys()]);
+        expect(events.at(-1)?.type).toBe('done');
+      }
+      const victimEvents = await collect(b.runs.stream(victim.id, { after: 0 }));
+      expectContiguous(victimEvents, 0);
+      expect(victimEvents.at(-1)).toMatchObject({ type: 'done', data: { status: 'interrupted' } });
+      // Every archived text event was acknowledged to the runner, or it is the last one in flight.
+      expect(victimEvents.filter((e) => e.type === 'text').length - emittedBeforeEnd).toBeGreaterThanOrEqual(0);
+      expect(victimEvents.filter((e) => e.type === 'text').length - emittedBeforeEnd).toBeLessThanOrEqual(1);
+
+      // Rows of one commit share its transaction time: the released wave's first events (one
+      // per run, handed over in the same turn) went in one statement.
+      const rows = await internals(a).db.query<{ sessions: number }>(
+        `SELECT count(DISTINCT session_id)::int AS sessions FROM run_output
+         WHERE session_id = ANY($1::uuid[]) AND type = 'text' GROUP BY created_at ORDER BY 1 DESC LIMIT 1`,
+        [created.map((c) => c.id)],
+      );
+      expect(rows[0]?.sessions).toBeGreaterThan(1);
+    });
+
     it('interrupts a run when its session is terminated', async () => {
       const session = await a.create();
       const run = await a.runs.start(session.id, untilInterrupted);

@@ -34,7 +34,7 @@ import type {
   FinalizeRequest,
   FinalizeResult,
   HeartbeatRow,
-  NewOutputEvent,
+  OutputBatch,
   OutputEvent,
   Run,
   RunInput,
@@ -382,15 +382,25 @@ export class PostgresRunRepository implements RunRepository {
     }));
   }
 
-  async appendOutput(sessionId: string, runId: string, events: readonly NewOutputEvent[]): Promise<OutputEvent[] | null> {
-    if (events.length === 0) return [];
+  async appendOutput(batches: readonly OutputBatch[]): Promise<Array<OutputEvent[] | null>> {
+    if (batches.length === 0) return [];
     const rows = await run(this.db, SQL.runOutputAppend, {
-      session: sessionId,
-      run: runId,
-      events: JSON.stringify(events.map((e) => ({ type: e.type, data: e.data ?? null }))),
+      batches: JSON.stringify(
+        batches.map((b) => ({ session: b.sessionId, run: b.runId, events: b.events.map((e) => ({ type: e.type, data: e.data ?? null })) })),
+      ),
     });
-    if (rows.length === 0) return null;
-    return rows.map(rowToEvent).sort((a, b) => a.seq - b.seq);
+    const stored = new Map<string, OutputEvent[]>();
+    for (const r of rows) {
+      const session = String(r.session_id);
+      let events = stored.get(session);
+      if (!events) stored.set(session, (events = []));
+      events.push(rowToEvent(r));
+    }
+    return batches.map((b) => {
+      if (b.events.length === 0) return [];
+      const events = stored.get(b.sessionId.toLowerCase());
+      return events ? events.sort((x, y) => x.seq - y.seq) : null;
+    });
   }
 
   async readOutput(sessionId: string, afterSeq: number, limit: number): Promise<OutputEvent[] | null> {

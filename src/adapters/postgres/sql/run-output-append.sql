@@ -1,19 +1,26 @@
--- run-output-append: allocates contiguous seqs and archives a batch of a run's output, only while it is the session's running run.
--- $1 session uuid
--- $2 run uuid
--- $3 events jsonb: array of { type, data }
--- reply: the stored events (seq, run_id, type, data, created_at); no row when the run is not running
--- The check is on the locked session row (cur), not the UPDATE's snapshot of it: a finalization
--- that ended this run holds and changes that row, so a batch racing it commits before the
--- terminal event or not at all.
-WITH cur AS (
-  SELECT s.id, s.running_run_id FROM sessions s WHERE s.id = $1::uuid FOR UPDATE
+-- run-output-append: allocates contiguous seqs and archives batches of several runs' output in one commit, each only while its run is its session's running run.
+-- $1 batches jsonb: array of { session, run, events: array of { type, data } }, at most one batch per session
+-- reply: the stored events (session_id, seq, run_id, type, data, created_at); none for a batch whose run is not running
+-- One statement for many runs (group commit across runs: a runner that awaits each emit gets
+-- one commit per event otherwise). Sessions are locked in id order, so two overlapping
+-- statements never deadlock. The check is on the locked session row (cur), not the UPDATE's
+-- snapshot of it: a finalization that ended a run holds and changes that row, so a batch
+-- racing it commits before the terminal event or not at all.
+WITH input AS (
+  SELECT (b->>'session')::uuid AS session_id, (b->>'run')::uuid AS run_id, b->'events' AS events
+  FROM jsonb_array_elements($1::jsonb) AS b
+), cur AS (
+  SELECT s.id, s.running_run_id FROM sessions s
+  WHERE s.id IN (SELECT session_id FROM input)
+  ORDER BY s.id
+  FOR UPDATE
 ), allocated AS (
-  UPDATE sessions s SET output_seq = s.output_seq + jsonb_array_length($3::jsonb)
-  FROM cur WHERE s.id = cur.id AND cur.running_run_id = $2::uuid
-  RETURNING s.output_seq
+  UPDATE sessions s SET output_seq = s.output_seq + jsonb_array_length(i.events)
+  FROM cur JOIN input i ON i.session_id = cur.id AND i.run_id = cur.running_run_id
+  WHERE s.id = cur.id
+  RETURNING s.id, s.output_seq, i.run_id, i.events
 )
 INSERT INTO run_output (session_id, seq, run_id, type, data)
-SELECT $1::uuid, a.output_seq - jsonb_array_length($3::jsonb) + x.ord, $2::uuid, x.e->>'type', COALESCE(x.e->'data', 'null'::jsonb)
-FROM allocated a, jsonb_array_elements($3::jsonb) WITH ORDINALITY AS x(e, ord)
-RETURNING seq, run_id, type, data, created_at
+SELECT a.id, a.output_seq - jsonb_array_length(a.events) + x.ord, a.run_id, x.e->>'type', COALESCE(x.e->'data', 'null'::jsonb)
+FROM allocated a, jsonb_array_elements(a.events) WITH ORDINALITY AS x(e, ord)
+RETURNING session_id, seq, run_id, type, data, created_at
