@@ -126,15 +126,20 @@ export class OutboxRelay {
   /** Claims, publishes and marks one batch; resolves to the number of events claimed. */
   async relayOnce(signal?: AbortSignal): Promise<number> {
     let failure: unknown = null;
-    const { claimed } = await this.store.relay(this.batchSize, (events) =>
+    const { claimed } = await this.store.relay(this.batchSize, async (events) => {
+      if (!this.tracing.enabled) {
+        const { acked, error } = await this.publishAll(events, signal);
+        failure = error;
+        return acked;
+      }
       // A trace of its own: the relay works for no request (the events' writers are long gone).
-      this.tracing.span('outbox.publish', { newTrace: true, attributes: { 'agent_sessions.events': events.length } }, async (span) => {
+      return this.tracing.span('outbox.publish', { newTrace: true, attributes: { 'agent_sessions.events': events.length } }, async (span) => {
         const { acked, error } = await this.publishAll(events, signal);
         failure = error;
         if (error !== null) span.fail(errorType(error));
         return acked;
-      }),
-    );
+      });
+    });
     if (failure !== null) throw failure;
     return claimed;
   }

@@ -22,6 +22,8 @@ interface Pending {
 
 interface QueuedBatch {
   batch: OutputBatch;
+  /** Goes in a statement of its own (its session was busy, or its group failed). */
+  alone?: boolean;
   resolve: (stored: OutputEvent[] | null) => void;
   reject: (err: unknown) => void;
 }
@@ -87,6 +89,8 @@ export class OutputArchive {
 
   /** The next statement's batches: in arrival order, one per session, up to maxEvents. */
   private take(): QueuedBatch[] {
+    const lone = this.queue.findIndex((q) => q.alone);
+    if (lone >= 0) return this.queue.splice(lone, 1);
     const group: QueuedBatch[] = [];
     const rest: QueuedBatch[] = [];
     const sessions = new Set<string>();
@@ -106,13 +110,37 @@ export class OutputArchive {
     return group;
   }
 
+  /**
+   * A group does not wait on a session another transaction holds: that batch goes again alone
+   * (and waits), so one busy session never stalls the others. A group the database refused
+   * for a reason other than an outage (one batch holding a value it will not store) goes again
+   * batch by batch, so only the run that sent it fails.
+   */
   private async commit(group: readonly QueuedBatch[]): Promise<void> {
+    const alone = group.length === 1;
     try {
-      const stored = await this.repository.appendOutput(group.map((q) => q.batch));
-      group.forEach((q, i) => q.resolve(stored[i] ?? null));
+      const outcomes = await this.repository.appendOutput(
+        group.map((q) => q.batch),
+        { wait: alone },
+      );
+      group.forEach((q, i) => {
+        const outcome = outcomes[i];
+        if (outcome === 'busy') this.again(q);
+        else q.resolve(outcome ?? null);
+      });
     } catch (err) {
+      if (!alone && (err as { code?: unknown }).code !== 'unavailable') {
+        for (const q of group) this.again(q);
+        return;
+      }
       for (const q of group) q.reject(err);
     }
+  }
+
+  /** Sends a batch again in a statement of its own (taken before any group; kick follows). */
+  private again(queued: QueuedBatch): void {
+    queued.alone = true;
+    this.queue.unshift(queued);
   }
 }
 

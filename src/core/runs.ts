@@ -54,6 +54,9 @@ export interface NewOutputEvent {
  */
 export const TERMINAL_EVENT_TYPES: readonly string[] = ['done', 'error'];
 
+/** What RunRepository.appendOutput did with one batch. */
+export type AppendOutcome = OutputEvent[] | null | 'busy';
+
 /** Events of one run to archive (RunRepository.appendOutput). */
 export interface OutputBatch {
   sessionId: string;
@@ -227,9 +230,10 @@ export interface RunRepository {
   /**
    * Allocates seqs and archives each batch while its run is its session's running run, all in
    * one commit (at most one batch per session). One answer per batch, in order: its stored
-   * events, or null when its run is not running there.
+   * events, null when its run is not running there, or (with `wait: false`) 'busy' when
+   * another transaction held its session and nothing of it was done.
    */
-  appendOutput(batches: readonly OutputBatch[]): Promise<Array<OutputEvent[] | null>>;
+  appendOutput(batches: readonly OutputBatch[], options?: { wait?: boolean }): Promise<AppendOutcome[]>;
   /** Archived events after `afterSeq`, in order; null when the session no longer exists. */
   readOutput(sessionId: string, afterSeq: number, limit: number): Promise<OutputEvent[] | null>;
   /** Ends the run in one transaction; null when it was no longer this owner's (or not orphaned). */

@@ -383,6 +383,69 @@ for (const mode of MODES) {
       expect(rows[0]?.sessions).toBeGreaterThan(1);
     });
 
+    it('a value the database refuses fails only the run that emitted it, not the runs whose events shared its commit', async () => {
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      const sessionsOf = await Promise.all(Array.from({ length: 6 }, () => a.create({})));
+      const runs = await Promise.all(
+        sessionsOf.map((session, n) =>
+          a.runs.start(session.id, async (run) => {
+            await gate;
+            for (let i = 0; i < 5; i++) {
+              // PostgreSQL's jsonb has no NUL character: the first run's second event is refused.
+              await run.emit({ type: 'text', data: { text: n === 0 && i === 1 ? 'a\u0000b' : `${n}.${i}` } });
+            }
+          }),
+        ),
+      );
+      release();
+      const ended = await Promise.all(runs.map((r) => a.runs.wait(r.sessionId, r.id)));
+      expect(ended[0]).toMatchObject({ status: 'failed' });
+      expect(ended.slice(1).map((r) => r.status)).toEqual(Array(5).fill('completed'));
+      for (const session of sessionsOf.slice(1)) {
+        const texts = (await collect(b.runs.stream(session.id, { after: 0 }))).filter((e) => e.type === 'text');
+        expect(texts).toHaveLength(5);
+      }
+    });
+
+    it.skipIf(!mode.shared)('a session another transaction holds stalls only its own run: the others\' events commit meanwhile', async () => {
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      const [busy, ...free] = await Promise.all(Array.from({ length: 5 }, () => a.create({})));
+      const emitted = new Map<string, number>();
+      const runs = await Promise.all(
+        [busy!, ...free].map((session) =>
+          a.runs.start(session.id, async (run) => {
+            await gate;
+            for (let i = 0; i < 10; i++) {
+              await run.emit({ type: 'text', data: { i } });
+              emitted.set(session.id, i + 1);
+            }
+          }),
+        ),
+      );
+      // Holds the busy session's row, as a long transaction of an operator or a slow batch would.
+      let unlock!: () => void;
+      const held = new Promise<void>((resolve) => (unlock = resolve));
+      let locked!: () => void;
+      const isLocked = new Promise<void>((resolve) => (locked = resolve));
+      const holder = internals(b).db.transaction(async (tx) => {
+        await tx.query('SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE', [busy!.id]);
+        locked();
+        await held;
+      });
+      await isLocked;
+      release();
+      await waitFor(() => free.every((s) => emitted.get(s.id) === 10), 20_000, 'the free runs to emit everything');
+      expect(emitted.get(busy!.id) ?? 0).toBe(0);
+      unlock();
+      await holder;
+      const ended = await Promise.all(runs.map((r) => a.runs.wait(r.sessionId, r.id)));
+      expect(ended.map((r) => r.status)).toEqual(Array(5).fill('completed'));
+      const texts = (await collect(b.runs.stream(busy!.id, { after: 0 }))).filter((e) => e.type === 'text');
+      expect(texts.map((e) => (e.data as { i: number }).i)).toEqual([...Array(10).keys()]);
+    });
+
     it('interrupts a run when its session is terminated', async () => {
       const session = await a.create();
       const run = await a.runs.start(session.id, untilInterrupted);

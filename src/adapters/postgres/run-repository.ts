@@ -34,6 +34,7 @@ import type {
   FinalizeRequest,
   FinalizeResult,
   HeartbeatRow,
+  AppendOutcome,
   OutputBatch,
   OutputEvent,
   Run,
@@ -62,6 +63,7 @@ const SQL = statements(
   'runInputsRead',
   'runHeartbeat',
   'runOutputAppend',
+  'runOutputAppendGroup',
   'runOutputRead',
   'runOrphans',
 );
@@ -382,23 +384,32 @@ export class PostgresRunRepository implements RunRepository {
     }));
   }
 
-  async appendOutput(batches: readonly OutputBatch[]): Promise<Array<OutputEvent[] | null>> {
+  async appendOutput(batches: readonly OutputBatch[], options: { wait?: boolean } = {}): Promise<AppendOutcome[]> {
     if (batches.length === 0) return [];
-    const rows = await run(this.db, SQL.runOutputAppend, {
+    const wait = options.wait ?? true;
+    const rows = await run(this.db, wait ? SQL.runOutputAppend : SQL.runOutputAppendGroup, {
       batches: JSON.stringify(
         batches.map((b) => ({ session: b.sessionId, run: b.runId, events: b.events.map((e) => ({ type: e.type, data: e.data ?? null })) })),
       ),
     });
+    const locked = new Set<string>();
     const stored = new Map<string, OutputEvent[]>();
     for (const r of rows) {
       const session = String(r.session_id);
+      // The group statement's marker: this session was locked (not skipped).
+      if (r.seq === null) {
+        locked.add(session);
+        continue;
+      }
       let events = stored.get(session);
       if (!events) stored.set(session, (events = []));
       events.push(rowToEvent(r));
     }
     return batches.map((b) => {
+      const session = b.sessionId.toLowerCase();
+      if (!wait && !locked.has(session)) return 'busy';
       if (b.events.length === 0) return [];
-      const events = stored.get(b.sessionId.toLowerCase());
+      const events = stored.get(session);
       return events ? events.sort((x, y) => x.seq - y.seq) : null;
     });
   }

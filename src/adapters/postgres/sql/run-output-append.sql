@@ -1,9 +1,9 @@
 -- run-output-append: allocates contiguous seqs and archives batches of several runs' output in one commit, each only while its run is its session's running run.
 -- $1 batches jsonb: array of { session, run, events: array of { type, data } }, at most one batch per session
 -- reply: the stored events (session_id, seq, run_id, type, data, created_at); none for a batch whose run is not running
--- One statement for many runs (group commit across runs: a runner that awaits each emit gets
--- one commit per event otherwise). Sessions are locked in id order, so two overlapping
--- statements never deadlock. The check is on the locked session row (cur), not the UPDATE's
+-- One batch alone (the archive's groups of several go by run-output-append-group, which does
+-- not wait on a busy session); it takes the same batches array. Sessions are locked in id
+-- order, so two overlapping statements never deadlock. The check is on the locked session row (cur), not the UPDATE's
 -- snapshot of it: a finalization that ended a run holds and changes that row, so a batch
 -- racing it commits before the terminal event or not at all.
 WITH input AS (
