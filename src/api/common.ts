@@ -5,6 +5,7 @@
  */
 import { Type, type TSchema } from 'typebox';
 import { PAGE_SIZE_CEILING } from '../core/limits.js';
+import { SESSION_ID_PATTERN } from '../core/types.js';
 
 export const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 
@@ -16,7 +17,11 @@ export function StringEnum<const T extends readonly string[]>(values: T, options
 }
 
 /** Session ids as the API accepts them today (server-generated UUIDv7, or a client's UUID). */
-export const SessionId = Type.String({ format: 'uuid', description: 'Session id (UUID)' });
+export const SessionId = Type.String({
+  pattern: SESSION_ID_PATTERN,
+  maxLength: 128,
+  description: 'Session id: chosen by the client (1 to 128 of A-Z a-z 0-9 _ : - ., not starting with .) or a UUIDv7 from the server; unique per tenant',
+});
 export const RunId = Type.String({ format: 'uuid', description: 'Run id (UUID)' });
 
 export const SessionIdParams = Type.Object({ id: SessionId }, { additionalProperties: false });

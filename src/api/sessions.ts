@@ -85,6 +85,10 @@ export const CreateSessionBody = Type.Object(
 );
 export type CreateSessionJson = Static<typeof CreateSessionBody>;
 
+/** PUT /v1/sessions/{id}: the create body without `id` (the path names it). */
+export const PutSessionBody = Type.Omit(CreateSessionBody, ['id'], { additionalProperties: false });
+export type PutSessionJson = Static<typeof PutSessionBody>;
+
 export const UpdateSessionBody = Type.Object(
   {
     status: Type.Optional(Status),

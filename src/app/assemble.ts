@@ -231,7 +231,7 @@ function wire(input: WiringInput): SessionsParts {
       })
     : null;
   const evict = async (refs: SessionRef[]) => {
-    await Promise.all(refs.map((r) => service.evictCache(r.id)));
+    await Promise.all(refs.map((r) => service.evictCache(r.tenantId, r.id)));
   };
   const sweeper = new Sweeper({
     intervalMs: config.sweepIntervalMs,
@@ -277,7 +277,7 @@ function wire(input: WiringInput): SessionsParts {
     sweeper,
     runSweeper,
     apiKeys,
-    erasure: new Erasure({ repository, apiKeys, evict: (id) => service.evictCache(id), output: input.output }),
+    erasure: new Erasure({ repository, apiKeys, evict: (tenant, id) => service.evictCache(tenant, id), output: input.output }),
     ...input.limiters,
     metrics,
     stats,

@@ -102,6 +102,11 @@ export class Sessions {
     return this.#parts.service.getOrCreate(id, input, opts);
   }
 
+  /** `getOrCreate` that says which it did. */
+  ensure(id: string, input?: Omit<CreateSessionInput, 'id'>, opts?: CallOptions): Promise<{ session: Session; created: boolean }> {
+    return this.#parts.service.ensure(id, input, opts);
+  }
+
   get(id: string, opts?: CallOptions): Promise<Session> {
     return this.#parts.service.get(id, opts);
   }

@@ -22,6 +22,7 @@ import type {
   CreatedKeyJson,
   CreateKeyJson,
   CreateSessionJson,
+  PutSessionJson,
   EventJson,
   ForkSessionJson,
   IfBusyJson,
@@ -472,6 +473,14 @@ export class AgentSessionsClient {
   /** Creates a session (201); with `id`, 409 `session_exists` if it exists. */
   create(body: CreateSessionJson = {}, opts: RequestOptions = {}): Promise<SessionJson> {
     return this.http.call('POST', '/v1/sessions', { ...opts, body });
+  }
+
+  /**
+   * The session with this id, created from `body` when it does not exist (PUT: 201 created,
+   * 200 existing, the body then unused). Safe to retry.
+   */
+  getOrCreate(sessionId: string, body: PutSessionJson = {}, opts: RequestOptions = {}): Promise<SessionJson> {
+    return this.http.call('PUT', `/v1/sessions/${id(sessionId)}`, { ...opts, body });
   }
 
   /** The session; its `version` is the ETag the server sent. */

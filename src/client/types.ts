@@ -14,6 +14,7 @@ export type {
   CreateKeyJson,
   ErasedJson,
   CreateSessionJson,
+  PutSessionJson,
   EventJson,
   ForkSessionJson,
   IfBusyJson,

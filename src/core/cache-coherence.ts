@@ -25,6 +25,7 @@ import { TOMBSTONE_VERSION, type NearCache, type SharedTier } from './cache-tier
 import type { InvalidationBus } from './invalidation.js';
 import type { CacheOrigin, CacheStats, Lifecycle, SessionCache } from './ports.js';
 import type { Session } from './types.js';
+import { keyOf } from './ids.js';
 
 export interface CoherentSessionCacheOptions {
   near: NearCache | null;
@@ -257,14 +258,14 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
       const stored = await this.tracked(this.storeOrRepair(this.shared, session, origin));
       if (stored === null) return;
       if (stored > session.version) {
-        this.near?.forgetOlderThan(session.id, stored);
+        this.near?.forgetOlderThan(keyOf(session), stored);
         return;
       }
-      if (origin !== 'read') await this.echo(session.id, session.version);
+      if (origin !== 'read') await this.echo(keyOf(session), session.version);
     } else if (origin !== 'read') {
       try {
-        const echoed = this.echo(session.id, session.version);
-        await this.bus.publish(session.id, session.version, { announced: origin === 'write' });
+        const echoed = this.echo(keyOf(session), session.version);
+        await this.bus.publish(keyOf(session), session.version, { announced: origin === 'write' });
         await echoed;
       } catch (err) {
         this.onError(err, 'invalidation publish');
@@ -366,7 +367,7 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
   }
 
   private fillNear(session: Session): void {
-    if (!this.nearUsable || this.recent.floor(session.id) > session.version) return;
+    if (!this.nearUsable || this.recent.floor(keyOf(session)) > session.version) return;
     this.near?.set(session);
   }
 
@@ -374,14 +375,14 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
   private async storeOrRepair(shared: SharedTier, session: Session, origin: CacheOrigin): Promise<number | null> {
     try {
       const stored = await shared.cache.store(session);
-      this.repaired(session.id, stored);
+      this.repaired(keyOf(session), stored);
       return stored;
     } catch (err) {
       this.onError(err, `${shared.cache.tier} set`);
       // The shared tier may still hold an older version; make sure it never serves it
       // again. This instance's near entry is older too.
-      this.near?.forgetOlderThan(session.id, session.version);
-      if (origin !== 'read') await this.repair(shared, session.id, session.version);
+      this.near?.forgetOlderThan(keyOf(session), session.version);
+      if (origin !== 'read') await this.repair(shared, keyOf(session), session.version);
       return null;
     }
   }

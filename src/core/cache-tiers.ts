@@ -91,6 +91,7 @@ export interface SharedCacheHealth {
 }
 
 export interface CacheRepair {
+  /** The session's key (`sessionKey`, core/ids.ts). */
   sessionId: string;
   version: number;
 }
@@ -101,7 +102,7 @@ export interface CacheRepairLog {
    * Records a repair and announces it to every instance (`onRecorded`); resolves once it is
    * durable.
    */
-  record(sessionId: string, version: number): Promise<void>;
+  record(key: string, version: number): Promise<void>;
   /**
    * Hands every recorded repair to `repair` in batches, deleting each batch it finished. A
    * drain waits for one already in progress elsewhere.

@@ -14,6 +14,7 @@
 import { throwIfAborted } from './abort.js';
 import type { ApiKeyService } from './api-keys.js';
 import { AgentSessionsError, RunError, ValidationError } from './errors.js';
+import { sessionKey } from './ids.js';
 import type { SessionRepository } from './ports.js';
 import type { OutputLog } from './runs.js';
 import { TENANT_RE } from './types.js';
@@ -32,7 +33,7 @@ export interface ErasureOptions {
   repository: SessionRepository;
   apiKeys: Pick<ApiKeyService, 'deleteTenant'>;
   /** Drops a deleted session from every cache tier (SessionService.evictCache). */
-  evict: (id: string) => Promise<void>;
+  evict: (tenant: string, id: string) => Promise<void>;
   output: Pick<OutputLog, 'discard'>;
   /** Sessions per transaction (default 500). */
   batchSize?: number;
@@ -87,8 +88,8 @@ export class Erasure {
       total.outbox += batch.outbox;
       // The statement announced the deletions to near caches; this also marks the shared tier
       // (a tombstone) and tells instances that listen there.
-      await Promise.all(batch.ids.map((id) => this.options.evict(id)));
-      await this.options.output.discard?.(batch.ids);
+      await Promise.all(batch.ids.map((id) => this.options.evict(tenant, id)));
+      await this.options.output.discard?.(batch.ids.map((id) => sessionKey(tenant, id)));
       if (batch.ids.length < this.batchSize) return total;
     }
   }

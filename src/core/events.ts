@@ -6,7 +6,7 @@
  */
 import { throwIfAborted } from './abort.js';
 import { ValidationError } from './errors.js';
-import { isUuid } from './ids.js';
+import { isSessionId } from './ids.js';
 import type { EventEnvelope, EventLog } from './ports.js';
 import { DEFAULT_TENANT } from './types.js';
 
@@ -106,8 +106,8 @@ export class EventFeed {
     if (after !== undefined && (!Number.isSafeInteger(after) || after < 0)) {
       throw new ValidationError('after must be a non-negative integer event id', { field: 'after' });
     }
-    if (sessionId !== undefined && !isUuid(sessionId)) {
-      throw new ValidationError('session_id must be a UUID', { field: 'session_id' });
+    if (sessionId !== undefined && !isSessionId(sessionId)) {
+      throw new ValidationError('session_id is not a session id', { field: 'session_id' });
     }
     const types = options.types && options.types.length > 0 ? [...new Set(options.types)] : undefined;
     for (const t of types ?? []) {

@@ -1,9 +1,36 @@
 import { randomBytes } from 'node:crypto';
+import { SESSION_ID_PATTERN } from './types.js';
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function isUuid(value: string): boolean {
   return UUID_RE.test(value);
+}
+
+const SESSION_ID_RE = new RegExp(SESSION_ID_PATTERN);
+
+export function isSessionId(value: unknown): value is string {
+  return typeof value === 'string' && SESSION_ID_RE.test(value);
+}
+
+/**
+ * The one name of a session outside PostgreSQL (cache entries, Redis keys, output logs,
+ * invalidation messages): its tenant and id. Neither may hold a `/` (tenants are letters,
+ * digits and `_ . -`), so the name is unambiguous and splits back with `splitSessionKey`.
+ */
+export function sessionKey(tenant: string, id: string): string {
+  return `${tenant}/${id}`;
+}
+
+/** The key of a session snapshot (`sessionKey` of its tenant and id). */
+export function keyOf(session: { tenantId: string; id: string }): string {
+  return sessionKey(session.tenantId, session.id);
+}
+
+export function splitSessionKey(key: string): { tenant: string; id: string } | null {
+  const slash = key.indexOf('/');
+  if (slash <= 0 || slash === key.length - 1) return null;
+  return { tenant: key.slice(0, slash), id: key.slice(slash + 1) };
 }
 
 const MAX_COUNTER = 0xfff;

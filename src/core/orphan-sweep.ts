@@ -26,6 +26,7 @@ export async function finalizeOrphanedRuns(o: OrphanSweepOptions, limit = 50, si
   for (const c of candidates) {
     if (signal?.aborted) break;
     const result = await o.repository.finalize({
+      tenant: c.tenant,
       sessionId: c.sessionId,
       runId: c.id,
       owner: null,

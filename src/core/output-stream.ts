@@ -7,6 +7,7 @@
  * and fill any hole in the live log (trimmed, lost in a Redis restart, published out of
  * order) from the archive: no gap, no duplicate.
  */
+import { sessionKey } from './ids.js';
 import { throwIfAborted } from './abort.js';
 import { NotFoundError } from './errors.js';
 import { isTerminalEvent, type NewOutputEvent, type OutputBatch, type OutputEvent, type OutputLog, type RunRepository } from './runs.js';
@@ -96,7 +97,7 @@ export class OutputArchive {
     const sessions = new Set<string>();
     let events = 0;
     for (const queued of this.queue) {
-      const session = queued.batch.sessionId.toLowerCase();
+      const session = sessionKey(queued.batch.tenant, queued.batch.sessionId);
       const size = queued.batch.events.length;
       if (sessions.has(session) || (group.length > 0 && events + size > this.maxEvents)) {
         rest.push(queued);
@@ -147,6 +148,7 @@ export class OutputArchive {
 export interface OutputWriterOptions {
   archive: OutputArchive;
   live: OutputLog;
+  tenant: string;
   sessionId: string;
   runId: string;
   /** The run is no longer this instance's: stop writing. */
@@ -199,12 +201,13 @@ export class OutputWriter {
   }
 
   private async drain(): Promise<void> {
-    const { archive, live, sessionId, runId } = this.options;
+    const { archive, live, tenant, sessionId, runId } = this.options;
+    const key = sessionKey(tenant, sessionId);
     while (this.pending.length > 0 && this.failure === null) {
       const batch = this.pending.splice(0, MAX_BATCH);
       let stored: OutputEvent[] | null;
       try {
-        stored = await withRetries(() => archive.append({ sessionId, runId, events: batch.map((p) => p.event) }));
+        stored = await withRetries(() => archive.append({ tenant, sessionId, runId, events: batch.map((p) => p.event) }));
       } catch (err) {
         for (const p of batch) p.reject(err);
         this.close(err);
@@ -220,7 +223,7 @@ export class OutputWriter {
       }
       batch.forEach((p, i) => p.resolve(stored[i]?.seq ?? 0));
       // Published in commit order; a failure only makes readers use the archive.
-      this.publishing = this.publishing.then(() => live.publish(sessionId, stored).catch(this.options.onPublishError));
+      this.publishing = this.publishing.then(() => live.publish(key, stored).catch(this.options.onPublishError));
     }
   }
 }
@@ -239,6 +242,7 @@ async function withRetries<T>(fn: () => Promise<T>): Promise<T> {
 export interface ReadOutputOptions {
   repository: RunRepository;
   live: OutputLog;
+  tenant: string;
   sessionId: string;
   after: number;
   signal?: AbortSignal;
@@ -248,11 +252,12 @@ export interface ReadOutputOptions {
 
 /** Events after `after`, in seq order, ending after the first terminal event. */
 export async function* readOutput(options: ReadOutputOptions): AsyncGenerator<OutputEvent, void, undefined> {
-  const { repository, live, sessionId, signal, pollMs } = options;
+  const { repository, live, tenant, sessionId, signal, pollMs } = options;
+  const key = sessionKey(tenant, sessionId);
   let cursor = options.after;
   for (;;) {
     throwIfAborted(signal);
-    const archived = await repository.readOutput(sessionId, cursor, ARCHIVE_PAGE);
+    const archived = await repository.readOutput(tenant, sessionId, cursor, ARCHIVE_PAGE);
     // Purged while being read: nothing more will ever come.
     if (archived === null) throw new NotFoundError('session', sessionId);
     for (const e of archived) {
@@ -265,7 +270,7 @@ export async function* readOutput(options: ReadOutputOptions): AsyncGenerator<Ou
     // back to the archive, which holds every event that was ever published.
     for (;;) {
       throwIfAborted(signal);
-      const events = await live.read(sessionId, cursor, { timeoutMs: pollMs, signal });
+      const events = await live.read(key, cursor, { timeoutMs: pollMs, signal });
       const fresh = events.filter((e) => e.seq > cursor);
       let continuous = fresh.length > 0;
       for (const e of fresh) {

@@ -101,8 +101,9 @@ export interface CacheStats {
 export type CacheOrigin = 'write' | 'unannounced-write' | 'read';
 
 /**
- * A cache of session snapshots keyed by id. Entries carry their version; `set` never
- * replaces a newer version with an older one.
+ * A cache of session snapshots keyed by `sessionKey(tenant, id)` (core/ids.ts): ids are
+ * unique per tenant only. Entries carry their version; `set` never replaces a newer version
+ * with an older one.
  */
 export interface SessionCache {
   readonly tier: string;

@@ -10,6 +10,7 @@
  * run's status. Signals are addressed to a run id, so a signal for a run that has ended never
  * touches the next one.
  */
+import { sessionKey } from './ids.js';
 import { RunError, ValidationError } from './errors.js';
 import { AsyncQueue } from './async-queue.js';
 import { LeaseKeeper } from './lease-keeper.js';
@@ -249,9 +250,9 @@ export class RunExecutor implements Lifecycle {
   }
 
   /** Publishes archived output to live readers; a failure only sends readers to the archive. */
-  async publish(sessionId: string, events: readonly OutputEvent[]): Promise<void> {
+  async publish(tenant: string, sessionId: string, events: readonly OutputEvent[]): Promise<void> {
     if (events.length === 0) return;
-    await this.options.live.publish(sessionId, events).catch((err: unknown) => {
+    await this.options.live.publish(sessionKey(tenant, sessionId), events).catch((err: unknown) => {
       this.options.logger?.warn({ err, session_id: sessionId }, 'live output publish failed');
     });
   }
@@ -261,7 +262,7 @@ export class RunExecutor implements Lifecycle {
     // Caches first: a reader who sees the terminal event and then reads the session (on this
     // instance or another) must find the session as the finalization left it.
     if (result.session) await this.options.onSessionWritten(result.session);
-    await this.publish(result.run.sessionId, result.events);
+    await this.publish(result.run.tenantId, result.run.sessionId, result.events);
     const promoted = result.promoted;
     if (promoted) await this.deliver(promoted.owner, { type: 'promoted', sessionId: promoted.sessionId, runId: promoted.id });
     const requestedAt = preciseNow();
@@ -276,6 +277,7 @@ export class RunExecutor implements Lifecycle {
     local.writer = new OutputWriter({
       archive: this.archive,
       live: this.options.live,
+      tenant: local.tenant,
       sessionId: local.sessionId,
       runId: local.id,
       onLost: () => this.abort(local, 'owner_lost'),
@@ -405,6 +407,7 @@ export class RunExecutor implements Lifecycle {
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.repo.finalize({
+          tenant: local.tenant,
           sessionId: local.sessionId,
           runId: local.id,
           owner: this.instanceId,
@@ -439,6 +442,7 @@ export class RunExecutor implements Lifecycle {
     if (reason) {
       const result = await this.repo
         .finalize({
+          tenant: local.tenant,
           sessionId: local.sessionId,
           runId: local.id,
           owner: this.instanceId,

@@ -213,7 +213,7 @@ function refuse(error: AgentSessionsError): Admission {
 // Finalization
 
 /** What ending a run asks for (the port's request without the session, which the state names). */
-export type FinalizationRequest = Omit<FinalizeRequest, 'sessionId'>;
+export type FinalizationRequest = Omit<FinalizeRequest, 'sessionId' | 'tenant'>;
 
 export interface Finalization {
   plan: WritePlan;

@@ -6,7 +6,7 @@
  */
 import { sleep, throwIfAborted } from './abort.js';
 import { AgentSessionsError, NotFoundError, RunError, UnavailableError, ValidationError } from './errors.js';
-import { isUuid, uuidv7 } from './ids.js';
+import { isSessionId, isUuid, uuidv7 } from './ids.js';
 import { jsonBytes } from './limits.js';
 import { checkJsonValue, DEFAULT_JSON_SHAPE, type JsonShapeLimits } from './json-shape.js';
 import { readOutput } from './output-stream.js';
@@ -97,7 +97,7 @@ export class RunService implements Runs {
     await this.executor.ready();
     const tenant = opts.tenant ?? DEFAULT_TENANT;
     const id = uuidv7();
-    const session = sessionId.toLowerCase();
+    const session = sessionId;
     this.executor.register({ id, sessionId: session, tenant, input, runner });
     let result;
     try {
@@ -116,7 +116,7 @@ export class RunService implements Runs {
       throw err;
     }
     if (result.session) await this.options.onSessionWritten(result.session);
-    await this.executor.publish(session, result.events);
+    await this.executor.publish(tenant, session, result.events);
     const requestedAt = preciseNow();
     if (result.interrupted.length > 0) this.telemetry.interruptRequested(result.interrupted.length);
     for (const r of [...result.interrupted, ...result.cancelled]) {
@@ -210,7 +210,8 @@ export class RunService implements Runs {
     yield* readOutput({
       repository: this.repo,
       live: this.options.live,
-      sessionId: sessionId.toLowerCase(),
+      tenant: opts.tenant ?? DEFAULT_TENANT,
+      sessionId,
       after,
       signal: opts.signal,
       pollMs: this.readPollMs,
@@ -232,8 +233,10 @@ export class RunService implements Runs {
   }
 }
 
-function checkId(id: string, what: string): void {
-  if (typeof id !== 'string' || !isUuid(id)) throw new ValidationError(`${what} must be a UUID`, { field: 'id' });
+function checkId(id: string, what: 'session id' | 'run id'): void {
+  if (what === 'session id' ? !isSessionId(id) : typeof id !== 'string' || !isUuid(id)) {
+    throw new ValidationError(what === 'session id' ? 'not a session id' : 'a run id is a UUID', { field: 'id' });
+  }
 }
 
 function checkSize(what: string, value: unknown, max: number, shape: JsonShapeLimits): void {

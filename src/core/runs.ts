@@ -59,6 +59,7 @@ export type AppendOutcome = OutputEvent[] | null | 'busy';
 
 /** Events of one run to archive (RunRepository.appendOutput). */
 export interface OutputBatch {
+  tenant: string;
   sessionId: string;
   runId: string;
   events: readonly NewOutputEvent[];
@@ -167,6 +168,7 @@ export interface StartRunResult {
 }
 
 export interface FinalizeRequest {
+  tenant: string;
   sessionId: string;
   runId: string;
   /** Finalize only if this instance owns the run; null = the orphan sweep (lease must have lapsed). */
@@ -235,11 +237,11 @@ export interface RunRepository {
    */
   appendOutput(batches: readonly OutputBatch[], options?: { wait?: boolean }): Promise<AppendOutcome[]>;
   /** Archived events after `afterSeq`, in order; null when the session no longer exists. */
-  readOutput(sessionId: string, afterSeq: number, limit: number): Promise<OutputEvent[] | null>;
+  readOutput(tenant: string, sessionId: string, afterSeq: number, limit: number): Promise<OutputEvent[] | null>;
   /** Ends the run in one transaction; null when it was no longer this owner's (or not orphaned). */
   finalize(req: FinalizeRequest): Promise<FinalizeResult | null>;
   /** Runs whose lease lapsed (candidates for the orphan sweep). */
-  orphans(limit: number): Promise<Array<{ id: string; sessionId: string; status: RunStatus }>>;
+  orphans(limit: number): Promise<Array<{ id: string; tenant: string; sessionId: string; status: RunStatus }>>;
 }
 
 export type RunSignal =
@@ -259,16 +261,17 @@ export interface SignalBus extends Lifecycle {
 
 /**
  * Live fan-out of output events. Everything published here is already archived, so a
- * lost or trimmed event costs a reader an archive read, never the event.
+ * lost or trimmed event costs a reader an archive read, never the event. A session is named
+ * by its key (`sessionKey(tenant, id)`, core/ids.ts).
  */
 export interface OutputLog extends Lifecycle {
   readonly name: string;
-  publish(sessionId: string, events: readonly OutputEvent[]): Promise<void>;
+  publish(key: string, events: readonly OutputEvent[]): Promise<void>;
   /**
    * Waits up to `timeoutMs` for events after `after` and resolves to those it holds; an
    * empty result means "nothing here, consult the archive".
    */
-  read(sessionId: string, after: number, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<OutputEvent[]>;
+  read(key: string, after: number, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<OutputEvent[]>;
   /** Drops what it holds of these sessions (erasure); a log that keeps no events has nothing to drop. */
-  discard?(sessionIds: readonly string[]): Promise<void>;
+  discard?(keys: readonly string[]): Promise<void>;
 }

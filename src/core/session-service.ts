@@ -5,7 +5,7 @@
  */
 import { sleep, throwIfAborted } from './abort.js';
 import { AgentSessionsError, ConflictError, LimitError, LockTimeoutError, NotFoundError, ValidationError } from './errors.js';
-import { isUuid, uuidv7 } from './ids.js';
+import { isSessionId, sessionKey, uuidv7 } from './ids.js';
 import { jsonBytes, MAX_SEARCH_LENGTH, type Limits } from './limits.js';
 import { checkJsonValue, type JsonShapeLimits } from './json-shape.js';
 import type {
@@ -129,19 +129,32 @@ export class SessionService {
     if (input.id !== undefined) this.checkId(input.id);
     if (input.parentSessionId) this.checkId(input.parentSessionId);
     this.checkFields(input);
-    const session = await this.repository.create(tenantOf(opts), input.id?.toLowerCase() ?? uuidv7(), input, this.lifetimes);
+    const session = await this.repository.create(tenantOf(opts), input.id ?? uuidv7(), input, this.lifetimes);
     await this.cacheSet(session);
     return session;
   }
 
   /** Returns the session, or creates it with `input` when it does not exist. */
   async getOrCreate(id: string, input: Omit<CreateSessionInput, 'id'> = {}, opts: CallOptions = {}): Promise<Session> {
+    return (await this.ensure(id, input, opts)).session;
+  }
+
+  /**
+   * `getOrCreate` that says which it did (`PUT /v1/sessions/{id}`: 200 or 201). `input` is
+   * checked even when the session exists, so a bad body is refused whatever the state. Two
+   * callers racing on a new id both succeed: one creates, the other finds its session.
+   */
+  async ensure(id: string, input: Omit<CreateSessionInput, 'id'> = {}, opts: CallOptions = {}): Promise<{ session: Session; created: boolean }> {
+    throwIfAborted(opts.signal);
+    this.checkId(id);
+    if (input.parentSessionId) this.checkId(input.parentSessionId);
+    this.checkFields(input);
     const existing = await this.find(id, opts);
-    if (existing) return existing;
+    if (existing) return { session: existing, created: false };
     try {
-      return await this.create({ ...input, id }, opts);
+      return { session: await this.create({ ...input, id }, opts), created: true };
     } catch (err) {
-      if (err instanceof AgentSessionsError && err.code === 'session_exists') return this.get(id, opts);
+      if (err instanceof AgentSessionsError && err.code === 'session_exists') return { session: await this.get(id, opts), created: false };
       throw err;
     }
   }
@@ -162,8 +175,8 @@ export class SessionService {
     throwIfAborted(opts.signal);
     this.checkId(id);
     const tenant = tenantOf(opts);
-    const cached = await this.cacheGet(id);
-    if (cached) return cached.tenantId === tenant ? withEffectiveStatus(cached) : null;
+    const cached = await this.cacheGet(tenant, id);
+    if (cached) return withEffectiveStatus(cached);
     const session = await this.repository.get(tenant, id);
     this.telemetry.repositoryRead(session ? 1 : 0, session ? 0 : 1);
     if (!session) return null;
@@ -180,11 +193,13 @@ export class SessionService {
     throwIfAborted(opts.signal);
     this.checkBatch(ids);
     const tenant = tenantOf(opts);
-    const wanted = [...new Set(ids.map((id) => id.toLowerCase()))];
+    const wanted = [...new Set(ids)];
     const byId = new Map<string, Session>();
     if (this.cache?.getMany) {
       try {
-        for (const [id, s] of await this.cache.getMany(wanted)) if (s.tenantId === tenant) byId.set(id, s);
+        for (const s of (await this.cache.getMany(wanted.map((id) => sessionKey(tenant, id)))).values()) {
+          if (s.tenantId === tenant) byId.set(s.id, s);
+        }
       } catch (err) {
         this.onCacheError(err);
       }
@@ -197,7 +212,7 @@ export class SessionService {
       await Promise.all(rows.map((s) => this.cacheSet(s, 'read')));
     }
     return ids.flatMap((id) => {
-      const s = byId.get(id.toLowerCase());
+      const s = byId.get(id);
       return s ? [withEffectiveStatus(s)] : [];
     });
   }
@@ -282,9 +297,8 @@ export class SessionService {
     throwIfAborted(opts.signal);
     this.checkId(id);
     const deleted = await this.repository.purge(tenantOf(opts), id);
-    // Only a real deletion touches the cache: another tenant's purge of this id must not
-    // evict (or tombstone) a session it cannot see.
-    if (deleted) await this.cacheInvalidate(id);
+    // Only a real deletion touches the cache (a purge of nothing leaves no tombstone).
+    if (deleted) await this.cacheInvalidate(tenantOf(opts), id);
     return deleted;
   }
 
@@ -299,7 +313,7 @@ export class SessionService {
     const result = options.purge
       ? await this.repository.purgeMany(tenant, ids)
       : await this.repository.terminateMany(tenant, ids, options.reason ?? 'terminated');
-    await Promise.all(result.deleted.map((id) => this.cacheInvalidate(id)));
+    await Promise.all(result.deleted.map((id) => this.cacheInvalidate(tenant, id)));
     return result;
   }
 
@@ -312,7 +326,7 @@ export class SessionService {
     const session = await this.repository.fork(
       tenantOf(opts),
       id,
-      overrides.id?.toLowerCase() ?? uuidv7(),
+      overrides.id ?? uuidv7(),
       overrides,
       this.lifetimes,
     );
@@ -339,7 +353,7 @@ export class SessionService {
     const started = performance.now();
     const deadline = Date.now() + timeoutMs;
     let delay = 10;
-    let lease = await this.locks.tryAcquire(tenant, id.toLowerCase(), leaseMs);
+    let lease = await this.locks.tryAcquire(tenant, id, leaseMs);
     while (!lease) {
       this.telemetry.lockConflict();
       const left = deadline - Date.now();
@@ -350,7 +364,7 @@ export class SessionService {
       // Full jitter keeps waiters on several instances from retrying in lockstep.
       await sleep(Math.min(left, delay / 2 + (Math.random() * delay) / 2), opts.signal);
       delay = Math.min(delay * 2, 500);
-      lease = await this.locks.tryAcquire(tenant, id.toLowerCase(), leaseMs);
+      lease = await this.locks.tryAcquire(tenant, id, leaseMs);
     }
     this.telemetry.lockAcquired((performance.now() - started) / 1000);
     const held = lease;
@@ -441,8 +455,8 @@ export class SessionService {
   }
 
   /** Drops a session from every cache tier (the sweeps ended or removed it). */
-  evictCache(id: string): Promise<void> {
-    return this.cacheInvalidate(id);
+  evictCache(tenant: string, id: string): Promise<void> {
+    return this.cacheInvalidate(tenant, id);
   }
 
   protected async written(session: Session): Promise<Session> {
@@ -450,11 +464,10 @@ export class SessionService {
     return withEffectiveStatus(session);
   }
 
-  protected async cacheGet(id: string): Promise<Session | null> {
+  protected async cacheGet(tenant: string, id: string): Promise<Session | null> {
     if (!this.cache) return null;
     try {
-      // Ids are stored lowercase; a caller may send any case.
-      return await this.cache.get(id.toLowerCase());
+      return await this.cache.get(sessionKey(tenant, id));
     } catch (err) {
       this.onCacheError(err);
       return null;
@@ -470,17 +483,21 @@ export class SessionService {
     }
   }
 
-  protected async cacheInvalidate(id: string): Promise<void> {
+  protected async cacheInvalidate(tenant: string, id: string): Promise<void> {
     if (!this.cache) return;
     try {
-      await this.cache.invalidate(id.toLowerCase());
+      await this.cache.invalidate(sessionKey(tenant, id));
     } catch (err) {
       this.onCacheError(err);
     }
   }
 
   protected checkId(id: string): void {
-    if (typeof id !== 'string' || !isUuid(id)) throw new ValidationError('session id must be a UUID', { field: 'id' });
+    if (!isSessionId(id)) {
+      throw new ValidationError('a session id is 1 to 128 of the characters A-Z a-z 0-9 _ : - . (not starting with .)', {
+        field: 'id',
+      });
+    }
   }
 
   private checkBatch(ids: readonly string[]): void {

@@ -118,7 +118,7 @@ export function traceMethods<T extends object>(target: T, tracing: Tracing, meth
     const idArgument = traced.idArgument ?? true;
     self[name] = (...args: unknown[]) => {
       const attributes: SpanAttributes = {};
-      if (idArgument && typeof args[0] === 'string') attributes[SESSION_ID] = args[0].toLowerCase();
+      if (idArgument && typeof args[0] === 'string') attributes[SESSION_ID] = args[0];
       return tracing.span(traced.span, { attributes }, async (span) => {
         const result = await method(...args);
         if (traced.result !== undefined && result !== null && typeof result === 'object') {

@@ -168,6 +168,12 @@ export const TENANT_PATTERN = '^[\\w.-]{1,64}$';
 export const TENANT_RE = new RegExp(TENANT_PATTERN);
 
 /**
+ * Session ids: chosen by the client or, when not, a UUIDv7 by the server (SPEC §10). Unique
+ * per tenant: two tenants may hold the same id without learning of each other.
+ */
+export const SESSION_ID_PATTERN = '^[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,127}$';
+
+/**
  * The status a reader must see: a session past its expiry or idle deadline is expired even
  * before the sweeper has written that down, so an expired session is never served as live.
  */

@@ -91,16 +91,16 @@ async function populate(db: SqlDatabase): Promise<void> {
        'infinity', '2026-01-02 03:04:06+05:30', 'client_ended', 0),
       ('${S2}', 'other', NULL, 'idle', NULL, '{}', '${S1}', '{}', 0, 0, 0, 0, 0, 1, 0, 0, 0, NULL,
        '2026-01-01 00:00:00+00', '2026-01-01 00:00:00+00', '2026-01-01 00:00:00+00', NULL, NULL, NULL, 0);
-    INSERT INTO session_items (session_id, seq, id, role, type, content, created_at) VALUES
-      ('${S1}', 1, '01900000-0000-7000-8000-0000000000c1', 'user', 'message', '"just a string"', '2026-01-02 03:04:05.5+00'),
-      ('${S1}', 2, '01900000-0000-7000-8000-0000000000c2', 'assistant', 'message', '42', '2026-01-02 03:04:05.6+00'),
-      ('${S1}', 3, '01900000-0000-7000-8000-0000000000c3', 'tool', 'message', 'null', '2026-01-02 03:04:05.7+00');
+    INSERT INTO session_items (tenant_id, session_id, seq, id, role, type, content, created_at) VALUES
+      ('acme', '${S1}', 1, '01900000-0000-7000-8000-0000000000c1', 'user', 'message', '"just a string"', '2026-01-02 03:04:05.5+00'),
+      ('acme', '${S1}', 2, '01900000-0000-7000-8000-0000000000c2', 'assistant', 'message', '42', '2026-01-02 03:04:05.6+00'),
+      ('acme', '${S1}', 3, '01900000-0000-7000-8000-0000000000c3', 'tool', 'message', 'null', '2026-01-02 03:04:05.7+00');
     INSERT INTO runs (id, session_id, tenant_id, status, input, error, end_reason, start_seq, end_seq, input_seq, created_at) VALUES
       ('${R1}', '${S1}', 'acme', 'completed', 'null', NULL, 'completed', 1, 3, 1, '2026-01-02 03:04:05.7+00'),
       ('01900000-0000-7000-8000-0000000000a2', '${S1}', 'acme', 'failed', NULL, E'boom\\nline', 'runner_error', NULL, NULL, 0, '2026-01-02 03:04:05.8+00');
     INSERT INTO run_inputs (run_id, seq, data) VALUES ('${R1}', 1, '{"text": "more"}');
-    INSERT INTO run_output (session_id, seq, run_id, type, data) VALUES
-      ('${S1}', 1, '${R1}', 'status', '{"status": "running"}'), ('${S1}', 3, '${R1}', 'done', '{}');
+    INSERT INTO run_output (tenant_id, session_id, seq, run_id, type, data) VALUES
+      ('acme', '${S1}', 1, '${R1}', 'status', '{"status": "running"}'), ('acme', '${S1}', 3, '${R1}', 'done', '{}');
     INSERT INTO outbox (tenant_id, type, session_id, payload, published_at) VALUES
       ('acme', 'session.created', '${S1}', '{"id": 1}', '2026-01-02 03:04:05+00'),
       ('acme', 'session.updated', '${S1}', '{"id": 2}', NULL),

@@ -299,7 +299,7 @@ describe.skipIf(!ready)('adapters/session-races', () => {
     const ids = due.map((s) => s.id);
     // Idle for longer than the timeout: every one is past its deadline, none was warned.
     await db.query(
-      `UPDATE sessions SET last_active_at = now() - interval '700 seconds' WHERE id IN (SELECT (jsonb_array_elements_text($1::jsonb))::uuid)`,
+      `UPDATE sessions SET last_active_at = now() - interval '700 seconds' WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb))`,
       [JSON.stringify(ids)],
     );
     const expired: string[] = [];
@@ -329,7 +329,7 @@ describe.skipIf(!ready)('adapters/session-races', () => {
     const near = await Promise.all(Array.from({ length: 20 }, () => created({ ...FOREVER, idleTimeoutSeconds: 600 })));
     const ids = near.map((s) => s.id);
     await db.query(
-      `UPDATE sessions SET last_active_at = now() - interval '500 seconds' WHERE id IN (SELECT (jsonb_array_elements_text($1::jsonb))::uuid)`,
+      `UPDATE sessions SET last_active_at = now() - interval '500 seconds' WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb))`,
       [JSON.stringify(ids)],
     );
     const warned: string[] = [];
@@ -351,7 +351,7 @@ describe.skipIf(!ready)('adapters/session-races', () => {
     const ids = ended.map((s) => s.id);
     await repo.terminateMany(TENANT, ids, 'done');
     await db.query(
-      `UPDATE sessions SET ended_at = now() - interval '40 days' WHERE id IN (SELECT (jsonb_array_elements_text($1::jsonb))::uuid)`,
+      `UPDATE sessions SET ended_at = now() - interval '40 days' WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb))`,
       [JSON.stringify(ids)],
     );
     const purged: string[] = [];
@@ -364,7 +364,7 @@ describe.skipIf(!ready)('adapters/session-races', () => {
     };
     await Promise.all([sweeper(), sweeper(), sweeper(), repo.purgeMany(TENANT, ids.slice(0, 5))]);
     const deleted = await db.query<{ session_id: string }>(
-      `SELECT session_id FROM outbox WHERE type = 'session.deleted' AND session_id IN (SELECT (jsonb_array_elements_text($1::jsonb))::uuid)`,
+      `SELECT session_id FROM outbox WHERE type = 'session.deleted' AND session_id IN (SELECT jsonb_array_elements_text($1::jsonb))`,
       [JSON.stringify(ids)],
     );
     expect(deleted.map((r) => r.session_id).sort()).toEqual([...ids].sort());

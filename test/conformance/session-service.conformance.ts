@@ -136,19 +136,46 @@ export function sessionServiceConformance(prepare: () => Promise<Backend>): void
       expect(await sessions.get(created.id)).toEqual(created);
     });
 
-    it('accepts a client id that is a UUID, in any case', async () => {
-      const id = uuid();
-      const s = await sessions.create({ id: id.toUpperCase() });
-      expect(s.id).toBe(id);
-      expect((await sessions.get(id)).id).toBe(id);
+    it('accepts a client id: a UUID, a nanoid, a conversation id; ids are case-sensitive', async () => {
+      const tag = uuid().slice(0, 8);
+      for (const id of [uuid(), `V1StGXR8_Z5jdHi6B-${tag}`, `conv_${tag}`, `user:42:chat.${tag}`, `_${tag}`]) {
+        const s = await sessions.create({ id });
+        expect(s.id).toBe(id);
+        expect((await sessions.get(id)).id).toBe(id);
+      }
+      const lower = `case-${tag}`;
+      await sessions.create({ id: lower, title: 'lower' });
+      expect(await sessions.find(lower.toUpperCase())).toBeNull();
+      const upper = await sessions.create({ id: lower.toUpperCase(), title: 'upper' });
+      expect(upper.id).toBe(lower.toUpperCase());
+      expect((await sessions.get(lower)).title).toBe('lower');
     });
 
-    it('rejects a client id that is not a UUID', async () => {
+    it('rejects a client id outside the id pattern', async () => {
       const before = await outboxCount();
-      for (const id of ['abc', '', '123e4567-e89b-12d3-a456-42661417400', `${uuid()}x`]) {
+      for (const id of ['', '.hidden', 'a/b', 'has space', 'é', 'x'.repeat(129), 'semi;colon', "'; drop table sessions; --"]) {
         await rejectsWith(sessions.create({ id }), 'validation_failed');
       }
       expect(await outboxCount()).toBe(before);
+    });
+
+    it('keeps ids per tenant: two tenants hold the same id without seeing each other', async () => {
+      const id = `chat-${uuid().slice(0, 8)}`;
+      const a = await sessions.create({ id, title: 'a' }, { tenant: 'tenant-a' });
+      const b = await sessions.create({ id, title: 'b' }, { tenant: 'tenant-b' });
+      expect([a.tenantId, b.tenantId]).toEqual(['tenant-a', 'tenant-b']);
+      await sessions.update(id, { title: 'a2' }, { tenant: 'tenant-a' });
+      await sessions.items.append(id, [{ role: 'user', content: 'only a' }], { tenant: 'tenant-a' });
+      expect((await sessions.get(id, { tenant: 'tenant-a' })).title).toBe('a2');
+      expect((await sessions.get(id, { tenant: 'tenant-b' })).title).toBe('b');
+      expect((await sessions.items.list(id, {}, { tenant: 'tenant-b' })).items).toEqual([]);
+      expect(await sessions.find(id)).toBeNull();
+      await rejectsWith(sessions.create({ id }, { tenant: 'tenant-a' }), 'session_exists');
+      expect(await sessions.purge(id, { tenant: 'tenant-b' })).toBe(true);
+      expect(await sessions.find(id, { tenant: 'tenant-b' })).toBeNull();
+      expect((await sessions.get(id, { tenant: 'tenant-a' })).title).toBe('a2');
+      const forked = await sessions.fork(id, { id: `${id}-fork` }, { tenant: 'tenant-a' });
+      expect((await sessions.items.list(forked.id, {}, { tenant: 'tenant-a' })).items.map((i) => i.content)).toEqual(['only a']);
     });
 
     it('rejects a duplicate id with session_exists and changes nothing', async () => {
@@ -179,8 +206,8 @@ export function sessionServiceConformance(prepare: () => Promise<Backend>): void
       expect(await sessions.exists(id)).toBe(false);
     });
 
-    it('rejects an id that is not a UUID', async () => {
-      await rejectsWith(sessions.get('not-a-uuid'), 'validation_failed');
+    it('rejects an id outside the id pattern', async () => {
+      await rejectsWith(sessions.get('not/an/id'), 'validation_failed');
       await rejectsWith(sessions.find("'; drop table sessions; --"), 'validation_failed');
     });
 
@@ -397,9 +424,9 @@ export function sessionServiceConformance(prepare: () => Promise<Backend>): void
       expect(final.version).toBe(21);
     });
 
-    it('modify reports a missing session and an id that is not a UUID', async () => {
+    it('modify reports a missing session and an id outside the id pattern', async () => {
       await rejectsWith(sessions.modify(uuid(), () => ({ title: 'x' })), 'session_not_found');
-      await rejectsWith(sessions.modify('not-a-uuid', () => ({ title: 'x' })), 'validation_failed');
+      await rejectsWith(sessions.modify('not an id', () => ({ title: 'x' })), 'validation_failed');
     });
 
     it('modify does not retry what is not a version conflict', async () => {
@@ -511,7 +538,7 @@ export function sessionServiceConformance(prepare: () => Promise<Backend>): void
     it('deleteMany validates its ids', async () => {
       const before = await outboxCount();
       await rejectsWith(sessions.deleteMany([]), 'validation_failed');
-      await rejectsWith(sessions.deleteMany(['nope']), 'validation_failed');
+      await rejectsWith(sessions.deleteMany(['no pe']), 'validation_failed');
       await rejectsWith(
         sessions.deleteMany(Array.from({ length: sessions.config.limits.batchSize + 1 }, uuid)),
         'limit_exceeded',
@@ -702,7 +729,7 @@ export function sessionServiceConformance(prepare: () => Promise<Backend>): void
       const found = await sessions.getMany([b.id, uuid(), a.id]);
       expect(found.map((s) => s.id)).toEqual([b.id, a.id]);
       await rejectsWith(sessions.getMany([]), 'validation_failed');
-      await rejectsWith(sessions.getMany(['x']), 'validation_failed');
+      await rejectsWith(sessions.getMany(['x/y']), 'validation_failed');
     });
 
     it('getOrCreate creates once and then returns the existing session', async () => {

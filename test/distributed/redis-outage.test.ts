@@ -131,7 +131,7 @@ async function scenario(outage: 'kill' | 'pause'): Promise<void> {
 
     // Every acknowledged write is in PostgreSQL; counters are exact.
     const rows = await internals(a).db.query<{ id: string; version: number; total_turns: number }>(
-      'SELECT id, version, total_turns FROM sessions WHERE id = ANY($1::uuid[])',
+      'SELECT id, version, total_turns FROM sessions WHERE id = ANY($1::text[])',
       [ids],
     );
     expect(rows).toHaveLength(ids.length);

@@ -4,6 +4,8 @@
  * starts its own redis-server in a temp dir: SAVE at v1, update to v2 (Redis holds v2), then
  * SIGKILL and restart from the same dir, so Redis reloads v1.
  */
+import { RedisKeys } from '../../src/adapters/redis/connection.js';
+import { sessionKey } from '../../src/core/ids.js';
 import { createClient } from 'redis';
 import { describe, expect, it } from 'vitest';
 import { createSessions, type Sessions, internals } from '../../src/internal.js';
@@ -44,7 +46,7 @@ describe.skipIf(!ready)(suite, () => {
     let c: Sessions | null = null;
     try {
       const s = await a.create({ title: 'v1' });
-      const key = `${prefix}s:{${s.id}}`;
+      const key = new RedisKeys(prefix).session(sessionKey('default', s.id));
       expect((await rawGet(redis.url, key))?.startsWith(`${s.version}:`)).toBe(true);
       await save(redis.url);
       const updated = await a.update(s.id, { title: 'v2' });

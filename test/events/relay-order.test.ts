@@ -31,7 +31,7 @@ const GATE_KEY = 7_364_019_245;
 async function emit(db: Pick<SqlDatabase, 'query'>, session: string | null, count = 1): Promise<number[]> {
   await db.query(
     `INSERT INTO outbox (tenant_id, type, session_id, payload)
-     SELECT 'acme', 'item.added', $1::uuid, jsonb_build_object('n', i) FROM generate_series(1, $2::int) i ORDER BY i`,
+     SELECT 'acme', 'item.added', $1::text, jsonb_build_object('n', i) FROM generate_series(1, $2::int) i ORDER BY i`,
     [session, count],
   );
   const rows = await db.query<{ id: number }>('SELECT id::int AS id FROM outbox ORDER BY id DESC LIMIT $1', [count]);
@@ -146,7 +146,8 @@ describe.skipIf(!ready)('events/relay-order', () => {
       expect(xClaimed.map((e) => e.id)).toEqual([a]);
 
       // 2. Y's claim passes S's earliest event and waits at the next row (the gate).
-      const y = relay('y', gate);
+      // The claim locks a session by its key (tenant/id): emit writes tenant 'acme'.
+      const y = relay('y', `acme/${gate}`);
       const yDone = y.outbox.relay(1_000, async (events) => {
         yEvents = events;
         return events.map((e) => e.id);

@@ -160,6 +160,28 @@ for (const configuration of CONFIGURATIONS) {
       expectProblem(await app.inject({ method: 'GET', url: `/v1/sessions/${s.id}`, headers: auth }), 404, 'session_not_found');
     });
 
+    it('gets or creates with PUT: 201 once, then 200 with the stored session; concurrent PUTs make one session', async () => {
+      const id = `chat_${Date.now().toString(36)}:V1StGXR8-Z5jdHi6B`;
+      const first = await app.inject({ method: 'PUT', url: `/v1/sessions/${id}`, headers: auth, payload: { title: 'made by put', user_id: 'u' } });
+      expect(first.statusCode).toBe(201);
+      expect(first.headers.location).toBe(`/v1/sessions/${id}`);
+      expect(first.json()).toMatchObject({ id, title: 'made by put', user_id: 'u', version: 1 });
+      const second = await app.inject({ method: 'PUT', url: `/v1/sessions/${id}`, headers: auth, payload: { title: 'not applied' } });
+      expect(second.statusCode).toBe(200);
+      expect(second.json()).toMatchObject({ id, title: 'made by put', version: 1 });
+      expect(second.headers.etag).toBe(first.headers.etag);
+      const bare = await app.inject({ method: 'PUT', url: `/v1/sessions/${id}`, headers: auth });
+      expect(bare.statusCode).toBe(200);
+
+      const raced = `raced-${Date.now().toString(36)}`;
+      const answers = await Promise.all(
+        Array.from({ length: 20 }, () => app.inject({ method: 'PUT', url: `/v1/sessions/${raced}`, headers: auth, payload: { title: 'r' } })),
+      );
+      expect(answers.map((a) => a.statusCode).sort()).toEqual([201, ...Array<number>(19).fill(200)]);
+      const created = await app.inject({ method: 'GET', url: `/v1/sessions?q=${raced}`, headers: auth });
+      expect((created.json() as { sessions: unknown[] }).sessions).toHaveLength(1);
+    });
+
     it('returns every metadata key as stored, line breaks included, and a 304 without body headers', async () => {
       const metadata = { 'a\nb': 1, 'x\u2028y': [2], 'c\rd': { e: null }, plain: 'p' };
       const id = (await create({ metadata })).id as string;
@@ -308,12 +330,21 @@ for (const configuration of CONFIGURATIONS) {
         nearlyFull = (await create({ metadata: { a: 'x'.repeat(600) } })).id;
       });
 
-      add('malformed id', 400, 'validation_failed', () => app.inject({ method: 'GET', url: '/v1/sessions/not-a-uuid', headers: auth }));
+      add('malformed id', 400, 'validation_failed', () => app.inject({ method: 'GET', url: '/v1/sessions/not%20an%20id', headers: auth }));
       add('malformed id on write', 400, 'validation_failed', () =>
-        app.inject({ method: 'PATCH', url: '/v1/sessions/123', headers: auth, payload: { title: 'x' } }),
+        app.inject({ method: 'PATCH', url: '/v1/sessions/.hidden', headers: auth, payload: { title: 'x' } }),
       );
-      add('client id that is not a UUID', 400, 'validation_failed', () =>
-        app.inject({ method: 'POST', url: '/v1/sessions', headers: auth, payload: { id: 'abc' } }),
+      add('client id outside the id pattern', 400, 'validation_failed', () =>
+        app.inject({ method: 'POST', url: '/v1/sessions', headers: auth, payload: { id: 'a/b' } }),
+      );
+      add('PUT with an id outside the id pattern', 400, 'validation_failed', () =>
+        app.inject({ method: 'PUT', url: `/v1/sessions/${'x'.repeat(129)}`, headers: auth, payload: {} }),
+      );
+      add('PUT with an id in the body', 400, 'validation_failed', () =>
+        app.inject({ method: 'PUT', url: '/v1/sessions/put-with-id', headers: auth, payload: { id: 'other' } }),
+      );
+      add('PUT with a bad field', 400, 'validation_failed', () =>
+        app.inject({ method: 'PUT', url: '/v1/sessions/put-bad-field', headers: auth, payload: { ttl_seconds: -1 } }),
       );
       add('unknown field', 400, 'validation_failed', () =>
         app.inject({ method: 'POST', url: '/v1/sessions', headers: auth, payload: { usr_id: 'x' } }),
@@ -346,7 +377,7 @@ for (const configuration of CONFIGURATIONS) {
       add('cursor with a malformed id', 400, 'invalid_cursor', () =>
         app.inject({
           method: 'GET',
-          url: `/v1/sessions?cursor=${Buffer.from(JSON.stringify({ t: '1', i: '-'.repeat(36) })).toString('base64url')}`,
+          url: `/v1/sessions?cursor=${Buffer.from(JSON.stringify({ t: '1', i: ' '.repeat(36) })).toString('base64url')}`,
           headers: auth,
         }),
       );
@@ -438,10 +469,12 @@ for (const configuration of CONFIGURATIONS) {
       );
     });
 
-    it('purges by an id in any case and never serves the purged session from a cache', async () => {
+    it('purges by its exact id (ids are case-sensitive) and never serves the purged session from a cache', async () => {
       const s = await create();
       expect((await app.inject({ method: 'GET', url: `/v1/sessions/${s.id}`, headers: auth })).statusCode).toBe(200);
-      const purged = await app.inject({ method: 'DELETE', url: `/v1/sessions/${s.id.toUpperCase()}?purge=true`, headers: auth });
+      const other = await app.inject({ method: 'DELETE', url: `/v1/sessions/${s.id.toUpperCase()}?purge=true`, headers: auth });
+      expect(other.statusCode).toBe(404);
+      const purged = await app.inject({ method: 'DELETE', url: `/v1/sessions/${s.id}?purge=true`, headers: auth });
       expect(purged.statusCode).toBe(204);
       expectProblem(await app.inject({ method: 'GET', url: `/v1/sessions/${s.id}`, headers: auth }), 404, 'session_not_found');
     });

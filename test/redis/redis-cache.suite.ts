@@ -3,6 +3,8 @@
  * three-node Redis Cluster: version CAS, sliding TTL, a write touching only its own key,
  * batch get across slots, near-cache invalidation between two instances, and the lease.
  */
+import { RedisKeys } from '../../src/adapters/redis/connection.js';
+import { sessionKey } from '../../src/core/ids.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createClient, createCluster, type RedisClientType, type RedisClusterType } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -67,44 +69,44 @@ export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
     await db?.drop();
   });
 
-  const key = (id: string) => `${prefix}s:{${id}}`;
+  const key = (id: string) => new RedisKeys(prefix).session(sessionKey('default', id));
 
   describe('version CAS (casSet-1.lua)', () => {
     it('never replaces a newer version with an older one', async () => {
       const id = crypto.randomUUID();
       expect(await cache.store(snapshot(id, 5))).toBe(5);
       expect(await cache.store(snapshot(id, 3))).toBe(5);
-      expect((await cache.get(id))?.title).toBe('v5');
+      expect((await cache.get(sessionKey('default', id)))?.title).toBe('v5');
       expect(await cache.store(snapshot(id, 6))).toBe(6);
-      expect((await cache.get(id))?.version).toBe(6);
+      expect((await cache.get(sessionKey('default', id)))?.version).toBe(6);
     });
 
     it('keeps the stored value when the same version arrives again', async () => {
       const id = crypto.randomUUID();
       await cache.store(snapshot(id, 2, { title: 'first' }));
       await cache.store(snapshot(id, 2, { title: 'second' }));
-      expect((await cache.get(id))?.title).toBe('first');
+      expect((await cache.get(sessionKey('default', id)))?.title).toBe('first');
     });
 
     it('a marker reads as a miss, keeps older versions out, and gives way to its own version', async () => {
       const id = crypto.randomUUID();
       await cache.store(snapshot(id, 4));
-      expect(await cache.mark(id, 7)).toBe(7);
-      expect(await cache.get(id)).toBeNull();
+      expect(await cache.mark(sessionKey('default', id), 7)).toBe(7);
+      expect(await cache.get(sessionKey('default', id))).toBeNull();
       expect(await cache.store(snapshot(id, 6))).toBe(7);
-      expect(await cache.get(id)).toBeNull();
+      expect(await cache.get(sessionKey('default', id))).toBeNull();
       expect(await cache.store(snapshot(id, 7))).toBe(7);
-      expect((await cache.get(id))?.version).toBe(7);
+      expect((await cache.get(sessionKey('default', id)))?.version).toBe(7);
       // A marker never hides data of its own version.
-      expect(await cache.mark(id, 7)).toBe(7);
-      expect((await cache.get(id))?.version).toBe(7);
+      expect(await cache.mark(sessionKey('default', id), 7)).toBe(7);
+      expect((await cache.get(sessionKey('default', id)))?.version).toBe(7);
     });
 
     it('a delete marker keeps every version out until it expires', async () => {
       const id = crypto.randomUUID();
       await cache.store(snapshot(id, 3));
-      await cache.invalidate(id);
-      expect(await cache.get(id)).toBeNull();
+      await cache.invalidate(sessionKey('default', id));
+      expect(await cache.get(sessionKey('default', id))).toBeNull();
       expect(await cache.store(snapshot(id, 1_000))).toBe(TOMBSTONE_VERSION);
       const ttl = await raw.pTTL(key(id));
       expect(ttl).toBeGreaterThan(0);
@@ -124,19 +126,19 @@ export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
       const sub = createClient({ url: redisTarget.url.split(',')[0] });
       await sub.connect();
       await sub.subscribe(short.channel, (m) => {
-        if (m.startsWith(`${id} `)) messages.push(m);
+        if (m.startsWith(`default/${id} `)) messages.push(m);
       });
       try {
         await short.store(snapshot(id, 1));
         // On a Cluster the message may cross the cluster bus first: wait for it, not a fixed time.
         await waitFor(() => messages.length > 0, 10_000, 'the message of the store');
-        expect(messages).toEqual([`${id} 1`]);
+        expect(messages).toEqual([`default/${id} 1`]);
         const before = await raw.get(key(id));
         await sleep(1_000);
         const aged = await raw.pTTL(key(id));
         expect(aged).toBeLessThanOrEqual(ttlMs - 900);
         const readAt = Date.now();
-        expect((await short.get(id))?.version).toBe(1);
+        expect((await short.get(sessionKey('default', id)))?.version).toBe(1);
         const slid = await raw.pTTL(key(id));
         const spent = Date.now() - readAt;
         // The GETEX set the full TTL after readAt, so at most `spent` of it has run down since
@@ -170,9 +172,9 @@ export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
     it('fetches many sessions spread over slots at once, misses left out', async () => {
       const created = await Promise.all(Array.from({ length: 20 }, () => a.create({ title: 'batch' })));
       const absent = crypto.randomUUID();
-      const found = await cache.getMany([...created.map((s) => s.id), absent]);
+      const found = await cache.getMany([...created.map((s) => s.id), absent].map((id) => sessionKey('default', id)));
       expect(found.size).toBe(20);
-      expect(found.has(absent)).toBe(false);
+      expect(found.has(sessionKey('default', absent))).toBe(false);
       const many = await b.getMany([absent, ...created.map((s) => s.id)]);
       expect(many.map((s) => s.id)).toEqual(created.map((s) => s.id));
     });
@@ -286,9 +288,9 @@ export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
     it('uses a Redis lease (SET NX PX) that is gone after release', async () => {
       const s = await a.create();
       await a.withSessionLock(s.id, async () => {
-        expect(await raw.exists(`${prefix}s:{${s.id}}:lock`)).toBe(1);
+        expect(await raw.exists(new RedisKeys(prefix).sessionPart(sessionKey('default', s.id), 'lock'))).toBe(1);
       });
-      expect(await raw.exists(`${prefix}s:{${s.id}}:lock`)).toBe(0);
+      expect(await raw.exists(new RedisKeys(prefix).sessionPart(sessionKey('default', s.id), 'lock'))).toBe(0);
     });
 
     it('times out with lock_timeout while another instance holds the lease', async () => {

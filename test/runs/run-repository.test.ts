@@ -73,6 +73,7 @@ for (const mode of MODES.filter((m) => m.name === 'embedded' || m.name === 'post
     });
 
     const finalizeRequest = (sessionId: string, runId: string): FinalizeRequest => ({
+      tenant: 'default',
       sessionId,
       runId,
       owner: 'ghost',

@@ -272,7 +272,7 @@ for (const mode of MODES) {
       thrown = [];
       await a.terminate(session.id);
       await expect(a.runs.start(session.id, emitting(1))).rejects.toMatchObject({ code: 'session_ended' });
-      await expect(a.runs.start('not-a-uuid', emitting(1))).rejects.toMatchObject({ code: 'validation_failed' });
+      await expect(a.runs.start('not an id', emitting(1))).rejects.toMatchObject({ code: 'validation_failed' });
     });
 
     it('keeps tenants apart', async () => {
@@ -377,7 +377,7 @@ for (const mode of MODES) {
       // per run, handed over in the same turn) went in one statement.
       const rows = await internals(a).db.query<{ sessions: number }>(
         `SELECT count(DISTINCT session_id)::int AS sessions FROM run_output
-         WHERE session_id = ANY($1::uuid[]) AND type = 'text' GROUP BY created_at ORDER BY 1 DESC LIMIT 1`,
+         WHERE session_id = ANY($1::text[]) AND type = 'text' GROUP BY created_at ORDER BY 1 DESC LIMIT 1`,
         [created.map((c) => c.id)],
       );
       expect(rows[0]?.sessions).toBeGreaterThan(1);

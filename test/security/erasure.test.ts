@@ -358,7 +358,7 @@ describe('erasure (embedded)', { timeout: 60_000 }, () => {
     const erasure = new Erasure({
       repository: new PostgresSessionRepository(internals(sessions).db),
       apiKeys: { deleteTenant: async () => 0 },
-      evict: async (id) => void evicted.push(id),
+      evict: async (tenant, id) => void evicted.push(`${tenant}/${id}`),
       output: { discard: async (ids) => void discarded.push(...ids) },
       batchSize: 5,
     });

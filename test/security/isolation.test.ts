@@ -113,10 +113,22 @@ describe.skipIf(!requireServices(['postgres'], 'security/tenant isolation'))('te
     expect(items.json().items).toHaveLength(1);
   });
 
-  it('creating a session with an id another tenant holds is indistinguishable from a taken id', async () => {
-    const res = await call(inst.app, keyA, 'POST', '/v1/sessions', { id: sessionB });
-    expect(res.statusCode).toBe(409);
-    expect(res.json().code).toBe('session_exists');
-    expect(res.body).not.toContain('tenant-b');
+  it("an id another tenant holds is free in this tenant: POST and PUT make this tenant's own session, B's is untouched", async () => {
+    const before = await call(inst.app, keyB, 'GET', `/v1/sessions/${sessionB}`);
+    const put = await call(inst.app, keyA, 'PUT', `/v1/sessions/${sessionB}`, { title: 'mine' });
+    expect(put.statusCode).toBe(201);
+    expect(put.json()).toMatchObject({ id: sessionB, tenant_id: 'tenant-a', title: 'mine', version: 1 });
+    expect(put.body).not.toContain('b-secret');
+    const again = await call(inst.app, keyA, 'PUT', `/v1/sessions/${sessionB}`, { title: 'ignored' });
+    expect(again.statusCode).toBe(200);
+    expect(again.json()).toMatchObject({ tenant_id: 'tenant-a', title: 'mine' });
+    const post = await call(inst.app, keyA, 'POST', '/v1/sessions', { id: sessionB });
+    expect(post.statusCode).toBe(409);
+    expect(post.json().code).toBe('session_exists');
+    expect((await call(inst.app, keyA, 'GET', `/v1/sessions/${sessionB}/items`)).json().items).toEqual([]);
+    const after = await call(inst.app, keyB, 'GET', `/v1/sessions/${sessionB}`);
+    expect(after.json()).toEqual(before.json());
+    await call(inst.app, keyA, 'DELETE', `/v1/sessions/${sessionB}?purge=true`);
+    expect((await call(inst.app, keyB, 'GET', `/v1/sessions/${sessionB}`)).statusCode).toBe(200);
   });
 });

@@ -5,13 +5,15 @@
  * evictions, time, and outages of the shared tier and of the repair log. Each read is checked
  * against what the instance was entitled to know when it started (docs/distributed.md).
  */
+import { keyOf } from '../../src/core/ids.js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Session } from '../../src/core/types.js';
 import type { Fate } from './cache-coherence/fakes.js';
 import { World } from './cache-coherence/world.js';
 
-const IDS = ['x', 'y'] as const;
+// Cache names (`sessionKey`: tenant/id) of the sessions the scenarios write.
+const IDS = ['d/x', 'd/y'] as const;
 type Id = (typeof IDS)[number];
 /** A refill never takes longer than this (shorter than the 5 s the policy remembers a message). */
 const REFILL_MAX_MS = 4_000;
@@ -229,7 +231,7 @@ class History {
         this.coverage.resets++;
         for (const id of IDS) {
           // A refill that started before the reset may still bring an older version back.
-          if (this.refills.some((r) => r.i === i && r.snapshot.id === id)) continue;
+          if (this.refills.some((r) => r.i === i && keyOf(r.snapshot) === id)) continue;
           raise(this.reset[i], id, w.truth.get(id)?.version ?? 0);
         }
         break;
@@ -237,7 +239,7 @@ class History {
       case 'evictShared':
         // An eviction racing a refill can leave an older version (the documented bound of
         // the version check); generated only when no refill of that session is in flight.
-        if (!this.refills.some((r) => r.snapshot.id === c.id)) w.server?.evict(c.id);
+        if (!this.refills.some((r) => keyOf(r.snapshot) === c.id)) w.server?.evict(c.id);
         break;
       case 'disconnect':
         w.disconnect(this.index(c.i));
@@ -289,16 +291,16 @@ class History {
    */
   private checkRecorded(i: number, s: Session, stored: boolean): void {
     if (stored) return;
-    if (this.w.table.recorded.some((r) => r.sessionId === s.id && r.version >= s.version)) return;
+    if (this.w.table.recorded.some((r) => r.sessionId === keyOf(s) && r.version >= s.version)) return;
     if (this.w.at(i).breakerState === 'closed') {
-      throw new Error(`instance ${i} acknowledged ${s.id} v${s.version} unrepaired with its breaker closed\n${this.log.join('\n')}`);
+      throw new Error(`instance ${i} acknowledged ${keyOf(s)} v${s.version} unrepaired with its breaker closed\n${this.log.join('\n')}`);
     }
-    this.unrecorded.push({ i, id: s.id, version: s.version });
+    this.unrecorded.push({ i, id: keyOf(s), version: s.version });
     this.coverage.unrecorded++;
   }
 
   private async land(r: Refill): Promise<void> {
-    if (r.snapshot.version < (this.w.truth.get(r.snapshot.id)?.version ?? 0)) this.coverage.staleRefills++;
+    if (r.snapshot.version < (this.w.truth.get(keyOf(r.snapshot))?.version ?? 0)) this.coverage.staleRefills++;
     await this.w.fill(r.i, r.snapshot, 'read');
   }
 

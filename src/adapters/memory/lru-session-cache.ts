@@ -4,6 +4,7 @@
  * was already in flight. The whole cache in embedded mode; the near tier of the coherence
  * policy in distributed mode.
  */
+import { keyOf } from '../../core/ids.js';
 import type { NearCache } from '../../core/cache-tiers.js';
 import type { CacheStats, SessionCache } from '../../core/ports.js';
 import type { Session } from '../../core/types.js';
@@ -68,10 +69,11 @@ export class LruSessionCache implements SessionCache, NearCache {
   }
 
   set(session: Session): Promise<void> {
-    const current = this.entries.get(session.id);
+    const key = keyOf(session);
+    const current = this.entries.get(key);
     if (current && current.expiresAt > this.now() && current.version >= session.version) return Promise.resolve();
-    this.entries.delete(session.id);
-    this.entries.set(session.id, { session, version: session.version, expiresAt: this.now() + this.ttlMs });
+    this.entries.delete(key);
+    this.entries.set(key, { session, version: session.version, expiresAt: this.now() + this.ttlMs });
     this.evict();
     return Promise.resolve();
   }

@@ -6,6 +6,7 @@
  * before it reads from Redis again, waiting for a drain already in progress elsewhere (rows
  * are taken with FOR UPDATE, not SKIP LOCKED, for that reason).
  */
+import { sessionKey, splitSessionKey } from '../../core/ids.js';
 import type { CacheRepair, CacheRepairLog } from '../../core/cache-tiers.js';
 import type { SqlDatabase } from './database.js';
 import { run, statements } from './sql.js';
@@ -24,11 +25,19 @@ export class PostgresCacheRepairLog implements CacheRepairLog {
   constructor(private readonly db: SqlDatabase) {}
 
   /**
-   * Records the repair and announces it (payload "<id> <version>"): Redis could not carry
+   * Records the repair and announces it (payload "<tenant>/<id> <version>"): Redis could not carry
    * this write's invalidation, so the other instances' near caches learn of it here.
    */
-  async record(sessionId: string, version: number): Promise<void> {
-    await run(this.db, SQL.cacheRepairRecord, { sessionId, version: String(version), channel: CACHE_REPAIR_CHANNEL });
+  async record(key: string, version: number): Promise<void> {
+    // The cache names a session by its key (tenant/id); the log stores both parts.
+    const parts = splitSessionKey(key);
+    if (!parts) throw new Error(`not a session key: ${key}`);
+    await run(this.db, SQL.cacheRepairRecord, {
+      sessionId: parts.id,
+      tenant: parts.tenant,
+      version: String(version),
+      channel: CACHE_REPAIR_CHANNEL,
+    });
   }
 
   /** Hands every recorded repair to `repair` in batches, deleting each batch it finished. */
@@ -36,9 +45,11 @@ export class PostgresCacheRepairLog implements CacheRepairLog {
     let total = 0;
     for (;;) {
       const n = await this.db.transaction(async (tx) => {
-        const rows = await run<{ id: number; session_id: string; version: number | string }>(tx, SQL.cacheRepairTake, { batchSize });
+        const rows = await run<{ id: number; tenant_id: string; session_id: string; version: number | string }>(tx, SQL.cacheRepairTake, {
+          batchSize,
+        });
         if (rows.length === 0) return 0;
-        await repair(rows.map((r) => ({ sessionId: String(r.session_id), version: Number(r.version) })));
+        await repair(rows.map((r) => ({ sessionId: sessionKey(r.tenant_id, r.session_id), version: Number(r.version) })));
         await run(tx, SQL.cacheRepairDelete, { ids: rows.map((r) => r.id) });
         return rows.length;
       });

@@ -17,6 +17,7 @@
  * Lock order is always session row, then run rows; the heartbeat takes run locks with SKIP
  * LOCKED, so it never waits in a cycle.
  */
+import { sessionKey } from '../../core/ids.js';
 import { NotFoundError } from '../../core/errors.js';
 import { decodeCursor, encodeCursor } from '../../core/cursor.js';
 import {
@@ -219,19 +220,19 @@ export class PostgresRunRepository implements RunRepository {
   constructor(private readonly db: SqlDatabase) {}
 
   /** Locks the session row (skipping it when another transaction holds it, with `claim`). */
-  private async lockSession(tx: SqlExecutor, id: string, tenant: string | null, claim = false): Promise<SessionRuns | null> {
-    const [row] = claim ? await run(tx, SQL.runSessionClaim, { id }) : await run(tx, SQL.runSessionLock, { id, tenant });
+  private async lockSession(tx: SqlExecutor, id: string, tenant: string, claim = false): Promise<SessionRuns | null> {
+    const [row] = claim ? await run(tx, SQL.runSessionClaim, { id, tenant }) : await run(tx, SQL.runSessionLock, { id, tenant });
     return row ? sessionRuns(id, row) : null;
   }
 
   /** Locks the session's running and queued runs (after its row) and adds them to the state. */
   private async lockRuns(tx: SqlExecutor, locked: SessionRuns): Promise<void> {
-    const rows = await run(tx, SQL.runActiveRuns, { session: locked.state.session.id });
+    const rows = await run(tx, SQL.runActiveRuns, { session: locked.state.session.id, tenant: locked.tenant });
     locked.state = withRuns(locked.state, rows.map(rowToActiveRun));
   }
 
   /** The session's run state and its runs in one snapshot, without locks (the optimistic way). */
-  private async readState(id: string, tenant: string | null): Promise<SessionRuns | null> {
+  private async readState(id: string, tenant: string): Promise<SessionRuns | null> {
     const [row] = await run(this.db, SQL.runState, { id, tenant });
     if (!row) return null;
     const seen = sessionRuns(id, row);
@@ -389,13 +390,13 @@ export class PostgresRunRepository implements RunRepository {
     const wait = options.wait ?? true;
     const rows = await run(this.db, wait ? SQL.runOutputAppend : SQL.runOutputAppendGroup, {
       batches: JSON.stringify(
-        batches.map((b) => ({ session: b.sessionId, run: b.runId, events: b.events.map((e) => ({ type: e.type, data: e.data ?? null })) })),
+        batches.map((b) => ({ tenant: b.tenant, session: b.sessionId, run: b.runId, events: b.events.map((e) => ({ type: e.type, data: e.data ?? null })) })),
       ),
     });
     const locked = new Set<string>();
     const stored = new Map<string, OutputEvent[]>();
     for (const r of rows) {
-      const session = String(r.session_id);
+      const session = sessionKey(String(r.tenant_id), String(r.session_id));
       // The group statement's marker: this session was locked (not skipped).
       if (r.seq === null) {
         locked.add(session);
@@ -406,7 +407,7 @@ export class PostgresRunRepository implements RunRepository {
       events.push(rowToEvent(r));
     }
     return batches.map((b) => {
-      const session = b.sessionId.toLowerCase();
+      const session = sessionKey(b.tenant, b.sessionId);
       if (!wait && !locked.has(session)) return 'busy';
       if (b.events.length === 0) return [];
       const events = stored.get(session);
@@ -414,8 +415,8 @@ export class PostgresRunRepository implements RunRepository {
     });
   }
 
-  async readOutput(sessionId: string, afterSeq: number, limit: number): Promise<OutputEvent[] | null> {
-    const rows = await run(this.db, SQL.runOutputRead, { session: sessionId, after: afterSeq, limit });
+  async readOutput(tenant: string, sessionId: string, afterSeq: number, limit: number): Promise<OutputEvent[] | null> {
+    const rows = await run(this.db, SQL.runOutputRead, { session: sessionId, tenant, after: afterSeq, limit });
     if (rows.length === 0) return null;
     return rows.filter((r) => r.seq !== null).map(rowToEvent);
   }
@@ -424,7 +425,7 @@ export class PostgresRunRepository implements RunRepository {
     // The sweep claims sessions with SKIP LOCKED (one another instance is finalizing is left
     // to it), so it takes the locked way; an owner ending its run tries the snapshot first.
     if (req.owner !== null) {
-      const seen = await this.readState(req.sessionId, null);
+      const seen = await this.readState(req.sessionId, req.tenant);
       if (!seen) return null;
       // Not running or queued, or not this owner's, in a snapshot: it never will be again.
       const first = planFinalization(seen.state, req);
@@ -433,7 +434,7 @@ export class PostgresRunRepository implements RunRepository {
       if (applied) return finalizeResult(req.runId, first, applied);
     }
     return this.db.transaction(async (tx) => {
-      const locked = await this.lockSession(tx, req.sessionId, null, req.owner === null);
+      const locked = await this.lockSession(tx, req.sessionId, req.tenant, req.owner === null);
       if (!locked) return null;
       await this.lockRuns(tx, locked);
       const decided = planFinalization(locked.state, req);
@@ -442,8 +443,13 @@ export class PostgresRunRepository implements RunRepository {
     });
   }
 
-  async orphans(limit: number): Promise<Array<{ id: string; sessionId: string; status: RunStatus }>> {
+  async orphans(limit: number): Promise<Array<{ id: string; tenant: string; sessionId: string; status: RunStatus }>> {
     const rows = await run(this.db, SQL.runOrphans, { limit });
-    return rows.map((r) => ({ id: String(r.id), sessionId: String(r.session_id), status: r.status as RunStatus }));
+    return rows.map((r) => ({
+      id: String(r.id),
+      tenant: String(r.tenant_id),
+      sessionId: String(r.session_id),
+      status: r.status as RunStatus,
+    }));
   }
 }

@@ -39,11 +39,11 @@ export class PostgresSessionLockStore implements SessionLockStore {
       fencingToken: Number(row.fence),
       // A lapsed lease is lost even if nobody has taken it yet, as with a Redis key that expired.
       renew: async (ms) => {
-        const renewed = await run(this.db, SQL.sessionLockRenew, { sessionId, token, ttlMs: ms });
+        const renewed = await run(this.db, SQL.sessionLockRenew, { sessionId, token, ttlMs: ms, tenant });
         return renewed.length === 1;
       },
       release: async () => {
-        await run(this.db, SQL.sessionLockRelease, { sessionId, token });
+        await run(this.db, SQL.sessionLockRelease, { sessionId, token, tenant });
       },
     };
   }

@@ -29,7 +29,7 @@ import {
   type UpdateSessionInput,
 } from '../../core/types.js';
 import { decodeCursor, encodeCursor } from '../../core/cursor.js';
-import { isUuid } from '../../core/ids.js';
+import { isSessionId } from '../../core/ids.js';
 import type { SqlDatabase } from './database.js';
 import { iso, rowToSession, type Row } from './rows.js';
 import { run, statements, type Statement } from './sql.js';
@@ -220,7 +220,7 @@ export class PostgresSessionRepository implements SessionRepository {
       cursor = decodeCursor(filter.cursor, (v): v is { t: string; i: string } => {
         const { t, i } = (typeof v === 'object' && v !== null ? v : {}) as { t?: unknown; i?: unknown };
         // t is microseconds since the epoch (a bigint); i a session id.
-        return typeof t === 'string' && /^\d{1,16}$/.test(t) && typeof i === 'string' && isUuid(i);
+        return typeof t === 'string' && /^\d{1,16}$/.test(t) && isSessionId(i);
       });
     }
     const values = {
@@ -435,6 +435,6 @@ export class PostgresSessionRepository implements SessionRepository {
 
 function splitFound(ids: readonly string[], rows: Row[]): BatchDeleteResult {
   const found = new Set(rows.map((r) => String(r.id)));
-  const unique = [...new Set(ids.map((i) => i.toLowerCase()))];
+  const unique = [...new Set(ids)];
   return { deleted: unique.filter((i) => found.has(i)), notFound: unique.filter((i) => !found.has(i)) };
 }

@@ -3,6 +3,7 @@
  * one session shares the hash tag `{<session id>}`, so all of them live on one Cluster slot
  * and multi-key scripts work.
  */
+import { createHash } from 'node:crypto';
 import { createClient, createCluster, type RedisClientType, type RedisClusterType } from 'redis';
 
 export type RedisConnection = RedisClientType | RedisClusterType;
@@ -72,20 +73,35 @@ export function commandsOf(connection: RedisConnection): RedisClientType {
   return connection as RedisClientType;
 }
 
-/** Key names under a prefix; session keys carry the session's hash tag. */
+/**
+ * Key names under a prefix. A session's keys carry a hash tag made from its key
+ * (`sessionKey`: tenant/id) by SHA-256, base64url, 22 characters (132 bits): the same length
+ * for every id, and no tenant name or client-chosen id (which may be personal data) ever
+ * stands in a key name, so an erased session's tombstone names nobody.
+ */
 export class RedisKeys {
   constructor(readonly prefix: string) {}
 
-  session(id: string): string {
-    return `${this.prefix}s:{${id}}`;
+  /** The hash tag of a session (`redisSessionTag`). */
+  tag(key: string): string {
+    return redisSessionTag(key);
   }
 
-  /** Any per-session key: `<prefix>s:{id}:<suffix>`, on the session's slot. */
-  sessionPart(id: string, suffix: string): string {
-    return `${this.prefix}s:{${id}}:${suffix}`;
+  session(key: string): string {
+    return `${this.prefix}s:{${redisSessionTag(key)}}`;
+  }
+
+  /** Any per-session key: `<prefix>s:{<tag>}:<suffix>`, on the session's slot. */
+  sessionPart(key: string, suffix: string): string {
+    return `${this.prefix}s:{${redisSessionTag(key)}}:${suffix}`;
   }
 
   global(name: string): string {
     return `${this.prefix}${name}`;
   }
+}
+
+/** The hash tag of a session's Redis keys: SHA-256 of its key (`<tenant>/<id>`), base64url, 22 characters. */
+export function redisSessionTag(key: string): string {
+  return createHash('sha256').update(key).digest('base64url').slice(0, 22);
 }

@@ -5,6 +5,7 @@
  * the PostgreSQL lease takes over; during the switch two holders can overlap, which the
  * fencing token makes harmless (locks are for efficiency, never for correctness).
  */
+import { sessionKey } from '../../core/ids.js';
 import { randomUUID } from 'node:crypto';
 import type { SessionLease, SessionLockStore } from '../../core/ports.js';
 import { BreakerOpenError } from './circuit-breaker.js';
@@ -26,7 +27,7 @@ export class RedisSessionLockStore implements SessionLockStore {
 
   async tryAcquire(tenant: string, sessionId: string, ttlMs: number): Promise<SessionLease | null> {
     const { redis } = this.options;
-    const key = redis.keys.sessionPart(sessionId, 'lock');
+    const key = redis.keys.sessionPart(sessionKey(tenant, sessionId), 'lock');
     const token = randomUUID();
     let acquired: string | null;
     try {

@@ -1,5 +1,5 @@
 /**
- * Live output through Redis Streams: one stream per session (`<prefix>s:{id}:out`, on the
+ * Live output through Redis Streams: one stream per session (`<prefix>s:{<tag>}:out`, on the
  * session's hash slot), entry id `<seq>-0`, trimmed to about `maxLen` entries and expiring
  * when idle. Every event in it is already archived in PostgreSQL.
  *

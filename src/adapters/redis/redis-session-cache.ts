@@ -1,5 +1,5 @@
 /**
- * The shared cache tier: one snapshot per session under `<prefix>s:{id}`, stored as
+ * The shared cache tier: one snapshot per session under `<prefix>s:{<tag>}` (RedisKeys), stored as
  * "<version>:<JSON>" by a Lua script that never replaces a newer version with an older one
  * and publishes an invalidation for the near caches of every instance in the same step.
  * Reads slide the TTL with GETEX (the value is never rewritten to extend it). Every call goes
@@ -11,6 +11,7 @@ import { TOMBSTONE_VERSION, type SharedCache } from '../../core/cache-tiers.js';
 import type { CacheStats, SessionCache } from '../../core/ports.js';
 import type { Session } from '../../core/types.js';
 import { formatInvalidation } from '../../core/invalidation.js';
+import { keyOf } from '../../core/ids.js';
 import type { CallKind } from './circuit-breaker.js';
 import type { GuardedRedis } from './guarded-redis.js';
 import { SCRIPTS } from './session-scripts.js';
@@ -56,7 +57,7 @@ export class RedisSessionCache implements SessionCache, SharedCache {
     const found = new Map<string, Session>();
     raws.forEach((raw) => {
       const s = this.count(decode(raw));
-      if (s) found.set(s.id, s);
+      if (s) found.set(keyOf(s), s);
     });
     return found;
   }
@@ -73,8 +74,8 @@ export class RedisSessionCache implements SessionCache, SharedCache {
     const stored = await this.guarded('write', (r) =>
       SCRIPTS.casSet.run(
         r,
-        [this.redis.keys.session(session.id)],
-        [String(session.version), JSON.stringify(session), String(this.ttlMs), this.channel, message(session.id, session.version)],
+        [this.redis.keys.session(keyOf(session))],
+        [String(session.version), JSON.stringify(session), String(this.ttlMs), this.channel, message(keyOf(session), session.version)],
       ),
     );
     return Number(stored);

@@ -19,6 +19,7 @@ import {
   IfMatchHeaders,
   ListSessionsQuery,
   parseIfMatch,
+  PutSessionBody,
   problems,
   Session,
   SessionIdParams,
@@ -60,6 +61,21 @@ export function sessionRoutes(app: FastifyInstance, sessions: Sessions): void {
     schema: { tags, summary: 'Create a session', body: CreateSessionBody, response: { 201: Session, ...errors } },
   }, async (request, reply) => {
     return sendCreated(reply, await sessions.create(createSessionInput(request.body), callOptions(request)));
+  });
+
+  r.put('/v1/sessions/:id', {
+    config: { scope: 'write' },
+    schema: {
+      tags,
+      summary: 'Get or create a session: 200 with the existing one (the body is not applied), 201 with a new one made from the body',
+      params: SessionIdParams,
+      body: Type.Optional(PutSessionBody),
+      response: { 200: Session, 201: Session, ...errors },
+    },
+  }, async (request, reply) => {
+    const input = createSessionInput(request.body ?? {});
+    const { session, created } = await sessions.ensure(request.params.id, input, callOptions(request));
+    return created ? sendCreated(reply, session) : sendSession(reply, session);
   });
 
   r.get('/v1/sessions', {
@@ -172,7 +188,7 @@ export function sessionRoutes(app: FastifyInstance, sessions: Sessions): void {
     const ids = new Set(found.map((s) => s.id));
     return {
       sessions: found.map(sessionJson),
-      not_found: [...new Set(request.body.ids.map((i) => i.toLowerCase()))].filter((i) => !ids.has(i)),
+      not_found: [...new Set(request.body.ids)].filter((i) => !ids.has(i)),
     };
   });
 

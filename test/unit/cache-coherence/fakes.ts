@@ -13,10 +13,16 @@ import type { CacheStats } from '../../../src/core/ports.js';
 import type { Session } from '../../../src/core/types.js';
 import { CircuitBreaker } from '../../../src/adapters/redis/circuit-breaker.js';
 import { sessionSnapshot } from '../../setup/sessions.js';
+import { keyOf, splitSessionKey } from '../../../src/core/ids.js';
 
-/** A snapshot at the epoch: the fake clock's time, not the machine's. */
-export function snapshot(id: string, version: number, extra: Partial<Session> = {}): Session {
-  return sessionSnapshot(id, version, extra, new Date(0));
+/**
+ * A snapshot at the epoch (the fake clock's time, not the machine's) of the session the cache
+ * names `name` (`<tenant>/<id>`, what keyOf gives back).
+ */
+export function snapshot(name: string, version: number, extra: Partial<Session> = {}): Session {
+  const parts = splitSessionKey(name);
+  if (!parts) throw new Error(`a test session is named <tenant>/<id>, not ${name}`);
+  return sessionSnapshot(parts.id, version, { tenantId: parts.tenant, ...extra }, new Date(0));
 }
 
 /** Lets every promise chain that waits on nothing but other promises run to its end. */
@@ -341,7 +347,7 @@ export class FakeSharedClient implements SharedCache, SharedCacheHealth {
   }
 
   store(session: Session): Promise<number> {
-    return this.guarded('write', () => this.casSet(session.id, session.version, session));
+    return this.guarded('write', () => this.casSet(keyOf(session), session.version, session));
   }
 
   mark(id: string, version: number): Promise<number> {

@@ -14,16 +14,16 @@ WITH cur AS (
 ), busy AS (
   SELECT count(*) AS n FROM cur WHERE cur.running_run_id IS NOT NULL OR cur.queued_runs > 0
 ), del AS (
-  DELETE FROM sessions s USING cur, busy WHERE s.id = cur.id AND busy.n = 0 RETURNING s.id
+  DELETE FROM sessions s USING cur, busy WHERE s.tenant_id = $1 AND s.id = cur.id AND busy.n = 0 RETURNING s.tenant_id, s.id
 ), fx AS (
-  SELECT count(pg_catalog.pg_notify($4, d.id::text || ' ' || $5::bigint::text)) FILTER (WHERE $4::text IS NOT NULL) AS notified
+  SELECT count(pg_catalog.pg_notify($4, d.tenant_id || '/' || d.id || ' ' || $5::bigint::text)) FILTER (WHERE $4::text IS NOT NULL) AS notified
   FROM del d
 )
 SELECT
   COALESCE((SELECT jsonb_agg(d.id ORDER BY d.id) FROM del d), '[]'::jsonb) AS ids,
-  (SELECT count(*) FROM session_items i WHERE i.session_id IN (SELECT d.id FROM del d)) AS items,
-  (SELECT count(*) FROM runs r WHERE r.session_id IN (SELECT d.id FROM del d)) AS runs,
-  (SELECT count(*) FROM run_output o WHERE o.session_id IN (SELECT d.id FROM del d)) AS output_events,
+  (SELECT count(*) FROM session_items i WHERE i.tenant_id = $1 AND i.session_id IN (SELECT d.id FROM del d)) AS items,
+  (SELECT count(*) FROM runs r WHERE r.tenant_id = $1 AND r.session_id IN (SELECT d.id FROM del d)) AS runs,
+  (SELECT count(*) FROM run_output o WHERE o.tenant_id = $1 AND o.session_id IN (SELECT d.id FROM del d)) AS output_events,
   busy.n AS busy,
   fx.notified
 FROM busy, fx

@@ -7,10 +7,10 @@
 -- and session locks are held to the end of the transaction
 WITH claimed AS MATERIALIZED (
   -- The walk: takes each event's session, or skips the event while another relay holds it.
-  SELECT o.id, o.session_id
+  SELECT o.id, o.tenant_id, o.session_id
   FROM outbox o
   WHERE o.published_at IS NULL
-    AND (o.session_id IS NULL OR pg_try_advisory_xact_lock($1::int, hashtext(o.session_id::text)))
+    AND (o.session_id IS NULL OR pg_try_advisory_xact_lock($1::int, hashtext(o.tenant_id || '/' || o.session_id)))
   ORDER BY o.id
   LIMIT $2
   FOR UPDATE OF o SKIP LOCKED
@@ -23,7 +23,7 @@ SELECT o.id, o.type, o.tenant_id, o.session_id, o.payload, o.created_at
 FROM outbox o
 WHERE o.published_at IS NULL
   AND o.id <= (SELECT max(c.id) FROM claimed c)
-  AND (o.session_id IN (SELECT c.session_id FROM claimed c WHERE c.session_id IS NOT NULL)
+  AND ((o.tenant_id, o.session_id) IN (SELECT c.tenant_id, c.session_id FROM claimed c WHERE c.session_id IS NOT NULL)
        OR o.id IN (SELECT c.id FROM claimed c WHERE c.session_id IS NULL))
 ORDER BY o.id
 LIMIT $2

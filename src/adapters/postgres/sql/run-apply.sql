@@ -1,6 +1,6 @@
 -- run-apply: carries out a run decision (src/core/run-rules.ts): run rows, output events, the session's bookkeeping, outbox events; a decision made on a snapshot only if the rows it read are unchanged.
--- $1 session uuid
--- $2 tenant text: the session's tenant (outbox events)
+-- $1 session text
+-- $2 tenant text: the session's tenant
 -- $3 plan jsonb: {
 --      expect: [] when this transaction already holds the rows the decision read; or, for a decision
 --        made on run-state's snapshot, [{ status, version, output_seq, running_run_id, queued_runs, live,
@@ -24,11 +24,11 @@ WITH expected AS (
   SELECT s.id, s.status, s.version, s.output_seq, s.running_run_id, s.queued_runs,
     agent_sessions_live(s) AS live
   FROM sessions s
-  WHERE s.id = $1::uuid AND EXISTS (SELECT 1 FROM expected)
+  WHERE s.tenant_id = $2 AND s.id = $1 AND EXISTS (SELECT 1 FROM expected)
   FOR UPDATE OF s
 ), held AS (
   SELECT r.id, r.status FROM runs r
-  WHERE r.session_id = $1::uuid AND (SELECT count(*) FROM cur) = 1
+  WHERE r.tenant_id = $2 AND r.session_id = $1 AND (SELECT count(*) FROM cur) = 1
     AND r.id IN (SELECT (e->>'id')::uuid FROM expected x, jsonb_array_elements(x.runs) e)
   FOR UPDATE OF r
 ), guard AS (
@@ -51,7 +51,7 @@ WITH expected AS (
     interrupt_requested_at = CASE WHEN w.interrupt THEN COALESCE(r.interrupt_requested_at, now()) ELSE r.interrupt_requested_at END
   FROM jsonb_to_recordset($3::jsonb->'stop')
     AS w(id uuid, ends boolean, status text, end_reason text, error text, end_seq bigint, interrupt boolean)
-  WHERE r.id = w.id AND r.session_id = $1::uuid AND (SELECT ok FROM guard)
+  WHERE r.id = w.id AND r.tenant_id = $2 AND r.session_id = $1 AND (SELECT ok FROM guard)
   RETURNING r.*
 ), started AS (
   -- After `stopped` has run (the subquery makes it finish first), so the run that stops
@@ -59,11 +59,11 @@ WITH expected AS (
   UPDATE runs r SET status = 'running', started_at = now(), start_seq = w.start_seq,
     lease_expires_at = now() + w.lease_ms * interval '1 millisecond'
   FROM jsonb_to_recordset($3::jsonb->'start') AS w(id uuid, start_seq bigint, lease_ms integer)
-  WHERE r.id = w.id AND r.session_id = $1::uuid AND (SELECT count(*) FROM stopped) >= 0 AND (SELECT ok FROM guard)
+  WHERE r.id = w.id AND r.tenant_id = $2 AND r.session_id = $1 AND (SELECT count(*) FROM stopped) >= 0 AND (SELECT ok FROM guard)
   RETURNING r.*
 ), inserted AS (
   INSERT INTO runs (id, session_id, tenant_id, status, owner, lease_expires_at, input, started_at, start_seq)
-  SELECT w.id, $1::uuid, $2::text, w.status, w.owner, now() + w.lease_ms * interval '1 millisecond', COALESCE(w.input, 'null'::jsonb),
+  SELECT w.id, $1::text, $2::text, w.status, w.owner, now() + w.lease_ms * interval '1 millisecond', COALESCE(w.input, 'null'::jsonb),
     CASE WHEN w.status = 'running' THEN now() END, w.start_seq
   FROM jsonb_to_recordset($3::jsonb->'insert') AS w(id uuid, status text, owner text, input jsonb, start_seq bigint, lease_ms integer)
   WHERE (SELECT ok FROM guard)
@@ -77,16 +77,16 @@ WITH expected AS (
     last_active_at = CASE WHEN w.status IS NULL THEN s.last_active_at ELSE now() END,
     expires_at = CASE WHEN w.status IS NULL THEN s.expires_at ELSE agent_sessions_slide_expiry(s) END
   FROM jsonb_to_recordset($3::jsonb->'session') AS w(output_seq bigint, running_run_id uuid, queued_runs integer, status text)
-  WHERE s.id = $1::uuid AND (SELECT ok FROM guard)
+  WHERE s.tenant_id = $2 AND s.id = $1 AND (SELECT ok FROM guard)
   RETURNING s.*, w.status IS NOT NULL AS activity
 ), written_output AS (
-  INSERT INTO run_output (session_id, seq, run_id, type, data)
-  SELECT $1::uuid, w.seq, w.run_id, w.type, w.data
+  INSERT INTO run_output (tenant_id, session_id, seq, run_id, type, data)
+  SELECT $2::text, $1::text, w.seq, w.run_id, w.type, w.data
   FROM jsonb_to_recordset($3::jsonb->'output') AS w(seq bigint, run_id uuid, type text, data jsonb)
   WHERE (SELECT ok FROM guard)
   RETURNING seq, run_id, type, data, created_at
 ), events AS (
-  SELECT $2::text AS tenant_id, $1::uuid AS session_id, x.ord, x.e->>'type' AS type, x.e->'payload' AS payload
+  SELECT $2::text AS tenant_id, $1::text AS session_id, x.ord, x.e->>'type' AS type, x.e->'payload' AS payload
   FROM jsonb_array_elements($3::jsonb->'outbox') WITH ORDINALITY AS x(e, ord)
   WHERE (SELECT ok FROM guard)
 ), emitted AS (

@@ -15,14 +15,14 @@ WITH wanted AS (
     WHERE x.id IN (SELECT id FROM wanted) AND x.owner = $1 AND x.status IN ('running', 'queued')
     FOR UPDATE SKIP LOCKED
   )
-  RETURNING r.id, r.session_id, r.status, r.owner, r.interrupt_requested_at, r.input_seq
+  RETURNING r.id, r.tenant_id, r.session_id, r.status, r.owner, r.interrupt_requested_at, r.input_seq
 ), seen AS (
   SELECT * FROM renewed
   UNION ALL
-  SELECT r.id, r.session_id, r.status, r.owner, r.interrupt_requested_at, r.input_seq FROM runs r
+  SELECT r.id, r.tenant_id, r.session_id, r.status, r.owner, r.interrupt_requested_at, r.input_seq FROM runs r
   WHERE r.id IN (SELECT id FROM wanted) AND r.id NOT IN (SELECT id FROM renewed)
 )
 SELECT x.id, x.status, x.owner, x.interrupt_requested_at IS NOT NULL AS interrupt_requested,
   (extract(epoch FROM x.interrupt_requested_at) * 1000)::float8 AS interrupt_requested_ms, x.input_seq,
   s.status IN ('terminated', 'failed', 'expired') AS session_ended
-FROM seen x JOIN sessions s ON s.id = x.session_id
+FROM seen x JOIN sessions s ON s.tenant_id = x.tenant_id AND s.id = x.session_id

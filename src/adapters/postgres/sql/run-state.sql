@@ -1,6 +1,6 @@
 -- run-state: a session's run bookkeeping and its running and queued runs, read together (one snapshot, no locks) for a decision that run-apply applies only if the locked rows still match.
--- $1 id uuid
--- $2 tenant text, null for any tenant (an owner finalizing its run names the session by id alone)
+-- $1 id text
+-- $2 tenant text
 -- reply: zero or one row: tenant_id, status, effective_status, live, version, output_seq, running_run_id, queued_runs,
 --   runs (jsonb array of { id, status, owner, lease_lapsed, input }: the running run first, then the queue in order;
 --   input only for the head of the queue)
@@ -13,10 +13,10 @@ SELECT s.tenant_id, s.status, s.version, s.output_seq, s.running_run_id, s.queue
      ORDER BY a.rank), '[]'::jsonb)
    FROM (
      SELECT r.id, r.status, r.owner, r.lease_expires_at, r.input, 0 AS rank
-     FROM runs r WHERE r.session_id = s.id AND r.status = 'running'
+     FROM runs r WHERE r.tenant_id = s.tenant_id AND r.session_id = s.id AND r.status = 'running'
      UNION ALL
      SELECT r.id, r.status, r.owner, r.lease_expires_at, r.input, row_number() OVER (ORDER BY r.created_at, r.id)
-     FROM runs r WHERE r.session_id = s.id AND r.status = 'queued'
+     FROM runs r WHERE r.tenant_id = s.tenant_id AND r.session_id = s.id AND r.status = 'queued'
    ) a) AS runs
 FROM sessions s
-WHERE s.id = $1 AND ($2::text IS NULL OR s.tenant_id = $2)
+WHERE s.tenant_id = $2 AND s.id = $1

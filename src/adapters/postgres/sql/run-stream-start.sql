@@ -1,9 +1,9 @@
 -- run-stream-start: where a reader with no cursor starts: the session's latest run that started, and its last output seq.
--- $1 session uuid
+-- $1 session text
 -- $2 tenant text
 -- reply: no row when the session does not exist for the tenant; else output_seq and run (jsonb, null when no run started)
 SELECT s.output_seq, to_jsonb(r) AS run FROM sessions s
 LEFT JOIN LATERAL (
-  SELECT * FROM runs x WHERE x.session_id = s.id AND x.start_seq IS NOT NULL ORDER BY x.start_seq DESC LIMIT 1
+  SELECT * FROM runs x WHERE x.tenant_id = s.tenant_id AND x.session_id = s.id AND x.start_seq IS NOT NULL ORDER BY x.start_seq DESC LIMIT 1
 ) r ON true
-WHERE s.id = $1 AND s.tenant_id = $2
+WHERE s.tenant_id = $2 AND s.id = $1

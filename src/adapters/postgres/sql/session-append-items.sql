@@ -1,13 +1,13 @@
 -- session-append-items: appends items to a live session's history with the next seqs, guarded like every write, with item.added.
 -- $1 tenant text
--- $2 id uuid
+-- $2 id text
 -- $3 expectedVersion bigint: write only at this version; null: any
 -- $4 fencingToken bigint: refused when older than the newest handed out; null: none
 -- $5 items jsonb: array of {id, role, type, content}, in order
 -- $6 notifyChannel text: where near caches hear "<id> <version>" of written sessions; null: not announced
 -- reply: one row; written = true, the written row and extra (the items stored, as a jsonb array), or written = false and the current row; no row: not found
 WITH cur AS (
-  SELECT * FROM sessions WHERE id = $2::uuid AND tenant_id = $1 FOR UPDATE
+  SELECT * FROM sessions WHERE tenant_id = $1 AND id = $2 FOR UPDATE
 ), upd AS (
   -- Seqs are allocated from the locked row, so they are never reused.
   UPDATE sessions s SET
@@ -15,13 +15,13 @@ WITH cur AS (
     item_seq = s.item_seq + jsonb_array_length($5::jsonb)
   FROM cur
   -- Every guard reads the locked row (cur), never the statement's snapshot of s.
-  WHERE s.id = cur.id
+  WHERE s.tenant_id = cur.tenant_id AND s.id = cur.id
     AND agent_sessions_preconditions_hold(cur::sessions, $3::bigint, $4::bigint)
     AND agent_sessions_live(cur::sessions)
   RETURNING s.*
 ), added AS (
-  INSERT INTO session_items (session_id, seq, id, role, type, content)
-  SELECT u.id, u.item_seq - jsonb_array_length($5::jsonb) + x.ord, (x.elem ->> 'id')::uuid, x.elem ->> 'role',
+  INSERT INTO session_items (tenant_id, session_id, seq, id, role, type, content)
+  SELECT u.tenant_id, u.id, u.item_seq - jsonb_array_length($5::jsonb) + x.ord, (x.elem ->> 'id')::uuid, x.elem ->> 'role',
     x.elem ->> 'type', x.elem -> 'content'
   FROM upd u, jsonb_array_elements($5::jsonb) WITH ORDINALITY AS x(elem, ord)
   RETURNING *
@@ -37,6 +37,6 @@ WITH cur AS (
 -- The near-cache announcement (PostgreSQL-only mode) is sent by the write itself and delivered
 -- at commit; without a channel pg_notify is not called at all (a notifying transaction
 -- serializes commits).
-SELECT true AS written, upd.*, (SELECT jsonb_agg(to_jsonb(a) ORDER BY a.seq) FROM added a) AS extra, CASE WHEN $6::text IS NOT NULL THEN pg_catalog.pg_notify($6, upd.id::text || ' ' || upd.version::text) END AS notified FROM upd
+SELECT true AS written, upd.*, (SELECT jsonb_agg(to_jsonb(a) ORDER BY a.seq) FROM added a) AS extra, CASE WHEN $6::text IS NOT NULL THEN pg_catalog.pg_notify($6, upd.tenant_id || '/' || upd.id || ' ' || upd.version::text) END AS notified FROM upd
 UNION ALL
 SELECT false, cur.*, NULL, NULL FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)

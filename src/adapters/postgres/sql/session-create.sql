@@ -1,5 +1,5 @@
 -- session-create: inserts a new session and writes its session.created event.
--- $1 id uuid
+-- $1 id text
 -- $2 tenant text
 -- $3 userId text, null for none
 -- $4 orgId text, null for none
@@ -9,7 +9,7 @@
 -- $8 systemPrompt text, null for none
 -- $9 workspacePath text, null for none
 -- $10 mcpClientIds jsonb: array of strings
--- $11 parentSessionId uuid, null for none; must be a session of the tenant
+-- $11 parentSessionId text, null for none; must be a session of the tenant
 -- $12 metadata jsonb: object
 -- $13 ttlSeconds integer, null: no sliding expiry
 -- $14 idleTimeoutSeconds integer, null: no idle timeout
@@ -19,12 +19,12 @@
 WITH ins AS (
   INSERT INTO sessions (id, tenant_id, user_id, org_id, status, model, title, system_prompt, workspace_path,
     mcp_client_ids, parent_session_id, metadata, ttl_seconds, idle_timeout_seconds, lifetime_ends_at, expires_at)
-  SELECT $1::uuid, $2, $3, $4, $5, $6, $7, $8, $9,
-    ARRAY(SELECT jsonb_array_elements_text($10::jsonb)), $11::uuid, $12::jsonb, $13::int, $14::int,
+  SELECT $1::text, $2, $3, $4, $5, $6, $7, $8, $9,
+    ARRAY(SELECT jsonb_array_elements_text($10::jsonb)), $11::text, $12::jsonb, $13::int, $14::int,
     now() + $15::int * interval '1 second',
     LEAST(now() + $13::int * interval '1 second', now() + $15::int * interval '1 second')
-  WHERE $11::uuid IS NULL OR EXISTS (SELECT 1 FROM sessions p WHERE p.id = $11::uuid AND p.tenant_id = $2)
-  ON CONFLICT (id) DO NOTHING
+  WHERE $11::text IS NULL OR EXISTS (SELECT 1 FROM sessions p WHERE p.tenant_id = $2 AND p.id = $11::text)
+  ON CONFLICT (tenant_id, id) DO NOTHING
   RETURNING *
 ), events AS (
   SELECT i.tenant_id, i.id AS session_id, 1 AS ord, 'session.created' AS type,
@@ -37,4 +37,4 @@ WITH ins AS (
 -- The near-cache announcement (PostgreSQL-only mode) is sent by the write itself and delivered
 -- at commit; without a channel pg_notify is not called at all (a notifying transaction
 -- serializes commits).
-SELECT ins.*, CASE WHEN $16::text IS NOT NULL THEN pg_catalog.pg_notify($16, ins.id::text || ' ' || ins.version::text) END AS notified FROM ins
+SELECT ins.*, CASE WHEN $16::text IS NOT NULL THEN pg_catalog.pg_notify($16, ins.tenant_id || '/' || ins.id || ' ' || ins.version::text) END AS notified FROM ins

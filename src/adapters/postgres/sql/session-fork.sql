@@ -1,7 +1,7 @@
 -- session-fork: creates a session from another of the tenant (settings, counters and a copy of its items under new ids), with session.created.
--- $1 sourceId uuid
+-- $1 sourceId text
 -- $2 tenant text
--- $3 newId uuid
+-- $3 newId text
 -- $4 userId text: the fork's user; null: the source's
 -- $5 model text: the fork's model; null: the source's
 -- $6 title text: the fork's title; null: the source's
@@ -13,12 +13,12 @@
 -- The source is read on the statement's snapshot, unlocked: its row and its items come from
 -- one snapshot, so the copy is consistent (item_seq matches the items copied).
 WITH src AS (
-  SELECT * FROM sessions WHERE id = $1::uuid AND tenant_id = $2
+  SELECT * FROM sessions WHERE tenant_id = $2 AND id = $1
 ), ins AS (
   INSERT INTO sessions (id, tenant_id, user_id, org_id, status, model, title, system_prompt, workspace_path,
     mcp_client_ids, parent_session_id, metadata, total_turns, message_count, ttl_seconds, idle_timeout_seconds,
     lifetime_ends_at, expires_at, item_seq)
-  SELECT $3::uuid, src.tenant_id, COALESCE($4, src.user_id), src.org_id, 'idle', COALESCE($5, src.model),
+  SELECT $3::text, src.tenant_id, COALESCE($4, src.user_id), src.org_id, 'idle', COALESCE($5, src.model),
     COALESCE($6, src.title), src.system_prompt, src.workspace_path, src.mcp_client_ids, src.id,
     agent_sessions_merge_metadata(src.metadata, $7::jsonb), src.total_turns, src.message_count, $8::int,
     src.idle_timeout_seconds,
@@ -26,12 +26,12 @@ WITH src AS (
     LEAST(now() + $8::int * interval '1 second', now() + $9::int * interval '1 second'),
     src.item_seq
   FROM src
-  ON CONFLICT (id) DO NOTHING
+  ON CONFLICT (tenant_id, id) DO NOTHING
   RETURNING *
 ), copied AS (
-  INSERT INTO session_items (session_id, seq, id, role, type, content, created_at)
-  SELECT ins.id, i.seq, gen_random_uuid(), i.role, i.type, i.content, i.created_at
-  FROM ins JOIN session_items i ON i.session_id = $1::uuid
+  INSERT INTO session_items (tenant_id, session_id, seq, id, role, type, content, created_at)
+  SELECT ins.tenant_id, ins.id, i.seq, gen_random_uuid(), i.role, i.type, i.content, i.created_at
+  FROM ins JOIN session_items i ON i.tenant_id = ins.tenant_id AND i.session_id = $1
 ), events AS (
   SELECT i.tenant_id, i.id AS session_id, 1 AS ord, 'session.created' AS type,
     jsonb_build_object('session', agent_sessions_session_json(i::sessions), 'forked_from', i.parent_session_id) AS payload
@@ -43,6 +43,6 @@ WITH src AS (
 -- The near-cache announcement (PostgreSQL-only mode) is sent by the write itself and delivered
 -- at commit; without a channel pg_notify is not called at all (a notifying transaction
 -- serializes commits).
-SELECT ins.*, true AS inserted, CASE WHEN $10::text IS NOT NULL THEN pg_catalog.pg_notify($10, ins.id::text || ' ' || ins.version::text) END AS notified FROM ins
+SELECT ins.*, true AS inserted, CASE WHEN $10::text IS NOT NULL THEN pg_catalog.pg_notify($10, ins.tenant_id || '/' || ins.id || ' ' || ins.version::text) END AS notified FROM ins
 UNION ALL
 SELECT src.*, false, NULL FROM src WHERE NOT EXISTS (SELECT 1 FROM ins)

@@ -1,5 +1,5 @@
 -- session-list-items: a page of a session's history in seq order, after a cursor, optionally only its last turns.
--- $1 sessionId uuid
+-- $1 sessionId text
 -- $2 tenant text
 -- $3 afterSeq bigint: the seq of the last item of the previous page; null: from the start
 -- $4 lastTurns integer: only the last N turns; null: every turn
@@ -10,17 +10,17 @@ SELECT i.*, s.id AS owner FROM sessions s
 -- never every item after it.
 LEFT JOIN LATERAL (
   SELECT * FROM session_items
-  WHERE session_id = s.id AND seq > COALESCE($3::bigint, 0)
+  WHERE tenant_id = s.tenant_id AND session_id = s.id AND seq > COALESCE($3::bigint, 0)
     -- A turn starts at a user message; everything after it (tool calls, their results, the
     -- reply) belongs to it, so a turn is never split.
     AND seq >= COALESCE((
       SELECT min(t.seq) FROM (
         SELECT seq FROM session_items
-        WHERE $4::int IS NOT NULL AND session_id = $1::uuid AND role = 'user' AND type = 'message'
+        WHERE $4::int IS NOT NULL AND tenant_id = $2 AND session_id = $1 AND role = 'user' AND type = 'message'
         ORDER BY seq DESC LIMIT $4
       ) t), 0)
   ORDER BY seq
   LIMIT $5
 ) i ON true
-WHERE s.id = $1::uuid AND s.tenant_id = $2
+WHERE s.tenant_id = $2 AND s.id = $1
 ORDER BY i.seq

@@ -3,16 +3,17 @@
 -- $2 status text: only sessions whose effective status this is; null: any
 -- $3 updatedAfter timestamptz: only sessions updated after this (at millisecond precision); null: any
 -- $4 cursorT bigint: created_at of the last row of the previous page, microseconds since the epoch; null: first page
--- $5 cursorId uuid: id of that row; null: first page
+-- $5 cursorId text: id of that row; null: first page (then cursorT is null too)
 -- $6 limit integer: rows to return
 -- $7 search text: only sessions whose id starts with it or whose title contains it, case-insensitively; null: any
 -- reply: the rows, each with cursor_t (its created_at in microseconds since the epoch, as text)
 SELECT s.*, (extract(epoch FROM s.created_at) * 1000000)::bigint::text AS cursor_t
 FROM sessions s
 WHERE s.tenant_id = $1
-  -- The bounds are never null, so the comparison stays an index condition on every page.
+  -- The bounds are never null, so the comparison stays an index condition on every page (on the
+  -- first, created_at < infinity holds for every row whatever the id bound).
   AND (s.created_at, s.id) < (COALESCE(timestamptz 'epoch' + $4::bigint * interval '1 microsecond', 'infinity'),
-                              COALESCE($5::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'))
+                              COALESCE($5::text, ''))
   -- Optional filters as CASE, not `$x IS NULL OR ...`: a generic plan estimates such an OR as
   -- nearly no rows and may then sort every row of the index range instead of reading it in order.
   AND CASE WHEN $2::text IS NULL THEN true ELSE agent_sessions_effective_status(s) = $2 END
@@ -21,6 +22,6 @@ WHERE s.tenant_id = $1
   -- Plain string functions, not LIKE: nothing the user types is a wildcard. A filter over the
   -- tenant's range read in creation order, which a console's search can afford.
   AND CASE WHEN $7::text IS NULL THEN true
-      ELSE starts_with(lower(s.id::text), lower($7)) OR strpos(lower(s.title), lower($7)) > 0 END
+      ELSE starts_with(lower(s.id), lower($7)) OR strpos(lower(s.title), lower($7)) > 0 END
 ORDER BY s.created_at DESC, s.id DESC
 LIMIT $6

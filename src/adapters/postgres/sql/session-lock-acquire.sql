@@ -1,19 +1,19 @@
 -- session-lock-acquire: takes a session's lease when it is free or lapsed, and then (only then) its next fencing token.
--- $1 sessionId uuid
+-- $1 sessionId text
 -- $2 tenant text
 -- $3 token text: the new holder's token
 -- $4 ttlMs integer: how long the lease lasts unless renewed
 -- reply: one row; found (whether the session exists) and fence (the new token, null when the lease is held)
 WITH s AS (
-  SELECT id FROM sessions WHERE id = $1::uuid AND tenant_id = $2
+  SELECT tenant_id, id FROM sessions WHERE tenant_id = $2 AND id = $1
 ), lk AS (
   -- ON CONFLICT locks the existing lease and checks it as it is now, not on the snapshot.
-  INSERT INTO session_locks (session_id, token, expires_at)
-  SELECT id, $3, now() + $4::int * interval '1 millisecond' FROM s
-  ON CONFLICT (session_id) DO UPDATE SET token = EXCLUDED.token, expires_at = EXCLUDED.expires_at
+  INSERT INTO session_locks (tenant_id, session_id, token, expires_at)
+  SELECT tenant_id, id, $3, now() + $4::int * interval '1 millisecond' FROM s
+  ON CONFLICT (tenant_id, session_id) DO UPDATE SET token = EXCLUDED.token, expires_at = EXCLUDED.expires_at
     WHERE session_locks.expires_at <= now()
-  RETURNING session_id
+  RETURNING tenant_id, session_id
 ), f AS (
-  UPDATE sessions SET fence = fence + 1 WHERE id = (SELECT session_id FROM lk) RETURNING fence
+  UPDATE sessions SET fence = fence + 1 WHERE (tenant_id, id) = (SELECT tenant_id, session_id FROM lk) RETURNING fence
 )
 SELECT EXISTS (SELECT 1 FROM s) AS found, (SELECT fence FROM f) AS fence

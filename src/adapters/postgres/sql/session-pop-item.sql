@@ -1,18 +1,18 @@
 -- session-pop-item: removes the last item of a live session's history (its seq is never reused), guarded like every write.
 -- $1 tenant text
--- $2 id uuid
+-- $2 id text
 -- $3 expectedVersion bigint: write only at this version; null: any
 -- $4 fencingToken bigint: refused when older than the newest handed out; null: none
 -- $5 notifyChannel text: where near caches hear "<id> <version>" of written sessions; null: not announced
 -- reply: one row; written = true, the written row and extra (the item removed as jsonb, null when none), or written = false and the current row; no row: not found
 WITH cur AS (
-  SELECT * FROM sessions WHERE id = $2::uuid AND tenant_id = $1 FOR UPDATE
+  SELECT * FROM sessions WHERE tenant_id = $1 AND id = $2 FOR UPDATE
 ), upd AS (
   UPDATE sessions s SET
     version = s.version + 1, updated_at = now(), last_active_at = now(), expires_at = agent_sessions_slide_expiry(s)
   FROM cur
   -- Every guard reads the locked row (cur), never the statement's snapshot of s.
-  WHERE s.id = cur.id
+  WHERE s.tenant_id = cur.tenant_id AND s.id = cur.id
     AND agent_sessions_preconditions_hold(cur::sessions, $3::bigint, $4::bigint)
     AND agent_sessions_live(cur::sessions)
   RETURNING s.*
@@ -21,6 +21,6 @@ WITH cur AS (
 -- at commit; without a channel pg_notify is not called at all (a notifying transaction
 -- serializes commits).
 -- The items are read after the lock, not on this statement's snapshot (migration 051).
-SELECT true AS written, upd.*, agent_sessions_pop_item(upd.id) AS extra, CASE WHEN $5::text IS NOT NULL THEN pg_catalog.pg_notify($5, upd.id::text || ' ' || upd.version::text) END AS notified FROM upd
+SELECT true AS written, upd.*, agent_sessions_pop_item(upd.tenant_id, upd.id) AS extra, CASE WHEN $5::text IS NOT NULL THEN pg_catalog.pg_notify($5, upd.tenant_id || '/' || upd.id || ' ' || upd.version::text) END AS notified FROM upd
 UNION ALL
 SELECT false, cur.*, NULL, NULL FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)

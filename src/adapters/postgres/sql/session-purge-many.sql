@@ -1,16 +1,16 @@
 -- session-purge-many: deletes the sessions of a tenant among the ids given (items, runs and output by FK cascade), with session.deleted.
 -- $1 tenant text
--- $2 ids jsonb: array of uuids
+-- $2 ids jsonb: array of session ids
 -- $3 notifyChannel text: where near caches hear "<id> <version>" of deleted sessions; null: not announced
 -- $4 deletedVersion bigint: the version announced for a deleted session (the caches' tombstone)
 -- reply: one row (id) per session deleted
 WITH cur AS (
   -- Locks in id order, so overlapping batches never deadlock.
   SELECT id FROM sessions
-  WHERE tenant_id = $1 AND id IN (SELECT (jsonb_array_elements_text($2::jsonb))::uuid)
+  WHERE tenant_id = $1 AND id IN (SELECT jsonb_array_elements_text($2::jsonb))
   ORDER BY id FOR UPDATE
 ), del AS (
-  DELETE FROM sessions s USING cur WHERE s.id = cur.id RETURNING s.*
+  DELETE FROM sessions s USING cur WHERE s.tenant_id = $1 AND s.id = cur.id RETURNING s.*
 ), events AS (
   SELECT d.tenant_id, d.id AS session_id, 1 AS ord, 'session.deleted' AS type, jsonb_build_object('version', d.version) AS payload
   FROM del d
@@ -18,7 +18,7 @@ WITH cur AS (
   INSERT INTO outbox (tenant_id, type, session_id, payload)
   SELECT e.tenant_id, e.type, e.session_id, e.payload FROM events e WHERE e.payload IS NOT NULL ORDER BY e.session_id, e.ord
 ), fx AS (
-  SELECT count(pg_catalog.pg_notify($3, d.id::text || ' ' || $4::bigint::text)) FILTER (WHERE $3::text IS NOT NULL) AS notified
+  SELECT count(pg_catalog.pg_notify($3, d.tenant_id || '/' || d.id || ' ' || $4::bigint::text)) FILTER (WHERE $3::text IS NOT NULL) AS notified
   FROM del d
 )
 SELECT del.id FROM del, fx

@@ -1,6 +1,6 @@
 -- session-terminate-many: terminates the sessions of a tenant among the ids given that are not terminated yet, with their events.
 -- $1 tenant text
--- $2 ids jsonb: array of uuids
+-- $2 ids jsonb: array of session ids
 -- $3 reason text: the end_reason
 -- $4 notifyChannel text: where near caches hear "<id> <version>" of written sessions; null: not announced
 -- reply: one row (id) per session found, terminated now or before
@@ -8,12 +8,12 @@ WITH cur AS (
   -- Locks in id order, so overlapping batches never deadlock. FOR UPDATE re-checks the
   -- status on the newest row, so a session terminated meanwhile is left alone.
   SELECT id, status FROM sessions
-  WHERE tenant_id = $1 AND id IN (SELECT (jsonb_array_elements_text($2::jsonb))::uuid) AND status <> 'terminated'
+  WHERE tenant_id = $1 AND id IN (SELECT jsonb_array_elements_text($2::jsonb)) AND status <> 'terminated'
   ORDER BY id FOR UPDATE
 ), upd AS (
   UPDATE sessions s SET
     version = s.version + 1, updated_at = now(), status = 'terminated', ended_at = now(), end_reason = $3
-  FROM cur WHERE s.id = cur.id
+  FROM cur WHERE s.tenant_id = $1 AND s.id = cur.id
   RETURNING s.*, cur.status AS prev_status
 ), events AS (
   SELECT u.tenant_id, u.id AS session_id, e.ord, e.type, e.payload
@@ -25,8 +25,8 @@ WITH cur AS (
   INSERT INTO outbox (tenant_id, type, session_id, payload)
   SELECT e.tenant_id, e.type, e.session_id, e.payload FROM events e WHERE e.payload IS NOT NULL ORDER BY e.session_id, e.ord
 ), fx AS (
-  SELECT count(pg_catalog.pg_notify($4, u.id::text || ' ' || u.version::text)) FILTER (WHERE $4::text IS NOT NULL) AS notified
+  SELECT count(pg_catalog.pg_notify($4, u.tenant_id || '/' || u.id || ' ' || u.version::text)) FILTER (WHERE $4::text IS NOT NULL) AS notified
   FROM upd u
 )
 SELECT s.id FROM sessions s, fx
-WHERE s.tenant_id = $1 AND s.id IN (SELECT (jsonb_array_elements_text($2::jsonb))::uuid)
+WHERE s.tenant_id = $1 AND s.id IN (SELECT jsonb_array_elements_text($2::jsonb))

@@ -1,25 +1,25 @@
 -- session-terminate: ends a session that is not terminated yet (an ended one too), and writes its events.
 -- $1 tenant text
--- $2 id uuid
+-- $2 id text
 -- $3 expectedVersion bigint: write only at this version; null: any
 -- $4 fencingToken bigint: refused when older than the newest handed out; null: none
 -- $5 reason text: the end_reason
 -- $6 notifyChannel text: where near caches hear "<id> <version>" of written sessions; null: not announced
 -- reply: one row; written = true and the written row, or written = false and the current row; no row: not found
 WITH cur AS (
-  SELECT * FROM sessions WHERE id = $2::uuid AND tenant_id = $1 FOR UPDATE
+  SELECT * FROM sessions WHERE tenant_id = $1 AND id = $2 FOR UPDATE
 ), upd AS (
   UPDATE sessions s SET
     version = s.version + 1, updated_at = now(), status = 'terminated', ended_at = now(), end_reason = $5
   FROM cur
   -- Every guard reads the locked row (cur), never the statement's snapshot of s.
-  WHERE s.id = cur.id
+  WHERE s.tenant_id = cur.tenant_id AND s.id = cur.id
     AND agent_sessions_preconditions_hold(cur::sessions, $3::bigint, $4::bigint)
     AND cur.status <> 'terminated'
   RETURNING s.*
 ), events AS (
   SELECT u.tenant_id, u.id AS session_id, e.ord, e.type, e.payload
-  FROM upd u JOIN cur ON cur.id = u.id CROSS JOIN LATERAL (VALUES
+  FROM upd u JOIN cur ON cur.tenant_id = u.tenant_id AND cur.id = u.id CROSS JOIN LATERAL (VALUES
     (1, 'session.status_changed', jsonb_build_object('from', cur.status, 'to', u.status, 'version', u.version)),
     (2, 'session.terminated', jsonb_build_object('reason', u.end_reason, 'version', u.version))
   ) AS e(ord, type, payload)
@@ -30,6 +30,6 @@ WITH cur AS (
 -- The near-cache announcement (PostgreSQL-only mode) is sent by the write itself and delivered
 -- at commit; without a channel pg_notify is not called at all (a notifying transaction
 -- serializes commits).
-SELECT true AS written, upd.*, CASE WHEN $6::text IS NOT NULL THEN pg_catalog.pg_notify($6, upd.id::text || ' ' || upd.version::text) END AS notified FROM upd
+SELECT true AS written, upd.*, CASE WHEN $6::text IS NOT NULL THEN pg_catalog.pg_notify($6, upd.tenant_id || '/' || upd.id || ' ' || upd.version::text) END AS notified FROM upd
 UNION ALL
 SELECT false, cur.*, NULL FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)

@@ -1,6 +1,6 @@
 -- session-update: applies a patch to a live session, each field only when the patch has it, and writes its events.
 -- $1 tenant text
--- $2 id uuid
+-- $2 id text
 -- $3 expectedVersion bigint: write only at this version; null: any
 -- $4 fencingToken bigint: refused when older than the newest handed out; null: none
 -- $5 patch jsonb: the UpdateSessionInput (camelCase keys), also the `changes` of session.updated
@@ -9,7 +9,7 @@
 -- $8 notifyChannel text: where near caches hear "<id> <version>" of written sessions; null: not announced
 -- reply: one row; written = true and the written row, or written = false, the current row and within_limits (false: the merged metadata is too large); no row: not found
 WITH cur AS (
-  SELECT * FROM sessions WHERE id = $2::uuid AND tenant_id = $1 FOR UPDATE
+  SELECT * FROM sessions WHERE tenant_id = $1 AND id = $2 FOR UPDATE
 ), nxt AS (
   -- The locked row's metadata with the patch's merged in, and whether it fits (OFFSET 0 keeps
   -- the subquery from being flattened, which would merge once per reference).
@@ -34,7 +34,7 @@ WITH cur AS (
       THEN COALESCE(s.end_reason, $5::jsonb ->> 'status') ELSE s.end_reason END
   FROM cur, nxt
   -- Every guard reads the locked row (cur), never the statement's snapshot of s.
-  WHERE s.id = cur.id
+  WHERE s.tenant_id = cur.tenant_id AND s.id = cur.id
     AND agent_sessions_preconditions_hold(cur::sessions, $3::bigint, $4::bigint)
     AND agent_sessions_live(cur::sessions)
     AND ($6::jsonb IS NULL OR $6::jsonb ? cur.status)
@@ -42,7 +42,7 @@ WITH cur AS (
   RETURNING s.*
 ), events AS (
   SELECT u.tenant_id, u.id AS session_id, e.ord, e.type, e.payload
-  FROM upd u JOIN cur ON cur.id = u.id CROSS JOIN LATERAL (VALUES
+  FROM upd u JOIN cur ON cur.tenant_id = u.tenant_id AND cur.id = u.id CROSS JOIN LATERAL (VALUES
     (1, 'session.updated', jsonb_build_object('version', u.version, 'changes', $5::jsonb)),
     (2, 'session.status_changed', CASE WHEN cur.status <> u.status THEN
       jsonb_build_object('from', cur.status, 'to', u.status, 'version', u.version) END),
@@ -56,6 +56,6 @@ WITH cur AS (
 -- The near-cache announcement (PostgreSQL-only mode) is sent by the write itself and delivered
 -- at commit; without a channel pg_notify is not called at all (a notifying transaction
 -- serializes commits).
-SELECT true AS written, upd.*, true AS within_limits, CASE WHEN $8::text IS NOT NULL THEN pg_catalog.pg_notify($8, upd.id::text || ' ' || upd.version::text) END AS notified FROM upd
+SELECT true AS written, upd.*, true AS within_limits, CASE WHEN $8::text IS NOT NULL THEN pg_catalog.pg_notify($8, upd.tenant_id || '/' || upd.id || ' ' || upd.version::text) END AS notified FROM upd
 UNION ALL
 SELECT false, cur.*, nxt.within_limits, NULL FROM cur, nxt WHERE NOT EXISTS (SELECT 1 FROM upd)

@@ -5,7 +5,7 @@
 WITH due AS (
   -- SKIP LOCKED: sweepers on several instances split the work. FOR UPDATE re-checks the
   -- conditions on the newest row, so one written meanwhile is judged as it is now.
-  SELECT s.id, s.status AS prev_status, agent_sessions_deadline(s) AS deadline,
+  SELECT s.tenant_id, s.id, s.status AS prev_status, agent_sessions_deadline(s) AS deadline,
     agent_sessions_deadline_reason(s) AS reason, agent_sessions_timeout_warned(s) AS warned
   FROM sessions s
   WHERE agent_sessions_live_status(s.status) AND agent_sessions_deadline(s) <= now()
@@ -16,7 +16,7 @@ WITH due AS (
   UPDATE sessions s SET status = 'expired', ended_at = now(), end_reason = due.reason,
     version = s.version + 1, updated_at = now(),
     timeout_warned_at = CASE WHEN due.warned THEN s.timeout_warned_at ELSE now() END
-  FROM due WHERE s.id = due.id
+  FROM due WHERE s.tenant_id = due.tenant_id AND s.id = due.id
   RETURNING s.id, s.tenant_id, s.version, due.prev_status, due.deadline, due.reason, due.warned
 ), events AS (
   SELECT u.tenant_id, u.id AS session_id, e.ord, e.type, e.payload
@@ -31,7 +31,7 @@ WITH due AS (
   INSERT INTO outbox (tenant_id, type, session_id, payload)
   SELECT e.tenant_id, e.type, e.session_id, e.payload FROM events e WHERE e.payload IS NOT NULL ORDER BY e.session_id, e.ord
 ), fx AS (
-  SELECT count(pg_catalog.pg_notify($2, u.id::text || ' ' || u.version::text)) FILTER (WHERE $2::text IS NOT NULL) AS notified
+  SELECT count(pg_catalog.pg_notify($2, u.tenant_id || '/' || u.id || ' ' || u.version::text)) FILTER (WHERE $2::text IS NOT NULL) AS notified
   FROM upd u
 )
 SELECT upd.id, upd.tenant_id FROM upd, fx

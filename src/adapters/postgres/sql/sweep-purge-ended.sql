@@ -5,14 +5,14 @@
 -- $4 deletedVersion bigint: the version announced for a deleted session (the caches' tombstone)
 -- reply: one row (id, tenant_id) per session deleted
 WITH due AS (
-  SELECT s.id FROM sessions s
+  SELECT s.tenant_id, s.id FROM sessions s
   WHERE s.status IN ('terminated', 'failed', 'expired')
     AND s.ended_at < now() - $1::int * interval '1 day'
   ORDER BY s.ended_at
   LIMIT $2
   FOR UPDATE OF s SKIP LOCKED
 ), del AS (
-  DELETE FROM sessions s USING due WHERE s.id = due.id RETURNING s.id, s.tenant_id, s.version
+  DELETE FROM sessions s USING due WHERE s.tenant_id = due.tenant_id AND s.id = due.id RETURNING s.id, s.tenant_id, s.version
 ), events AS (
   SELECT d.tenant_id, d.id AS session_id, 1 AS ord, 'session.deleted' AS type,
     jsonb_build_object('reason', 'retention', 'version', d.version) AS payload
@@ -21,7 +21,7 @@ WITH due AS (
   INSERT INTO outbox (tenant_id, type, session_id, payload)
   SELECT e.tenant_id, e.type, e.session_id, e.payload FROM events e WHERE e.payload IS NOT NULL ORDER BY e.session_id, e.ord
 ), fx AS (
-  SELECT count(pg_catalog.pg_notify($3, d.id::text || ' ' || $4::bigint::text)) FILTER (WHERE $3::text IS NOT NULL) AS notified
+  SELECT count(pg_catalog.pg_notify($3, d.tenant_id || '/' || d.id || ' ' || $4::bigint::text)) FILTER (WHERE $3::text IS NOT NULL) AS notified
   FROM del d
 )
 SELECT del.id, del.tenant_id FROM del, fx

@@ -5,7 +5,7 @@
 WITH due AS (
   -- SKIP LOCKED: sweepers on several instances split the work. FOR UPDATE re-checks the
   -- conditions on the newest row, so one written meanwhile is judged as it is now.
-  SELECT s.id, agent_sessions_deadline(s) AS deadline, agent_sessions_deadline_reason(s) AS reason FROM sessions s
+  SELECT s.tenant_id, s.id, agent_sessions_deadline(s) AS deadline, agent_sessions_deadline_reason(s) AS reason FROM sessions s
   WHERE agent_sessions_live_status(s.status)
     AND NOT agent_sessions_timeout_warned(s)
     AND agent_sessions_deadline(s) > now()
@@ -14,7 +14,7 @@ WITH due AS (
   LIMIT $2
   FOR UPDATE OF s SKIP LOCKED
 ), u AS (
-  UPDATE sessions s SET timeout_warned_at = now() FROM due WHERE s.id = due.id
+  UPDATE sessions s SET timeout_warned_at = now() FROM due WHERE s.tenant_id = due.tenant_id AND s.id = due.id
   RETURNING s.id, s.tenant_id, s.version, due.deadline, due.reason
 ), events AS (
   SELECT u.tenant_id, u.id AS session_id, 1 AS ord, 'session.timeout_warning' AS type,
