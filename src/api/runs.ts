@@ -23,6 +23,7 @@ export const RunJson = Type.Object({
   ended_at: Nullable(DateTime),
   start_seq: Nullable(Type.Integer()),
   end_seq: Nullable(Type.Integer()),
+  persist_output: Type.Boolean(),
 });
 export type RunJsonType = Static<typeof RunJson>;
 
@@ -32,7 +33,16 @@ export const IfBusy = StringEnum(IF_BUSY, {
 export type IfBusyJson = Static<typeof IfBusy>;
 
 export const StartRunBody = Type.Object(
-  { input: Type.Optional(Type.Unknown()), if_busy: Type.Optional(IfBusy) },
+  {
+    input: Type.Optional(Type.Unknown()),
+    if_busy: Type.Optional(IfBusy),
+    persist_output: Type.Optional(
+      Type.Boolean({
+        description:
+          'Append the run\'s text output to the history as one assistant message when it completes or is interrupted (default false)',
+      }),
+    ),
+  },
   { additionalProperties: false },
 );
 export type StartRunJson = Static<typeof StartRunBody>;
@@ -94,6 +104,7 @@ export function runJson(r: Run): RunJsonType {
     ended_at: r.endedAt,
     start_seq: r.startSeq,
     end_seq: r.endSeq,
+    persist_output: r.persistOutput,
   };
 }
 

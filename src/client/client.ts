@@ -371,6 +371,8 @@ export class ItemsClient {
 export interface StartRunRequestOptions extends RequestOptions {
   /** When a run is going: `reject` (409 run_in_progress, the default), `interrupt` it, or `enqueue` behind it. */
   ifBusy?: IfBusyJson;
+  /** Append the run's text output to the history as one assistant message when it completes or is interrupted. */
+  persistOutput?: boolean;
 }
 
 /** Runs: start, list, get, interrupt, input, and the session's output as a resumable stream. */
@@ -380,7 +382,11 @@ export class RunsClient {
 
   /** Starts a run of the server's agent (202: running, or queued). */
   start(sessionId: string, input?: unknown, opts: StartRunRequestOptions = {}): Promise<RunJson> {
-    const body = { ...(input === undefined ? {} : { input }), ...(opts.ifBusy === undefined ? {} : { if_busy: opts.ifBusy }) };
+    const body = {
+      ...(input === undefined ? {} : { input }),
+      ...(opts.ifBusy === undefined ? {} : { if_busy: opts.ifBusy }),
+      ...(opts.persistOutput === undefined ? {} : { persist_output: opts.persistOutput }),
+    };
     return this.http.call('POST', `/v1/sessions/${id(sessionId)}/runs`, { ...opts, body });
   }
 

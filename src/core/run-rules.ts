@@ -35,6 +35,8 @@ export interface ActiveRun {
   leaseLapsed: boolean;
   /** The run's input; read only for the head of the queue, which a finalization may start. */
   input?: unknown;
+  /** Whether its text output goes to the history when it ends (read for the running run). */
+  persistOutput?: boolean;
 }
 
 /**
@@ -75,7 +77,16 @@ export interface SessionWrite {
 
 export type RunWrite =
   /** A new run row; its lease starts now. */
-  | { kind: 'insert'; id: string; status: 'running' | 'queued'; owner: string; input: unknown; startSeq: number | null; leaseMs: number }
+  | {
+      kind: 'insert';
+      id: string;
+      status: 'running' | 'queued';
+      owner: string;
+      input: unknown;
+      startSeq: number | null;
+      leaseMs: number;
+      persistOutput: boolean;
+    }
   /** A queued run starts: running, started now, a fresh lease. */
   | { kind: 'promote'; id: string; startSeq: number; leaseMs: number }
   /** The run ends now and lets go of its lease; `markInterrupted` records an interrupt request if none was. */
@@ -90,6 +101,13 @@ export interface WritePlan {
   runs: RunWrite[];
   output: PlannedOutput[];
   outbox: PlannedEvent[];
+  /**
+   * A run whose text output becomes one assistant message of the history (issue 11): the
+   * adapter builds it from the run's archived `text` events and appends it in the same
+   * transaction, as an append does (next item seq, activity, `item.added`); nothing when the
+   * run streamed no text. Absent: nothing is appended.
+   */
+  persist?: { runId: string };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -102,6 +120,8 @@ export interface AdmissionRequest {
   ifBusy: IfBusy;
   maxQueued: number;
   leaseMs: number;
+  /** Default false. */
+  persistOutput?: boolean;
 }
 
 export type Admission =
@@ -180,7 +200,18 @@ export function admit(state: RunLockState, req: AdmissionRequest): Admission {
     decision: 'start',
     plan: {
       session: { outputSeq: seq, runningRunId: req.runId, queuedRuns: s.queuedRuns, status: 'active' },
-      runs: [{ kind: 'insert', id: req.runId, status: 'running', owner: req.owner, input: req.input, startSeq: seq, leaseMs: req.leaseMs }],
+      runs: [
+        {
+          kind: 'insert',
+          id: req.runId,
+          status: 'running',
+          owner: req.owner,
+          input: req.input,
+          startSeq: seq,
+          leaseMs: req.leaseMs,
+          persistOutput: req.persistOutput ?? false,
+        },
+      ],
       output: [runningEvent(seq, req.runId)],
       outbox,
     },
@@ -190,7 +221,19 @@ export function admit(state: RunLockState, req: AdmissionRequest): Admission {
 function queue(s: SessionRunState, req: AdmissionRequest, queuedRuns: number, runs: RunWrite[], outbox: PlannedEvent[]): WritePlan {
   return {
     session: { outputSeq: s.outputSeq, runningRunId: s.runningRunId, queuedRuns, status: null },
-    runs: [...runs, { kind: 'insert', id: req.runId, status: 'queued', owner: req.owner, input: req.input, startSeq: null, leaseMs: req.leaseMs }],
+    runs: [
+      ...runs,
+      {
+        kind: 'insert',
+        id: req.runId,
+        status: 'queued',
+        owner: req.owner,
+        input: req.input,
+        startSeq: null,
+        leaseMs: req.leaseMs,
+        persistOutput: req.persistOutput ?? false,
+      },
+    ],
     output: [],
     outbox,
   };
@@ -229,6 +272,10 @@ export interface Finalization {
  * when it failed); then, if the session is live, the head of the queue starts (its `status`
  * event and `run.started`), and if it has ended, what was queued is ended too
  * (`session_ended`). The session leaves `active` only when nothing else runs and it is live.
+ *
+ * A running run that asked to persist its output and ends completed or interrupted (what the
+ * assistant said before it was stopped) has it appended to the history, if the session is
+ * live (an ended session takes no items); a failed run's partial output is not.
  */
 export function planFinalization(state: RunLockState, req: FinalizationRequest): Finalization | null {
   const s = state.session;
@@ -280,8 +327,15 @@ export function planFinalization(state: RunLockState, req: FinalizationRequest):
   const runningRunId = wasRunning ? (promoted?.id ?? null) : s.runningRunId;
   const status = wasRunning && !promoted && s.status === 'active' && s.live ? req.sessionStatus : null;
   if (status !== null && status !== s.status) outbox.unshift(statusChanged(s, status));
+  const persist = wasRunning && run.persistOutput === true && req.status !== 'failed' && s.live;
   return {
-    plan: { session: { outputSeq: seq, runningRunId, queuedRuns, status }, runs, output, outbox },
+    plan: {
+      session: { outputSeq: seq, runningRunId, queuedRuns, status },
+      runs,
+      output,
+      outbox,
+      ...(persist ? { persist: { runId: run.id } } : {}),
+    },
     promoted: promoted?.id ?? null,
     cancelled,
   };

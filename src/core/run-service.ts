@@ -93,6 +93,8 @@ export class RunService implements Runs {
     const ifBusy = opts.ifBusy ?? 'reject';
     if (!IF_BUSY.includes(ifBusy)) throw new ValidationError(`if_busy must be one of ${IF_BUSY.join(', ')}`, { field: 'if_busy' });
     const input = opts.input ?? null;
+    const persistOutput = opts.persistOutput ?? false;
+    if (typeof persistOutput !== 'boolean') throw new ValidationError('persist_output must be a boolean', { field: 'persist_output' });
     checkSize('input', input, this.options.maxInputBytes, this.jsonShape);
     await this.executor.ready();
     const tenant = opts.tenant ?? DEFAULT_TENANT;
@@ -110,6 +112,7 @@ export class RunService implements Runs {
         leaseMs: this.options.leaseMs,
         ifBusy,
         maxQueued: this.options.maxQueued,
+        persistOutput,
       });
     } catch (err) {
       this.executor.discard(id);

@@ -32,6 +32,8 @@ export interface Run {
   /** Seq of the run's first output event; a reader from `startSeq - 1` sees the whole run. */
   startSeq: number | null;
   endSeq: number | null;
+  /** Whether the run's text output becomes an assistant item of the history when it ends (completed or interrupted). */
+  persistOutput: boolean;
 }
 
 /** One output event. `seq` increases by one per event within a session, across runs. */
@@ -99,6 +101,12 @@ export type Runner = (run: RunContext) => Promise<RunResult | void> | RunResult 
 export interface StartRunOptions extends CallOptions {
   ifBusy?: IfBusy;
   input?: unknown;
+  /**
+   * Append the run's text output (its `text` events, in order) to the history as one
+   * assistant message when it completes or is interrupted, in the finalizing transaction.
+   * Default false.
+   */
+  persistOutput?: boolean;
 }
 
 export interface StreamOptions extends CallOptions {
@@ -151,6 +159,8 @@ export interface StartRunRequest {
   leaseMs: number;
   ifBusy: IfBusy;
   maxQueued: number;
+  /** Default false. */
+  persistOutput?: boolean;
 }
 
 export interface StartRunResult {

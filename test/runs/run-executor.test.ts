@@ -34,6 +34,7 @@ function runOf(id: string, status: Run['status']): Run {
     endedAt: null,
     startSeq: null,
     endSeq: null,
+    persistOutput: false,
   };
 }
 

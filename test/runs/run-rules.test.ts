@@ -460,6 +460,47 @@ describe('finalization', () => {
   });
 });
 
+describe('persisting output', () => {
+  it('appends the running run\'s output exactly when it asked to, ended completed or interrupted, on a live session', () => {
+    fc.assert(
+      fc.property(lockStates(), fc.boolean(), endedStatus, fc.boolean(), ({ model }, persistOutput, status, sweep) => {
+        const state = lockState(model);
+        const running = state.running ? { ...state.running, persistOutput } : null;
+        const queued = state.queued.map((r) => ({ ...r, persistOutput }));
+        const target = running ?? queued[0];
+        fc.pre(target !== undefined);
+        const t = target as ActiveRun;
+        const f = planFinalization({ ...state, running, queued }, {
+          runId: t.id,
+          owner: sweep ? null : t.owner,
+          status,
+          reason: 'because',
+          error: null,
+          sessionStatus: 'idle',
+          leaseMs: LEASE_MS,
+        });
+        if (!f) return;
+        const expected = t.status === 'running' && persistOutput && status !== 'failed' && state.session.live;
+        expect(f.plan.persist).toEqual(expected ? { runId: t.id } : undefined);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('carries the flag into the run row a start inserts, running or queued', () => {
+    fc.assert(
+      fc.property(lockStates(), ifBusy, fc.boolean(), ({ model }, policy, persistOutput) => {
+        const admission = admit(lockState(model), { ...startRequest(model, policy, 'a'), persistOutput });
+        if (admission.decision === 'refuse') return;
+        const inserted = admission.plan.runs.find((w) => w.kind === 'insert');
+        expect(inserted).toMatchObject({ persistOutput });
+        expect(admission.plan.persist).toBeUndefined();
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
+
 describe('interrupt', () => {
   it('flags the running run, or cancels the queued run named; nothing else', () => {
     fc.assert(

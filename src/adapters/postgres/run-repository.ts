@@ -86,6 +86,7 @@ export function rowToRun(r: Row): Run {
     endedAt: isoOrNull(r.ended_at),
     startSeq: numOrNull(r.start_seq),
     endSeq: numOrNull(r.end_seq),
+    persistOutput: r.persist_output === true,
   };
 }
 
@@ -106,6 +107,7 @@ function rowToActiveRun(r: Row): ActiveRun {
     owner: strOrNull(r.owner),
     leaseLapsed: r.lease_lapsed === true,
     input: r.input ?? null,
+    persistOutput: r.persist_output === true,
   };
 }
 
@@ -171,7 +173,15 @@ function applyParameter(plan: WritePlan, expect: Record<string, unknown> | null)
         start.push({ id: w.id, start_seq: w.startSeq, lease_ms: w.leaseMs });
         break;
       case 'insert':
-        insert.push({ id: w.id, status: w.status, owner: w.owner, input: w.input ?? null, start_seq: w.startSeq, lease_ms: w.leaseMs });
+        insert.push({
+          id: w.id,
+          status: w.status,
+          owner: w.owner,
+          input: w.input ?? null,
+          start_seq: w.startSeq,
+          lease_ms: w.leaseMs,
+          persist_output: w.persistOutput,
+        });
         break;
     }
   }
@@ -184,6 +194,7 @@ function applyParameter(plan: WritePlan, expect: Record<string, unknown> | null)
     insert,
     output: plan.output.map((e) => ({ seq: e.seq, run_id: e.runId, type: e.type, data: e.data })),
     outbox: plan.outbox,
+    persist: plan.persist ? [{ run_id: plan.persist.runId }] : [],
   });
 }
 
@@ -292,6 +303,7 @@ export class PostgresRunRepository implements RunRepository {
       ifBusy: req.ifBusy,
       maxQueued: req.maxQueued,
       leaseMs: req.leaseMs,
+      persistOutput: req.persistOutput,
     });
     if (admission.decision === 'refuse') throw admission.error;
     return admission.plan;

@@ -53,12 +53,13 @@ export function runRoutes(app: FastifyInstance, sessions: Sessions): void {
       response: { 202: RunJson, ...errors },
     },
   }, async (request, reply) => {
-    const { input, if_busy: ifBusy } = request.body;
+    const { input, if_busy: ifBusy, persist_output: persistOutput } = request.body;
     // Not bound to the request's signal: a client that leaves after asking still gets its run.
     const run = await sessions.runs.start(request.params.id, undefined, {
       tenant: request.principal.tenant,
       input: input ?? null,
       ifBusy,
+      persistOutput,
     });
     return reply.status(202).header('location', `/v1/sessions/${run.sessionId}/runs/${run.id}`).send(runJson(run));
   });

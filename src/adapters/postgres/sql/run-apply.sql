@@ -8,12 +8,14 @@
 --      session: [] or [{ output_seq, running_run_id, queued_runs, status }] (status null: not activity),
 --      stop: [{ id, ends, status, end_reason, error, end_seq, interrupt }] (runs that end, or are asked to stop),
 --      start: [{ id, start_seq, lease_ms }] (queued runs that start),
---      insert: [{ id, status, owner, input, start_seq, lease_ms }],
+--      insert: [{ id, status, owner, input, start_seq, lease_ms, persist_output }],
 --      output: [{ seq, run_id, type, data }],
---      outbox: [{ type, payload }] }
+--      outbox: [{ type, payload }],
+--      persist: [] or [{ run_id }]: the run whose archived `text` events become one assistant message item
+--        (appended like session-append-items: next item seq, activity, item.added; nothing when it streamed no text) }
 -- reply: one row: applied (false: the rows changed since the snapshot and nothing was written), session (the
---   written row when its status was set, else null), runs (the run rows written), events (the output rows written,
---   in seq order), sessions_written
+--   written row when its status was set or an item appended, else null), runs (the run rows written), events (the
+--   output rows written, in seq order), sessions_written, item (the session_items row appended, or null)
 WITH expected AS (
   SELECT * FROM jsonb_to_recordset($3::jsonb->'expect')
     AS x(status text, version bigint, output_seq bigint, running_run_id uuid, queued_runs integer, live boolean, runs jsonb)
@@ -62,23 +64,49 @@ WITH expected AS (
   WHERE r.id = w.id AND r.tenant_id = $2 AND r.session_id = $1 AND (SELECT count(*) FROM stopped) >= 0 AND (SELECT ok FROM guard)
   RETURNING r.*
 ), inserted AS (
-  INSERT INTO runs (id, session_id, tenant_id, status, owner, lease_expires_at, input, started_at, start_seq)
+  INSERT INTO runs (id, session_id, tenant_id, status, owner, lease_expires_at, input, started_at, start_seq, persist_output)
   SELECT w.id, $1::text, $2::text, w.status, w.owner, now() + w.lease_ms * interval '1 millisecond', COALESCE(w.input, 'null'::jsonb),
-    CASE WHEN w.status = 'running' THEN now() END, w.start_seq
-  FROM jsonb_to_recordset($3::jsonb->'insert') AS w(id uuid, status text, owner text, input jsonb, start_seq bigint, lease_ms integer)
+    CASE WHEN w.status = 'running' THEN now() END, w.start_seq, COALESCE(w.persist_output, false)
+  FROM jsonb_to_recordset($3::jsonb->'insert')
+    AS w(id uuid, status text, owner text, input jsonb, start_seq bigint, lease_ms integer, persist_output boolean)
   WHERE (SELECT ok FROM guard)
   RETURNING *
+), persisted AS (
+  -- The text the run streamed, in seq order. Every event of it is archived by now and this
+  -- snapshot sees it: its owner flushed its output before finalizing; an append locks the
+  -- session row and checks the running run there, so it committed before this transaction
+  -- locked the row (the locked way: this statement's snapshot is taken after the lock) or
+  -- moved output_seq, which the guard then sees (the snapshot way), or it stores nothing.
+  -- A text event's data is { text } (or the text itself). Exactly once: the plan comes only
+  -- with the run's end, which this statement writes.
+  SELECT w.run_id,
+    string_agg(CASE WHEN jsonb_typeof(o.data) = 'string' THEN o.data #>> '{}' ELSE o.data ->> 'text' END, '' ORDER BY o.seq) AS text
+  FROM jsonb_to_recordset($3::jsonb->'persist') AS w(run_id uuid)
+  JOIN runs r ON r.id = w.run_id AND r.tenant_id = $2 AND r.session_id = $1
+  JOIN run_output o ON o.tenant_id = $2 AND o.session_id = $1 AND o.seq >= r.start_seq AND o.run_id = w.run_id AND o.type = 'text'
+  WHERE (SELECT ok FROM guard)
+  GROUP BY w.run_id
+  HAVING COALESCE(string_agg(CASE WHEN jsonb_typeof(o.data) = 'string' THEN o.data #>> '{}' ELSE o.data ->> 'text' END, ''), '') <> ''
 ), written_session AS (
-  -- Activity (a status set) bumps the version and slides the expiry (agent_sessions_slide_expiry).
+  -- Activity (a status set, or an item appended) bumps the version once and slides the expiry
+  -- (agent_sessions_slide_expiry); an item takes the next item seq, as an append does.
   UPDATE sessions s SET output_seq = w.output_seq, running_run_id = w.running_run_id, queued_runs = w.queued_runs,
     status = COALESCE(w.status, s.status),
-    version = s.version + CASE WHEN w.status IS NULL THEN 0 ELSE 1 END,
-    updated_at = CASE WHEN w.status IS NULL THEN s.updated_at ELSE now() END,
-    last_active_at = CASE WHEN w.status IS NULL THEN s.last_active_at ELSE now() END,
-    expires_at = CASE WHEN w.status IS NULL THEN s.expires_at ELSE agent_sessions_slide_expiry(s) END
-  FROM jsonb_to_recordset($3::jsonb->'session') AS w(output_seq bigint, running_run_id uuid, queued_runs integer, status text)
+    item_seq = s.item_seq + p.items,
+    version = s.version + CASE WHEN w.status IS NULL AND p.items = 0 THEN 0 ELSE 1 END,
+    updated_at = CASE WHEN w.status IS NULL AND p.items = 0 THEN s.updated_at ELSE now() END,
+    last_active_at = CASE WHEN w.status IS NULL AND p.items = 0 THEN s.last_active_at ELSE now() END,
+    expires_at = CASE WHEN w.status IS NULL AND p.items = 0 THEN s.expires_at ELSE agent_sessions_slide_expiry(s) END
+  FROM jsonb_to_recordset($3::jsonb->'session') AS w(output_seq bigint, running_run_id uuid, queued_runs integer, status text),
+    (SELECT count(*)::int AS items FROM persisted) p
   WHERE s.tenant_id = $2 AND s.id = $1 AND (SELECT ok FROM guard)
-  RETURNING s.*, w.status IS NOT NULL AS activity
+  RETURNING s.*, w.status IS NOT NULL OR p.items > 0 AS activity
+), written_item AS (
+  -- The item's id is the run's: the message says where it came from.
+  INSERT INTO session_items (tenant_id, session_id, seq, id, role, type, content)
+  SELECT s.tenant_id, s.id, s.item_seq, p.run_id, 'assistant', 'message', to_jsonb(p.text)
+  FROM written_session s, persisted p
+  RETURNING *
 ), written_output AS (
   INSERT INTO run_output (tenant_id, session_id, seq, run_id, type, data)
   SELECT $2::text, $1::text, w.seq, w.run_id, w.type, w.data
@@ -89,6 +117,10 @@ WITH expected AS (
   SELECT $2::text AS tenant_id, $1::text AS session_id, x.ord, x.e->>'type' AS type, x.e->'payload' AS payload
   FROM jsonb_array_elements($3::jsonb->'outbox') WITH ORDINALITY AS x(e, ord)
   WHERE (SELECT ok FROM guard)
+  UNION ALL
+  SELECT $2::text, $1::text, jsonb_array_length($3::jsonb->'outbox') + 1, 'item.added',
+    jsonb_build_object('count', 1, 'first_seq', s.item_seq, 'last_seq', s.item_seq, 'version', s.version, 'run_id', p.run_id)
+  FROM written_session s, persisted p
 ), emitted AS (
   INSERT INTO outbox (tenant_id, type, session_id, payload)
   SELECT e.tenant_id, e.type, e.session_id, e.payload FROM events e WHERE e.payload IS NOT NULL ORDER BY e.session_id, e.ord
@@ -99,4 +131,5 @@ SELECT
   (SELECT COALESCE(jsonb_agg(to_jsonb(r)), '[]'::jsonb)
    FROM (SELECT * FROM stopped UNION ALL SELECT * FROM started UNION ALL SELECT * FROM inserted) r) AS runs,
   (SELECT COALESCE(jsonb_agg(to_jsonb(o) ORDER BY o.seq), '[]'::jsonb) FROM written_output o) AS events,
-  (SELECT count(*) FROM written_session) AS sessions_written
+  (SELECT count(*) FROM written_session) AS sessions_written,
+  (SELECT to_jsonb(i) FROM written_item i) AS item
