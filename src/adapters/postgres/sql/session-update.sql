@@ -45,7 +45,7 @@ WITH cur AS (
 ), events AS (
   SELECT u.tenant_id, u.id AS session_id, e.ord, e.type, e.payload
   FROM upd u JOIN cur ON cur.id = u.id CROSS JOIN LATERAL (VALUES
-    (1, 'session.updated', jsonb_build_object('version', u.version, 'changes', $5::jsonb)),
+    (1, 'session.updated', jsonb_build_object('version', u.version, 'revision', u.revision, 'changes', $5::jsonb)),
     (2, 'session.status_changed', CASE WHEN cur.status <> u.status THEN
       jsonb_build_object('from', cur.status, 'to', u.status, 'version', u.version) END),
     (3, 'session.terminated', CASE WHEN u.status = 'terminated' THEN
