@@ -35,7 +35,8 @@ const Metadata = Type.Record(Type.String(), Type.Unknown(), { description: 'Free
 export const Session = Type.Object({
   id: Type.String(),
   tenant_id: Type.String(),
-  version: Type.Integer(),
+  version: Type.Integer({ description: '+1 on every write; orders caches' }),
+  revision: Type.Integer({ description: '+1 on writes to the fields a client sets (update, terminate); the ETag' }),
   status: Status,
   user_id: Nullable(Type.String()),
   org_id: Nullable(Type.String()),
@@ -61,7 +62,7 @@ export const Session = Type.Object({
   ended_at: Nullable(DateTime),
   end_reason: Nullable(Type.String()),
 });
-/** A session as the API returns it; `version` is also its ETag (`"<version>"`). */
+/** A session as the API returns it; `revision` is also its ETag (`"<revision>"`). */
 export type SessionJson = Static<typeof Session>;
 assertSame<Same<SessionJson, SnakeCased<SessionModel>>>();
 
@@ -191,13 +192,13 @@ export function counterDeltas(body: CountersJson): Partial<Record<CounterName, n
   return toCamel(body);
 }
 
-/** Parses `If-Match: "5"` (or W/"5", or 5) into a version; `*` means any version. */
+/** Parses `If-Match: "5"` (or W/"5", or 5) into a revision; `*` means any revision. */
 export function parseIfMatch(header: string | undefined): number | undefined | 'invalid' {
   if (header === undefined || header.trim() === '*') return undefined;
   const m = /^\s*(?:W\/)?"?(\d{1,15})"?\s*$/.exec(header);
   return m?.[1] ? Number(m[1]) : 'invalid';
 }
 
-export function etag(version: number): string {
-  return `"${version}"`;
+export function etag(revision: number): string {
+  return `"${revision}"`;
 }

@@ -70,11 +70,14 @@ export interface RequestOptions {
   timeoutMs?: number;
 }
 
-/** A conditional write: `If-Match`, from a version or given as is (`"3"`, `*`). */
+/** A conditional write: `If-Match`, from a revision or given as is (`"3"`, `*`). */
 export interface WriteRequestOptions extends RequestOptions {
-  /** Fails with 409 `version_conflict` unless the session is at this version. */
-  expectedVersion?: number;
-  /** A raw If-Match value (an ETag the server sent); `expectedVersion` wins when both are given. */
+  /**
+   * Fails with 409 `version_conflict` unless the session is at this revision (its `revision`,
+   * which only writes to its own fields change; appending items does not).
+   */
+  expectedRevision?: number;
+  /** A raw If-Match value (an ETag the server sent); `expectedRevision` wins when both are given. */
   ifMatch?: string;
 }
 
@@ -142,7 +145,7 @@ function id(value: string): string {
 }
 
 function ifMatchHeader(opts: WriteRequestOptions): Record<string, string> {
-  if (opts.expectedVersion !== undefined) return { 'if-match': `"${opts.expectedVersion}"` };
+  if (opts.expectedRevision !== undefined) return { 'if-match': `"${opts.expectedRevision}"` };
   if (opts.ifMatch !== undefined) return { 'if-match': opts.ifMatch };
   return {};
 }
@@ -489,7 +492,7 @@ export class AgentSessionsClient {
     return this.http.call('PUT', `/v1/sessions/${id(sessionId)}`, { ...opts, body });
   }
 
-  /** The session; its `version` is the ETag the server sent. */
+  /** The session; its `revision` is the ETag the server sent. */
   get(sessionId: string, opts: RequestOptions = {}): Promise<SessionJson> {
     return this.http.call('GET', `/v1/sessions/${id(sessionId)}`, opts);
   }
@@ -509,7 +512,7 @@ export class AgentSessionsClient {
     } while (cursor !== undefined);
   }
 
-  /** Updates fields (metadata is merged; a null value removes a key); `expectedVersion` makes it conditional. */
+  /** Updates fields (metadata is merged; a null value removes a key); `expectedRevision` makes it conditional. */
   update(sessionId: string, patch: UpdateSessionJson, opts: WriteRequestOptions = {}): Promise<SessionJson> {
     return this.http.call('PATCH', `/v1/sessions/${id(sessionId)}`, { ...opts, body: patch, headers: ifMatchHeader(opts) });
   }

@@ -21,7 +21,7 @@ export class AgentSessionsHttpError extends Error {
   readonly code: ProblemCode | `http_${number}` | (string & {});
   readonly title: string;
   readonly detail: string | undefined;
-  /** Extra facts the server attached (e.g. `currentVersion` of a version conflict). */
+  /** Extra facts the server attached (e.g. `currentRevision` of a `version_conflict`). */
   readonly details: Record<string, unknown> | undefined;
   /** Seconds to wait before retrying, from Retry-After (429, 503). */
   readonly retryAfter: number | undefined;

@@ -20,7 +20,7 @@ export interface Lifecycle {
 }
 
 export interface WriteGuards {
-  expectedVersion?: number;
+  expectedRevision?: number;
   fencingToken?: number;
 }
 

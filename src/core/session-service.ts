@@ -90,7 +90,7 @@ export interface SessionLockContext {
 }
 
 export interface ModifyOptions extends CallOptions {
-  /** How many times a version conflict is retried (default 10). */
+  /** How many times a revision conflict (`version_conflict`) is retried (default 10). */
   retries?: number;
 }
 
@@ -244,7 +244,8 @@ export class SessionService {
 
   /**
    * Read-modify-write: reads the session, lets `change` compute a patch from it, and writes
-   * it conditionally on the version read, retrying when another writer got there first.
+   * it conditionally on the revision read, retrying when another writer changed the session's
+   * own fields first (an item append or a counter meanwhile is no conflict).
    */
   async modify(id: string, change: (s: Session) => UpdateSessionInput, opts: ModifyOptions = {}): Promise<Session> {
     this.checkId(id);
@@ -254,7 +255,7 @@ export class SessionService {
       const current = await this.repository.get(tenantOf(opts), id);
       if (!current) throw new NotFoundError('session', id);
       try {
-        return await this.update(id, change(withEffectiveStatus(current)), { ...opts, expectedVersion: current.version });
+        return await this.update(id, change(withEffectiveStatus(current)), { ...opts, expectedRevision: current.revision });
       } catch (err) {
         if (!(err instanceof ConflictError && err.code === 'version_conflict') || attempt >= retries) throw err;
       }
@@ -558,7 +559,7 @@ export function tenantOf(opts: CallOptions): string {
 
 function guardsOf(opts: WriteOptions): WriteGuards {
   const guards: WriteGuards = {};
-  if (opts.expectedVersion !== undefined) guards.expectedVersion = opts.expectedVersion;
+  if (opts.expectedRevision !== undefined) guards.expectedRevision = opts.expectedRevision;
   if (opts.fencingToken !== undefined) guards.fencingToken = opts.fencingToken;
   return guards;
 }

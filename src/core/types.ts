@@ -64,7 +64,13 @@ export interface Session extends SessionCounters {
   mcpClientIds: string[];
   parentSessionId: string | null;
   metadata: Metadata;
+  /** +1 on every write; orders cache entries. */
   version: number;
+  /**
+   * +1 only on writes to the fields a client sets (update, terminate); item appends, counters,
+   * touches and run-driven status changes leave it alone. The ETag and `expectedRevision` compare it.
+   */
+  revision: number;
   ttlSeconds: number | null;
   idleTimeoutSeconds: number | null;
   createdAt: string;
@@ -151,8 +157,11 @@ export interface CallOptions {
 }
 
 export interface WriteOptions extends CallOptions {
-  /** Fails with `version_conflict` unless the stored version equals this. */
-  expectedVersion?: number;
+  /**
+   * Fails with `version_conflict` unless the session's revision equals this (the HTTP API's
+   * `If-Match: "<revision>"`). Appends, counters and touches do not change the revision.
+   */
+  expectedRevision?: number;
   /** A token from `withSessionLock`; a write with a token older than the newest is rejected. */
   fencingToken?: number;
 }

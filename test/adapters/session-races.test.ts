@@ -219,7 +219,7 @@ describe.skipIf(!ready)('adapters/session-races', () => {
       Array.from({ length: writers }, async (_, w) => {
         for (let done = 0; done < rounds; ) {
           const current = await repo.get(TENANT, s.id);
-          const outcome = await settle(repo.update(TENANT, s.id, { title: `w${w}r${done}` }, { expectedVersion: current?.version }));
+          const outcome = await settle(repo.update(TENANT, s.id, { title: `w${w}r${done}` }, { expectedRevision: current?.revision }));
           if (outcome.ok) done++;
           else refusals.push(outcome.code);
         }

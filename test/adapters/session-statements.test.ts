@@ -54,7 +54,7 @@ describe.skipIf(!ready)('adapters/session-statements', () => {
     for (let mask = 0; mask < 2 ** fields.length; mask++) {
       const patch = Object.fromEntries(fields.filter((_, i) => mask & (1 << i))) as UpdateSessionInput;
       if (patch.status) patch.status = (mask & 1 ? 'idle' : 'active') as SessionStatus;
-      await repo.update(TENANT, s.id, patch, mask % 3 === 0 ? {} : { expectedVersion: (await repo.get(TENANT, s.id))?.version });
+      await repo.update(TENANT, s.id, patch, mask % 3 === 0 ? {} : { expectedRevision: (await repo.get(TENANT, s.id))?.revision });
     }
     const filters: ListSessionsFilter[] = [{}, { userId: 'u' }, { status: 'idle' }, { updatedAfter: new Date(0).toISOString() }];
     for (const f of filters) {

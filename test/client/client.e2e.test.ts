@@ -138,17 +138,17 @@ for (const setup of SETUPS) {
 
     it('runs a session through its whole lifecycle', async () => {
       const created = await client.create({ user_id: 'alice', model: 'm1', metadata: { plan: 'pro', n: 1 } });
-      expect(created).toMatchObject({ version: 1, status: 'idle', user_id: 'alice', metadata: { plan: 'pro', n: 1 } });
+      expect(created).toMatchObject({ version: 1, revision: 1, status: 'idle', user_id: 'alice', metadata: { plan: 'pro', n: 1 } });
       expect(await client.get(created.id)).toEqual(created);
 
-      const updated = await client.update(created.id, { title: 'Trip', metadata: { plan: null, tier: 2 } }, { expectedVersion: 1 });
-      expect(updated).toMatchObject({ version: 2, title: 'Trip', metadata: { n: 1, tier: 2 } });
+      const updated = await client.update(created.id, { title: 'Trip', metadata: { plan: null, tier: 2 } }, { expectedRevision: 1 });
+      expect(updated).toMatchObject({ version: 2, revision: 2, title: 'Trip', metadata: { n: 1, tier: 2 } });
       expect(updated.metadata).not.toHaveProperty('plan');
 
       const touched = await client.touch(created.id);
-      expect(touched.version).toBe(3);
+      expect(touched).toMatchObject({ version: 3, revision: 2 });
       const counted = await client.incrementCounters(created.id, { total_turns: 1, input_tokens: 812, total_cost_usd: 0.5 });
-      expect(counted).toMatchObject({ version: 4, total_turns: 1, input_tokens: 812, total_cost_usd: 0.5 });
+      expect(counted).toMatchObject({ version: 4, revision: 2, total_turns: 1, input_tokens: 812, total_cost_usd: 0.5 });
 
       const appended = await client.items.append(created.id, [
         { role: 'user', content: 'Find me a flight' },
@@ -157,6 +157,8 @@ for (const setup of SETUPS) {
       ]);
       expect(appended.items.map((i) => i.seq)).toEqual([1, 2, 3]);
       expect(appended.session_version).toBe(5);
+      // Touching, counting and appending left the revision alone: the ETag read before them still holds.
+      expect(await client.update(created.id, { model: 'm2' }, { expectedRevision: updated.revision })).toMatchObject({ version: 6, revision: 3 });
       const lastTurn = await client.items.list(created.id, { last_turns: 1 });
       expect(lastTurn.items.map((i) => i.content)).toEqual(['Lisbon']);
       const firstPage = await client.items.list(created.id, { limit: 2 });
@@ -198,16 +200,16 @@ for (const setup of SETUPS) {
 
     it('turns an If-Match conflict into a 409 error with its code', async () => {
       const s = await client.create({});
-      await client.update(s.id, { title: 'first' }, { expectedVersion: 1 });
-      const conflict = await httpError(client.update(s.id, { title: 'second' }, { expectedVersion: 1 }));
+      await client.update(s.id, { title: 'first' }, { expectedRevision: 1 });
+      const conflict = await httpError(client.update(s.id, { title: 'second' }, { expectedRevision: 1 }));
       expect(conflict).toBeInstanceOf(AgentSessionsHttpError);
       expect(conflict).toMatchObject({ status: 409, code: 'version_conflict', title: 'Conflict', retryAfter: undefined });
-      expect(conflict.details).toMatchObject({ currentVersion: 2 });
+      expect(conflict.details).toMatchObject({ currentRevision: 2 });
       expect(conflict.retryable).toBe(false);
       // A raw ETag works as well; the losing write changed nothing.
       const current = await client.get(s.id);
-      expect(current).toMatchObject({ version: 2, title: 'first' });
-      expect((await client.update(s.id, { title: 'third' }, { ifMatch: `"${current.version}"` })).version).toBe(3);
+      expect(current).toMatchObject({ version: 2, revision: 2, title: 'first' });
+      expect((await client.update(s.id, { title: 'third' }, { ifMatch: `"${current.revision}"` })).revision).toBe(3);
       expect((await httpError(client.incrementCounters(s.id, { total_turns: 1 }, { ifMatch: '"1"' }))).code).toBe('version_conflict');
       // Bad input is a 400 with its code, not a conflict.
       expect(await httpError(client.update(s.id, { status: 'bogus' as 'idle' }))).toMatchObject({ status: 400, code: 'validation_failed' });

@@ -88,7 +88,7 @@ describe('AgentSessionsClient requests and errors', () => {
     const rec = recordingFetch(() => json(200, { sessions: [], next_cursor: null }));
     const client = new AgentSessionsClient({ baseUrl: 'http://example.test/api/', apiKey: 'k1', fetch: rec.fetch });
     await client.list({ user_id: 'a b', limit: 5 });
-    await client.update('s1', { title: 't' }, { expectedVersion: 4 });
+    await client.update('s1', { title: 't' }, { expectedRevision: 4 });
     await client.update('s1', { title: 't' }, { ifMatch: 'W/"9"' });
     await client.terminate('s/1', { reason: 'bye' });
     await client.runs.interrupt('s1');

@@ -280,12 +280,13 @@ export function sessionServiceConformance(prepare: () => Promise<Backend>): void
       await rejectsUnchanged(s.id, () => sessions.update(s.id, { status: 'active' }), 'session_ended');
     });
 
-    it('applies expectedVersion: a match writes, a mismatch is version_conflict and changes nothing', async () => {
+    it('applies expectedRevision: a match writes, a mismatch is version_conflict and changes nothing', async () => {
       const s = await sessions.create();
-      const u = await sessions.update(s.id, { title: 'v2' }, { expectedVersion: 1 });
-      expect(u.version).toBe(2);
-      const err = await rejectsUnchanged(s.id, () => sessions.update(s.id, { title: 'stale' }, { expectedVersion: 1 }), 'version_conflict');
-      expect(err.details?.currentVersion).toBe(2);
+      expect(s.revision).toBe(1);
+      const u = await sessions.update(s.id, { title: 'v2' }, { expectedRevision: 1 });
+      expect(u).toMatchObject({ version: 2, revision: 2 });
+      const err = await rejectsUnchanged(s.id, () => sessions.update(s.id, { title: 'stale' }, { expectedRevision: 1 }), 'version_conflict');
+      expect(err.details?.currentRevision).toBe(2);
       expect((await sessions.get(s.id)).title).toBe('v2');
     });
 
@@ -318,6 +319,50 @@ export function sessionServiceConformance(prepare: () => Promise<Backend>): void
         expect(await storedVersion(s.id)).toBe(expected);
       }
     });
+
+    it('bumps the revision only on writes to the fields a client sets (update, terminate)', async () => {
+      const s = await sessions.create();
+      const writes: Array<[bumps: boolean, write: () => Promise<{ revision: number }>]> = [
+        [true, () => sessions.update(s.id, { title: 't' })],
+        [false, () => sessions.touch(s.id)],
+        [false, () => sessions.incrementCounters(s.id, { totalTurns: 1 })],
+        [false, async () => (await sessions.items.append(s.id, [{ role: 'user', content: 'hi' }])).session],
+        [false, async () => (await sessions.items.pop(s.id)).session],
+        [false, async () => (await sessions.items.append(s.id, [{ role: 'user', content: 'again' }])).session],
+        [false, async () => (await sessions.items.clear(s.id)).session],
+        [true, () => sessions.update(s.id, { metadata: { k: 1 } })],
+        [true, () => sessions.update(s.id, { status: 'waiting_input' })],
+        [true, () => sessions.terminate(s.id, 'done')],
+      ];
+      let expected = s.revision;
+      for (const [bumps, write] of writes) {
+        if (bumps) expected += 1;
+        expect((await write()).revision).toBe(expected);
+        expect((await sessions.get(s.id)).revision).toBe(expected);
+      }
+    });
+
+    it('takes an expectedRevision read before appends, counters and touches', async () => {
+      const s = await sessions.create();
+      await sessions.items.append(s.id, [{ role: 'user', content: 'hi' }], { expectedRevision: s.revision });
+      await sessions.incrementCounters(s.id, { messageCount: 1 }, { expectedRevision: s.revision });
+      await sessions.touch(s.id);
+      await sessions.items.append(s.id, [{ role: 'assistant', content: 'hello' }]);
+      const u = await sessions.update(s.id, { metadata: { topic: 'x' } }, { expectedRevision: s.revision });
+      expect(u).toMatchObject({ revision: s.revision + 1, version: s.version + 5, messageCount: 1, metadata: { topic: 'x' } });
+      // The same revision again: the first update moved it on.
+      const err = await rejectsUnchanged(
+        s.id,
+        () => sessions.update(s.id, { metadata: { topic: 'y' } }, { expectedRevision: s.revision }),
+        'version_conflict',
+      );
+      expect(err.details?.currentRevision).toBe(u.revision);
+      // Every conditional write compares the revision, appends and pops included.
+      await rejectsUnchanged(s.id, () => sessions.items.append(s.id, [{ role: 'user', content: 'x' }], { expectedRevision: s.revision }), 'version_conflict');
+      await rejectsUnchanged(s.id, () => sessions.items.pop(s.id, { expectedRevision: s.revision }), 'version_conflict');
+      expect((await sessions.items.pop(s.id, { expectedRevision: u.revision })).item?.content).toBe('hello');
+      expect((await sessions.get(s.id)).metadata).toEqual({ topic: 'x' });
+    });
   });
 
   describe('touch', () => {
@@ -331,9 +376,9 @@ export function sessionServiceConformance(prepare: () => Promise<Backend>): void
       expect(t.version).toBe(s.version + 1);
     });
 
-    it('honours expectedVersion', async () => {
+    it('honours expectedRevision', async () => {
       const s = await sessions.create();
-      await rejectsUnchanged(s.id, () => sessions.touch(s.id, { expectedVersion: 7 }), 'version_conflict');
+      await rejectsUnchanged(s.id, () => sessions.touch(s.id, { expectedRevision: 7 }), 'version_conflict');
     });
   });
 
@@ -391,11 +436,11 @@ export function sessionServiceConformance(prepare: () => Promise<Backend>): void
   });
 
   describe('concurrent writers', () => {
-    it('lets exactly one of 50 updates with the same expectedVersion win; 49 get version_conflict', async () => {
+    it('lets exactly one of 50 updates with the same expectedRevision win; 49 get version_conflict', async () => {
       const s = await sessions.create();
       const before = await outboxCount();
       const results = await Promise.allSettled(
-        Array.from({ length: 50 }, (_, i) => sessions.update(s.id, { title: `writer ${i}` }, { expectedVersion: s.version })),
+        Array.from({ length: 50 }, (_, i) => sessions.update(s.id, { title: `writer ${i}` }, { expectedRevision: s.revision })),
       );
       const won = results.filter((r): r is PromiseFulfilledResult<Session> => r.status === 'fulfilled');
       const lost = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -466,9 +511,9 @@ export function sessionServiceConformance(prepare: () => Promise<Backend>): void
       expect(await outboxCount()).toBe(before);
     });
 
-    it('honours expectedVersion', async () => {
+    it('honours expectedRevision', async () => {
       const s = await sessions.create();
-      await rejectsUnchanged(s.id, () => sessions.terminate(s.id, 'x', { expectedVersion: 5 }), 'version_conflict');
+      await rejectsUnchanged(s.id, () => sessions.terminate(s.id, 'x', { expectedRevision: 5 }), 'version_conflict');
     });
 
     it('rejects every other write on a terminated session with session_ended', async () => {

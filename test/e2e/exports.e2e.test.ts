@@ -189,7 +189,7 @@ export async function client(baseUrl: string): Promise<SessionJson | null> {
     const createdAt: string = created.created_at;
     // @ts-expect-error the wire is snake_case
     void created.createdAt;
-    await api.items.append(created.id, [{ role: 'user', content: createdAt }], { expectedVersion: created.version });
+    await api.items.append(created.id, [{ role: 'user', content: createdAt }], { expectedRevision: created.revision });
     return await api.get(created.id);
   } catch (err) {
     if (err instanceof AgentSessionsHttpError && isAgentSessionsHttpError(err)) {

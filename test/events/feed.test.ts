@@ -188,7 +188,7 @@ describe.skipIf(!ready)('events/feed', () => {
       tenantId: 'filters',
       sessionId: s1.id,
       occurredAt: expect.any(String),
-      data: expect.objectContaining({ version: 2 }),
+      data: expect.objectContaining({ version: 2, revision: 2 }),
     });
 
     expect(() => sessions.events.subscribe({ types: ['session.nope'] })).toThrow(expect.objectContaining({ code: 'validation_failed' }));

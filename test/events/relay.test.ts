@@ -90,7 +90,7 @@ describe.skipIf(!ready)('events/relay', () => {
     const ids = await mixedWorkload(() => sessions, 12, 'acme');
 
     // A write that fails its guard commits nothing and emits nothing.
-    await expect(sessions.update(ids[1] ?? '', { title: 'x' }, { tenant: 'acme', expectedVersion: 999 })).rejects.toMatchObject({
+    await expect(sessions.update(ids[1] ?? '', { title: 'x' }, { tenant: 'acme', expectedRevision: 999 })).rejects.toMatchObject({
       code: 'version_conflict',
     });
     // A transaction that inserted an event and rolled back.

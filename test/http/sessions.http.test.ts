@@ -59,7 +59,7 @@ for (const configuration of CONFIGURATIONS) {
     const create = async (body: Record<string, unknown> = {}) => {
       const res = await app.inject({ method: 'POST', url: '/v1/sessions', headers: auth, payload: body });
       expect(res.statusCode, res.body).toBe(201);
-      return res.json() as { id: string; version: number; [k: string]: unknown };
+      return res.json() as { id: string; version: number; revision: number; [k: string]: unknown };
     };
 
     it('requires an API key on /v1 and not on /health', async () => {
@@ -180,6 +180,56 @@ for (const configuration of CONFIGURATIONS) {
       expect(answers.map((a) => a.statusCode).sort()).toEqual([201, ...Array<number>(19).fill(200)]);
       const created = await app.inject({ method: 'GET', url: `/v1/sessions?q=${raced}`, headers: auth });
       expect((created.json() as { sessions: unknown[] }).sessions).toHaveLength(1);
+    });
+
+    it('makes the revision the ETag: an item append leaves it, a stale If-Match is 409 and changes nothing', async () => {
+      const s = await create({ title: 'a' });
+      expect(s).toMatchObject({ version: 1, revision: 1 });
+      const append = await app.inject({
+        method: 'POST',
+        url: `/v1/sessions/${s.id}/items`,
+        headers: auth,
+        payload: { items: [{ role: 'user', content: 'hi' }] },
+      });
+      expect(append.statusCode, append.body).toBe(201);
+      const counted = await app.inject({ method: 'POST', url: `/v1/sessions/${s.id}/counters`, headers: auth, payload: { total_turns: 1 } });
+      expect(counted.headers.etag).toBe('"1"');
+      const got = await app.inject({ method: 'GET', url: `/v1/sessions/${s.id}`, headers: auth });
+      expect(got.headers.etag).toBe('"1"');
+      expect(got.json()).toMatchObject({ version: 3, revision: 1, total_turns: 1 });
+      // The revision is unchanged but the representation is not (counters): no 304.
+      const revalidated = await app.inject({ method: 'GET', url: `/v1/sessions/${s.id}`, headers: { ...auth, 'if-none-match': '"1"' } });
+      expect(revalidated.statusCode).toBe(200);
+      expect(revalidated.json()).toMatchObject({ total_turns: 1 });
+
+      const patched = await app.inject({
+        method: 'PATCH',
+        url: `/v1/sessions/${s.id}`,
+        headers: { ...auth, 'if-match': got.headers.etag as string },
+        payload: { title: 'b', metadata: { k: 1 } },
+      });
+      expect(patched.statusCode, patched.body).toBe(200);
+      expect(patched.headers.etag).toBe('"2"');
+      expect(patched.json()).toMatchObject({ version: 4, revision: 2, title: 'b' });
+
+      const stale = await app.inject({
+        method: 'PATCH',
+        url: `/v1/sessions/${s.id}`,
+        headers: { ...auth, 'if-match': '"1"' },
+        payload: { title: 'lost', metadata: { k: 2 } },
+      });
+      expectProblem(stale, 409, 'version_conflict');
+      expect(stale.json()).toMatchObject({ details: { currentRevision: 2 } });
+      const staleDelete = await app.inject({ method: 'DELETE', url: `/v1/sessions/${s.id}`, headers: { ...auth, 'if-match': '"1"' } });
+      expectProblem(staleDelete, 409, 'version_conflict');
+      const after = await app.inject({ method: 'GET', url: `/v1/sessions/${s.id}`, headers: auth });
+      expect(after.headers.etag).toBe('"2"');
+      expect(after.json()).toMatchObject({ version: 4, revision: 2, title: 'b', metadata: { k: 1 }, status: 'idle' });
+
+      const ended = await app.inject({ method: 'DELETE', url: `/v1/sessions/${s.id}`, headers: { ...auth, 'if-match': '"2"' } });
+      expect(ended.statusCode, ended.body).toBe(200);
+      expect(ended.headers.etag).toBe('"3"');
+      expect(ended.json()).toMatchObject({ status: 'terminated', revision: 3 });
     });
 
     it('returns every metadata key as stored, line breaks included, and a 304 without body headers', async () => {

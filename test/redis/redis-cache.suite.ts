@@ -114,6 +114,23 @@ export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
     });
   });
 
+  describe('snapshots from before the revision (issue 11)', () => {
+    it('reads one as a miss and cuts its lifetime to a marker’s, so a refill replaces it soon', async () => {
+      const id = crypto.randomUUID();
+      const { revision: _, ...legacy } = snapshot(id, 4);
+      await raw.set(key(id), `4:${JSON.stringify(legacy)}`, { PX: 60_000 });
+      const short = new RedisSessionCache({ redis: guard, ttlMs: 60_000, tombstoneTtlMs: 2_000 });
+      expect(await short.get(id)).toBeNull();
+      expect(await raw.pTTL(key(id))).toBeLessThanOrEqual(2_000);
+      expect((await short.getMany([id])).size).toBe(0);
+      // Same version: the refill cannot replace it, it only expires.
+      expect(await short.store(snapshot(id, 4))).toBe(4);
+      await waitFor(async () => (await raw.exists(key(id))) === 0, 10_000, 'the legacy snapshot to expire');
+      expect(await short.store(snapshot(id, 4))).toBe(4);
+      expect(await short.get(id)).toMatchObject({ version: 4, revision: 1 });
+    });
+  });
+
   describe('sliding TTL', () => {
     it('a read extends the TTL with GETEX and leaves the value untouched', async () => {
       // Long enough that no stall of a loaded machine lets the key expire during the test.

@@ -75,6 +75,9 @@ for (const mode of MODES) {
       // Another instance's near cache learns of the change when its invalidation arrives
       // (milliseconds; docs/distributed.md), not necessarily on the very next read.
       await waitFor(async () => (await b.get(session.id)).status === 'idle', 10_000, 'idle on the other instance');
+      // The run's status changes moved the version, not the revision (the ETag a client holds).
+      expect(await b.get(session.id)).toMatchObject({ revision: session.revision });
+      expect((await b.get(session.id)).version).toBeGreaterThan(session.version);
       // A reader that joins after the end gets the replay and the terminal event.
       const replay = await collect(a.runs.stream(session.id));
       expect(replay).toEqual(events);

@@ -22,6 +22,7 @@ export function sessionSnapshot(id: string, version: number, extra: Partial<Sess
     inputTokens: 0,
     outputTokens: 0,
     version,
+    revision: 1,
     ttlSeconds: null,
     idleTimeoutSeconds: null,
     createdAt: time,

@@ -39,6 +39,7 @@ export function rowToSession(r: Row): Session {
     inputTokens: Number(r.input_tokens),
     outputTokens: Number(r.output_tokens),
     version: Number(r.version),
+    revision: Number(r.revision),
     ttlSeconds: numOrNull(r.ttl_seconds),
     idleTimeoutSeconds: numOrNull(r.idle_timeout_seconds),
     createdAt: iso(r.created_at),

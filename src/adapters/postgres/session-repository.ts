@@ -1,6 +1,6 @@
 /**
  * The session repository on PostgreSQL (pg or PGlite): sql/session-*.sql. Every write is one
- * statement: the row change, its guards (version, fencing token, liveness, transition), its
+ * statement: the row change, its guards (revision, fencing token, liveness, transition), its
  * outbox events (through the one outbox writer) and, in PostgreSQL-only mode, its near-cache
  * announcement commit together in one round trip. The guards read the row the statement
  * locked, never its snapshot of the row. When a guarded write changes nothing, the same
@@ -131,7 +131,7 @@ export class PostgresSessionRepository implements SessionRepository {
     const [row] = await run(this.db, w.statement, {
       tenant: w.tenant,
       id: w.id,
-      expectedVersion: w.guards.expectedVersion ?? null,
+      expectedRevision: w.guards.expectedRevision ?? null,
       fencingToken: w.guards.fencingToken ?? null,
       notifyChannel: this.notifyChannel,
       ...w.values,
@@ -150,10 +150,10 @@ export class PostgresSessionRepository implements SessionRepository {
   private explain(id: string, outcome: WriteOutcome | null, w: Pick<GuardedWrite, 'guards' | 'requireLive'>): never {
     if (!outcome) throw new NotFoundError('session', id);
     const s = outcome.session;
-    const { expectedVersion, fencingToken } = w.guards;
-    if (expectedVersion !== undefined && s.version !== expectedVersion) {
-      throw new ConflictError('version_conflict', `session ${id} is at version ${s.version}, not ${expectedVersion}`, {
-        currentVersion: s.version,
+    const { expectedRevision, fencingToken } = w.guards;
+    if (expectedRevision !== undefined && s.revision !== expectedRevision) {
+      throw new ConflictError('version_conflict', `session ${id} is at revision ${s.revision}, not ${expectedRevision}`, {
+        currentRevision: s.revision,
       });
     }
     if (!outcome.withinLimits) {
@@ -294,7 +294,7 @@ export class PostgresSessionRepository implements SessionRepository {
     if (outcome?.written) return outcome.session;
     // Terminating a terminated session changes nothing and is not an error.
     const staleToken = guards.fencingToken !== undefined && outcome !== null && guards.fencingToken < outcome.fence;
-    if (outcome && outcome.session.status === 'terminated' && guards.expectedVersion === undefined && !staleToken) {
+    if (outcome && outcome.session.status === 'terminated' && guards.expectedRevision === undefined && !staleToken) {
       return outcome.session;
     }
     return this.explain(id, outcome, w);

@@ -43,7 +43,9 @@ export class RedisSessionCache implements SessionCache, SharedCache {
 
   async get(id: string): Promise<Session | null> {
     const raw = await this.guarded('read', (r) => r.getEx(this.redis.keys.session(id), { type: 'PX', value: this.ttlMs }));
-    return this.count(decode(raw));
+    const { session, legacy } = decode(raw);
+    if (legacy) await this.retire(id);
+    return this.count(session);
   }
 
   /**
@@ -55,11 +57,23 @@ export class RedisSessionCache implements SessionCache, SharedCache {
       Promise.all(ids.map((id) => r.getEx(this.redis.keys.session(id), { type: 'PX', value: this.ttlMs }))),
     );
     const found = new Map<string, Session>();
-    raws.forEach((raw) => {
-      const s = this.count(decode(raw));
+    const decoded = raws.map(decode);
+    await Promise.all(ids.map((id, i) => (decoded[i]?.legacy ? this.retire(id) : undefined)));
+    for (const { session } of decoded) {
+      const s = this.count(session);
       if (s) found.set(keyOf(s), s);
-    });
+    }
     return found;
+  }
+
+  /**
+   * A snapshot from before the revision (issue 11) reads as a miss, and the refill cannot
+   * replace it (same version). Its lifetime drops to a marker's, so reads go to PostgreSQL
+   * for at most that long rather than for as long as the read-slid TTL lasts. A newer
+   * snapshot stored meanwhile merely expires sooner.
+   */
+  private async retire(id: string): Promise<void> {
+    await this.guarded('write', (r) => r.pExpire(this.redis.keys.session(id), Math.min(this.tombstoneTtlMs, this.ttlMs)));
   }
 
   async set(session: Session): Promise<void> {
@@ -133,10 +147,15 @@ export class RedisSessionCache implements SessionCache, SharedCache {
 
 const message = formatInvalidation;
 
-/** "<version>:<JSON>" → the snapshot; a marker ("<version>:") or no value is a miss. */
-function decode(raw: string | null | undefined): Session | null {
-  if (!raw) return null;
+/**
+ * "<version>:<JSON>" → the snapshot; a marker ("<version>:") or no value is a miss. So is a
+ * snapshot without a revision, written by an instance of a release before it (issue 11): the
+ * reader refills from PostgreSQL rather than serve a session without its ETag.
+ */
+function decode(raw: string | null | undefined): { session: Session | null; legacy: boolean } {
+  if (!raw) return { session: null, legacy: false };
   const sep = raw.indexOf(':');
-  if (sep < 0 || sep === raw.length - 1) return null;
-  return JSON.parse(raw.slice(sep + 1)) as Session;
+  if (sep < 0 || sep === raw.length - 1) return { session: null, legacy: false };
+  const session = JSON.parse(raw.slice(sep + 1)) as Session;
+  return typeof session.revision === 'number' ? { session, legacy: false } : { session: null, legacy: true };
 }

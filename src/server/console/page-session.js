@@ -165,7 +165,7 @@ export const sessionPage = {
         field('status', s.status),
         field('user', s.user_id), field('org', s.org_id), field('model', s.model),
         field('parent', s.parent_session_id ? h('a', { href: `#/sessions/${encodeURIComponent(s.parent_session_id)}` }, shortId(s.parent_session_id)) : null),
-        field('version', String(s.version)),
+        field('version', String(s.version)), field('revision', String(s.revision)),
         field('created', time(s.created_at)), field('updated', time(s.updated_at)),
         field('last active', ago(s.last_active_at)), field('expires', s.expires_at ? time(s.expires_at) : null),
         field('idle timeout', s.idle_timeout_seconds ? `${s.idle_timeout_seconds} s` : null),

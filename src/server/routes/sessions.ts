@@ -36,13 +36,13 @@ export function callOptions(request: FastifyRequest): CallOptions {
 /** Call options plus the `If-Match` precondition, if any. */
 export function writeOptions(request: FastifyRequest): WriteOptions {
   const expected = parseIfMatch(request.headers['if-match']);
-  if (expected === 'invalid') throw new ValidationError('If-Match must be a quoted version, e.g. "3"');
-  return expected === undefined ? callOptions(request) : { ...callOptions(request), expectedVersion: expected };
+  if (expected === 'invalid') throw new ValidationError('If-Match must be a quoted revision, e.g. "3"');
+  return expected === undefined ? callOptions(request) : { ...callOptions(request), expectedRevision: expected };
 }
 
-/** The session with its version as the ETag. */
+/** The session with its revision as the ETag. */
 function sendSession(reply: FastifyReply, session: SessionModel): FastifyReply {
-  return reply.header('etag', etag(session.version)).send(sessionJson(session));
+  return reply.header('etag', etag(session.revision)).send(sessionJson(session));
 }
 
 /** 201 with the new session and where it lives (create, fork). */
@@ -94,14 +94,19 @@ export function sessionRoutes(app: FastifyInstance, sessions: Sessions): void {
     config: { scope: 'read' },
     schema: {
       tags,
-      summary: 'Get a session (ETag = version)',
+      summary: 'Get a session (ETag = revision)',
       params: SessionIdParams,
-      response: { 200: Session, 304: Type.Unsafe<never>({ description: 'Not modified (If-None-Match): no body' }), ...errors },
+      response: { 200: Session, 304: Type.Unsafe<never>({ description: 'Not modified (If-None-Match, and nothing written since): no body' }), ...errors },
     },
   }, async (request, reply) => {
     const session = await sessions.get(request.params.id, callOptions(request));
-    void reply.header('etag', etag(session.version));
-    if (request.headers['if-none-match'] === etag(session.version)) return reply.status(304).send(undefined as never);
+    void reply.header('etag', etag(session.revision));
+    // The ETag names the revision, which appends, counters and runs leave alone. A 304 is
+    // sound only when nothing at all was written since: then the version still equals the
+    // revision the client holds (revision <= version on every row, and both rise together).
+    if (request.headers['if-none-match'] === etag(session.revision) && session.version === session.revision) {
+      return reply.status(304).send(undefined as never);
+    }
     return sessionJson(session);
   });
 
@@ -156,7 +161,7 @@ export function sessionRoutes(app: FastifyInstance, sessions: Sessions): void {
   }, async (request, reply) => {
     const { id } = request.params;
     if (request.query.purge) {
-      // A purge removes every version at once; a precondition on one would be misleading.
+      // A purge removes every revision at once; a precondition on one would be misleading.
       if (request.headers['if-match'] !== undefined) throw new ValidationError('If-Match cannot be combined with purge=true');
       const opts = callOptions(request);
       if (!(await sessions.purge(id, opts))) throw new NotFoundError('session', id);

@@ -1,7 +1,7 @@
 -- session-increment-counters: adds to a live session's counters in SQL (never read-then-write), guarded like every write.
 -- $1 tenant text
 -- $2 id text
--- $3 expectedVersion bigint: write only at this version; null: any
+-- $3 expectedRevision bigint: write only at this revision (If-Match); null: any
 -- $4 fencingToken bigint: refused when older than the newest handed out; null: none
 -- $5 deltas jsonb: object of counter name (totalTurns, messageCount, totalCostUsd, inputTokens, outputTokens) to a non-negative number
 -- $6 notifyChannel text: where near caches hear "<id> <version>" of written sessions; null: not announced
@@ -19,7 +19,7 @@ WITH cur AS (
   FROM cur
   -- Every guard reads the locked row (cur), never the statement's snapshot of s.
   WHERE s.tenant_id = cur.tenant_id AND s.id = cur.id
-    AND agent_sessions_preconditions_hold(cur::sessions, $3::bigint, $4::bigint)
+    AND agent_sessions_revision_preconditions_hold(cur::sessions, $3::bigint, $4::bigint)
     AND agent_sessions_live(cur::sessions)
   RETURNING s.*
 )

@@ -12,7 +12,7 @@ WITH cur AS (
   ORDER BY id FOR UPDATE
 ), upd AS (
   UPDATE sessions s SET
-    version = s.version + 1, updated_at = now(), status = 'terminated', ended_at = now(), end_reason = $3
+    version = s.version + 1, revision = s.revision + 1, updated_at = now(), status = 'terminated', ended_at = now(), end_reason = $3
   FROM cur WHERE s.tenant_id = $1 AND s.id = cur.id
   RETURNING s.*, cur.status AS prev_status
 ), events AS (

@@ -1,7 +1,7 @@
 -- session-terminate: ends a session that is not terminated yet (an ended one too), and writes its events.
 -- $1 tenant text
 -- $2 id text
--- $3 expectedVersion bigint: write only at this version; null: any
+-- $3 expectedRevision bigint: write only at this revision (If-Match); null: any
 -- $4 fencingToken bigint: refused when older than the newest handed out; null: none
 -- $5 reason text: the end_reason
 -- $6 notifyChannel text: where near caches hear "<id> <version>" of written sessions; null: not announced
@@ -10,11 +10,11 @@ WITH cur AS (
   SELECT * FROM sessions WHERE tenant_id = $1 AND id = $2 FOR UPDATE
 ), upd AS (
   UPDATE sessions s SET
-    version = s.version + 1, updated_at = now(), status = 'terminated', ended_at = now(), end_reason = $5
+    version = s.version + 1, revision = s.revision + 1, updated_at = now(), status = 'terminated', ended_at = now(), end_reason = $5
   FROM cur
   -- Every guard reads the locked row (cur), never the statement's snapshot of s.
   WHERE s.tenant_id = cur.tenant_id AND s.id = cur.id
-    AND agent_sessions_preconditions_hold(cur::sessions, $3::bigint, $4::bigint)
+    AND agent_sessions_revision_preconditions_hold(cur::sessions, $3::bigint, $4::bigint)
     AND cur.status <> 'terminated'
   RETURNING s.*
 ), events AS (

@@ -1,7 +1,7 @@
 -- session-update: applies a patch to a live session, each field only when the patch has it, and writes its events.
 -- $1 tenant text
 -- $2 id text
--- $3 expectedVersion bigint: write only at this version; null: any
+-- $3 expectedRevision bigint: write only at this revision (If-Match); null: any
 -- $4 fencingToken bigint: refused when older than the newest handed out; null: none
 -- $5 patch jsonb: the UpdateSessionInput (camelCase keys), also the `changes` of session.updated
 -- $6 allowedFrom jsonb: the statuses patch.status may be reached from (array); null when the patch sets no status
@@ -17,7 +17,9 @@ WITH cur AS (
   FROM cur, LATERAL (SELECT agent_sessions_merge_metadata(cur.metadata, $5::jsonb -> 'metadata') AS metadata OFFSET 0) m
 ), upd AS (
   UPDATE sessions s SET
-    version = s.version + 1, updated_at = now(), last_active_at = now(), expires_at = agent_sessions_slide_expiry(s),
+    -- A client's write to its own fields: the revision (the ETag) goes up with the version.
+    version = s.version + 1, revision = s.revision + 1, updated_at = now(), last_active_at = now(),
+    expires_at = agent_sessions_slide_expiry(s),
     status = CASE WHEN $5::jsonb ? 'status' THEN $5::jsonb ->> 'status' ELSE s.status END,
     model = CASE WHEN $5::jsonb ? 'model' THEN $5::jsonb ->> 'model' ELSE s.model END,
     title = CASE WHEN $5::jsonb ? 'title' THEN $5::jsonb ->> 'title' ELSE s.title END,
@@ -35,7 +37,7 @@ WITH cur AS (
   FROM cur, nxt
   -- Every guard reads the locked row (cur), never the statement's snapshot of s.
   WHERE s.tenant_id = cur.tenant_id AND s.id = cur.id
-    AND agent_sessions_preconditions_hold(cur::sessions, $3::bigint, $4::bigint)
+    AND agent_sessions_revision_preconditions_hold(cur::sessions, $3::bigint, $4::bigint)
     AND agent_sessions_live(cur::sessions)
     AND ($6::jsonb IS NULL OR $6::jsonb ? cur.status)
     AND nxt.within_limits
@@ -43,7 +45,7 @@ WITH cur AS (
 ), events AS (
   SELECT u.tenant_id, u.id AS session_id, e.ord, e.type, e.payload
   FROM upd u JOIN cur ON cur.tenant_id = u.tenant_id AND cur.id = u.id CROSS JOIN LATERAL (VALUES
-    (1, 'session.updated', jsonb_build_object('version', u.version, 'changes', $5::jsonb)),
+    (1, 'session.updated', jsonb_build_object('version', u.version, 'revision', u.revision, 'changes', $5::jsonb)),
     (2, 'session.status_changed', CASE WHEN cur.status <> u.status THEN
       jsonb_build_object('from', cur.status, 'to', u.status, 'version', u.version) END),
     (3, 'session.terminated', CASE WHEN u.status = 'terminated' THEN
