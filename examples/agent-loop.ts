@@ -23,7 +23,8 @@ type StreamPart =
   | { type: 'finish'; finishReason: 'stop' | 'tool-calls'; usage: { inputTokens: number; outputTokens: number } };
 
 interface Message {
-  role: string;
+  /** null for items stored without one (a framework's function call, say). */
+  role: string | null;
   content: unknown;
 }
 
@@ -69,8 +70,9 @@ const tools: Record<string, (input: Record<string, unknown>) => Promise<unknown>
 const sessions = await createSessions({ dataDir: ':memory:' });
 
 async function agent(run: RunContext) {
-  const history = await sessions.items.list(run.sessionId, { limit: 100 });
-  const messages: Message[] = history.items.map((i) => ({ role: i.role, content: i.content }));
+  // The latest 100 items: read newest first, then put them back in chronological order.
+  const history = await sessions.items.list(run.sessionId, { order: 'desc', limit: 100 });
+  const messages: Message[] = history.items.reverse().map((i) => ({ role: i.role, content: i.content }));
   for (let step = 0; step < 5; step++) {
     let text = '';
     const calls: Array<Extract<StreamPart, { type: 'tool-call' }>> = [];

@@ -1,12 +1,14 @@
 /** Conversation history on the wire. */
 import { Type, type Static } from 'typebox';
-import type { SessionItem } from '../core/types.js';
-import { Cursor, DateTime, Nullable, PageLimit } from './common.js';
+import { MAX_ITEM_CLIENT_ID } from '../core/limits.js';
+import { ITEM_ORDERS, type NewItem as CoreNewItem, type SessionItem } from '../core/types.js';
+import { Cursor, DateTime, Nullable, PageLimit, StringEnum } from './common.js';
 
 export const Item = Type.Object({
   id: Type.String(),
   seq: Type.Integer(),
-  role: Type.String(),
+  client_id: Nullable(Type.String()),
+  role: Nullable(Type.String()),
   type: Type.String(),
   content: Type.Unknown(),
   created_at: DateTime,
@@ -15,13 +17,25 @@ export type ItemJson = Static<typeof Item>;
 
 export const NewItem = Type.Object(
   {
-    role: Type.String({ minLength: 1, maxLength: 64 }),
-    type: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    client_id: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: MAX_ITEM_CLIENT_ID,
+        description:
+          'Your id for the item, unique in the session: re-sending it with the same role, type and content answers the stored item; with another body it replaces that item in place (same seq)',
+      }),
+    ),
+    role: Type.Optional(Nullable(Type.String({ minLength: 1, maxLength: 64 }))),
+    type: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'Default `message`' })),
     content: Type.Unknown(),
   },
-  { additionalProperties: false, required: ['role', 'content'] },
+  { additionalProperties: false, required: ['content'] },
 );
 export type NewItemJson = Static<typeof NewItem>;
+
+export function newItemFromJson(i: NewItemJson): CoreNewItem {
+  return { clientId: i.client_id, role: i.role, type: i.type, content: i.content };
+}
 
 export const AppendItemsBody = Type.Object(
   { items: Type.Array(NewItem, { minItems: 1, maxItems: 100 }) },
@@ -35,6 +49,11 @@ export const ListItemsQuery = Type.Object(
     cursor: Type.Optional(Cursor),
     limit: Type.Optional(PageLimit),
     last_turns: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
+    order: Type.Optional(
+      StringEnum(ITEM_ORDERS, {
+        description: '`asc` (default) oldest first; `desc` newest first: `?order=desc&limit=N` is the latest N items',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -48,6 +67,14 @@ export const ClearResponse = Type.Object({ removed: Type.Integer(), session_vers
 export type ClearJson = Static<typeof ClearResponse>;
 
 export function itemJson(i: SessionItem): ItemJson {
-  return { id: i.id, seq: i.seq, role: i.role, type: i.type, content: i.content, created_at: i.createdAt };
+  return {
+    id: i.id,
+    seq: i.seq,
+    client_id: i.clientId,
+    role: i.role,
+    type: i.type,
+    content: i.content,
+    created_at: i.createdAt,
+  };
 }
 

@@ -346,12 +346,16 @@ export class ItemsClient {
     return this.http.call('POST', `/v1/sessions/${id(sessionId)}/items`, { ...opts, body: { items }, headers: ifMatchHeader(opts) });
   }
 
-  /** A page by cursor, or the last N turns (`last_turns`). */
+  /**
+   * A page by cursor, or the last N turns (`last_turns`); `order: 'desc'` reads newest first
+   * (its `next_cursor` goes on towards older items). The latest N items in chronological
+   * order: `(await list(id, { order: 'desc', limit: N })).items.reverse()`.
+   */
   list(sessionId: string, query: ListItemsQueryJson = {}, opts: RequestOptions = {}): Promise<ItemPageJson> {
     return this.http.call('GET', `/v1/sessions/${id(sessionId)}/items`, { ...opts, query });
   }
 
-  /** Every item in order, page by page. */
+  /** Every item in order (oldest first, or newest first with `order: 'desc'`), page by page. */
   async *iterate(sessionId: string, query: Omit<ListItemsQueryJson, 'cursor' | 'last_turns'> = {}, opts: RequestOptions = {}): AsyncGenerator<ItemJson, void, undefined> {
     let cursor: string | undefined;
     do {

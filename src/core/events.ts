@@ -24,6 +24,7 @@ export const EVENT_TYPES = [
   'run.interrupted',
   'run.input',
   'item.added',
+  'item.updated',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

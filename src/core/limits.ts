@@ -37,6 +37,9 @@ export const PAGE_SIZE_CEILING = 1_000;
 /** Longest search of a session list (`q`): an id or a part of a title. */
 export const MAX_SEARCH_LENGTH = 256;
 
+/** Longest client id of an item (`client_id`): room for any framework's message id. */
+export const MAX_ITEM_CLIENT_ID = 256;
+
 export const DEFAULT_LIMITS: Limits = Object.freeze({
   metadataBytes: 16 * 1024,
   itemBytes: 256 * 1024,

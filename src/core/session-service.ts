@@ -6,7 +6,7 @@
 import { sleep, throwIfAborted } from './abort.js';
 import { AgentSessionsError, ConflictError, LimitError, LockTimeoutError, NotFoundError, ValidationError } from './errors.js';
 import { isSessionId, sessionKey, uuidv7 } from './ids.js';
-import { jsonBytes, MAX_SEARCH_LENGTH, type Limits } from './limits.js';
+import { jsonBytes, MAX_ITEM_CLIENT_ID, MAX_SEARCH_LENGTH, type Limits } from './limits.js';
 import { checkJsonValue, type JsonShapeLimits } from './json-shape.js';
 import type {
   BatchDeleteResult,
@@ -22,6 +22,7 @@ import { NO_TRACING, traceMethods, type TracedMethod, type Tracing } from './tra
 import {
   COUNTER_NAMES,
   DEFAULT_TENANT,
+  ITEM_ORDERS,
   withEffectiveStatus,
   type CallOptions,
   type CounterName,
@@ -401,8 +402,21 @@ export class SessionService {
     if (items.length > this.limits.itemsPerAppend) {
       throw new LimitError(`at most ${this.limits.itemsPerAppend} items per append`, { limit: this.limits.itemsPerAppend });
     }
+    const clientIds = new Set<string>();
     for (const item of items) {
-      if (typeof item.role !== 'string' || item.role.length === 0) throw new ValidationError('every item needs a role');
+      if (item.clientId !== undefined) {
+        if (typeof item.clientId !== 'string' || item.clientId.length === 0 || item.clientId.length > MAX_ITEM_CLIENT_ID) {
+          throw new ValidationError(`client_id must be a string of 1 to ${MAX_ITEM_CLIENT_ID} characters`, { field: 'client_id' });
+        }
+        // One item per client id: two in a batch would leave which one is stored to chance.
+        if (clientIds.has(item.clientId)) {
+          throw new ValidationError(`client_id ${JSON.stringify(item.clientId)} appears twice in the batch`, { field: 'client_id' });
+        }
+        clientIds.add(item.clientId);
+      }
+      if (item.role !== undefined && item.role !== null && (typeof item.role !== 'string' || item.role.length === 0)) {
+        throw new ValidationError('role must be a non-empty string when given', { field: 'role' });
+      }
       this.checkText('role', item.role);
       if (item.type !== undefined) this.checkText('type', item.type);
       if (item.content === undefined) throw new ValidationError('every item needs content');
@@ -426,6 +440,9 @@ export class SessionService {
     this.checkId(sessionId);
     if (query.lastTurns !== undefined && (!Number.isSafeInteger(query.lastTurns) || query.lastTurns < 1)) {
       throw new ValidationError('last_turns must be a positive integer', { field: 'last_turns' });
+    }
+    if (query.order !== undefined && !ITEM_ORDERS.includes(query.order)) {
+      throw new ValidationError(`order must be one of ${ITEM_ORDERS.join(', ')}`, { field: 'order' });
     }
     const limit = query.lastTurns !== undefined && query.limit === undefined ? this.limits.maxPageSize : this.pageSize(query.limit);
     return this.repository.listItems(tenantOf(opts), sessionId, { ...query, limit });

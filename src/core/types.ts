@@ -131,14 +131,27 @@ export interface SessionItem {
   id: string;
   sessionId: string;
   seq: number;
-  role: string;
+  /** The caller's own id for the item (unique in the session); null when it gave none. */
+  clientId: string | null;
+  /** null for items that have none (an OpenAI Agents function_call, function_call_result, reasoning). */
+  role: string | null;
   type: string;
   content: unknown;
   createdAt: string;
 }
 
+/** The type of an item appended without one. */
+export const DEFAULT_ITEM_TYPE = 'message';
+
 export interface NewItem {
-  role: string;
+  /**
+   * The caller's own id for the item, 1–256 characters, unique in the session. Appending an
+   * item whose clientId is stored answers the stored item when role, type and content are the
+   * same (nothing is written), and replaces it in place (same seq) when they are not.
+   */
+  clientId?: string;
+  role?: string | null;
+  /** Default `message`. */
   type?: string;
   content: unknown;
 }
@@ -148,7 +161,16 @@ export interface ListItemsQuery {
   limit?: number;
   /** The last N turns; a turn starts at a user message, so tool calls stay with their results. */
   lastTurns?: number;
+  /**
+   * `asc` (default): oldest first. `desc`: newest first, so `{ order: 'desc', limit: N }` is
+   * the latest N items (reverse the page for them in chronological order). A cursor continues
+   * in the order it was issued for.
+   */
+  order?: ItemOrder;
 }
+
+export const ITEM_ORDERS = ['asc', 'desc'] as const;
+export type ItemOrder = (typeof ITEM_ORDERS)[number];
 
 /** Options every call accepts. */
 export interface CallOptions {

@@ -91,10 +91,10 @@ async function populate(db: SqlDatabase): Promise<void> {
        'infinity', '2026-01-02 03:04:06+05:30', 'client_ended', 0),
       ('${S2}', 'other', NULL, 'idle', NULL, '{}', '${S1}', '{}', 0, 0, 0, 0, 0, 1, 0, 0, 0, NULL,
        '2026-01-01 00:00:00+00', '2026-01-01 00:00:00+00', '2026-01-01 00:00:00+00', NULL, NULL, NULL, 0);
-    INSERT INTO session_items (tenant_id, session_id, seq, id, role, type, content, created_at) VALUES
-      ('acme', '${S1}', 1, '01900000-0000-7000-8000-0000000000c1', 'user', 'message', '"just a string"', '2026-01-02 03:04:05.5+00'),
-      ('acme', '${S1}', 2, '01900000-0000-7000-8000-0000000000c2', 'assistant', 'message', '42', '2026-01-02 03:04:05.6+00'),
-      ('acme', '${S1}', 3, '01900000-0000-7000-8000-0000000000c3', 'tool', 'message', 'null', '2026-01-02 03:04:05.7+00');
+    INSERT INTO session_items (tenant_id, session_id, seq, id, client_id, role, type, content, created_at) VALUES
+      ('acme', '${S1}', 1, '01900000-0000-7000-8000-0000000000c1', NULL, 'user', 'message', '"just a string"', '2026-01-02 03:04:05.5+00'),
+      ('acme', '${S1}', 2, '01900000-0000-7000-8000-0000000000c2', E'msg "1''\\\\x', 'assistant', 'message', '42', '2026-01-02 03:04:05.6+00'),
+      ('acme', '${S1}', 3, '01900000-0000-7000-8000-0000000000c3', 'call_1', NULL, 'function_call', 'null', '2026-01-02 03:04:05.7+00');
     INSERT INTO runs (id, session_id, tenant_id, status, input, error, end_reason, start_seq, end_seq, input_seq, created_at) VALUES
       ('${R1}', '${S1}', 'acme', 'completed', 'null', NULL, 'completed', 1, 3, 1, '2026-01-02 03:04:05.7+00'),
       ('01900000-0000-7000-8000-0000000000a2', '${S1}', 'acme', 'failed', NULL, E'boom\\nline', 'runner_error', NULL, NULL, 0, '2026-01-02 03:04:05.8+00');

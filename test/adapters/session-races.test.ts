@@ -121,6 +121,46 @@ describe.skipIf(!ready)('adapters/session-races', () => {
     expect(await storedItems(s.id)).toEqual([]);
   });
 
+  it('a retried append by client_id that waited for the row answers the item the first one stored', async () => {
+    const s = await created();
+    const retried = await behind(
+      (r) => r.appendItems(TENANT, s.id, [{ ...item('hello'), clientId: 'm1' }], {}),
+      () => repo.appendItems(TENANT, s.id, [{ ...item('hello'), clientId: 'm1' }], {}),
+    );
+    expect(retried.items[0]).toMatchObject({ seq: 1, clientId: 'm1', content: 'hello' });
+    expect(retried.session.version).toBe(s.version + 1);
+    expect(await storedItems(s.id)).toEqual([{ seq: 1, content: 'hello' }]);
+    expect((await events(s.id)).map((e) => e.type)).toEqual(['session.created', 'item.added']);
+  });
+
+  it('a replacing append that waited for the row replaces the item appended meanwhile', async () => {
+    const s = await created();
+    const replaced = await behind(
+      (r) => r.appendItems(TENANT, s.id, [{ ...item('draft', 'assistant'), clientId: 'a1' }], {}),
+      () => repo.appendItems(TENANT, s.id, [{ ...item('final', 'assistant'), clientId: 'a1' }], {}),
+    );
+    expect(replaced.items[0]).toMatchObject({ seq: 1, clientId: 'a1', content: 'final' });
+    expect(await storedItems(s.id)).toEqual([{ seq: 1, content: 'final' }]);
+    expect((await events(s.id)).map((e) => e.type)).toEqual(['session.created', 'item.added', 'item.updated']);
+  });
+
+  it('concurrent appends of one client_id store it once and all answer that item', async () => {
+    const s = await created();
+    const outcomes = await Promise.all(
+      Array.from({ length: 16 }, () => settle(repo.appendItems(TENANT, s.id, [{ ...item('once'), clientId: 'same' }], {}))),
+    );
+    const answers = outcomes.map((o) => {
+      if (!o.ok) throw new Error(`an append failed with ${o.code}`);
+      return o.value.items[0];
+    });
+    expect(new Set(answers.map((i) => i?.id)).size).toBe(1);
+    expect(answers.every((i) => i?.seq === 1)).toBe(true);
+    expect(await storedItems(s.id)).toEqual([{ seq: 1, content: 'once' }]);
+    const [row] = await db.query<{ version: string; item_seq: string }>('SELECT version, item_seq FROM sessions WHERE id = $1', [s.id]);
+    expect({ version: Number(row?.version), itemSeq: Number(row?.item_seq) }).toEqual({ version: s.version + 1, itemSeq: 1 });
+    expect((await events(s.id)).map((e) => e.type)).toEqual(['session.created', 'item.added']);
+  });
+
   it('appends, pops and clears racing on one history behave as a stack in commit order', async () => {
     const s = await created();
     type Op =

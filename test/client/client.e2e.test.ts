@@ -169,8 +169,22 @@ for (const setup of SETUPS) {
         'Where to?',
         'Lisbon',
       ]);
+      // Newest first, and the latest N in chronological order by reversing that page.
+      expect((await collect(client.items.iterate(created.id, { limit: 2, order: 'desc' }))).map((i) => i.seq)).toEqual([3, 2, 1]);
+      expect((await client.items.list(created.id, { order: 'desc', limit: 2 })).items.reverse().map((i) => i.content)).toEqual([
+        'Where to?',
+        'Lisbon',
+      ]);
       const popped = await client.items.pop(created.id);
       expect(popped.item?.content).toBe('Lisbon');
+      // By client_id, without a role: a retry answers the stored item.
+      const call = { client_id: 'fc_1', type: 'function_call', content: { name: 'search' } };
+      const stored = await client.items.append(created.id, [call]);
+      const retried = await client.items.append(created.id, [call]);
+      expect(retried.items).toEqual(stored.items);
+      expect(retried.items[0]).toMatchObject({ client_id: 'fc_1', role: null, type: 'function_call' });
+      expect(retried.session_version).toBe(stored.session_version);
+      await client.items.pop(created.id);
 
       const fork = await client.fork(created.id, { title: 'fork' });
       expect(fork).toMatchObject({ parent_session_id: created.id, title: 'fork', version: 1 });

@@ -910,6 +910,183 @@ export function sessionServiceConformance(prepare: () => Promise<Backend>): void
       await rejectsWith(sessions.items.list(s.id, { cursor: 'bogus!' }), 'invalid_cursor');
       await rejectsWith(sessions.items.list(s.id, { cursor: Buffer.from('{"s":"1"}').toString('base64url') }), 'invalid_cursor');
     });
+
+    it('appends items without a role (stored as null) and without a client id', async () => {
+      const s = await sessions.create();
+      const call = { type: 'function_call', callId: 'c1', name: 'search', arguments: '{"q":"x"}' };
+      const { items } = await sessions.items.append(s.id, [
+        { role: 'user', content: 'find x' },
+        { type: 'function_call', content: call },
+        { role: null, type: 'reasoning', content: { summary: [] } },
+        { content: 'no role, no type' },
+      ]);
+      expect(items.map((i) => [i.role, i.type, i.clientId])).toEqual([
+        ['user', 'message', null],
+        [null, 'function_call', null],
+        [null, 'reasoning', null],
+        [null, 'message', null],
+      ]);
+      expect((await sessions.items.list(s.id)).items.map((i) => i.content)).toEqual(['find x', call, { summary: [] }, 'no role, no type']);
+      // A turn still starts at a user message.
+      expect((await sessions.items.list(s.id, { lastTurns: 1 })).items.map((i) => i.seq)).toEqual([1, 2, 3, 4]);
+    });
+
+    it('answers a re-append of the same client id and body with the stored item and writes nothing', async () => {
+      const s = await sessions.create();
+      const item: NewItem = { clientId: 'msg_1', role: 'user', content: { parts: [{ type: 'text', text: 'hi' }] } };
+      const first = await sessions.items.append(s.id, [item]);
+      expect(first.items[0]).toMatchObject({ seq: 1, clientId: 'msg_1', role: 'user', type: 'message' });
+      const version = await storedVersion(s.id);
+      const events = await outboxCount();
+      // The same body, also with the default type spelled out and keys in another order.
+      const again = await sessions.items.append(s.id, [item]);
+      const spelled = await sessions.items.append(s.id, [
+        { content: { parts: [{ text: 'hi', type: 'text' }] }, type: 'message', role: 'user', clientId: 'msg_1' },
+      ]);
+      expect(again.items).toEqual(first.items);
+      expect(spelled.items).toEqual(first.items);
+      expect(again.session.version).toBe(version);
+      expect(await storedVersion(s.id)).toBe(version);
+      expect(await storedItemCount(s.id)).toBe(1);
+      expect(await outboxCount()).toBe(events);
+    });
+
+    it('replaces an item whose client id is stored with another body in place: same seq and id, new content', async () => {
+      const s = await sessions.create();
+      const stored = await sessions.items.append(s.id, [
+        { clientId: 'u1', role: 'user', content: 'question' },
+        { clientId: 'a1', role: 'assistant', content: { parts: ['Thinking'] } },
+      ]);
+      const replaced = await sessions.items.append(s.id, [{ clientId: 'a1', role: 'assistant', content: { parts: ['Thinking', 'Answer'] } }]);
+      expect(replaced.items[0]).toMatchObject({
+        id: stored.items[1]?.id,
+        seq: 2,
+        clientId: 'a1',
+        content: { parts: ['Thinking', 'Answer'] },
+        createdAt: stored.items[1]?.createdAt,
+      });
+      expect(replaced.session.version).toBe(stored.session.version + 1);
+      expect((await sessions.items.list(s.id)).items.map((i) => [i.seq, i.content])).toEqual([
+        [1, 'question'],
+        [2, { parts: ['Thinking', 'Answer'] }],
+      ]);
+      // A role and a type are part of the body too; dropping the role replaces it with none.
+      const retyped = await sessions.items.append(s.id, [{ clientId: 'a1', type: 'reasoning', content: 'r' }]);
+      expect(retyped.items[0]).toMatchObject({ seq: 2, role: null, type: 'reasoning', content: 'r' });
+      expect(await storedItemCount(s.id)).toBe(2);
+      const updated = (await outboxEvents(s.id)).filter((e) => e.type === 'item.updated');
+      expect(updated.map((e) => e.payload)).toEqual([
+        { count: 1, seqs: [2], version: replaced.session.version },
+        { count: 1, seqs: [2], version: retyped.session.version },
+      ]);
+      // The next new item still takes the next seq.
+      expect((await sessions.items.append(s.id, [{ role: 'user', content: 'next' }])).items[0]?.seq).toBe(3);
+    });
+
+    it('takes a batch mixing new, identical and replaced items, answering each in the batch order', async () => {
+      const s = await sessions.create();
+      await sessions.items.append(s.id, [
+        { clientId: 'a', role: 'user', content: 'a' },
+        { clientId: 'b', role: 'assistant', content: 'b' },
+      ]);
+      const before = (await outboxEvents(s.id)).length;
+      const mixed = await sessions.items.append(s.id, [
+        { clientId: 'c', role: 'user', content: 'c' },
+        { clientId: 'b', role: 'assistant', content: 'b, longer' },
+        { clientId: 'a', role: 'user', content: 'a' },
+        { role: 'assistant', content: 'd' },
+      ]);
+      expect(mixed.items.map((i) => [i.clientId, i.seq, i.content])).toEqual([
+        ['c', 3, 'c'],
+        ['b', 2, 'b, longer'],
+        ['a', 1, 'a'],
+        [null, 4, 'd'],
+      ]);
+      expect(mixed.session.version).toBe(3);
+      expect((await sessions.items.list(s.id)).items.map((i) => i.content)).toEqual(['a', 'b, longer', 'c', 'd']);
+      const events = (await outboxEvents(s.id)).slice(before);
+      expect(events).toEqual([
+        { type: 'item.added', payload: { count: 2, first_seq: 3, last_seq: 4, version: 3 } },
+        { type: 'item.updated', payload: { count: 1, seqs: [2], version: 3 } },
+      ]);
+      // Only identical items: the stored ones, nothing written.
+      const same = await sessions.items.append(s.id, [
+        { clientId: 'c', role: 'user', content: 'c' },
+        { clientId: 'a', role: 'user', content: 'a' },
+      ]);
+      expect(same.items.map((i) => i.seq)).toEqual([3, 1]);
+      expect(same.session.version).toBe(3);
+      expect((await outboxEvents(s.id)).length).toBe(before + 2);
+    });
+
+    it('rejects a client id twice in one batch, or empty, or too long, and changes nothing', async () => {
+      const s = await sessions.create();
+      await sessions.items.append(s.id, [{ clientId: 'x', role: 'user', content: 'x' }]);
+      const twice = [
+        { clientId: 'y', role: 'user', content: '1' },
+        { clientId: 'y', role: 'user', content: '2' },
+      ];
+      const err = await rejectsUnchanged(s.id, () => sessions.items.append(s.id, twice), 'validation_failed');
+      expect(err.details).toMatchObject({ field: 'client_id' });
+      await rejectsUnchanged(s.id, () => sessions.items.append(s.id, [{ clientId: '', content: 'x' }]), 'validation_failed');
+      await rejectsUnchanged(s.id, () => sessions.items.append(s.id, [{ clientId: 'z'.repeat(257), content: 'x' }]), 'validation_failed');
+      await rejectsUnchanged(s.id, () => sessions.items.append(s.id, [{ clientId: 7, content: 'x' } as unknown as NewItem]), 'validation_failed');
+      const longest = await sessions.items.append(s.id, [{ clientId: 'z'.repeat(256), content: 'x' }]);
+      expect(longest.items[0]?.clientId).toHaveLength(256);
+    });
+
+    it('keeps client ids per session: the same one in another session is another item', async () => {
+      const a = await sessions.create();
+      const b = await sessions.create();
+      const inA = await sessions.items.append(a.id, [{ clientId: 'm1', role: 'user', content: 'in a' }]);
+      const inB = await sessions.items.append(b.id, [{ clientId: 'm1', role: 'user', content: 'in b' }]);
+      expect(inB.items[0]?.id).not.toBe(inA.items[0]?.id);
+      expect((await sessions.items.list(a.id)).items.map((i) => i.content)).toEqual(['in a']);
+    });
+
+    it('lists newest first with order desc, the cursor going on towards older items', async () => {
+      const s = await sessions.create();
+      await sessions.items.append(s.id, Array.from({ length: 12 }, (_, i) => ({ role: i % 2 ? 'assistant' : 'user', content: i + 1 })));
+      const latest = await sessions.items.list(s.id, { order: 'desc', limit: 3 });
+      expect(latest.items.map((i) => i.seq)).toEqual([12, 11, 10]);
+      // The latest N in chronological order, as the OpenAI Agents SDK's getItems(limit) wants them.
+      expect(latest.items.reverse().map((i) => i.content)).toEqual([10, 11, 12]);
+      const seqs: number[] = [];
+      let cursor: string | undefined;
+      let pages = 0;
+      do {
+        const page = await sessions.items.list(s.id, { order: 'desc', limit: 5, ...(cursor ? { cursor } : {}) });
+        seqs.push(...page.items.map((i) => i.seq));
+        cursor = page.nextCursor ?? undefined;
+        pages++;
+      } while (cursor && pages < 10);
+      expect(pages).toBe(3);
+      expect(seqs).toEqual(Array.from({ length: 12 }, (_, i) => 12 - i));
+      // Items appended between pages do not disturb a newest-first walk already going.
+      const first = await sessions.items.list(s.id, { order: 'desc', limit: 6 });
+      await sessions.items.append(s.id, [{ role: 'user', content: 13 }]);
+      const rest = await sessions.items.list(s.id, { order: 'desc', limit: 6, cursor: first.nextCursor ?? '' });
+      expect(rest.items.map((i) => i.seq)).toEqual([6, 5, 4, 3, 2, 1]);
+      expect(rest.nextCursor).toBeNull();
+      // The last turns, newest first.
+      expect((await sessions.items.list(s.id, { order: 'desc', lastTurns: 2 })).items.map((i) => i.seq)).toEqual([13, 12, 11]);
+      // A cursor continues only in the order it was issued for.
+      const ascCursor = (await sessions.items.list(s.id, { limit: 2 })).nextCursor ?? '';
+      await rejectsWith(sessions.items.list(s.id, { order: 'desc', cursor: ascCursor }), 'invalid_cursor');
+      await rejectsWith(sessions.items.list(s.id, { cursor: first.nextCursor ?? '' }), 'invalid_cursor');
+      await rejectsWith(sessions.items.list(s.id, { order: 'sideways' as 'asc' }), 'validation_failed');
+      const empty = await sessions.create();
+      expect(await sessions.items.list(empty.id, { order: 'desc' })).toEqual({ items: [], nextCursor: null });
+    });
+
+    it('copies client ids into a fork, so re-sent items are found there', async () => {
+      const s = await sessions.create();
+      await sessions.items.append(s.id, [{ clientId: 'k', role: 'user', content: 'kept' }]);
+      const fork = await sessions.fork(s.id);
+      const again = await sessions.items.append(fork.id, [{ clientId: 'k', role: 'user', content: 'kept' }]);
+      expect(again.items[0]).toMatchObject({ seq: 1, clientId: 'k' });
+      expect(await storedItemCount(fork.id)).toBe(1);
+    });
   });
 
   describe('limits', () => {

@@ -332,6 +332,56 @@ for (const configuration of CONFIGURATIONS) {
       expect(cleared).toMatchObject({ removed: 4 });
     });
 
+    it('serves items without a role, by client_id (stored once, replaced in place) and newest first', async () => {
+      const s = await create();
+      const url = `/v1/sessions/${s.id}/items`;
+      type ItemJson = { seq: number; id: string; client_id: string | null; role: string | null; type: string; content: unknown };
+      const append = async (items: unknown[]) => {
+        const res = await app.inject({ method: 'POST', url, headers: auth, payload: { items } });
+        expect(res.statusCode, res.body).toBe(201);
+        return res.json() as { items: ItemJson[]; session_version: number };
+      };
+      const call = { type: 'function_call', name: 'search', arguments: '{}', callId: 'c1' };
+      const first = await append([
+        { client_id: 'u1', role: 'user', content: 'find' },
+        { client_id: 'fc1', type: 'function_call', content: call },
+        { content: 'plain' },
+      ]);
+      expect(first.items.map((i) => [i.seq, i.client_id, i.role, i.type])).toEqual([
+        [1, 'u1', 'user', 'message'],
+        [2, 'fc1', null, 'function_call'],
+        [3, null, null, 'message'],
+      ]);
+
+      // A retry: the stored items, nothing written.
+      const before = await snapshot(sessions);
+      const retried = await append([
+        { client_id: 'u1', role: 'user', content: 'find' },
+        { client_id: 'fc1', type: 'function_call', content: call },
+      ]);
+      expect(retried.items).toEqual(first.items.slice(0, 2));
+      expect(retried.session_version).toBe(first.session_version);
+      expect(await snapshot(sessions)).toBe(before);
+
+      // Another body: replaced in place.
+      const replaced = await append([{ client_id: 'u1', role: 'user', content: 'find flights' }]);
+      expect(replaced.items[0]).toMatchObject({ seq: 1, id: first.items[0]?.id, content: 'find flights' });
+      expect(replaced.session_version).toBe(first.session_version + 1);
+
+      const desc = (await app.inject({ method: 'GET', url: `${url}?order=desc&limit=2`, headers: auth })).json() as {
+        items: ItemJson[];
+        next_cursor: string;
+      };
+      expect(desc.items.map((i) => i.seq)).toEqual([3, 2]);
+      const older = (
+        await app.inject({ method: 'GET', url: `${url}?order=desc&limit=2&cursor=${desc.next_cursor}`, headers: auth })
+      ).json() as { items: ItemJson[]; next_cursor: string | null };
+      expect(older.items.map((i) => [i.seq, i.content])).toEqual([[1, 'find flights']]);
+      expect(older.next_cursor).toBeNull();
+      const asc = (await app.inject({ method: 'GET', url: `${url}?order=asc`, headers: auth })).json() as { items: ItemJson[] };
+      expect(asc.items.map((i) => i.seq)).toEqual([1, 2, 3]);
+    });
+
     it('forks, batch-gets and batch-deletes', async () => {
       const a = await create({ title: 'parent' });
       await app.inject({
@@ -482,8 +532,43 @@ for (const configuration of CONFIGURATIONS) {
       add('unknown counter', 400, 'validation_failed', () =>
         app.inject({ method: 'POST', url: `/v1/sessions/${id}/counters`, headers: auth, payload: { turns: 1 } }),
       );
-      add('item without role', 400, 'validation_failed', () =>
-        app.inject({ method: 'POST', url: `/v1/sessions/${id}/items`, headers: auth, payload: { items: [{ content: 'x' }] } }),
+      add('item without content', 400, 'validation_failed', () =>
+        app.inject({ method: 'POST', url: `/v1/sessions/${id}/items`, headers: auth, payload: { items: [{ role: 'user' }] } }),
+      );
+      add('item with an empty role', 400, 'validation_failed', () =>
+        app.inject({ method: 'POST', url: `/v1/sessions/${id}/items`, headers: auth, payload: { items: [{ role: '', content: 'x' }] } }),
+      );
+      add('one client_id twice in a batch', 400, 'validation_failed', () =>
+        app.inject({
+          method: 'POST',
+          url: `/v1/sessions/${id}/items`,
+          headers: auth,
+          payload: { items: [{ client_id: 'm', content: 'a' }, { client_id: 'm', content: 'b' }] },
+        }),
+      );
+      add('empty client_id', 400, 'validation_failed', () =>
+        app.inject({ method: 'POST', url: `/v1/sessions/${id}/items`, headers: auth, payload: { items: [{ client_id: '', content: 'x' }] } }),
+      );
+      add('client_id over 256 characters', 400, 'validation_failed', () =>
+        app.inject({
+          method: 'POST',
+          url: `/v1/sessions/${id}/items`,
+          headers: auth,
+          payload: { items: [{ client_id: 'c'.repeat(257), content: 'x' }] },
+        }),
+      );
+      add('client_id not a string', 400, 'validation_failed', () =>
+        app.inject({ method: 'POST', url: `/v1/sessions/${id}/items`, headers: auth, payload: { items: [{ client_id: 5, content: 'x' }] } }),
+      );
+      add('unknown item order', 400, 'validation_failed', () =>
+        app.inject({ method: 'GET', url: `/v1/sessions/${id}/items?order=newest`, headers: auth }),
+      );
+      add('an oldest-first cursor on a newest-first list', 400, 'invalid_cursor', () =>
+        app.inject({
+          method: 'GET',
+          url: `/v1/sessions/${id}/items?order=desc&cursor=${Buffer.from('{"s":3}').toString('base64url')}`,
+          headers: auth,
+        }),
       );
       add('too many items', 400, 'validation_failed', () =>
         app.inject({

@@ -15,6 +15,7 @@ import {
 import type { BatchDeleteResult, ErasedBatch, SessionLifetimes, SessionRepository, WriteGuards } from '../../core/ports.js';
 import {
   COUNTER_NAMES,
+  DEFAULT_ITEM_TYPE,
   effectiveStatus,
   ENDED_STATUSES,
   statusesLeadingTo,
@@ -53,6 +54,7 @@ const SQL = statements(
   'sessionFork',
   'sessionAppendItems',
   'sessionListItems',
+  'sessionListItemsDesc',
   'sessionPopItem',
   'sessionClearItems',
 );
@@ -76,7 +78,8 @@ function rowToItem(r: Row): SessionItem {
     id: String(r.id),
     sessionId: String(r.session_id),
     seq: Number(r.seq),
-    role: String(r.role),
+    clientId: r.client_id === null || r.client_id === undefined ? null : String(r.client_id),
+    role: r.role === null || r.role === undefined ? null : String(r.role),
     type: String(r.type),
     content: r.content,
     createdAt: iso(r.created_at),
@@ -392,33 +395,45 @@ export class PostgresSessionRepository implements SessionRepository {
       tenant,
       id: sessionId,
       guards,
-      values: { items: JSON.stringify(items.map((i) => ({ ...i, type: i.type ?? 'message' }))) },
+      // Every field explicit (null when absent): the statement compares bodies as jsonb.
+      values: {
+        items: JSON.stringify(
+          items.map((i) => ({
+            id: i.id,
+            client_id: i.clientId ?? null,
+            role: i.role ?? null,
+            type: i.type ?? DEFAULT_ITEM_TYPE,
+            content: i.content,
+          })),
+        ),
+      },
       requireLive: true,
     });
     return { session, items: ((extra as Row[] | null) ?? []).map(rowToItem) };
   }
 
   async listItems(tenant: string, sessionId: string, query: ListItemsQuery & { limit: number }): Promise<Page<SessionItem>> {
-    let afterSeq: number | null = null;
+    const descending = query.order === 'desc';
+    // A cursor carries its direction (`d` on newest-first pages) and continues only in it.
+    let fromSeq: number | null = null;
     if (query.cursor !== undefined) {
-      afterSeq = decodeCursor(query.cursor, (v): v is { s: number } =>
-        typeof v === 'object' && v !== null && Number.isSafeInteger((v as { s?: unknown }).s),
-      ).s;
+      fromSeq = decodeCursor(query.cursor, (v): v is { s: number; d?: 1 } => {
+        const { s, d } = (typeof v === 'object' && v !== null ? v : {}) as { s?: unknown; d?: unknown };
+        return Number.isSafeInteger(s) && (descending ? d === 1 : d === undefined);
+      }).s;
     }
-    const rows = await run(this.db, SQL.sessionListItems, {
-      sessionId,
-      tenant,
-      afterSeq,
-      lastTurns: query.lastTurns ?? null,
-      limit: query.limit + 1,
-    });
+    const values = { sessionId, tenant, lastTurns: query.lastTurns ?? null, limit: query.limit + 1 };
+    const rows = descending
+      ? await run(this.db, SQL.sessionListItemsDesc, { ...values, beforeSeq: fromSeq })
+      : await run(this.db, SQL.sessionListItems, { ...values, afterSeq: fromSeq });
     if (rows.length === 0) throw new NotFoundError('session', sessionId);
     const found = rows.filter((r) => r.seq !== null);
     const page = found.slice(0, query.limit);
     const last = page.at(-1);
     return {
       items: page.map(rowToItem),
-      nextCursor: found.length > query.limit && last ? encodeCursor({ s: Number(last.seq) }) : null,
+      nextCursor:
+        found.length > query.limit && last ? encodeCursor(descending ? { s: Number(last.seq), d: 1 } : { s: Number(last.seq) }) : null,
     };
   }
 

@@ -7,6 +7,7 @@ const TYPES = [
   'session.created', 'session.updated', 'session.status_changed', 'session.terminated', 'session.expired',
   'session.timeout_warning', 'session.deleted', 'run.queued', 'run.started', 'run.completed', 'run.failed',
   'run.interrupted', 'run.cancelled', 'run.restarted', 'run.input', 'item.added',
+  'item.updated',
 ];
 const SHOWN = 300;
 

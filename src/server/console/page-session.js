@@ -49,15 +49,16 @@ function textOf(content) {
 function itemView(item) {
   const head = h('div.item-head', {},
     h('span.seq', {}, `#${item.seq}`), ' ',
-    h('strong', {}, item.role), ' ',
+    // Items of some frameworks (a function call, a reasoning step) have no role.
+    item.role === null ? null : h('strong', {}, item.role), ' ',
     h('span.muted', {}, item.type), ' ',
     h('time.muted', { title: item.created_at }, time(item.created_at)));
   const text = textOf(item.content);
   if (isTool(item)) {
-    return h('li.item.tool', { 'data-role': item.role },
+    return h('li.item.tool', { 'data-role': item.role ?? '' },
       h('details', {}, h('summary', {}, head, ' ', h('span.muted', {}, summaryOf(item.content))), h('pre', {}, json(item.content))));
   }
-  return h(`li.item.role-${String(item.role).replace(/[^a-z]/g, '')}`, { 'data-role': item.role },
+  return h(`li.item.role-${String(item.role ?? 'none').replace(/[^a-z]/g, '')}`, { 'data-role': item.role ?? '' },
     head,
     text !== null ? h('div.item-text', {}, text) : h('details', { open: true }, h('summary', {}, 'content'), h('pre', {}, json(item.content))));
 }
@@ -247,6 +248,18 @@ export const sessionPage = {
       }
     }
 
+    /** Items replaced in place (item.updated): re-read the last page when they are on it, else from the start. */
+    function itemsReplaced(seqs) {
+      const shown = items.filter((i) => seqs.includes(i.seq));
+      if (shown.length === 0) return;
+      const lastPageFrom = itemsDone ? (items[lastPage.start]?.seq ?? Infinity) : Infinity;
+      if (shown.every((i) => i.seq >= lastPageFrom)) return loadItems(true);
+      items = [];
+      itemsCursor = null;
+      lastPage = { cursor: null, start: 0 };
+      return loadItems();
+    }
+
     function text(type, data) {
       if (type === 'text' && data && typeof data.text === 'string') return h('span.t-text', {}, data.text);
       const label = h('span.t-label', {}, type);
@@ -384,7 +397,8 @@ export const sessionPage = {
         }
       }
       if (e.type === 'item.added' && itemsDone) soon('items', () => loadItems(true));
-      if (e.type === 'item.added') soon('session', loadSession);
+      if (e.type === 'item.updated' && Array.isArray(e.data?.seqs)) soon('items-replaced', () => itemsReplaced(e.data.seqs));
+      if (e.type === 'item.added' || e.type === 'item.updated') soon('session', loadSession);
     });
 
     // A running run's duration grows; not while a run's button has the focus (it would lose it).

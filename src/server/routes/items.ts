@@ -9,6 +9,7 @@ import {
   ItemPage,
   itemJson,
   ListItemsQuery,
+  newItemFromJson,
   PopResponse,
   problems,
   SessionIdParams,
@@ -25,7 +26,7 @@ export function itemRoutes(app: FastifyInstance, sessions: Sessions): void {
     config: { scope: 'read' },
     schema: {
       tags,
-      summary: 'Conversation history: a page by cursor, or the last N turns',
+      summary: 'Conversation history: a page by cursor (oldest or newest first), or the last N turns',
       params: SessionIdParams,
       querystring: ListItemsQuery,
       response: { 200: ItemPage, ...errors },
@@ -34,7 +35,7 @@ export function itemRoutes(app: FastifyInstance, sessions: Sessions): void {
     const q = request.query;
     const page = await sessions.items.list(
       request.params.id,
-      { cursor: q.cursor, limit: q.limit, lastTurns: q.last_turns },
+      { cursor: q.cursor, limit: q.limit, lastTurns: q.last_turns, order: q.order },
       callOptions(request),
     );
     return { items: page.items.map(itemJson), next_cursor: page.nextCursor };
@@ -44,14 +45,14 @@ export function itemRoutes(app: FastifyInstance, sessions: Sessions): void {
     config: { scope: 'write' },
     schema: {
       tags,
-      summary: 'Append items',
+      summary: 'Append items; an item with a stored client_id is answered (same body) or replaced in place',
       params: SessionIdParams,
       headers: IfMatchHeaders,
       body: AppendItemsBody,
       response: { 201: AppendItemsResponse, ...errors },
     },
   }, async (request, reply) => {
-    const result = await sessions.items.append(request.params.id, request.body.items, writeOptions(request));
+    const result = await sessions.items.append(request.params.id, request.body.items.map(newItemFromJson), writeOptions(request));
     return reply.status(201).send({ items: result.items.map(itemJson), session_version: result.session.version });
   });
 

@@ -29,8 +29,9 @@ WITH src AS (
   ON CONFLICT (tenant_id, id) DO NOTHING
   RETURNING *
 ), copied AS (
-  INSERT INTO session_items (tenant_id, session_id, seq, id, role, type, content, created_at)
-  SELECT ins.tenant_id, ins.id, i.seq, gen_random_uuid(), i.role, i.type, i.content, i.created_at
+  -- client_id is copied too: a framework that re-sends its items to the fork finds them.
+  INSERT INTO session_items (tenant_id, session_id, seq, id, client_id, role, type, content, created_at)
+  SELECT ins.tenant_id, ins.id, i.seq, gen_random_uuid(), i.client_id, i.role, i.type, i.content, i.created_at
   FROM ins JOIN session_items i ON i.tenant_id = ins.tenant_id AND i.session_id = $1
 ), events AS (
   SELECT i.tenant_id, i.id AS session_id, 1 AS ord, 'session.created' AS type,
