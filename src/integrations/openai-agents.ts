@@ -112,10 +112,19 @@ function clientHistory(o: ClientSessionOptions): History {
  * has none: `message`). No `client_id`: see the module's comment.
  */
 function itemForStore(item: AgentInputItem): StoredItem {
-  const content = JSON.parse(JSON.stringify(item)) as Record<string, unknown>;
+  // Bytes (the SDK lets image and file data be a Uint8Array or a Buffer) become base64, which
+  // the SDK takes for the same data; JSON alone would make them {"0":137,...}.
+  const content = JSON.parse(JSON.stringify(item, bytesAsBase64)) as Record<string, unknown>;
   const role = typeof content.role === 'string' && content.role !== '' ? content.role : undefined;
   const type = typeof content.type === 'string' && content.type !== '' ? content.type : 'message';
   return role === undefined ? { type, content } : { role, type, content };
+}
+
+function bytesAsBase64(this: unknown, key: string, value: unknown): unknown {
+  // A Buffer's own toJSON runs before the replacer sees it: read the holder's raw value.
+  const raw = (this as Record<string, unknown>)[key];
+  if (ArrayBuffer.isView(raw)) return Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64');
+  return value;
 }
 
 function isSessionNotFound(err: unknown): boolean {

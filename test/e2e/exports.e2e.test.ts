@@ -37,6 +37,8 @@ const CLIENT_PACKAGES = ['typebox'];
 const OTEL_API = '@opentelemetry/api';
 /** The optional peer whose types `agent-sessions/openai-agents` names (it loads nothing of it). */
 const OPENAI_AGENTS = '@openai/agents';
+/** The optional peer whose types `agent-sessions/ai-sdk` alone names. */
+const AI = 'ai';
 
 function installedVersion(name: string): string {
   return (JSON.parse(readFileSync(path.join(ROOT, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
@@ -297,6 +299,15 @@ describe('e2e/exports', { timeout: 300_000 }, () => {
     expect(strays(types.edges, (p) => p === OPENAI_AGENTS || (runtime.includes(p) && !DRIVER.test(p)))).toEqual([]);
   });
 
+  it('the ai-sdk entry names `ai` in its declarations only: its JavaScript loads no package', () => {
+    const runtime = Object.keys(manifest.dependencies ?? {});
+    const types = walkGraph([entry('./ai-sdk', 'types')], 'declaration');
+    expect(types.edges.some((e) => e.to === null && packageName(e.reference.specifier) === AI)).toBe(true);
+    expect(strays(types.edges, (p) => p === AI || (runtime.includes(p) && !DRIVER.test(p)))).toEqual([]);
+    const js = walkGraph([entry('./ai-sdk', 'import')], 'javascript', { typeOnly: false });
+    expect(strays(js.edges, () => false)).toEqual([]);
+  });
+
   it('the library JavaScript never imports @opentelemetry/api itself (only the opentelemetry entry does)', () => {
     const graph = walkGraph([entry('.', 'import')], 'javascript', { typeOnly: false });
     expect(graph.edges.filter((e) => e.to === null && packageName(e.reference.specifier) === OTEL_API).map((e) => describeEdge(dist, e))).toEqual([]);
@@ -386,6 +397,14 @@ describe('e2e/exports', { timeout: 300_000 }, () => {
     expect(existsSync(path.join(scratch, 'node_modules', OPENAI_AGENTS))).toBe(false);
     const openaiAgents = `import { AgentSessionsSession } from 'agent-sessions/openai-agents'; console.log(typeof AgentSessionsSession);`;
     expect(run(process.execPath, ['--input-type=module', '-e', openaiAgents], scratch).trim()).toBe('function');
+    // The ai-sdk subpath loads and answers without `ai` installed (it names it for types only).
+    const aiSdk = `import { createSessions } from 'agent-sessions'; import { createChatStore } from 'agent-sessions/ai-sdk';
+      const sessions = await createSessions({ dataDir: ':memory:', env: {} });
+      const chat = createChatStore({ sessions });
+      console.log((await chat.resumeStream('c1')).status, JSON.stringify(await chat.loadMessages('c1')));
+      await sessions.close();`;
+    expect(existsSync(path.join(scratch, 'node_modules', AI))).toBe(false);
+    expect(run(process.execPath, ['--input-type=module', '-e', aiSdk], scratch).trim()).toBe('204 []');
     console.log(timings.join(', '));
   });
 

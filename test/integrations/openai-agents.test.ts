@@ -385,6 +385,22 @@ describe.skipIf(!sdkReady(LIBRARY_SUITE))(LIBRARY_SUITE, () => {
     });
   });
 
+  it('stores raw bytes (Uint8Array, Buffer) as base64, which the SDK takes for the same data', async () => {
+    const id = `bytes_${uniqueToken()}`;
+    const bytes = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0xff, 0x00]);
+    const item = (data: unknown) =>
+      ({
+        type: 'function_call_result',
+        callId: 'call_img',
+        name: 'camera',
+        status: 'completed',
+        output: { type: 'image', image: { data, mediaType: 'image/png' } },
+      }) as AgentInputItem;
+    await new AgentSessionsSession({ sessions, sessionId: id }).addItems([item(bytes), item(Buffer.from(bytes))]);
+    const base64 = Buffer.from(bytes).toString('base64');
+    expect(await new AgentSessionsSession({ sessions, sessionId: id }).getItems()).toEqual([item(base64), item(base64)]);
+  });
+
   it('refuses a page size that is not a positive integer', () => {
     expect(() => new AgentSessionsSession({ sessions, sessionId: 'x', pageSize: 0 })).toThrow(RangeError);
   });

@@ -131,6 +131,13 @@ const RULES: Record<string, () => string[]> = {
       .map((e) => `main-framework: ${rel(e.from)} imports ${target(e)}`);
   },
 
+  // The optional peer `ai`: only the `agent-sessions/ai-sdk` subpath names it, for its types
+  // alone, so the subpath loads without it; the main entry never reaches the integrations.
+  "only src/integrations/ai-sdk.ts imports the `ai` package, and only its types": () =>
+    edges
+      .filter((e) => e.to === null && packageName(e.reference.specifier) === 'ai' && (rel(e.from) !== 'integrations/ai-sdk.ts' || !e.reference.typeOnly))
+      .map((e) => `ai-import: ${rel(e.from)} imports ${e.reference.specifier}${e.reference.typeOnly ? '' : ' at runtime'}`),
+
   'no adapter folder imports another adapter folder': () =>
     edgesFrom('adapters')
       .filter((e) => e.to !== null && layer(e.to) === 'adapters' && adapterOf(e.to) !== adapterOf(e.from))
