@@ -227,7 +227,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       ['get (Redis hit)', (i) => redisOnly.get(pick(i))],
     ]);
     const [pkSelect, pgGet] = await measureGroup([
-      ['raw PK SELECT', (i) => internals(pgOnly).db.query('SELECT * FROM sessions WHERE id = $1', [pick(i)])],
+      ['raw PK SELECT', (i) => internals(pgOnly).db.query('SELECT * FROM sessions WHERE tenant_id = $1 AND id = $2', ['default', pick(i)])],
       ['get (PostgreSQL, no cache)', (i) => pgOnly.get(pick(i))],
     ]);
     const [rawInsert, create, createPg] = await measureGroup([

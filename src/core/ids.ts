@@ -28,7 +28,8 @@ export function keyOf(session: { tenantId: string; id: string }): string {
 }
 
 export function splitSessionKey(key: string): { tenant: string; id: string } | null {
-  const slash = key.indexOf('/');
+  // The last slash: an id never holds one (a tenant the library was handed might).
+  const slash = key.lastIndexOf('/');
   if (slash <= 0 || slash === key.length - 1) return null;
   return { tenant: key.slice(0, slash), id: key.slice(slash + 1) };
 }

@@ -5,6 +5,7 @@
  * broker is down it backs off exponentially up to a cap and the events wait in the outbox.
  */
 import type { EventEnvelope, EventPublisher, OutboxStore } from './ports.js';
+import { sessionKey } from './ids.js';
 import { errorType, NO_TRACING, type Tracing } from './tracing.js';
 
 export interface OutboxRelayOptions {
@@ -43,8 +44,10 @@ export function publishWaves(events: readonly EventEnvelope[]): EventEnvelope[][
   const waves: EventEnvelope[][] = [];
   const depth = new Map<string, number>();
   for (const e of events) {
-    const k = e.sessionId === null ? 0 : (depth.get(e.sessionId) ?? 0);
-    if (e.sessionId !== null) depth.set(e.sessionId, k + 1);
+    // Ids are unique per tenant: a session is its tenant and id.
+    const key = e.sessionId === null ? null : sessionKey(e.tenantId, e.sessionId);
+    const k = key === null ? 0 : (depth.get(key) ?? 0);
+    if (key !== null) depth.set(key, k + 1);
     (waves[k] ??= []).push(e);
   }
   return waves;

@@ -128,7 +128,7 @@ export class SessionService {
   async create(input: CreateSessionInput = {}, opts: CallOptions = {}): Promise<Session> {
     throwIfAborted(opts.signal);
     if (input.id !== undefined) this.checkId(input.id);
-    if (input.parentSessionId) this.checkId(input.parentSessionId);
+    if (input.parentSessionId !== undefined && input.parentSessionId !== null) this.checkId(input.parentSessionId);
     this.checkFields(input);
     const session = await this.repository.create(tenantOf(opts), input.id ?? uuidv7(), input, this.lifetimes);
     await this.cacheSet(session);
@@ -148,7 +148,7 @@ export class SessionService {
   async ensure(id: string, input: Omit<CreateSessionInput, 'id'> = {}, opts: CallOptions = {}): Promise<{ session: Session; created: boolean }> {
     throwIfAborted(opts.signal);
     this.checkId(id);
-    if (input.parentSessionId) this.checkId(input.parentSessionId);
+    if (input.parentSessionId !== undefined && input.parentSessionId !== null) this.checkId(input.parentSessionId);
     this.checkFields(input);
     const existing = await this.find(id, opts);
     if (existing) return { session: existing, created: false };

@@ -34,7 +34,7 @@ export const UI_MESSAGE_STREAM_HEADERS: Readonly<Record<string, string>> = Objec
 });
 
 /** The library parts the store uses (a `Sessions` from `createSessions()`). */
-export type ChatStoreSessions = Pick<Sessions, 'ensure' | 'items' | 'runs'>;
+export type ChatStoreSessions = Pick<Sessions, 'ensure' | 'items' | 'runs' | 'config'>;
 /** The client parts the store uses (an `AgentSessionsClient` from `agent-sessions/client`). */
 export type ChatStoreClient = Pick<AgentSessionsClient, 'getOrCreate' | 'items' | 'runs'>;
 
@@ -122,6 +122,8 @@ interface NewChatItem {
 
 /** What the store needs of agent-sessions, over the library or the HTTP client. */
 interface ChatBackend {
+  /** Most items one append takes (the store's ITEMS_PER_APPEND; the HTTP API's default). */
+  readonly appendBatch: number;
   /** Every item in order; null when the session does not exist. */
   listItems(chatId: string, signal?: AbortSignal): Promise<StoredItem[] | null>;
   /** Appends (upserts by client id), creating the session when it does not exist. */
@@ -151,6 +153,7 @@ function libraryBackend(sessions: ChatStoreSessions, tenant: string | undefined)
     endReason: r.endReason,
   });
   return {
+    appendBatch: sessions.config.limits.itemsPerAppend,
     async listItems(chatId, signal) {
       const items: StoredItem[] = [];
       let cursor: string | undefined;
@@ -210,6 +213,8 @@ function clientBackend(client: ChatStoreClient): ChatBackend {
   });
   const wire = (items: NewChatItem[]) => items.map((i) => ({ client_id: i.clientId, role: i.role, type: i.type, content: i.content }));
   return {
+    // The server's ITEMS_PER_APPEND is not known here: its default.
+    appendBatch: PAGE,
     async listItems(chatId, signal) {
       const items: StoredItem[] = [];
       let cursor: string | undefined;
@@ -340,8 +345,8 @@ export function createChatStore<UI_MESSAGE extends UIMessage = UIMessage>(option
     async saveMessages(chatId, messages, opts = {}) {
       checkMessages(messages);
       if (opts.replace) await dropDivergentTail(backend, chatId, messages, opts.signal);
-      for (let i = 0; i < messages.length; i += PAGE) {
-        const batch = messages.slice(i, i + PAGE).map((m) => ({ clientId: m.id, role: m.role, type: UI_MESSAGE_ITEM_TYPE, content: m }));
+      for (let i = 0; i < messages.length; i += backend.appendBatch) {
+        const batch = messages.slice(i, i + backend.appendBatch).map((m) => ({ clientId: m.id, role: m.role, type: UI_MESSAGE_ITEM_TYPE, content: m }));
         await backend.append(chatId, batch, opts.signal);
       }
     },
