@@ -8,8 +8,10 @@
  * and the second turn resumes it; the SDK's transcript is mirrored into the session's items, so
  * with DATABASE_URL and REDIS_URL set, the next turn may run on any instance (start this on two
  * hosts with the same session id). While a turn runs, `sessions.runs.interrupt(sessionId)` on
- * any instance (or POST /v1/sessions/{id}/interrupt) stops it. What is tested without a model:
- * test/integrations/claude-agent-sdk.test.ts. Deployment notes: docs/integrations.md.
+ * any instance (or POST /v1/sessions/{id}/interrupt) stops it. Tested without a model:
+ * test/integrations/claude-agent-sdk.test.ts (a scripted `query`) and
+ * claude-agent-sdk.cli.test.ts (the real SDK and CLI, a stub of the Messages API). Deployment
+ * notes: docs/integrations.md.
  */
 import { query } from '@anthropic-ai/claude-agent-sdk';
 import { createSessions } from '../../src/index.js'; // in your project: 'agent-sessions'

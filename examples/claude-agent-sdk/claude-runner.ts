@@ -1,7 +1,8 @@
 /**
  * The Claude Agent SDK (`@anthropic-ai/claude-agent-sdk`) as an agent-sessions run: what
- * examples/claude-agent-sdk/agent.ts uses, and what test/integrations/claude-agent-sdk.test.ts
- * drives with a scripted stand-in for `query` (everything here but the model call).
+ * examples/claude-agent-sdk/agent.ts uses, what test/integrations/claude-agent-sdk.test.ts drives
+ * with a scripted stand-in for `query`, and claude-agent-sdk.cli.test.ts with the real SDK and
+ * CLI against a stub of the Messages API.
  *
  * - The SDK's session id is kept in the session's metadata (`claude_session_id`) as soon as the
  *   SDK announces it, and passed as `resume` on the next turn, whichever instance runs it.
