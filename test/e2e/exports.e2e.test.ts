@@ -6,7 +6,9 @@
  * empty project that compiles a strict consumer of both entry points (skipLibCheck off, so
  * every declaration we ship and every one it pulls in is checked) with no type of a driver in
  * its program, and runs the CLI and both entry points from there; the client alone compiles
- * and runs with nothing but typebox beside it; and a git URL installs (prepare builds it).
+ * and runs with nothing but typebox beside it; `agent-sessions/openai-agents` loads nothing
+ * at run time, so it imports without its optional peer; and a git URL installs (prepare
+ * builds it).
  */
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -33,6 +35,10 @@ const DRIVER = /^(pg|pg-[\w-]+|@types\/pg|postgres|@electric-sql\/[\w.-]+|redis|
 const CLIENT_PACKAGES = ['typebox'];
 /** The optional peer that `agent-sessions/opentelemetry` alone loads. */
 const OTEL_API = '@opentelemetry/api';
+/** The optional peer whose types `agent-sessions/openai-agents` names (it loads nothing of it). */
+const OPENAI_AGENTS = '@openai/agents';
+/** The optional peer whose types `agent-sessions/ai-sdk` alone names. */
+const AI = 'ai';
 
 function installedVersion(name: string): string {
   return (JSON.parse(readFileSync(path.join(ROOT, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
@@ -284,6 +290,24 @@ describe('e2e/exports', { timeout: 300_000 }, () => {
     }
   });
 
+  it('the openai-agents entry loads nothing at run time, not even @openai/agents; its declarations reach only the package and @openai/agents', () => {
+    const js = walkGraph([entry('./openai-agents', 'import')], 'javascript', { typeOnly: false });
+    expect(js.edges.filter((e) => !e.reference.typeOnly).map((e) => describeEdge(dist, e))).toEqual([]);
+    const types = walkGraph([entry('./openai-agents', 'types')], 'declaration');
+    expect(types.files.size).toBeGreaterThan(1);
+    const runtime = Object.keys(manifest.dependencies ?? {});
+    expect(strays(types.edges, (p) => p === OPENAI_AGENTS || (runtime.includes(p) && !DRIVER.test(p)))).toEqual([]);
+  });
+
+  it('the ai-sdk entry names `ai` in its declarations only: its JavaScript loads no package', () => {
+    const runtime = Object.keys(manifest.dependencies ?? {});
+    const types = walkGraph([entry('./ai-sdk', 'types')], 'declaration');
+    expect(types.edges.some((e) => e.to === null && packageName(e.reference.specifier) === AI)).toBe(true);
+    expect(strays(types.edges, (p) => p === AI || (runtime.includes(p) && !DRIVER.test(p)))).toEqual([]);
+    const js = walkGraph([entry('./ai-sdk', 'import')], 'javascript', { typeOnly: false });
+    expect(strays(js.edges, () => false)).toEqual([]);
+  });
+
   it('the library JavaScript never imports @opentelemetry/api itself (only the opentelemetry entry does)', () => {
     const graph = walkGraph([entry('.', 'import')], 'javascript', { typeOnly: false });
     expect(graph.edges.filter((e) => e.to === null && packageName(e.reference.specifier) === OTEL_API).map((e) => describeEdge(dist, e))).toEqual([]);
@@ -369,6 +393,18 @@ describe('e2e/exports', { timeout: 300_000 }, () => {
     // The subpath loads from the tarball (npm brings @opentelemetry/api along: prom-client depends on it).
     const otel = `import { openTelemetryTracing } from 'agent-sessions/opentelemetry'; console.log(openTelemetryTracing().enabled);`;
     expect(run(process.execPath, ['--input-type=module', '-e', otel], scratch).trim()).toBe('true');
+    // So does agent-sessions/openai-agents, with its optional peer absent (npm installs none).
+    expect(existsSync(path.join(scratch, 'node_modules', OPENAI_AGENTS))).toBe(false);
+    const openaiAgents = `import { AgentSessionsSession } from 'agent-sessions/openai-agents'; console.log(typeof AgentSessionsSession);`;
+    expect(run(process.execPath, ['--input-type=module', '-e', openaiAgents], scratch).trim()).toBe('function');
+    // The ai-sdk subpath loads and answers without `ai` installed (it names it for types only).
+    const aiSdk = `import { createSessions } from 'agent-sessions'; import { createChatStore } from 'agent-sessions/ai-sdk';
+      const sessions = await createSessions({ dataDir: ':memory:', env: {} });
+      const chat = createChatStore({ sessions });
+      console.log((await chat.resumeStream('c1')).status, JSON.stringify(await chat.loadMessages('c1')));
+      await sessions.close();`;
+    expect(existsSync(path.join(scratch, 'node_modules', AI))).toBe(false);
+    expect(run(process.execPath, ['--input-type=module', '-e', aiSdk], scratch).trim()).toBe('204 []');
     console.log(timings.join(', '));
   });
 

@@ -171,13 +171,14 @@ for (const configuration of CONFIGURATIONS) {
       expect(second.json()).toMatchObject({ id, title: 'made by put', version: 1 });
       expect(second.headers.etag).toBe(first.headers.etag);
       const bare = await app.inject({ method: 'PUT', url: `/v1/sessions/${id}`, headers: auth });
-      expect(bare.statusCode).toBe(200);
+      expect(bare.statusCode, bare.body).toBe(200);
 
       const raced = `raced-${Date.now().toString(36)}`;
       const answers = await Promise.all(
         Array.from({ length: 20 }, () => app.inject({ method: 'PUT', url: `/v1/sessions/${raced}`, headers: auth, payload: { title: 'r' } })),
       );
-      expect(answers.map((a) => a.statusCode).sort()).toEqual([201, ...Array<number>(19).fill(200)]);
+      expect(answers.filter((a) => a.statusCode === 201)).toHaveLength(1);
+      expect(answers.filter((a) => a.statusCode === 200)).toHaveLength(19);
       const created = await app.inject({ method: 'GET', url: `/v1/sessions?q=${raced}`, headers: auth });
       expect((created.json() as { sessions: unknown[] }).sessions).toHaveLength(1);
     });

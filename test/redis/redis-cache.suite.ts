@@ -120,14 +120,14 @@ export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
       const { revision: _, ...legacy } = snapshot(id, 4);
       await raw.set(key(id), `4:${JSON.stringify(legacy)}`, { PX: 60_000 });
       const short = new RedisSessionCache({ redis: guard, ttlMs: 60_000, tombstoneTtlMs: 2_000 });
-      expect(await short.get(id)).toBeNull();
+      expect(await short.get(sessionKey('default', id))).toBeNull();
       expect(await raw.pTTL(key(id))).toBeLessThanOrEqual(2_000);
-      expect((await short.getMany([id])).size).toBe(0);
+      expect((await short.getMany([sessionKey('default', id)])).size).toBe(0);
       // Same version: the refill cannot replace it, it only expires.
       expect(await short.store(snapshot(id, 4))).toBe(4);
       await waitFor(async () => (await raw.exists(key(id))) === 0, 10_000, 'the legacy snapshot to expire');
       expect(await short.store(snapshot(id, 4))).toBe(4);
-      expect(await short.get(id)).toMatchObject({ version: 4, revision: 1 });
+      expect(await short.get(sessionKey('default', id))).toMatchObject({ version: 4, revision: 1 });
     });
   });
 

@@ -34,7 +34,15 @@ export function requireServices(names: readonly ServiceName[], suite: string): b
       `${suite} needs ${labels} and REQUIRE_SERVICES is set: ${missing.map((n) => services[n].reason).join('; ')}`,
     );
   }
-  const line = `SKIPPED (no ${labels}): ${suite}`;
+  return skipSuite(`no ${labels}`, suite);
+}
+
+/**
+ * Records that `suite` is skipped and why (`SKIPPED (<why>): <suite>`, printed at the end of
+ * the run) and returns false, for `describe.skipIf(!...)`.
+ */
+export function skipSuite(why: string, suite: string): false {
+  const line = `SKIPPED (${why}): ${suite}`;
   appendFileSync(inject('skipLog'), `${line}\n`);
   console.warn(line);
   return false;
@@ -50,10 +58,7 @@ export function requireBinaries(names: readonly string[], suite: string, find: (
   if (inject('requireServices')) {
     throw new Error(`${suite} needs ${missing.join(', ')} and REQUIRE_SERVICES is set: not found on PATH`);
   }
-  const line = `SKIPPED (no ${missing.join(', ')}): ${suite}`;
-  appendFileSync(inject('skipLog'), `${line}\n`);
-  console.warn(line);
-  return false;
+  return skipSuite(`no ${missing.join(', ')}`, suite);
 }
 
 /** `requireServices` for one service, returning what is known about it. */

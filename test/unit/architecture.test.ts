@@ -20,6 +20,8 @@ const KNOWN_VIOLATIONS: Readonly<Record<string, string>> = {};
 const SRC = fileURLToPath(new URL('../../src/', import.meta.url));
 const ENTRY_FILES = ['index.ts', 'internal.ts'];
 const SOURCE = /\.(ts|mts|cts)$/;
+/** The agent frameworks' packages (optional peers): the OpenAI Agents SDK, the AI SDK, the Claude Agent SDK. */
+const FRAMEWORK = /^(@openai\/agents(-[\w-]+)?|openai|ai|@ai-sdk\/[\w.-]+|@anthropic-ai\/[\w.-]+)$/;
 
 const rel = (file: string) => path.relative(SRC, file).split(path.sep).join('/');
 /** The first folder under src/ (core, api, adapters, ...), or the file name for a top-level file. */
@@ -113,6 +115,28 @@ const RULES: Record<string, () => string[]> = {
       .filter((e) => (e.to === null ? packageName(e.reference.specifier).startsWith('@opentelemetry/') : adapterOf(e.to) === 'otel'))
       .map((e) => `main-otel: ${rel(e.from)} imports ${target(e)}`);
   },
+
+  // The agent frameworks are optional peers: only their adapters (src/integrations, each a
+  // subpath such as `agent-sessions/openai-agents`) import them, and the main entry reaches
+  // none of those.
+  'only src/integrations imports an agent framework package': () =>
+    edges
+      .filter((e) => e.to === null && FRAMEWORK.test(packageName(e.reference.specifier)) && layer(e.from) !== 'integrations')
+      .map((e) => `framework-import: ${rel(e.from)} imports ${e.reference.specifier}`),
+
+  'the main entry reaches neither src/integrations nor an agent framework package': () => {
+    const reach = walkGraph([path.join(SRC, 'index.ts')], 'source');
+    return reach.edges
+      .filter((e) => (e.to === null ? FRAMEWORK.test(packageName(e.reference.specifier)) : layer(e.to) === 'integrations'))
+      .map((e) => `main-framework: ${rel(e.from)} imports ${target(e)}`);
+  },
+
+  // The optional peer `ai`: only the `agent-sessions/ai-sdk` subpath names it, for its types
+  // alone, so the subpath loads without it; the main entry never reaches the integrations.
+  "only src/integrations/ai-sdk.ts imports the `ai` package, and only its types": () =>
+    edges
+      .filter((e) => e.to === null && packageName(e.reference.specifier) === 'ai' && (rel(e.from) !== 'integrations/ai-sdk.ts' || !e.reference.typeOnly))
+      .map((e) => `ai-import: ${rel(e.from)} imports ${e.reference.specifier}${e.reference.typeOnly ? '' : ' at runtime'}`),
 
   'no adapter folder imports another adapter folder': () =>
     edgesFrom('adapters')

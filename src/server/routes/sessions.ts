@@ -69,7 +69,8 @@ export function sessionRoutes(app: FastifyInstance, sessions: Sessions): void {
       tags,
       summary: 'Get or create a session: 200 with the existing one (the body is not applied), 201 with a new one made from the body',
       params: SessionIdParams,
-      body: Type.Optional(PutSessionBody),
+      // No body (null when there is none) is an empty one.
+      body: Type.Optional(Type.Union([PutSessionBody, Type.Null()])),
       response: { 200: Session, 201: Session, ...errors },
     },
   }, async (request, reply) => {
