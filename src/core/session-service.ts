@@ -198,9 +198,8 @@ export class SessionService {
     const byId = new Map<string, Session>();
     if (this.cache?.getMany) {
       try {
-        for (const s of (await this.cache.getMany(wanted.map((id) => sessionKey(tenant, id)))).values()) {
-          if (s.tenantId === tenant) byId.set(s.id, s);
-        }
+        // Keyed by tenant and id: every hit is this tenant's.
+        for (const s of (await this.cache.getMany(wanted.map((id) => sessionKey(tenant, id)))).values()) byId.set(s.id, s);
       } catch (err) {
         this.onCacheError(err);
       }

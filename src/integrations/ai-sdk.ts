@@ -144,6 +144,17 @@ const DEFAULT_KEEP_ALIVE_MS = 15_000;
 
 const hasCode = (err: unknown, code: string) => typeof err === 'object' && err !== null && (err as { code?: unknown }).code === code;
 
+/** Runs `call`; when the session does not exist yet, creates it and runs `call` again. */
+async function creatingOnMissing(call: () => Promise<unknown>, create: () => Promise<unknown>): Promise<void> {
+  try {
+    await call();
+  } catch (err) {
+    if (!hasCode(err, 'session_not_found')) throw err;
+    await create();
+    await call();
+  }
+}
+
 function libraryBackend(sessions: ChatStoreSessions, tenant: string | undefined): ChatBackend {
   const opts = (signal?: AbortSignal) => ({ ...(tenant === undefined ? {} : { tenant }), signal });
   const run = (r: { id: string; status: string; startSeq: number | null; endReason: string | null }): RunView => ({
@@ -169,15 +180,11 @@ function libraryBackend(sessions: ChatStoreSessions, tenant: string | undefined)
       }
       return items;
     },
-    async append(chatId, items, signal) {
-      try {
-        await sessions.items.append(chatId, items, opts(signal));
-      } catch (err) {
-        if (!hasCode(err, 'session_not_found')) throw err;
-        await sessions.ensure(chatId, {}, opts(signal));
-        await sessions.items.append(chatId, items, opts(signal));
-      }
-    },
+    append: (chatId, items, signal) =>
+      creatingOnMissing(
+        () => sessions.items.append(chatId, items, opts(signal)),
+        () => sessions.ensure(chatId, {}, opts(signal)),
+      ),
     async pop(chatId, signal) {
       await sessions.items.pop(chatId, opts(signal));
     },
@@ -230,15 +237,11 @@ function clientBackend(client: ChatStoreClient): ChatBackend {
       }
       return items;
     },
-    async append(chatId, items, signal) {
-      try {
-        await client.items.append(chatId, wire(items), { signal });
-      } catch (err) {
-        if (!hasCode(err, 'session_not_found')) throw err;
-        await client.getOrCreate(chatId, {}, { signal });
-        await client.items.append(chatId, wire(items), { signal });
-      }
-    },
+    append: (chatId, items, signal) =>
+      creatingOnMissing(
+        () => client.items.append(chatId, wire(items), { signal }),
+        () => client.getOrCreate(chatId, {}, { signal }),
+      ),
     async pop(chatId, signal) {
       await client.items.pop(chatId, { signal });
     },

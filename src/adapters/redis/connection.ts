@@ -82,18 +82,13 @@ export function commandsOf(connection: RedisConnection): RedisClientType {
 export class RedisKeys {
   constructor(readonly prefix: string) {}
 
-  /** The hash tag of a session (`redisSessionTag`). */
-  tag(key: string): string {
-    return redisSessionTag(key);
-  }
-
   session(key: string): string {
     return `${this.prefix}s:{${redisSessionTag(key)}}`;
   }
 
   /** Any per-session key: `<prefix>s:{<tag>}:<suffix>`, on the session's slot. */
   sessionPart(key: string, suffix: string): string {
-    return `${this.prefix}s:{${redisSessionTag(key)}}:${suffix}`;
+    return `${this.session(key)}:${suffix}`;
   }
 
   global(name: string): string {
