@@ -239,6 +239,7 @@ function wire(input: WiringInput): SessionsParts {
       warningLeadSeconds: config.timeoutWarningSeconds,
       retentionDays: config.retentionDays,
       outboxRetentionHours: config.outboxRetentionHours,
+      outputRetentionHours: config.outputRetentionHours,
       pruneUnpublished: publisher === null,
       onSessionsChanged: evict,
     }),

@@ -44,6 +44,8 @@ export interface Config {
   agentKillGraceMs: number;
   retentionDays: number;
   outboxRetentionHours: number;
+  /** Hours after a run ended until its archived output is pruned (a session's latest run keeps its own); 0: kept as long as the session. */
+  outputRetentionHours: number;
   adminApiKey: string | null;
   noAuth: boolean;
   logLevel: string;
@@ -254,6 +256,7 @@ const SETTINGS: Readonly<Record<TopLevel, Setting>> = {
   agentKillGraceMs: int('AGENT_KILL_GRACE_MS', 5_000, 0),
   retentionDays: int('RETENTION_DAYS', 30, 0),
   outboxRetentionHours: int('OUTBOX_RETENTION_HOURS', 72, 0),
+  outputRetentionHours: int('OUTPUT_RETENTION_HOURS', 0, 0),
   adminApiKey: secret(text('ADMIN_API_KEY', null, { test: (v) => v.length >= 16, says: 'must be at least 16 characters' })),
   noAuth: bool('NO_AUTH', false),
   logLevel: text('LOG_LEVEL', 'info', { test: (v) => LOG_LEVELS.includes(v), says: `must be one of ${LOG_LEVELS.join(', ')}` }),

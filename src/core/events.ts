@@ -2,13 +2,15 @@
  * The event feed: a tenant's events in id order as an async iterator, resumable by event id,
  * served from the outbox (so it works with no broker). One pump per process samples the
  * gap-free horizon when an event commits anywhere (NOTIFY) or on a slow poll, and wakes the
- * subscribers, which each read their own filtered page up to it.
+ * subscribers, which each read their own filtered page up to it. A reader whose cursor is below
+ * what the outbox retention pruned gets a `gap` event first.
  */
 import { throwIfAborted } from './abort.js';
 import { ValidationError } from './errors.js';
 import { isSessionId } from './ids.js';
 import type { EventEnvelope, EventLog } from './ports.js';
 import { DEFAULT_TENANT } from './types.js';
+import { GAP_EVENT_TYPE, type GapData } from './runs.js';
 
 export const EVENT_TYPES = [
   'session.created',
@@ -29,6 +31,16 @@ export const EVENT_TYPES = [
 export type EventType = (typeof EVENT_TYPES)[number];
 
 export type { EventEnvelope } from './ports.js';
+
+/**
+ * The notice a feed reader gets, before anything else, when events after its cursor were pruned
+ * (OUTBOX_RETENTION_HOURS): type `gap`, id = the last pruned id (`to`), data `{ from, to,
+ * reason: 'retention' }`. It is never in the outbox and passes every type filter.
+ */
+export function gapEnvelope(tenant: string, from: number, to: number): EventEnvelope {
+  const data: GapData = { from, to, reason: 'retention' };
+  return { id: to, type: GAP_EVENT_TYPE, tenantId: tenant, sessionId: null, occurredAt: new Date().toISOString(), data };
+}
 
 export interface SubscribeOptions {
   tenant?: string;
@@ -137,13 +149,18 @@ export class EventFeed {
         if (this.stop.signal.aborted) return;
         const upTo = this.horizonValue;
         if (upTo > cursor) {
-          const page = await this.log.read({ tenant, after: cursor, upTo, types, sessionId, limit: this.pageSize });
+          const { events: page, prunedThrough } = await this.log.read({ tenant, after: cursor, upTo, types, sessionId, limit: this.pageSize });
+          // The retention deleted events after the cursor: say so, then go on after them.
+          if (prunedThrough > cursor) {
+            yield gapEnvelope(tenant, cursor + 1, prunedThrough);
+            cursor = prunedThrough;
+          }
           for (const event of page) {
             yield event;
             cursor = event.id;
           }
           // A short page means everything up to the horizon that matches was delivered.
-          if (page.length < this.pageSize) cursor = upTo;
+          if (page.length < this.pageSize) cursor = Math.max(cursor, upTo);
           continue;
         }
         this.ensurePump();

@@ -5,12 +5,15 @@
  * before it is published live, so the archive always holds everything a live reader has
  * seen. Readers therefore resume from any seq by reading the archive and then the live log,
  * and fill any hole in the live log (trimmed, lost in a Redis restart, published out of
- * order) from the archive: no gap, no duplicate.
+ * order) from the archive: no gap, no duplicate. Only the output retention
+ * (OUTPUT_RETENTION_HOURS) removes archived events: a reader whose cursor is older than the
+ * first retained seq gets a `gap` event first (seqs are contiguous per session, so the archive's
+ * first seq after the cursor tells).
  */
 import { sessionKey } from './ids.js';
 import { throwIfAborted } from './abort.js';
 import { NotFoundError } from './errors.js';
-import { isTerminalEvent, type NewOutputEvent, type OutputBatch, type OutputEvent, type OutputLog, type RunRepository } from './runs.js';
+import { GAP_EVENT_TYPE, isTerminalEvent, type GapData, type NewOutputEvent, type OutputBatch, type OutputEvent, type OutputLog, type RunRepository } from './runs.js';
 
 const ARCHIVE_PAGE = 500;
 const MAX_BATCH = 500;
@@ -250,7 +253,11 @@ export interface ReadOutputOptions {
   pollMs: number;
 }
 
-/** Events after `after`, in seq order, ending after the first terminal event. */
+/**
+ * Events after `after`, in seq order, ending after the first terminal event. Where the archive's
+ * next seq is beyond the cursor's next, those events were pruned: a `gap` event says so first
+ * (its seq is the last one missing, so resuming from it skips nothing retained).
+ */
 export async function* readOutput(options: ReadOutputOptions): AsyncGenerator<OutputEvent, void, undefined> {
   const { repository, live, tenant, sessionId, signal, pollMs } = options;
   const key = sessionKey(tenant, sessionId);
@@ -260,6 +267,12 @@ export async function* readOutput(options: ReadOutputOptions): AsyncGenerator<Ou
     const archived = await repository.readOutput(tenant, sessionId, cursor, ARCHIVE_PAGE);
     // Purged while being read: nothing more will ever come.
     if (archived === null) throw new NotFoundError('session', sessionId);
+    const first = archived[0];
+    if (first && first.seq > cursor + 1) {
+      const gap = gapEvent(cursor + 1, first.seq - 1, first.runId);
+      cursor = gap.seq;
+      yield gap;
+    }
     for (const e of archived) {
       cursor = e.seq;
       yield e;
@@ -285,4 +298,10 @@ export async function* readOutput(options: ReadOutputOptions): AsyncGenerator<Ou
       if (!continuous) break;
     }
   }
+}
+
+/** The `gap` event a reader gets for pruned output; `runId` is the run the stream continues with. */
+export function gapEvent(from: number, to: number, runId: string): OutputEvent {
+  const data: GapData = { from, to, reason: 'retention' };
+  return { seq: to, runId, type: GAP_EVENT_TYPE, data, createdAt: new Date().toISOString() };
 }

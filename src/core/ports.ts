@@ -199,6 +199,11 @@ export interface EventQuery {
   limit: number;
 }
 
+export interface EventPage {
+  events: EventEnvelope[];
+  prunedThrough: number;
+}
+
 /** The outbox as the event feed sees it. */
 export interface EventLog {
   /**
@@ -207,7 +212,11 @@ export interface EventLog {
    * `latest`: the highest id handed out so far (committed or not).
    */
   horizon(): Promise<{ horizon: number; latest: number }>;
-  read(query: EventQuery): Promise<EventEnvelope[]>;
+  /**
+   * Events after `max(after, prunedThrough)`, with `prunedThrough`: the highest id of the
+   * tenant's that the outbox retention deleted (0: none), read in the same snapshot.
+   */
+  read(query: EventQuery): Promise<EventPage>;
   onAppend(listener: () => void): Promise<() => Promise<void>>;
 }
 
@@ -226,6 +235,8 @@ export interface SweepStore {
   purgeEnded(days: number, limit: number): Promise<SessionRef[]>;
   /** Deletes published events older than `hours`; with `includeUnpublished`, unpublished ones too. */
   pruneOutbox(hours: number, includeUnpublished: boolean, limit: number): Promise<number>;
+  /** Deletes the archived output of runs that ended more than `hours` ago, but not of a session's latest run; resolves to the runs pruned. */
+  pruneOutput(hours: number, limit: number): Promise<number>;
 }
 
 export interface TenantStats {

@@ -21,6 +21,7 @@ import { OutputArchive, OutputWriter } from './output-stream.js';
 import type { Lifecycle } from './ports.js';
 import {
   TERMINAL_EVENT_TYPES,
+  GAP_EVENT_TYPE,
   type EndedRunStatus,
   type FinalizeResult,
   type HeartbeatRow,
@@ -572,6 +573,9 @@ export class RunExecutor implements Lifecycle {
     }
     if (TERMINAL_EVENT_TYPES.includes(event.type)) {
       throw new ValidationError(`"${event.type}" is written when the run ends; a runner cannot emit it`, { field: 'type' });
+    }
+    if (event.type === GAP_EVENT_TYPE) {
+      throw new ValidationError('"gap" is a reader\'s notice of pruned output; a runner cannot emit it', { field: 'type' });
     }
     checkOutputEvent(
       { outputEventBytes: this.options.maxEventBytes, jsonDepth: this.options.jsonShape?.depth, jsonNodes: this.options.jsonShape?.nodes },

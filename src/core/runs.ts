@@ -67,6 +67,28 @@ export interface OutputBatch {
   events: readonly NewOutputEvent[];
 }
 
+/**
+ * The output event types SPEC §7 names: conventional ones runners emit (`text`, `tool_call`,
+ * `tool_result`, `status`), the ones the service writes (`restarted`, and the terminal `error`
+ * and `done`), and `gap`, which no run writes: a reader whose cursor is older than what is
+ * retained gets it first (`GapData`). Runners may emit other types too.
+ */
+export const OUTPUT_EVENT_TYPES = ['text', 'tool_call', 'tool_result', 'status', 'restarted', 'error', 'done', 'gap'] as const;
+
+/** A reader's notice that events it asked for are no longer retained. */
+export const GAP_EVENT_TYPE = 'gap';
+
+/**
+ * The data of a `gap` event: the events `from`..`to` (seqs of the output, ids of the event
+ * feed) were pruned (`reason: 'retention'`); the stream continues after `to`, and the gap
+ * event's own seq or id is `to`, so a reader that resumes from it skips nothing retained.
+ */
+export interface GapData {
+  from: number;
+  to: number;
+  reason: 'retention';
+}
+
 export function isTerminalEvent(e: Pick<OutputEvent, 'type'>): boolean {
   return TERMINAL_EVENT_TYPES.includes(e.type);
 }

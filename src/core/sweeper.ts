@@ -129,6 +129,8 @@ export interface SessionSweepOptions {
   retentionDays: number;
   /** Prune published events this many hours after publication; 0: never. */
   outboxRetentionHours: number;
+  /** Delete the archived output of ended runs this many hours after they ended (a session's latest run keeps its own); 0: never. */
+  outputRetentionHours?: number;
   /** No broker is configured here: events older than the retention are pruned unpublished. */
   pruneUnpublished: boolean;
   /** Rows per statement. */
@@ -139,7 +141,7 @@ export interface SessionSweepOptions {
   onSessionsChanged: (sessions: SessionRef[]) => Promise<void>;
 }
 
-/** The session sweeps: timeout warnings, expiry, retention purge and outbox pruning. */
+/** The session sweeps: timeout warnings, expiry, retention purge, outbox and output pruning. */
 export function sessionSweepTasks(store: SweepStore, o: SessionSweepOptions): SweepTask[] {
   const batch = o.batchSize ?? 500;
   const maxBatches = o.maxBatches ?? 20;
@@ -185,6 +187,13 @@ export function sessionSweepTasks(store: SweepStore, o: SessionSweepOptions): Sw
     tasks.push({
       name: 'prune_outbox',
       run: (signal) => repeat(signal, () => store.pruneOutbox(o.outboxRetentionHours, o.pruneUnpublished, batch)),
+    });
+  }
+  const outputHours = o.outputRetentionHours ?? 0;
+  if (outputHours > 0) {
+    tasks.push({
+      name: 'prune_output',
+      run: (signal) => repeat(signal, () => store.pruneOutput(outputHours, batch)),
     });
   }
   return tasks;

@@ -3,7 +3,7 @@
  * feed (read in id order up to a gap-free horizon): sql/outbox-*.sql. Events are written by
  * the writes themselves (the one outbox writer, OUTBOX_WRITER in sql.ts), in the same statement as the change.
  */
-import type { EventEnvelope, EventLog, EventQuery, OutboxStore } from '../../core/ports.js';
+import type { EventEnvelope, EventLog, EventPage, EventQuery, OutboxStore } from '../../core/ports.js';
 import type { SqlDatabase } from './database.js';
 import { OUTBOX_CHANNEL, type OutboxSignal } from './outbox-signal.js';
 import { iso, strOrNull, type Row } from './rows.js';
@@ -77,7 +77,7 @@ export class PostgresOutbox implements OutboxStore, EventLog {
     }
   }
 
-  async read(q: EventQuery): Promise<EventEnvelope[]> {
+  async read(q: EventQuery): Promise<EventPage> {
     const rows = await run(this.db, SQL.outboxRead, {
       tenant: q.tenant,
       after: q.after,
@@ -86,7 +86,11 @@ export class PostgresOutbox implements OutboxStore, EventLog {
       session: q.sessionId ?? null,
       limit: q.limit,
     });
-    return rows.map(rowToEvent);
+    // One row at least (the horizon); id null: no event matched.
+    return {
+      events: rows.filter((r) => r.id !== null && r.id !== undefined).map(rowToEvent),
+      prunedThrough: Number(rows[0]?.pruned_through ?? 0),
+    };
   }
 
   /**

@@ -14,6 +14,7 @@ const SQL = statements(
   'sweepPurgeEnded',
   'sweepPrunePublishedEvents',
   'sweepPruneUnpublishedEvents',
+  'sweepPruneOutput',
   'statsSessionsByStatus',
   'statsRunningRuns',
   'statsEventBacklog',
@@ -65,6 +66,11 @@ export class PostgresSweepStore implements SweepStore {
       n += Number(unpublished?.n ?? 0);
     }
     return n;
+  }
+
+  async pruneOutput(hours: number, limit: number): Promise<number> {
+    const [row] = await run<{ n: number }>(this.db, SQL.sweepPruneOutput, { hours, limit });
+    return Number(row?.n ?? 0);
   }
 }
 

@@ -1,9 +1,17 @@
--- sweep-prune-unpublished-events: deletes never-published events written longer ago than the retention period (instances without a broker).
+-- sweep-prune-unpublished-events: deletes never-published events written longer ago than the retention period (instances without a broker). Raises each tenant's outbox_pruned horizon.
 -- $1 hours integer: the retention period
 -- $2 limit integer: most events per call
 -- reply: one row, n: how many were deleted
 WITH due AS (
   SELECT id FROM outbox WHERE published_at IS NULL AND created_at < now() - $1::int * interval '1 hour'
   ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED
-), del AS (DELETE FROM outbox o USING due WHERE o.id = due.id RETURNING 1)
+), del AS (DELETE FROM outbox o USING due WHERE o.id = due.id RETURNING o.tenant_id, o.id
+), horizon AS (
+  -- Each tenant's highest pruned id, in the same commit: a feed reader whose cursor is below it
+  -- gets a `gap` event (events.ts). Rows are pruned in time order, so ids below it are gone too
+  -- but for the rare one published late; the gap covers those as well.
+  INSERT INTO outbox_pruned (tenant_id, through)
+  SELECT d.tenant_id, max(d.id) FROM del d GROUP BY d.tenant_id
+  ON CONFLICT (tenant_id) DO UPDATE SET through = GREATEST(outbox_pruned.through, EXCLUDED.through), pruned_at = now()
+)
 SELECT count(*)::int AS n FROM del
