@@ -3,7 +3,7 @@
  * (Server-Sent Events: `id:` = seq, `event:` = type, `data:` = the event as JSON).
  */
 import { Type, type Static } from 'typebox';
-import { IF_BUSY, RUN_STATUSES, type OutputEvent, type Run } from '../core/runs.js';
+import { IF_BUSY, MAX_INTERRUPT_WAIT_MS, RUN_STATUSES, type OutputEvent, type Run } from '../core/runs.js';
 import { Cursor, DateTime, Nullable, RunId, SessionId, StringEnum } from './common.js';
 
 export const RunStatus = StringEnum(RUN_STATUSES);
@@ -56,6 +56,19 @@ export const ListRunsQuery = Type.Object(
   {
     cursor: Type.Optional(Cursor),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+  },
+  { additionalProperties: false },
+);
+
+export const InterruptQuery = Type.Object(
+  {
+    wait_ms: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: MAX_INTERRUPT_WAIT_MS,
+        description: 'Wait up to this long for the run to end: 200 with the ended run, or 202 with the run as it is when the time ran out',
+      }),
+    ),
   },
   { additionalProperties: false },
 );

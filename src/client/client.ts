@@ -154,7 +154,8 @@ function ifMatchHeader(opts: WriteRequestOptions): Record<string, string> {
 class Transport {
   private readonly base: string;
   private readonly fetchFn: FetchFunction;
-  private readonly timeoutMs: number;
+  /** A call's timeout unless it names its own (ms; 0: none). */
+  readonly timeoutMs: number;
   private readonly headers: Record<string, string>;
 
   constructor(options: AgentSessionsClientOptions) {
@@ -406,10 +407,20 @@ export class RunsClient {
     return this.http.call('GET', `/v1/sessions/${id(sessionId)}/runs/${id(runId)}`, opts);
   }
 
-  /** Interrupts the running run (or cancels the queued run `runId`), wherever it runs. */
-  interrupt(sessionId: string, opts: RequestOptions & { runId?: string } = {}): Promise<RunJson> {
-    const body = opts.runId === undefined ? undefined : { run_id: opts.runId };
-    return this.http.call('POST', `/v1/sessions/${id(sessionId)}/interrupt`, { ...opts, body });
+  /**
+   * Interrupts the running run (or cancels the queued run `runId`), wherever it runs. With
+   * `waitMs` (0..60,000) the server answers once the run ended or that time passed: the run's
+   * `status` says which (`running`/`queued`: still going). The request's own timeout is
+   * stretched to cover the wait.
+   */
+  interrupt(sessionId: string, opts: RequestOptions & { runId?: string; waitMs?: number } = {}): Promise<RunJson> {
+    const { waitMs, runId, ...rest } = opts;
+    const body = runId === undefined ? undefined : { run_id: runId };
+    const query = waitMs === undefined ? undefined : { wait_ms: waitMs };
+    const base = rest.timeoutMs ?? this.http.timeoutMs;
+    // 0: no timeout at all; else at least the wait and some slack.
+    const timeoutMs = waitMs === undefined || base === 0 ? rest.timeoutMs : Math.max(base, waitMs + 10_000);
+    return this.http.call('POST', `/v1/sessions/${id(sessionId)}/interrupt`, { ...rest, body, query, timeoutMs });
   }
 
   /** Sends input to the running run (optionally only if it is `runId`). */

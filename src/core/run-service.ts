@@ -6,13 +6,16 @@
  */
 import { sleep, throwIfAborted } from './abort.js';
 import { AgentSessionsError, NotFoundError, RunError, UnavailableError, ValidationError } from './errors.js';
-import { isSessionId, isUuid, uuidv7 } from './ids.js';
+import { isSessionId, isUuid, sessionKey, uuidv7 } from './ids.js';
 import { jsonBytes } from './limits.js';
 import { checkJsonValue, DEFAULT_JSON_SHAPE, type JsonShapeLimits } from './json-shape.js';
 import { readOutput } from './output-stream.js';
 import { preciseNow, type RunExecutor } from './run-executor.js';
 import {
   IF_BUSY,
+  isRunEnded,
+  isTerminalEvent,
+  MAX_INTERRUPT_WAIT_MS,
   type InputOptions,
   type InterruptOptions,
   type OutputEvent,
@@ -160,6 +163,10 @@ export class RunService implements Runs {
     throwIfAborted(opts.signal);
     checkId(sessionId, 'session id');
     if (opts.runId !== undefined) checkId(opts.runId, 'run id');
+    const waitMs = opts.waitMs ?? 0;
+    if (!Number.isSafeInteger(waitMs) || waitMs < 0 || waitMs > MAX_INTERRUPT_WAIT_MS) {
+      throw new ValidationError(`wait_ms must be an integer from 0 to ${MAX_INTERRUPT_WAIT_MS}`, { field: 'wait_ms' });
+    }
     const tenant = opts.tenant ?? DEFAULT_TENANT;
     const runs = await this.repo.requestInterrupt(tenant, sessionId, opts.runId);
     if (runs === null) throw new NotFoundError('session', sessionId);
@@ -175,7 +182,48 @@ export class RunService implements Runs {
     const requestedAt = preciseNow();
     this.telemetry.interruptRequested(runs.length);
     for (const r of runs) await this.executor.deliver(r.owner, { type: 'interrupt', sessionId: r.sessionId, runId: r.id, requestedAt });
-    return first;
+    if (waitMs === 0 || isRunEnded(first)) return first;
+    return this.awaitEnd(tenant, first, Date.now() + waitMs, opts.signal);
+  }
+
+  /**
+   * The run once it ended, or as it is at `deadline`, wherever it runs. Event-driven: here, the
+   * executor's own promise; elsewhere, the session's live output log, which carries the run's
+   * terminal event from whichever instance finalized it. The run row is read again when that
+   * event (or any quiet spell, backing off from 50 ms to 1 s) comes, so a lost publish costs
+   * at most a second.
+   */
+  private async awaitEnd(tenant: string, flagged: Run, deadline: number, signal: AbortSignal | undefined): Promise<Run> {
+    const { sessionId, id } = flagged;
+    const local = this.executor.whenEnded(id);
+    const key = sessionKey(tenant, sessionId);
+    let cursor: number | null = null;
+    let quietMs = 50;
+    for (;;) {
+      // The output seq first: the terminal event of a run still going when the row is read comes after it.
+      if (local === null && cursor === null) cursor = (await this.repo.streamStart(tenant, sessionId))?.outputSeq ?? 0;
+      const run = await this.repo.get(tenant, sessionId, id);
+      if (!run) throw new RunError('run_not_found', `run ${id} not found`, { id });
+      const left = deadline - Date.now();
+      if (isRunEnded(run) || left <= 0) return run;
+      if (local !== null) {
+        await abortable(settledWithin(local, left), signal);
+        continue;
+      }
+      // Events of the run that is stopping (or of the next one) until its terminal event shows.
+      for (;;) {
+        const timeoutMs = Math.min(quietMs, Math.max(1, deadline - Date.now()));
+        const events = await this.options.live.read(key, cursor ?? 0, { timeoutMs, signal });
+        throwIfAborted(signal);
+        const fresh = events.filter((e) => e.seq > (cursor ?? 0));
+        if (fresh.length === 0) {
+          quietMs = Math.min(quietMs * 2, 1_000);
+          break;
+        }
+        cursor = fresh[fresh.length - 1]?.seq ?? cursor;
+        if (fresh.some((e) => e.runId === id && isTerminalEvent(e)) || Date.now() >= deadline) break;
+      }
+    }
   }
 
   /** Forwards input to the session's running run, wherever it runs. */
@@ -261,5 +309,17 @@ function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Pro
     const onAbort = () => reject(signal.reason);
     signal.addEventListener('abort', onAbort, { once: true });
     promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/** Resolves once `promise` settled or `ms` passed, whichever comes first; leaves no timer behind. */
+function settledWithin(promise: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    promise.then(done, done);
   });
 }

@@ -142,6 +142,20 @@ export interface StreamOptions extends CallOptions {
 export interface InterruptOptions extends CallOptions {
   /** A specific run (running or queued); default: the running run. */
   runId?: string;
+  /**
+   * Wait up to this many ms (0..60,000) for the run to end, wherever it runs, and resolve to it
+   * as it is then: ended (any status but `running`/`queued`), or still going when the time ran
+   * out. Default: no wait (the run as flagged).
+   */
+  waitMs?: number;
+}
+
+/** The longest `waitMs` of an interrupt (HTTP `wait_ms`). */
+export const MAX_INTERRUPT_WAIT_MS = 60_000;
+
+/** Whether a run has reached a terminal state (it no longer runs or waits to). */
+export function isRunEnded(run: Pick<Run, 'status'>): boolean {
+  return run.status !== 'running' && run.status !== 'queued';
 }
 
 export interface InputOptions extends CallOptions {
@@ -159,7 +173,10 @@ export interface Runs {
   get(sessionId: string, runId: string, opts?: CallOptions): Promise<Run>;
   /** Runs of a session, newest first. */
   list(sessionId: string, query?: { cursor?: string; limit?: number }, opts?: CallOptions): Promise<Page<Run>>;
-  /** Interrupts the running run (or cancels the queued run `runId` names), wherever it runs. */
+  /**
+   * Interrupts the running run (or cancels the queued run `runId` names), wherever it runs; with
+   * `waitMs`, resolves once it ended or that time passed (see `isRunEnded`).
+   */
   interrupt(sessionId: string, opts?: InterruptOptions): Promise<Run>;
   /** Forwards input to the session's running run, wherever it runs. */
   sendInput(sessionId: string, input: unknown, opts?: InputOptions): Promise<{ runId: string; seq: number }>;

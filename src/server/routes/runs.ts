@@ -8,12 +8,14 @@ import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { isAgentSessionsError, ValidationError } from '../../core/errors.js';
+import { isRunEnded } from '../../core/runs.js';
 import type { Sessions } from '../../app/sessions.js';
 import { internals } from '../../app/internal.js';
 import {
   InputBody,
   InputResponse,
   InterruptBody,
+  InterruptQuery,
   LAST_EVENT_ID,
   ListRunsQuery,
   outputEventFrame,
@@ -88,14 +90,19 @@ export function runRoutes(app: FastifyInstance, sessions: Sessions): void {
     schema: {
       tags,
       summary: 'Interrupt the running run (or cancel the queued run named by run_id), from any instance',
+      description:
+        'Without `wait_ms`: 202 with the run as flagged. With `wait_ms`: 200 with the run once it ended (wherever it ' +
+        'runs), or 202 with the run as it is when `wait_ms` passed.',
       params: SessionIdParams,
+      querystring: InterruptQuery,
       body: Type.Optional(InterruptBody),
-      response: { 202: RunJson, ...errors },
+      response: { 200: RunJson, 202: RunJson, ...errors },
     },
   }, async (request, reply) => {
     const runId = request.body?.run_id;
-    const run = await sessions.runs.interrupt(request.params.id, { ...callOptions(request), runId });
-    return reply.status(202).send(runJson(run));
+    const waitMs = request.query.wait_ms;
+    const run = await sessions.runs.interrupt(request.params.id, { ...callOptions(request), runId, waitMs });
+    return reply.status(waitMs !== undefined && isRunEnded(run) ? 200 : 202).send(runJson(run));
   });
 
   r.post('/v1/sessions/:id/input', {
