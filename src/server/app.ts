@@ -25,6 +25,7 @@ import { eventRoutes } from './routes/events.js';
 import { statsRoutes } from './routes/stats.js';
 import { metricsRoutes, registerHttpMetrics } from './metrics.js';
 import { registerHttpTracing } from './tracing.js';
+import { SseStreams } from './sse-streams.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -130,14 +131,18 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
+  // Open SSE streams end with a `retry:` hint before the server drops its connections.
+  const streams = new SseStreams();
+  app.addHook('preClose', () => streams.closeAll());
+
   consoleRoutes(app);
   healthRoutes(app, sessions);
   sessionRoutes(app, sessions);
   itemRoutes(app, sessions);
-  runRoutes(app, sessions);
+  runRoutes(app, sessions, streams);
   adminKeyRoutes(app, sessions);
   adminErasureRoutes(app, sessions);
-  eventRoutes(app, sessions);
+  eventRoutes(app, sessions, streams);
   statsRoutes(app, sessions);
   if (sessions.config.metricsEnabled) metricsRoutes(app, parts.metrics);
   return app;

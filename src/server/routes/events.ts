@@ -1,7 +1,8 @@
 /**
  * GET /v1/events: the tenant's events as Server-Sent Events, served from the outbox (no broker
  * needed). `id:` is the event id; a client that reconnects with `Last-Event-ID` (or `?after=`)
- * continues with no gap and no duplicate. Comment lines keep idle connections alive.
+ * continues with no gap and no duplicate. Comment lines keep idle connections alive. When the
+ * server closes, the stream ends with a `retry:` hint.
  */
 import { once } from 'node:events';
 import type { ServerResponse } from 'node:http';
@@ -12,6 +13,7 @@ import type { Sessions } from '../../app/sessions.js';
 import { internals } from '../../app/internal.js';
 import { EVENT_ID, eventFrame, EventsHeaders, EventsQuery, problems } from '../../api/index.js';
 import { holdConnectionSlot } from '../limits.js';
+import { SHUTDOWN_FRAME, type SseStreams } from '../sse-streams.js';
 
 /** Writes, waiting for the socket to drain when its buffer is full (a slow reader slows the feed, not the server). */
 async function write(res: ServerResponse, chunk: string, signal: AbortSignal): Promise<void> {
@@ -19,7 +21,7 @@ async function write(res: ServerResponse, chunk: string, signal: AbortSignal): P
   await once(res, 'drain', { signal });
 }
 
-export function eventRoutes(app: FastifyInstance, sessions: Sessions): void {
+export function eventRoutes(app: FastifyInstance, sessions: Sessions, streams: SseStreams): void {
   const parts = internals(sessions);
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
 
@@ -48,13 +50,14 @@ export function eventRoutes(app: FastifyInstance, sessions: Sessions): void {
     }
     const types = request.query.type?.flatMap((t) => t.split(',')).map((t) => t.trim()).filter(Boolean);
     const signal = request.abortSignal;
+    const closing = streams.track(reply.raw);
     // Validates before anything is sent, so bad input is a plain 400.
     const feed = sessions.events.subscribe({
       tenant: request.principal.tenant,
       after,
       types,
       sessionId: request.query.session_id,
-      signal,
+      signal: AbortSignal.any([signal, closing]),
     });
     const headers = {
       'content-type': 'text/event-stream; charset=utf-8',
@@ -77,8 +80,13 @@ export function eventRoutes(app: FastifyInstance, sessions: Sessions): void {
     }, sessions.config.sseHeartbeatMs);
     try {
       for await (const event of feed) await write(res, eventFrame(event), signal);
+      // The feed ends only when this instance closes it: reconnect elsewhere.
+      if (!res.writableEnded) res.write(SHUTDOWN_FRAME);
     } catch (err) {
-      if (!signal.aborted && !res.writableEnded) {
+      if (closing.aborted && !signal.aborted && !res.writableEnded) {
+        // The server is closing: reconnect soon (elsewhere) and lose nothing.
+        res.write(SHUTDOWN_FRAME);
+      } else if (!signal.aborted && !res.writableEnded) {
         // The client reconnects with Last-Event-ID and loses nothing.
         const code = (err as { code?: unknown }).code === 'unavailable' ? 'unavailable' : 'internal';
         request.log.warn({ err }, 'event feed ended');

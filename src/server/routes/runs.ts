@@ -1,7 +1,8 @@
 /**
  * Runs over HTTP: start, list, get, interrupt, input, and the session's output as a
  * resumable Server-Sent Events stream (`id:` = seq; `Last-Event-ID` or `?after=` resumes
- * with no gap and no duplicate; closes after the terminal event).
+ * with no gap and no duplicate; closes after the terminal event, or with a `retry:` hint when
+ * the server closes).
  */
 import { once } from 'node:events';
 import type { FastifyInstance } from 'fastify';
@@ -30,6 +31,7 @@ import {
   StreamQuery,
 } from '../../api/index.js';
 import { holdConnectionSlot } from '../limits.js';
+import { SHUTDOWN_FRAME, type SseStreams } from '../sse-streams.js';
 import { callOptions } from './sessions.js';
 
 function lastEventId(header: string | undefined): number | undefined {
@@ -41,7 +43,7 @@ function lastEventId(header: string | undefined): number | undefined {
 const errors = problems(400, 401, 403, 404, 409, 413, 429);
 const tags = ['runs'];
 
-export function runRoutes(app: FastifyInstance, sessions: Sessions): void {
+export function runRoutes(app: FastifyInstance, sessions: Sessions, streams: SseStreams): void {
   const parts = internals(sessions);
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
 
@@ -139,9 +141,11 @@ export function runRoutes(app: FastifyInstance, sessions: Sessions): void {
     // Checked before the stream opens, so an unknown session is a plain 404 problem.
     await sessions.get(request.params.id, opts);
     await holdConnectionSlot(request, reply, parts.connectionLimiter);
-    const events = sessions.runs.stream(request.params.id, { ...opts, after });
-    reply.hijack();
     const res = reply.raw;
+    const closing = streams.track(res);
+    const signal = AbortSignal.any([request.abortSignal, closing]);
+    const events = sessions.runs.stream(request.params.id, { ...opts, after, signal });
+    reply.hijack();
     const closed = parts.metrics.sseOpened('run');
     res.once('close', closed);
     res.writeHead(200, {
@@ -154,10 +158,13 @@ export function runRoutes(app: FastifyInstance, sessions: Sessions): void {
     const heartbeat = setInterval(() => res.write(': heartbeat\n\n'), sessions.config.sseHeartbeatMs);
     try {
       for await (const e of events) {
-        if (!res.write(outputEventFrame(e))) await once(res, 'drain', { signal: request.abortSignal });
+        if (!res.write(outputEventFrame(e))) await once(res, 'drain', { signal });
       }
     } catch (err) {
-      if (!request.abortSignal.aborted) {
+      if (closing.aborted && !request.abortSignal.aborted) {
+        // The server is closing: reconnect soon (elsewhere) and lose nothing.
+        res.write(SHUTDOWN_FRAME);
+      } else if (!request.abortSignal.aborted) {
         // The client reconnects with Last-Event-ID and loses nothing; say why in a comment.
         request.log.warn({ err, session_id: request.params.id }, 'output stream failed');
         const code = isAgentSessionsError(err) ? err.code : 'internal_error';
