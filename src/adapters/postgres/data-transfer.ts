@@ -59,7 +59,7 @@ export const NOT_EXPORTED_TABLES: Readonly<Record<string, string>> = Object.free
   session_locks: 'withSessionLock leases, which lapse within seconds; the fencing tokens live on sessions.fence, which is carried',
   cache_repairs: "repairs of the source's Redis cache; the import clears the target's cache instead",
   cache_redis_servers: "the Redis servers the source trusted; the import forgets the target's, so its cache is cleared",
-  outbox_pruned: "how far the source's outbox retention pruned; the target reports gaps of its own pruning",
+  pruned_events: "how far the source's outbox retention pruned; the target reports gaps of its own pruning",
 });
 
 export type ExportedTable = (typeof EXPORTED_TABLES)[number];

@@ -1,10 +1,10 @@
 -- Replay gaps (issue 12): what the retention sweeps deleted, so a reader whose cursor is older
 -- than what is retained gets a `gap` event instead of a silent jump.
 --
--- outbox_pruned: per tenant, the highest event id the outbox retention (OUTBOX_RETENTION_HOURS)
+-- pruned_events: per tenant, the highest event id the outbox retention (OUTBOX_RETENTION_HOURS)
 -- deleted. Outbox ids are not contiguous (a rolled-back insert skips one), so the feed cannot
 -- infer a gap from the ids it reads; it compares its cursor with this instead.
-CREATE TABLE outbox_pruned (
+CREATE TABLE pruned_events (
   tenant_id text PRIMARY KEY,
   through bigint NOT NULL,
   pruned_at timestamptz NOT NULL DEFAULT now()

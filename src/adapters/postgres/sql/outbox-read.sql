@@ -7,7 +7,7 @@
 -- $6 limit int
 -- reply: the rows (pruned_through, id, type, tenant_id, session_id, payload, created_at); at least one row: with id null when no event matched.
 -- pruned_through: the highest id the outbox retention deleted for the tenant (0: none); events are read after it, in the same snapshot, so a reader never skips one unannounced.
-WITH p AS (SELECT COALESCE((SELECT x.through FROM outbox_pruned x WHERE x.tenant_id = $1), 0) AS through)
+WITH p AS (SELECT COALESCE((SELECT x.through FROM pruned_events x WHERE x.tenant_id = $1), 0) AS through)
 SELECT p.through AS pruned_through, o.id, o.type, o.tenant_id, o.session_id, o.payload, o.created_at
 FROM p LEFT JOIN LATERAL (
   SELECT o.id, o.type, o.tenant_id, o.session_id, o.payload, o.created_at

@@ -1,4 +1,4 @@
--- sweep-prune-published-events: deletes events published longer ago than the retention period. Raises each tenant's outbox_pruned horizon.
+-- sweep-prune-published-events: deletes events published longer ago than the retention period. Raises each tenant's pruned_events horizon.
 -- $1 hours integer: the retention period
 -- $2 limit integer: most events per call
 -- reply: one row, n: how many were deleted
@@ -10,8 +10,8 @@ WITH due AS (
   -- Each tenant's highest pruned id, in the same commit: a feed reader whose cursor is below it
   -- gets a `gap` event (events.ts). Rows are pruned in time order, so ids below it are gone too
   -- but for the rare one published late; the gap covers those as well.
-  INSERT INTO outbox_pruned (tenant_id, through)
+  INSERT INTO pruned_events (tenant_id, through)
   SELECT d.tenant_id, max(d.id) FROM del d GROUP BY d.tenant_id
-  ON CONFLICT (tenant_id) DO UPDATE SET through = GREATEST(outbox_pruned.through, EXCLUDED.through), pruned_at = now()
+  ON CONFLICT (tenant_id) DO UPDATE SET through = GREATEST(pruned_events.through, EXCLUDED.through), pruned_at = now()
 )
 SELECT count(*)::int AS n FROM del
