@@ -136,6 +136,11 @@ for (const mode of MODES.filter((m) => m.name === 'embedded' || m.name === 'post
         break;
       }
       expect(again[0]).toMatchObject({ type: 'session.created', sessionId: kept.id });
+
+      // Erasing the tenant leaves no row that names it, its pruned horizon included.
+      expect(await db.query('SELECT 1 FROM pruned_events WHERE tenant_id = $1', [tenant])).toHaveLength(1);
+      await sessions.admin.eraseTenant(tenant);
+      expect(await db.query('SELECT 1 FROM pruned_events WHERE tenant_id = $1', [tenant])).toHaveLength(0);
     });
   });
 }

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentSessionsClient } from '../../src/client/index.js';
 import { createSessions, type Sessions } from '../../src/internal.js';
 import { startServer, type ServerProcess } from '../setup/server-process.js';
+import { readSse } from './sse-client.js';
 import { freshDatabase, modeReady, MODES, serviceUrl, uniqueKeyPrefix, uniqueToken, waitFor, type FreshDatabase } from './support.js';
 
 const ADMIN = `wait-admin-${uniqueToken()}`;
@@ -65,6 +66,9 @@ describe.skipIf(!mode || !modeReady(mode, 'runs/interrupt-wait'))('interrupt?wai
     const started = await post(A, `/v1/sessions/${session}/runs`, { input: { stop_ms: stopMs } });
     expect(started.status).toBe(202);
     expect(started.json).toMatchObject({ status: 'running', owner: 'A' });
+    // The child read its input (it ticks): from now on it takes stop_ms to stop.
+    const first = await readSse(`${A.url}/v1/sessions/${session}/stream`, { headers, maxEvents: 2, timeoutMs: 30_000 });
+    expect(first.events.map((e) => e.event)).toEqual(['status', 'text']);
     return { session, run: started.json };
   }
 
