@@ -388,18 +388,22 @@ async function dropDivergentTail(backend: ChatBackend, chatId: string, messages:
  */
 async function* runEvents(backend: ChatBackend, chatId: string, run: RunView, signal: AbortSignal): AsyncGenerator<OutputEventView> {
   let after = run.startSeq === null ? undefined : run.startSeq - 1;
+  // The output retention (OUTPUT_RETENTION_HOURS) prunes whole runs: a `gap` from the run's
+  // start means its events are gone, and only its end can still be told.
+  let pruned = false;
   for (;;) {
     let last: number | undefined;
     for await (const e of backend.stream(chatId, after, signal)) {
       last = e.seq;
+      if (e.type === 'gap') pruned = true;
       if (e.runId !== run.id) continue;
       yield e;
       if (TERMINAL.has(e.type)) return;
     }
     signal.throwIfAborted();
     const now = await backend.getRun(chatId, run.id, signal);
-    if (ENDED.has(now.status) && (now.startSeq === null || last === undefined)) {
-      // Cancelled while queued (never started), or ended with nothing more to read.
+    if (ENDED.has(now.status) && (now.startSeq === null || last === undefined || pruned)) {
+      // Cancelled while queued (never started), ended with nothing more to read, or pruned.
       yield { seq: last ?? 0, runId: run.id, type: now.status === 'failed' ? 'error' : 'done', data: { status: now.status, reason: now.endReason } };
       return;
     }

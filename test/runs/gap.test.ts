@@ -10,6 +10,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { internals, type Sessions } from '../../src/internal.js';
 import { buildApp } from '../../src/server/app.js';
+import { createChatStore } from '../../src/integrations/ai-sdk.js';
 import { AgentSessionsClient } from '../../src/client/index.js';
 import type { EventEnvelope } from '../../src/core/ports.js';
 import type { OutputEvent, Run } from '../../src/core/runs.js';
@@ -82,6 +83,19 @@ for (const mode of MODES.filter((m) => m.name === 'embedded' || m.name === 'post
       expect(resumed.map((e: OutputEvent) => e.seq)).toEqual(rest.map((e) => e.seq));
       // The default start (the latest run) and any retained cursor: no gap.
       expect((await collect(sessions.runs.stream(id, { tenant })))[0]).toMatchObject({ type: 'status', seq: startSeq });
+    });
+
+    it('the AI SDK store: streamRun of a run whose output was pruned ends (with its end) instead of waiting', async () => {
+      const { id } = await sessions.create({});
+      const old = await finishedRun(sessions, id, 'default', 3);
+      await finishedRun(sessions, id, 'default', 2);
+      await backdateRun(sessions, old.id);
+      await sessions.sweeper.runOnce();
+      const chat = createChatStore({ sessions });
+      const body = await (await chat.streamRun(id, old.id, { signal: AbortSignal.timeout(20_000) })).text();
+      expect(body).toContain('"type":"finish"');
+      expect(body).not.toContain('w0');
+      expect(body.trimEnd().endsWith('data: [DONE]')).toBe(true);
     });
 
     it('does not prune output younger than the retention, and a runner cannot emit gap', async () => {
