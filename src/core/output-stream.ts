@@ -255,8 +255,9 @@ export interface ReadOutputOptions {
 
 /**
  * Events after `after`, in seq order, ending after the first terminal event. Where the archive's
- * next seq is beyond the cursor's next, those events were pruned: a `gap` event says so first
- * (its seq is the last one missing, so resuming from it skips nothing retained).
+ * next seq is beyond the cursor's next, those events were pruned: a `gap` event says so before
+ * the next retained one (its seq is the last one missing, so resuming from it skips nothing
+ * retained).
  */
 export async function* readOutput(options: ReadOutputOptions): AsyncGenerator<OutputEvent, void, undefined> {
   const { repository, live, tenant, sessionId, signal, pollMs } = options;
@@ -267,13 +268,12 @@ export async function* readOutput(options: ReadOutputOptions): AsyncGenerator<Ou
     const archived = await repository.readOutput(tenant, sessionId, cursor, ARCHIVE_PAGE);
     // Purged while being read: nothing more will ever come.
     if (archived === null) throw new NotFoundError('session', sessionId);
-    const first = archived[0];
-    if (first && first.seq > cursor + 1) {
-      const gap = gapEvent(cursor + 1, first.seq - 1, first.runId);
-      cursor = gap.seq;
-      yield gap;
-    }
     for (const e of archived) {
+      if (e.seq > cursor + 1) {
+        const gap = gapEvent(cursor + 1, e.seq - 1, e.runId);
+        cursor = gap.seq;
+        yield gap;
+      }
       cursor = e.seq;
       yield e;
       if (isTerminalEvent(e)) return;
