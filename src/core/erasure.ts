@@ -35,6 +35,8 @@ export interface ErasureOptions {
   /** Drops a deleted session from every cache tier (SessionService.evictCache). */
   evict: (tenant: string, id: string) => Promise<void>;
   output: Pick<OutputLog, 'discard'>;
+  /** The tenant's idempotency keys (stored answers), deleted with the tenant. */
+  idempotencyKeys?: { deleteTenant(tenant: string): Promise<number> };
   /** Sessions per transaction (default 500). */
   batchSize?: number;
 }
@@ -64,7 +66,9 @@ export class Erasure {
     const result = await this.erase(tenant, null, opts.signal);
     // Keys last: a refusal (runs in progress) leaves the tenant able to interrupt its runs.
     result.keys = await this.options.apiKeys.deleteTenant(tenant);
-    if (result.sessions === 0 && result.outbox === 0 && result.keys === 0) {
+    // Stored answers name the tenant's sessions and runs: they go too (not counted in the result).
+    const answers = (await this.options.idempotencyKeys?.deleteTenant(tenant)) ?? 0;
+    if (result.sessions === 0 && result.outbox === 0 && result.keys === 0 && answers === 0) {
       throw new AgentSessionsError('tenant_not_found', `tenant ${tenant} not found`, { details: { tenant } });
     }
     return result;

@@ -4,6 +4,7 @@
  * and the HTTP API enforce the same rules.
  */
 import { sleep, throwIfAborted } from './abort.js';
+import { afterCommit } from './commit-effects.js';
 import { AgentSessionsError, ConflictError, LimitError, LockTimeoutError, NotFoundError, ValidationError } from './errors.js';
 import { isSessionId, sessionKey, uuidv7 } from './ids.js';
 import { jsonBytes, MAX_ITEM_CLIENT_ID, MAX_SEARCH_LENGTH, type Limits } from './limits.js';
@@ -492,21 +493,28 @@ export class SessionService {
   }
 
   protected async cacheSet(session: Session, origin: CacheOrigin = 'write'): Promise<void> {
-    if (!this.cache) return;
-    try {
-      await this.cache.set(session, origin);
-    } catch (err) {
-      this.onCacheError(err);
-    }
+    const cache = this.cache;
+    if (!cache) return;
+    // Inside an idempotent call the write commits after this returns: caches hear of it then.
+    await afterCommit(async () => {
+      try {
+        await cache.set(session, origin);
+      } catch (err) {
+        this.onCacheError(err);
+      }
+    });
   }
 
   protected async cacheInvalidate(tenant: string, id: string): Promise<void> {
-    if (!this.cache) return;
-    try {
-      await this.cache.invalidate(sessionKey(tenant, id));
-    } catch (err) {
-      this.onCacheError(err);
-    }
+    const cache = this.cache;
+    if (!cache) return;
+    await afterCommit(async () => {
+      try {
+        await cache.invalidate(sessionKey(tenant, id));
+      } catch (err) {
+        this.onCacheError(err);
+      }
+    });
   }
 
   protected checkId(id: string): void {

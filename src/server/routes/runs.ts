@@ -11,6 +11,7 @@ import { isAgentSessionsError, ValidationError } from '../../core/errors.js';
 import type { Sessions } from '../../app/sessions.js';
 import { internals } from '../../app/internal.js';
 import {
+  IdempotencyHeaders,
   InputBody,
   InputResponse,
   InterruptBody,
@@ -27,6 +28,7 @@ import {
   StreamHeaders,
   StreamQuery,
 } from '../../api/index.js';
+import { answer } from '../idempotency.js';
 import { holdConnectionSlot } from '../limits.js';
 import { callOptions } from './sessions.js';
 
@@ -37,6 +39,8 @@ function lastEventId(header: string | undefined): number | undefined {
 }
 
 const errors = problems(400, 401, 403, 404, 409, 413, 429);
+/** A POST's answers also include 422: its Idempotency-Key was used with another request. */
+const postErrors = problems(400, 401, 403, 404, 409, 413, 422, 429);
 const tags = ['runs'];
 
 export function runRoutes(app: FastifyInstance, sessions: Sessions): void {
@@ -49,20 +53,22 @@ export function runRoutes(app: FastifyInstance, sessions: Sessions): void {
       tags,
       summary: 'Start a run of the configured agent (202: running, or queued with if_busy)',
       params: SessionIdParams,
+      headers: IdempotencyHeaders,
       body: StartRunBody,
-      response: { 202: RunJson, ...errors },
+      response: { 202: RunJson, ...postErrors },
     },
-  }, async (request, reply) => {
-    const { input, if_busy: ifBusy, persist_output: persistOutput } = request.body;
-    // Not bound to the request's signal: a client that leaves after asking still gets its run.
-    const run = await sessions.runs.start(request.params.id, undefined, {
-      tenant: request.principal.tenant,
-      input: input ?? null,
-      ifBusy,
-      persistOutput,
-    });
-    return reply.status(202).header('location', `/v1/sessions/${run.sessionId}/runs/${run.id}`).send(runJson(run));
-  });
+  }, async (request, reply) =>
+    answer(request, reply, parts.idempotency, async () => {
+      const { input, if_busy: ifBusy, persist_output: persistOutput } = request.body;
+      // Not bound to the request's signal: a client that leaves after asking still gets its run.
+      const run = await sessions.runs.start(request.params.id, undefined, {
+        tenant: request.principal.tenant,
+        input: input ?? null,
+        ifBusy,
+        persistOutput,
+      });
+      return { status: 202, headers: { location: `/v1/sessions/${run.sessionId}/runs/${run.id}` }, body: runJson(run) };
+    }));
 
   r.get('/v1/sessions/:id/runs', {
     config: { scope: 'read' },
@@ -89,14 +95,16 @@ export function runRoutes(app: FastifyInstance, sessions: Sessions): void {
       tags,
       summary: 'Interrupt the running run (or cancel the queued run named by run_id), from any instance',
       params: SessionIdParams,
+      headers: IdempotencyHeaders,
       body: Type.Optional(InterruptBody),
-      response: { 202: RunJson, ...errors },
+      response: { 202: RunJson, ...postErrors },
     },
-  }, async (request, reply) => {
-    const runId = request.body?.run_id;
-    const run = await sessions.runs.interrupt(request.params.id, { ...callOptions(request), runId });
-    return reply.status(202).send(runJson(run));
-  });
+  }, async (request, reply) =>
+    answer(request, reply, parts.idempotency, async () => {
+      const runId = request.body?.run_id;
+      const run = await sessions.runs.interrupt(request.params.id, { ...callOptions(request), runId });
+      return { status: 202, headers: {}, body: runJson(run) };
+    }));
 
   r.post('/v1/sessions/:id/input', {
     config: { scope: 'runs' },
@@ -104,14 +112,16 @@ export function runRoutes(app: FastifyInstance, sessions: Sessions): void {
       tags,
       summary: 'Send input to the running run, wherever it runs',
       params: SessionIdParams,
+      headers: IdempotencyHeaders,
       body: InputBody,
-      response: { 202: InputResponse, ...errors },
+      response: { 202: InputResponse, ...postErrors },
     },
-  }, async (request, reply) => {
-    const { input, run_id: runId } = request.body;
-    const sent = await sessions.runs.sendInput(request.params.id, input, { ...callOptions(request), runId });
-    return reply.status(202).send({ run_id: sent.runId, seq: sent.seq });
-  });
+  }, async (request, reply) =>
+    answer(request, reply, parts.idempotency, async () => {
+      const { input, run_id: runId } = request.body;
+      const sent = await sessions.runs.sendInput(request.params.id, input, { ...callOptions(request), runId });
+      return { status: 202, headers: {}, body: { run_id: sent.runId, seq: sent.seq } };
+    }));
 
   r.get('/v1/sessions/:id/stream', {
     // A HEAD would open a stream that never sends a body.
