@@ -472,6 +472,20 @@ export class SessionService {
     return this.cacheSet(session, origin);
   }
 
+  /**
+   * Brings every cache tier to the session's committed row, or drops it when the row is gone:
+   * for an answer replayed to a retry (Idempotency-Key), whose first execution may have died
+   * between its commit and its cache update, so no instance serves an older version after
+   * the replay acknowledged the write.
+   */
+  async resync(id: string, opts: CallOptions = {}): Promise<void> {
+    if (!this.cache || !isSessionId(id)) return;
+    const tenant = tenantOf(opts);
+    const row = await this.repository.get(tenant, id);
+    if (row) await this.cacheSet(row, 'write');
+    else await this.cacheInvalidate(tenant, id);
+  }
+
   /** Drops a session from every cache tier (the sweeps ended or removed it). */
   evictCache(tenant: string, id: string): Promise<void> {
     return this.cacheInvalidate(tenant, id);

@@ -6,7 +6,9 @@
  * response schema, so it is the first answer byte for byte.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { checkIdempotencyKey, requestFingerprint, type IdempotentCalls, type StoredAnswer } from '../core/idempotency.js';
+import { internals } from '../app/internal.js';
+import type { Sessions } from '../app/sessions.js';
+import { checkIdempotencyKey, requestFingerprint, type StoredAnswer } from '../core/idempotency.js';
 import { ValidationError } from '../core/errors.js';
 
 export const IDEMPOTENCY_KEY_HEADER = 'idempotency-key';
@@ -23,7 +25,7 @@ export type Answer = StoredAnswer;
 export async function answer(
   request: FastifyRequest,
   reply: FastifyReply,
-  calls: IdempotentCalls,
+  sessions: Sessions,
   build: () => Promise<Answer>,
 ): Promise<FastifyReply> {
   const header = request.headers[IDEMPOTENCY_KEY_HEADER];
@@ -38,7 +40,20 @@ export async function answer(
     body: request.body ?? null,
     ifMatch: request.headers['if-match'] ?? null,
   });
-  const outcome = await calls.run(request.principal.tenant, header, fingerprint, build);
+  const parts = internals(sessions);
+  const tenant = request.principal.tenant;
+  const outcome = await parts.idempotency.run(tenant, header, fingerprint, build);
+  if (outcome.replayed) {
+    // The first execution may have died between its commit and its cache updates: the caches
+    // of the sessions the request names are brought up to their rows before the replay
+    // acknowledges the write again.
+    const ids = new Set<string>();
+    const params = request.params as { id?: unknown } | undefined;
+    if (typeof params?.id === 'string') ids.add(params.id);
+    const body = request.body as { ids?: unknown } | undefined;
+    if (Array.isArray(body?.ids)) for (const id of body.ids) if (typeof id === 'string') ids.add(id);
+    await Promise.all([...ids].map((id) => parts.service.resync(id, { tenant })));
+  }
   return send(reply, outcome.answer, outcome.replayed);
 }
 

@@ -15,7 +15,6 @@ import {
   problems,
   SessionIdParams,
 } from '../../api/index.js';
-import { internals } from '../../app/internal.js';
 import { answer } from '../idempotency.js';
 import { callOptions, writeOptions } from './sessions.js';
 
@@ -24,7 +23,6 @@ const tags = ['items'];
 
 export function itemRoutes(app: FastifyInstance, sessions: Sessions): void {
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
-  const idempotency = internals(sessions).idempotency;
 
   r.get('/v1/sessions/:id/items', {
     config: { scope: 'read' },
@@ -56,7 +54,7 @@ export function itemRoutes(app: FastifyInstance, sessions: Sessions): void {
       response: { 201: AppendItemsResponse, ...problems(400, 401, 404, 409, 413, 422) },
     },
   }, async (request, reply) =>
-    answer(request, reply, idempotency, async () => {
+    answer(request, reply, sessions, async () => {
       const result = await sessions.items.append(request.params.id, request.body.items.map(newItemFromJson), writeOptions(request));
       return { status: 201, headers: {}, body: { items: result.items.map(itemJson), session_version: result.session.version } };
     }));

@@ -58,7 +58,7 @@ export function runRoutes(app: FastifyInstance, sessions: Sessions): void {
       response: { 202: RunJson, ...postErrors },
     },
   }, async (request, reply) =>
-    answer(request, reply, parts.idempotency, async () => {
+    answer(request, reply, sessions, async () => {
       const { input, if_busy: ifBusy, persist_output: persistOutput } = request.body;
       // Not bound to the request's signal: a client that leaves after asking still gets its run.
       const run = await sessions.runs.start(request.params.id, undefined, {
@@ -100,7 +100,7 @@ export function runRoutes(app: FastifyInstance, sessions: Sessions): void {
       response: { 202: RunJson, ...postErrors },
     },
   }, async (request, reply) =>
-    answer(request, reply, parts.idempotency, async () => {
+    answer(request, reply, sessions, async () => {
       const runId = request.body?.run_id;
       const run = await sessions.runs.interrupt(request.params.id, { ...callOptions(request), runId });
       return { status: 202, headers: {}, body: runJson(run) };
@@ -117,7 +117,7 @@ export function runRoutes(app: FastifyInstance, sessions: Sessions): void {
       response: { 202: InputResponse, ...postErrors },
     },
   }, async (request, reply) =>
-    answer(request, reply, parts.idempotency, async () => {
+    answer(request, reply, sessions, async () => {
       const { input, run_id: runId } = request.body;
       const sent = await sessions.runs.sendInput(request.params.id, input, { ...callOptions(request), runId });
       return { status: 202, headers: {}, body: { run_id: sent.runId, seq: sent.seq } };

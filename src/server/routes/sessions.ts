@@ -4,7 +4,6 @@ import { Type } from 'typebox';
 import { NotFoundError, ValidationError } from '../../core/errors.js';
 import type { CallOptions, Session as SessionModel, WriteOptions } from '../../core/types.js';
 import type { Sessions } from '../../app/sessions.js';
-import { internals } from '../../app/internal.js';
 import { answer, type Answer } from '../idempotency.js';
 import {
   BatchDeleteBody,
@@ -68,13 +67,12 @@ const tags = ['sessions'];
 
 export function sessionRoutes(app: FastifyInstance, sessions: Sessions): void {
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
-  const idempotency = internals(sessions).idempotency;
 
   r.post('/v1/sessions', {
     config: { scope: 'write' },
     schema: { tags, summary: 'Create a session', headers: IdempotencyHeaders, body: CreateSessionBody, response: { 201: Session, ...postErrors } },
   }, async (request, reply) =>
-    answer(request, reply, idempotency, async () =>
+    answer(request, reply, sessions, async () =>
       sessionAnswer(await sessions.create(createSessionInput(request.body), callOptions(request)), true),
     ));
 
@@ -145,7 +143,7 @@ export function sessionRoutes(app: FastifyInstance, sessions: Sessions): void {
     config: { scope: 'write' },
     schema: { tags, summary: 'Extend expiry', params: SessionIdParams, headers: IdempotentIfMatchHeaders, response: { 200: Session, ...postErrors } },
   }, async (request, reply) =>
-    answer(request, reply, idempotency, async () => sessionAnswer(await sessions.touch(request.params.id, writeOptions(request)))));
+    answer(request, reply, sessions, async () => sessionAnswer(await sessions.touch(request.params.id, writeOptions(request)))));
 
   r.post('/v1/sessions/:id/counters', {
     config: { scope: 'write' },
@@ -158,7 +156,7 @@ export function sessionRoutes(app: FastifyInstance, sessions: Sessions): void {
       response: { 200: Session, ...postErrors },
     },
   }, async (request, reply) =>
-    answer(request, reply, idempotency, async () =>
+    answer(request, reply, sessions, async () =>
       sessionAnswer(await sessions.incrementCounters(request.params.id, counterDeltas(request.body), writeOptions(request))),
     ));
 
@@ -196,7 +194,7 @@ export function sessionRoutes(app: FastifyInstance, sessions: Sessions): void {
       response: { 201: Session, ...postErrors },
     },
   }, async (request, reply) =>
-    answer(request, reply, idempotency, async () =>
+    answer(request, reply, sessions, async () =>
       sessionAnswer(await sessions.fork(request.params.id, createSessionInput(request.body ?? {}), callOptions(request)), true),
     ));
 
@@ -211,7 +209,7 @@ export function sessionRoutes(app: FastifyInstance, sessions: Sessions): void {
       response: { 200: BatchGetResponse, ...postErrors },
     },
   }, async (request, reply) =>
-    answer(request, reply, idempotency, async () => {
+    answer(request, reply, sessions, async () => {
       const found = await sessions.getMany(request.body.ids, callOptions(request));
       const ids = new Set(found.map((s) => s.id));
       const body = { sessions: found.map(sessionJson), not_found: [...new Set(request.body.ids)].filter((i) => !ids.has(i)) };
@@ -228,7 +226,7 @@ export function sessionRoutes(app: FastifyInstance, sessions: Sessions): void {
       response: { 200: BatchDeleteResponse, ...postErrors },
     },
   }, async (request, reply) =>
-    answer(request, reply, idempotency, async () => {
+    answer(request, reply, sessions, async () => {
       const { ids, purge, reason } = request.body;
       const result = await sessions.deleteMany(ids, { purge, reason }, callOptions(request));
       return { status: 200, headers: {}, body: { deleted: result.deleted, not_found: result.notFound } };
