@@ -59,6 +59,8 @@ export interface IdempotencyStore {
   pruneExpired(limit: number): Promise<number>;
   /** Deletes every key of a tenant (erasure); resolves to how many. */
   deleteTenant(tenant: string): Promise<number>;
+  /** Deletes a tenant's keys whose answer names one of `sessionIds` (user erasure); resolves to how many. */
+  deleteNaming(tenant: string, sessionIds: readonly string[]): Promise<number>;
 }
 
 export interface IdempotentOutcome {
@@ -173,5 +175,10 @@ export class IdempotentCalls {
   /** Deletes every key of a tenant (tenant erasure). */
   deleteTenant(tenant: string): Promise<number> {
     return this.store.deleteTenant(tenant);
+  }
+
+  /** Deletes the stored answers that name one of the sessions (user erasure). */
+  deleteNaming(tenant: string, sessionIds: readonly string[]): Promise<number> {
+    return this.store.deleteNaming(tenant, sessionIds);
   }
 }

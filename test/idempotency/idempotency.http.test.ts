@@ -201,6 +201,28 @@ for (const configuration of CONFIGURATIONS) {
       expect(await turns(id)).toBe(2);
     });
 
+    it('erasing a user deletes the stored answers naming their sessions; erasing a tenant deletes all its keys', async () => {
+      const user = `eve-${uniqueToken()}`;
+      const [k1, k2, k3] = [key(), key(), key()];
+      const created = await post('/v1/sessions', { user_id: user }, { 'idempotency-key': k1 });
+      const id = (created.json() as { id: string }).id;
+      expect((await post(`/v1/sessions/${id}/counters`, { total_turns: 1 }, { 'idempotency-key': k2 })).statusCode).toBe(200);
+      expect((await post('/v1/sessions', { user_id: `other-${user}` }, { 'idempotency-key': k3 })).statusCode).toBe(201);
+      const erased = await app.inject({ method: 'DELETE', url: `/v1/admin/users/${user}?tenant=default`, headers: auth });
+      expect(erased.statusCode, erased.body).toBe(200);
+      expect([await keyRows(k1), await keyRows(k2), await keyRows(k3)]).toEqual([0, 0, 1]);
+
+      const tenant = `te${uniqueToken()}`.slice(0, 30);
+      const made = await post('/v1/admin/keys', { tenant, scopes: ['read', 'write'] });
+      const tenantAuth = { authorization: `Bearer ${(made.json() as { key: string }).key}` };
+      const k4 = key();
+      expect((await post('/v1/sessions', {}, { 'idempotency-key': k4 }, tenantAuth)).statusCode).toBe(201);
+      expect(await keyRows(k4)).toBe(1);
+      const gone = await app.inject({ method: 'DELETE', url: `/v1/admin/tenants/${tenant}`, headers: auth });
+      expect(gone.statusCode, gone.body).toBe(200);
+      expect(await keyRows(k4)).toBe(0);
+    });
+
     it('refuses a malformed key with 400', async () => {
       const id = await newSession();
       for (const bad of ['x'.repeat(256), 'tab\there', '']) {
@@ -219,6 +241,16 @@ for (const configuration of CONFIGURATIONS) {
         [`/v1/sessions/${id}/fork`, {}],
         ['/v1/sessions:batch-get', { ids: [id] }],
       ];
+      // The OpenAPI document names the header on every POST but admin key creation.
+      const doc = (await app.inject({ method: 'GET', url: '/docs/json' })).json() as {
+        paths: Record<string, Record<string, { parameters?: Array<{ in: string; name: string }> }>>;
+      };
+      const posts = Object.entries(doc.paths).flatMap(([path, ops]) => (ops.post ? [[path, ops.post] as const] : []));
+      expect(posts.length).toBeGreaterThanOrEqual(11);
+      for (const [path, op] of posts) {
+        const named = (op.parameters ?? []).some((p) => p.in === 'header' && p.name === 'idempotency-key');
+        expect(named, path).toBe(path !== '/v1/admin/keys');
+      }
       for (const [url, body] of replays) {
         const k = key();
         const first = await post(url, body, { 'idempotency-key': k });

@@ -8,7 +8,7 @@ import { isStoredAnswer, type IdempotencyStore, type StoredAnswer, type StoredKe
 import type { AmbientDatabase } from './ambient-transaction.js';
 import { run, statements } from './sql.js';
 
-const SQL = statements('idempotencyFind', 'idempotencyLock', 'idempotencyStore', 'idempotencyDeleteTenant', 'sweepPruneIdempotencyKeys');
+const SQL = statements('idempotencyFind', 'idempotencyLock', 'idempotencyStore', 'idempotencyDeleteTenant', 'idempotencyDeleteNaming', 'sweepPruneIdempotencyKeys');
 
 type Row = Record<string, unknown>;
 
@@ -66,6 +66,12 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
   async pruneExpired(limit: number): Promise<number> {
     const [row] = await run<{ n: number }>(this.db, SQL.sweepPruneIdempotencyKeys, { limit });
     return Number(row?.n ?? 0);
+  }
+
+  async deleteNaming(tenant: string, sessionIds: readonly string[]): Promise<number> {
+    if (sessionIds.length === 0) return 0;
+    const [row] = await run<{ deleted: number }>(this.db, SQL.idempotencyDeleteNaming, { tenant, ids: JSON.stringify(sessionIds) });
+    return Number(row?.deleted ?? 0);
   }
 
   async deleteTenant(tenant: string): Promise<number> {
