@@ -223,6 +223,28 @@ for (const configuration of CONFIGURATIONS) {
       expect(await keyRows(k4)).toBe(0);
     });
 
+    it('the library takes idempotencyKey: a repeated increment or append resolves to the first result and executes once', async () => {
+      const s = await sessions.create({}, { idempotencyKey: key() });
+      const k = key();
+      const results = await Promise.all(
+        Array.from({ length: 5 }, () => sessions.incrementCounters(s.id, { totalTurns: 1 }, { idempotencyKey: k })),
+      );
+      for (const r of results) expect(r).toEqual(results[0]);
+      expect((await sessions.get(s.id)).totalTurns).toBe(1);
+      await expect(sessions.incrementCounters(s.id, { totalTurns: 2 }, { idempotencyKey: k })).rejects.toMatchObject({
+        code: 'idempotency_key_reused',
+      });
+      // One namespace per tenant: the HTTP API sees the key as used by another request.
+      expectProblem(await post(`/v1/sessions/${s.id}/counters`, { total_turns: 1 }, { 'idempotency-key': k }), 422, 'idempotency_key_reused');
+      const ka = key();
+      const first = await sessions.items.append(s.id, [{ role: 'user', content: 'once' }], { idempotencyKey: ka });
+      const again = await sessions.items.append(s.id, [{ role: 'user', content: 'once' }], { idempotencyKey: ka });
+      expect(again).toEqual(first);
+      expect((await sessions.items.list(s.id)).items).toHaveLength(1);
+      await expect(sessions.touch(s.id, { idempotencyKey: '' })).rejects.toMatchObject({ code: 'validation_failed' });
+      expect((await sessions.get(s.id)).totalTurns).toBe(1);
+    });
+
     it('refuses a malformed key with 400', async () => {
       const id = await newSession();
       for (const bad of ['x'.repeat(256), 'tab\there', '']) {
