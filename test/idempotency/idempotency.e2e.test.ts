@@ -1,10 +1,12 @@
 /**
  * Idempotency-Key end to end (SPEC §7.1, issue 12): three real `agent-sessions serve`
- * processes A, B, C on one fresh PostgreSQL database and one Redis key prefix.
+ * processes A, B, C on one fresh PostgreSQL database, one Redis key prefix and one NATS
+ * JetStream stream.
  *
  * - The same POST (a counters increment, a run start, a session create) sent 50 times at
  *   once, spread over the three processes, executes once: the counter rises once, one run
- *   exists, one session; every one of the 50 answers has the first one's status and body.
+ *   exists, one session; every one of the 50 answers has the first one's status and body;
+ *   NATS receives one `session.created` and one `run.started`.
  * - A fourth process with the test-only fault point (NODE_ENV=test,
  *   TEST_FAULT_KILL_AFTER_COMMIT=1) SIGKILLs itself right after the increment committed,
  *   before it answers; the retry on B gets the stored answer, and the counter counted once.
@@ -12,9 +14,10 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type ServerProcess } from '../setup/server-process.js';
-import { freshDatabase, requireServices, serviceUrl, uniqueKeyPrefix, uniqueToken, type FreshDatabase } from '../setup/harness.js';
+import { freshDatabase, requireServices, serviceUrl, uniqueKeyPrefix, uniqueNatsNames, uniqueToken, type FreshDatabase } from '../setup/harness.js';
+import { deleteStream, readStream, waitFor } from '../events/support.js';
 
-const SUITE = 'idempotency end to end/postgres+redis';
+const SUITE = 'idempotency end to end/postgres+redis+nats';
 const ADMIN = `idem-e2e-admin-${uniqueToken()}`;
 const auth = { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' };
 
@@ -40,15 +43,27 @@ async function get<T>(url: string, path: string): Promise<T> {
   return (await res.json()) as T;
 }
 
-describe.skipIf(!requireServices(['postgres', 'redis'], SUITE))(SUITE, () => {
+describe.skipIf(!requireServices(['postgres', 'redis', 'nats'], SUITE))(SUITE, () => {
   let db: FreshDatabase | null = null;
   let env: Record<string, string> = {};
+  const nats = uniqueNatsNames();
+  /** Events NATS received for a session, of one type. */
+  const published = async (sessionId: string, type: string) =>
+    (await readStream(serviceUrl('nats'), nats.stream)).filter((m) => m.event.session_id === sessionId && m.event.type === type);
   const servers: ServerProcess[] = [];
   const url = (i: number) => (servers[i % 3] as ServerProcess).url;
 
   beforeAll(async () => {
     db = await freshDatabase();
-    env = { DATABASE_URL: db.url, REDIS_URL: serviceUrl('redis'), KEY_PREFIX: uniqueKeyPrefix(), ADMIN_API_KEY: ADMIN };
+    env = {
+      DATABASE_URL: db.url,
+      REDIS_URL: serviceUrl('redis'),
+      KEY_PREFIX: uniqueKeyPrefix(),
+      NATS_URL: serviceUrl('nats'),
+      NATS_STREAM: nats.stream,
+      NATS_SUBJECT_PREFIX: nats.subjectPrefix,
+      ADMIN_API_KEY: ADMIN,
+    };
     // The first start migrates; the others then start together.
     servers.push(await startServer({ env: { ...env, INSTANCE_ID: 'A' }, timeoutMs: 90_000 }));
     const rest = await Promise.allSettled(['B', 'C'].map((name) => startServer({ env: { ...env, INSTANCE_ID: name }, timeoutMs: 90_000 })));
@@ -59,6 +74,7 @@ describe.skipIf(!requireServices(['postgres', 'redis'], SUITE))(SUITE, () => {
 
   afterAll(async () => {
     await Promise.all(servers.map((s) => s.stop().catch(() => undefined)));
+    await deleteStream(serviceUrl('nats'), nats.stream);
     await db?.drop();
   });
 
@@ -98,13 +114,18 @@ describe.skipIf(!requireServices(['postgres', 'redis'], SUITE))(SUITE, () => {
     const runId = (JSON.parse((answers[0] as Answer).body) as { id: string }).id;
     const runs = await get<{ runs: Array<{ id: string }> }>(url(2), `/v1/sessions/${id}/runs`);
     expect(runs.runs.map((r) => r.id)).toEqual([runId]);
+    await waitFor(async () => (await published(id, 'run.completed')).length > 0, 'the run to complete on NATS');
+    expect(await published(id, 'run.started')).toHaveLength(1);
   });
 
   it('a session create sent 50 times at once through three processes creates one session', async () => {
     const title = `idem-${uniqueToken()}`;
     const answers = await fifty('/v1/sessions', { title }, 201);
+    const id = (JSON.parse((answers[0] as Answer).body) as { id: string }).id;
     const found = await get<{ sessions: Array<{ id: string }> }>(url(0), `/v1/sessions?q=${title}`);
-    expect(found.sessions.map((s) => s.id)).toEqual([(JSON.parse((answers[0] as Answer).body) as { id: string }).id]);
+    expect(found.sessions.map((s) => s.id)).toEqual([id]);
+    await waitFor(async () => (await published(id, 'session.created')).length > 0, 'session.created on NATS');
+    expect(await published(id, 'session.created')).toHaveLength(1);
   });
 
   it('a process SIGKILLed right after the commit: the retry on another process gets the stored answer, counted once', async () => {
