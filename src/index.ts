@@ -4,7 +4,7 @@
  * exposes a driver (pg, PGlite, node-redis, NATS).
  */
 export { createSessions, type CreateSessionsOptions } from './app/assemble.js';
-export { orphanedRunsTask, Sessions, type SessionsAdmin, type SessionsMetrics } from './app/sessions.js';
+export { orphanedRunsTask, Sessions, type SessionItems, type SessionsAdmin, type SessionsMetrics } from './app/sessions.js';
 export type { ErasureResult } from './core/erasure.js';
 export { loadConfig, ConfigError, CONFIG_VARIABLES, type Config, type ConfigOverrides } from './app/config.js';
 export { buildApp, type BuildAppOptions } from './server/app.js';
@@ -40,6 +40,7 @@ export {
   type CallOptions,
   type CounterName,
   type CreateSessionInput,
+  type IdempotencyOptions,
   type ListItemsQuery,
   type ListSessionsFilter,
   type Metadata,

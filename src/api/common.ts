@@ -46,6 +46,18 @@ export const Problem = Type.Object(
   { additionalProperties: true },
 );
 
+/** `Idempotency-Key` (SPEC §7.1): 1 to 255 printable ASCII characters. */
+export const IdempotencyKey = Type.String({
+  minLength: 1,
+  maxLength: 255,
+  pattern: '^[\\x20-\\x7E]+$',
+  description:
+    'Executes the POST once per tenant and key: a retry within 24 h gets the first 2xx answer again (with Idempotent-Replayed: true); the same key with another request is a 422 idempotency_key_reused',
+});
+
+/** The headers of a POST that takes an `Idempotency-Key`. */
+export const IdempotencyHeaders = Type.Object({ 'idempotency-key': Type.Optional(IdempotencyKey) });
+
 /** The problem responses a route may answer with, by status. */
 export function problems(...statuses: readonly number[]): Record<number, typeof Problem> {
   return Object.fromEntries(statuses.map((s) => [s, Problem]));

@@ -68,6 +68,7 @@ export const PROBLEM_STATUS: Readonly<Record<ProblemCode, number>> = Object.free
   data_dir_in_use: 503,
   transfer_invalid: 400,
   import_refused: 409,
+  idempotency_key_reused: 422,
 });
 
 const TITLES: Readonly<Record<number, string>> = Object.freeze({
@@ -82,6 +83,7 @@ const TITLES: Readonly<Record<number, string>> = Object.freeze({
   413: 'Content Too Large',
   415: 'Unsupported Media Type',
   417: 'Expectation Failed',
+  422: 'Unprocessable Content',
   428: 'Precondition Required',
   429: 'Too Many Requests',
   431: 'Request Header Fields Too Large',

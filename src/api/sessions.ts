@@ -14,6 +14,7 @@ import {
   assertSame,
   Cursor,
   DateTime,
+  IdempotencyKey,
   Nullable,
   PageLimit,
   SessionId,
@@ -172,6 +173,12 @@ export const BatchDeleteResponse = Type.Object({ deleted: Type.Array(Type.String
 export type BatchDeleteJson = Static<typeof BatchDeleteResponse>;
 
 export const IfMatchHeaders = Type.Object({ 'if-match': Type.Optional(Type.String({ maxLength: 64 })) });
+
+/** If-Match and Idempotency-Key (the POSTs that take a precondition). */
+export const IdempotentIfMatchHeaders = Type.Object({
+  'if-match': Type.Optional(Type.String({ maxLength: 64 })),
+  'idempotency-key': Type.Optional(IdempotencyKey),
+});
 
 // ---------------------------------------------------------------------------------------
 // Mappers

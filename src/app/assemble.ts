@@ -37,6 +37,8 @@ import { databaseHealthCheck, PgDatabase, PgliteDatabase, type SqlDatabase } fro
 import { migrate } from '../adapters/postgres/migrator.js';
 import { PostgresOutbox } from '../adapters/postgres/outbox.js';
 import { OutboxSignal, signallingDatabase } from '../adapters/postgres/outbox-signal.js';
+import { ambientDatabase } from '../adapters/postgres/ambient-transaction.js';
+import { PostgresIdempotencyStore } from '../adapters/postgres/idempotency-store.js';
 import { CACHE_INVALIDATION_CHANNEL, PgNotifyInvalidationBus } from '../adapters/postgres/pg-invalidation-bus.js';
 import { PgOutputLog } from '../adapters/postgres/pg-output-log.js';
 import { PgSignalBus } from '../adapters/postgres/pg-signal-bus.js';
@@ -53,6 +55,7 @@ import { RedisInvalidationBus } from '../adapters/redis/redis-invalidation-bus.j
 import { RedisConnectionLimiter, RedisRateLimiter } from '../adapters/redis/redis-limiters.js';
 import { RedisSessionLockStore } from '../adapters/redis/redis-lock-store.js';
 import { Erasure } from '../core/erasure.js';
+import { IdempotentCalls } from '../core/idempotency.js';
 import { RedisOutputLog } from '../adapters/redis/redis-output-log.js';
 import { RedisSessionCache } from '../adapters/redis/redis-session-cache.js';
 import { RedisSignalBus } from '../adapters/redis/redis-signal-bus.js';
@@ -150,6 +153,7 @@ export async function createSessions(options: CreateSessionsOptions = {}): Promi
       signals: run.signals,
       output: run.output,
       agent: agent ?? run.agent,
+      faultAfterCommit: killAfterCommit(env ?? process.env),
     });
     await parts.runs.executor.ready();
     await parts.start();
@@ -180,6 +184,18 @@ interface WiringInput {
   signals: SignalBus;
   output: OutputLog;
   agent: Runner;
+  /** Test-only fault point of idempotent calls (see killAfterCommit). */
+  faultAfterCommit?: () => void;
+}
+
+/**
+ * Test-only fault point: with NODE_ENV=test and TEST_FAULT_KILL_AFTER_COMMIT=1 the process
+ * SIGKILLs itself right after an idempotent call committed, before it answers, so a test can
+ * show that a retry on another instance gets the committed answer. Never set in production.
+ */
+function killAfterCommit(env: Record<string, string | undefined>): (() => void) | undefined {
+  if (env.NODE_ENV !== 'test' || env.TEST_FAULT_KILL_AFTER_COMMIT !== '1') return undefined;
+  return () => process.kill(process.pid, 'SIGKILL');
 }
 
 /** The core's services over the adapters, and the order they start and stop in. */
@@ -188,7 +204,12 @@ function wire(input: WiringInput): SessionsParts {
   // Every adapter writes through this handle, so each commit that inserted events wakes the
   // relay and the feed (see outbox-signal.ts); other instances hear of it by NOTIFY.
   const outboxSignal = new OutboxSignal(input.db.kind === 'postgres' ? input.db : null);
-  const db = signallingDatabase(input.db, outboxSignal);
+  // Outermost: an idempotent call's transaction is joined by every statement issued inside it.
+  const db = ambientDatabase(signallingDatabase(input.db, outboxSignal));
+  const idempotency = new IdempotentCalls(new PostgresIdempotencyStore(db), {
+    onEffectError: (err) => logger?.warn({ err }, 'an effect after an idempotent call failed'),
+    afterCommit: input.faultAfterCommit,
+  });
   const metrics = new SessionsMetrics({ processMetrics: config.metricsEnabled, scrapeToken: config.metricsToken });
   const cache = input.cache;
   const repository = new PostgresSessionRepository(db, { metadataLimitBytes: config.limits.metadataBytes, notify: input.writeNotification });
@@ -242,7 +263,7 @@ function wire(input: WiringInput): SessionsParts {
       outputRetentionHours: config.outputRetentionHours,
       pruneUnpublished: publisher === null,
       onSessionsChanged: evict,
-    }),
+    }).concat(idempotency.sweepTask()),
     onError: (err, task) => logger?.warn({ err, task }, 'sweep failed'),
   });
   const stats = new PostgresStatsStore(db);
@@ -278,7 +299,14 @@ function wire(input: WiringInput): SessionsParts {
     sweeper,
     runSweeper,
     apiKeys,
-    erasure: new Erasure({ repository, apiKeys, evict: (tenant, id) => service.evictCache(tenant, id), output: input.output }),
+    erasure: new Erasure({
+      repository,
+      apiKeys,
+      evict: (tenant, id) => service.evictCache(tenant, id),
+      output: input.output,
+      idempotencyKeys: idempotency,
+    }),
+    idempotency,
     ...input.limiters,
     metrics,
     stats,

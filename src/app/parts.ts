@@ -2,6 +2,7 @@
 import type { ApiKeyService } from '../core/api-keys.js';
 import type { Erasure } from '../core/erasure.js';
 import type { EventFeed } from '../core/events.js';
+import type { IdempotentCalls } from '../core/idempotency.js';
 import type { OutboxRelay } from '../core/outbox-relay.js';
 import type { CacheStats, StatsStore } from '../core/ports.js';
 import type { ConnectionLimiter, RateLimiter } from '../core/rate-limit.js';
@@ -47,6 +48,8 @@ export interface SessionsParts {
   apiKeys: ApiKeyService;
   /** Erasure of a user or a tenant (sessions.admin, DELETE /v1/admin/users|tenants, `erase`). */
   erasure: Erasure;
+  /** POSTs with an Idempotency-Key: executed once, their first 2xx answer replayed. */
+  idempotency: IdempotentCalls;
   /** Requests per API key per window; null when rate limiting is off. */
   rateLimiter: RateLimiter | null;
   /** Wrong API keys per client address per window; null when off. */

@@ -9,6 +9,7 @@ import type { EventFeed } from '../core/events.js';
 import type { BatchDeleteResult } from '../core/ports.js';
 import type { Runs } from '../core/runs.js';
 import type { ModifyOptions, SessionLockContext, SessionLockOptions, SessionService } from '../core/session-service.js';
+import { requestFingerprint } from '../core/idempotency.js';
 import type { HealthReport, Mode, ServiceStats } from '../core/stats.js';
 import type { Sweeper } from '../core/sweeper.js';
 import {
@@ -16,6 +17,7 @@ import {
   type CallOptions,
   type CounterName,
   type CreateSessionInput,
+  type IdempotencyOptions,
   type ListSessionsFilter,
   type Page,
   type Session,
@@ -37,6 +39,15 @@ export interface SessionsMetrics {
   /** Every metric in Prometheus text format. */
   text(): Promise<string>;
 }
+
+/** Conversation history (`sessions.items`); `append` takes an `idempotencyKey`. */
+export type SessionItems = Omit<SessionService['items'], 'append'> & {
+  append(
+    sessionId: string,
+    items: Parameters<SessionService['items']['append']>[1],
+    opts?: WriteOptions & IdempotencyOptions,
+  ): ReturnType<SessionService['items']['append']>;
+};
 
 declare const sessionsInit: unique symbol;
 /** What `createSessions` hands the constructor; nothing else can make one. */
@@ -61,7 +72,7 @@ export class Sessions {
   readonly config: Readonly<Config>;
   readonly mode: Mode;
   /** Conversation history of a session: append, list, pop, clear. */
-  readonly items: SessionService['items'];
+  readonly items: SessionItems;
   /** Runs: start, interrupt, input and resumable output streams (docs/runs.md). */
   readonly runs: Runs;
   /** The event feed: `sessions.events.subscribe({ after, types, sessionId, tenant, signal })`. */
@@ -80,7 +91,11 @@ export class Sessions {
     this.#parts = parts;
     this.config = parts.config;
     this.mode = parts.mode;
-    this.items = parts.service.items;
+    const items = parts.service.items;
+    this.items = {
+      ...items,
+      append: (sessionId, list, opts) => this.#once('items.append', [sessionId], { sessionId, items: list }, opts, () => items.append(sessionId, list, opts)),
+    };
     this.runs = parts.runs.api;
     this.events = parts.events;
     this.sweeper = parts.sweeper;
@@ -93,8 +108,34 @@ export class Sessions {
     registerParts(this, parts);
   }
 
-  create(input?: CreateSessionInput, opts?: CallOptions): Promise<Session> {
-    return this.#parts.service.create(input, opts);
+  /**
+   * Runs `fn` once per tenant and `opts.idempotencyKey` (when given): a repeat resolves to the
+   * first result, stored with the write in one transaction (core/idempotency.ts). A replay
+   * first brings the caches of the sessions named in `ids` up to their rows.
+   */
+  async #once<T>(
+    operation: string,
+    ids: readonly string[],
+    args: unknown,
+    opts: (CallOptions & IdempotencyOptions & Partial<Pick<WriteOptions, 'expectedRevision' | 'fencingToken'>>) | undefined,
+    fn: () => Promise<T>,
+  ): Promise<T> {
+    const key = opts?.idempotencyKey;
+    if (key === undefined) return fn();
+    const tenant = opts?.tenant ?? DEFAULT_TENANT;
+    const fingerprint = requestFingerprint({
+      library: operation,
+      args,
+      expectedRevision: opts?.expectedRevision,
+      fencingToken: opts?.fencingToken,
+    });
+    const outcome = await this.#parts.idempotency.run(tenant, key, fingerprint, async () => ({ status: 200, headers: {}, body: await fn() }));
+    if (outcome.replayed) await Promise.all(ids.map((id) => this.#parts.service.resync(id, { tenant })));
+    return outcome.answer.body as T;
+  }
+
+  create(input?: CreateSessionInput, opts?: CallOptions & IdempotencyOptions): Promise<Session> {
+    return this.#once('create', [], { input }, opts, () => this.#parts.service.create(input, opts));
   }
 
   /** Returns the session, or creates it with `input` when it does not exist. */
@@ -138,12 +179,13 @@ export class Sessions {
     return this.#parts.service.modify(id, change, opts);
   }
 
-  touch(id: string, opts?: WriteOptions): Promise<Session> {
-    return this.#parts.service.touch(id, opts);
+  touch(id: string, opts?: WriteOptions & IdempotencyOptions): Promise<Session> {
+    return this.#once('touch', [id], { id }, opts, () => this.#parts.service.touch(id, opts));
   }
 
-  incrementCounters(id: string, deltas: Partial<Record<CounterName, number>>, opts?: WriteOptions): Promise<Session> {
-    return this.#parts.service.incrementCounters(id, deltas, opts);
+  /** Atomic increments; with an `idempotencyKey`, a retried increment never counts twice. */
+  incrementCounters(id: string, deltas: Partial<Record<CounterName, number>>, opts?: WriteOptions & IdempotencyOptions): Promise<Session> {
+    return this.#once('incrementCounters', [id], { id, deltas }, opts, () => this.#parts.service.incrementCounters(id, deltas, opts));
   }
 
   terminate(id: string, reason?: string, opts?: WriteOptions): Promise<Session> {
@@ -155,13 +197,17 @@ export class Sessions {
     return this.#parts.service.purge(id, opts);
   }
 
-  deleteMany(ids: readonly string[], options?: { purge?: boolean; reason?: string }, opts?: CallOptions): Promise<BatchDeleteResult> {
-    return this.#parts.service.deleteMany(ids, options, opts);
+  deleteMany(
+    ids: readonly string[],
+    options?: { purge?: boolean; reason?: string },
+    opts?: CallOptions & IdempotencyOptions,
+  ): Promise<BatchDeleteResult> {
+    return this.#once('deleteMany', ids, { ids, options }, opts, () => this.#parts.service.deleteMany(ids, options, opts));
   }
 
   /** A new session with `parentSessionId` = `id`, its settings and a copy of its items. */
-  fork(id: string, overrides?: CreateSessionInput, opts?: CallOptions): Promise<Session> {
-    return this.#parts.service.fork(id, overrides, opts);
+  fork(id: string, overrides?: CreateSessionInput, opts?: CallOptions & IdempotencyOptions): Promise<Session> {
+    return this.#once('fork', [], { id, overrides }, opts, () => this.#parts.service.fork(id, overrides, opts));
   }
 
   /** Runs `fn` holding a lease on the session, with a fencing token for its writes (docs/distributed.md). */

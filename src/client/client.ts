@@ -68,6 +68,14 @@ export interface RequestOptions {
   signal?: AbortSignal;
   /** Overrides the client's `timeoutMs` for this call. */
   timeoutMs?: number;
+  /**
+   * Sent as `Idempotency-Key` on a POST (every POST but admin key creation takes one): the
+   * server executes the call once per key and replays its first 2xx answer to a retry for
+   * 24 h, so a POST retried after a lost answer (a counter increment, a run start) does not
+   * happen twice. 1 to 255 printable ASCII characters; use a fresh one (a UUID) per call and
+   * the same one for its retries.
+   */
+  idempotencyKey?: string;
 }
 
 /** A conditional write: `If-Match`, from a revision or given as is (`"3"`, `*`). */
@@ -207,6 +215,7 @@ class Transport {
         accept: 'application/json',
         ...this.headers,
         ...(hasBody ? { 'content-type': 'application/json' } : {}),
+        ...(init.idempotencyKey !== undefined && method === 'POST' ? { 'idempotency-key': init.idempotencyKey } : {}),
         ...init.headers,
       },
       body: hasBody ? JSON.stringify(init.body) : undefined,

@@ -1,7 +1,7 @@
 /**
  * Erasure (SPEC §18): deletes everything of one user of a tenant, or of a whole tenant —
  * sessions with their items, runs, run inputs and output, the events that name them, the
- * tenant's API keys (tenant erasure), and every cached copy: near caches of all instances
+ * tenant's API keys and stored idempotent answers (tenant erasure), and every cached copy: near caches of all instances
  * and the shared tier hear the same tombstone a purge announces, and the live output log
  * drops its streams.
  *
@@ -35,6 +35,8 @@ export interface ErasureOptions {
   /** Drops a deleted session from every cache tier (SessionService.evictCache). */
   evict: (tenant: string, id: string) => Promise<void>;
   output: Pick<OutputLog, 'discard'>;
+  /** Stored idempotent answers: those naming an erased session go with it, all of a tenant with the tenant. */
+  idempotencyKeys?: { deleteTenant(tenant: string): Promise<number>; deleteNaming(tenant: string, sessionIds: readonly string[]): Promise<number> };
   /** Sessions per transaction (default 500). */
   batchSize?: number;
 }
@@ -64,7 +66,9 @@ export class Erasure {
     const result = await this.erase(tenant, null, opts.signal);
     // Keys last: a refusal (runs in progress) leaves the tenant able to interrupt its runs.
     result.keys = await this.options.apiKeys.deleteTenant(tenant);
-    if (result.sessions === 0 && result.outbox === 0 && result.keys === 0) {
+    // Stored answers name the tenant's sessions and runs: they go too (not counted in the result).
+    const answers = (await this.options.idempotencyKeys?.deleteTenant(tenant)) ?? 0;
+    if (result.sessions === 0 && result.outbox === 0 && result.keys === 0 && answers === 0) {
       throw new AgentSessionsError('tenant_not_found', `tenant ${tenant} not found`, { details: { tenant } });
     }
     return result;
@@ -90,6 +94,8 @@ export class Erasure {
       // (a tombstone) and tells instances that listen there.
       await Promise.all(batch.ids.map((id) => this.options.evict(tenant, id)));
       await this.options.output.discard?.(batch.ids.map((id) => sessionKey(tenant, id)));
+      // Stored answers (Idempotency-Key) that hold these sessions; a tenant's all go at its end.
+      if (userId !== null) await this.options.idempotencyKeys?.deleteNaming(tenant, batch.ids);
       if (batch.ids.length < this.batchSize) return total;
     }
   }

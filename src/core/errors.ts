@@ -34,7 +34,8 @@ export type ErrorCode =
   | 'queue_full'
   | 'data_dir_in_use'
   | 'transfer_invalid'
-  | 'import_refused';
+  | 'import_refused'
+  | 'idempotency_key_reused';
 
 export class AgentSessionsError extends Error {
   override name = 'AgentSessionsError';

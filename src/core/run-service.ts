@@ -5,6 +5,7 @@
  * for interrupts and input, a signal to the run's owner wherever it is.
  */
 import { sleep, throwIfAborted } from './abort.js';
+import { afterCommit, onRollback } from './commit-effects.js';
 import { AgentSessionsError, NotFoundError, RunError, UnavailableError, ValidationError } from './errors.js';
 import { isSessionId, isUuid, sessionKey, uuidv7 } from './ids.js';
 import { jsonBytes } from './limits.js';
@@ -104,6 +105,8 @@ export class RunService implements Runs {
     const id = uuidv7();
     const session = sessionId;
     this.executor.register({ id, sessionId: session, tenant, input, runner });
+    // Inside an idempotent call the row may still roll back: then the run is forgotten.
+    onRollback(() => this.executor.discard(id));
     let result;
     try {
       result = await this.repo.start({
@@ -121,14 +124,18 @@ export class RunService implements Runs {
       this.executor.discard(id);
       throw err;
     }
-    if (result.session) await this.options.onSessionWritten(result.session);
-    await this.executor.publish(tenant, session, result.events);
-    const requestedAt = preciseNow();
-    if (result.interrupted.length > 0) this.telemetry.interruptRequested(result.interrupted.length);
-    for (const r of [...result.interrupted, ...result.cancelled]) {
-      await this.executor.deliver(r.owner, { type: 'interrupt', sessionId: r.sessionId, runId: r.id, requestedAt });
-    }
-    this.executor.recorded(result.run, result.session);
+    const recorded = result;
+    // Caches, live output, signals and the launch wait for the commit (commit-effects.ts).
+    await afterCommit(async () => {
+      if (recorded.session) await this.options.onSessionWritten(recorded.session);
+      await this.executor.publish(tenant, session, recorded.events);
+      const requestedAt = preciseNow();
+      if (recorded.interrupted.length > 0) this.telemetry.interruptRequested(recorded.interrupted.length);
+      for (const r of [...recorded.interrupted, ...recorded.cancelled]) {
+        await this.executor.deliver(r.owner, { type: 'interrupt', sessionId: r.sessionId, runId: r.id, requestedAt });
+      }
+      this.executor.recorded(recorded.run, recorded.session);
+    });
     return result.run;
   }
 
@@ -179,11 +186,23 @@ export class RunService implements Runs {
       }
       throw new RunError('no_active_run', `session ${sessionId} has no running run`);
     }
-    const requestedAt = preciseNow();
-    this.telemetry.interruptRequested(runs.length);
-    for (const r of runs) await this.executor.deliver(r.owner, { type: 'interrupt', sessionId: r.sessionId, runId: r.id, requestedAt });
+    await afterCommit(async () => {
+      const requestedAt = preciseNow();
+      this.telemetry.interruptRequested(runs.length);
+      for (const r of runs) await this.executor.deliver(r.owner, { type: 'interrupt', sessionId: r.sessionId, runId: r.id, requestedAt });
+    });
     if (waitMs === 0 || isRunEnded(first)) return first;
     return this.awaitEnd(tenant, first, Date.now() + waitMs, opts.signal);
+  }
+
+  /**
+   * The run `run` names once it ended, or as it is after `waitMs`: what `interrupt` with
+   * `waitMs` answers, for a caller that flagged the run in a transaction of its own (an
+   * idempotent HTTP interrupt commits first, then waits outside it).
+   */
+  async waitForEnd(run: Run, waitMs: number, signal?: AbortSignal): Promise<Run> {
+    if (waitMs === 0 || isRunEnded(run)) return run;
+    return this.awaitEnd(run.tenantId, run, Date.now() + waitMs, signal);
   }
 
   /**
@@ -236,8 +255,9 @@ export class RunService implements Runs {
     const stored = await this.repo.addInput(opts.tenant ?? DEFAULT_TENANT, sessionId, opts.runId, input);
     if (!stored) throw new NotFoundError('session', sessionId);
     if (!stored.run) throw new RunError('no_active_run', `session ${sessionId} has no running run to take input`);
-    await this.executor.deliver(stored.run.owner, { type: 'input', sessionId: stored.run.sessionId, runId: stored.run.id, seq: stored.seq });
-    return { runId: stored.run.id, seq: stored.seq };
+    const run = stored.run;
+    await afterCommit(() => this.executor.deliver(run.owner, { type: 'input', sessionId: run.sessionId, runId: run.id, seq: stored.seq }));
+    return { runId: run.id, seq: stored.seq };
   }
 
   /**

@@ -4,6 +4,7 @@
  * and the HTTP API enforce the same rules.
  */
 import { sleep, throwIfAborted } from './abort.js';
+import { afterCommit } from './commit-effects.js';
 import { AgentSessionsError, ConflictError, LimitError, LockTimeoutError, NotFoundError, ValidationError } from './errors.js';
 import { isSessionId, sessionKey, uuidv7 } from './ids.js';
 import { jsonBytes, MAX_ITEM_CLIENT_ID, MAX_SEARCH_LENGTH, type Limits } from './limits.js';
@@ -471,6 +472,20 @@ export class SessionService {
     return this.cacheSet(session, origin);
   }
 
+  /**
+   * Brings every cache tier to the session's committed row, or drops it when the row is gone:
+   * for an answer replayed to a retry (Idempotency-Key), whose first execution may have died
+   * between its commit and its cache update, so no instance serves an older version after
+   * the replay acknowledged the write.
+   */
+  async resync(id: string, opts: CallOptions = {}): Promise<void> {
+    if (!this.cache || !isSessionId(id)) return;
+    const tenant = tenantOf(opts);
+    const row = await this.repository.get(tenant, id);
+    if (row) await this.cacheSet(row, 'write');
+    else await this.cacheInvalidate(tenant, id);
+  }
+
   /** Drops a session from every cache tier (the sweeps ended or removed it). */
   evictCache(tenant: string, id: string): Promise<void> {
     return this.cacheInvalidate(tenant, id);
@@ -492,21 +507,28 @@ export class SessionService {
   }
 
   protected async cacheSet(session: Session, origin: CacheOrigin = 'write'): Promise<void> {
-    if (!this.cache) return;
-    try {
-      await this.cache.set(session, origin);
-    } catch (err) {
-      this.onCacheError(err);
-    }
+    const cache = this.cache;
+    if (!cache) return;
+    // Inside an idempotent call the write commits after this returns: caches hear of it then.
+    await afterCommit(async () => {
+      try {
+        await cache.set(session, origin);
+      } catch (err) {
+        this.onCacheError(err);
+      }
+    });
   }
 
   protected async cacheInvalidate(tenant: string, id: string): Promise<void> {
-    if (!this.cache) return;
-    try {
-      await this.cache.invalidate(sessionKey(tenant, id));
-    } catch (err) {
-      this.onCacheError(err);
-    }
+    const cache = this.cache;
+    if (!cache) return;
+    await afterCommit(async () => {
+      try {
+        await cache.invalidate(sessionKey(tenant, id));
+      } catch (err) {
+        this.onCacheError(err);
+      }
+    });
   }
 
   protected checkId(id: string): void {

@@ -178,6 +178,17 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
+/** For the writes that take one (`create`, `touch`, `incrementCounters`, `fork`, `deleteMany`, `items.append`). */
+export interface IdempotencyOptions {
+  /**
+   * Executes the call once per tenant and key: a repeat within 24 h (a retry after an unknown
+   * outcome, on any instance) resolves to the first call's result and changes nothing; the
+   * same key with other arguments fails with `idempotency_key_reused`. 1 to 255 printable
+   * ASCII characters. The same keys as the HTTP API's `Idempotency-Key` (docs/runs.md).
+   */
+  idempotencyKey?: string;
+}
+
 export interface WriteOptions extends CallOptions {
   /**
    * Fails with `version_conflict` unless the session's revision equals this (the HTTP API's

@@ -60,6 +60,7 @@ export const NOT_EXPORTED_TABLES: Readonly<Record<string, string>> = Object.free
   cache_repairs: "repairs of the source's Redis cache; the import clears the target's cache instead",
   cache_redis_servers: "the Redis servers the source trusted; the import forgets the target's, so its cache is cleared",
   pruned_events: "how far the source's outbox retention pruned; the target reports gaps of its own pruning",
+  idempotency_keys: 'stored Idempotency-Key answers, kept 24 h for retries in flight; a move stops the service, and a retry after it executes again',
 });
 
 export type ExportedTable = (typeof EXPORTED_TABLES)[number];

@@ -5,6 +5,7 @@ import {
   AppendItemsBody,
   AppendItemsResponse,
   ClearResponse,
+  IdempotentIfMatchHeaders,
   IfMatchHeaders,
   ItemPage,
   itemJson,
@@ -14,6 +15,7 @@ import {
   problems,
   SessionIdParams,
 } from '../../api/index.js';
+import { answer } from '../idempotency.js';
 import { callOptions, writeOptions } from './sessions.js';
 
 const errors = problems(400, 401, 404, 409, 413);
@@ -47,14 +49,15 @@ export function itemRoutes(app: FastifyInstance, sessions: Sessions): void {
       tags,
       summary: 'Append items; an item with a stored client_id is answered (same body) or replaced in place',
       params: SessionIdParams,
-      headers: IfMatchHeaders,
+      headers: IdempotentIfMatchHeaders,
       body: AppendItemsBody,
-      response: { 201: AppendItemsResponse, ...errors },
+      response: { 201: AppendItemsResponse, ...problems(400, 401, 404, 409, 413, 422) },
     },
-  }, async (request, reply) => {
-    const result = await sessions.items.append(request.params.id, request.body.items.map(newItemFromJson), writeOptions(request));
-    return reply.status(201).send({ items: result.items.map(itemJson), session_version: result.session.version });
-  });
+  }, async (request, reply) =>
+    answer(request, reply, sessions, async () => {
+      const result = await sessions.items.append(request.params.id, request.body.items.map(newItemFromJson), writeOptions(request));
+      return { status: 201, headers: {}, body: { items: result.items.map(itemJson), session_version: result.session.version } };
+    }));
 
   r.delete('/v1/sessions/:id/items', {
     config: { scope: 'write' },

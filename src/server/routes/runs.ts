@@ -13,6 +13,7 @@ import { isRunEnded } from '../../core/runs.js';
 import type { Sessions } from '../../app/sessions.js';
 import { internals } from '../../app/internal.js';
 import {
+  IdempotencyHeaders,
   InputBody,
   InputResponse,
   InterruptBody,
@@ -30,6 +31,7 @@ import {
   StreamHeaders,
   StreamQuery,
 } from '../../api/index.js';
+import { answer } from '../idempotency.js';
 import { holdConnectionSlot } from '../limits.js';
 import { SHUTDOWN_FRAME, type SseStreams } from '../sse-streams.js';
 import { callOptions } from './sessions.js';
@@ -41,6 +43,8 @@ function lastEventId(header: string | undefined): number | undefined {
 }
 
 const errors = problems(400, 401, 403, 404, 409, 413, 429);
+/** A POST's answers also include 422: its Idempotency-Key was used with another request. */
+const postErrors = problems(400, 401, 403, 404, 409, 413, 422, 429);
 const tags = ['runs'];
 
 export function runRoutes(app: FastifyInstance, sessions: Sessions, streams: SseStreams): void {
@@ -53,20 +57,22 @@ export function runRoutes(app: FastifyInstance, sessions: Sessions, streams: Sse
       tags,
       summary: 'Start a run of the configured agent (202: running, or queued with if_busy)',
       params: SessionIdParams,
+      headers: IdempotencyHeaders,
       body: StartRunBody,
-      response: { 202: RunJson, ...errors },
+      response: { 202: RunJson, ...postErrors },
     },
-  }, async (request, reply) => {
-    const { input, if_busy: ifBusy, persist_output: persistOutput } = request.body;
-    // Not bound to the request's signal: a client that leaves after asking still gets its run.
-    const run = await sessions.runs.start(request.params.id, undefined, {
-      tenant: request.principal.tenant,
-      input: input ?? null,
-      ifBusy,
-      persistOutput,
-    });
-    return reply.status(202).header('location', `/v1/sessions/${run.sessionId}/runs/${run.id}`).send(runJson(run));
-  });
+  }, async (request, reply) =>
+    answer(request, reply, sessions, async () => {
+      const { input, if_busy: ifBusy, persist_output: persistOutput } = request.body;
+      // Not bound to the request's signal: a client that leaves after asking still gets its run.
+      const run = await sessions.runs.start(request.params.id, undefined, {
+        tenant: request.principal.tenant,
+        input: input ?? null,
+        ifBusy,
+        persistOutput,
+      });
+      return { status: 202, headers: { location: `/v1/sessions/${run.sessionId}/runs/${run.id}` }, body: runJson(run) };
+    }));
 
   r.get('/v1/sessions/:id/runs', {
     config: { scope: 'read' },
@@ -97,14 +103,29 @@ export function runRoutes(app: FastifyInstance, sessions: Sessions, streams: Sse
         'runs), or 202 with the run as it is when `wait_ms` passed.',
       params: SessionIdParams,
       querystring: InterruptQuery,
+      headers: IdempotencyHeaders,
       body: Type.Optional(InterruptBody),
-      response: { 200: RunJson, 202: RunJson, ...errors },
+      response: { 200: RunJson, 202: RunJson, ...postErrors },
     },
   }, async (request, reply) => {
     const runId = request.body?.run_id;
     const waitMs = request.query.wait_ms;
-    const run = await sessions.runs.interrupt(request.params.id, { ...callOptions(request), runId, waitMs });
-    return reply.status(waitMs !== undefined && isRunEnded(run) ? 200 : 202).send(runJson(run));
+    return answer(
+      request,
+      reply,
+      sessions,
+      async () => {
+        const run = await sessions.runs.interrupt(request.params.id, { ...callOptions(request), runId });
+        return { status: 202, headers: {}, body: runJson(run) };
+      },
+      // The flag is committed (and stored, with a key) before the wait: a replay waits again.
+      async (flagged) => {
+        if (waitMs === undefined) return flagged;
+        const run = await sessions.runs.get(request.params.id, (flagged.body as { id: string }).id, callOptions(request));
+        const ended = await parts.runs.api.waitForEnd(run, waitMs, callOptions(request).signal);
+        return { status: isRunEnded(ended) ? 200 : 202, headers: {}, body: runJson(ended) };
+      },
+    );
   });
 
   r.post('/v1/sessions/:id/input', {
@@ -113,14 +134,16 @@ export function runRoutes(app: FastifyInstance, sessions: Sessions, streams: Sse
       tags,
       summary: 'Send input to the running run, wherever it runs',
       params: SessionIdParams,
+      headers: IdempotencyHeaders,
       body: InputBody,
-      response: { 202: InputResponse, ...errors },
+      response: { 202: InputResponse, ...postErrors },
     },
-  }, async (request, reply) => {
-    const { input, run_id: runId } = request.body;
-    const sent = await sessions.runs.sendInput(request.params.id, input, { ...callOptions(request), runId });
-    return reply.status(202).send({ run_id: sent.runId, seq: sent.seq });
-  });
+  }, async (request, reply) =>
+    answer(request, reply, sessions, async () => {
+      const { input, run_id: runId } = request.body;
+      const sent = await sessions.runs.sendInput(request.params.id, input, { ...callOptions(request), runId });
+      return { status: 202, headers: {}, body: { run_id: sent.runId, seq: sent.seq } };
+    }));
 
   r.get('/v1/sessions/:id/stream', {
     // A HEAD would open a stream that never sends a body.

@@ -4,6 +4,7 @@ import { Type } from 'typebox';
 import { NotFoundError, ValidationError } from '../../core/errors.js';
 import type { CallOptions, Session as SessionModel, WriteOptions } from '../../core/types.js';
 import type { Sessions } from '../../app/sessions.js';
+import { answer, type Answer } from '../idempotency.js';
 import {
   BatchDeleteBody,
   BatchDeleteResponse,
@@ -16,6 +17,8 @@ import {
   DeleteQuery,
   etag,
   ForkBody,
+  IdempotencyHeaders,
+  IdempotentIfMatchHeaders,
   IfMatchHeaders,
   ListSessionsQuery,
   parseIfMatch,
@@ -50,7 +53,16 @@ function sendCreated(reply: FastifyReply, session: SessionModel): FastifyReply {
   return sendSession(reply.status(201).header('location', `/v1/sessions/${session.id}`), session);
 }
 
+/** The answer of a POST that returns the session (200, or 201 with its location when created). */
+function sessionAnswer(session: SessionModel, created = false): Answer {
+  const headers: Record<string, string> = { etag: etag(session.revision) };
+  if (created) headers.location = `/v1/sessions/${session.id}`;
+  return { status: created ? 201 : 200, headers, body: sessionJson(session) };
+}
+
 const errors = problems(400, 401, 404, 409, 413);
+/** A POST's answers also include 422: its Idempotency-Key was used with another request. */
+const postErrors = problems(400, 401, 404, 409, 413, 422);
 const tags = ['sessions'];
 
 export function sessionRoutes(app: FastifyInstance, sessions: Sessions): void {
@@ -58,10 +70,11 @@ export function sessionRoutes(app: FastifyInstance, sessions: Sessions): void {
 
   r.post('/v1/sessions', {
     config: { scope: 'write' },
-    schema: { tags, summary: 'Create a session', body: CreateSessionBody, response: { 201: Session, ...errors } },
-  }, async (request, reply) => {
-    return sendCreated(reply, await sessions.create(createSessionInput(request.body), callOptions(request)));
-  });
+    schema: { tags, summary: 'Create a session', headers: IdempotencyHeaders, body: CreateSessionBody, response: { 201: Session, ...postErrors } },
+  }, async (request, reply) =>
+    answer(request, reply, sessions, async () =>
+      sessionAnswer(await sessions.create(createSessionInput(request.body), callOptions(request)), true),
+    ));
 
   r.put('/v1/sessions/:id', {
     config: { scope: 'write' },
@@ -128,26 +141,24 @@ export function sessionRoutes(app: FastifyInstance, sessions: Sessions): void {
 
   r.post('/v1/sessions/:id/touch', {
     config: { scope: 'write' },
-    schema: { tags, summary: 'Extend expiry', params: SessionIdParams, headers: IfMatchHeaders, response: { 200: Session, ...errors } },
-  }, async (request, reply) => {
-    const session = await sessions.touch(request.params.id, writeOptions(request));
-    return sendSession(reply, session);
-  });
+    schema: { tags, summary: 'Extend expiry', params: SessionIdParams, headers: IdempotentIfMatchHeaders, response: { 200: Session, ...postErrors } },
+  }, async (request, reply) =>
+    answer(request, reply, sessions, async () => sessionAnswer(await sessions.touch(request.params.id, writeOptions(request)))));
 
   r.post('/v1/sessions/:id/counters', {
     config: { scope: 'write' },
     schema: {
       tags,
-      summary: 'Atomically increment counters',
+      summary: 'Atomically increment counters (send an Idempotency-Key so a retry never counts twice)',
       params: SessionIdParams,
-      headers: IfMatchHeaders,
+      headers: IdempotentIfMatchHeaders,
       body: CountersBody,
-      response: { 200: Session, ...errors },
+      response: { 200: Session, ...postErrors },
     },
-  }, async (request, reply) => {
-    const session = await sessions.incrementCounters(request.params.id, counterDeltas(request.body), writeOptions(request));
-    return sendSession(reply, session);
-  });
+  }, async (request, reply) =>
+    answer(request, reply, sessions, async () =>
+      sessionAnswer(await sessions.incrementCounters(request.params.id, counterDeltas(request.body), writeOptions(request))),
+    ));
 
   r.delete('/v1/sessions/:id', {
     config: { scope: 'write' },
@@ -178,37 +189,46 @@ export function sessionRoutes(app: FastifyInstance, sessions: Sessions): void {
       tags,
       summary: 'Fork: a new session with parent_session_id and a copy of the items',
       params: SessionIdParams,
+      headers: IdempotencyHeaders,
       body: ForkBody,
-      response: { 201: Session, ...errors },
+      response: { 201: Session, ...postErrors },
     },
-  }, async (request, reply) => {
-    return sendCreated(reply, await sessions.fork(request.params.id, createSessionInput(request.body ?? {}), callOptions(request)));
-  });
+  }, async (request, reply) =>
+    answer(request, reply, sessions, async () =>
+      sessionAnswer(await sessions.fork(request.params.id, createSessionInput(request.body ?? {}), callOptions(request)), true),
+    ));
 
   // `::` escapes the colon, so the path is literally /v1/sessions:batch-get.
   r.post('/v1/sessions::batch-get', {
     config: { scope: 'read' },
-    schema: { tags, summary: 'Get several sessions in one call', body: BatchGetBody, response: { 200: BatchGetResponse, ...errors } },
-  }, async (request) => {
-    const found = await sessions.getMany(request.body.ids, callOptions(request));
-    const ids = new Set(found.map((s) => s.id));
-    return {
-      sessions: found.map(sessionJson),
-      not_found: [...new Set(request.body.ids)].filter((i) => !ids.has(i)),
-    };
-  });
+    schema: {
+      tags,
+      summary: 'Get several sessions in one call',
+      headers: IdempotencyHeaders,
+      body: BatchGetBody,
+      response: { 200: BatchGetResponse, ...postErrors },
+    },
+  }, async (request, reply) =>
+    answer(request, reply, sessions, async () => {
+      const found = await sessions.getMany(request.body.ids, callOptions(request));
+      const ids = new Set(found.map((s) => s.id));
+      const body = { sessions: found.map(sessionJson), not_found: [...new Set(request.body.ids)].filter((i) => !ids.has(i)) };
+      return { status: 200, headers: {}, body };
+    }));
 
   r.post('/v1/sessions::batch-delete', {
     config: { scope: 'write' },
     schema: {
       tags,
       summary: 'Terminate (or purge) several sessions in one call',
+      headers: IdempotencyHeaders,
       body: BatchDeleteBody,
-      response: { 200: BatchDeleteResponse, ...errors },
+      response: { 200: BatchDeleteResponse, ...postErrors },
     },
-  }, async (request) => {
-    const { ids, purge, reason } = request.body;
-    const result = await sessions.deleteMany(ids, { purge, reason }, callOptions(request));
-    return { deleted: result.deleted, not_found: result.notFound };
-  });
+  }, async (request, reply) =>
+    answer(request, reply, sessions, async () => {
+      const { ids, purge, reason } = request.body;
+      const result = await sessions.deleteMany(ids, { purge, reason }, callOptions(request));
+      return { status: 200, headers: {}, body: { deleted: result.deleted, not_found: result.notFound } };
+    }));
 }
