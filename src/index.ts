@@ -55,8 +55,11 @@ export {
 } from './core/types.js';
 export {
   IF_BUSY,
+  MAX_DEBOUNCE_MS,
+  RUN_DECISIONS,
   RUN_STATUSES,
   TERMINAL_EVENT_TYPES,
+  type AdmittedRun,
   type IfBusy,
   type InputOptions,
   type InterruptOptions,
@@ -64,6 +67,7 @@ export {
   type OutputEvent,
   type Run,
   type RunContext,
+  type RunDecision,
   type Runner,
   type RunResult,
   type Runs,

@@ -13,6 +13,8 @@ import { readOutput } from './output-stream.js';
 import { preciseNow, type RunExecutor } from './run-executor.js';
 import {
   IF_BUSY,
+  MAX_DEBOUNCE_MS,
+  type AdmittedRun,
   type InputOptions,
   type InterruptOptions,
   type OutputEvent,
@@ -43,6 +45,8 @@ export interface RunServiceOptions {
   onSessionWritten: (session: Session) => Promise<void>;
   /** The runner used when none is given (the HTTP API's agent). */
   agent?: Runner;
+  /** Whether `agent` reads input while it runs (the command and demo runners do). Default false. */
+  agentTakesInput?: boolean;
   /** Where interrupt requests are reported (metrics). */
   telemetry?: RunTelemetry;
   /** Where the operations are traced (a span each); default: not at all. */
@@ -82,10 +86,11 @@ export class RunService implements Runs {
   }
 
   /**
-   * Starts a run of `runner` on this instance. Resolves once the run is recorded (running,
-   * or queued with `ifBusy: 'enqueue' | 'interrupt'`); the runner goes on in the background.
+   * Starts a run of `runner` on this instance, or follows `ifBusy` when the session has a run
+   * (SPEC §7.1). Resolves once the decision is recorded, to the run it concerns (the new one,
+   * or the run the input went into) with `decision`; the runner goes on in the background.
    */
-  async start(sessionId: string, runner: Runner | undefined = this.agent ?? undefined, opts: StartRunOptions = {}): Promise<Run> {
+  async start(sessionId: string, runner: Runner | undefined = this.agent ?? undefined, opts: StartRunOptions = {}): Promise<AdmittedRun> {
     throwIfAborted(opts.signal);
     checkId(sessionId, 'session id');
     if (typeof runner !== 'function') throw new ValidationError('a runner function is required');
@@ -95,6 +100,15 @@ export class RunService implements Runs {
     const input = opts.input ?? null;
     const persistOutput = opts.persistOutput ?? false;
     if (typeof persistOutput !== 'boolean') throw new ValidationError('persist_output must be a boolean', { field: 'persist_output' });
+    const debounceMs = opts.debounceMs;
+    if (debounceMs !== undefined && (!Number.isSafeInteger(debounceMs) || debounceMs < 1 || debounceMs > MAX_DEBOUNCE_MS)) {
+      throw new ValidationError(`debounce_ms must be an integer from 1 to ${MAX_DEBOUNCE_MS}`, { field: 'debounce_ms' });
+    }
+    if (ifBusy === 'debounce' && debounceMs === undefined) {
+      throw new ValidationError('if_busy debounce needs debounce_ms', { field: 'debounce_ms' });
+    }
+    const takesInput = opts.takesInput ?? (runner === this.agent ? (this.options.agentTakesInput ?? false) : false);
+    if (typeof takesInput !== 'boolean') throw new ValidationError('takesInput must be a boolean', { field: 'takes_input' });
     checkSize('input', input, this.options.maxInputBytes, this.jsonShape);
     await this.executor.ready();
     const tenant = opts.tenant ?? DEFAULT_TENANT;
@@ -113,11 +127,15 @@ export class RunService implements Runs {
         ifBusy,
         maxQueued: this.options.maxQueued,
         persistOutput,
+        debounceMs: ifBusy === 'debounce' ? debounceMs : undefined,
+        takesInput,
       });
     } catch (err) {
       this.executor.discard(id);
       throw err;
     }
+    // The input joined a run that exists: this instance has nothing of its own to execute.
+    if (!result.created) this.executor.discard(id);
     if (result.session) await this.options.onSessionWritten(result.session);
     await this.executor.publish(tenant, session, result.events);
     const requestedAt = preciseNow();
@@ -125,8 +143,12 @@ export class RunService implements Runs {
     for (const r of [...result.interrupted, ...result.cancelled]) {
       await this.executor.deliver(r.owner, { type: 'interrupt', sessionId: r.sessionId, runId: r.id, requestedAt });
     }
-    this.executor.recorded(result.run, result.session);
-    return result.run;
+    if (result.decision === 'steered' && result.inputSeq !== null) {
+      const r = result.run;
+      await this.executor.deliver(r.owner, { type: 'input', sessionId: r.sessionId, runId: r.id, seq: result.inputSeq });
+    }
+    if (result.created) this.executor.recorded(result.run, result.session);
+    return { ...result.run, decision: result.decision };
   }
 
   async get(sessionId: string, runId: string, opts: CallOptions = {}): Promise<Run> {
@@ -161,7 +183,8 @@ export class RunService implements Runs {
     checkId(sessionId, 'session id');
     if (opts.runId !== undefined) checkId(opts.runId, 'run id');
     const tenant = opts.tenant ?? DEFAULT_TENANT;
-    const runs = await this.repo.requestInterrupt(tenant, sessionId, opts.runId);
+    // A promoted run (the cancelled one headed a queue nothing ran ahead of) is told too: its owner starts it.
+    const runs = await this.repo.requestInterrupt(tenant, sessionId, opts.runId, this.options.leaseMs);
     if (runs === null) throw new NotFoundError('session', sessionId);
     const first = runs[0];
     if (!first) {

@@ -43,7 +43,7 @@ describe('runs over HTTP (embedded)', () => {
     return res.json<{ id: string }>().id;
   }
 
-  it('starts a run (202), streams it as SSE, and reports it done', async () => {
+  it('starts a run (201), streams it as SSE, and reports it done', async () => {
     const id = await newSession();
     const res = await app.inject({
       method: 'POST',
@@ -51,7 +51,7 @@ describe('runs over HTTP (embedded)', () => {
       headers: auth(),
       payload: { input: { text: 'hello there', words: 8 } },
     });
-    expect(res.statusCode).toBe(202);
+    expect(res.statusCode).toBe(201);
     const run = res.json<{ id: string; status: string; session_id: string }>();
     expect(run).toMatchObject({ status: 'running', session_id: id });
     expect(res.headers.location).toBe(`/v1/sessions/${id}/runs/${run.id}`);
@@ -95,7 +95,7 @@ describe('runs over HTTP (embedded)', () => {
     await app.inject({ method: 'POST', url: `/v1/sessions/${id}/runs`, headers: auth(), payload: { input: { words: 200, delay_ms: 20 } } });
     const busy = await app.inject({ method: 'POST', url: `/v1/sessions/${id}/runs`, headers: auth(), payload: {} });
     expect(busy.statusCode).toBe(409);
-    expect(busy.json()).toMatchObject({ code: 'run_in_progress' });
+    expect(busy.json()).toMatchObject({ code: 'session_busy' });
     const input = await app.inject({ method: 'POST', url: `/v1/sessions/${id}/input`, headers: auth(), payload: { input: 'more please' } });
     expect(input.statusCode).toBe(202);
     expect(input.json()).toMatchObject({ seq: 1 });
@@ -123,7 +123,7 @@ describe('runs over HTTP (embedded)', () => {
       headers: auth(),
       payload: { input: 'x', if_busy: 'enqueue' },
     });
-    expect(queued.statusCode).toBe(202);
+    expect(queued.statusCode).toBe(201);
   });
 
   it('enforces scopes, validates input and hides other tenants', async () => {
