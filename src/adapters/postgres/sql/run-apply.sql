@@ -71,11 +71,13 @@ WITH expected AS (
   WHERE r.id = w.id AND r.tenant_id = $2 AND r.session_id = $1 AND (SELECT count(*) FROM stopped) >= 0 AND (SELECT ok FROM guard)
   RETURNING r.*
 ), inserted AS (
+  -- created_at orders the queue: the clock as the row is written, under the session's lock, so
+  -- queue order is admission order (now() is when the transaction began, maybe before the lock).
   INSERT INTO runs (id, session_id, tenant_id, status, owner, lease_expires_at, input, inputs, started_at, start_seq, persist_output,
-    takes_input, not_before)
+    takes_input, not_before, created_at)
   SELECT w.id, $1::text, $2::text, w.status, w.owner, now() + w.lease_ms * interval '1 millisecond', COALESCE(w.input, 'null'::jsonb),
     jsonb_build_array(COALESCE(w.input, 'null'::jsonb)), CASE WHEN w.status = 'running' THEN now() END, w.start_seq,
-    COALESCE(w.persist_output, false), COALESCE(w.takes_input, false), now() + w.defer_ms * interval '1 millisecond'
+    COALESCE(w.persist_output, false), COALESCE(w.takes_input, false), now() + w.defer_ms * interval '1 millisecond', clock_timestamp()
   FROM jsonb_to_recordset($3::jsonb->'insert')
     AS w(id uuid, status text, owner text, input jsonb, start_seq bigint, lease_ms integer, persist_output boolean, takes_input boolean,
       defer_ms integer)
