@@ -150,7 +150,6 @@ export async function createSessions(options: CreateSessionsOptions = {}): Promi
       signals: run.signals,
       output: run.output,
       agent: agent ?? run.agent,
-      agentTakesInput: agent === undefined,
     });
     await parts.runs.executor.ready();
     await parts.start();
@@ -181,8 +180,6 @@ interface WiringInput {
   signals: SignalBus;
   output: OutputLog;
   agent: Runner;
-  /** Whether `agent` reads input while it runs: the built-in command and demo runners do. */
-  agentTakesInput: boolean;
 }
 
 /** The core's services over the adapters, and the order they start and stop in. */
@@ -317,7 +314,7 @@ function wire(input: WiringInput): SessionsParts {
 function wireRuns(
   config: Readonly<Config>,
   db: SqlDatabase,
-  input: Pick<WiringInput, 'signals' | 'output' | 'agent' | 'agentTakesInput' | 'logger' | 'tracing'>,
+  input: Pick<WiringInput, 'signals' | 'output' | 'agent' | 'logger' | 'tracing'>,
   service: SessionService,
   telemetry: SessionsMetrics,
 ): { parts: SessionsParts['runs']; orphans: OrphanSweepOptions } {
@@ -347,7 +344,6 @@ function wireRuns(
     jsonShape: { depth: config.limits.jsonDepth, nodes: config.limits.jsonNodes },
     onSessionWritten,
     agent: input.agent,
-    agentTakesInput: input.agentTakesInput,
     telemetry,
     tracing: input.tracing,
   });

@@ -45,8 +45,6 @@ export interface RunServiceOptions {
   onSessionWritten: (session: Session) => Promise<void>;
   /** The runner used when none is given (the HTTP API's agent). */
   agent?: Runner;
-  /** Whether `agent` reads input while it runs (the command and demo runners do). Default false. */
-  agentTakesInput?: boolean;
   /** Where interrupt requests are reported (metrics). */
   telemetry?: RunTelemetry;
   /** Where the operations are traced (a span each); default: not at all. */
@@ -107,7 +105,7 @@ export class RunService implements Runs {
     if (ifBusy === 'debounce' && debounceMs === undefined) {
       throw new ValidationError('if_busy debounce needs debounce_ms', { field: 'debounce_ms' });
     }
-    const takesInput = opts.takesInput ?? (runner === this.agent ? (this.options.agentTakesInput ?? false) : false);
+    const takesInput = opts.takesInput ?? runner.takesInput ?? false;
     if (typeof takesInput !== 'boolean') throw new ValidationError('takesInput must be a boolean', { field: 'takes_input' });
     checkSize('input', input, this.options.maxInputBytes, this.jsonShape);
     await this.executor.ready();

@@ -124,7 +124,11 @@ export interface RunResult {
   sessionStatus?: 'idle' | 'waiting_input';
 }
 
-export type Runner = (run: RunContext) => Promise<RunResult | void> | RunResult | void;
+/**
+ * A runner; one that reads `run.inputs` while it runs may say so with `takesInput: true` (the
+ * built-in command and demo runners do), so `ifBusy: 'steer'` delivers into it by default.
+ */
+export type Runner = ((run: RunContext) => Promise<RunResult | void> | RunResult | void) & { readonly takesInput?: boolean };
 
 export interface StartRunOptions extends CallOptions {
   ifBusy?: IfBusy;
@@ -137,7 +141,7 @@ export interface StartRunOptions extends CallOptions {
   persistOutput?: boolean;
   /** With `ifBusy: 'debounce'`: the quiet time (1..60000 ms) after the last input before the run starts. */
   debounceMs?: number;
-  /** Whether the runner reads `run.inputs` while it runs (default false; `steer` then queues a follow-up). */
+  /** Whether the runner reads `run.inputs` while it runs (default: the runner's own `takesInput`, else false; `steer` then queues a follow-up). */
   takesInput?: boolean;
 }
 

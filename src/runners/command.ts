@@ -57,7 +57,7 @@ export function commandRunner(options: CommandRunnerOptions): Runner {
   const interruptGraceMs = options.interruptGraceMs ?? 2_000;
   const killGraceMs = options.killGraceMs ?? 5_000;
   const maxLine = options.maxLineLength ?? 256 * 1024;
-  return (run) =>
+  const runner: Runner = (run) =>
     new Promise<void>((resolve, reject) => {
       const child = spawn(options.command, {
         shell: true,
@@ -130,4 +130,6 @@ export function commandRunner(options: CommandRunnerOptions): Runner {
         finish();
       });
     });
+  // Input sent or steered while it runs is written to the child's stdin.
+  return Object.assign(runner, { takesInput: true });
 }

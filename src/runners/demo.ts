@@ -50,7 +50,7 @@ function reply(text: string, words: number): string[] {
 
 export function demoRunner(options: DemoRunnerOptions = {}): Runner {
   const defaults = { wordDelayMs: options.wordDelayMs ?? 40, words: options.words ?? 24 };
-  return async (run) => {
+  const runner: Runner = async (run) => {
     const initial = run.initialInputs.length > 0 ? run.initialInputs : [run.input];
     const { text, words, delayMs } = parse(initial[0], defaults);
     const received: unknown[] = [];
@@ -75,4 +75,6 @@ export function demoRunner(options: DemoRunnerOptions = {}): Runner {
     while (received.length > 0) await say(['\n', ...answer(received.shift())], false);
     run.signal.throwIfAborted();
   };
+  // Input sent or steered while it streams is woven into the reply.
+  return Object.assign(runner, { takesInput: true });
 }
