@@ -39,6 +39,8 @@ export interface ActiveRun {
   persistOutput?: boolean;
   /** Whether its runner reads input while it runs (read for the running run: `steer`). */
   takesInput?: boolean;
+  /** Whether it was asked to stop: `steer` then queues the input instead of handing it to a run that is ending. */
+  interruptRequested?: boolean;
   /**
    * A debounced queued run: how long until its `not_before` (by the database's clock); 0 or
    * absent when it may start. A run still inside its window is not promoted, and `debounce`
@@ -186,8 +188,8 @@ export function isDeferred(r: ActiveRun): boolean {
  * - `enqueue` queues it (`queued`), up to `maxQueued` (`queue_full`);
  * - `interrupt` flags the running run, ends the queued ones and queues this one behind it
  *   (`interrupted`);
- * - `steer` hands the input to the running run (`steered`) if its runner takes input, else
- *   queues it as a follow-up, as `merge` does;
+ * - `steer` hands the input to the running run (`steered`) if its runner takes input and it
+ *   was not asked to stop, else queues it as a follow-up, as `merge` does;
  * - `latest` cancels every queued run and queues this one (`replaced`);
  * - `merge` appends the input to the last queued run (`merged`), or queues one (`queued`);
  * - `debounce` appends it to the last queued run while that run's window is open, moving the
@@ -236,7 +238,7 @@ export function admit(state: RunLockState, req: AdmissionRequest): Admission {
       return newQueued(s, req, state.running ? 'interrupted' : 'queued', null, left, [...flag, ...ended], events, true);
     }
     case 'steer':
-      if (state.running?.takesInput === true) {
+      if (state.running?.takesInput === true && state.running.interruptRequested !== true) {
         return { decision: 'steered', runId: state.running.id, created: false, plan: join([{ kind: 'steer', id: state.running.id, input: req.input }]) };
       }
       return followUp(s, req, tail);

@@ -104,6 +104,24 @@ for (const mode of MODES) {
       expect((await a.runs.list(id)).items).toHaveLength(1);
     });
 
+    it('steer to a run asked to stop queues a follow-up instead of handing input to a run that is ending', async () => {
+      const session = await a.create();
+      let release: () => void = () => undefined;
+      const released = new Promise<void>((r) => {
+        release = r;
+      });
+      // Takes its time to stop: the run stays running, flagged, until released.
+      const slow = await a.runs.start(session.id, async () => released, { input: 'slow', takesInput: true });
+      await b.runs.interrupt(session.id);
+      const rec = recording();
+      const next = await b.runs.start(session.id, rec.runner, { input: 'after', ifBusy: 'steer' });
+      expect(next).toMatchObject({ decision: 'queued', status: 'queued', inputs: ['after'] });
+      release();
+      expect((await a.runs.wait(session.id, slow.id)).status).toBe('interrupted');
+      expect((await b.runs.wait(session.id, next.id)).status).toBe('completed');
+      expect(rec.runs.get(next.id)?.inputs).toEqual(['after']);
+    });
+
     it('steer to a runner that takes no input queues a follow-up, then merges into it', async () => {
       const { id, run, hold } = await busy(false);
       const rec = recording();

@@ -63,6 +63,7 @@ function lockState(m: Model): RunLockState {
     leaseLapsed: r.leaseLapsed,
     input: r.status === 'queued' && i <= 1 ? r.inputs[0] : null,
     takesInput: r.takesInput,
+    interruptRequested: r.interruptRequested,
     startsInMs: r.startsInMs,
   });
   const running = m.runs.find((r) => r.status === 'running');
@@ -195,6 +196,7 @@ const runShape = fc.record({
   owner: fc.constantFrom(...OWNERS),
   lapsed: fc.boolean(),
   takesInput: fc.boolean(),
+  stopping: fc.boolean(),
   /** A queued run inside its debounce window, or not. */
   startsInMs: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 5_000 })),
 });
@@ -245,7 +247,12 @@ function lockStates(options: { idle?: boolean } = {}): fc.Arbitrary<{ model: Mod
       if (running) {
         const id = `r${m.nextId++}`;
         const start = m.output.length + 1;
-        m.runs.push(modelRun(id, 'running', running.owner, { leaseLapsed: running.lapsed, startSeq: start, takesInput: running.takesInput }));
+        m.runs.push(modelRun(id, 'running', running.owner, {
+            leaseLapsed: running.lapsed,
+            startSeq: start,
+            takesInput: running.takesInput,
+            interruptRequested: running.stopping,
+          }));
         m.output.push({ seq: start, runId: id, type: 'status', data: {} });
       }
       for (const q of queued) m.runs.push(modelRun(`r${m.nextId++}`, 'queued', q.owner, { leaseLapsed: q.lapsed, startsInMs: q.startsInMs }));
@@ -334,7 +341,8 @@ function expectedAdmission(m: Model, policy: IfBusy): Expected {
         flagged: running?.id ?? null,
       };
     case 'steer':
-      return running?.takesInput ? { decision: 'steered', runId: running.id, ...none } : followUp();
+      // Into the running run when it reads input and was not asked to stop (it is ending: the input would be lost).
+      return running?.takesInput && !running.interruptRequested ? { decision: 'steered', runId: running.id, ...none } : followUp();
     case 'merge':
       return followUp();
     case 'latest':
@@ -477,13 +485,15 @@ describe('admission', () => {
     ];
     let combinations = 0;
     for (const shape of shapes) {
-      for (const running of ['none', 'takes-input', 'no-input'] as const) {
+      for (const running of ['none', 'takes-input', 'no-input', 'stopping'] as const) {
         for (let queued = 0; queued <= MAX_QUEUED + 1; queued++) {
           for (const tailDeferred of queued === 0 ? [false] : [false, true]) {
             for (const policy of IF_BUSY) {
               const m = emptyModel(shape);
               if (running !== 'none') {
-                m.runs.push(modelRun('r1', 'running', 'a', { startSeq: 1, takesInput: running === 'takes-input' }));
+                m.runs.push(
+                  modelRun('r1', 'running', 'a', { startSeq: 1, takesInput: running !== 'no-input', interruptRequested: running === 'stopping' }),
+                );
                 m.output.push({ seq: 1, runId: 'r1', type: 'status', data: {} });
               }
               for (let i = 0; i < queued; i++) {
@@ -498,7 +508,7 @@ describe('admission', () => {
         }
       }
     }
-    expect(combinations).toBe(11 * 3 * (1 + 2 * (MAX_QUEUED + 1)) * IF_BUSY.length);
+    expect(combinations).toBe(11 * 4 * (1 + 2 * (MAX_QUEUED + 1)) * IF_BUSY.length);
   });
 
   it('reads the runs (under lock) for exactly the policies that look at them', () => {

@@ -115,6 +115,7 @@ function rowToActiveRun(r: Row): ActiveRun {
     input: r.input ?? null,
     persistOutput: r.persist_output === true,
     takesInput: r.takes_input === true,
+    interruptRequested: r.interrupt_requested === true,
     startsInMs: Number(r.starts_in_ms ?? 0),
   };
 }
@@ -165,7 +166,12 @@ function expectation(state: RunLockState): Record<string, unknown> {
     running_run_id: s.runningRunId,
     queued_runs: s.queuedRuns,
     live: s.live,
-    runs: [...(state.running ? [state.running] : []), ...state.queued].map((r) => ({ id: r.id, status: r.status, deferred: isDeferred(r) })),
+    runs: [...(state.running ? [state.running] : []), ...state.queued].map((r) => ({
+      id: r.id,
+      status: r.status,
+      deferred: isDeferred(r),
+      interrupted: r.interruptRequested === true,
+    })),
   };
 }
 

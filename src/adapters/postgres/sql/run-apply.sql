@@ -4,8 +4,9 @@
 -- $3 plan jsonb: {
 --      expect: [] when this transaction already holds the rows the decision read; or, for a decision
 --        made on run-state's snapshot, [{ status, version, output_seq, running_run_id, queued_runs, live,
---        runs: [{ id, status, deferred? }] }]: the session row and the running and queued runs as it read them
---        (deferred, when given: whether the run's not_before was still ahead, by the database's clock),
+--        runs: [{ id, status, deferred?, interrupted? }] }]: the session row and the running and queued runs as it
+--        read them (when given: whether the run's not_before was still ahead, by the database's clock; whether it
+--        was asked to stop, a flag run-interrupt-flag sets without the session's lock),
 --      session: [] or [{ output_seq, running_run_id, queued_runs, status }] (status null: not activity),
 --      stop: [{ id, ends, status, end_reason, error, end_seq, interrupt }] (runs that end, or are asked to stop),
 --      start: [{ id, start_seq, lease_ms }] (queued runs that start),
@@ -35,7 +36,8 @@ WITH expected AS (
   WHERE s.tenant_id = $2 AND s.id = $1 AND EXISTS (SELECT 1 FROM expected)
   FOR UPDATE OF s
 ), held AS (
-  SELECT r.id, r.status, COALESCE(r.not_before > clock_timestamp(), false) AS deferred FROM runs r
+  SELECT r.id, r.status, COALESCE(r.not_before > clock_timestamp(), false) AS deferred,
+    r.interrupt_requested_at IS NOT NULL AS interrupted FROM runs r
   WHERE r.tenant_id = $2 AND r.session_id = $1 AND (SELECT count(*) FROM cur) = 1
     AND r.id IN (SELECT (e->>'id')::uuid FROM expected x, jsonb_array_elements(x.runs) e)
   FOR UPDATE OF r
@@ -45,8 +47,9 @@ WITH expected AS (
     WHERE cur.status = x.status AND cur.version = x.version AND cur.output_seq = x.output_seq
       AND cur.running_run_id IS NOT DISTINCT FROM x.running_run_id AND cur.queued_runs = x.queued_runs
       AND cur.live = x.live
-      AND (SELECT count(*) FROM held h JOIN jsonb_to_recordset(x.runs) AS e(id uuid, status text, deferred boolean)
-             ON e.id = h.id AND e.status = h.status AND (e.deferred IS NULL OR e.deferred = h.deferred))
+      AND (SELECT count(*) FROM held h JOIN jsonb_to_recordset(x.runs) AS e(id uuid, status text, deferred boolean, interrupted boolean)
+             ON e.id = h.id AND e.status = h.status AND (e.deferred IS NULL OR e.deferred = h.deferred)
+               AND (e.interrupted IS NULL OR e.interrupted = h.interrupted))
         = jsonb_array_length(x.runs)
   ) AS ok
 ), stopped AS (
