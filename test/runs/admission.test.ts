@@ -204,6 +204,18 @@ for (const mode of MODES) {
       expect(Date.parse(done.startedAt ?? '')).toBeGreaterThanOrEqual(Date.parse(d.notBefore ?? '') - 100);
     });
 
+    it('cancelling a debounced run at the head of the queue starts the run behind it, nothing running', async () => {
+      const session = await a.create();
+      const rec = recording();
+      const d = await a.runs.start(session.id, rec.runner, { input: 'wait', ifBusy: 'debounce', debounceMs: 30_000 });
+      const e = await b.runs.start(session.id, rec.runner, { input: 'next', ifBusy: 'enqueue' });
+      expect([d.decision, e.decision]).toEqual(['debounced', 'queued']);
+      await b.runs.interrupt(session.id, { runId: d.id });
+      expect(await a.runs.get(session.id, d.id)).toMatchObject({ status: 'interrupted', startSeq: null });
+      expect((await b.runs.wait(session.id, e.id)).status).toBe('completed');
+      expect([...rec.runs.keys()]).toEqual([e.id]);
+    });
+
     it('validates debounce_ms', async () => {
       const session = await a.create();
       await expect(a.runs.start(session.id, recording().runner, { ifBusy: 'debounce' })).rejects.toMatchObject({ code: 'validation_failed' });
