@@ -56,11 +56,14 @@ export {
 } from './core/types.js';
 export {
   IF_BUSY,
+  MAX_DEBOUNCE_MS,
+  RUN_DECISIONS,
   RUN_STATUSES,
   TERMINAL_EVENT_TYPES,
   OUTPUT_EVENT_TYPES,
   GAP_EVENT_TYPE,
   type GapData,
+  type AdmittedRun,
   type IfBusy,
   type InputOptions,
   type InterruptOptions,
@@ -68,6 +71,7 @@ export {
   type OutputEvent,
   type Run,
   type RunContext,
+  type RunDecision,
   type Runner,
   type RunResult,
   type Runs,

@@ -49,7 +49,7 @@ export const PROBLEM_STATUS: Readonly<Record<ProblemCode, number>> = Object.free
   session_ended: 409,
   stale_fencing_token: 409,
   lock_timeout: 409,
-  run_in_progress: 409,
+  session_busy: 409,
   no_active_run: 409,
   run_ended: 409,
   interrupted: 409,

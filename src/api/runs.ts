@@ -3,7 +3,7 @@
  * (Server-Sent Events: `id:` = seq, `event:` = type, `data:` = the event as JSON).
  */
 import { Type, type Static } from 'typebox';
-import { IF_BUSY, MAX_INTERRUPT_WAIT_MS, RUN_STATUSES, type OutputEvent, type Run } from '../core/runs.js';
+import { IF_BUSY, MAX_DEBOUNCE_MS, MAX_INTERRUPT_WAIT_MS, RUN_DECISIONS, RUN_STATUSES, type AdmittedRun, type OutputEvent, type Run } from '../core/runs.js';
 import { Cursor, DateTime, Nullable, RunId, SessionId, StringEnum } from './common.js';
 
 export const RunStatus = StringEnum(RUN_STATUSES);
@@ -13,7 +13,10 @@ export const RunJson = Type.Object({
   session_id: Type.String(),
   status: RunStatus,
   owner: Nullable(Type.String()),
-  input: Type.Unknown(),
+  input: Type.Unknown({ description: 'The first of inputs' }),
+  inputs: Type.Array(Type.Unknown(), { description: 'Every input the run starts with, in arrival order (one unless merged or debounced)' }),
+  not_before: Nullable(DateTime),
+  takes_input: Type.Boolean(),
   error: Nullable(Type.String()),
   end_reason: Nullable(Type.String()),
   interrupt_requested_at: Nullable(DateTime),
@@ -28,7 +31,9 @@ export const RunJson = Type.Object({
 export type RunJsonType = Static<typeof RunJson>;
 
 export const IfBusy = StringEnum(IF_BUSY, {
-  description: 'When a run is going: refuse (409 run_in_progress), interrupt it and run after it, or queue behind it',
+  description:
+    'When the session has a run: reject (409 session_busy), enqueue behind it, interrupt it and run after it, steer the input ' +
+    'into it, latest (cancel what is queued, queue this), merge into the queued run, or debounce (with debounce_ms)',
 });
 export type IfBusyJson = Static<typeof IfBusy>;
 
@@ -36,6 +41,13 @@ export const StartRunBody = Type.Object(
   {
     input: Type.Optional(Type.Unknown()),
     if_busy: Type.Optional(IfBusy),
+    debounce_ms: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: MAX_DEBOUNCE_MS,
+        description: 'With if_busy debounce (required there): inputs that arrive within this many ms of the last one become one run',
+      }),
+    ),
     persist_output: Type.Optional(
       Type.Boolean({
         description:
@@ -46,6 +58,14 @@ export const StartRunBody = Type.Object(
   { additionalProperties: false },
 );
 export type StartRunJson = Static<typeof StartRunBody>;
+
+export const RunDecision = StringEnum(RUN_DECISIONS, {
+  description: 'What the admission did: started, queued, steered, merged, replaced, debounced or interrupted',
+});
+
+/** A start's answer: the run the decision concerns (new, or the one the input went into) and the decision. */
+export const StartedRunJson = Type.Object({ ...RunJson.properties, decision: RunDecision });
+export type StartedRunJsonType = Static<typeof StartedRunJson>;
 
 export const RunPage = Type.Object({ runs: Type.Array(RunJson), next_cursor: Nullable(Type.String()) });
 export type RunPageJson = Static<typeof RunPage>;
@@ -108,6 +128,9 @@ export function runJson(r: Run): RunJsonType {
     status: r.status,
     owner: r.owner,
     input: r.input,
+    inputs: r.inputs,
+    not_before: r.notBefore,
+    takes_input: r.takesInput,
     error: r.error,
     end_reason: r.endReason,
     interrupt_requested_at: r.interruptRequestedAt,
@@ -119,6 +142,10 @@ export function runJson(r: Run): RunJsonType {
     end_seq: r.endSeq,
     persist_output: r.persistOutput,
   };
+}
+
+export function startedRunJson(r: AdmittedRun): StartedRunJsonType {
+  return { ...runJson(r), decision: r.decision };
 }
 
 export function outputEventJson(e: OutputEvent): OutputEventJson {

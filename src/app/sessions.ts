@@ -60,7 +60,7 @@ export interface SessionsAdmin {
   /**
    * Deletes every session of `userId` in `options.tenant` (default "default") with its items,
    * runs and output, the events that name them and every cached copy, in batches of one
-   * transaction each. `run_in_progress` (409) while one of them has a run queued or running.
+   * transaction each. `session_busy` (409) while one of them has a run queued or running.
    */
   eraseUser(userId: string, options?: { tenant?: string; signal?: AbortSignal }): Promise<ErasureResult>;
   /** Deletes everything of a tenant, its API keys included; `tenant_not_found` when nothing names it. */

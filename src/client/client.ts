@@ -40,6 +40,7 @@ import type {
   ReadyJson,
   RunJson,
   RunPageJson,
+  StartedRunJson,
   SessionJson,
   SessionPageJson,
   StatsJson,
@@ -386,8 +387,13 @@ export class ItemsClient {
 }
 
 export interface StartRunRequestOptions extends RequestOptions {
-  /** When a run is going: `reject` (409 run_in_progress, the default), `interrupt` it, or `enqueue` behind it. */
+  /**
+   * When the session has a run: `reject` (409 session_busy, the default), `enqueue`, `interrupt`,
+   * `steer`, `latest`, `merge` or `debounce` (with `debounceMs`); the answer's `decision` says what happened.
+   */
   ifBusy?: IfBusyJson;
+  /** With `ifBusy: 'debounce'`: the quiet time (1..60000 ms) after the last input before the run starts. */
+  debounceMs?: number;
   /** Append the run's text output to the history as one assistant message when it completes or is interrupted. */
   persistOutput?: boolean;
 }
@@ -397,11 +403,15 @@ export class RunsClient {
   /** @internal */
   constructor(private readonly http: Transport) {}
 
-  /** Starts a run of the server's agent (202: running, or queued). */
-  start(sessionId: string, input?: unknown, opts: StartRunRequestOptions = {}): Promise<RunJson> {
+  /**
+   * Starts a run of the server's agent, or follows `ifBusy`: the run the decision concerns (a
+   * new one, or the one the input went into) with `decision`.
+   */
+  start(sessionId: string, input?: unknown, opts: StartRunRequestOptions = {}): Promise<StartedRunJson> {
     const body = {
       ...(input === undefined ? {} : { input }),
       ...(opts.ifBusy === undefined ? {} : { if_busy: opts.ifBusy }),
+      ...(opts.debounceMs === undefined ? {} : { debounce_ms: opts.debounceMs }),
       ...(opts.persistOutput === undefined ? {} : { persist_output: opts.persistOutput }),
     };
     return this.http.call('POST', `/v1/sessions/${id(sessionId)}/runs`, { ...opts, body });
@@ -477,7 +487,7 @@ export class AdminClient {
   /** @internal */
   constructor(private readonly http: Transport) {}
 
-  /** Erases every session of `userId` (in `query.tenant`, default the key's tenant); 409 `run_in_progress` while one has a run going. */
+  /** Erases every session of `userId` (in `query.tenant`, default the key's tenant); 409 `session_busy` while one has a run going. */
   eraseUser(userId: string, query: { tenant?: string } = {}, opts: RequestOptions = {}): Promise<ErasedJson> {
     return this.http.call('DELETE', `/v1/admin/users/${id(userId)}`, { ...opts, query });
   }

@@ -32,6 +32,7 @@ export type {
   ReadyJson,
   RunJsonType as RunJson,
   RunPageJson,
+  StartedRunJsonType as StartedRunJson,
   SessionJson,
   SessionPageJson,
   StartRunJson,

@@ -8,7 +8,7 @@
  * Batched: each batch of `batchSize` sessions is one transaction, so erasing a tenant of a
  * million sessions never holds one giant transaction or lock set; a failure part-way leaves
  * whole batches erased and the call can simply be repeated. Sessions with a run queued or
- * running are refused (409 run_in_progress) before anything of them is deleted: interrupt
+ * running are refused (409 session_busy) before anything of them is deleted: interrupt
  * the runs first (the erasure of a live conversation should be a deliberate step).
  */
 import { throwIfAborted } from './abort.js';
@@ -102,7 +102,7 @@ export class Erasure {
 }
 
 function runsInProgress(busy: number, erased: number): RunError {
-  return new RunError('run_in_progress', `${busy} session(s) to erase have a run queued or running; interrupt them first`, {
+  return new RunError('session_busy', `${busy} session(s) to erase have a run queued or running; interrupt them first`, {
     sessions: busy,
     erased,
   });

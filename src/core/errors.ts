@@ -23,7 +23,7 @@ export type ErrorCode =
   | 'unavailable'
   | 'aborted'
   | 'run_not_found'
-  | 'run_in_progress'
+  | 'session_busy'
   | 'no_active_run'
   | 'run_ended'
   | 'interrupted'
@@ -122,7 +122,7 @@ export function isAgentSessionsError(err: unknown): err is AgentSessionsError {
 export class RunError extends AgentSessionsError {
   override name = 'RunError';
   constructor(
-    code: 'run_not_found' | 'run_in_progress' | 'no_active_run' | 'run_ended' | 'interrupted',
+    code: 'run_not_found' | 'session_busy' | 'no_active_run' | 'run_ended' | 'interrupted',
     message: string,
     details?: Record<string, unknown>,
   ) {

@@ -87,6 +87,10 @@ type AbortReason = 'interrupted' | 'owner_lost' | 'owner_shutdown' | 'session_en
 
 interface LocalRun extends LocalRunSpec {
   state: 'pending' | 'queued' | 'running' | 'finishing';
+  /** Every input the run starts with (its row's `inputs`, read when it starts). */
+  initialInputs: readonly unknown[];
+  /** A debounced queued run: fires when its window should have closed, to start it (planDuePromotion). */
+  dueTimer: NodeJS.Timeout | null;
   controller: AbortController;
   abortReason: AbortReason | null;
   interrupt: { requestedAt: number | null; abortedAt: number | null; via: InterruptPath } | null;
@@ -207,6 +211,8 @@ export class RunExecutor implements Lifecycle {
     this.local.set(spec.id, {
       ...spec,
       state: 'pending',
+      initialInputs: [spec.input],
+      dueTimer: null,
       controller: new AbortController(),
       abortReason: null,
       interrupt: null,
@@ -228,8 +234,52 @@ export class RunExecutor implements Lifecycle {
   recorded(run: Run, session: Session | null): void {
     const local = this.local.get(run.id);
     if (!local || local.state !== 'pending') return;
-    if (run.status === 'running') this.launch(local, session);
-    else local.state = 'queued';
+    local.initialInputs = run.inputs;
+    if (run.status === 'running') {
+      this.launch(local, session);
+    } else {
+      local.state = 'queued';
+      if (run.notBefore !== null) this.scheduleDue(local, Date.parse(run.notBefore) - Date.now());
+    }
+  }
+
+  /**
+   * A debounced queued run of this instance: once its window closes, start it if it heads the
+   * queue and nothing runs (a run ending meanwhile promotes it instead). Its window may have
+   * moved (more input came): the database then says how much longer to wait.
+   */
+  private scheduleDue(local: LocalRun, ms: number): void {
+    if (local.dueTimer) clearTimeout(local.dueTimer);
+    local.dueTimer = setTimeout(() => {
+      local.dueTimer = null;
+      void this.promoteDue(local);
+    }, Math.max(0, Math.min(ms, 2_147_483_647)));
+    local.dueTimer.unref();
+  }
+
+  private async promoteDue(local: LocalRun): Promise<void> {
+    if (local.state !== 'queued' || this.closing) return;
+    let due;
+    try {
+      due = await this.repo.promoteDue(local.tenant, local.sessionId, local.id, this.options.leaseMs);
+    } catch (err) {
+      this.options.logger?.warn({ err, run_id: local.id }, 'a debounced run could not be started; trying again');
+      this.scheduleDue(local, this.options.heartbeatMs ?? Math.max(50, Math.floor(this.options.leaseMs / 3)));
+      return;
+    }
+    if (due.waitMs !== null) {
+      this.scheduleDue(local, due.waitMs);
+      return;
+    }
+    if (!due.run || local.state !== 'queued') return;
+    if (due.session) await this.options.onSessionWritten(due.session).catch(() => undefined);
+    await this.publish(local.tenant, local.sessionId, due.events);
+    if (due.run.status === 'running') {
+      local.initialInputs = due.run.inputs;
+      this.launch(local, null);
+    } else {
+      this.forget(local, due.run);
+    }
   }
 
   // -------------------------------------------------------------------------------------
@@ -306,7 +356,8 @@ export class RunExecutor implements Lifecycle {
       sessionId: local.sessionId,
       tenant: local.tenant,
       session,
-      input: local.input,
+      input: local.initialInputs[0] ?? local.input,
+      initialInputs: local.initialInputs,
       signal: local.controller.signal,
       inputs: local.inputs,
       emit: (event: NewOutputEvent) => {
@@ -427,6 +478,7 @@ export class RunExecutor implements Lifecycle {
 
   private forget(local: LocalRun, run: Run | null): void {
     this.local.delete(local.id);
+    if (local.dueTimer) clearTimeout(local.dueTimer);
     local.inputs.end(true);
     if (run) {
       local.resolveDone(run);
@@ -508,11 +560,13 @@ export class RunExecutor implements Lifecycle {
   private async reconcileQueued(local: LocalRun, row?: Pick<HeartbeatRow, 'status' | 'interruptRequested'>): Promise<void> {
     let status = row?.status;
     let interruptRequested = row?.interruptRequested ?? false;
-    if (!status) {
+    if (!status || status === 'running') {
+      // Read the row itself: a run that starts takes the inputs merged into it meanwhile.
       const run = await this.repo.get(local.tenant, local.sessionId, local.id).catch(() => null);
       if (!run) return;
       status = run.status;
       interruptRequested = run.interruptRequestedAt !== null;
+      if (local.state === 'queued') local.initialInputs = run.inputs;
     }
     if (local.state !== 'queued') return;
     if (status === 'running') {

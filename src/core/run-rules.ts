@@ -7,7 +7,7 @@
  */
 import { AgentSessionsError, ConflictError, RunError } from './errors.js';
 import { checkRunsQueued } from './limits.js';
-import type { EndedRunStatus, FinalizeRequest, IfBusy } from './runs.js';
+import type { EndedRunStatus, FinalizeRequest, IfBusy, RunDecision } from './runs.js';
 import { canTransition, ENDED_STATUSES, type SessionStatus } from './types.js';
 
 /** A session's run bookkeeping, from its locked row. */
@@ -33,10 +33,20 @@ export interface ActiveRun {
   owner: string | null;
   /** Whether its lease lapsed (by the database's clock): its owner stopped renewing it. */
   leaseLapsed: boolean;
-  /** The run's input; read only for the head of the queue, which a finalization may start. */
+  /** The run's input; read only for the first two queued runs, which a finalization may start. */
   input?: unknown;
   /** Whether its text output goes to the history when it ends (read for the running run). */
   persistOutput?: boolean;
+  /** Whether its runner reads input while it runs (read for the running run: `steer`). */
+  takesInput?: boolean;
+  /** Whether it was asked to stop: `steer` then queues the input instead of handing it to a run that is ending. */
+  interruptRequested?: boolean;
+  /**
+   * A debounced queued run: how long until its `not_before` (by the database's clock); 0 or
+   * absent when it may start. A run still inside its window is not promoted, and `debounce`
+   * gathers input into it.
+   */
+  startsInMs?: number;
 }
 
 /**
@@ -76,7 +86,7 @@ export interface SessionWrite {
 }
 
 export type RunWrite =
-  /** A new run row; its lease starts now. */
+  /** A new run row; its lease starts now; `inputs` is `[input]`; a `deferMs` queued run may not start before now + deferMs. */
   | {
       kind: 'insert';
       id: string;
@@ -86,7 +96,13 @@ export type RunWrite =
       startSeq: number | null;
       leaseMs: number;
       persistOutput: boolean;
+      takesInput: boolean;
+      deferMs: number | null;
     }
+  /** A queued run takes one more input (appended to its `inputs`); with `deferMs`, its `not_before` becomes now + deferMs. */
+  | { kind: 'append'; id: string; input: unknown; deferMs: number | null }
+  /** The running run gets input (a run_inputs row and `run.input`, as POST /input does). */
+  | { kind: 'steer'; id: string; input: unknown }
   /** A queued run starts: running, started now, a fresh lease. */
   | { kind: 'promote'; id: string; startSeq: number; leaseMs: number }
   /** The run ends now and lets go of its lease; `markInterrupted` records an interrupt request if none was. */
@@ -122,13 +138,21 @@ export interface AdmissionRequest {
   leaseMs: number;
   /** Default false. */
   persistOutput?: boolean;
+  /** The debounce window (`ifBusy: 'debounce'`); the database adds it to its own clock. */
+  debounceMs?: number;
+  /** Whether the new run's runner reads input while it runs. Default false. */
+  takesInput?: boolean;
 }
 
 export type Admission =
-  /** The run starts now: running, the session `active`. */
-  | { decision: 'start'; plan: WritePlan }
-  /** The run waits behind the running one (which `interrupt` asked to stop, cancelling what was queued). */
-  | { decision: 'queue'; plan: WritePlan }
+  | {
+      decision: RunDecision;
+      /** The run the decision concerns: the new one, or the run the input went into. */
+      runId: string;
+      /** Whether `runId` is a new run row. */
+      created: boolean;
+      plan: WritePlan;
+    }
   | { decision: 'refuse'; error: AgentSessionsError };
 
 export function isBusy(s: SessionRunState): boolean {
@@ -140,50 +164,44 @@ export function isEnded(s: SessionRunState): boolean {
   return !s.live || ENDED_STATUSES.includes(s.effectiveStatus);
 }
 
+/** Policies that look at the running and queued runs of a busy session. */
+const READS_RUNS: readonly IfBusy[] = ['interrupt', 'steer', 'latest', 'merge', 'debounce'];
+
 /**
- * Whether `admit` looks at the runs behind the session's bookkeeping: only an interrupt of a
- * busy session touches them, so the other starts need not read (and lock) them.
+ * Whether `admit` looks at the runs behind the session's bookkeeping: `reject` and `enqueue`
+ * decide on the counts alone, so they need not read (and lock) the runs.
  */
 export function admissionNeedsRuns(s: SessionRunState, ifBusy: IfBusy): boolean {
-  return ifBusy === 'interrupt' && isBusy(s) && !isEnded(s);
+  return READS_RUNS.includes(ifBusy) && isBusy(s) && !isEnded(s);
+}
+
+/** Whether a queued run is still inside its debounce window. */
+export function isDeferred(r: ActiveRun): boolean {
+  return (r.startsInMs ?? 0) > 0;
 }
 
 /**
- * Decides a start. An ended session refuses (`session_ended`); a busy one follows `ifBusy`:
- * `reject` refuses (`run_in_progress`), `enqueue` queues up to `maxQueued` (`queue_full`),
- * `interrupt` flags the running run, cancels the queued ones and queues this one behind it.
- * A session with no run starts it, unless its status cannot become `active`.
+ * Decides a start (SPEC §7.1). An ended session refuses (`session_ended`). A session with no
+ * run starts it (`started`; `debounce` queues it until the window closes: `debounced`). A busy
+ * one follows `ifBusy`:
+ * - `reject` refuses (`session_busy`);
+ * - `enqueue` queues it (`queued`), up to `maxQueued` (`queue_full`);
+ * - `interrupt` flags the running run, ends the queued ones and queues this one behind it
+ *   (`interrupted`);
+ * - `steer` hands the input to the running run (`steered`) if its runner takes input and it
+ *   was not asked to stop, else queues it as a follow-up, as `merge` does;
+ * - `latest` cancels every queued run and queues this one (`replaced`);
+ * - `merge` appends the input to the last queued run (`merged`), or queues one (`queued`);
+ * - `debounce` appends it to the last queued run while that run's window is open, moving the
+ *   window, or queues one with a window of its own (`debounced`).
+ * A new run that would wait behind nothing (no running run, and `interrupt` or `latest` ended
+ * everything queued) starts at once instead: a queued run starts only when a run ends or its
+ * window closes, so it would otherwise wait forever.
  */
 export function admit(state: RunLockState, req: AdmissionRequest): Admission {
   const s = state.session;
   if (isEnded(s)) {
     return refuse(new ConflictError('session_ended', `session ${s.id} is ${s.effectiveStatus}`, { status: s.effectiveStatus }));
-  }
-  if (isBusy(s)) {
-    switch (req.ifBusy) {
-      case 'reject':
-        return refuse(
-          new RunError('run_in_progress', `session ${s.id} already has a run`, { runId: s.runningRunId ?? undefined }),
-        );
-      case 'enqueue': {
-        const full = queueFull(s.queuedRuns, req.maxQueued);
-        return full ? refuse(full) : { decision: 'queue', plan: queue(s, req, s.queuedRuns + 1, [], []) };
-      }
-      case 'interrupt': {
-        const flag: RunWrite[] = state.running ? [{ kind: 'flag', id: state.running.id }] : [];
-        const cancel = state.queued.map((r): RunWrite => ({
-          kind: 'end',
-          id: r.id,
-          status: 'interrupted',
-          reason: 'interrupted',
-          error: null,
-          endSeq: null,
-          markInterrupted: true,
-        }));
-        const events = state.queued.map((r) => runEndedEvent(r.id, 'interrupted', 'interrupted', null));
-        return { decision: 'queue', plan: queue(s, req, s.queuedRuns - cancel.length + 1, [...flag, ...cancel], events) };
-      }
-    }
   }
   if (!canTransition(s.status, 'active')) {
     return refuse(
@@ -192,50 +210,136 @@ export function admit(state: RunLockState, req: AdmissionRequest): Admission {
       }),
     );
   }
+  const debounceMs = req.ifBusy === 'debounce' ? Math.max(1, req.debounceMs ?? 1) : null;
+  if (!isBusy(s)) {
+    if (debounceMs !== null) return newQueued(s, req, 'debounced', debounceMs, s.queuedRuns, [], []);
+    return start(s, req, 'started', s.queuedRuns, [], []);
+  }
+  const tail = state.queued.at(-1) ?? null;
+  switch (req.ifBusy) {
+    case 'reject':
+      return refuse(new RunError('session_busy', `session ${s.id} already has a run`, { runId: s.runningRunId ?? undefined }));
+    case 'enqueue':
+      return newQueued(s, req, 'queued', null, s.queuedRuns, [], []);
+    case 'interrupt': {
+      const flag: RunWrite[] = state.running ? [{ kind: 'flag', id: state.running.id }] : [];
+      const ended = state.queued.map((r): RunWrite => ({
+        kind: 'end',
+        id: r.id,
+        status: 'interrupted',
+        reason: 'interrupted',
+        error: null,
+        endSeq: null,
+        markInterrupted: true,
+      }));
+      const events = state.queued.map((r) => runEndedEvent(r.id, 'interrupted', 'interrupted', null));
+      const left = s.queuedRuns - ended.length;
+      if (!state.running && left === 0) return start(s, req, 'started', 0, ended, events);
+      return newQueued(s, req, state.running ? 'interrupted' : 'queued', null, left, [...flag, ...ended], events, true);
+    }
+    case 'steer':
+      if (state.running?.takesInput === true && state.running.interruptRequested !== true) {
+        return { decision: 'steered', runId: state.running.id, created: false, plan: join([{ kind: 'steer', id: state.running.id, input: req.input }]) };
+      }
+      return followUp(s, req, tail);
+    case 'latest': {
+      const cancel = state.queued.map((r): RunWrite => ({
+        kind: 'end',
+        id: r.id,
+        status: 'cancelled',
+        reason: 'replaced',
+        error: null,
+        endSeq: null,
+        markInterrupted: false,
+      }));
+      const events = state.queued.map((r) => runEndedEvent(r.id, 'cancelled', 'replaced', null));
+      const left = s.queuedRuns - cancel.length;
+      const decision = cancel.length > 0 ? 'replaced' : 'queued';
+      if (!state.running && left === 0) return start(s, req, cancel.length > 0 ? 'replaced' : 'started', 0, cancel, events);
+      return newQueued(s, req, decision, null, left, cancel, events, true);
+    }
+    case 'merge':
+      return followUp(s, req, tail);
+    case 'debounce':
+      if (tail && isDeferred(tail)) {
+        return { decision: 'debounced', runId: tail.id, created: false, plan: join([{ kind: 'append', id: tail.id, input: req.input, deferMs: debounceMs }]) };
+      }
+      return newQueued(s, req, 'debounced', debounceMs, s.queuedRuns, [], []);
+  }
+}
+
+/** `merge`, and `steer` to a run that takes no input: into the last queued run, else a new one. */
+function followUp(s: SessionRunState, req: AdmissionRequest, tail: ActiveRun | null): Admission {
+  if (tail) return { decision: 'merged', runId: tail.id, created: false, plan: join([{ kind: 'append', id: tail.id, input: req.input, deferMs: null }]) };
+  return newQueued(s, req, 'queued', null, s.queuedRuns, [], []);
+}
+
+/** Input that joins an existing run: the session's bookkeeping is unchanged. */
+function join(runs: RunWrite[]): WritePlan {
+  return { session: null, runs, output: [], outbox: [] };
+}
+
+function start(s: SessionRunState, req: AdmissionRequest, decision: RunDecision, queuedRuns: number, runs: RunWrite[], outbox: PlannedEvent[]): Admission {
   const seq = s.outputSeq + 1;
-  const outbox: PlannedEvent[] = [];
-  if (s.status !== 'active') outbox.push(statusChanged(s, 'active'));
-  outbox.push(runStartedEvent(req.runId, req.input, req.owner));
+  const events = [...outbox];
+  if (s.status !== 'active') events.push(statusChanged(s, 'active'));
+  events.push(runStartedEvent(req.runId, req.input, req.owner));
   return {
-    decision: 'start',
+    decision,
+    runId: req.runId,
+    created: true,
     plan: {
-      session: { outputSeq: seq, runningRunId: req.runId, queuedRuns: s.queuedRuns, status: 'active' },
-      runs: [
-        {
-          kind: 'insert',
-          id: req.runId,
-          status: 'running',
-          owner: req.owner,
-          input: req.input,
-          startSeq: seq,
-          leaseMs: req.leaseMs,
-          persistOutput: req.persistOutput ?? false,
-        },
-      ],
+      session: { outputSeq: seq, runningRunId: req.runId, queuedRuns, status: 'active' },
+      runs: [...runs, insert(req, 'running', seq, null)],
       output: [runningEvent(seq, req.runId)],
-      outbox,
+      outbox: events,
     },
   };
 }
 
-function queue(s: SessionRunState, req: AdmissionRequest, queuedRuns: number, runs: RunWrite[], outbox: PlannedEvent[]): WritePlan {
+/**
+ * A new queued run behind `queuedRuns` others (`uncapped`: the policy made room itself, so
+ * `maxQueued` does not apply), after `runs`' writes and `outbox`'s events.
+ */
+function newQueued(
+  s: SessionRunState,
+  req: AdmissionRequest,
+  decision: RunDecision,
+  deferMs: number | null,
+  queuedRuns: number,
+  runs: RunWrite[],
+  outbox: PlannedEvent[],
+  uncapped = false,
+): Admission {
+  if (!uncapped) {
+    const full = queueFull(queuedRuns, req.maxQueued);
+    if (full) return refuse(full);
+  }
   return {
-    session: { outputSeq: s.outputSeq, runningRunId: s.runningRunId, queuedRuns, status: null },
-    runs: [
-      ...runs,
-      {
-        kind: 'insert',
-        id: req.runId,
-        status: 'queued',
-        owner: req.owner,
-        input: req.input,
-        startSeq: null,
-        leaseMs: req.leaseMs,
-        persistOutput: req.persistOutput ?? false,
-      },
-    ],
-    output: [],
-    outbox,
+    decision,
+    runId: req.runId,
+    created: true,
+    plan: {
+      session: { outputSeq: s.outputSeq, runningRunId: s.runningRunId, queuedRuns: queuedRuns + 1, status: null },
+      runs: [...runs, insert(req, 'queued', null, deferMs)],
+      output: [],
+      outbox: [...outbox, runQueuedEvent(req.runId, req.input, req.owner, deferMs)],
+    },
+  };
+}
+
+function insert(req: AdmissionRequest, status: 'running' | 'queued', startSeq: number | null, deferMs: number | null): RunWrite {
+  return {
+    kind: 'insert',
+    id: req.runId,
+    status,
+    owner: req.owner,
+    input: req.input,
+    startSeq,
+    leaseMs: req.leaseMs,
+    persistOutput: req.persistOutput ?? false,
+    takesInput: req.takesInput ?? false,
+    deferMs,
   };
 }
 
@@ -271,7 +375,9 @@ export interface Finalization {
  * or (for the sweep) still leased. A running run gets its terminal event (`done`, or `error`
  * when it failed); then, if the session is live, the head of the queue starts (its `status`
  * event and `run.started`), and if it has ended, what was queued is ended too
- * (`session_ended`). The session leaves `active` only when nothing else runs and it is live.
+ * (`session_ended`). A head still inside its debounce window is left queued (its owner's timer
+ * starts it: planDuePromotion). The session leaves `active` only when nothing else runs and it
+ * is live.
  *
  * A running run that asked to persist its output and ends completed or interrupted (what the
  * assistant said before it was stopped) has it appended to the history, if the session is
@@ -316,7 +422,10 @@ export function planFinalization(state: RunLockState, req: FinalizationRequest):
       cancelled.push(r.id);
     }
     queuedRuns = 0;
-  } else if (wasRunning && waiting.length > 0) {
+  } else if ((wasRunning || s.runningRunId === null) && s.live && waiting.length > 0 && !isDeferred(waiting[0] as ActiveRun)) {
+    // The next run starts when the running run ends, or when a queued run ahead of it ended with
+    // nothing running (a debounced head whose owner was lost). A head still inside its debounce
+    // window stays queued: its owner starts it when the window closes.
     promoted = waiting[0] as ActiveRun;
     const startSeq = ++seq;
     runs.push({ kind: 'promote', id: promoted.id, startSeq, leaseMs: req.leaseMs });
@@ -324,8 +433,9 @@ export function planFinalization(state: RunLockState, req: FinalizationRequest):
     outbox.push(runStartedEvent(promoted.id, promoted.input ?? null, promoted.owner));
     queuedRuns -= 1;
   }
-  const runningRunId = wasRunning ? (promoted?.id ?? null) : s.runningRunId;
-  const status = wasRunning && !promoted && s.status === 'active' && s.live ? req.sessionStatus : null;
+  const runningRunId = wasRunning || promoted ? (promoted?.id ?? null) : s.runningRunId;
+  // A run that follows the running one keeps the session `active` as it was; one that starts on an idle session makes it so.
+  const status = promoted ? (wasRunning ? null : 'active') : wasRunning && s.status === 'active' && s.live ? req.sessionStatus : null;
   if (status !== null && status !== s.status) outbox.unshift(statusChanged(s, status));
   const persist = wasRunning && run.persistOutput === true && req.status !== 'failed' && s.live;
   return {
@@ -342,6 +452,55 @@ export function planFinalization(state: RunLockState, req: FinalizationRequest):
 }
 
 // ---------------------------------------------------------------------------------------
+// A debounced run whose window closed
+
+export type DuePromotionPlan =
+  /** The run starts now. */
+  | { kind: 'promote'; plan: WritePlan }
+  /** Still inside its window: ask again in `waitMs`. */
+  | { kind: 'wait'; waitMs: number }
+  /** The session ended while it waited: it ends without running. */
+  | { kind: 'end'; plan: WritePlan }
+  /** Nothing to do: it is not queued any more, or another run is ahead of it or running (whose end promotes it). */
+  | { kind: 'none' };
+
+/**
+ * Starts the queued run `runId` when its window has closed, it heads the queue and nothing
+ * runs: what finalization's promotion would have done had a run ended then.
+ */
+export function planDuePromotion(state: RunLockState, runId: string, leaseMs: number): DuePromotionPlan {
+  const s = state.session;
+  const head = state.queued[0];
+  if (!head || head.id !== runId || state.running || s.runningRunId !== null) return { kind: 'none' };
+  if (isEnded(s)) {
+    return {
+      kind: 'end',
+      plan: {
+        session: { outputSeq: s.outputSeq, runningRunId: null, queuedRuns: Math.max(0, s.queuedRuns - 1), status: null },
+        runs: [{ kind: 'end', id: head.id, status: 'interrupted', reason: 'session_ended', error: null, endSeq: null, markInterrupted: false }],
+        output: [],
+        outbox: [runEndedEvent(head.id, 'interrupted', 'session_ended', null)],
+      },
+    };
+  }
+  if (isDeferred(head)) return { kind: 'wait', waitMs: head.startsInMs ?? 0 };
+  if (!canTransition(s.status, 'active')) return { kind: 'none' };
+  const seq = s.outputSeq + 1;
+  const outbox: PlannedEvent[] = [];
+  if (s.status !== 'active') outbox.push(statusChanged(s, 'active'));
+  outbox.push(runStartedEvent(head.id, head.input ?? null, head.owner));
+  return {
+    kind: 'promote',
+    plan: {
+      session: { outputSeq: seq, runningRunId: head.id, queuedRuns: Math.max(0, s.queuedRuns - 1), status: 'active' },
+      runs: [{ kind: 'promote', id: head.id, startSeq: seq, leaseMs }],
+      output: [runningEvent(seq, head.id)],
+      outbox,
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------
 // Interrupt
 
 export interface InterruptPlan {
@@ -351,13 +510,15 @@ export interface InterruptPlan {
   flagged: string | null;
   /** The queued run cancelled (it never starts). */
   cancelled: string | null;
+  /** The queued run that starts because the cancelled one headed the queue and nothing ran. */
+  promoted?: string | null;
 }
 
 /**
  * An interrupt decided on the locked rows: the running run (or the one `runId` names, if it
  * runs) is flagged; a queued run `runId` names is cancelled outright, so it never starts.
  */
-export function planInterrupt(state: RunLockState, runId: string | undefined): InterruptPlan {
+export function planInterrupt(state: RunLockState, runId: string | undefined, leaseMs?: number): InterruptPlan {
   const running = state.running;
   if (running && (runId === undefined || runId === running.id)) {
     return { plan: { session: null, runs: [{ kind: 'flag', id: running.id }], output: [], outbox: [] }, flagged: running.id, cancelled: null };
@@ -365,10 +526,30 @@ export function planInterrupt(state: RunLockState, runId: string | undefined): I
   const queued = runId === undefined ? undefined : state.queued.find((r) => r.id === runId);
   if (!queued) return { plan: null, flagged: null, cancelled: null };
   const s = state.session;
+  const end: RunWrite = { kind: 'end', id: queued.id, status: 'interrupted', reason: 'interrupted', error: null, endSeq: null, markInterrupted: true };
+  const next = state.queued.find((r) => r.id !== queued.id);
+  if (leaseMs !== undefined && !running && s.runningRunId === null && state.queued[0]?.id === queued.id && next && !isDeferred(next) && !isEnded(s)) {
+    // The head of a queue nothing runs ahead of (a debounced run) is cancelled: the next one starts, or nothing would start it.
+    const seq = s.outputSeq + 1;
+    const outbox = [runEndedEvent(queued.id, 'interrupted', 'interrupted', null)];
+    if (s.status !== 'active') outbox.push(statusChanged(s, 'active'));
+    outbox.push(runStartedEvent(next.id, next.input ?? null, next.owner));
+    return {
+      plan: {
+        session: { outputSeq: seq, runningRunId: next.id, queuedRuns: Math.max(0, s.queuedRuns - 2), status: 'active' },
+        runs: [end, { kind: 'promote', id: next.id, startSeq: seq, leaseMs }],
+        output: [runningEvent(seq, next.id)],
+        outbox,
+      },
+      flagged: null,
+      cancelled: queued.id,
+      promoted: next.id,
+    };
+  }
   return {
     plan: {
       session: { outputSeq: s.outputSeq, runningRunId: s.runningRunId, queuedRuns: Math.max(0, s.queuedRuns - 1), status: null },
-      runs: [{ kind: 'end', id: queued.id, status: 'interrupted', reason: 'interrupted', error: null, endSeq: null, markInterrupted: true }],
+      runs: [end],
       output: [],
       outbox: [runEndedEvent(queued.id, 'interrupted', 'interrupted', null)],
     },
@@ -383,10 +564,15 @@ const RUN_ENDED_EVENT: Record<EndedRunStatus, string> = {
   completed: 'run.completed',
   failed: 'run.failed',
   interrupted: 'run.interrupted',
+  cancelled: 'run.cancelled',
 };
 
 function runEndedEvent(runId: string, status: EndedRunStatus, reason: string, error: string | null): PlannedEvent {
   return { type: RUN_ENDED_EVENT[status], payload: { run_id: runId, status, reason, error } };
+}
+
+function runQueuedEvent(runId: string, input: unknown, owner: string | null, deferMs: number | null): PlannedEvent {
+  return { type: 'run.queued', payload: { run_id: runId, input: input ?? null, owner, ...(deferMs === null ? {} : { debounce_ms: deferMs }) } };
 }
 
 function runStartedEvent(runId: string, input: unknown, owner: string | null): PlannedEvent {

@@ -17,6 +17,8 @@ import {
   isRunEnded,
   isTerminalEvent,
   MAX_INTERRUPT_WAIT_MS,
+  MAX_DEBOUNCE_MS,
+  type AdmittedRun,
   type InputOptions,
   type InterruptOptions,
   type OutputEvent,
@@ -86,10 +88,11 @@ export class RunService implements Runs {
   }
 
   /**
-   * Starts a run of `runner` on this instance. Resolves once the run is recorded (running,
-   * or queued with `ifBusy: 'enqueue' | 'interrupt'`); the runner goes on in the background.
+   * Starts a run of `runner` on this instance, or follows `ifBusy` when the session has a run
+   * (SPEC §7.1). Resolves once the decision is recorded, to the run it concerns (the new one,
+   * or the run the input went into) with `decision`; the runner goes on in the background.
    */
-  async start(sessionId: string, runner: Runner | undefined = this.agent ?? undefined, opts: StartRunOptions = {}): Promise<Run> {
+  async start(sessionId: string, runner: Runner | undefined = this.agent ?? undefined, opts: StartRunOptions = {}): Promise<AdmittedRun> {
     throwIfAborted(opts.signal);
     checkId(sessionId, 'session id');
     if (typeof runner !== 'function') throw new ValidationError('a runner function is required');
@@ -99,6 +102,15 @@ export class RunService implements Runs {
     const input = opts.input ?? null;
     const persistOutput = opts.persistOutput ?? false;
     if (typeof persistOutput !== 'boolean') throw new ValidationError('persist_output must be a boolean', { field: 'persist_output' });
+    const debounceMs = opts.debounceMs;
+    if (debounceMs !== undefined && (!Number.isSafeInteger(debounceMs) || debounceMs < 1 || debounceMs > MAX_DEBOUNCE_MS)) {
+      throw new ValidationError(`debounce_ms must be an integer from 1 to ${MAX_DEBOUNCE_MS}`, { field: 'debounce_ms' });
+    }
+    if (ifBusy === 'debounce' && debounceMs === undefined) {
+      throw new ValidationError('if_busy debounce needs debounce_ms', { field: 'debounce_ms' });
+    }
+    const takesInput = opts.takesInput ?? runner.takesInput ?? false;
+    if (typeof takesInput !== 'boolean') throw new ValidationError('takesInput must be a boolean', { field: 'takes_input' });
     checkSize('input', input, this.options.maxInputBytes, this.jsonShape);
     await this.executor.ready();
     const tenant = opts.tenant ?? DEFAULT_TENANT;
@@ -119,11 +131,15 @@ export class RunService implements Runs {
         ifBusy,
         maxQueued: this.options.maxQueued,
         persistOutput,
+        debounceMs: ifBusy === 'debounce' ? debounceMs : undefined,
+        takesInput,
       });
     } catch (err) {
       this.executor.discard(id);
       throw err;
     }
+    // The input joined a run that exists: this instance has nothing of its own to execute.
+    if (!result.created) this.executor.discard(id);
     const recorded = result;
     // Caches, live output, signals and the launch wait for the commit (commit-effects.ts).
     await afterCommit(async () => {
@@ -134,9 +150,13 @@ export class RunService implements Runs {
       for (const r of [...recorded.interrupted, ...recorded.cancelled]) {
         await this.executor.deliver(r.owner, { type: 'interrupt', sessionId: r.sessionId, runId: r.id, requestedAt });
       }
-      this.executor.recorded(recorded.run, recorded.session);
+      if (recorded.decision === 'steered' && recorded.inputSeq !== null) {
+        const r = recorded.run;
+        await this.executor.deliver(r.owner, { type: 'input', sessionId: r.sessionId, runId: r.id, seq: recorded.inputSeq });
+      }
+      if (recorded.created) this.executor.recorded(recorded.run, recorded.session);
     });
-    return result.run;
+    return { ...result.run, decision: result.decision };
   }
 
   async get(sessionId: string, runId: string, opts: CallOptions = {}): Promise<Run> {
@@ -175,7 +195,8 @@ export class RunService implements Runs {
       throw new ValidationError(`wait_ms must be an integer from 0 to ${MAX_INTERRUPT_WAIT_MS}`, { field: 'wait_ms' });
     }
     const tenant = opts.tenant ?? DEFAULT_TENANT;
-    const runs = await this.repo.requestInterrupt(tenant, sessionId, opts.runId);
+    // A promoted run (the cancelled one headed a queue nothing ran ahead of) is told too: its owner starts it.
+    const runs = await this.repo.requestInterrupt(tenant, sessionId, opts.runId, this.options.leaseMs);
     if (runs === null) throw new NotFoundError('session', sessionId);
     const first = runs[0];
     if (!first) {

@@ -5,13 +5,31 @@
 import type { Lifecycle } from './ports.js';
 import type { CallOptions, Page, Session } from './types.js';
 
-export const RUN_STATUSES = ['queued', 'running', 'completed', 'failed', 'interrupted'] as const;
+/** `cancelled`: a queued run a policy dropped (`latest`); it never ran. */
+export const RUN_STATUSES = ['queued', 'running', 'completed', 'failed', 'interrupted', 'cancelled'] as const;
 export type RunStatus = (typeof RUN_STATUSES)[number];
-export type EndedRunStatus = 'completed' | 'failed' | 'interrupted';
+export type EndedRunStatus = 'completed' | 'failed' | 'interrupted' | 'cancelled';
 
-/** What `start` does when the session already has a run: refuse, stop it first, or wait behind it. */
-export const IF_BUSY = ['reject', 'interrupt', 'enqueue'] as const;
+/**
+ * What `start` does when the session already has a run (SPEC §7.1): refuse, wait behind it,
+ * stop it first, deliver the input into it, replace what was queued, add the input to the
+ * queued run, or gather inputs for `debounceMs` into one run.
+ */
+export const IF_BUSY = ['reject', 'enqueue', 'interrupt', 'steer', 'latest', 'merge', 'debounce'] as const;
 export type IfBusy = (typeof IF_BUSY)[number];
+
+/**
+ * What an admission did: `started` (the run runs now), `queued` (a new queued run),
+ * `steered` (the input went into the running run), `merged` (appended to the queued run),
+ * `replaced` (the queued runs were cancelled, this one queued), `debounced` (gathered into a
+ * run that starts when no input came for `debounceMs`), `interrupted` (the running run was
+ * asked to stop and this one follows).
+ */
+export const RUN_DECISIONS = ['started', 'queued', 'steered', 'merged', 'replaced', 'debounced', 'interrupted'] as const;
+export type RunDecision = (typeof RUN_DECISIONS)[number];
+
+/** The longest debounce window, in ms. */
+export const MAX_DEBOUNCE_MS = 60_000;
 
 export interface Run {
   id: string;
@@ -20,7 +38,14 @@ export interface Run {
   status: RunStatus;
   /** Instance id of the process that executes (or will execute) the run. */
   owner: string | null;
+  /** The first of `inputs` (the shape before inputs could be merged). */
   input: unknown;
+  /** Every input the run starts with, in arrival order: one unless merged or debounced. */
+  inputs: unknown[];
+  /** A debounced queued run does not start before this. */
+  notBefore: string | null;
+  /** Whether the runner reads input while it runs (else `steer` queues input as a follow-up). */
+  takesInput: boolean;
   error: string | null;
   /** Why it ended: completed, interrupted, runner_error, owner_lost, owner_shutdown, session_ended, ... */
   endReason: string | null;
@@ -100,7 +125,10 @@ export interface RunContext {
   readonly tenant: string;
   /** The session as it was when the run started. */
   readonly session: Session;
+  /** The first of `initialInputs`. */
   readonly input: unknown;
+  /** Every input the run starts with, in arrival order (one unless merged or debounced). */
+  readonly initialInputs: readonly unknown[];
   /** Fires when any instance interrupts the run (reason: an `AgentSessionsError` with code `interrupted`), or when this instance loses or gives up the run. */
   readonly signal: AbortSignal;
   /**
@@ -118,7 +146,11 @@ export interface RunResult {
   sessionStatus?: 'idle' | 'waiting_input';
 }
 
-export type Runner = (run: RunContext) => Promise<RunResult | void> | RunResult | void;
+/**
+ * A runner; one that reads `run.inputs` while it runs may say so with `takesInput: true` (the
+ * built-in command and demo runners do), so `ifBusy: 'steer'` delivers into it by default.
+ */
+export type Runner = ((run: RunContext) => Promise<RunResult | void> | RunResult | void) & { readonly takesInput?: boolean };
 
 export interface StartRunOptions extends CallOptions {
   ifBusy?: IfBusy;
@@ -129,7 +161,14 @@ export interface StartRunOptions extends CallOptions {
    * Default false.
    */
   persistOutput?: boolean;
+  /** With `ifBusy: 'debounce'`: the quiet time (1..60000 ms) after the last input before the run starts. */
+  debounceMs?: number;
+  /** Whether the runner reads `run.inputs` while it runs (default: the runner's own `takesInput`, else false; `steer` then queues a follow-up). */
+  takesInput?: boolean;
 }
+
+/** A started (or queued, or joined) run, with what the admission decided. */
+export type AdmittedRun = Run & { decision: RunDecision };
 
 export interface StreamOptions extends CallOptions {
   /**
@@ -169,7 +208,7 @@ export interface Runs {
    * Starts a run of `runner` (default: the configured agent) on this instance. Resolves once
    * the run is recorded (running, or queued per `ifBusy`); the runner goes on in the background.
    */
-  start(sessionId: string, runner?: Runner, opts?: StartRunOptions): Promise<Run>;
+  start(sessionId: string, runner?: Runner, opts?: StartRunOptions): Promise<AdmittedRun>;
   get(sessionId: string, runId: string, opts?: CallOptions): Promise<Run>;
   /** Runs of a session, newest first. */
   list(sessionId: string, query?: { cursor?: string; limit?: number }, opts?: CallOptions): Promise<Page<Run>>;
@@ -200,17 +239,27 @@ export interface StartRunRequest {
   maxQueued: number;
   /** Default false. */
   persistOutput?: boolean;
+  /** With `ifBusy: 'debounce'`. */
+  debounceMs?: number;
+  /** Default false. */
+  takesInput?: boolean;
 }
 
 export interface StartRunResult {
+  /** The run the decision concerns: the one inserted, or the running or queued run the input went into. */
   run: Run;
+  decision: RunDecision;
+  /** Whether `run` is a new row (else the input joined an existing run). */
+  created: boolean;
+  /** With `steered`: the input's seq among the running run's inputs. */
+  inputSeq: number | null;
   /** The session after the write, when its status or version changed. */
   session: Session | null;
   /** Output events the start wrote (the `status: running` event). */
   events: OutputEvent[];
   /** Running runs flagged for interruption by `ifBusy: 'interrupt'`. */
   interrupted: Run[];
-  /** Queued runs cancelled by `ifBusy: 'interrupt'`. */
+  /** Queued runs ended by `ifBusy: 'interrupt'` or cancelled by `ifBusy: 'latest'`. */
   cancelled: Run[];
   /** A queued run that was promoted to running by this write (when the session fell idle meanwhile). */
   promoted: Run | null;
@@ -243,6 +292,15 @@ export interface FinalizeResult {
   cancelled: Run[];
 }
 
+/** What `promoteDue` did: started the run (`run`), or found it still inside its window (`waitMs`), or neither. */
+export interface DuePromotion {
+  run: Run | null;
+  session: Session | null;
+  /** The `status: running` event of the run it started. */
+  events: OutputEvent[];
+  waitMs: number | null;
+}
+
 export interface HeartbeatRow {
   id: string;
   status: RunStatus;
@@ -272,7 +330,7 @@ export interface RunRepository {
    * Flags the running run (or cancels a queued one when `runId` names it). Resolves to the
    * runs it changed; null when the session does not exist.
    */
-  requestInterrupt(tenant: string, sessionId: string, runId: string | undefined): Promise<Run[] | null>;
+  requestInterrupt(tenant: string, sessionId: string, runId: string | undefined, leaseMs?: number): Promise<Run[] | null>;
   /** Stores input for the running run; null when the session does not exist, run null when none runs. */
   addInput(tenant: string, sessionId: string, runId: string | undefined, data: unknown): Promise<{ run: Run | null; seq: number } | null>;
   readInputs(runId: string, afterSeq: number): Promise<RunInput[]>;
@@ -291,6 +349,13 @@ export interface RunRepository {
   finalize(req: FinalizeRequest): Promise<FinalizeResult | null>;
   /** Runs whose lease lapsed (candidates for the orphan sweep). */
   orphans(limit: number): Promise<Array<{ id: string; tenant: string; sessionId: string; status: RunStatus }>>;
+  /**
+   * Starts a debounced queued run whose `not_before` has passed, when it heads its session's
+   * queue and nothing runs (its owner's timer). `waitMs`: still inside its window, ask again
+   * then (by the database's clock); null and no run: nothing to do (it ended, was promoted,
+   * or waits behind another run, whose end promotes it).
+   */
+  promoteDue(tenant: string, sessionId: string, runId: string, leaseMs: number): Promise<DuePromotion>;
 }
 
 export type RunSignal =

@@ -139,7 +139,7 @@ interface ChatBackend {
 
 const PAGE = 100;
 const TERMINAL = new Set(['done', 'error']);
-const ENDED = new Set(['completed', 'failed', 'interrupted']);
+const ENDED = new Set(['completed', 'failed', 'interrupted', 'cancelled']);
 const DEFAULT_KEEP_ALIVE_MS = 15_000;
 
 const hasCode = (err: unknown, code: string) => typeof err === 'object' && err !== null && (err as { code?: unknown }).code === code;

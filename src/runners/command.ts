@@ -1,6 +1,7 @@
 /**
- * The command runner (`AGENT_COMMAND`): one child process per run. The run's input is the
- * first line on stdin and every forwarded input another line; every stdout line becomes an
+ * The command runner (`AGENT_COMMAND`): one child process per run. The run's inputs (one
+ * unless merged or debounced) are the first lines on stdin, and every forwarded (or steered)
+ * input another line; every stdout line becomes an
  * output event (a JSON object with a string `type` passes through as a structured event,
  * anything else is `text`). An interrupt sends SIGINT, then SIGTERM and SIGKILL after grace
  * periods, to the child's whole process group. Exit code 0 completes the run; anything
@@ -56,7 +57,7 @@ export function commandRunner(options: CommandRunnerOptions): Runner {
   const interruptGraceMs = options.interruptGraceMs ?? 2_000;
   const killGraceMs = options.killGraceMs ?? 5_000;
   const maxLine = options.maxLineLength ?? 256 * 1024;
-  return (run) =>
+  const runner: Runner = (run) =>
     new Promise<void>((resolve, reject) => {
       const child = spawn(options.command, {
         shell: true,
@@ -85,7 +86,9 @@ export function commandRunner(options: CommandRunnerOptions): Runner {
       else run.signal.addEventListener('abort', onAbort, { once: true });
 
       child.stdin.on('error', () => undefined);
-      if (run.input !== null && run.input !== undefined) child.stdin.write(toLine(run.input));
+      for (const input of run.initialInputs) {
+        if (input !== null && input !== undefined) child.stdin.write(toLine(input));
+      }
       void (async () => {
         for await (const input of run.inputs) {
           if (!child.stdin.writable) break;
@@ -127,4 +130,6 @@ export function commandRunner(options: CommandRunnerOptions): Runner {
         finish();
       });
     });
+  // Input sent or steered while it runs is written to the child's stdin.
+  return Object.assign(runner, { takesInput: true });
 }

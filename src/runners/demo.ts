@@ -3,8 +3,10 @@
  * streaming, resume, interrupt and input can be tried with nothing installed.
  *
  * Input: a string, or `{ text?, words?, delay_ms? }` (reply length in words, at most
- * 10,000; delay per word, at most 1,000 ms). Input sent while it streams is answered after
- * the reply; an interrupt stops it between two words.
+ * 10,000; delay per word, at most 1,000 ms). A run that starts with several inputs (merged or
+ * debounced) answers each in turn. Input sent (or steered) while it streams is woven into the
+ * reply at the next word: a short answer to it, then the reply goes on; an interrupt stops it
+ * between two words.
  */
 import type { Runner } from '../core/runs.js';
 import { sleep } from '../core/abort.js';
@@ -48,8 +50,9 @@ function reply(text: string, words: number): string[] {
 
 export function demoRunner(options: DemoRunnerOptions = {}): Runner {
   const defaults = { wordDelayMs: options.wordDelayMs ?? 40, words: options.words ?? 24 };
-  return async (run) => {
-    const { text, words, delayMs } = parse(run.input, defaults);
+  const runner: Runner = async (run) => {
+    const initial = run.initialInputs.length > 0 ? run.initialInputs : [run.input];
+    const { text, words, delayMs } = parse(initial[0], defaults);
     const received: unknown[] = [];
     // Collects input while the reply streams; the iteration ends with the run.
     void (async () => {
@@ -58,18 +61,20 @@ export function demoRunner(options: DemoRunnerOptions = {}): Runner {
         await run.emit({ type: 'status', data: { state: 'input_received', input } });
       }
     })().catch(() => undefined);
-    const say = async (parts: string[]) => {
+    const answer = (input: unknown) => reply(typeof input === 'string' ? input : JSON.stringify(input), Math.min(words, 12));
+    // `weave`: input that arrived is answered before the next word of this reply.
+    const say = async (parts: string[], weave: boolean) => {
       for (const [i, word] of parts.entries()) {
+        while (weave && received.length > 0) await say(['\n', ...answer(received.shift()), '\n'], false);
         await sleep(delayMs, run.signal);
         await run.emit({ type: 'text', data: { text: i === 0 ? word : ` ${word}` } });
       }
     };
-    await say(reply(text, words));
-    while (received.length > 0) {
-      const next = received.shift();
-      const said = typeof next === 'string' ? next : JSON.stringify(next);
-      await say(['\n', ...reply(said, Math.min(words, 12))]);
-    }
+    await say(reply(text, words), true);
+    for (const more of initial.slice(1)) await say(['\n', ...answer(parse(more, defaults).text || more)], true);
+    while (received.length > 0) await say(['\n', ...answer(received.shift())], false);
     run.signal.throwIfAborted();
   };
+  // Input sent or steered while it streams is woven into the reply.
+  return Object.assign(runner, { takesInput: true });
 }

@@ -187,7 +187,7 @@ describe.skipIf(!ready)(SUITE, { timeout: 300_000 }, () => {
     const start = await call<{ id: string; owner: string | null; status: string }>('POST', `/v1/sessions/${id}/runs`, {
       input: { mode: 'stream', count: WORDS, delay_ms: WORD_DELAY_MS },
     });
-    expect(start.status).toBe(202);
+    expect(start.status).toBe(201);
     const runId = start.json.id;
     // The owner is in the start answer, or in the run once a worker claimed it.
     let owner = start.json.owner;

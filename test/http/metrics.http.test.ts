@@ -136,7 +136,7 @@ describe('metrics over HTTP (embedded)', () => {
       headers: json,
       body: JSON.stringify({ input: { words: 1_000, delay_ms: 20 } }),
     });
-    expect(start.status).toBe(202);
+    expect(start.status).toBe(201);
     await waitFor(async () => sample(await scrape(base), 'agent_sessions_runs_active', { state: 'running' }) === 1, 'the run to be active');
     const interrupted = await fetch(`${base}/v1/sessions/${id}/interrupt`, { method: 'POST', headers: auth });
     expect(interrupted.status).toBe(202);

@@ -133,7 +133,7 @@ describe('http/request-log', () => {
       headers: { ...auth, 'content-type': 'application/json' },
       body: JSON.stringify({ input: { words: 3, delay_ms: 1 } }),
     });
-    expect(started.status).toBe(202);
+    expect(started.status).toBe(201);
     const runId = ((await started.json()) as { id: string }).id;
     const stream = await readSse(`${s.url}/v1/sessions/${id}/stream?after=0`, { headers: { ...auth, 'x-request-id': 'req-stream' } });
     expect(stream.ended).toBe(true);

@@ -57,7 +57,7 @@ describe('persist_output over HTTP (embedded)', () => {
       headers,
       payload: { input: { text: 'hi', words: 6 }, persist_output: true },
     });
-    expect(res.statusCode).toBe(202);
+    expect(res.statusCode).toBe(201);
     const run = res.json<{ id: string; persist_output: boolean }>();
     expect(run.persist_output).toBe(true);
     const text = await streamedText(id);

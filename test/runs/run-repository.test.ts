@@ -138,7 +138,7 @@ for (const mode of MODES.filter((m) => m.name === 'embedded' || m.name === 'post
         const attempt = repo.start(startRequest(s.id, ifBusy));
         if (ifBusy === 'reject') {
           const refused: unknown = await attempt.catch((err: unknown) => err);
-          expect(refused).toMatchObject({ code: 'run_in_progress', details: { runId: rival } });
+          expect(refused).toMatchObject({ code: 'session_busy', details: { runId: rival } });
           continue;
         }
         const queued = await attempt;

@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import {
   admit,
   admissionNeedsRuns,
+  planDuePromotion,
   planFinalization,
   planInterrupt,
   type ActiveRun,
@@ -30,6 +31,13 @@ interface ModelRun {
   status: RunStatus;
   owner: string;
   input: unknown;
+  /** Every input it starts with, in admission order. */
+  inputs: unknown[];
+  /** Input handed to it while it ran (steer). */
+  steered: unknown[];
+  takesInput: boolean;
+  /** ms until its not_before; 0: it may start. */
+  startsInMs: number;
   leaseLapsed: boolean;
   interruptRequested: boolean;
   startSeq: number | null;
@@ -53,7 +61,10 @@ function lockState(m: Model): RunLockState {
     status: r.status as ActiveRun['status'],
     owner: r.owner,
     leaseLapsed: r.leaseLapsed,
-    input: r.status === 'queued' && i === 0 ? r.input : null,
+    input: r.status === 'queued' && i <= 1 ? r.inputs[0] : null,
+    takesInput: r.takesInput,
+    interruptRequested: r.interruptRequested,
+    startsInMs: r.startsInMs,
   });
   const running = m.runs.find((r) => r.status === 'running');
   return { session: { ...m.session }, running: running ? active(running, 0) : null, queued: queued.map(active) };
@@ -83,8 +94,29 @@ function apply(m: Model, plan: WritePlan): Model {
         break;
       case 'insert':
         if (runs.some((r) => r.id === w.id)) throw new Error(`plan inserts ${w.id} twice`);
-        runs.push(modelRun(w.id, w.status, w.owner, { input: w.input, startSeq: w.startSeq }));
+        runs.push(
+          modelRun(w.id, w.status, w.owner, {
+            input: w.input,
+            inputs: [w.input],
+            startSeq: w.startSeq,
+            takesInput: w.takesInput,
+            startsInMs: w.deferMs ?? 0,
+          }),
+        );
         break;
+      case 'append': {
+        const r = byId(w.id);
+        if (r.status !== 'queued') throw new Error(`plan appends to ${r.status} run ${w.id}`);
+        r.inputs = [...r.inputs, w.input];
+        if (w.deferMs !== null) r.startsInMs = w.deferMs;
+        break;
+      }
+      case 'steer': {
+        const r = byId(w.id);
+        if (r.status !== 'running') throw new Error(`plan steers into ${r.status} run ${w.id}`);
+        r.steered = [...r.steered, w.input];
+        break;
+      }
     }
   }
   if (runs.filter((r) => r.status === 'running').length > 1) throw new Error('runs_one_running violated');
@@ -160,14 +192,37 @@ const sessionShape = fc.oneof(
   liveStatus.map((status) => ({ status, effectiveStatus: 'expired' as SessionStatus, live: false })),
 );
 
-const runShape = fc.record({ owner: fc.constantFrom(...OWNERS), lapsed: fc.boolean() });
+const runShape = fc.record({
+  owner: fc.constantFrom(...OWNERS),
+  lapsed: fc.boolean(),
+  takesInput: fc.boolean(),
+  stopping: fc.boolean(),
+  /** A queued run inside its debounce window, or not. */
+  startsInMs: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 5_000 })),
+});
 
 /**
  * Consistent session rows with their runs: a running run or not and 0..6 queued runs, each
  * with any owner and lease, after 0..3 completed runs. `idle` keeps to live sessions with no run.
  */
 function modelRun(id: string, status: RunStatus, owner: string, fields: Partial<ModelRun> = {}): ModelRun {
-  return { id, status, owner, input: { n: id }, leaseLapsed: false, interruptRequested: false, startSeq: null, endSeq: null, endReason: null, ...fields };
+  const input = fields.input ?? { n: id };
+  return {
+    id,
+    status,
+    owner,
+    input,
+    inputs: [input],
+    steered: [],
+    takesInput: false,
+    startsInMs: 0,
+    leaseLapsed: false,
+    interruptRequested: false,
+    startSeq: null,
+    endSeq: null,
+    endReason: null,
+    ...fields,
+  };
 }
 
 function lockStates(options: { idle?: boolean } = {}): fc.Arbitrary<{ model: Model }> {
@@ -192,10 +247,15 @@ function lockStates(options: { idle?: boolean } = {}): fc.Arbitrary<{ model: Mod
       if (running) {
         const id = `r${m.nextId++}`;
         const start = m.output.length + 1;
-        m.runs.push(modelRun(id, 'running', running.owner, { leaseLapsed: running.lapsed, startSeq: start }));
+        m.runs.push(modelRun(id, 'running', running.owner, {
+            leaseLapsed: running.lapsed,
+            startSeq: start,
+            takesInput: running.takesInput,
+            interruptRequested: running.stopping,
+          }));
         m.output.push({ seq: start, runId: id, type: 'status', data: {} });
       }
-      for (const q of queued) m.runs.push(modelRun(`r${m.nextId++}`, 'queued', q.owner, { leaseLapsed: q.lapsed }));
+      for (const q of queued) m.runs.push(modelRun(`r${m.nextId++}`, 'queued', q.owner, { leaseLapsed: q.lapsed, startsInMs: q.startsInMs }));
       m.session = {
         ...m.session,
         outputSeq: m.output.length,
@@ -208,19 +268,159 @@ function lockStates(options: { idle?: boolean } = {}): fc.Arbitrary<{ model: Mod
 
 const ifBusy = fc.constantFrom<IfBusy>(...IF_BUSY);
 const endedStatus = fc.constantFrom<EndedRunStatus>('completed', 'failed', 'interrupted');
+const DEBOUNCE_MS = 250;
 
-function startRequest(m: Model, policy: IfBusy, owner: string) {
-  return { runId: `r${m.nextId}`, owner, input: { n: m.nextId }, ifBusy: policy, maxQueued: MAX_QUEUED, leaseMs: LEASE_MS };
+function startRequest(m: Model, policy: IfBusy, owner: string, takesInput = false) {
+  return {
+    runId: `r${m.nextId}`,
+    owner,
+    input: { n: m.nextId },
+    ifBusy: policy,
+    maxQueued: MAX_QUEUED,
+    leaseMs: LEASE_MS,
+    debounceMs: DEBOUNCE_MS,
+    takesInput,
+  };
 }
 
 /** Admission as the repository runs it: the runs read only when the rule needs them. */
-function admitOn(m: Model, policy: IfBusy, owner: string) {
+function admitOn(m: Model, policy: IfBusy, owner: string, takesInput = false) {
   const state = lockState(m);
   const read = admissionNeedsRuns(state.session, policy) ? state : { ...state, running: null, queued: [] };
-  return admit(read, startRequest(m, policy, owner));
+  return admit(read, startRequest(m, policy, owner, takesInput));
 }
 
 // ---------------------------------------------------------------------------------------
+
+/** What SPEC §7.1 says a start does to the model's rows: written from the spec's table, not from the rule. */
+type Expected =
+  | { refuse: string }
+  | {
+      decision: string;
+      /** The run the decision concerns. */
+      runId: string;
+      /** A new run's status; absent when the input joined `runId`. */
+      created?: 'running' | 'queued';
+      /** A debounce window the new (or joined) run gets. */
+      deferMs?: number;
+      /** Queued runs ended by interrupt, cancelled by latest. */
+      ended: string[];
+      cancelled: string[];
+      flagged: string | null;
+    };
+
+function expectedAdmission(m: Model, policy: IfBusy): Expected {
+  const s = m.session;
+  const running = m.runs.find((r) => r.status === 'running') ?? null;
+  const queued = m.runs.filter((r) => r.status === 'queued');
+  const tail = queued.at(-1) ?? null;
+  const fresh = `r${m.nextId}`;
+  const none = { ended: [], cancelled: [], flagged: null };
+  if (!s.live) return { refuse: 'session_ended' };
+  const busy = s.runningRunId !== null || s.queuedRuns > 0;
+  const full = s.queuedRuns >= MAX_QUEUED;
+  if (!busy) {
+    return policy === 'debounce'
+      ? { decision: 'debounced', runId: fresh, created: 'queued', deferMs: DEBOUNCE_MS, ...none }
+      : { decision: 'started', runId: fresh, created: 'running', ...none };
+  }
+  const followUp = (): Expected =>
+    tail ? { decision: 'merged', runId: tail.id, ...none } : full ? { refuse: 'queue_full' } : { decision: 'queued', runId: fresh, created: 'queued', ...none };
+  switch (policy) {
+    case 'reject':
+      return { refuse: 'session_busy' };
+    case 'enqueue':
+      return full ? { refuse: 'queue_full' } : { decision: 'queued', runId: fresh, created: 'queued', ...none };
+    case 'interrupt':
+      return {
+        decision: running ? 'interrupted' : 'started',
+        runId: fresh,
+        created: running ? 'queued' : 'running',
+        ended: queued.map((r) => r.id),
+        cancelled: [],
+        flagged: running?.id ?? null,
+      };
+    case 'steer':
+      // Into the running run when it reads input and was not asked to stop (it is ending: the input would be lost).
+      return running?.takesInput && !running.interruptRequested ? { decision: 'steered', runId: running.id, ...none } : followUp();
+    case 'merge':
+      return followUp();
+    case 'latest':
+      return {
+        decision: queued.length > 0 ? 'replaced' : 'queued',
+        runId: fresh,
+        created: running ? 'queued' : 'running',
+        ended: [],
+        cancelled: queued.map((r) => r.id),
+        flagged: null,
+      };
+    case 'debounce':
+      if (tail && tail.startsInMs > 0) return { decision: 'debounced', runId: tail.id, deferMs: DEBOUNCE_MS, ...none };
+      return full ? { refuse: 'queue_full' } : { decision: 'debounced', runId: fresh, created: 'queued', deferMs: DEBOUNCE_MS, ...none };
+  }
+}
+
+/** Admits on the model and checks the decision and everything the plan did against the spec's table. */
+function checkAdmission(m: Model, policy: IfBusy, owner: string, takesInput: boolean): Model {
+  const expected = expectedAdmission(m, policy);
+  const a = admitOn(m, policy, owner, takesInput);
+  if ('refuse' in expected) {
+    // A refusal carries no plan: nothing is written.
+    expect(a.decision === 'refuse' ? a.error.code : a.decision).toBe(expected.refuse);
+    expect('plan' in a).toBe(false);
+    return m;
+  }
+  if (a.decision === 'refuse') throw new Error(`refused ${a.error.code}; expected ${expected.decision}`);
+  expect({ decision: a.decision, runId: a.runId, created: a.created }).toEqual({
+    decision: expected.decision,
+    runId: expected.runId,
+    created: expected.created !== undefined,
+  });
+  const input = { n: m.nextId };
+  const after = { ...apply(m, a.plan), nextId: m.nextId + 1 };
+  checkInvariants(after);
+  const was = (id: string) => m.runs.find((r) => r.id === id);
+  const now = (id: string) => after.runs.find((r) => r.id === id);
+  if (expected.created) {
+    expect(now(expected.runId)).toMatchObject({
+      status: expected.created,
+      owner,
+      inputs: [input],
+      takesInput,
+      startsInMs: expected.deferMs ?? 0,
+    });
+  } else if (expected.decision === 'steered') {
+    expect(now(expected.runId)?.steered).toEqual([...(was(expected.runId)?.steered ?? []), input]);
+    expect(now(expected.runId)?.inputs).toEqual(was(expected.runId)?.inputs);
+  } else {
+    // Merged or debounced into the last queued run: appended, in order; debounce moves its window.
+    const before = was(expected.runId) as ModelRun;
+    expect(now(expected.runId)).toMatchObject({ status: 'queued', inputs: [...before.inputs, input], startsInMs: expected.deferMs ?? before.startsInMs });
+    expect(a.plan.session).toBeNull();
+  }
+  // Every other run is as it was, but for what the policy ends, cancels or flags.
+  for (const r of m.runs) {
+    const later = now(r.id) as ModelRun;
+    if (r.id === expected.runId) continue;
+    if (expected.cancelled.includes(r.id)) expect(later).toMatchObject({ status: 'cancelled', endReason: 'replaced' });
+    else if (expected.ended.includes(r.id)) expect(later).toMatchObject({ status: 'interrupted', endReason: 'interrupted', interruptRequested: true });
+    else if (expected.flagged === r.id) expect(later).toEqual({ ...r, interruptRequested: true });
+    else expect(later).toEqual(r);
+  }
+  // Only latest cancels; only interrupt ends or flags.
+  if (policy !== 'latest') expect(after.runs.filter((r) => r.status === 'cancelled').length).toBe(m.runs.filter((r) => r.status === 'cancelled').length);
+  // Events: run.queued for a new queued run, run.cancelled / run.interrupted for what it ended, run.started when it starts.
+  const types = a.plan.outbox.map((e) => e.type);
+  expect(types.filter((t) => t === 'run.queued').length).toBe(expected.created === 'queued' ? 1 : 0);
+  expect(types.filter((t) => t === 'run.started').length).toBe(expected.created === 'running' ? 1 : 0);
+  expect(types.filter((t) => t === 'run.cancelled').length).toBe(expected.cancelled.length);
+  expect(types.filter((t) => t === 'run.interrupted').length).toBe(expected.ended.length);
+  // Output only when a run starts; the session's status and version move only then.
+  expect(a.plan.output.length).toBe(expected.created === 'running' ? 1 : 0);
+  if (expected.created !== 'running') expect(after.session).toMatchObject({ status: m.session.status, version: m.session.version });
+  else expect(after.session).toMatchObject({ status: 'active', runningRunId: expected.runId });
+  return after;
+}
 
 describe('admission', () => {
   it('refuses an ended session whatever the policy, and never touches its runs', () => {
@@ -237,20 +437,25 @@ describe('admission', () => {
     );
   });
 
-  it('starts on a live session with no run, whatever the policy (never invalid_transition)', () => {
+  it('starts on a live session with no run (debounce: queues it with its window), whatever the policy', () => {
     fc.assert(
       fc.property(lockStates({ idle: true }), ifBusy, fc.constantFrom(...OWNERS), ({ model }, policy, owner) => {
         const a = admitOn(model, policy, owner);
-        expect(a.decision).toBe('start');
-        if (a.decision !== 'start') return;
+        expect(a.decision).toBe(policy === 'debounce' ? 'debounced' : 'started');
+        if (a.decision === 'refuse') return;
         const after = apply(model, a.plan);
         checkInvariants(after);
         const s = model.session;
-        expect(after.session).toMatchObject({ status: 'active', version: s.version + 1, runningRunId: `r${model.nextId}` });
-        expect(a.plan.output).toEqual([
-          { seq: s.outputSeq + 1, runId: `r${model.nextId}`, type: 'status', data: { state: 'running', run_id: `r${model.nextId}` } },
-        ]);
-        const started = { type: 'run.started', payload: { run_id: `r${model.nextId}`, input: { n: model.nextId }, owner } };
+        const id = `r${model.nextId}`;
+        if (policy === 'debounce') {
+          expect(after.session).toMatchObject({ status: s.status, version: s.version, runningRunId: null, queuedRuns: 1 });
+          expect(after.runs.find((r) => r.id === id)).toMatchObject({ status: 'queued', startsInMs: DEBOUNCE_MS });
+          expect(a.plan.outbox).toEqual([{ type: 'run.queued', payload: { run_id: id, input: { n: model.nextId }, owner, debounce_ms: DEBOUNCE_MS } }]);
+          return;
+        }
+        expect(after.session).toMatchObject({ status: 'active', version: s.version + 1, runningRunId: id });
+        expect(a.plan.output).toEqual([{ seq: s.outputSeq + 1, runId: id, type: 'status', data: { state: 'running', run_id: id } }]);
+        const started = { type: 'run.started', payload: { run_id: id, input: { n: model.nextId }, owner } };
         expect(a.plan.outbox).toEqual(
           s.status === 'active'
             ? [started]
@@ -260,53 +465,16 @@ describe('admission', () => {
     );
   });
 
-  it('follows ifBusy on a busy live session: reject, queue (up to the cap), or interrupt and queue', () => {
+  it('follows every policy on every state as SPEC §7.1 says (decision, the run it names, every row, every event)', () => {
     fc.assert(
-      fc.property(lockStates(), ifBusy, fc.constantFrom(...OWNERS), ({ model }, policy, owner) => {
-        const s = model.session;
-        fc.pre(s.live && (s.runningRunId !== null || s.queuedRuns > 0));
-        const a = admitOn(model, policy, owner);
-        if (policy === 'reject') {
-          expect(a.decision).toBe('refuse');
-          if (a.decision === 'refuse') {
-            expect(a.error.code).toBe('run_in_progress');
-            expect(a.error.details).toEqual({ runId: s.runningRunId ?? undefined });
-          }
-          return;
-        }
-        if (policy === 'enqueue' && s.queuedRuns >= MAX_QUEUED) {
-          expect(a).toMatchObject({ decision: 'refuse', error: { code: 'queue_full', details: { limit: MAX_QUEUED } } });
-          return;
-        }
-        expect(a.decision).toBe('queue');
-        if (a.decision !== 'queue') return;
-        const after = apply(model, a.plan);
-        checkInvariants(after);
-        // Queueing writes no output, never changes the session's status or version.
-        expect(a.plan.output).toEqual([]);
-        expect(after.session).toMatchObject({ status: s.status, version: s.version, outputSeq: s.outputSeq, runningRunId: s.runningRunId });
-        const mine = after.runs.find((r) => r.id === `r${model.nextId}`);
-        expect(mine).toMatchObject({ status: 'queued', owner });
-        const before = lockState(model);
-        if (policy === 'enqueue') {
-          expect(after.session.queuedRuns).toBe(s.queuedRuns + 1);
-          expect(a.plan.outbox).toEqual([]);
-        } else {
-          // The running run is asked to stop; what was queued never starts; this run is next.
-          expect(after.session.queuedRuns).toBe(1);
-          if (before.running) expect(after.runs.find((r) => r.id === before.running?.id)?.interruptRequested).toBe(true);
-          for (const q of before.queued) {
-            expect(after.runs.find((r) => r.id === q.id)).toMatchObject({ status: 'interrupted', endReason: 'interrupted', interruptRequested: true });
-          }
-          expect(a.plan.outbox).toEqual(
-            before.queued.map((q) => ({ type: 'run.interrupted', payload: { run_id: q.id, status: 'interrupted', reason: 'interrupted', error: null } })),
-          );
-        }
+      fc.property(lockStates(), ifBusy, fc.constantFrom(...OWNERS), fc.boolean(), ({ model }, policy, owner, takesInput) => {
+        checkAdmission(model, policy, owner, takesInput);
       }),
+      { numRuns: 2_000 },
     );
   });
 
-  it('decides every combination of status, liveness, running run, queue length and policy as the table says', () => {
+  it('decides every combination of status, liveness, running run (taking input or not), queue length, window and policy', () => {
     const shapes = [
       ...SESSION_STATUSES.map((status) => ({ status, effectiveStatus: status, live: !ENDED_STATUSES.includes(status) })),
       ...(['initializing', 'active', 'idle', 'waiting_input'] as const).map((status) => ({
@@ -317,36 +485,40 @@ describe('admission', () => {
     ];
     let combinations = 0;
     for (const shape of shapes) {
-      for (const running of [false, true]) {
+      for (const running of ['none', 'takes-input', 'no-input', 'stopping'] as const) {
         for (let queued = 0; queued <= MAX_QUEUED + 1; queued++) {
-          for (const policy of IF_BUSY) {
-            const m = emptyModel(shape);
-            if (running) {
-              m.runs.push(modelRun('r1', 'running', 'a', { startSeq: 1 }));
-              m.output.push({ seq: 1, runId: 'r1', type: 'status', data: {} });
+          for (const tailDeferred of queued === 0 ? [false] : [false, true]) {
+            for (const policy of IF_BUSY) {
+              const m = emptyModel(shape);
+              if (running !== 'none') {
+                m.runs.push(
+                  modelRun('r1', 'running', 'a', { startSeq: 1, takesInput: running !== 'no-input', interruptRequested: running === 'stopping' }),
+                );
+                m.output.push({ seq: 1, runId: 'r1', type: 'status', data: {} });
+              }
+              for (let i = 0; i < queued; i++) {
+                m.runs.push(modelRun(`q${i}`, 'queued', 'b', { startsInMs: tailDeferred && i === queued - 1 ? 100 : 0 }));
+              }
+              m.session = { ...m.session, outputSeq: m.output.length, runningRunId: running !== 'none' ? 'r1' : null, queuedRuns: queued };
+              m.nextId = 100;
+              checkAdmission(m, policy, 'c', false);
+              combinations++;
             }
-            for (let i = 0; i < queued; i++) m.runs.push(modelRun(`q${i}`, 'queued', 'b'));
-            m.session = { ...m.session, outputSeq: m.output.length, runningRunId: running ? 'r1' : null, queuedRuns: queued };
-            m.nextId = 100;
-            const a = admitOn(m, policy, 'c');
-            const busy = running || queued > 0;
-            const expected = !shape.live
-              ? 'session_ended'
-              : !busy
-                ? 'start'
-                : policy === 'reject'
-                  ? 'run_in_progress'
-                  : policy === 'enqueue' && queued >= MAX_QUEUED
-                    ? 'queue_full'
-                    : 'queue';
-            expect(a.decision === 'refuse' ? a.error.code : a.decision).toBe(expected);
-            if (a.decision !== 'refuse') checkInvariants(apply(m, a.plan));
-            combinations++;
           }
         }
       }
     }
-    expect(combinations).toBe(11 * 2 * (MAX_QUEUED + 2) * IF_BUSY.length);
+    expect(combinations).toBe(11 * 4 * (1 + 2 * (MAX_QUEUED + 1)) * IF_BUSY.length);
+  });
+
+  it('reads the runs (under lock) for exactly the policies that look at them', () => {
+    fc.assert(
+      fc.property(lockStates(), ifBusy, ({ model }, policy) => {
+        const s = model.session;
+        const busy = s.runningRunId !== null || s.queuedRuns > 0;
+        expect(admissionNeedsRuns(s, policy)).toBe(s.live && busy && policy !== 'reject' && policy !== 'enqueue');
+      }),
+    );
   });
 
   it('refuses invalid_transition only for a status that cannot become active', () => {
@@ -360,6 +532,43 @@ describe('admission', () => {
           expect(['initializing', 'active', 'idle', 'waiting_input']).not.toContain(status);
         }
       }),
+    );
+  });
+});
+
+describe('debounced runs', () => {
+  it('start when their window closed, they head the queue and nothing runs; else wait or leave it to the run ahead', () => {
+    fc.assert(
+      fc.property(lockStates(), fc.nat(), ({ model }, pick) => {
+        const queued = model.runs.filter((r) => r.status === 'queued');
+        const target = queued[pick % Math.max(1, queued.length)];
+        fc.pre(target !== undefined);
+        const t = target as ModelRun;
+        const decided = planDuePromotion(lockState(model), t.id, LEASE_MS);
+        const s = model.session;
+        const heads = queued[0]?.id === t.id && s.runningRunId === null;
+        if (!heads) {
+          expect(decided.kind).toBe('none');
+          return;
+        }
+        if (!s.live) {
+          expect(decided.kind).toBe('end');
+        } else if (t.startsInMs > 0) {
+          expect(decided).toEqual({ kind: 'wait', waitMs: t.startsInMs });
+          return;
+        } else {
+          expect(decided.kind).toBe('promote');
+        }
+        if (decided.kind !== 'promote' && decided.kind !== 'end') return;
+        const after = apply(model, decided.plan);
+        checkInvariants(after);
+        expect(after.runs.find((r) => r.id === t.id)?.status).toBe(decided.kind === 'promote' ? 'running' : 'interrupted');
+        if (decided.kind === 'promote') {
+          expect(after.session).toMatchObject({ status: 'active', runningRunId: t.id });
+          expect(decided.plan.outbox.at(-1)).toEqual({ type: 'run.started', payload: { run_id: t.id, input: t.inputs[0], owner: t.owner } });
+        }
+      }),
+      { numRuns: 1_000 },
     );
   });
 });
@@ -422,7 +631,8 @@ describe('finalization', () => {
         // The head of the queue starts only after a running run, on a live session; an ended
         // session ends what was queued instead.
         const head = waiting[0];
-        if (wasRunning && head && s.live) {
+        // A head inside its debounce window stays queued; a queued run that ends with nothing running releases the next.
+        if ((wasRunning || s.runningRunId === null) && head && s.live && head.startsInMs === 0) {
           expect(f.promoted).toBe(head.id);
           expect(after.session.runningRunId).toBe(head.id);
           expect(f.plan.outbox.at(-1)).toEqual({ type: 'run.started', payload: { run_id: head.id, input: head.input, owner: head.owner } });
@@ -441,12 +651,15 @@ describe('finalization', () => {
         const left = s.status === 'active' && after.session.status !== 'active';
         expect(left).toBe(s.status === 'active' && wasRunning && f.promoted === null && s.live);
         if (left) expect(after.session.status).toBe(q.sessionStatus);
-        expect(after.session.version).toBe(left ? s.version + 1 : s.version);
+        // A queued run that starts on a session where nothing ran makes it `active`.
+        const entered = !wasRunning && f.promoted !== null;
+        if (entered) expect(after.session.status).toBe('active');
+        expect(after.session.version).toBe(left || entered ? s.version + 1 : s.version);
         // Outbox order: the status change, the run's end, then what it released.
         const types = f.plan.outbox.map((e) => e.type);
-        const runEnded = { completed: 'run.completed', failed: 'run.failed', interrupted: 'run.interrupted' }[q.status];
+        const runEnded = { completed: 'run.completed', failed: 'run.failed', interrupted: 'run.interrupted', cancelled: 'run.cancelled' }[q.status];
         expect(types).toEqual([
-          ...(left ? ['session.status_changed'] : []),
+          ...(left || (entered && s.status !== 'active') ? ['session.status_changed'] : []),
           runEnded,
           ...f.cancelled.map(() => 'run.interrupted'),
           ...(f.promoted ? ['run.started'] : []),
@@ -492,6 +705,7 @@ describe('persisting output', () => {
       fc.property(lockStates(), ifBusy, fc.boolean(), ({ model }, policy, persistOutput) => {
         const admission = admit(lockState(model), { ...startRequest(model, policy, 'a'), persistOutput });
         if (admission.decision === 'refuse') return;
+        if (!admission.created) return;
         const inserted = admission.plan.runs.find((w) => w.kind === 'insert');
         expect(inserted).toMatchObject({ persistOutput });
         expect(admission.plan.persist).toBeUndefined();
@@ -531,7 +745,8 @@ describe('interrupt', () => {
 
 describe('histories', () => {
   type Op =
-    | { op: 'start'; ifBusy: IfBusy; owner: string }
+    | { op: 'start'; ifBusy: IfBusy; owner: string; takesInput: boolean }
+    | { op: 'window-closes' }
     | { op: 'finalize'; pick: number; sweep: boolean; status: EndedRunStatus; sessionStatus: 'idle' | 'waiting_input' }
     | { op: 'emit'; n: number }
     | { op: 'interrupt'; pick: number; named: boolean }
@@ -539,7 +754,11 @@ describe('histories', () => {
     | { op: 'end-session'; how: 'terminate' | 'expire' };
 
   const ops: fc.Arbitrary<Op> = fc.oneof(
-    { weight: 4, arbitrary: fc.record({ op: fc.constant('start' as const), ifBusy, owner: fc.constantFrom(...OWNERS) }) },
+    {
+      weight: 6,
+      arbitrary: fc.record({ op: fc.constant('start' as const), ifBusy, owner: fc.constantFrom(...OWNERS), takesInput: fc.boolean() }),
+    },
+    { weight: 1, arbitrary: fc.constant({ op: 'window-closes' as const }) },
     {
       weight: 4,
       arbitrary: fc.record({
@@ -559,16 +778,16 @@ describe('histories', () => {
   function step(m: Model, o: Op): Model {
     const active = m.runs.filter((r) => r.status === 'running' || r.status === 'queued');
     switch (o.op) {
-      case 'start': {
-        const a = admitOn(m, o.ifBusy, o.owner);
-        if (a.decision === 'refuse') {
-          const busy = m.session.runningRunId !== null || m.session.queuedRuns > 0;
-          expect(a.error.code).toBe(
-            !m.session.live ? 'session_ended' : o.ifBusy === 'reject' ? 'run_in_progress' : busy ? 'queue_full' : 'never',
-          );
-          return m;
-        }
-        return { ...apply(m, a.plan), nextId: m.nextId + 1 };
+      case 'start':
+        return checkAdmission(m, o.ifBusy, o.owner, o.takesInput);
+      case 'window-closes': {
+        // Every debounce window closes; the owner's timer asks to start the head (planDuePromotion).
+        let after: Model = { ...m, runs: m.runs.map((r) => (r.status === 'queued' ? { ...r, startsInMs: 0 } : r)) };
+        const head = after.runs.find((r) => r.status === 'queued');
+        if (!head) return after;
+        const due = planDuePromotion(lockState(after), head.id, LEASE_MS);
+        if (due.kind === 'promote' || due.kind === 'end') after = apply(after, due.plan);
+        return after;
       }
       case 'finalize': {
         const target = active[o.pick % Math.max(1, active.length)];
@@ -594,7 +813,7 @@ describe('histories', () => {
       }
       case 'interrupt': {
         const runId = o.named && m.runs.length > 0 ? m.runs[o.pick % m.runs.length]?.id : undefined;
-        const decided = planInterrupt(lockState(m), runId);
+        const decided = planInterrupt(lockState(m), runId, LEASE_MS);
         return decided.plan ? apply(m, decided.plan) : m;
       }
       case 'lapse': {
@@ -625,6 +844,19 @@ describe('histories', () => {
           if (before.session.status === 'active' && m.session.status !== 'active' && o.op !== 'end-session') {
             expect(m.session.runningRunId).toBeNull();
             expect(before.session.live).toBe(true);
+          }
+          // Every admitted input is in exactly one run (its inputs, or steered into it), in admission order.
+          const admitted = Array.from({ length: m.nextId - 1 }, (_, i) => i + 1);
+          const held = m.runs.flatMap((r) => [...r.inputs, ...r.steered].map((x) => (x as { n: number }).n));
+          expect([...held].sort((x, y) => x - y)).toEqual(admitted);
+          for (const r of m.runs) {
+            const ns = r.inputs.map((x) => (x as { n: number }).n);
+            expect(ns).toEqual([...ns].sort((x, y) => x - y));
+          }
+          // A live session never holds a queue nothing will start: something runs, or the head waits for its window.
+          if (m.session.live && m.session.runningRunId === null) {
+            const head = m.runs.find((r) => r.status === 'queued');
+            if (head) expect(head.startsInMs).toBeGreaterThan(0);
           }
           // An ended session never starts a run again.
           if (!before.session.live) expect(m.runs.filter((r) => r.status === 'running' && !before.runs.some((b) => b.id === r.id && b.status === 'running'))).toEqual([]);

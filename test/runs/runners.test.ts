@@ -102,4 +102,34 @@ describe('runners', () => {
     expect(all.filter((e) => e.type === 'text').length).toBeLessThan(100);
     expect((await sessions.runs.wait(session.id, long.id)).status).toBe('interrupted');
   });
+
+  it('the demo agent answers every input a run starts with, and weaves steered input into its reply', async () => {
+    const runner = demoRunner({ wordDelayMs: 5 });
+    const textOf = (events: OutputEvent[], runId: string) =>
+      events.filter((e) => e.type === 'text' && e.runId === runId).map((e) => (e.data as { text: string }).text).join('');
+    const session = await sessions.create();
+    const first = await sessions.runs.start(session.id, runner, { input: { words: 60, delay_ms: 10 }, takesInput: true });
+    const all: OutputEvent[] = [];
+    const reading = (async () => {
+      for await (const e of sessions.runs.stream(session.id)) all.push(e);
+    })();
+    await waitFor(() => all.some((e) => e.type === 'text'), 10_000, 'the first word');
+    const steered = await sessions.runs.start(session.id, runner, { input: 'woven', ifBusy: 'steer' });
+    expect(steered).toMatchObject({ decision: 'steered', id: first.id });
+    const merged1 = await sessions.runs.start(session.id, runner, { input: 'x1', ifBusy: 'merge' });
+    const merged2 = await sessions.runs.start(session.id, runner, { input: 'x2', ifBusy: 'merge' });
+    expect([merged1.decision, merged2.decision, merged2.id]).toEqual(['queued', 'merged', merged1.id]);
+    await reading;
+    // The steered input is answered inside the reply: words of the reply come after it.
+    const reply = textOf(all, first.id);
+    const at = reply.indexOf('You said: "woven"');
+    expect(at).toBeGreaterThan(0);
+    expect(reply.slice(at).split(' ').length).toBeGreaterThan(12);
+    const next = await collect(sessions.runs.stream(session.id));
+    const answer = textOf(next, merged1.id);
+    expect(answer).toContain('You said: "x1"');
+    expect(answer).toContain('You said: "x2"');
+    expect(answer.indexOf('"x1"')).toBeLessThan(answer.indexOf('"x2"'));
+    expect((await sessions.runs.wait(session.id, merged1.id)).status).toBe('completed');
+  });
 });

@@ -43,7 +43,7 @@ describe('runs over HTTP (embedded)', () => {
     return res.json<{ id: string }>().id;
   }
 
-  it('starts a run (202), streams it as SSE, and reports it done', async () => {
+  it('starts a run (201), streams it as SSE, and reports it done', async () => {
     const id = await newSession();
     const res = await app.inject({
       method: 'POST',
@@ -51,7 +51,7 @@ describe('runs over HTTP (embedded)', () => {
       headers: auth(),
       payload: { input: { text: 'hello there', words: 8 } },
     });
-    expect(res.statusCode).toBe(202);
+    expect(res.statusCode).toBe(201);
     const run = res.json<{ id: string; status: string; session_id: string }>();
     expect(run).toMatchObject({ status: 'running', session_id: id });
     expect(res.headers.location).toBe(`/v1/sessions/${id}/runs/${run.id}`);
@@ -95,7 +95,7 @@ describe('runs over HTTP (embedded)', () => {
     await app.inject({ method: 'POST', url: `/v1/sessions/${id}/runs`, headers: auth(), payload: { input: { words: 200, delay_ms: 20 } } });
     const busy = await app.inject({ method: 'POST', url: `/v1/sessions/${id}/runs`, headers: auth(), payload: {} });
     expect(busy.statusCode).toBe(409);
-    expect(busy.json()).toMatchObject({ code: 'run_in_progress' });
+    expect(busy.json()).toMatchObject({ code: 'session_busy' });
     const input = await app.inject({ method: 'POST', url: `/v1/sessions/${id}/input`, headers: auth(), payload: { input: 'more please' } });
     expect(input.statusCode).toBe(202);
     expect(input.json()).toMatchObject({ seq: 1 });
@@ -123,7 +123,43 @@ describe('runs over HTTP (embedded)', () => {
       headers: auth(),
       payload: { input: 'x', if_busy: 'enqueue' },
     });
-    expect(queued.statusCode).toBe(202);
+    expect(queued.statusCode).toBe(201);
+  });
+
+  it('answers 201 with a new run and 200 when the input joined one, with the decision; validates debounce_ms', async () => {
+    const id = await newSession();
+    const post = (payload: Record<string, unknown>) => app.inject({ method: 'POST', url: `/v1/sessions/${id}/runs`, headers: auth(), payload });
+    const started = await post({ input: { words: 400, delay_ms: 20 } });
+    expect(started.statusCode).toBe(201);
+    expect(started.json()).toMatchObject({ decision: 'started', status: 'running', inputs: [{ words: 400, delay_ms: 20 }], takes_input: true });
+    const steered = await post({ input: 'aside', if_busy: 'steer' });
+    expect(steered.statusCode).toBe(200);
+    expect(steered.json()).toMatchObject({ decision: 'steered', id: started.json().id });
+    const queued = await post({ input: 'a', if_busy: 'merge' });
+    expect(queued.statusCode).toBe(201);
+    expect(queued.json()).toMatchObject({ decision: 'queued', status: 'queued', inputs: ['a'] });
+    expect(queued.headers.location).toBe(`/v1/sessions/${id}/runs/${queued.json().id}`);
+    const merged = await post({ input: 'b', if_busy: 'merge' });
+    expect(merged.statusCode).toBe(200);
+    expect(merged.json()).toMatchObject({ decision: 'merged', id: queued.json().id, inputs: ['a', 'b'] });
+    const replaced = await post({ input: 'c', if_busy: 'latest' });
+    expect(replaced.statusCode).toBe(201);
+    expect(replaced.json()).toMatchObject({ decision: 'replaced', status: 'queued', inputs: ['c'] });
+    const cancelled = await app.inject({ method: 'GET', url: `/v1/sessions/${id}/runs/${queued.json().id}`, headers: auth() });
+    expect(cancelled.json()).toMatchObject({ status: 'cancelled', end_reason: 'replaced' });
+    const debounced = await post({ input: 'd', if_busy: 'debounce', debounce_ms: 5_000 });
+    expect(debounced.statusCode).toBe(201);
+    expect(debounced.json()).toMatchObject({ decision: 'debounced', status: 'queued' });
+    expect(debounced.json().not_before).not.toBeNull();
+    const again = await post({ input: 'e', if_busy: 'debounce', debounce_ms: 5_000 });
+    expect(again.statusCode).toBe(200);
+    expect(again.json()).toMatchObject({ decision: 'debounced', id: debounced.json().id, inputs: ['d', 'e'] });
+    for (const bad of [{ if_busy: 'debounce' }, { if_busy: 'debounce', debounce_ms: 0 }, { if_busy: 'debounce', debounce_ms: 60_001 }, { if_busy: 'later' }]) {
+      const res = await post(bad);
+      expect(res.statusCode).toBe(400);
+      expect(res.json()).toMatchObject({ code: 'validation_failed' });
+    }
+    await app.inject({ method: 'DELETE', url: `/v1/sessions/${id}`, headers: auth() });
   });
 
   it('enforces scopes, validates input and hides other tenants', async () => {

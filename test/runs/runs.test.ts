@@ -99,7 +99,7 @@ for (const mode of MODES) {
       await a.runs.wait(session.id, run.id);
     });
 
-    it('rejects a second run while one runs (run_in_progress), and queues with ifBusy enqueue', async () => {
+    it('rejects a second run while one runs (session_busy), and queues with ifBusy enqueue', async () => {
       const session = await a.create();
       const order: string[] = [];
       let release!: () => void;
@@ -108,7 +108,7 @@ for (const mode of MODES) {
         order.push('first');
         await gate;
       });
-      await expect(b.runs.start(session.id, emitting(1))).rejects.toMatchObject({ code: 'run_in_progress' });
+      await expect(b.runs.start(session.id, emitting(1))).rejects.toMatchObject({ code: 'session_busy' });
       const second = await b.runs.start(session.id, async (r) => {
         order.push('second');
         await r.emit({ type: 'text', data: 'second' });

@@ -1,7 +1,7 @@
 /**
  * Issue 16, race 2: concurrent starts on one session. One instance on PostgreSQL, four callers
  * starting one-word demo runs on the same session for a few seconds. Every start must be
- * decided on the locked, newest session row: a caller gets its run or `run_in_progress`
+ * decided on the locked, newest session row: a caller gets its run or `session_busy`
  * (reject), or its run running or queued (enqueue) — never `invalid_transition`, never a run
  * lost or counted twice.
  */
@@ -93,11 +93,11 @@ describe.skipIf(!ready)('runs/start-race (one instance on PostgreSQL, four calle
     }
   }
 
-  it('ifBusy reject: every start is started or run_in_progress, never invalid_transition', async () => {
+  it('ifBusy reject: every start is started or session_busy, never invalid_transition', async () => {
     const session = await sessions.create();
     const tally = await hammer(sessions, session.id, 'reject', async () => undefined);
     console.log(`[reject] ${JSON.stringify(Object.fromEntries(tally.outcomes))}`);
-    expect([...tally.outcomes.keys()].filter((k) => k !== 'running' && k !== 'run_in_progress')).toEqual([]);
+    expect([...tally.outcomes.keys()].filter((k) => k !== 'running' && k !== 'session_busy')).toEqual([]);
     expect(tally.outcomes.get('running') ?? 0).toBeGreaterThan(0);
     await expectEveryRunCompletedOnce(session.id, tally.runs);
   });

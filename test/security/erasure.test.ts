@@ -206,7 +206,7 @@ describe.skipIf(!requireServices(['postgres', 'redis'], 'security/erasure'))('er
     const before = await internals(a.sessions).db.query('SELECT count(*)::int AS n FROM sessions');
     const res = await call(a.app, acmeAdmin, 'DELETE', `/v1/admin/users/${userId}`);
     expect(res.statusCode).toBe(409);
-    expect(res.json()).toMatchObject({ code: 'run_in_progress' });
+    expect(res.json()).toMatchObject({ code: 'session_busy' });
     expect(await internals(a.sessions).db.query('SELECT count(*)::int AS n FROM sessions')).toEqual(before);
     release();
     await a.sessions.runs.wait(s.id, run.id, { tenant: 'acme' });

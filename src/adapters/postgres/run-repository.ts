@@ -23,6 +23,8 @@ import { decodeCursor, encodeCursor } from '../../core/cursor.js';
 import {
   admissionNeedsRuns,
   admit,
+  isDeferred,
+  planDuePromotion,
   planFinalization,
   planInterrupt,
   type ActiveRun,
@@ -32,6 +34,7 @@ import {
   type WritePlan,
 } from '../../core/run-rules.js';
 import type {
+  DuePromotion,
   FinalizeRequest,
   FinalizeResult,
   HeartbeatRow,
@@ -77,6 +80,9 @@ export function rowToRun(r: Row): Run {
     status: r.status as RunStatus,
     owner: strOrNull(r.owner),
     input: r.input ?? null,
+    inputs: Array.isArray(r.inputs) ? (r.inputs as unknown[]) : [r.input ?? null],
+    notBefore: isoOrNull(r.not_before),
+    takesInput: r.takes_input === true,
     error: strOrNull(r.error),
     endReason: strOrNull(r.end_reason),
     interruptRequestedAt: isoOrNull(r.interrupt_requested_at),
@@ -108,6 +114,9 @@ function rowToActiveRun(r: Row): ActiveRun {
     leaseLapsed: r.lease_lapsed === true,
     input: r.input ?? null,
     persistOutput: r.persist_output === true,
+    takesInput: r.takes_input === true,
+    interruptRequested: r.interrupt_requested === true,
+    startsInMs: Number(r.starts_in_ms ?? 0),
   };
 }
 
@@ -139,8 +148,13 @@ function sessionRuns(id: string, r: Row): SessionRuns {
 interface Applied {
   session: Session | null;
   runs: Map<string, Run>;
+  /** Each written run's last input seq (a steered run's is its new input's). */
+  inputSeqs: Map<string, number>;
   events: OutputEvent[];
 }
+
+/** An admission that was not refused. */
+type Admitted = Exclude<ReturnType<typeof admit>, { decision: 'refuse' }>;
 
 /** What a decision made on a snapshot read: run-apply writes only if the locked rows still are this. */
 function expectation(state: RunLockState): Record<string, unknown> {
@@ -152,7 +166,12 @@ function expectation(state: RunLockState): Record<string, unknown> {
     running_run_id: s.runningRunId,
     queued_runs: s.queuedRuns,
     live: s.live,
-    runs: [...(state.running ? [state.running] : []), ...state.queued].map((r) => ({ id: r.id, status: r.status })),
+    runs: [...(state.running ? [state.running] : []), ...state.queued].map((r) => ({
+      id: r.id,
+      status: r.status,
+      deferred: isDeferred(r),
+      interrupted: r.interruptRequested === true,
+    })),
   };
 }
 
@@ -161,6 +180,8 @@ function applyParameter(plan: WritePlan, expect: Record<string, unknown> | null)
   const stop: Record<string, unknown>[] = [];
   const start: Record<string, unknown>[] = [];
   const insert: Record<string, unknown>[] = [];
+  const append: Record<string, unknown>[] = [];
+  const steer: Record<string, unknown>[] = [];
   for (const w of plan.runs) {
     switch (w.kind) {
       case 'end':
@@ -181,7 +202,15 @@ function applyParameter(plan: WritePlan, expect: Record<string, unknown> | null)
           start_seq: w.startSeq,
           lease_ms: w.leaseMs,
           persist_output: w.persistOutput,
+          takes_input: w.takesInput,
+          defer_ms: w.deferMs,
         });
+        break;
+      case 'append':
+        append.push({ id: w.id, input: w.input ?? null, defer_ms: w.deferMs });
+        break;
+      case 'steer':
+        steer.push({ id: w.id, input: w.input ?? null });
         break;
     }
   }
@@ -192,6 +221,8 @@ function applyParameter(plan: WritePlan, expect: Record<string, unknown> | null)
     stop,
     start,
     insert,
+    append,
+    steer,
     output: plan.output.map((e) => ({ seq: e.seq, run_id: e.runId, type: e.type, data: e.data })),
     outbox: plan.outbox,
     persist: plan.persist ? [{ run_id: plan.persist.runId }] : [],
@@ -202,11 +233,15 @@ function written(runs: Map<string, Run>, plan: WritePlan, kind: RunWrite['kind']
   return plan.runs.filter((w) => w.kind === kind).flatMap((w) => runs.get(w.id) ?? []);
 }
 
-function startResult(runId: string, plan: WritePlan, applied: Applied): StartRunResult {
-  const inserted = applied.runs.get(runId);
-  if (!inserted) throw new Error(`run-apply did not insert run ${runId}`);
+function startResult(admitted: Admitted, applied: Applied): StartRunResult {
+  const { plan, runId } = admitted;
+  const run = applied.runs.get(runId);
+  if (!run) throw new Error(`run-apply did not write run ${runId}`);
   return {
-    run: inserted,
+    run,
+    decision: admitted.decision,
+    created: admitted.created,
+    inputSeq: admitted.decision === 'steered' ? (applied.inputSeqs.get(runId) ?? null) : null,
     session: applied.session,
     events: applied.events,
     interrupted: written(applied.runs, plan, 'flag'),
@@ -265,6 +300,7 @@ export class PostgresRunRepository implements RunRepository {
     return {
       session: r.session ? rowToSession(r.session as Row) : null,
       runs: new Map((r.runs as Row[]).map((x) => [String(x.id), rowToRun(x)])),
+      inputSeqs: new Map((r.runs as Row[]).map((x) => [String(x.id), Number(x.input_seq)])),
       events: (r.events as Row[]).map(rowToEvent),
     };
   }
@@ -282,20 +318,20 @@ export class PostgresRunRepository implements RunRepository {
     // Runs the rule will not look at need not be unchanged (nor locked) for the plan to hold.
     if (!admissionNeedsRuns(seen.state.session, req.ifBusy)) seen.state = withRuns(seen.state, []);
     const first = this.admit(seen.state, req);
-    const applied = await this.apply(this.db, seen, first, true);
-    if (applied) return startResult(req.runId, first, applied);
+    const applied = await this.apply(this.db, seen, first.plan, true);
+    if (applied) return startResult(first, applied);
     // The rows changed since the snapshot: decide again on them, locked.
     return this.db.transaction(async (tx) => {
       const locked = await this.lockSession(tx, req.sessionId, req.tenant);
       if (!locked) throw new NotFoundError('session', req.sessionId);
       if (admissionNeedsRuns(locked.state.session, req.ifBusy)) await this.lockRuns(tx, locked);
-      const plan = this.admit(locked.state, req);
-      return startResult(req.runId, plan, await this.applyLocked(tx, locked, plan));
+      const admitted = this.admit(locked.state, req);
+      return startResult(admitted, await this.applyLocked(tx, locked, admitted.plan));
     });
   }
 
   /** The admission's plan; a refusal is thrown. */
-  private admit(state: RunLockState, req: StartRunRequest): WritePlan {
+  private admit(state: RunLockState, req: StartRunRequest): Admitted {
     const admission = admit(state, {
       runId: req.runId,
       owner: req.owner,
@@ -304,9 +340,11 @@ export class PostgresRunRepository implements RunRepository {
       maxQueued: req.maxQueued,
       leaseMs: req.leaseMs,
       persistOutput: req.persistOutput,
+      debounceMs: req.debounceMs,
+      takesInput: req.takesInput,
     });
     if (admission.decision === 'refuse') throw admission.error;
-    return admission.plan;
+    return admission;
   }
 
   async get(tenant: string, sessionId: string, runId: string): Promise<Run | null> {
@@ -339,7 +377,7 @@ export class PostgresRunRepository implements RunRepository {
     return { outputSeq: Number(row.output_seq), run: row.run ? rowToRun(row.run as Row) : null };
   }
 
-  async requestInterrupt(tenant: string, sessionId: string, runId: string | undefined): Promise<Run[] | null> {
+  async requestInterrupt(tenant: string, sessionId: string, runId: string | undefined, leaseMs?: number): Promise<Run[] | null> {
     // The common case touches only the run row, so it never queues behind output appends.
     const flagged = await run(this.db, SQL.runInterruptFlag, { session: sessionId, tenant, run: runId ?? null });
     if (flagged.length > 0) return flagged.map(rowToRun);
@@ -349,7 +387,7 @@ export class PostgresRunRepository implements RunRepository {
       const locked = await this.lockSession(tx, sessionId, tenant);
       if (!locked) return null;
       await this.lockRuns(tx, locked);
-      const decided = planInterrupt(locked.state, runId);
+      const decided = planInterrupt(locked.state, runId, leaseMs);
       if (!decided.plan) return [];
       const applied = await this.applyLocked(tx, locked, decided.plan);
       return [...applied.runs.values()];
@@ -452,6 +490,21 @@ export class PostgresRunRepository implements RunRepository {
       const decided = planFinalization(locked.state, req);
       if (!decided) return null;
       return finalizeResult(req.runId, decided, await this.applyLocked(tx, locked, decided.plan));
+    });
+  }
+
+  async promoteDue(tenant: string, sessionId: string, runId: string, leaseMs: number): Promise<DuePromotion> {
+    return this.db.transaction(async (tx) => {
+      const none: DuePromotion = { run: null, session: null, events: [], waitMs: null };
+      const locked = await this.lockSession(tx, sessionId, tenant);
+      if (!locked) return none;
+      await this.lockRuns(tx, locked);
+      const decided = planDuePromotion(locked.state, runId, leaseMs);
+      if (decided.kind === 'none') return none;
+      if (decided.kind === 'wait') return { ...none, waitMs: decided.waitMs };
+      const applied = await this.applyLocked(tx, locked, decided.plan);
+      const written = applied.runs.get(runId) ?? null;
+      return { run: written, session: applied.session, events: applied.events, waitMs: null };
     });
   }
 

@@ -326,7 +326,7 @@ export const sessionPage = {
       runMsg.textContent = '';
       try {
         const run = await api('POST', `${base}/runs`, { input: parseInput(runInput.value), if_busy: ifBusy.value });
-        runMsg.textContent = `Run ${shortId(run.id)} ${run.status}.`;
+        runMsg.textContent = `Run ${shortId(run.id)} ${run.status} (${run.decision ?? run.status}).`;
         await loadRuns(true);
         // A queued run is shown when it starts (run.started), after the one going now.
         if (run.status === 'running') showRun(run, { follow: true });

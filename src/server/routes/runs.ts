@@ -28,6 +28,8 @@ import {
   RunParams,
   SessionIdParams,
   StartRunBody,
+  StartedRunJson,
+  startedRunJson,
   StreamHeaders,
   StreamQuery,
 } from '../../api/index.js';
@@ -55,23 +57,32 @@ export function runRoutes(app: FastifyInstance, sessions: Sessions, streams: Sse
     config: { scope: 'runs' },
     schema: {
       tags,
-      summary: 'Start a run of the configured agent (202: running, or queued with if_busy)',
+      summary:
+        'Start a run of the configured agent, or follow if_busy when the session has one: 201 with a new run (started, ' +
+        'queued, replaced, interrupted, debounced), 200 when the input went into an existing run (steered, merged, debounced)',
       params: SessionIdParams,
       headers: IdempotencyHeaders,
       body: StartRunBody,
-      response: { 202: RunJson, ...postErrors },
+      response: { 200: StartedRunJson, 201: StartedRunJson, ...postErrors },
     },
   }, async (request, reply) =>
     answer(request, reply, sessions, async () => {
-      const { input, if_busy: ifBusy, persist_output: persistOutput } = request.body;
+      const { input, if_busy: ifBusy, debounce_ms: debounceMs, persist_output: persistOutput } = request.body;
       // Not bound to the request's signal: a client that leaves after asking still gets its run.
       const run = await sessions.runs.start(request.params.id, undefined, {
         tenant: request.principal.tenant,
         input: input ?? null,
         ifBusy,
+        debounceMs,
         persistOutput,
       });
-      return { status: 202, headers: { location: `/v1/sessions/${run.sessionId}/runs/${run.id}` }, body: runJson(run) };
+      // A new row answers 201; input that joined a run (steered into it, merged or debounced into it) 200.
+      const joined = run.decision === 'steered' || run.decision === 'merged' || (run.decision === 'debounced' && run.inputs.length > 1);
+      return {
+        status: joined ? 200 : 201,
+        headers: { location: `/v1/sessions/${run.sessionId}/runs/${run.id}` },
+        body: startedRunJson(run),
+      };
     }));
 
   r.get('/v1/sessions/:id/runs', {

@@ -4,17 +4,24 @@
 -- $3 plan jsonb: {
 --      expect: [] when this transaction already holds the rows the decision read; or, for a decision
 --        made on run-state's snapshot, [{ status, version, output_seq, running_run_id, queued_runs, live,
---        runs: [{ id, status }] }]: the session row and the running and queued runs as it read them,
+--        runs: [{ id, status, deferred?, interrupted? }] }]: the session row and the running and queued runs as it
+--        read them (when given: whether the run's not_before was still ahead, by the database's clock; whether it
+--        was asked to stop, a flag run-interrupt-flag sets without the session's lock),
 --      session: [] or [{ output_seq, running_run_id, queued_runs, status }] (status null: not activity),
 --      stop: [{ id, ends, status, end_reason, error, end_seq, interrupt }] (runs that end, or are asked to stop),
 --      start: [{ id, start_seq, lease_ms }] (queued runs that start),
---      insert: [{ id, status, owner, input, start_seq, lease_ms, persist_output }],
+--      insert: [{ id, status, owner, input, start_seq, lease_ms, persist_output, takes_input, defer_ms }] (inputs = [input];
+--        defer_ms not null: not_before = now() + defer_ms),
+--      append: [{ id, input, defer_ms }] (a queued run takes one more input, at the end of its inputs; defer_ms not
+--        null: its not_before becomes now() + defer_ms),
+--      steer: [{ id, input }] (input for the running run: its next input seq, a run_inputs row, outbox run.input),
 --      output: [{ seq, run_id, type, data }],
 --      outbox: [{ type, payload }],
 --      persist: [] or [{ run_id }]: the run whose archived `text` events become one assistant message item
 --        (appended like session-append-items: next item seq, activity, item.added; nothing when it streamed no text) }
 -- reply: one row: applied (false: the rows changed since the snapshot and nothing was written), session (the
---   written row when its status was set or an item appended, else null), runs (the run rows written), events (the
+--   written row when its status was set or an item appended, else null), runs (the run rows written; a steered run
+--   with its new input_seq), events (the
 --   output rows written, in seq order), sessions_written, item (the session_items row appended, or null)
 WITH expected AS (
   SELECT * FROM jsonb_to_recordset($3::jsonb->'expect')
@@ -29,7 +36,8 @@ WITH expected AS (
   WHERE s.tenant_id = $2 AND s.id = $1 AND EXISTS (SELECT 1 FROM expected)
   FOR UPDATE OF s
 ), held AS (
-  SELECT r.id, r.status FROM runs r
+  SELECT r.id, r.status, COALESCE(r.not_before > clock_timestamp(), false) AS deferred,
+    r.interrupt_requested_at IS NOT NULL AS interrupted FROM runs r
   WHERE r.tenant_id = $2 AND r.session_id = $1 AND (SELECT count(*) FROM cur) = 1
     AND r.id IN (SELECT (e->>'id')::uuid FROM expected x, jsonb_array_elements(x.runs) e)
   FOR UPDATE OF r
@@ -39,7 +47,9 @@ WITH expected AS (
     WHERE cur.status = x.status AND cur.version = x.version AND cur.output_seq = x.output_seq
       AND cur.running_run_id IS NOT DISTINCT FROM x.running_run_id AND cur.queued_runs = x.queued_runs
       AND cur.live = x.live
-      AND (SELECT count(*) FROM held h JOIN jsonb_to_recordset(x.runs) AS e(id uuid, status text) ON e.id = h.id AND e.status = h.status)
+      AND (SELECT count(*) FROM held h JOIN jsonb_to_recordset(x.runs) AS e(id uuid, status text, deferred boolean, interrupted boolean)
+             ON e.id = h.id AND e.status = h.status AND (e.deferred IS NULL OR e.deferred = h.deferred)
+               AND (e.interrupted IS NULL OR e.interrupted = h.interrupted))
         = jsonb_array_length(x.runs)
   ) AS ok
 ), stopped AS (
@@ -64,13 +74,33 @@ WITH expected AS (
   WHERE r.id = w.id AND r.tenant_id = $2 AND r.session_id = $1 AND (SELECT count(*) FROM stopped) >= 0 AND (SELECT ok FROM guard)
   RETURNING r.*
 ), inserted AS (
-  INSERT INTO runs (id, session_id, tenant_id, status, owner, lease_expires_at, input, started_at, start_seq, persist_output)
+  -- created_at orders the queue: the clock as the row is written, under the session's lock, so
+  -- queue order is admission order (now() is when the transaction began, maybe before the lock).
+  INSERT INTO runs (id, session_id, tenant_id, status, owner, lease_expires_at, input, inputs, started_at, start_seq, persist_output,
+    takes_input, not_before, created_at)
   SELECT w.id, $1::text, $2::text, w.status, w.owner, now() + w.lease_ms * interval '1 millisecond', COALESCE(w.input, 'null'::jsonb),
-    CASE WHEN w.status = 'running' THEN now() END, w.start_seq, COALESCE(w.persist_output, false)
+    jsonb_build_array(COALESCE(w.input, 'null'::jsonb)), CASE WHEN w.status = 'running' THEN now() END, w.start_seq,
+    COALESCE(w.persist_output, false), COALESCE(w.takes_input, false), now() + w.defer_ms * interval '1 millisecond', clock_timestamp()
   FROM jsonb_to_recordset($3::jsonb->'insert')
-    AS w(id uuid, status text, owner text, input jsonb, start_seq bigint, lease_ms integer, persist_output boolean)
+    AS w(id uuid, status text, owner text, input jsonb, start_seq bigint, lease_ms integer, persist_output boolean, takes_input boolean,
+      defer_ms integer)
   WHERE (SELECT ok FROM guard)
   RETURNING *
+), appended AS (
+  -- Merged or debounced input: the session row is locked, so inputs keep the order of admission.
+  UPDATE runs r SET inputs = r.inputs || jsonb_build_array(COALESCE(w.input, 'null'::jsonb)),
+    not_before = CASE WHEN w.defer_ms IS NULL THEN r.not_before ELSE now() + w.defer_ms * interval '1 millisecond' END
+  FROM jsonb_to_recordset($3::jsonb->'append') AS w(id uuid, input jsonb, defer_ms integer)
+  WHERE r.id = w.id AND r.tenant_id = $2 AND r.session_id = $1 AND r.status = 'queued' AND (SELECT ok FROM guard)
+  RETURNING r.*
+), steered AS (
+  -- Input for the running run, as run-input-add stores it (its owner reads run_inputs after the signal or at its next beat).
+  UPDATE runs r SET input_seq = r.input_seq + 1
+  FROM jsonb_to_recordset($3::jsonb->'steer') AS w(id uuid, input jsonb)
+  WHERE r.id = w.id AND r.tenant_id = $2 AND r.session_id = $1 AND r.status = 'running' AND (SELECT ok FROM guard)
+  RETURNING r.*, COALESCE(w.input, 'null'::jsonb) AS steered_input
+), steered_input AS (
+  INSERT INTO run_inputs (run_id, seq, data) SELECT s.id, s.input_seq, s.steered_input FROM steered s
 ), persisted AS (
   -- The text the run streamed, in seq order. Every event of it is archived by now and this
   -- snapshot sees it: its owner flushed its output before finalizing; an append locks the
@@ -121,6 +151,10 @@ WITH expected AS (
   SELECT $2::text, $1::text, jsonb_array_length($3::jsonb->'outbox') + 1, 'item.added',
     jsonb_build_object('count', 1, 'first_seq', s.item_seq, 'last_seq', s.item_seq, 'version', s.version, 'run_id', p.run_id)
   FROM written_session s, persisted p
+  UNION ALL
+  SELECT $2::text, $1::text, jsonb_array_length($3::jsonb->'outbox') + 2, 'run.input',
+    jsonb_build_object('run_id', s.id, 'seq', s.input_seq, 'input', s.steered_input)
+  FROM steered s
 ), emitted AS (
   INSERT INTO outbox (tenant_id, type, session_id, payload)
   SELECT e.tenant_id, e.type, e.session_id, e.payload FROM events e WHERE e.payload IS NOT NULL ORDER BY e.session_id, e.ord
@@ -128,8 +162,10 @@ WITH expected AS (
 SELECT
   (SELECT ok FROM guard) AS applied,
   (SELECT to_jsonb(s) - 'activity' FROM written_session s WHERE s.activity) AS session,
-  (SELECT COALESCE(jsonb_agg(to_jsonb(r)), '[]'::jsonb)
-   FROM (SELECT * FROM stopped UNION ALL SELECT * FROM started UNION ALL SELECT * FROM inserted) r) AS runs,
+  (SELECT COALESCE(jsonb_agg(r.j), '[]'::jsonb)
+   FROM (SELECT to_jsonb(x) AS j FROM (SELECT * FROM stopped UNION ALL SELECT * FROM started UNION ALL SELECT * FROM inserted
+     UNION ALL SELECT * FROM appended) x
+     UNION ALL SELECT to_jsonb(s) - 'steered_input' FROM steered s) r) AS runs,
   (SELECT COALESCE(jsonb_agg(to_jsonb(o) ORDER BY o.seq), '[]'::jsonb) FROM written_output o) AS events,
   (SELECT count(*) FROM written_session) AS sessions_written,
   (SELECT to_jsonb(i) FROM written_item i) AS item
