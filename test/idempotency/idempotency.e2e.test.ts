@@ -110,7 +110,7 @@ describe.skipIf(!requireServices(['postgres', 'redis', 'nats'], SUITE))(SUITE, (
 
   it('a run start sent 50 times at once through three processes starts one run', async () => {
     const id = await newSession();
-    const answers = await fifty(`/v1/sessions/${id}/runs`, { input: { words: 3, delay_ms: 5 } }, 202);
+    const answers = await fifty(`/v1/sessions/${id}/runs`, { input: { words: 3, delay_ms: 5 } }, 201);
     const runId = (JSON.parse((answers[0] as Answer).body) as { id: string }).id;
     const runs = await get<{ runs: Array<{ id: string }> }>(url(2), `/v1/sessions/${id}/runs`);
     expect(runs.runs.map((r) => r.id)).toEqual([runId]);

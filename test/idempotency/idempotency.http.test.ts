@@ -143,10 +143,10 @@ for (const configuration of CONFIGURATIONS) {
     it('does not store a 409: a run start refused while busy succeeds with the same key once the run ended', async () => {
       const id = await newSession();
       const busy = await post(`/v1/sessions/${id}/runs`, { input: { words: 100, delay_ms: 20 }, if_busy: 'reject' });
-      expect(busy.statusCode, busy.body).toBe(202);
+      expect(busy.statusCode, busy.body).toBe(201);
       const k = key();
       const refused = await post(`/v1/sessions/${id}/runs`, { input: 'next' }, { 'idempotency-key': k });
-      expectProblem(refused, 409, 'run_in_progress');
+      expectProblem(refused, 409, 'session_busy');
       expect(await keyRows(k)).toBe(0);
       const busyId = (busy.json() as { id: string }).id;
       await waitFor(
@@ -155,9 +155,9 @@ for (const configuration of CONFIGURATIONS) {
         'the first run to end',
       );
       const started = await post(`/v1/sessions/${id}/runs`, { input: 'next' }, { 'idempotency-key': k });
-      expect(started.statusCode, started.body).toBe(202);
+      expect(started.statusCode, started.body).toBe(201);
       const replay = await post(`/v1/sessions/${id}/runs`, { input: 'next' }, { 'idempotency-key': k });
-      expect(replay.statusCode).toBe(202);
+      expect(replay.statusCode).toBe(201);
       expect(replay.headers['idempotent-replayed']).toBe('true');
       expect(replay.body).toBe(started.body);
       const runs = (await app.inject({ method: 'GET', url: `/v1/sessions/${id}/runs`, headers: auth })).json() as { runs: unknown[] };
@@ -286,7 +286,7 @@ for (const configuration of CONFIGURATIONS) {
       expect(items.items).toHaveLength(1);
       // A running run takes input and an interrupt, each once.
       const run = await post(`/v1/sessions/${id}/runs`, { input: { words: 1000, delay_ms: 20 } });
-      expect(run.statusCode).toBe(202);
+      expect(run.statusCode).toBe(201);
       const ki = key();
       const input = await post(`/v1/sessions/${id}/input`, { input: 'more' }, { 'idempotency-key': ki });
       expect(input.statusCode, input.body).toBe(202);
@@ -334,7 +334,7 @@ describe('idempotency/run start/embedded', () => {
         app.inject({ method: 'POST', url: `/v1/sessions/${id}/runs`, headers: { ...auth, 'idempotency-key': 'run-1' }, payload: { input: 'x' } });
       const answers = await Promise.all([start(), start(), start(), start(), start()]);
       for (const a of answers) {
-        expect(a.statusCode, a.body).toBe(202);
+        expect(a.statusCode, a.body).toBe(201);
         expect(a.body).toBe(answers[0]?.body);
       }
       await waitFor(() => launched > 0, 10_000, 'the launch');

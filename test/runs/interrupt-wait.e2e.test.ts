@@ -64,7 +64,7 @@ describe.skipIf(!mode || !modeReady(mode, 'runs/interrupt-wait'))('interrupt?wai
   async function runningOnA(stopMs: number): Promise<{ session: string; run: RunBody }> {
     const session = (await post(A, '/v1/sessions')).json.id;
     const started = await post(A, `/v1/sessions/${session}/runs`, { input: { stop_ms: stopMs } });
-    expect(started.status).toBe(202);
+    expect(started.status).toBe(201);
     expect(started.json).toMatchObject({ status: 'running', owner: 'A' });
     // The child read its input (it ticks): from now on it takes stop_ms to stop.
     const first = await readSse(`${A.url}/v1/sessions/${session}/stream`, { headers, maxEvents: 2, timeoutMs: 30_000 });

@@ -142,9 +142,9 @@ describe('IdempotentCalls', () => {
       calls.run('t', 'k', 'f', async () => {
         onRollback(() => void discarded.push('run'));
         await afterCommit(() => void launched.push('run'));
-        throw Object.assign(new Error('busy'), { code: 'run_in_progress' });
+        throw Object.assign(new Error('busy'), { code: 'session_busy' });
       }),
-    ).rejects.toMatchObject({ code: 'run_in_progress' });
+    ).rejects.toMatchObject({ code: 'session_busy' });
     expect(launched).toEqual([]);
     expect(discarded).toEqual(['run']);
     expect(store.rows.size).toBe(0);
