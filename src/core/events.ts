@@ -22,6 +22,7 @@ export const EVENT_TYPES = [
   'run.completed',
   'run.failed',
   'run.interrupted',
+  'run.restarted',
   'run.input',
   'item.added',
   'item.updated',

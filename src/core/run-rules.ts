@@ -7,7 +7,7 @@
  */
 import { AgentSessionsError, ConflictError, RunError } from './errors.js';
 import { checkRunsQueued } from './limits.js';
-import type { EndedRunStatus, FinalizeRequest, IfBusy } from './runs.js';
+import type { EndedRunStatus, FinalizeRequest, IfBusy, OnOwnerLost, RunUsage } from './runs.js';
 import { canTransition, ENDED_STATUSES, type SessionStatus } from './types.js';
 
 /** A session's run bookkeeping, from its locked row. */
@@ -37,6 +37,13 @@ export interface ActiveRun {
   input?: unknown;
   /** Whether its text output goes to the history when it ends (read for the running run). */
   persistOutput?: boolean;
+  /** Its agent; null (or absent): a closure run, pinned to its owner. */
+  agent?: string | null;
+  /** Its owner-lost policy (read for the running run); absent: `fail`. */
+  onOwnerLost?: OnOwnerLost;
+  maxRetries?: number;
+  /** Restarts so far. */
+  attempts?: number;
 }
 
 /**
@@ -81,14 +88,20 @@ export type RunWrite =
       kind: 'insert';
       id: string;
       status: 'running' | 'queued';
-      owner: string;
+      /** Null: an agent run queued for a worker to claim (no lease either). */
+      owner: string | null;
       input: unknown;
       startSeq: number | null;
-      leaseMs: number;
+      leaseMs: number | null;
       persistOutput: boolean;
+      agent?: string | null;
+      onOwnerLost?: OnOwnerLost;
+      maxRetries?: number;
     }
-  /** A queued run starts: running, started now, a fresh lease. */
-  | { kind: 'promote'; id: string; startSeq: number; leaseMs: number }
+  /** A queued run starts: running, started now, a fresh lease; `owner` set: a worker claimed it. */
+  | { kind: 'promote'; id: string; startSeq: number; leaseMs: number; owner?: string }
+  /** A running run whose owner is lost goes back to the queue: no owner, no lease, attempts + 1. */
+  | { kind: 'handback'; id: string }
   /** The run ends now and lets go of its lease; `markInterrupted` records an interrupt request if none was. */
   | { kind: 'end'; id: string; status: EndedRunStatus; reason: string; error: string | null; endSeq: number | null; markInterrupted: boolean }
   /** The running run is asked to stop (its owner aborts it). */
@@ -108,6 +121,15 @@ export interface WritePlan {
    * run streamed no text. Absent: nothing is appended.
    */
   persist?: { runId: string };
+  /** Added to the session's counters (a run's reported usage), in the same write. */
+  counters?: UsageCounters;
+}
+
+/** The session counters a run's usage adds to. */
+export interface UsageCounters {
+  inputTokens: number;
+  outputTokens: number;
+  totalCostUsd: number;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -122,6 +144,15 @@ export interface AdmissionRequest {
   leaseMs: number;
   /** Default false. */
   persistOutput?: boolean;
+  /** The agent of an agent run; null or absent: a closure run, pinned to `owner`. */
+  agent?: string | null;
+  onOwnerLost?: OnOwnerLost;
+  maxRetries?: number;
+  /**
+   * An agent run only: `owner` serves the agent and has a free slot, so an idle session
+   * starts it there; false queues it unowned for a worker to claim. Default true.
+   */
+  startHere?: boolean;
 }
 
 export type Admission =
@@ -185,6 +216,9 @@ export function admit(state: RunLockState, req: AdmissionRequest): Admission {
       }
     }
   }
+  if (isAgentRun(req) && req.startHere === false) {
+    return { decision: 'queue', plan: queue(s, req, s.queuedRuns + 1, [], []) };
+  }
   if (!canTransition(s.status, 'active')) {
     return refuse(
       new ConflictError('invalid_transition', `session ${s.id} cannot start a run from ${s.effectiveStatus}`, {
@@ -210,6 +244,7 @@ export function admit(state: RunLockState, req: AdmissionRequest): Admission {
           startSeq: seq,
           leaseMs: req.leaseMs,
           persistOutput: req.persistOutput ?? false,
+          ...runPolicy(req),
         },
       ],
       output: [runningEvent(seq, req.runId)],
@@ -227,11 +262,13 @@ function queue(s: SessionRunState, req: AdmissionRequest, queuedRuns: number, ru
         kind: 'insert',
         id: req.runId,
         status: 'queued',
-        owner: req.owner,
+        // A queued agent run waits for a worker to claim it: no owner, no lease.
+        owner: isAgentRun(req) ? null : req.owner,
         input: req.input,
         startSeq: null,
-        leaseMs: req.leaseMs,
+        leaseMs: isAgentRun(req) ? null : req.leaseMs,
         persistOutput: req.persistOutput ?? false,
+        ...runPolicy(req),
       },
     ],
     output: [],
@@ -264,6 +301,8 @@ export interface Finalization {
   promoted: string | null;
   /** Queued runs ended without running because the session ended. */
   cancelled: string[];
+  /** Agents whose workers may claim a run now (the head of the queue was left for them, or handed back). */
+  claimable: string[];
 }
 
 /**
@@ -308,6 +347,7 @@ export function planFinalization(state: RunLockState, req: FinalizationRequest):
   let queuedRuns = waiting.length;
   let promoted: ActiveRun | null = null;
   const cancelled: string[] = [];
+  const claimable: string[] = [];
   if (wasRunning && waiting.length > 0 && !s.live) {
     // The session ended: what waited behind this run will never start.
     for (const r of waiting) {
@@ -316,6 +356,9 @@ export function planFinalization(state: RunLockState, req: FinalizationRequest):
       cancelled.push(r.id);
     }
     queuedRuns = 0;
+  } else if (wasRunning && waiting.length > 0 && isClaimable(waiting[0] as ActiveRun)) {
+    // An agent run is claimed by a worker serving its agent, wherever it is.
+    claimable.push((waiting[0] as ActiveRun).agent as string);
   } else if (wasRunning && waiting.length > 0) {
     promoted = waiting[0] as ActiveRun;
     const startSeq = ++seq;
@@ -335,9 +378,11 @@ export function planFinalization(state: RunLockState, req: FinalizationRequest):
       output,
       outbox,
       ...(persist ? { persist: { runId: run.id } } : {}),
+      ...usageCounters(req.usage),
     },
     promoted: promoted?.id ?? null,
     cancelled,
+    claimable,
   };
 }
 
@@ -374,6 +419,134 @@ export function planInterrupt(state: RunLockState, runId: string | undefined): I
     },
     flagged: null,
     cancelled: queued.id,
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// Workers (issue 12): claims of agent runs, and owner-lost hand-backs
+
+/** An agent run: executed by whichever instance serves its agent, so it is queued unowned. */
+function isAgentRun(req: Pick<AdmissionRequest, 'agent'>): boolean {
+  return req.agent !== undefined && req.agent !== null;
+}
+
+/** A queued run a worker claims (an agent run nobody owns), rather than one the queue's promotion starts. */
+export function isClaimable(run: ActiveRun): boolean {
+  return run.status === 'queued' && run.agent !== undefined && run.agent !== null && run.owner === null;
+}
+
+function runPolicy(req: AdmissionRequest): Pick<Extract<RunWrite, { kind: 'insert' }>, 'agent' | 'onOwnerLost' | 'maxRetries'> {
+  if (!isAgentRun(req)) return { agent: null, onOwnerLost: 'fail', maxRetries: 0 };
+  return { agent: req.agent, onOwnerLost: req.onOwnerLost ?? 'fail', maxRetries: req.maxRetries ?? 0 };
+}
+
+/** A run's reported usage as counter increments; nothing when it reported none. */
+function usageCounters(usage: RunUsage | undefined): { counters?: UsageCounters } {
+  if (!usage) return {};
+  const n = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : 0);
+  const counters = {
+    inputTokens: Math.round(n(usage.input_tokens)),
+    outputTokens: Math.round(n(usage.output_tokens)),
+    totalCostUsd: n(usage.cost),
+  };
+  return counters.inputTokens + counters.outputTokens + counters.totalCostUsd > 0 ? { counters } : {};
+}
+
+export interface ClaimRequest {
+  runId: string;
+  /** The worker's instance. */
+  owner: string;
+  leaseMs: number;
+}
+
+export type Claim =
+  /** The run starts on the worker: its `status` event, `run.started`, the session `active`. */
+  | { decision: 'claim'; plan: WritePlan }
+  /** The session ended: what was queued is ended (`session_ended`) instead, so it is never claimed again. */
+  | { decision: 'end'; plan: WritePlan; cancelled: string[] }
+  /** Not startable now (no longer queued or unowned, not the queue's head, the session busy): nothing written. */
+  | { decision: 'skip' };
+
+/**
+ * Decides a worker's claim of a queued agent run on the locked rows: it starts when it is the
+ * head of the queue, unowned, and nothing runs; on a session that ended, the queue is ended
+ * instead. (`not_before` is checked by the claim's query, on the database's clock.)
+ */
+export function planClaim(state: RunLockState, req: ClaimRequest): Claim {
+  const s = state.session;
+  const head = state.queued[0];
+  if (!head || head.id !== req.runId || !isClaimable(head) || state.running || s.runningRunId !== null) return { decision: 'skip' };
+  if (isEnded(s)) {
+    const runs: RunWrite[] = [];
+    const outbox: PlannedEvent[] = [];
+    for (const r of state.queued) {
+      runs.push({ kind: 'end', id: r.id, status: 'interrupted', reason: 'session_ended', error: null, endSeq: null, markInterrupted: false });
+      outbox.push(runEndedEvent(r.id, 'interrupted', 'session_ended', null));
+    }
+    return {
+      decision: 'end',
+      plan: { session: { outputSeq: s.outputSeq, runningRunId: null, queuedRuns: 0, status: null }, runs, output: [], outbox },
+      cancelled: state.queued.map((r) => r.id),
+    };
+  }
+  if (!canTransition(s.status, 'active')) return { decision: 'skip' };
+  const seq = s.outputSeq + 1;
+  const outbox: PlannedEvent[] = [];
+  if (s.status !== 'active') outbox.push(statusChanged(s, 'active'));
+  outbox.push(runStartedEvent(head.id, head.input ?? null, req.owner));
+  return {
+    decision: 'claim',
+    plan: {
+      session: { outputSeq: seq, runningRunId: head.id, queuedRuns: Math.max(0, s.queuedRuns - 1), status: 'active' },
+      runs: [{ kind: 'promote', id: head.id, startSeq: seq, leaseMs: req.leaseMs, owner: req.owner }],
+      output: [runningEvent(seq, head.id)],
+      outbox,
+    },
+  };
+}
+
+/** Whether a lost run goes back to the queue: an agent run with policy `retry` and restarts left, on a live session. */
+export function handsBack(run: ActiveRun, s: SessionRunState): boolean {
+  return (
+    run.status === 'running' &&
+    run.agent !== undefined &&
+    run.agent !== null &&
+    run.onOwnerLost === 'retry' &&
+    (run.attempts ?? 0) < (run.maxRetries ?? 0) &&
+    !isEnded(s)
+  );
+}
+
+/**
+ * Plans what happens to a run whose owner is lost (the orphan sweep: `owner` null and the lease
+ * lapsed) or gives it up (a draining owner: `owner` its own). A run that `handsBack` goes back
+ * to the head of the queue (owner and lease cleared, attempts + 1) with a `restarted` output
+ * event and `run.restarted`; the session leaves `active` and its workers are woken. Any other
+ * run is finalized as `req` says (planFinalization).
+ */
+export function planOwnerLost(state: RunLockState, req: FinalizationRequest): Finalization | null {
+  const s = state.session;
+  const run = state.running?.id === req.runId ? state.running : null;
+  if (!run || !handsBack(run, s)) return planFinalization(state, req);
+  if (req.owner === null ? !run.leaseLapsed : run.owner !== req.owner) return null;
+  const seq = s.outputSeq + 1;
+  const attempt = (run.attempts ?? 0) + 1;
+  const data = { run_id: run.id, attempt, reason: req.reason };
+  const outbox: PlannedEvent[] = [];
+  const status = s.status === 'active' ? req.sessionStatus : null;
+  if (status !== null && status !== s.status) outbox.push(statusChanged(s, status));
+  outbox.push({ type: 'run.restarted', payload: data });
+  return {
+    plan: {
+      session: { outputSeq: seq, runningRunId: null, queuedRuns: s.queuedRuns + 1, status },
+      runs: [{ kind: 'handback', id: run.id }],
+      output: [{ seq, runId: run.id, type: 'restarted', data }],
+      outbox,
+      ...usageCounters(req.usage),
+    },
+    promoted: null,
+    cancelled: [],
+    claimable: [run.agent as string],
   };
 }
 

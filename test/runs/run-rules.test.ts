@@ -28,7 +28,7 @@ const LEASE_MS = 1_000;
 interface ModelRun {
   id: string;
   status: RunStatus;
-  owner: string;
+  owner: string | null;
   input: unknown;
   leaseLapsed: boolean;
   interruptRequested: boolean;
@@ -166,7 +166,7 @@ const runShape = fc.record({ owner: fc.constantFrom(...OWNERS), lapsed: fc.boole
  * Consistent session rows with their runs: a running run or not and 0..6 queued runs, each
  * with any owner and lease, after 0..3 completed runs. `idle` keeps to live sessions with no run.
  */
-function modelRun(id: string, status: RunStatus, owner: string, fields: Partial<ModelRun> = {}): ModelRun {
+function modelRun(id: string, status: RunStatus, owner: string | null, fields: Partial<ModelRun> = {}): ModelRun {
   return { id, status, owner, input: { n: id }, leaseLapsed: false, interruptRequested: false, startSeq: null, endSeq: null, endReason: null, ...fields };
 }
 

@@ -53,13 +53,17 @@ export function runRoutes(app: FastifyInstance, sessions: Sessions): void {
       response: { 202: RunJson, ...errors },
     },
   }, async (request, reply) => {
-    const { input, if_busy: ifBusy, persist_output: persistOutput } = request.body;
+    const { input, if_busy: ifBusy, persist_output: persistOutput, agent, on_owner_lost: onOwnerLost, max_retries: maxRetries } = request.body;
     // Not bound to the request's signal: a client that leaves after asking still gets its run.
-    const run = await sessions.runs.start(request.params.id, undefined, {
+    // Always an agent run: whichever instance serves the agent executes it.
+    const run = await sessions.runs.start(request.params.id, {
       tenant: request.principal.tenant,
       input: input ?? null,
       ifBusy,
       persistOutput,
+      agent,
+      onOwnerLost,
+      maxRetries,
     });
     return reply.status(202).header('location', `/v1/sessions/${run.sessionId}/runs/${run.id}`).send(runJson(run));
   });
