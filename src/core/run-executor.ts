@@ -20,7 +20,7 @@ import type { Logger } from './logger.js';
 import { OutputArchive, OutputWriter } from './output-stream.js';
 import type { Lifecycle } from './ports.js';
 import {
-  TERMINAL_EVENT_TYPES,
+  SERVICE_EVENT_TYPES,
   type EndedRunStatus,
   type FinalizeResult,
   type HeartbeatRow,
@@ -704,8 +704,8 @@ export class RunExecutor implements Lifecycle {
     if (typeof event !== 'object' || event === null || typeof event.type !== 'string' || !EVENT_TYPE.test(event.type)) {
       throw new ValidationError('an output event needs a type of letters, digits and _ . : - (at most 64)', { field: 'type' });
     }
-    if (TERMINAL_EVENT_TYPES.includes(event.type)) {
-      throw new ValidationError(`"${event.type}" is written when the run ends; a runner cannot emit it`, { field: 'type' });
+    if (SERVICE_EVENT_TYPES.includes(event.type)) {
+      throw new ValidationError(`"${event.type}" is written by the service; a runner cannot emit it`, { field: 'type' });
     }
     checkOutputEvent(
       { outputEventBytes: this.options.maxEventBytes, jsonDepth: this.options.jsonShape?.depth, jsonNodes: this.options.jsonShape?.nodes },

@@ -76,6 +76,12 @@ export interface NewOutputEvent {
  */
 export const TERMINAL_EVENT_TYPES: readonly string[] = ['done', 'error'];
 
+/**
+ * The types only the service writes: the terminal ones, and `restarted` (a run handed back
+ * after its owner was lost starts again: `{ run_id, attempt, reason }`). Runners cannot emit them.
+ */
+export const SERVICE_EVENT_TYPES: readonly string[] = [...TERMINAL_EVENT_TYPES, 'restarted'];
+
 /** What RunRepository.appendOutput did with one batch. */
 export type AppendOutcome = OutputEvent[] | null | 'busy';
 
