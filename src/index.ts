@@ -55,9 +55,15 @@ export {
 } from './core/types.js';
 export {
   IF_BUSY,
+  ON_OWNER_LOST,
   RUN_STATUSES,
+  SERVICE_EVENT_TYPES,
   TERMINAL_EVENT_TYPES,
   type IfBusy,
+  type OnOwnerLost,
+  type RunUsage,
+  type ServeHandle,
+  type ServeOptions,
   type InputOptions,
   type InterruptOptions,
   type NewOutputEvent,
