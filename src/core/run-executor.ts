@@ -688,8 +688,8 @@ export class RunExecutor implements Lifecycle {
       }
       if (local.state !== 'running') continue;
       // A run launched on its promotion while the renewal was reading its row as queued: the
-      // report is older than what this instance knows.
-      if (row?.status === 'queued') continue;
+      // report is older than what this instance knows. (Queued with no owner: it was handed back.)
+      if (row?.status === 'queued' && row.owner === this.instanceId) continue;
       if (!row || row.owner !== this.instanceId || row.status !== 'running') {
         this.abort(local, 'owner_lost');
         continue;
