@@ -3,7 +3,7 @@
  * (Server-Sent Events: `id:` = seq, `event:` = type, `data:` = the event as JSON).
  */
 import { Type, type Static } from 'typebox';
-import { IF_BUSY, MAX_DEBOUNCE_MS, MAX_INTERRUPT_WAIT_MS, RUN_DECISIONS, RUN_STATUSES, type AdmittedRun, type OutputEvent, type Run } from '../core/runs.js';
+import { IF_BUSY, MAX_DEBOUNCE_MS, MAX_INTERRUPT_WAIT_MS, ON_OWNER_LOST, RUN_DECISIONS, RUN_STATUSES, type AdmittedRun, type OutputEvent, type Run } from '../core/runs.js';
 import { Cursor, DateTime, Nullable, RunId, SessionId, StringEnum } from './common.js';
 
 export const RunStatus = StringEnum(RUN_STATUSES);
@@ -27,6 +27,10 @@ export const RunJson = Type.Object({
   start_seq: Nullable(Type.Integer()),
   end_seq: Nullable(Type.Integer()),
   persist_output: Type.Boolean(),
+  agent: Nullable(Type.String({ description: 'The agent that executes it; null: a run pinned to the instance that started it' })),
+  on_owner_lost: StringEnum(ON_OWNER_LOST),
+  max_retries: Type.Integer(),
+  attempts: Type.Integer({ description: 'Restarts after its owner was lost' }),
 });
 export type RunJsonType = Static<typeof RunJson>;
 
@@ -54,6 +58,18 @@ export const StartRunBody = Type.Object(
           'Append the run\'s text output to the history as one assistant message when it completes or is interrupted (default false)',
       }),
     ),
+    agent: Type.Optional(
+      Type.String({
+        pattern: '^[A-Za-z0-9][\\w.:-]{0,63}$',
+        description: 'The agent to run (default: the server\'s AGENT_NAME); any instance serving it executes the run',
+      }),
+    ),
+    on_owner_lost: Type.Optional(
+      StringEnum(ON_OWNER_LOST, {
+        description: 'When the instance executing the run is lost: fail it (owner_lost, the default) or restart it on another worker',
+      }),
+    ),
+    max_retries: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, description: 'With on_owner_lost retry: at most this many restarts (default 0)' })),
   },
   { additionalProperties: false },
 );
@@ -141,6 +157,10 @@ export function runJson(r: Run): RunJsonType {
     start_seq: r.startSeq,
     end_seq: r.endSeq,
     persist_output: r.persistOutput,
+    agent: r.agent,
+    on_owner_lost: r.onOwnerLost,
+    max_retries: r.maxRetries,
+    attempts: r.attempts,
   };
 }
 

@@ -23,6 +23,7 @@ import {
 } from '../core/rate-limit.js';
 import { RunExecutor } from '../core/run-executor.js';
 import { RunService } from '../core/run-service.js';
+import { RunWorkers } from '../core/run-workers.js';
 import type { OutputLog, Runner, SignalBus } from '../core/runs.js';
 import { SessionService } from '../core/session-service.js';
 import type { Session } from '../core/types.js';
@@ -72,7 +73,10 @@ export interface CreateSessionsOptions extends ConfigOverrides {
   env?: Record<string, string | undefined>;
   /** Apply pending migrations at start (default true). */
   migrate?: boolean;
-  /** The runner the HTTP API starts (default: AGENT_COMMAND's command runner, else the demo agent). */
+  /**
+   * The runner of AGENT_NAME this instance serves unless SERVE_AGENTS=false (default:
+   * AGENT_COMMAND's command runner, else the demo agent).
+   */
   agent?: Runner;
   /**
    * Where spans go: `openTelemetryTracing()` from `agent-sessions/opentelemetry`
@@ -156,6 +160,7 @@ export async function createSessions(options: CreateSessionsOptions = {}): Promi
       faultAfterCommit: killAfterCommit(env ?? process.env),
     });
     await parts.runs.executor.ready();
+    if (config.serveAgents) parts.runs.api.serve(config.agentName, agent ?? run.agent, { concurrency: config.agentConcurrency, takesInput: true });
     await parts.start();
     return new Sessions(parts as unknown as SessionsInit);
   } catch (err) {
@@ -326,6 +331,8 @@ function wire(input: WiringInput): SessionsParts {
     },
     close() {
       closing ??= (async () => {
+        // Stop claiming first: the executor then drains what runs here (DRAIN_TIMEOUT_MS).
+        await runs.parts.workers.stop();
         await Promise.all([events.close(), relay?.close(), sweeper.close(), runSweeper.close()]);
         outboxSignal.close();
         for (const c of [...components].reverse()) await c.close().catch(() => undefined);
@@ -343,12 +350,14 @@ function wire(input: WiringInput): SessionsParts {
 function wireRuns(
   config: Readonly<Config>,
   db: SqlDatabase,
-  input: Pick<WiringInput, 'signals' | 'output' | 'agent' | 'logger' | 'tracing'>,
+  input: Pick<WiringInput, 'signals' | 'output' | 'logger' | 'tracing'>,
   service: SessionService,
   telemetry: SessionsMetrics,
 ): { parts: SessionsParts['runs']; orphans: OrphanSweepOptions } {
   const repository = new PostgresRunRepository(db);
   const onSessionWritten = (session: Session) => service.refreshCache(session, 'unannounced-write');
+  // The executor wakes workers (a queue head left for them) through the workers, made after it.
+  let workers: RunWorkers | null = null;
   const executor = new RunExecutor({
     repository,
     bus: input.signals,
@@ -362,6 +371,18 @@ function wireRuns(
     logger: input.logger,
     telemetry,
     tracing: input.tracing,
+    runMaxMs: config.runMaxMs,
+    runIdleOutputMs: config.runIdleOutputMs,
+    drainTimeoutMs: config.drainTimeoutMs,
+    wakeWorkers: (agent) => workers?.wake(agent),
+  });
+  workers = new RunWorkers({
+    repository,
+    executor,
+    bus: input.signals,
+    leaseMs: config.runLeaseMs,
+    claimIntervalMs: config.runClaimIntervalMs,
+    logger: input.logger,
   });
   const api = new RunService({
     repository,
@@ -372,7 +393,8 @@ function wireRuns(
     maxInputBytes: config.limits.itemBytes,
     jsonShape: { depth: config.limits.jsonDepth, nodes: config.limits.jsonNodes },
     onSessionWritten,
-    agent: input.agent,
+    workers,
+    defaultAgent: config.agentName,
     telemetry,
     tracing: input.tracing,
   });
@@ -387,6 +409,7 @@ function wireRuns(
     parts: {
       api,
       executor,
+      workers,
       sweepOrphans: (limit) => finalizeOrphanedRuns(orphans, limit),
       get localRunCount() {
         return executor.localRunCount;

@@ -38,6 +38,20 @@ export interface Config {
   /** SSE heartbeat comment interval. */
   sseHeartbeatMs: number;
   agentCommand: string | null;
+  /** The agent this instance serves (with AGENT_COMMAND or the demo agent) and the one a run without `agent` runs. */
+  agentName: string;
+  /** Whether this instance executes runs of AGENT_NAME (false: an API-only instance). */
+  serveAgents: boolean;
+  /** Runs of AGENT_NAME executing on this instance at once. */
+  agentConcurrency: number;
+  /** How often a worker looks for claimable runs without a wake-up. */
+  runClaimIntervalMs: number;
+  /** Longest a run may execute before it ends failed/run_max_ms; 0: no limit. */
+  runMaxMs: number;
+  /** Longest a run may emit nothing before it ends failed/run_idle_output; 0: no limit. */
+  runIdleOutputMs: number;
+  /** On SIGTERM (close), how long running runs may finish before they are handed back or ended. */
+  drainTimeoutMs: number;
   /** Command runner: SIGINT → SIGTERM after this long, */
   agentInterruptGraceMs: number;
   /** then SIGTERM → SIGKILL after this long. */
@@ -252,6 +266,16 @@ const SETTINGS: Readonly<Record<TopLevel, Setting>> = {
   runSweepIntervalMs: int('RUN_SWEEP_INTERVAL_MS', 5_000, 0),
   sseHeartbeatMs: int('SSE_HEARTBEAT_MS', 15_000, 100),
   agentCommand: text('AGENT_COMMAND', null),
+  agentName: text('AGENT_NAME', 'default', {
+    test: (v) => /^[A-Za-z0-9][\w.:-]{0,63}$/.test(v),
+    says: 'must be 1 to 64 letters, digits and _ . : - (starting with a letter or digit)',
+  }),
+  serveAgents: bool('SERVE_AGENTS', true),
+  agentConcurrency: int('AGENT_CONCURRENCY', 16, 1, 100_000),
+  runClaimIntervalMs: int('RUN_CLAIM_INTERVAL_MS', 1_000, 10),
+  runMaxMs: int('RUN_MAX_MS', 0, 0),
+  runIdleOutputMs: int('RUN_IDLE_OUTPUT_MS', 0, 0),
+  drainTimeoutMs: int('DRAIN_TIMEOUT_MS', 10_000, 0),
   agentInterruptGraceMs: int('AGENT_INTERRUPT_GRACE_MS', 2_000, 0),
   agentKillGraceMs: int('AGENT_KILL_GRACE_MS', 5_000, 0),
   retentionDays: int('RETENTION_DAYS', 30, 0),

@@ -8,6 +8,7 @@ import type { CacheStats, StatsStore } from '../core/ports.js';
 import type { ConnectionLimiter, RateLimiter } from '../core/rate-limit.js';
 import type { RunExecutor } from '../core/run-executor.js';
 import type { RunService } from '../core/run-service.js';
+import type { RunWorkers } from '../core/run-workers.js';
 import type { SessionService } from '../core/session-service.js';
 import type { Mode } from '../core/stats.js';
 import type { Sweeper } from '../core/sweeper.js';
@@ -25,6 +26,8 @@ export interface RunParts {
   api: RunService;
   /** The runs this instance executes, its signals and its leases. */
   executor: RunExecutor;
+  /** The agents this instance serves (claims of queued agent runs). */
+  workers: RunWorkers;
   /** One pass of the orphan sweep now; resolves to the runs it ended. */
   sweepOrphans(limit?: number): Promise<number>;
   /** Runs executing or queued on this instance. */

@@ -100,8 +100,11 @@ async function serve(overrides: Partial<Config>, logger: Logger): Promise<void> 
   let stopping: Promise<void> | null = null;
   const stop = (signal: string) => {
     stopping ??= (async () => {
-      logger.info({ signal }, 'shutting down');
-      const timer = setTimeout(() => process.exit(1), 10_000).unref();
+      logger.info({ signal, drain_timeout_ms: config.drainTimeoutMs }, 'shutting down');
+      // The runs here get DRAIN_TIMEOUT_MS to finish, then up to the abort grace (15 s) to stop.
+      const timer = setTimeout(() => process.exit(1), config.drainTimeoutMs + 20_000).unref();
+      // No new runs are claimed from here on; the runs here drain in sessions.close().
+      await internals(sessions).runs.workers.stop();
       await app.close();
       await sessions.close();
       clearTimeout(timer);

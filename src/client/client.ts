@@ -396,6 +396,12 @@ export interface StartRunRequestOptions extends RequestOptions {
   debounceMs?: number;
   /** Append the run's text output to the history as one assistant message when it completes or is interrupted. */
   persistOutput?: boolean;
+  /** The agent to run (default: the server's AGENT_NAME); any instance serving it executes the run. */
+  agent?: string;
+  /** When the instance executing the run is lost: `fail` (default) or `retry` on another worker. */
+  onOwnerLost?: 'fail' | 'retry';
+  /** With `retry`: at most this many restarts (default 0). */
+  maxRetries?: number;
 }
 
 /** Runs: start, list, get, interrupt, input, and the session's output as a resumable stream. */
@@ -413,6 +419,9 @@ export class RunsClient {
       ...(opts.ifBusy === undefined ? {} : { if_busy: opts.ifBusy }),
       ...(opts.debounceMs === undefined ? {} : { debounce_ms: opts.debounceMs }),
       ...(opts.persistOutput === undefined ? {} : { persist_output: opts.persistOutput }),
+      ...(opts.agent === undefined ? {} : { agent: opts.agent }),
+      ...(opts.onOwnerLost === undefined ? {} : { on_owner_lost: opts.onOwnerLost }),
+      ...(opts.maxRetries === undefined ? {} : { max_retries: opts.maxRetries }),
     };
     return this.http.call('POST', `/v1/sessions/${id(sessionId)}/runs`, { ...opts, body });
   }

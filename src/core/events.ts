@@ -26,6 +26,7 @@ export const EVENT_TYPES = [
   'run.failed',
   'run.interrupted',
   'run.cancelled',
+  'run.restarted',
   'run.input',
   'item.added',
   'item.updated',

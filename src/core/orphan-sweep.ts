@@ -1,7 +1,8 @@
 /**
  * The orphan sweep (SPEC §7, §9): finalizes runs whose owner stopped renewing the lease as
  * `failed`/`owner_lost`, so their readers get the terminal event, their session is repaired
- * and what was queued behind them starts. Safe on every instance at once: the repository
+ * and what was queued behind them starts. A run whose policy is `retry` (with restarts left)
+ * is handed back to the queue instead, for a worker of its agent to claim again. Safe on every instance at once: the repository
  * claims each session with SKIP LOCKED and checks the lease again under lock.
  */
 import type { RunLogger } from './run-executor.js';
@@ -35,11 +36,17 @@ export async function finalizeOrphanedRuns(o: OrphanSweepOptions, limit = 50, si
       error: 'the instance running this run stopped renewing its lease',
       sessionStatus: 'idle',
       leaseMs: o.leaseMs,
+      ownerLost: true,
     });
     if (!result) continue;
     ended++;
-    telemetry.runEnded('failed', 'owner_lost');
-    o.logger?.warn({ run_id: c.id, session_id: c.sessionId, owner: result.run.owner }, 'orphaned run finalized');
+    if (result.run.status === 'queued') {
+      telemetry.runEnded('failed', 'handed_back');
+      o.logger?.warn({ run_id: c.id, session_id: c.sessionId, attempts: result.run.attempts }, 'orphaned run handed back for a restart');
+    } else {
+      telemetry.runEnded('failed', 'owner_lost');
+      o.logger?.warn({ run_id: c.id, session_id: c.sessionId, owner: result.run.owner }, 'orphaned run finalized');
+    }
     await o.announce(result);
   }
   return ended;

@@ -20,7 +20,7 @@ import type { Logger } from './logger.js';
 import { OutputArchive, OutputWriter } from './output-stream.js';
 import type { Lifecycle } from './ports.js';
 import {
-  TERMINAL_EVENT_TYPES,
+  SERVICE_EVENT_TYPES,
   GAP_EVENT_TYPE,
   type EndedRunStatus,
   type FinalizeResult,
@@ -34,6 +34,7 @@ import {
   type Runner,
   type RunResult,
   type RunSignal,
+  type RunUsage,
   type SignalBus,
 } from './runs.js';
 import { NO_RUN_TELEMETRY, type InterruptPath, type RunTelemetry } from './telemetry.js';
@@ -72,6 +73,14 @@ export interface RunExecutorOptions {
    * started it: a run outlives the request that asked for it.
    */
   tracing?: Tracing;
+  /** A run executing longer than this ends `failed`/`run_max_ms`; 0 or absent: no limit. */
+  runMaxMs?: number;
+  /** A run that emits nothing for this long ends `failed`/`run_idle_output`; 0 or absent: no limit. */
+  runIdleOutputMs?: number;
+  /** How long `close` lets running runs finish before it hands them back or ends them (default 0). */
+  drainTimeoutMs?: number;
+  /** Wakes the workers of an agent (a run of it may be claimable now); default: nobody is told. */
+  wakeWorkers?: (agent: string) => void;
 }
 
 /** A run this instance is about to record (start or queue): registered before its row exists. */
@@ -81,9 +90,20 @@ export interface LocalRunSpec {
   tenant: string;
   input: unknown;
   runner: Runner;
+  /** Called once when this instance lets go of the run (ended, lost, handed back): a worker's slot is free again. */
+  onEnded?: () => void;
 }
 
-type AbortReason = 'interrupted' | 'owner_lost' | 'owner_shutdown' | 'session_ended' | 'output_failed';
+type AbortReason =
+  | 'interrupted'
+  | 'owner_lost'
+  | 'owner_shutdown'
+  | 'session_ended'
+  | 'output_failed'
+  | 'run_max_ms'
+  | 'run_idle_output'
+  /** A draining owner handed it back to the queue: another worker runs it again. */
+  | 'handed_back';
 
 interface LocalRun extends LocalRunSpec {
   state: 'pending' | 'queued' | 'running' | 'finishing';
@@ -100,6 +120,10 @@ interface LocalRun extends LocalRunSpec {
   writer: OutputWriter | null;
   done: Promise<Run>;
   resolveDone: (run: Run) => void;
+  /** Usage reported so far (RunContext.reportUsage). */
+  usage: RunUsage | null;
+  /** The run-limit timers (RUN_MAX_MS, RUN_IDLE_OUTPUT_MS) while it executes. */
+  limitTimers: { max: NodeJS.Timeout | null; idle: NodeJS.Timeout | null };
 }
 
 interface RunEnd {
@@ -108,6 +132,7 @@ interface RunEnd {
   error: string | null;
   sessionStatus: 'idle' | 'waiting_input';
   details?: Record<string, unknown>;
+  usage?: RunUsage;
 }
 
 type RunnerOutcome = { ok: true; result: RunResult | void } | { ok: false; error: unknown };
@@ -164,15 +189,24 @@ export class RunExecutor implements Lifecycle {
   }
 
   /**
-   * Stops taking runs, interrupts the runs executing here (they end `failed`/`owner_shutdown`)
-   * and waits for them to be finalized, up to the abort grace period. Idempotent.
+   * Stops taking runs and drains: runs executing here get `drainTimeoutMs` to finish; then a
+   * run whose policy is `retry` (with restarts left) is handed back to the queue for another
+   * worker, and the others are interrupted (they end `failed`/`owner_shutdown`). Waits for them
+   * to be let go of, up to the abort grace period. Idempotent.
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      const drainMs = this.options.drainTimeoutMs ?? 0;
+      if (drainMs > 0 && this.local.size > 0) {
+        const before = this.local.size;
+        const drained = new Promise<void>((r) => setTimeout(r, drainMs).unref());
+        await Promise.race([Promise.allSettled([...this.local.values()].map((l) => l.done)), drained]);
+        this.options.logger?.info({ runs: before, finished: before - this.local.size, left: this.local.size }, 'drain: waited for running runs');
+      }
       const runs = [...this.local.values()];
       for (const local of runs) {
         if (local.state === 'queued') void this.finishQueued(local, 'owner_shutdown');
-        else this.abort(local, 'owner_shutdown');
+        else void this.giveUp(local);
       }
       const grace = new Promise<void>((r) => setTimeout(r, this.abortGraceMs + 1_000).unref());
       await Promise.race([Promise.allSettled(runs.map((l) => l.done)), grace]);
@@ -222,12 +256,24 @@ export class RunExecutor implements Lifecycle {
       writer: null,
       done,
       resolveDone,
+      usage: null,
+      limitTimers: { max: null, idle: null },
     });
   }
 
-  /** The run's row could not be written: forget it. */
+  /** The run's row could not be written (or it was queued for a worker): forget it. */
   discard(runId: string): void {
+    const local = this.local.get(runId);
     this.local.delete(runId);
+    local?.onEnded?.();
+  }
+
+  /** Executes a run a worker of this instance claimed (its row says running, owned here). */
+  async adopt(run: Run, runner: Runner, session: Session | null, onEnded?: () => void): Promise<void> {
+    this.register({ id: run.id, sessionId: run.sessionId, tenant: run.tenantId, input: run.input, runner, onEnded });
+    // Caches first, as a finalization's announcement does.
+    if (session) await this.options.onSessionWritten(session).catch(() => undefined);
+    this.recorded(run, session);
   }
 
   /** The run's row is written: execute it now if it runs, else wait for its promotion. */
@@ -318,6 +364,7 @@ export class RunExecutor implements Lifecycle {
     if (promoted) await this.deliver(promoted.owner, { type: 'promoted', sessionId: promoted.sessionId, runId: promoted.id });
     const requestedAt = preciseNow();
     for (const r of result.cancelled) await this.deliver(r.owner, { type: 'interrupt', sessionId: r.sessionId, runId: r.id, requestedAt });
+    for (const agent of new Set(result.claimable ?? [])) this.options.wakeWorkers?.(agent);
   }
 
   // -------------------------------------------------------------------------------------
@@ -363,9 +410,85 @@ export class RunExecutor implements Lifecycle {
       emit: (event: NewOutputEvent) => {
         this.checkEvent(event);
         if (local.state !== 'running') return handled(Promise.reject(new RunError('run_ended', `run ${local.id} has ended`)));
+        this.armIdleTimer(local);
         return handled(writer.push({ type: event.type, data: event.data ?? null }));
       },
+      reportUsage: (usage: RunUsage) => {
+        local.usage = addUsage(local.usage, checkUsage(usage));
+      },
     };
+  }
+
+  /** Starts the run limits' timers (RUN_MAX_MS, RUN_IDLE_OUTPUT_MS). */
+  private armLimits(local: LocalRun): void {
+    const max = this.options.runMaxMs ?? 0;
+    if (max > 0) {
+      local.limitTimers.max = setTimeout(() => this.abort(local, 'run_max_ms'), max);
+      local.limitTimers.max.unref();
+    }
+    this.armIdleTimer(local);
+  }
+
+  /** (Re)starts the idle-output timer: each event the run emits moves it. */
+  private armIdleTimer(local: LocalRun): void {
+    const idle = this.options.runIdleOutputMs ?? 0;
+    if (idle <= 0 || local.controller.signal.aborted) return;
+    if (local.limitTimers.idle) local.limitTimers.idle.refresh();
+    else {
+      local.limitTimers.idle = setTimeout(() => this.abort(local, 'run_idle_output'), idle);
+      local.limitTimers.idle.unref();
+    }
+  }
+
+  private clearLimits(local: LocalRun): void {
+    if (local.limitTimers.max) clearTimeout(local.limitTimers.max);
+    if (local.limitTimers.idle) clearTimeout(local.limitTimers.idle);
+    local.limitTimers = { max: null, idle: null };
+  }
+
+  /**
+   * The drain's end for a run still executing: hand it back to the queue when its policy
+   * says `retry` (the repository decides on the locked rows), else interrupt it, to end
+   * `failed`/`owner_shutdown`.
+   */
+  private async giveUp(local: LocalRun): Promise<void> {
+    if (local.state !== 'running') {
+      this.abort(local, 'owner_shutdown');
+      return;
+    }
+    const result = await this.repo
+      .finalize({
+        tenant: local.tenant,
+        sessionId: local.sessionId,
+        runId: local.id,
+        owner: this.instanceId,
+        status: 'failed',
+        reason: 'owner_shutdown',
+        error: 'the instance running this run shut down',
+        sessionStatus: 'idle',
+        leaseMs: this.options.leaseMs,
+        ownerLost: true,
+      })
+      .catch((err: unknown) => {
+        this.options.logger?.warn({ err, run_id: local.id }, 'drain: run could not be handed back; it is interrupted');
+        return null;
+      });
+    if (result?.run.status === 'queued') {
+      this.options.logger?.info({ run_id: local.id, session_id: local.sessionId, attempts: result.run.attempts }, 'drain: run handed back');
+      this.abort(local, 'handed_back');
+      this.telemetry.runEnded('failed', 'handed_back');
+      await this.announce(result);
+      return;
+    }
+    if (result) {
+      // Ended here already (owner_shutdown): the runner is stopped and its own finalization finds nothing to do.
+      this.options.logger?.info({ run_id: local.id, session_id: local.sessionId }, 'drain: run ended owner_shutdown');
+      this.abort(local, 'owner_shutdown');
+      this.telemetry.runEnded('failed', 'owner_shutdown');
+      await this.announce(result);
+      return;
+    }
+    this.abort(local, 'owner_shutdown');
   }
 
   private async execute(local: LocalRun, snapshot: Session | null): Promise<void> {
@@ -379,6 +502,7 @@ export class RunExecutor implements Lifecycle {
       if (!session) {
         outcome = { ok: false, error: new Error('the session could not be read') };
       } else {
+        this.armLimits(local);
         const running = (async () => local.runner(this.context(local, session)))().then(
           (result) => ({ ok: true as const, result }),
           (error: unknown) => ({ ok: false as const, error }),
@@ -394,7 +518,8 @@ export class RunExecutor implements Lifecycle {
     }
     local.state = 'finishing';
     local.inputs.end(true);
-    if (local.abortReason === 'owner_lost') {
+    this.clearLimits(local);
+    if (local.abortReason === 'owner_lost' || local.abortReason === 'handed_back') {
       local.writer?.close(new RunError('run_ended', `run ${local.id} was lost`));
       this.forget(local, null);
       return;
@@ -402,6 +527,9 @@ export class RunExecutor implements Lifecycle {
     await local.writer?.flush();
     local.writer?.close(new RunError('run_ended', `run ${local.id} has ended`));
     const end = this.outcome(local, outcome);
+    const returned = outcome.ok && outcome.result ? outcome.result.usage : undefined;
+    const usage = returned === undefined ? local.usage : addUsage(local.usage, safeUsage(returned));
+    if (usage) end.usage = usage;
     const result = await this.finalizeOwned(local, end);
     if (result) {
       this.telemetry.runEnded(end.status, end.reason);
@@ -441,6 +569,10 @@ export class RunExecutor implements Lifecycle {
         return { ...base, status: 'failed', reason: 'owner_shutdown', error: 'the instance running this run shut down' };
       case 'output_failed':
         return { ...base, status: 'failed', reason: 'output_failed', error: 'run output could not be stored' };
+      case 'run_max_ms':
+        return { ...base, status: 'failed', reason: 'run_max_ms', error: `the run took longer than ${this.options.runMaxMs} ms` };
+      case 'run_idle_output':
+        return { ...base, status: 'failed', reason: 'run_idle_output', error: `the run emitted nothing for ${this.options.runIdleOutputMs} ms` };
       default:
         break;
     }
@@ -480,6 +612,8 @@ export class RunExecutor implements Lifecycle {
     this.local.delete(local.id);
     if (local.dueTimer) clearTimeout(local.dueTimer);
     local.inputs.end(true);
+    this.clearLimits(local);
+    local.onEnded?.();
     if (run) {
       local.resolveDone(run);
     } else {
@@ -609,8 +743,8 @@ export class RunExecutor implements Lifecycle {
       }
       if (local.state !== 'running') continue;
       // A run launched on its promotion while the renewal was reading its row as queued: the
-      // report is older than what this instance knows.
-      if (row?.status === 'queued') continue;
+      // report is older than what this instance knows. (Queued with no owner: it was handed back.)
+      if (row?.status === 'queued' && row.owner === this.instanceId) continue;
       if (!row || row.owner !== this.instanceId || row.status !== 'running') {
         this.abort(local, 'owner_lost');
         continue;
@@ -625,8 +759,8 @@ export class RunExecutor implements Lifecycle {
     if (typeof event !== 'object' || event === null || typeof event.type !== 'string' || !EVENT_TYPE.test(event.type)) {
       throw new ValidationError('an output event needs a type of letters, digits and _ . : - (at most 64)', { field: 'type' });
     }
-    if (TERMINAL_EVENT_TYPES.includes(event.type)) {
-      throw new ValidationError(`"${event.type}" is written when the run ends; a runner cannot emit it`, { field: 'type' });
+    if (SERVICE_EVENT_TYPES.includes(event.type)) {
+      throw new ValidationError(`"${event.type}" is written by the service; a runner cannot emit it`, { field: 'type' });
     }
     if (event.type === GAP_EVENT_TYPE) {
       throw new ValidationError('"gap" is a reader\'s notice of pruned output; a runner cannot emit it', { field: 'type' });
@@ -636,6 +770,31 @@ export class RunExecutor implements Lifecycle {
       event.data ?? null,
     );
   }
+}
+
+/** Checks usage a runner reports: each field a non-negative finite number. */
+function checkUsage(usage: RunUsage): RunUsage {
+  if (typeof usage !== 'object' || usage === null) throw new ValidationError('usage must be an object');
+  for (const key of ['input_tokens', 'output_tokens', 'cost'] as const) {
+    const v = usage[key];
+    if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v < 0)) {
+      throw new ValidationError(`usage.${key} must be a non-negative number`, { field: key });
+    }
+  }
+  return usage;
+}
+
+/** A returned `usage` is not checked by a throw (the run has ended): what is not a good number is left out. */
+function safeUsage(usage: unknown): RunUsage {
+  if (typeof usage !== 'object' || usage === null) return {};
+  const u = usage as Record<string, unknown>;
+  const ok = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : undefined);
+  return { input_tokens: ok(u.input_tokens), output_tokens: ok(u.output_tokens), cost: ok(u.cost) };
+}
+
+function addUsage(a: RunUsage | null, b: RunUsage): RunUsage {
+  const sum = (x: number | undefined, y: number | undefined) => (x === undefined && y === undefined ? undefined : (x ?? 0) + (y ?? 0));
+  return { input_tokens: sum(a?.input_tokens, b.input_tokens), output_tokens: sum(a?.output_tokens, b.output_tokens), cost: sum(a?.cost, b.cost) };
 }
 
 /** Marks a promise as handled (a caller that ignores it causes no unhandled rejection) and returns it. */

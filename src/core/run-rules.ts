@@ -7,7 +7,7 @@
  */
 import { AgentSessionsError, ConflictError, RunError } from './errors.js';
 import { checkRunsQueued } from './limits.js';
-import type { EndedRunStatus, FinalizeRequest, IfBusy, RunDecision } from './runs.js';
+import type { EndedRunStatus, FinalizeRequest, IfBusy, OnOwnerLost, RunDecision, RunUsage } from './runs.js';
 import { canTransition, ENDED_STATUSES, type SessionStatus } from './types.js';
 
 /** A session's run bookkeeping, from its locked row. */
@@ -47,6 +47,13 @@ export interface ActiveRun {
    * gathers input into it.
    */
   startsInMs?: number;
+  /** Its agent; null (or absent): a closure run, pinned to its owner. */
+  agent?: string | null;
+  /** Its owner-lost policy (read for the running run); absent: `fail`. */
+  onOwnerLost?: OnOwnerLost;
+  maxRetries?: number;
+  /** Restarts so far. */
+  attempts?: number;
 }
 
 /**
@@ -91,20 +98,29 @@ export type RunWrite =
       kind: 'insert';
       id: string;
       status: 'running' | 'queued';
-      owner: string;
+      /** Null: an agent run queued for a worker to claim (no lease either). */
+      owner: string | null;
       input: unknown;
       startSeq: number | null;
-      leaseMs: number;
+      leaseMs: number | null;
       persistOutput: boolean;
       takesInput: boolean;
       deferMs: number | null;
+      agent?: string | null;
+      onOwnerLost?: OnOwnerLost;
+      maxRetries?: number;
     }
   /** A queued run takes one more input (appended to its `inputs`); with `deferMs`, its `not_before` becomes now + deferMs. */
   | { kind: 'append'; id: string; input: unknown; deferMs: number | null }
   /** The running run gets input (a run_inputs row and `run.input`, as POST /input does). */
   | { kind: 'steer'; id: string; input: unknown }
-  /** A queued run starts: running, started now, a fresh lease. */
-  | { kind: 'promote'; id: string; startSeq: number; leaseMs: number }
+  /**
+   * A queued run starts: running, started now, a fresh lease; `owner` set: a worker claimed it
+   * (and `takesInput` says whether that worker's runner reads input).
+   */
+  | { kind: 'promote'; id: string; startSeq: number; leaseMs: number; owner?: string; takesInput?: boolean }
+  /** A running run whose owner is lost goes back to the queue: no owner, no lease, attempts + 1. */
+  | { kind: 'handback'; id: string }
   /** The run ends now and lets go of its lease; `markInterrupted` records an interrupt request if none was. */
   | { kind: 'end'; id: string; status: EndedRunStatus; reason: string; error: string | null; endSeq: number | null; markInterrupted: boolean }
   /** The running run is asked to stop (its owner aborts it). */
@@ -124,6 +140,15 @@ export interface WritePlan {
    * run streamed no text. Absent: nothing is appended.
    */
   persist?: { runId: string };
+  /** Added to the session's counters (a run's reported usage), in the same write. */
+  counters?: UsageCounters;
+}
+
+/** The session counters a run's usage adds to. */
+export interface UsageCounters {
+  inputTokens: number;
+  outputTokens: number;
+  totalCostUsd: number;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -142,6 +167,15 @@ export interface AdmissionRequest {
   debounceMs?: number;
   /** Whether the new run's runner reads input while it runs. Default false. */
   takesInput?: boolean;
+  /** The agent of an agent run; null or absent: a closure run, pinned to `owner`. */
+  agent?: string | null;
+  onOwnerLost?: OnOwnerLost;
+  maxRetries?: number;
+  /**
+   * An agent run only: `owner` serves the agent and has a free slot, so an idle session
+   * starts it there; false queues it unowned for a worker to claim. Default true.
+   */
+  startHere?: boolean;
 }
 
 export type Admission =
@@ -280,6 +314,10 @@ function join(runs: RunWrite[]): WritePlan {
 }
 
 function start(s: SessionRunState, req: AdmissionRequest, decision: RunDecision, queuedRuns: number, runs: RunWrite[], outbox: PlannedEvent[]): Admission {
+  if (isAgentRun(req) && req.startHere === false) {
+    // No free slot of its agent here: queued unowned, for whichever worker serves it to claim.
+    return newQueued(s, req, decision === 'started' ? 'queued' : decision, null, queuedRuns, runs, outbox, true);
+  }
   const seq = s.outputSeq + 1;
   const events = [...outbox];
   if (s.status !== 'active') events.push(statusChanged(s, 'active'));
@@ -323,23 +361,26 @@ function newQueued(
       session: { outputSeq: s.outputSeq, runningRunId: s.runningRunId, queuedRuns: queuedRuns + 1, status: null },
       runs: [...runs, insert(req, 'queued', null, deferMs)],
       output: [],
-      outbox: [...outbox, runQueuedEvent(req.runId, req.input, req.owner, deferMs)],
+      outbox: [...outbox, runQueuedEvent(req.runId, req.input, isAgentRun(req) ? null : req.owner, deferMs)],
     },
   };
 }
 
 function insert(req: AdmissionRequest, status: 'running' | 'queued', startSeq: number | null, deferMs: number | null): RunWrite {
+  const unowned = status === 'queued' && isAgentRun(req);
   return {
     kind: 'insert',
     id: req.runId,
     status,
-    owner: req.owner,
+    // A queued agent run waits for a worker to claim it: no owner, no lease.
+    owner: unowned ? null : req.owner,
     input: req.input,
     startSeq,
-    leaseMs: req.leaseMs,
+    leaseMs: unowned ? null : req.leaseMs,
     persistOutput: req.persistOutput ?? false,
     takesInput: req.takesInput ?? false,
     deferMs,
+    ...runPolicy(req),
   };
 }
 
@@ -368,6 +409,8 @@ export interface Finalization {
   promoted: string | null;
   /** Queued runs ended without running because the session ended. */
   cancelled: string[];
+  /** Agents whose workers may claim a run now (the head of the queue was left for them, or handed back). */
+  claimable: string[];
 }
 
 /**
@@ -414,6 +457,7 @@ export function planFinalization(state: RunLockState, req: FinalizationRequest):
   let queuedRuns = waiting.length;
   let promoted: ActiveRun | null = null;
   const cancelled: string[] = [];
+  const claimable: string[] = [];
   if (wasRunning && waiting.length > 0 && !s.live) {
     // The session ended: what waited behind this run will never start.
     for (const r of waiting) {
@@ -422,6 +466,9 @@ export function planFinalization(state: RunLockState, req: FinalizationRequest):
       cancelled.push(r.id);
     }
     queuedRuns = 0;
+  } else if ((wasRunning || s.runningRunId === null) && s.live && waiting.length > 0 && isClaimable(waiting[0] as ActiveRun)) {
+    // An agent run is claimed by a worker serving its agent, wherever it is (not before its window closes).
+    claimable.push((waiting[0] as ActiveRun).agent as string);
   } else if ((wasRunning || s.runningRunId === null) && s.live && waiting.length > 0 && !isDeferred(waiting[0] as ActiveRun)) {
     // The next run starts when the running run ends, or when a queued run ahead of it ended with
     // nothing running (a debounced head whose owner was lost). A head still inside its debounce
@@ -445,9 +492,11 @@ export function planFinalization(state: RunLockState, req: FinalizationRequest):
       output,
       outbox,
       ...(persist ? { persist: { runId: run.id } } : {}),
+      ...usageCounters(req.usage),
     },
     promoted: promoted?.id ?? null,
     cancelled,
+    claimable,
   };
 }
 
@@ -528,7 +577,16 @@ export function planInterrupt(state: RunLockState, runId: string | undefined, le
   const s = state.session;
   const end: RunWrite = { kind: 'end', id: queued.id, status: 'interrupted', reason: 'interrupted', error: null, endSeq: null, markInterrupted: true };
   const next = state.queued.find((r) => r.id !== queued.id);
-  if (leaseMs !== undefined && !running && s.runningRunId === null && state.queued[0]?.id === queued.id && next && !isDeferred(next) && !isEnded(s)) {
+  if (
+    leaseMs !== undefined &&
+    !running &&
+    s.runningRunId === null &&
+    state.queued[0]?.id === queued.id &&
+    next &&
+    !isDeferred(next) &&
+    !isClaimable(next) &&
+    !isEnded(s)
+  ) {
     // The head of a queue nothing runs ahead of (a debounced run) is cancelled: the next one starts, or nothing would start it.
     const seq = s.outputSeq + 1;
     const outbox = [runEndedEvent(queued.id, 'interrupted', 'interrupted', null)];
@@ -555,6 +613,136 @@ export function planInterrupt(state: RunLockState, runId: string | undefined, le
     },
     flagged: null,
     cancelled: queued.id,
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// Workers (issue 12): claims of agent runs, and owner-lost hand-backs
+
+/** An agent run: executed by whichever instance serves its agent, so it is queued unowned. */
+function isAgentRun(req: Pick<AdmissionRequest, 'agent'>): boolean {
+  return req.agent !== undefined && req.agent !== null;
+}
+
+/** A queued run a worker claims (an agent run nobody owns), rather than one the queue's promotion starts. */
+export function isClaimable(run: ActiveRun): boolean {
+  return run.status === 'queued' && run.agent !== undefined && run.agent !== null && run.owner === null;
+}
+
+function runPolicy(req: AdmissionRequest): Pick<Extract<RunWrite, { kind: 'insert' }>, 'agent' | 'onOwnerLost' | 'maxRetries'> {
+  if (!isAgentRun(req)) return { agent: null, onOwnerLost: 'fail', maxRetries: 0 };
+  return { agent: req.agent, onOwnerLost: req.onOwnerLost ?? 'fail', maxRetries: req.maxRetries ?? 0 };
+}
+
+/** A run's reported usage as counter increments; nothing when it reported none. */
+function usageCounters(usage: RunUsage | undefined): { counters?: UsageCounters } {
+  if (!usage) return {};
+  const n = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : 0);
+  const counters = {
+    inputTokens: Math.round(n(usage.input_tokens)),
+    outputTokens: Math.round(n(usage.output_tokens)),
+    totalCostUsd: n(usage.cost),
+  };
+  return counters.inputTokens + counters.outputTokens + counters.totalCostUsd > 0 ? { counters } : {};
+}
+
+export interface ClaimRequest {
+  runId: string;
+  /** The worker's instance. */
+  owner: string;
+  leaseMs: number;
+  /** Whether the worker's runner reads input while it runs (`steer` delivers into it). */
+  takesInput?: boolean;
+}
+
+export type Claim =
+  /** The run starts on the worker: its `status` event, `run.started`, the session `active`. */
+  | { decision: 'claim'; plan: WritePlan }
+  /** The session ended: what was queued is ended (`session_ended`) instead, so it is never claimed again. */
+  | { decision: 'end'; plan: WritePlan; cancelled: string[] }
+  /** Not startable now (no longer queued or unowned, not the queue's head, the session busy): nothing written. */
+  | { decision: 'skip' };
+
+/**
+ * Decides a worker's claim of a queued agent run on the locked rows: it starts when it is the
+ * head of the queue, unowned, and nothing runs; on a session that ended, the queue is ended
+ * instead. (`not_before` is checked by the claim's query, on the database's clock.)
+ */
+export function planClaim(state: RunLockState, req: ClaimRequest): Claim {
+  const s = state.session;
+  const head = state.queued[0];
+  if (!head || head.id !== req.runId || !isClaimable(head) || state.running || s.runningRunId !== null) return { decision: 'skip' };
+  if (isEnded(s)) {
+    const runs: RunWrite[] = [];
+    const outbox: PlannedEvent[] = [];
+    for (const r of state.queued) {
+      runs.push({ kind: 'end', id: r.id, status: 'interrupted', reason: 'session_ended', error: null, endSeq: null, markInterrupted: false });
+      outbox.push(runEndedEvent(r.id, 'interrupted', 'session_ended', null));
+    }
+    return {
+      decision: 'end',
+      plan: { session: { outputSeq: s.outputSeq, runningRunId: null, queuedRuns: 0, status: null }, runs, output: [], outbox },
+      cancelled: state.queued.map((r) => r.id),
+    };
+  }
+  if (!canTransition(s.status, 'active')) return { decision: 'skip' };
+  const seq = s.outputSeq + 1;
+  const outbox: PlannedEvent[] = [];
+  if (s.status !== 'active') outbox.push(statusChanged(s, 'active'));
+  outbox.push(runStartedEvent(head.id, head.input ?? null, req.owner));
+  return {
+    decision: 'claim',
+    plan: {
+      session: { outputSeq: seq, runningRunId: head.id, queuedRuns: Math.max(0, s.queuedRuns - 1), status: 'active' },
+      runs: [{ kind: 'promote', id: head.id, startSeq: seq, leaseMs: req.leaseMs, owner: req.owner, takesInput: req.takesInput ?? false }],
+      output: [runningEvent(seq, head.id)],
+      outbox,
+    },
+  };
+}
+
+/** Whether a lost run goes back to the queue: an agent run with policy `retry` and restarts left, on a live session. */
+export function handsBack(run: ActiveRun, s: SessionRunState): boolean {
+  return (
+    run.status === 'running' &&
+    run.agent !== undefined &&
+    run.agent !== null &&
+    run.onOwnerLost === 'retry' &&
+    (run.attempts ?? 0) < (run.maxRetries ?? 0) &&
+    !isEnded(s)
+  );
+}
+
+/**
+ * Plans what happens to a run whose owner is lost (the orphan sweep: `owner` null and the lease
+ * lapsed) or gives it up (a draining owner: `owner` its own). A run that `handsBack` goes back
+ * to the head of the queue (owner and lease cleared, attempts + 1) with a `restarted` output
+ * event and `run.restarted`; the session leaves `active` and its workers are woken. Any other
+ * run is finalized as `req` says (planFinalization).
+ */
+export function planOwnerLost(state: RunLockState, req: FinalizationRequest): Finalization | null {
+  const s = state.session;
+  const run = state.running?.id === req.runId ? state.running : null;
+  if (!run || !handsBack(run, s)) return planFinalization(state, req);
+  if (req.owner === null ? !run.leaseLapsed : run.owner !== req.owner) return null;
+  const seq = s.outputSeq + 1;
+  const attempt = (run.attempts ?? 0) + 1;
+  const data = { run_id: run.id, attempt, reason: req.reason };
+  const outbox: PlannedEvent[] = [];
+  const status = s.status === 'active' ? req.sessionStatus : null;
+  if (status !== null && status !== s.status) outbox.push(statusChanged(s, status));
+  outbox.push({ type: 'run.restarted', payload: data });
+  return {
+    plan: {
+      session: { outputSeq: seq, runningRunId: null, queuedRuns: s.queuedRuns + 1, status },
+      runs: [{ kind: 'handback', id: run.id }],
+      output: [{ seq, runId: run.id, type: 'restarted', data }],
+      outbox,
+      ...usageCounters(req.usage),
+    },
+    promoted: null,
+    cancelled: [],
+    claimable: [run.agent as string],
   };
 }
 

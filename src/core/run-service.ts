@@ -12,13 +12,17 @@ import { jsonBytes } from './limits.js';
 import { checkJsonValue, DEFAULT_JSON_SHAPE, type JsonShapeLimits } from './json-shape.js';
 import { readOutput } from './output-stream.js';
 import { preciseNow, type RunExecutor } from './run-executor.js';
+import { isAgentName, type RunWorkers, type WorkerSlot } from './run-workers.js';
 import {
   IF_BUSY,
   isRunEnded,
   isTerminalEvent,
   MAX_INTERRUPT_WAIT_MS,
   MAX_DEBOUNCE_MS,
+  ON_OWNER_LOST,
   type AdmittedRun,
+  type ServeHandle,
+  type ServeOptions,
   type InputOptions,
   type InterruptOptions,
   type OutputEvent,
@@ -47,8 +51,10 @@ export interface RunServiceOptions {
   readPollMs?: number;
   /** Called with every session row a run write changed, so caches stay right. */
   onSessionWritten: (session: Session) => Promise<void>;
-  /** The runner used when none is given (the HTTP API's agent). */
-  agent?: Runner;
+  /** The workers of this instance: agent runs start here when it serves the agent, else wait for a worker. */
+  workers: RunWorkers;
+  /** The agent a run without a runner or an `agent` runs (AGENT_NAME). */
+  defaultAgent: string;
   /** Where interrupt requests are reported (metrics). */
   telemetry?: RunTelemetry;
   /** Where the operations are traced (a span each); default: not at all. */
@@ -71,7 +77,7 @@ export class RunService implements Runs {
   private readonly repo: RunRepository;
   private readonly executor: RunExecutor;
   private readonly options: RunServiceOptions;
-  private readonly agent: Runner | null;
+  private readonly workers: RunWorkers;
   private readonly readPollMs: number;
   private readonly telemetry: RunTelemetry;
   private readonly jsonShape: JsonShapeLimits;
@@ -80,7 +86,7 @@ export class RunService implements Runs {
     this.options = options;
     this.repo = options.repository;
     this.executor = options.executor;
-    this.agent = options.agent ?? null;
+    this.workers = options.workers;
     this.readPollMs = options.readPollMs ?? 1_000;
     this.telemetry = options.telemetry ?? NO_RUN_TELEMETRY;
     this.jsonShape = options.jsonShape ?? DEFAULT_JSON_SHAPE;
@@ -88,15 +94,39 @@ export class RunService implements Runs {
   }
 
   /**
-   * Starts a run of `runner` on this instance, or follows `ifBusy` when the session has a run
-   * (SPEC §7.1). Resolves once the decision is recorded, to the run it concerns (the new one,
-   * or the run the input went into) with `decision`; the runner goes on in the background.
+   * Starts a run of `runner` on this instance, or (without a runner) of an agent wherever it is
+   * served, or follows `ifBusy` when the session has a run (SPEC §7.1). Resolves once the
+   * decision is recorded, to the run it concerns (the new one, or the run the input went into)
+   * with `decision`; the runner goes on in the background.
    */
-  async start(sessionId: string, runner: Runner | undefined = this.agent ?? undefined, opts: StartRunOptions = {}): Promise<AdmittedRun> {
+  start(sessionId: string, runner?: Runner, opts?: StartRunOptions): Promise<AdmittedRun>;
+  start(sessionId: string, opts: StartRunOptions): Promise<AdmittedRun>;
+  async start(sessionId: string, runnerOrOpts?: Runner | StartRunOptions, maybeOpts: StartRunOptions = {}): Promise<AdmittedRun> {
+    const runner = typeof runnerOrOpts === 'function' ? runnerOrOpts : undefined;
+    const opts: StartRunOptions = typeof runnerOrOpts === 'object' && runnerOrOpts !== null ? runnerOrOpts : (maybeOpts ?? {});
     throwIfAborted(opts.signal);
     checkId(sessionId, 'session id');
-    if (typeof runner !== 'function') throw new ValidationError('a runner function is required');
+    if (runnerOrOpts !== undefined && runnerOrOpts !== null && typeof runnerOrOpts !== 'function' && typeof runnerOrOpts !== 'object') {
+      throw new ValidationError('a runner function is required');
+    }
     if (!this.executor.accepting) throw new UnavailableError('this instance is shutting down');
+    const onOwnerLost = opts.onOwnerLost ?? 'fail';
+    if (!ON_OWNER_LOST.includes(onOwnerLost)) {
+      throw new ValidationError(`on_owner_lost must be one of ${ON_OWNER_LOST.join(', ')}`, { field: 'on_owner_lost' });
+    }
+    const maxRetries = opts.maxRetries ?? 0;
+    if (!Number.isSafeInteger(maxRetries) || maxRetries < 0 || maxRetries > 100) {
+      throw new ValidationError('max_retries must be an integer from 0 to 100', { field: 'max_retries' });
+    }
+    let agent: string | null = null;
+    if (runner === undefined) {
+      agent = opts.agent ?? this.options.defaultAgent;
+      if (!isAgentName(agent)) throw new ValidationError('an agent name is 1 to 64 letters, digits and _ . : -', { field: 'agent' });
+    } else if (opts.agent !== undefined) {
+      throw new ValidationError('agent names an agent to run; a run with a runner function runs that function here', { field: 'agent' });
+    } else if (onOwnerLost !== 'fail') {
+      throw new ValidationError('a run with a runner function is pinned to this instance: its on_owner_lost is fail', { field: 'on_owner_lost' });
+    }
     const ifBusy = opts.ifBusy ?? 'reject';
     if (!IF_BUSY.includes(ifBusy)) throw new ValidationError(`if_busy must be one of ${IF_BUSY.join(', ')}`, { field: 'if_busy' });
     const input = opts.input ?? null;
@@ -109,16 +139,24 @@ export class RunService implements Runs {
     if (ifBusy === 'debounce' && debounceMs === undefined) {
       throw new ValidationError('if_busy debounce needs debounce_ms', { field: 'debounce_ms' });
     }
-    const takesInput = opts.takesInput ?? runner.takesInput ?? false;
-    if (typeof takesInput !== 'boolean') throw new ValidationError('takesInput must be a boolean', { field: 'takes_input' });
     checkSize('input', input, this.options.maxInputBytes, this.jsonShape);
     await this.executor.ready();
     const tenant = opts.tenant ?? DEFAULT_TENANT;
     const id = uuidv7();
     const session = sessionId;
-    this.executor.register({ id, sessionId: session, tenant, input, runner });
-    // Inside an idempotent call the row may still roll back: then the run is forgotten.
-    onRollback(() => this.executor.discard(id));
+    // An agent run starts here only in a slot of a worker of this instance.
+    const slot: WorkerSlot | null = agent === null ? null : this.workers.reserve(agent);
+    const local = runner ?? slot?.runner;
+    const takesInput = opts.takesInput ?? slot?.takesInput ?? local?.takesInput ?? false;
+    if (typeof takesInput !== 'boolean') {
+      slot?.release();
+      throw new ValidationError('takesInput must be a boolean', { field: 'takes_input' });
+    }
+    if (local) {
+      this.executor.register({ id, sessionId: session, tenant, input, runner: local, onEnded: slot?.release });
+      // Inside an idempotent call the row may still roll back: then the run is forgotten.
+      onRollback(() => this.executor.discard(id));
+    }
     let result;
     try {
       result = await this.repo.start({
@@ -133,15 +171,21 @@ export class RunService implements Runs {
         persistOutput,
         debounceMs: ifBusy === 'debounce' ? debounceMs : undefined,
         takesInput,
+        agent,
+        onOwnerLost,
+        maxRetries,
+        startHere: slot !== null,
       });
     } catch (err) {
-      this.executor.discard(id);
+      if (local) this.executor.discard(id);
       throw err;
     }
-    // The input joined a run that exists: this instance has nothing of its own to execute.
-    if (!result.created) this.executor.discard(id);
+    // The input joined a run that exists, or the new run waits for a worker to claim it: this
+    // instance has nothing of its own to execute now.
+    const forWorkers = agent !== null && result.created && result.run.owner === null;
+    if (local && (!result.created || forWorkers)) this.executor.discard(id);
     const recorded = result;
-    // Caches, live output, signals and the launch wait for the commit (commit-effects.ts).
+    // Caches, live output, signals, wake-ups and the launch wait for the commit (commit-effects.ts).
     await afterCommit(async () => {
       if (recorded.session) await this.options.onSessionWritten(recorded.session);
       await this.executor.publish(tenant, session, recorded.events);
@@ -154,9 +198,20 @@ export class RunService implements Runs {
         const r = recorded.run;
         await this.executor.deliver(r.owner, { type: 'input', sessionId: r.sessionId, runId: r.id, seq: recorded.inputSeq });
       }
-      if (recorded.created) this.executor.recorded(recorded.run, recorded.session);
+      if (forWorkers && agent !== null) this.workers.wake(agent, { sessionId: session, runId: id });
+      else if (recorded.created) this.executor.recorded(recorded.run, recorded.session);
     });
     return { ...result.run, decision: result.decision };
+  }
+
+  /** Executes queued runs of `agent` on this instance, at most `concurrency` at once (docs/runs.md, "Workers"). */
+  serve(agent: string, runner: Runner, opts: ServeOptions = {}): ServeHandle {
+    try {
+      return this.workers.serve(agent, runner, opts);
+    } catch (err) {
+      if (err instanceof TypeError) throw new ValidationError(err.message);
+      throw err;
+    }
   }
 
   async get(sessionId: string, runId: string, opts: CallOptions = {}): Promise<Run> {

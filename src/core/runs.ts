@@ -30,6 +30,19 @@ export type RunDecision = (typeof RUN_DECISIONS)[number];
 
 /** The longest debounce window, in ms. */
 export const MAX_DEBOUNCE_MS = 60_000;
+/** What happens to a run whose owner is lost (SPEC §7.1): end it `owner_lost`, or hand it back to the queue. */
+export const ON_OWNER_LOST = ['fail', 'retry'] as const;
+export type OnOwnerLost = (typeof ON_OWNER_LOST)[number];
+
+/** Usage a runner reports (RunContext.reportUsage, RunResult.usage); the finalization adds it to the session's counters. */
+export interface RunUsage {
+  /** Added to the session's inputTokens. */
+  input_tokens?: number;
+  /** Added to the session's outputTokens. */
+  output_tokens?: number;
+  /** Added to the session's totalCostUsd. */
+  cost?: number;
+}
 
 export interface Run {
   id: string;
@@ -59,6 +72,12 @@ export interface Run {
   endSeq: number | null;
   /** Whether the run's text output becomes an assistant item of the history when it ends (completed or interrupted). */
   persistOutput: boolean;
+  /** The agent that executes it (any instance serving it claims it); null: a closure run pinned to its instance. */
+  agent: string | null;
+  onOwnerLost: OnOwnerLost;
+  maxRetries: number;
+  /** How many times it was handed back after its owner was lost. */
+  attempts: number;
 }
 
 /** One output event. `seq` increases by one per event within a session, across runs. */
@@ -80,6 +99,12 @@ export interface NewOutputEvent {
  * and `error` (failed). A reader stops after one; runners cannot emit them.
  */
 export const TERMINAL_EVENT_TYPES: readonly string[] = ['done', 'error'];
+
+/**
+ * The types only the service writes: the terminal ones, and `restarted` (a run handed back
+ * after its owner was lost starts again: `{ run_id, attempt, reason }`). Runners cannot emit them.
+ */
+export const SERVICE_EVENT_TYPES: readonly string[] = [...TERMINAL_EVENT_TYPES, 'restarted'];
 
 /** What RunRepository.appendOutput did with one batch. */
 export type AppendOutcome = OutputEvent[] | null | 'busy';
@@ -138,12 +163,16 @@ export interface RunContext {
   emit(event: NewOutputEvent): Promise<number>;
   /** Input forwarded from any instance, in order. Ends when the run ends or is aborted. */
   readonly inputs: AsyncIterable<unknown>;
+  /** Adds usage (tokens, cost); the run's finalization adds the sum to the session's counters. */
+  reportUsage(usage: RunUsage): void;
 }
 
 /** What a runner may return. */
 export interface RunResult {
   /** The session's status after the run (default idle). */
   sessionStatus?: 'idle' | 'waiting_input';
+  /** Usage of the run, added to what it reported with `reportUsage`. */
+  usage?: RunUsage;
 }
 
 /**
@@ -165,6 +194,25 @@ export interface StartRunOptions extends CallOptions {
   debounceMs?: number;
   /** Whether the runner reads `run.inputs` while it runs (default: the runner's own `takesInput`, else false; `steer` then queues a follow-up). */
   takesInput?: boolean;
+  /** The agent to run (default: the configured AGENT_NAME); only without a runner function. */
+  agent?: string;
+  /** When its owner is lost: `fail` (default) or `retry` (only an agent run). */
+  onOwnerLost?: OnOwnerLost;
+  /** With `retry`: at most this many restarts (default 0). */
+  maxRetries?: number;
+}
+
+export interface ServeOptions {
+  /** Runs of this agent executing here at once (default 1). */
+  concurrency?: number;
+  /** Whether the runner reads `run.inputs` (steered input reaches it). Default false. */
+  takesInput?: boolean;
+}
+
+/** What `runs.serve` returns: `stop()` stops claiming and resolves once this agent's runs here have ended. */
+export interface ServeHandle {
+  readonly agent: string;
+  stop(): Promise<void>;
 }
 
 /** A started (or queued, or joined) run, with what the admission decided. */
@@ -209,6 +257,13 @@ export interface Runs {
    * the run is recorded (running, or queued per `ifBusy`); the runner goes on in the background.
    */
   start(sessionId: string, runner?: Runner, opts?: StartRunOptions): Promise<AdmittedRun>;
+  /** Starts a run of an agent (`opts.agent`, default the configured one): whichever instance serves it executes it. */
+  start(sessionId: string, opts: StartRunOptions): Promise<AdmittedRun>;
+  /**
+   * Executes queued runs of `agent` on this instance, at most `concurrency` at once: they are
+   * claimed from PostgreSQL (SKIP LOCKED) as they become startable.
+   */
+  serve(agent: string, runner: Runner, opts?: ServeOptions): ServeHandle;
   get(sessionId: string, runId: string, opts?: CallOptions): Promise<Run>;
   /** Runs of a session, newest first. */
   list(sessionId: string, query?: { cursor?: string; limit?: number }, opts?: CallOptions): Promise<Page<Run>>;
@@ -243,6 +298,12 @@ export interface StartRunRequest {
   debounceMs?: number;
   /** Default false. */
   takesInput?: boolean;
+  /** The agent (null: a closure run, pinned to `owner`). */
+  agent?: string | null;
+  onOwnerLost?: OnOwnerLost;
+  maxRetries?: number;
+  /** An agent run `owner` will execute if it starts now; false: it is queued for a worker to claim. */
+  startHere?: boolean;
 }
 
 export interface StartRunResult {
@@ -280,6 +341,13 @@ export interface FinalizeRequest {
   sessionStatus: 'idle' | 'waiting_input';
   /** The lease of a queued run this finalization starts. */
   leaseMs: number;
+  /** Usage the run reported: added to the session's counters in the same transaction. */
+  usage?: RunUsage;
+  /**
+   * The owner is lost (orphan sweep) or gave the run up (drain): a run whose policy is
+   * `retry` with restarts left is handed back to the queue instead of ending.
+   */
+  ownerLost?: boolean;
 }
 
 export interface FinalizeResult {
@@ -290,6 +358,21 @@ export interface FinalizeResult {
   promoted: Run | null;
   /** Queued runs ended without running because the session ended. */
   cancelled: Run[];
+  /** Agents whose workers should look for a run to claim (a queue head left for them, a run handed back). */
+  claimable?: string[];
+}
+
+/** A run a worker claimed, with the session as the claim left it. */
+export interface ClaimedRun {
+  run: Run;
+  session: Session | null;
+  events: OutputEvent[];
+}
+
+export interface ClaimResult {
+  claimed: ClaimedRun[];
+  /** Runs ended instead of claimed (their session ended): announce them like a finalization. */
+  ended: FinalizeResult[];
 }
 
 /** What `promoteDue` did: started the run (`run`), or found it still inside its window (`waitMs`), or neither. */
@@ -356,12 +439,24 @@ export interface RunRepository {
    * or waits behind another run, whose end promotes it).
    */
   promoteDue(tenant: string, sessionId: string, runId: string, leaseMs: number): Promise<DuePromotion>;
+  /**
+   * Claims up to `limit` startable queued runs of `agent` for `owner` (SKIP LOCKED: two
+   * claimers never take the same run): each starts running there with a fresh lease.
+   */
+  claim(owner: string, agent: string, limit: number, leaseMs: number, takesInput?: boolean): Promise<ClaimResult>;
 }
 
 export type RunSignal =
   | { type: 'interrupt'; sessionId: string; runId: string; requestedAt: number }
   | { type: 'input'; sessionId: string; runId: string; seq: number }
-  | { type: 'promoted'; sessionId: string; runId: string };
+  | { type: 'promoted'; sessionId: string; runId: string }
+  /** To the workers of an agent (`workersAddress(agent)`): a run may be claimable. */
+  | { type: 'claimable'; sessionId: string; runId: string; agent: string };
+
+/** Where the SignalBus reaches every instance serving `agent`. */
+export function workersAddress(agent: string): string {
+  return `workers:${agent}`;
+}
 
 /**
  * The fast path of cross-instance signals, addressed to the instance that owns a run.

@@ -24,7 +24,7 @@ export interface CommandRunnerOptions {
   maxLineLength?: number;
 }
 
-const RESERVED = new Set(['done', 'error']);
+const RESERVED = new Set(['done', 'error', 'restarted']);
 const TYPE = /^[A-Za-z][\w.:-]{0,63}$/;
 
 /** One stdout line as an output event. */
@@ -36,7 +36,7 @@ export function lineToEvent(line: string): NewOutputEvent {
       if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {
         const { type, data, ...rest } = parsed as Record<string, unknown>;
         if (typeof type === 'string' && TYPE.test(type)) {
-          // done/error are the server's terminal events; the child's own are renamed.
+          // done/error/restarted are the server's events; the child's own are renamed.
           const name = RESERVED.has(type) ? `agent_${type}` : type;
           return { type: name, data: data !== undefined ? data : rest };
         }

@@ -38,6 +38,10 @@ function runOf(id: string, status: Run['status']): Run {
     startSeq: null,
     endSeq: null,
     persistOutput: false,
+    agent: null,
+    onOwnerLost: 'fail',
+    maxRetries: 0,
+    attempts: 0,
   };
 }
 

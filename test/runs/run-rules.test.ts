@@ -29,7 +29,7 @@ const LEASE_MS = 1_000;
 interface ModelRun {
   id: string;
   status: RunStatus;
-  owner: string;
+  owner: string | null;
   input: unknown;
   /** Every input it starts with, in admission order. */
   inputs: unknown[];
@@ -205,7 +205,7 @@ const runShape = fc.record({
  * Consistent session rows with their runs: a running run or not and 0..6 queued runs, each
  * with any owner and lease, after 0..3 completed runs. `idle` keeps to live sessions with no run.
  */
-function modelRun(id: string, status: RunStatus, owner: string, fields: Partial<ModelRun> = {}): ModelRun {
+function modelRun(id: string, status: RunStatus, owner: string | null, fields: Partial<ModelRun> = {}): ModelRun {
   const input = fields.input ?? { n: id };
   return {
     id,

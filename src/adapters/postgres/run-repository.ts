@@ -25,8 +25,10 @@ import {
   admit,
   isDeferred,
   planDuePromotion,
+  planClaim,
   planFinalization,
   planInterrupt,
+  planOwnerLost,
   type ActiveRun,
   type Finalization,
   type RunLockState,
@@ -35,7 +37,9 @@ import {
 } from '../../core/run-rules.js';
 import type {
   DuePromotion,
+  ClaimResult,
   FinalizeRequest,
+  OnOwnerLost,
   FinalizeResult,
   HeartbeatRow,
   AppendOutcome,
@@ -70,6 +74,7 @@ const SQL = statements(
   'runOutputAppendGroup',
   'runOutputRead',
   'runOrphans',
+  'runClaimNext',
 );
 
 export function rowToRun(r: Row): Run {
@@ -93,6 +98,10 @@ export function rowToRun(r: Row): Run {
     startSeq: numOrNull(r.start_seq),
     endSeq: numOrNull(r.end_seq),
     persistOutput: r.persist_output === true,
+    agent: strOrNull(r.agent),
+    onOwnerLost: r.on_owner_lost === 'retry' ? 'retry' : 'fail',
+    maxRetries: Number(r.max_retries ?? 0),
+    attempts: Number(r.attempts ?? 0),
   };
 }
 
@@ -117,6 +126,10 @@ function rowToActiveRun(r: Row): ActiveRun {
     takesInput: r.takes_input === true,
     interruptRequested: r.interrupt_requested === true,
     startsInMs: Number(r.starts_in_ms ?? 0),
+    agent: strOrNull(r.agent),
+    onOwnerLost: (r.on_owner_lost === 'retry' ? 'retry' : 'fail') as OnOwnerLost,
+    maxRetries: Number(r.max_retries ?? 0),
+    attempts: Number(r.attempts ?? 0),
   };
 }
 
@@ -179,6 +192,7 @@ function expectation(state: RunLockState): Record<string, unknown> {
 function applyParameter(plan: WritePlan, expect: Record<string, unknown> | null): string {
   const stop: Record<string, unknown>[] = [];
   const start: Record<string, unknown>[] = [];
+  const handback: Record<string, unknown>[] = [];
   const insert: Record<string, unknown>[] = [];
   const append: Record<string, unknown>[] = [];
   const steer: Record<string, unknown>[] = [];
@@ -191,7 +205,10 @@ function applyParameter(plan: WritePlan, expect: Record<string, unknown> | null)
         stop.push({ id: w.id, ends: false, interrupt: true });
         break;
       case 'promote':
-        start.push({ id: w.id, start_seq: w.startSeq, lease_ms: w.leaseMs });
+        start.push({ id: w.id, start_seq: w.startSeq, lease_ms: w.leaseMs, owner: w.owner ?? null, takes_input: w.takesInput ?? null });
+        break;
+      case 'handback':
+        handback.push({ id: w.id });
         break;
       case 'insert':
         insert.push({
@@ -204,6 +221,9 @@ function applyParameter(plan: WritePlan, expect: Record<string, unknown> | null)
           persist_output: w.persistOutput,
           takes_input: w.takesInput,
           defer_ms: w.deferMs,
+          agent: w.agent ?? null,
+          on_owner_lost: w.onOwnerLost ?? 'fail',
+          max_retries: w.maxRetries ?? 0,
         });
         break;
       case 'append':
@@ -220,12 +240,16 @@ function applyParameter(plan: WritePlan, expect: Record<string, unknown> | null)
     session: s ? [{ output_seq: s.outputSeq, running_run_id: s.runningRunId, queued_runs: s.queuedRuns, status: s.status }] : [],
     stop,
     start,
+    handback,
     insert,
     append,
     steer,
     output: plan.output.map((e) => ({ seq: e.seq, run_id: e.runId, type: e.type, data: e.data })),
     outbox: plan.outbox,
     persist: plan.persist ? [{ run_id: plan.persist.runId }] : [],
+    counters: plan.counters
+      ? [{ input_tokens: plan.counters.inputTokens, output_tokens: plan.counters.outputTokens, total_cost_usd: plan.counters.totalCostUsd }]
+      : [],
   });
 }
 
@@ -259,6 +283,7 @@ function finalizeResult(runId: string, decided: Finalization, applied: Applied):
     events: applied.events,
     promoted: decided.promoted === null ? null : (applied.runs.get(decided.promoted) ?? null),
     cancelled: decided.cancelled.flatMap((id) => applied.runs.get(id) ?? []),
+    claimable: decided.claimable,
   };
 }
 
@@ -342,6 +367,10 @@ export class PostgresRunRepository implements RunRepository {
       persistOutput: req.persistOutput,
       debounceMs: req.debounceMs,
       takesInput: req.takesInput,
+      agent: req.agent ?? null,
+      onOwnerLost: req.onOwnerLost,
+      maxRetries: req.maxRetries,
+      startHere: req.startHere,
     });
     if (admission.decision === 'refuse') throw admission.error;
     return admission;
@@ -472,13 +501,15 @@ export class PostgresRunRepository implements RunRepository {
   }
 
   async finalize(req: FinalizeRequest): Promise<FinalizeResult | null> {
+    // A lost owner's run may be handed back instead (its owner-lost policy).
+    const plan = req.ownerLost === true ? planOwnerLost : planFinalization;
     // The sweep claims sessions with SKIP LOCKED (one another instance is finalizing is left
     // to it), so it takes the locked way; an owner ending its run tries the snapshot first.
     if (req.owner !== null) {
       const seen = await this.readState(req.sessionId, req.tenant);
       if (!seen) return null;
       // Not running or queued, or not this owner's, in a snapshot: it never will be again.
-      const first = planFinalization(seen.state, req);
+      const first = plan(seen.state, req);
       if (!first) return null;
       const applied = await this.apply(this.db, seen, first.plan, true);
       if (applied) return finalizeResult(req.runId, first, applied);
@@ -487,7 +518,7 @@ export class PostgresRunRepository implements RunRepository {
       const locked = await this.lockSession(tx, req.sessionId, req.tenant, req.owner === null);
       if (!locked) return null;
       await this.lockRuns(tx, locked);
-      const decided = planFinalization(locked.state, req);
+      const decided = plan(locked.state, req);
       if (!decided) return null;
       return finalizeResult(req.runId, decided, await this.applyLocked(tx, locked, decided.plan));
     });
@@ -506,6 +537,39 @@ export class PostgresRunRepository implements RunRepository {
       const written = applied.runs.get(runId) ?? null;
       return { run: written, session: applied.session, events: applied.events, waitMs: null };
     });
+  }
+
+  async claim(owner: string, agent: string, limit: number, leaseMs: number, takesInput = false): Promise<ClaimResult> {
+    const result: ClaimResult = { claimed: [], ended: [] };
+    // One transaction per run: a claim holds its session row only as long as its own write.
+    for (let i = 0; i < limit; i++) {
+      const done = await this.db.transaction(async (tx) => {
+        const [next] = await run(tx, SQL.runClaimNext, { agent });
+        if (!next) return false;
+        const id = String(next.session_id);
+        const tenant = String(next.tenant_id);
+        const [row] = await run(tx, SQL.runSessionLock, { id, tenant });
+        if (!row) return true;
+        const locked = sessionRuns(id, row);
+        await this.lockRuns(tx, locked);
+        const runId = String(next.id);
+        const decided = planClaim(locked.state, { runId, owner, leaseMs, takesInput });
+        if (decided.decision === 'skip') return true;
+        const applied = await this.applyLocked(tx, locked, decided.plan);
+        if (decided.decision === 'claim') {
+          const claimed = applied.runs.get(runId);
+          if (!claimed) throw new Error(`run-apply did not start run ${runId}`);
+          result.claimed.push({ run: claimed, session: applied.session, events: applied.events });
+        } else {
+          const ended = decided.cancelled.flatMap((r) => applied.runs.get(r) ?? []);
+          const first = ended[0];
+          if (first) result.ended.push({ run: first, session: applied.session, events: applied.events, promoted: null, cancelled: ended.slice(1) });
+        }
+        return true;
+      });
+      if (!done) break;
+    }
+    return result;
   }
 
   async orphans(limit: number): Promise<Array<{ id: string; tenant: string; sessionId: string; status: RunStatus }>> {

@@ -67,14 +67,26 @@ export function runRoutes(app: FastifyInstance, sessions: Sessions, streams: Sse
     },
   }, async (request, reply) =>
     answer(request, reply, sessions, async () => {
-      const { input, if_busy: ifBusy, debounce_ms: debounceMs, persist_output: persistOutput } = request.body;
+      const {
+        input,
+        if_busy: ifBusy,
+        debounce_ms: debounceMs,
+        persist_output: persistOutput,
+        agent,
+        on_owner_lost: onOwnerLost,
+        max_retries: maxRetries,
+      } = request.body;
       // Not bound to the request's signal: a client that leaves after asking still gets its run.
-      const run = await sessions.runs.start(request.params.id, undefined, {
+      // Always an agent run: whichever instance serves the agent executes it.
+      const run = await sessions.runs.start(request.params.id, {
         tenant: request.principal.tenant,
         input: input ?? null,
         ifBusy,
         debounceMs,
         persistOutput,
+        agent,
+        onOwnerLost,
+        maxRetries,
       });
       // A new row answers 201; input that joined a run (steered into it, merged or debounced into it) 200.
       const joined = run.decision === 'steered' || run.decision === 'merged' || (run.decision === 'debounced' && run.inputs.length > 1);

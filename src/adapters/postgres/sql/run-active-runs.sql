@@ -3,16 +3,18 @@
 -- $2 tenant text
 -- reply: rows id, status, owner, lease_lapsed, input (only the first two queued runs': the runs a finalization may start),
 --   persist_output, takes_input, interrupt_requested, starts_in_ms (how long until a debounced queued run's not_before, by the database's
---   clock; 0 when it may start)
+--   clock; 0 when it may start), agent, on_owner_lost, max_retries, attempts
 -- Run in its own statement after run-session-lock: its snapshot then holds every run that a
 -- writer of the session (all of whom lock the session row first) committed. Each status is
 -- read through its own partial index, so a session's history of ended runs is never scanned.
 WITH running AS (
-  SELECT r.id, r.status, r.owner, r.created_at, r.input, r.lease_expires_at, r.persist_output, r.takes_input, r.not_before, r.interrupt_requested_at
+  SELECT r.id, r.status, r.owner, r.created_at, r.input, r.lease_expires_at, r.persist_output, r.takes_input, r.not_before, r.interrupt_requested_at,
+    r.agent, r.on_owner_lost, r.max_retries, r.attempts
   FROM runs r WHERE r.tenant_id = $2 AND r.session_id = $1 AND r.status = 'running'
   FOR UPDATE
 ), queued AS (
-  SELECT r.id, r.status, r.owner, r.created_at, r.input, r.lease_expires_at, r.persist_output, r.takes_input, r.not_before, r.interrupt_requested_at
+  SELECT r.id, r.status, r.owner, r.created_at, r.input, r.lease_expires_at, r.persist_output, r.takes_input, r.not_before, r.interrupt_requested_at,
+    r.agent, r.on_owner_lost, r.max_retries, r.attempts
   FROM runs r WHERE r.tenant_id = $2 AND r.session_id = $1 AND r.status = 'queued'
   FOR UPDATE
 ), active AS (
@@ -23,6 +25,7 @@ WITH running AS (
 SELECT id, status, owner, COALESCE(lease_expires_at < now(), false) AS lease_lapsed,
   CASE WHEN rank IN (1, 2) THEN input END AS input, persist_output, takes_input,
   interrupt_requested_at IS NOT NULL AS interrupt_requested,
-  CASE WHEN active.not_before IS NULL THEN 0 ELSE GREATEST(0, ceil(extract(epoch FROM (active.not_before - clock_timestamp())) * 1000))::bigint END AS starts_in_ms
+  CASE WHEN active.not_before IS NULL THEN 0 ELSE GREATEST(0, ceil(extract(epoch FROM (active.not_before - clock_timestamp())) * 1000))::bigint END AS starts_in_ms,
+  agent, on_owner_lost, max_retries, attempts
 FROM active
 ORDER BY rank

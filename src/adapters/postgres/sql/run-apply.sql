@@ -9,16 +9,21 @@
 --        was asked to stop, a flag run-interrupt-flag sets without the session's lock),
 --      session: [] or [{ output_seq, running_run_id, queued_runs, status }] (status null: not activity),
 --      stop: [{ id, ends, status, end_reason, error, end_seq, interrupt }] (runs that end, or are asked to stop),
---      start: [{ id, start_seq, lease_ms }] (queued runs that start),
---      insert: [{ id, status, owner, input, start_seq, lease_ms, persist_output, takes_input, defer_ms }] (inputs = [input];
---        defer_ms not null: not_before = now() + defer_ms),
+--      start: [{ id, start_seq, lease_ms, owner, takes_input }] (queued runs that start; owner set: a worker claimed it,
+--        takes_input set: whether its runner reads input),
+--      handback: [{ id }] (running runs whose owner was lost go back to the queue: owner and lease NULL, attempts + 1),
+--      insert: [{ id, status, owner, input, start_seq, lease_ms, persist_output, takes_input, defer_ms, agent, on_owner_lost,
+--        max_retries }] (inputs = [input]; defer_ms not null: not_before = now() + defer_ms; owner and lease_ms null: an
+--        agent run queued for a worker to claim),
 --      append: [{ id, input, defer_ms }] (a queued run takes one more input, at the end of its inputs; defer_ms not
 --        null: its not_before becomes now() + defer_ms),
 --      steer: [{ id, input }] (input for the running run: its next input seq, a run_inputs row, outbox run.input),
 --      output: [{ seq, run_id, type, data }],
 --      outbox: [{ type, payload }],
 --      persist: [] or [{ run_id }]: the run whose archived `text` events become one assistant message item
---        (appended like session-append-items: next item seq, activity, item.added; nothing when it streamed no text) }
+--        (appended like session-append-items: next item seq, activity, item.added; nothing when it streamed no text),
+--      counters: [] or [{ input_tokens, output_tokens, total_cost_usd }]: a run's usage, added to the session's counters
+--        (activity, like session-increment-counters) }
 -- reply: one row: applied (false: the rows changed since the snapshot and nothing was written), session (the
 --   written row when its status was set or an item appended, else null), runs (the run rows written; a steered run
 --   with its new input_seq), events (the
@@ -65,25 +70,33 @@ WITH expected AS (
     AS w(id uuid, ends boolean, status text, end_reason text, error text, end_seq bigint, interrupt boolean)
   WHERE r.id = w.id AND r.tenant_id = $2 AND r.session_id = $1 AND (SELECT ok FROM guard)
   RETURNING r.*
+), handed_back AS (
+  UPDATE runs r SET status = 'queued', owner = NULL, lease_expires_at = NULL, started_at = NULL,
+    interrupt_requested_at = NULL, attempts = r.attempts + 1
+  FROM jsonb_to_recordset($3::jsonb->'handback') AS w(id uuid)
+  WHERE r.id = w.id AND r.tenant_id = $2 AND r.session_id = $1 AND (SELECT ok FROM guard)
+  RETURNING r.*
 ), started AS (
   -- After `stopped` has run (the subquery makes it finish first), so the run that stops
   -- running has left the one-running-run index before the next one enters it.
   UPDATE runs r SET status = 'running', started_at = now(), start_seq = w.start_seq,
-    lease_expires_at = now() + w.lease_ms * interval '1 millisecond'
-  FROM jsonb_to_recordset($3::jsonb->'start') AS w(id uuid, start_seq bigint, lease_ms integer)
+    lease_expires_at = now() + w.lease_ms * interval '1 millisecond', owner = COALESCE(w.owner, r.owner),
+    takes_input = COALESCE(w.takes_input, r.takes_input)
+  FROM jsonb_to_recordset($3::jsonb->'start') AS w(id uuid, start_seq bigint, lease_ms integer, owner text, takes_input boolean)
   WHERE r.id = w.id AND r.tenant_id = $2 AND r.session_id = $1 AND (SELECT count(*) FROM stopped) >= 0 AND (SELECT ok FROM guard)
   RETURNING r.*
 ), inserted AS (
   -- created_at orders the queue: the clock as the row is written, under the session's lock, so
   -- queue order is admission order (now() is when the transaction began, maybe before the lock).
   INSERT INTO runs (id, session_id, tenant_id, status, owner, lease_expires_at, input, inputs, started_at, start_seq, persist_output,
-    takes_input, not_before, created_at)
+    takes_input, not_before, created_at, agent, on_owner_lost, max_retries)
   SELECT w.id, $1::text, $2::text, w.status, w.owner, now() + w.lease_ms * interval '1 millisecond', COALESCE(w.input, 'null'::jsonb),
     jsonb_build_array(COALESCE(w.input, 'null'::jsonb)), CASE WHEN w.status = 'running' THEN now() END, w.start_seq,
-    COALESCE(w.persist_output, false), COALESCE(w.takes_input, false), now() + w.defer_ms * interval '1 millisecond', clock_timestamp()
+    COALESCE(w.persist_output, false), COALESCE(w.takes_input, false), now() + w.defer_ms * interval '1 millisecond', clock_timestamp(),
+    w.agent, COALESCE(w.on_owner_lost, 'fail'), COALESCE(w.max_retries, 0)
   FROM jsonb_to_recordset($3::jsonb->'insert')
     AS w(id uuid, status text, owner text, input jsonb, start_seq bigint, lease_ms integer, persist_output boolean, takes_input boolean,
-      defer_ms integer)
+      defer_ms integer, agent text, on_owner_lost text, max_retries integer)
   WHERE (SELECT ok FROM guard)
   RETURNING *
 ), appended AS (
@@ -120,17 +133,25 @@ WITH expected AS (
 ), written_session AS (
   -- Activity (a status set, or an item appended) bumps the version once and slides the expiry
   -- (agent_sessions_slide_expiry); an item takes the next item seq, as an append does.
+  -- A run's usage adds to the counters (in SQL, as session-increment-counters does) and is activity too.
   UPDATE sessions s SET output_seq = w.output_seq, running_run_id = w.running_run_id, queued_runs = w.queued_runs,
     status = COALESCE(w.status, s.status),
     item_seq = s.item_seq + p.items,
-    version = s.version + CASE WHEN w.status IS NULL AND p.items = 0 THEN 0 ELSE 1 END,
-    updated_at = CASE WHEN w.status IS NULL AND p.items = 0 THEN s.updated_at ELSE now() END,
-    last_active_at = CASE WHEN w.status IS NULL AND p.items = 0 THEN s.last_active_at ELSE now() END,
-    expires_at = CASE WHEN w.status IS NULL AND p.items = 0 THEN s.expires_at ELSE agent_sessions_slide_expiry(s) END
+    input_tokens = s.input_tokens + COALESCE(c.input_tokens, 0),
+    output_tokens = s.output_tokens + COALESCE(c.output_tokens, 0),
+    total_cost_usd = s.total_cost_usd + COALESCE(c.total_cost_usd, 0),
+    version = s.version + CASE WHEN w.status IS NULL AND p.items = 0 AND c.n = 0 THEN 0 ELSE 1 END,
+    updated_at = CASE WHEN w.status IS NULL AND p.items = 0 AND c.n = 0 THEN s.updated_at ELSE now() END,
+    last_active_at = CASE WHEN w.status IS NULL AND p.items = 0 AND c.n = 0 THEN s.last_active_at ELSE now() END,
+    expires_at = CASE WHEN w.status IS NULL AND p.items = 0 AND c.n = 0 THEN s.expires_at ELSE agent_sessions_slide_expiry(s) END
   FROM jsonb_to_recordset($3::jsonb->'session') AS w(output_seq bigint, running_run_id uuid, queued_runs integer, status text),
-    (SELECT count(*)::int AS items FROM persisted) p
+    (SELECT count(*)::int AS items FROM persisted) p,
+    (SELECT count(*)::int AS n, sum(x.input_tokens) AS input_tokens, sum(x.output_tokens) AS output_tokens,
+       sum(x.total_cost_usd) AS total_cost_usd
+     FROM jsonb_to_recordset(COALESCE($3::jsonb->'counters', '[]'::jsonb))
+       AS x(input_tokens numeric, output_tokens numeric, total_cost_usd numeric)) c
   WHERE s.tenant_id = $2 AND s.id = $1 AND (SELECT ok FROM guard)
-  RETURNING s.*, w.status IS NOT NULL OR p.items > 0 AS activity
+  RETURNING s.*, w.status IS NOT NULL OR p.items > 0 OR c.n > 0 AS activity
 ), written_item AS (
   -- The item's id is the run's: the message says where it came from.
   INSERT INTO session_items (tenant_id, session_id, seq, id, role, type, content)
@@ -163,8 +184,8 @@ SELECT
   (SELECT ok FROM guard) AS applied,
   (SELECT to_jsonb(s) - 'activity' FROM written_session s WHERE s.activity) AS session,
   (SELECT COALESCE(jsonb_agg(r.j), '[]'::jsonb)
-   FROM (SELECT to_jsonb(x) AS j FROM (SELECT * FROM stopped UNION ALL SELECT * FROM started UNION ALL SELECT * FROM inserted
-     UNION ALL SELECT * FROM appended) x
+   FROM (SELECT to_jsonb(x) AS j FROM (SELECT * FROM stopped UNION ALL SELECT * FROM handed_back UNION ALL SELECT * FROM started
+     UNION ALL SELECT * FROM inserted UNION ALL SELECT * FROM appended) x
      UNION ALL SELECT to_jsonb(s) - 'steered_input' FROM steered s) r) AS runs,
   (SELECT COALESCE(jsonb_agg(to_jsonb(o) ORDER BY o.seq), '[]'::jsonb) FROM written_output o) AS events,
   (SELECT count(*) FROM written_session) AS sessions_written,
