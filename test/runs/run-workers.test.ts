@@ -158,7 +158,7 @@ for (const mode of MODES.filter((m) => m.name === 'embedded' || m.name === 'post
           expect(output.map((e) => e.type)).toEqual(['status', 'restarted', 'status', 'text', 'text', 'done']);
           expect(output[1]?.data).toEqual({ run_id: run.id, attempt: 1, reason: 'owner_lost' });
           const events = await db.query<{ type: string }>(`SELECT type FROM outbox WHERE session_id = $1 AND type LIKE 'run.%' ORDER BY id`, [id]);
-          expect(events.map((e) => e.type)).toEqual(['run.started', 'run.restarted', 'run.started', 'run.completed']);
+          expect(events.map((e) => e.type)).toEqual(['run.queued', 'run.started', 'run.restarted', 'run.started', 'run.completed']);
         } else {
           expect(done).toMatchObject({ status: 'failed', endReason: 'owner_lost', attempts: 0 });
           expect(output.map((e) => e.type)).toEqual(['status', 'error']);
