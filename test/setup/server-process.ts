@@ -70,6 +70,9 @@ async function startOn(port: number, options: StartServerOptions, earlier: strin
       PATH: process.env.PATH ?? '',
       HOME: process.env.HOME ?? '',
       LOG_LEVEL: 'warn',
+      // Suites run two files at once against one PostgreSQL (max_connections 100 by default):
+      // a multi-process test at the default pool of 20 per server can take most of it.
+      DATABASE_POOL_MAX: '8',
       ...options.env,
       PORT: String(port),
       HOST: '127.0.0.1',
