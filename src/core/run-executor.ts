@@ -200,7 +200,9 @@ export class RunExecutor implements Lifecycle {
       if (drainMs > 0 && this.local.size > 0) {
         const before = this.local.size;
         const drained = new Promise<void>((r) => setTimeout(r, drainMs).unref());
-        await Promise.race([Promise.allSettled([...this.local.values()].map((l) => l.done)), drained]);
+        // Only runs executing here can finish: a pinned run queued behind one elsewhere cannot.
+        const executing = [...this.local.values()].filter((l) => l.state !== 'queued');
+        await Promise.race([Promise.allSettled(executing.map((l) => l.done)), drained]);
         this.options.logger?.info({ runs: before, finished: before - this.local.size, left: this.local.size }, 'drain: waited for running runs');
       }
       const runs = [...this.local.values()];
@@ -468,6 +470,8 @@ export class RunExecutor implements Lifecycle {
         sessionStatus: 'idle',
         leaseMs: this.options.leaseMs,
         ownerLost: true,
+        // What it reported so far counts, whether it is handed back or ended here.
+        ...(local.usage ? { usage: local.usage } : {}),
       })
       .catch((err: unknown) => {
         this.options.logger?.warn({ err, run_id: local.id }, 'drain: run could not be handed back; it is interrupted');

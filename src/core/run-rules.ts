@@ -708,6 +708,8 @@ export function handsBack(run: ActiveRun, s: SessionRunState): boolean {
     run.agent !== undefined &&
     run.agent !== null &&
     run.onOwnerLost === 'retry' &&
+    // A run someone asked to stop is not restarted elsewhere: the interrupt stands.
+    run.interruptRequested !== true &&
     (run.attempts ?? 0) < (run.maxRetries ?? 0) &&
     !isEnded(s)
   );

@@ -290,7 +290,9 @@ export class RunService implements Runs {
    */
   private async awaitEnd(tenant: string, flagged: Run, deadline: number, signal: AbortSignal | undefined): Promise<Run> {
     const { sessionId, id } = flagged;
-    const local = this.executor.whenEnded(id);
+    // This instance's promise settles when it lets go of the run, which is not always its end (a
+    // drain hands a retry run back): after that, the run is followed wherever it went.
+    let local = this.executor.whenEnded(id);
     const key = sessionKey(tenant, sessionId);
     let cursor: number | null = null;
     let quietMs = 50;
@@ -302,7 +304,8 @@ export class RunService implements Runs {
       const left = deadline - Date.now();
       if (isRunEnded(run) || left <= 0) return run;
       if (local !== null) {
-        await abortable(settledWithin(local, left), signal);
+        const settled = await abortable(settledWithin(local, left), signal);
+        if (settled) local = null;
         continue;
       }
       // Events of the run that is stopping (or of the next one) until its terminal event shows.
@@ -370,7 +373,8 @@ export class RunService implements Runs {
     const local = this.executor.whenEnded(runId);
     if (local) {
       const done = await abortable(local, opts.signal);
-      if (done.tenantId === (opts.tenant ?? DEFAULT_TENANT)) return done;
+      // Let go of here but not ended (a drain handed it back): it goes on elsewhere.
+      if (done.tenantId === (opts.tenant ?? DEFAULT_TENANT) && isRunEnded(done)) return done;
     }
     for (;;) {
       const run = await this.get(sessionId, runId, opts);
@@ -409,12 +413,13 @@ function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Pro
 }
 
 /** Resolves once `promise` settled or `ms` passed, whichever comes first; leaves no timer behind. */
-function settledWithin(promise: Promise<unknown>, ms: number): Promise<void> {
+/** Resolves true when `promise` settled within `ms`, false when the time ran out first. */
+function settledWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
+    const timer = setTimeout(() => resolve(false), ms);
     const done = () => {
       clearTimeout(timer);
-      resolve();
+      resolve(true);
     };
     promise.then(done, done);
   });

@@ -8,6 +8,7 @@
  * the SignalBus, or a direct call here) and a durable one: each worker looks for claimable runs
  * every `claimIntervalMs`, so a lost wake-up delays a run, never strands it.
  */
+import { AsyncResource } from 'node:async_hooks';
 import type { RunExecutor, RunLogger } from './run-executor.js';
 import { workersAddress, type RunRepository, type Runner, type ServeHandle, type ServeOptions, type SignalBus } from './runs.js';
 
@@ -177,13 +178,15 @@ export class RunWorkers {
       worker.again = true;
       return;
     }
-    worker.pass = (async () => {
-      do {
-        worker.again = false;
-        await this.claimPass(worker);
-      } while (worker.again && !worker.stopped);
-    })().finally(() => {
-      worker.pass = null;
+    detached(() => {
+      worker.pass = (async () => {
+        do {
+          worker.again = false;
+          await this.claimPass(worker);
+        } while (worker.again && !worker.stopped);
+      })().finally(() => {
+        worker.pass = null;
+      });
     });
   }
 
@@ -221,3 +224,11 @@ export class RunWorkers {
     if (worker.stopped && worker.active === 0) worker.idle?.();
   }
 }
+
+/**
+ * Runs `fn` in the context this module was loaded in, never in a caller's: a slot freed inside
+ * a request's idempotent transaction (commit-effects.ts, the ambient transaction of the
+ * PostgreSQL adapter) must not pull the claim pass it starts into that transaction. A claim
+ * commits on its own connection, and its effects are its own.
+ */
+const detached = AsyncResource.bind((fn: () => void): void => fn());

@@ -40,6 +40,7 @@ function arbRun(id: string, status: 'running' | 'queued'): fc.Arbitrary<ActiveRu
       onOwnerLost: arbPolicy,
       maxRetries: fc.integer({ min: 0, max: 3 }),
       attempts: fc.integer({ min: 0, max: 4 }),
+      interruptRequested: fc.boolean(),
     })
     .map((r) => {
       // A closure run always has its owner; a queued agent run may wait unowned; a running run is owned.
@@ -54,6 +55,7 @@ function arbRun(id: string, status: 'running' | 'queued'): fc.Arbitrary<ActiveRu
         onOwnerLost: r.agent === null ? 'fail' : r.onOwnerLost,
         maxRetries: r.maxRetries,
         attempts: Math.min(r.attempts, r.maxRetries + 1),
+        interruptRequested: status === 'running' && r.interruptRequested,
       } satisfies ActiveRun;
     });
 }
@@ -137,7 +139,7 @@ describe('claim', () => {
 });
 
 describe('owner lost', () => {
-  it('hands back exactly a running agent run with policy retry and restarts left, on a live session; else finalizes', () => {
+  it('hands back exactly a running agent run with policy retry and restarts left, not asked to stop, on a live session; else finalizes', () => {
     fc.assert(
       fc.property(arbState, fc.constantFrom<string | null>(null, 'w1', 'w2'), (state, owner) => {
         const running = state.running;
@@ -145,7 +147,11 @@ describe('owner lost', () => {
         const req = lost(running.id, owner);
         const decided = planOwnerLost(state, req);
         const back =
-          running.agent !== null && running.onOwnerLost === 'retry' && (running.attempts ?? 0) < (running.maxRetries ?? 0) && !ended(state.session);
+          running.agent !== null &&
+          running.onOwnerLost === 'retry' &&
+          running.interruptRequested !== true &&
+          (running.attempts ?? 0) < (running.maxRetries ?? 0) &&
+          !ended(state.session);
         expect(handsBack(running, state.session)).toBe(back);
         if (!back) {
           expect(decided).toEqual(planFinalization(state, req));
