@@ -9,7 +9,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import type { NewOutputEvent, Runner } from '../core/runs.js';
+import { GAP_EVENT_TYPE, SERVICE_EVENT_TYPES, type NewOutputEvent, type Runner } from '../core/runs.js';
 
 export interface CommandRunnerOptions {
   /** A shell command line. */
@@ -24,7 +24,8 @@ export interface CommandRunnerOptions {
   maxLineLength?: number;
 }
 
-const RESERVED = new Set(['done', 'error', 'restarted']);
+/** The service's own event types (done, error, restarted, and a reader's gap): a child's are renamed. */
+const RESERVED = new Set([...SERVICE_EVENT_TYPES, GAP_EVENT_TYPE]);
 const TYPE = /^[A-Za-z][\w.:-]{0,63}$/;
 
 /** One stdout line as an output event. */
@@ -36,7 +37,7 @@ export function lineToEvent(line: string): NewOutputEvent {
       if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {
         const { type, data, ...rest } = parsed as Record<string, unknown>;
         if (typeof type === 'string' && TYPE.test(type)) {
-          // done/error/restarted are the server's events; the child's own are renamed.
+          // done/error/restarted/gap are the server's events; the child's own are renamed.
           const name = RESERVED.has(type) ? `agent_${type}` : type;
           return { type: name, data: data !== undefined ? data : rest };
         }

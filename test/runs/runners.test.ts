@@ -29,6 +29,8 @@ describe('runners', () => {
     expect(lineToEvent('{"type":"tool_call","data":{"name":"ls"}}')).toEqual({ type: 'tool_call', data: { name: 'ls' } });
     expect(lineToEvent('{"type":"thinking","text":"hm"}')).toEqual({ type: 'thinking', data: { text: 'hm' } });
     expect(lineToEvent('{"type":"done"}')).toEqual({ type: 'agent_done', data: {} });
+    expect(lineToEvent('{"type":"gap"}')).toEqual({ type: 'agent_gap', data: {} });
+    expect(lineToEvent('{"type":"restarted"}')).toEqual({ type: 'agent_restarted', data: {} });
     expect(lineToEvent('{"type":"bad type!"}')).toEqual({ type: 'text', data: { text: '{"type":"bad type!"}' } });
     expect(lineToEvent('[1,2]')).toEqual({ type: 'text', data: { text: '[1,2]' } });
     expect(lineToEvent('{not json')).toEqual({ type: 'text', data: { text: '{not json' } });
