@@ -11,6 +11,8 @@
  *   that an older snapshot still in flight (a read that raced the write) is not stored after.
  * - A near hit first lets the bus apply messages that have already arrived; a writer waits
  *   for its own message to come back before it acknowledges.
+ * - Taking a session's lock tells the near cache the version committed at that moment
+ *   (`noteCommitted`), so a holder never reads one older, however late the message is.
  * - A write that cannot reach the shared tier is recorded in the repair log before it is
  *   acknowledged; the shared tier is repaired from the log before it serves reads again.
  *   Until an announced repair is applied, a shared read older than it is treated as a miss.
@@ -96,7 +98,8 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
   private readonly echoTimeoutMs: number;
   private readonly repairRetryMs: readonly number[];
   /**
-   * Repairs announced (by any instance) that the shared tier may not have yet: id → version.
+   * Repairs announced (by any instance), and versions a lock's lease read as committed before
+   * their message arrived, that the shared tier may not have yet: id → version.
    * A shared read older than that is a miss. Cleared when the shared tier is seen holding the
    * version (its invalidation message, a read, a write) or when this instance drained it.
    */
@@ -192,6 +195,21 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
     this.recent.note(id, version);
     this.near?.forgetOlderThan(id, version);
     this.echoed(id, version);
+  }
+
+  /**
+   * A lock's lease read `version` as committed: an older near entry goes, and an older
+   * snapshot is refused for the window, as if the write's invalidation had arrived. Until
+   * that message arrives, a shared snapshot older than `version` is a miss too (the write may
+   * have left a repair this instance has not heard of). Not an echo: a writer here still
+   * waits for its own message.
+   */
+  noteCommitted(id: string, version: number): void {
+    const heard = this.recent.floor(id) >= version;
+    this.recent.note(id, version);
+    this.near?.forgetOlderThan(id, version);
+    // Cleared by the message, or by the first shared read or write that holds `version`.
+    if (this.shared && !heard) this.noteUnrepaired(id, version);
   }
 
   private get nearUsable(): boolean {

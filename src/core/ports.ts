@@ -120,12 +120,23 @@ export interface SessionCache {
    * (`redis_miss`) or could not be asked (`redis_unavailable`: error, circuit open).
    */
   fallbackStats?(): Record<string, number>;
+  /**
+   * `version` of session `id` is committed (a lock's lease read it): from now on the near
+   * cache answers nothing older, even before that write's invalidation arrives here.
+   */
+  noteCommitted?(id: string, version: number): void;
 }
 
 /** A lease on one session, held by one caller until released or lapsed. */
 export interface SessionLease {
   /** Strictly increasing per session, across restarts of any lock service. */
   readonly fencingToken: number;
+  /**
+   * The session's version when the lease was taken, read from PostgreSQL in the statement
+   * that bumped the fence: every write acknowledged before (by an earlier holder, on any
+   * instance) is at most this version, whether or not its invalidation has arrived here.
+   */
+  readonly sessionVersion: number;
   /** Extends the lease; resolves to false when it was lost (expired and taken). */
   renew(ttlMs: number): Promise<boolean>;
   release(): Promise<void>;

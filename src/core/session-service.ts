@@ -342,7 +342,8 @@ export class SessionService {
    * inside, and a holder that lost its lease (paused past it) has its writes rejected with
    * `stale_fencing_token`. Waits with backoff (10 ms doubling to 500 ms) and fails with
    * `lock_timeout` after `timeoutMs`. The lease is renewed while `fn` runs; if renewal fails,
-   * `signal` fires.
+   * `signal` fires. Reads through this instance inside `fn` see at least the version that was
+   * committed when the lease was taken (every earlier holder's writes).
    */
   async withSessionLock<T>(id: string, fn: (lock: SessionLockContext) => Promise<T>, opts: SessionLockOptions = {}): Promise<T> {
     throwIfAborted(opts.signal);
@@ -370,6 +371,10 @@ export class SessionService {
     }
     this.telemetry.lockAcquired((performance.now() - started) / 1000);
     const held = lease;
+    // The previous holder's write may have been acknowledged before its invalidation reached
+    // this instance; the lease read the committed version, so the near cache serves nothing
+    // older to this holder (reads outside a lock pay nothing for it).
+    this.cache?.noteCommitted?.(sessionKey(tenant, id), held.sessionVersion);
     const lost = new AbortController();
     const onCallerAbort = () => lost.abort(opts.signal?.reason);
     opts.signal?.addEventListener('abort', onCallerAbort, { once: true });

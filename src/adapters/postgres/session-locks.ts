@@ -12,11 +12,11 @@ import { run, statements } from './sql.js';
 
 const SQL = statements('sessionFenceNext', 'sessionLockAcquire', 'sessionLockRenew', 'sessionLockRelease');
 
-/** The next fencing token of a session. */
-export async function nextFence(db: SqlDatabase, tenant: string, sessionId: string): Promise<number> {
-  const [row] = await run<{ fence: number | string }>(db, SQL.sessionFenceNext, { id: sessionId, tenant });
+/** The next fencing token of a session, with the session's version committed at that moment. */
+export async function nextFence(db: SqlDatabase, tenant: string, sessionId: string): Promise<{ fence: number; version: number }> {
+  const [row] = await run<{ fence: number | string; version: number | string }>(db, SQL.sessionFenceNext, { id: sessionId, tenant });
   if (!row) throw new NotFoundError('session', sessionId);
-  return Number(row.fence);
+  return { fence: Number(row.fence), version: Number(row.version) };
 }
 
 export class PostgresSessionLockStore implements SessionLockStore {
@@ -27,7 +27,8 @@ export class PostgresSessionLockStore implements SessionLockStore {
   async tryAcquire(tenant: string, sessionId: string, ttlMs: number): Promise<SessionLease | null> {
     const token = randomUUID();
     // One statement: take the lease if it is free or lapsed, and bump the fence only if taken.
-    const [row] = await run<{ found: boolean; fence: number | string | null }>(this.db, SQL.sessionLockAcquire, {
+    type Acquired = { found: boolean; fence: number | string | null; version: number | string | null };
+    const [row] = await run<Acquired>(this.db, SQL.sessionLockAcquire, {
       sessionId,
       tenant,
       token,
@@ -37,6 +38,7 @@ export class PostgresSessionLockStore implements SessionLockStore {
     if (row.fence === null) return null;
     return {
       fencingToken: Number(row.fence),
+      sessionVersion: Number(row.version),
       // A lapsed lease is lost even if nobody has taken it yet, as with a Redis key that expired.
       renew: async (ms) => {
         const renewed = await run(this.db, SQL.sessionLockRenew, { sessionId, token, ttlMs: ms, tenant });

@@ -14,8 +14,8 @@ import { SCRIPTS } from './session-scripts.js';
 
 export interface RedisSessionLockStoreOptions {
   redis: GuardedRedis;
-  /** The next fencing token of a session (PostgreSQL); throws session_not_found. */
-  nextFence: (tenant: string, sessionId: string) => Promise<number>;
+  /** The next fencing token of a session and its committed version (PostgreSQL); throws session_not_found. */
+  nextFence: (tenant: string, sessionId: string) => Promise<{ fence: number; version: number }>;
   /** Used while Redis is unreachable. */
   fallback: SessionLockStore;
 }
@@ -42,15 +42,16 @@ export class RedisSessionLockStore implements SessionLockStore {
     const release = async () => {
       await redis.run((r) => SCRIPTS.lockRelease.run(r, [key], [token])).catch(() => undefined);
     };
-    let fencingToken: number;
+    let fenced: { fence: number; version: number };
     try {
-      fencingToken = await this.options.nextFence(tenant, sessionId);
+      fenced = await this.options.nextFence(tenant, sessionId);
     } catch (err) {
       await release();
       throw err;
     }
     return {
-      fencingToken,
+      fencingToken: fenced.fence,
+      sessionVersion: fenced.version,
       renew: async (ms) => Number(await redis.run((r) => SCRIPTS.lockExtend.run(r, [key], [token, String(ms)]))) === 1,
       release,
     };

@@ -3,7 +3,8 @@
 -- $2 tenant text
 -- $3 token text: the new holder's token
 -- $4 ttlMs integer: how long the lease lasts unless renewed
--- reply: one row; found (whether the session exists) and fence (the new token, null when the lease is held)
+-- reply: one row; found (whether the session exists), fence (the new token, null when the lease is held) and version
+--   (the session's version as committed when the fence was bumped: the row lock makes it every earlier write's)
 WITH s AS (
   SELECT tenant_id, id FROM sessions WHERE tenant_id = $2 AND id = $1
 ), lk AS (
@@ -14,6 +15,6 @@ WITH s AS (
     WHERE session_locks.expires_at <= now()
   RETURNING tenant_id, session_id
 ), f AS (
-  UPDATE sessions SET fence = fence + 1 WHERE (tenant_id, id) = (SELECT tenant_id, session_id FROM lk) RETURNING fence
+  UPDATE sessions SET fence = fence + 1 WHERE (tenant_id, id) = (SELECT tenant_id, session_id FROM lk) RETURNING fence, version
 )
-SELECT EXISTS (SELECT 1 FROM s) AS found, (SELECT fence FROM f) AS fence
+SELECT EXISTS (SELECT 1 FROM s) AS found, (SELECT fence FROM f) AS fence, (SELECT version FROM f) AS version
