@@ -286,20 +286,50 @@ export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
   describe('withSessionLock (Redis lease, PostgreSQL fence)', () => {
     it('serialises read-modify-write across instances', async () => {
       const s = await a.create({ metadata: { n: 0 } });
+      // Each holder reads and writes through its own instance: a lock orders its holders,
+      // it does not make a read by an instance that holds nothing fresher.
       await Promise.all(
-        Array.from({ length: 12 }, (_, i) =>
-          (i % 2 ? a : b).withSessionLock(
+        Array.from({ length: 12 }, (_, i) => {
+          const holder = i % 2 ? a : b;
+          return holder.withSessionLock(
             s.id,
             async ({ fencingToken }) => {
-              const cur = await (i % 2 ? b : a).get(s.id);
+              const cur = await holder.get(s.id);
               await sleep(2);
-              await (i % 2 ? a : b).update(s.id, { metadata: { n: Number(cur.metadata.n) + 1 } }, { fencingToken });
+              await holder.update(s.id, { metadata: { n: Number(cur.metadata.n) + 1 } }, { fencingToken });
             },
             { timeoutMs: 20_000 },
-          ),
-        ),
+          );
+        }),
       );
       expect((await a.get(s.id)).metadata.n).toBe(12);
+    });
+
+    it('a holder reads the previous holder’s write even when its invalidation never arrives', async () => {
+      const env = { DATABASE_URL: db.url, REDIS_URL: redisTarget.url, REDIS_CLUSTER: redisTarget.cluster ? '1' : '0', KEY_PREFIX: prefix };
+      const writer = await createSessions({ env: { ...env, INSTANCE_ID: 'writer' } });
+      const late = await createSessions({ env: { ...env, INSTANCE_ID: 'late' } });
+      try {
+        const s = await writer.create({ metadata: { n: 0 } });
+        await late.get(s.id);
+        expect(internals(late).cacheStats().near?.size).toBeGreaterThan(0);
+        // The fault: `late` stops hearing invalidations while its bus still counts as live,
+        // as when the message is delayed past the writer's echo wait (echoTimeoutMs).
+        const redis = internals(late).redis;
+        if (!redis) throw new Error('late has no Redis');
+        await redis.subscriber.unsubscribe(new RedisKeys(prefix).global('cache:invalidate'));
+        const increment = (holder: Sessions) =>
+          holder.withSessionLock(s.id, async ({ fencingToken }) => {
+            const cur = await holder.get(s.id);
+            await holder.update(s.id, { metadata: { n: Number(cur.metadata.n) + 1 } }, { fencingToken });
+          });
+        await increment(writer);
+        await increment(late);
+        expect((await writer.get(s.id)).metadata.n).toBe(2);
+      } finally {
+        await late.close();
+        await writer.close();
+      }
     });
 
     it('uses a Redis lease (SET NX PX) that is gone after release', async () => {
