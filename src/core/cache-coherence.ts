@@ -216,18 +216,22 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
     return this.near !== null && this.bus.live;
   }
 
-  async get(id: string): Promise<Session | null> {
-    if (this.nearUsable && this.near) {
-      if (this.near.peek(id)) {
+  get(id: string): Promise<Session | null> {
+    const near = this.nearUsable ? this.near : null;
+    if (near) {
+      if (near.peek(id)) {
         // An invalidation that reached this instance before another instance's write was
-        // acknowledged is applied before we answer from memory.
-        await this.bus.settle();
-        const hit = this.near.getSync(id);
-        if (hit) return hit;
-      } else {
-        this.near.countMiss();
+        // acknowledged is applied before we answer from memory. The hit is the one callback
+        // on the bus's settle (no further awaits), so it costs that wait and one microtask.
+        return this.bus.settle().then(() => (this.bus.live ? near.getSync(id) : null) ?? this.getShared(id));
       }
+      near.countMiss();
     }
+    return this.getShared(id);
+  }
+
+  /** `get` past the near cache: the shared tier, or null (a miss) without one. */
+  private async getShared(id: string): Promise<Session | null> {
     if (!this.shared) return null;
     try {
       const found = this.fresh(await this.shared.cache.get(id), id);

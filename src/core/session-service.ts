@@ -161,27 +161,56 @@ export class SessionService {
     }
   }
 
-  async get(id: string, opts: CallOptions = {}): Promise<Session> {
-    const session = await this.lookup(id, opts);
-    if (!session) throw new NotFoundError('session', id);
-    return session;
+  get(id: string, opts: CallOptions = {}): Promise<Session> {
+    return this.lookup(id, opts, true) as Promise<Session>;
   }
 
   /** Like `get`, but resolves to null for a session that does not exist. */
   find(id: string, opts: CallOptions = {}): Promise<Session | null> {
-    return this.lookup(id, opts);
+    return this.lookup(id, opts, false);
   }
 
-  /** `find` itself, under `get` and `find` alike (so a traced `get` is one span, not two). */
-  private async lookup(id: string, opts: CallOptions): Promise<Session | null> {
-    throwIfAborted(opts.signal);
-    this.checkId(id);
-    const tenant = tenantOf(opts);
-    const cached = await this.cacheGet(tenant, id);
-    if (cached) return withEffectiveStatus(cached);
+  /**
+   * `find` itself, under `get` and `find` alike (so a traced `get` is one span, not two);
+   * `required`: a missing session rejects with not_found. A cache hit is one callback on the
+   * cache's promise, with no await in between (the checks before it run synchronously and
+   * reject the returned promise, as an async function would).
+   */
+  private lookup(id: string, opts: CallOptions, required: boolean): Promise<Session | null> {
+    let tenant: string;
+    try {
+      throwIfAborted(opts.signal);
+      this.checkId(id);
+      tenant = tenantOf(opts);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const cache = this.cache;
+    if (!cache) return this.load(tenant, id, required);
+    let cached: Promise<Session | null>;
+    try {
+      cached = cache.get(sessionKey(tenant, id));
+    } catch (err) {
+      this.onCacheError(err);
+      return this.load(tenant, id, required);
+    }
+    return cached.then(
+      (hit) => (hit ? withEffectiveStatus(hit) : this.load(tenant, id, required)),
+      (err: unknown) => {
+        this.onCacheError(err);
+        return this.load(tenant, id, required);
+      },
+    );
+  }
+
+  /** `lookup` past the cache: the repository, then the snapshot is written back. */
+  private async load(tenant: string, id: string, required: boolean): Promise<Session | null> {
     const session = await this.repository.get(tenant, id);
     this.telemetry.repositoryRead(session ? 1 : 0, session ? 0 : 1);
-    if (!session) return null;
+    if (!session) {
+      if (required) throw new NotFoundError('session', id);
+      return null;
+    }
     await this.cacheSet(session, 'read');
     return withEffectiveStatus(session);
   }
@@ -499,16 +528,6 @@ export class SessionService {
   protected async written(session: Session): Promise<Session> {
     await this.cacheSet(session);
     return withEffectiveStatus(session);
-  }
-
-  protected async cacheGet(tenant: string, id: string): Promise<Session | null> {
-    if (!this.cache) return null;
-    try {
-      return await this.cache.get(sessionKey(tenant, id));
-    } catch (err) {
-      this.onCacheError(err);
-      return null;
-    }
   }
 
   protected async cacheSet(session: Session, origin: CacheOrigin = 'write'): Promise<void> {

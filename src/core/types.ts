@@ -221,12 +221,28 @@ export const SESSION_ID_PATTERN = '^[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,127}$';
  */
 export function effectiveStatus(s: Session, now: number = Date.now()): SessionStatus {
   if (ENDED_STATUSES.includes(s.status)) return s.status;
-  if (s.expiresAt !== null && Date.parse(s.expiresAt) <= now) return 'expired';
+  if (s.expiresAt !== null && timeOf(s.expiresAt) <= now) return 'expired';
   // A running agent may be quiet for long (a slow tool call); it is not idle.
-  if (s.status !== 'active' && s.idleTimeoutSeconds !== null && Date.parse(s.lastActiveAt) + s.idleTimeoutSeconds * 1000 <= now) {
+  if (s.status !== 'active' && s.idleTimeoutSeconds !== null && timeOf(s.lastActiveAt) + s.idleTimeoutSeconds * 1000 <= now) {
     return 'expired';
   }
   return s.status;
+}
+
+/**
+ * `Date.parse` of a timestamp, remembered by its text: a near-cache hit checks the same
+ * snapshot's deadlines on every read, and parsing was a tenth of that read's time. Keyed by
+ * the value (not the session object), so a changed field is parsed anew; bounded.
+ */
+const parsedTimes = new Map<string, number>();
+function timeOf(iso: string): number {
+  let t = parsedTimes.get(iso);
+  if (t === undefined) {
+    t = Date.parse(iso);
+    if (parsedTimes.size >= 4096) parsedTimes.clear();
+    parsedTimes.set(iso, t);
+  }
+  return t;
 }
 
 export function withEffectiveStatus(s: Session, now: number = Date.now()): Session {

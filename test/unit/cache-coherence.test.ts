@@ -78,6 +78,24 @@ describe('near cache and the invalidation bus', () => {
     expect((await w.read(1, 'd/s')).session?.version).toBe(1);
   });
 
+  it('a near hit whose bus went down while it settled is answered by the shared tier', async () => {
+    const w = await start();
+    await w.write(0, 'd/s');
+    await w.read(1, 'd/s');
+    const near = () => w.at(1).near?.stats();
+    const hitsBefore = near()?.hits;
+    const sharedBefore = w.at(1).client?.stats().hits ?? 0;
+    // The connection drops during the wait: messages may be missed from here on.
+    const bus = w.at(1).bus as ScriptedBus & { settle(): Promise<void> };
+    bus.settle = () => {
+      w.at(1).inbox.disconnectBus();
+      return Promise.resolve();
+    };
+    expect((await w.read(1, 'd/s')).session?.version).toBe(1);
+    expect(near()?.hits).toBe(hitsBefore);
+    expect(w.at(1).client?.stats().hits).toBe(sharedBefore + 1);
+  });
+
   it('refuses an older snapshot still in flight for at least 5 s after a message, and forgets it after two rotations', async () => {
     const w = await start({ shared: false });
     // A read on instance 1 fetched v1 from the truth; v2 is written before its refill lands.
