@@ -534,19 +534,7 @@ export function planDuePromotion(state: RunLockState, runId: string, leaseMs: nu
   }
   if (isDeferred(head)) return { kind: 'wait', waitMs: head.startsInMs ?? 0 };
   if (!canTransition(s.status, 'active')) return { kind: 'none' };
-  const seq = s.outputSeq + 1;
-  const outbox: PlannedEvent[] = [];
-  if (s.status !== 'active') outbox.push(statusChanged(s, 'active'));
-  outbox.push(runStartedEvent(head.id, head.input ?? null, head.owner));
-  return {
-    kind: 'promote',
-    plan: {
-      session: { outputSeq: seq, runningRunId: head.id, queuedRuns: Math.max(0, s.queuedRuns - 1), status: 'active' },
-      runs: [{ kind: 'promote', id: head.id, startSeq: seq, leaseMs }],
-      output: [runningEvent(seq, head.id)],
-      outbox,
-    },
-  };
+  return { kind: 'promote', plan: startQueued(s, head, { leaseMs }, head.owner, Math.max(0, s.queuedRuns - 1)) };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -588,17 +576,11 @@ export function planInterrupt(state: RunLockState, runId: string | undefined, le
     !isEnded(s)
   ) {
     // The head of a queue nothing runs ahead of (a debounced run) is cancelled: the next one starts, or nothing would start it.
-    const seq = s.outputSeq + 1;
-    const outbox = [runEndedEvent(queued.id, 'interrupted', 'interrupted', null)];
-    if (s.status !== 'active') outbox.push(statusChanged(s, 'active'));
-    outbox.push(runStartedEvent(next.id, next.input ?? null, next.owner));
     return {
-      plan: {
-        session: { outputSeq: seq, runningRunId: next.id, queuedRuns: Math.max(0, s.queuedRuns - 2), status: 'active' },
-        runs: [end, { kind: 'promote', id: next.id, startSeq: seq, leaseMs }],
-        output: [runningEvent(seq, next.id)],
-        outbox,
-      },
+      plan: startQueued(s, next, { leaseMs }, next.owner, Math.max(0, s.queuedRuns - 2), {
+        runs: [end],
+        outbox: [runEndedEvent(queued.id, 'interrupted', 'interrupted', null)],
+      }),
       flagged: null,
       cancelled: queued.id,
       promoted: next.id,
@@ -686,19 +668,8 @@ export function planClaim(state: RunLockState, req: ClaimRequest): Claim {
     };
   }
   if (!canTransition(s.status, 'active')) return { decision: 'skip' };
-  const seq = s.outputSeq + 1;
-  const outbox: PlannedEvent[] = [];
-  if (s.status !== 'active') outbox.push(statusChanged(s, 'active'));
-  outbox.push(runStartedEvent(head.id, head.input ?? null, req.owner));
-  return {
-    decision: 'claim',
-    plan: {
-      session: { outputSeq: seq, runningRunId: head.id, queuedRuns: Math.max(0, s.queuedRuns - 1), status: 'active' },
-      runs: [{ kind: 'promote', id: head.id, startSeq: seq, leaseMs: req.leaseMs, owner: req.owner, takesInput: req.takesInput ?? false }],
-      output: [runningEvent(seq, head.id)],
-      outbox,
-    },
-  };
+  const promote = { leaseMs: req.leaseMs, owner: req.owner, takesInput: req.takesInput ?? false };
+  return { decision: 'claim', plan: startQueued(s, head, promote, req.owner, Math.max(0, s.queuedRuns - 1)) };
 }
 
 /** Whether a lost run goes back to the queue: an agent run with policy `retry` and restarts left, on a live session. */
@@ -749,6 +720,31 @@ export function planOwnerLost(state: RunLockState, req: FinalizationRequest): Fi
 }
 
 // ---------------------------------------------------------------------------------------
+
+/**
+ * A queued run that starts on a session where nothing runs (a debounce window closed, a
+ * cancelled head's successor, a worker's claim): its `status` event, `run.started` naming
+ * `owner`, the session `active` with `queuedRuns` left, after `before`'s writes and events.
+ */
+function startQueued(
+  s: SessionRunState,
+  head: ActiveRun,
+  promote: Omit<Extract<RunWrite, { kind: 'promote' }>, 'kind' | 'id' | 'startSeq'>,
+  owner: string | null,
+  queuedRuns: number,
+  before: { runs?: RunWrite[]; outbox?: PlannedEvent[] } = {},
+): WritePlan {
+  const seq = s.outputSeq + 1;
+  const outbox = [...(before.outbox ?? [])];
+  if (s.status !== 'active') outbox.push(statusChanged(s, 'active'));
+  outbox.push(runStartedEvent(head.id, head.input ?? null, owner));
+  return {
+    session: { outputSeq: seq, runningRunId: head.id, queuedRuns, status: 'active' },
+    runs: [...(before.runs ?? []), { kind: 'promote', id: head.id, startSeq: seq, ...promote }],
+    output: [runningEvent(seq, head.id)],
+    outbox,
+  };
+}
 
 const RUN_ENDED_EVENT: Record<EndedRunStatus, string> = {
   completed: 'run.completed',
