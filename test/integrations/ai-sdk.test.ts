@@ -494,6 +494,9 @@ for (const { label, sdk, skip } of SDKS) {
       it('a reply started while another runs (ifBusy interrupt) streams once it starts, with none of the other reply', async () => {
         const chatId = `lib-${uniqueToken()}`;
         const first = await post(chatId, [user('q1', 'weather?')], new Promise<void>(() => undefined));
+        // The first reply streams its first step (the text, the tool) and waits at the gate before
+        // the second interrupts it; an interrupt during that step would cut the text short.
+        for await (const e of A.runs.stream(chatId, { after: (first.run.startSeq ?? 1) - 1 })) if (e.type === 'tool_result') break;
         const second = await post(chatId, [user('q1', 'weather?'), user('q2', 'and now?')]);
         expect(second.run.status).toBe('queued');
         const [one, two] = await Promise.all([assemble(first.response), assemble(second.response)]);
