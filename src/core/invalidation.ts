@@ -27,6 +27,14 @@ export interface InvalidationBus {
    * first is applied first.
    */
   settle(): Promise<void>;
+  /**
+   * For a transport whose message is sent after the write committed, so that a writer that
+   * dies in between leaves a committed write nobody was told of: the committed version of
+   * each session among `ids` (a session without a row left out). The near cache checks its
+   * entries with it periodically and drops the ones that are older. Absent when the message
+   * cannot be lost once the write is committed (Redis: the cache write publishes it).
+   */
+  committedVersions?(ids: readonly string[]): Promise<Map<string, number>>;
   close(): Promise<void>;
 }
 
