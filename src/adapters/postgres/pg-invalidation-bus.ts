@@ -6,7 +6,7 @@
  * together, in one `notify-each` statement per batch with at most one batch in flight. Every
  * instance listening drops older entries. A write whose message never goes out (the process
  * died between commit and publish) is caught by the near cache's periodic check of its
- * entries' versions (`versions` below; docs/distributed.md gives the bound). While the
+ * entries' versions (`committedVersions` below; docs/distributed.md gives the bound). While the
  * listening connection is down the bus is not live (near cache bypassed) and it is cleared
  * when the connection listens again.
  */
@@ -49,6 +49,8 @@ export class PgNotifyInvalidationBus implements InvalidationBus {
   private queued: Batch | null = null;
   /** Whether a batch is being sent (its statement not yet answered). */
   private sending = false;
+  /** Statements sent (each one notifying transaction) and the messages they carried. */
+  readonly sent = { statements: 0, messages: 0 };
   /** Notifications are read by this process's event loop: two polls apply what has arrived. */
   readonly settle = eventLoopSettle();
 
@@ -96,6 +98,8 @@ export class PgNotifyInvalidationBus implements InvalidationBus {
       await run(this.db, SQL.notifyEach, { channel: CACHE_INVALIDATION_CHANNEL, payloads }).catch(() =>
         run(this.db, SQL.notifyEach, { channel: CACHE_INVALIDATION_CHANNEL, payloads }),
       );
+      this.sent.statements++;
+      this.sent.messages += payloads.length;
       batch.resolve();
     } catch (err) {
       batch.reject(err);
@@ -109,7 +113,7 @@ export class PgNotifyInvalidationBus implements InvalidationBus {
    * The committed versions of the sessions among `ids` (keys `<tenant>/<id>`); a session
    * without a row is left out. The near cache checks its entries with it.
    */
-  async versions(ids: readonly string[]): Promise<Map<string, number>> {
+  async committedVersions(ids: readonly string[]): Promise<Map<string, number>> {
     const tenants: string[] = [];
     const sessionIds: string[] = [];
     for (const key of ids) {
