@@ -30,6 +30,12 @@ export interface BenchOptions {
   sessions?: number;
   /** Runs interrupted one after another for the interrupt latency (default 50). */
   interrupts?: number;
+  /**
+   * PostgreSQL pool size of each instance the bench opens (DATABASE_POOL_MAX; default the
+   * instances' own default): several instances are open at once, so a server whose
+   * `max_connections` others share may need a smaller one.
+   */
+  databasePoolMax?: number;
   /** Progress lines. */
   log?: (line: string) => void;
 }
@@ -183,7 +189,8 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const url = new URL(options.databaseUrl);
   url.pathname = `/${dbName}`;
   const prefix = `as_bench:${token}:`;
-  const env = { DATABASE_URL: url.toString(), REDIS_URL: options.redisUrl, KEY_PREFIX: prefix, LOG_LEVEL: 'silent' };
+  const pool = options.databasePoolMax === undefined ? {} : { DATABASE_POOL_MAX: String(options.databasePoolMax) };
+  const env = { DATABASE_URL: url.toString(), REDIS_URL: options.redisUrl, KEY_PREFIX: prefix, LOG_LEVEL: 'silent', ...pool };
 
   const opened: Array<{ close(): Promise<void> }> = [];
   const summarize = (name: string, latencies: number[], elapsedMs: number): BenchResult => {
@@ -199,11 +206,11 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     opened.push(near);
     const redisOnly = await createSessions({ env: { ...env, CACHE_MAX_ENTRIES: '0' } });
     opened.push(redisOnly);
-    const pgOnly = await createSessions({ env: { DATABASE_URL: env.DATABASE_URL, CACHE_MAX_ENTRIES: '0', LOG_LEVEL: 'silent' } });
+    const pgOnly = await createSessions({ env: { DATABASE_URL: env.DATABASE_URL, CACHE_MAX_ENTRIES: '0', LOG_LEVEL: 'silent', ...pool } });
     opened.push(pgOnly);
     // pgNear: no Redis, near cache on (kept coherent over LISTEN/NOTIFY): writes pay for the
     // invalidation and wait for its echo.
-    const pgNear = await createSessions({ env: { DATABASE_URL: env.DATABASE_URL, LOG_LEVEL: 'silent' } });
+    const pgNear = await createSessions({ env: { DATABASE_URL: env.DATABASE_URL, LOG_LEVEL: 'silent', ...pool } });
     opened.push(pgNear);
     const redis = internals(redisOnly).redis?.commands;
     if (!redis) throw new Error('no Redis connection');
