@@ -11,6 +11,8 @@
  *   that an older snapshot still in flight (a read that raced the write) is not stored after.
  * - A near hit first lets the bus apply messages that have already arrived; a writer waits
  *   for its own message to come back before it acknowledges.
+ * - A bus that sends after the commit (PostgreSQL only: a writer can die in between) lets the
+ *   near entries be checked against the committed versions periodically; older ones go.
  * - Taking a session's lock tells the near cache the version committed at that moment
  *   (`noteCommitted`), so a holder never reads one older, however late the message is.
  * - A write that cannot reach the shared tier is recorded in the repair log before it is
@@ -397,8 +399,8 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
     } else {
       try {
         const echoed = this.echo(id, TOMBSTONE_VERSION);
-        // Not only purges (whose statement announced itself) land here: sweeps expire and
-        // purge in statements of their own, so the tombstone is always announced.
+        // Purges, deletes, and the sweeps' expiries and retention purges land here after
+        // their statements committed: the tombstone is always announced.
         await this.bus.publish(id, TOMBSTONE_VERSION, { announced: false });
         await echoed;
       } catch (err) {

@@ -16,8 +16,9 @@ export interface InvalidationBus {
   start(handlers: InvalidationHandlers): Promise<void>;
   /**
    * Tells the other instances. A bus whose transport publishes as part of the cache write
-   * itself (the Redis tier's script) has nothing to do here. `announced`: the write's own
-   * statement already notified (PostgreSQL-only mode).
+   * itself (the Redis tier's script) has nothing to do here. `announced`: the write went
+   * through the session repository, whose statements can notify themselves (none is
+   * configured to: the PostgreSQL bus sends every message after the commit).
    */
   publish(id: string, version: number, options?: { announced?: boolean }): Promise<void>;
   /**
