@@ -10,7 +10,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSessions, type Sessions, internals } from '../../src/internal.js';
 import { PgNotifyInvalidationBus } from '../../src/adapters/postgres/pg-invalidation-bus.js';
-import { freshDatabase, requireServices, within, type FreshDatabase } from '../setup/harness.js';
+import { freshDatabase, requireServices, uniqueToken, within, type FreshDatabase } from '../setup/harness.js';
+import { startServer } from '../setup/server-process.js';
 
 const suite = 'distributed/postgres-only';
 const ready = requireServices(['postgres'], suite);
@@ -161,6 +162,36 @@ describe.skipIf(!ready)(suite, () => {
     ]);
     console.log(`[postgres-only] unannounced update / delete -> dropped on B after ${lagUpdated} / ${lagDeleted} ms`);
     expect((await b.get(updated.id)).version).toBe(updated.version + 1);
+  });
+
+  it('a writer process SIGKILLed between its commit and its notification: B drops its older entry at B’s next version check', async () => {
+    const s = await a.create();
+    await b.get(s.id);
+    await b.get(s.id);
+    const admin = `pg-only-kill-${uniqueToken()}`;
+    // The test-only fault point kills the process right after an idempotent call committed,
+    // before its effects (the cache update and the notification) run.
+    const doomed = await startServer({
+      env: { DATABASE_URL: db.url, ADMIN_API_KEY: admin, INSTANCE_ID: 'doomed', NODE_ENV: 'test', TEST_FAULT_KILL_AFTER_COMMIT: '1' },
+      timeoutMs: 90_000,
+    });
+    try {
+      const answer = fetch(`${doomed.url}/v1/sessions/${s.id}/counters`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json', 'idempotency-key': `kill-${uniqueToken()}` },
+        body: JSON.stringify({ total_turns: 1 }),
+        signal: AbortSignal.timeout(30_000),
+      });
+      await expect(answer).rejects.toThrow();
+      expect(await doomed.stop()).toBeNull();
+      expect(doomed.child.signalCode).toBe('SIGKILL');
+    } finally {
+      await doomed.stop().catch(() => undefined);
+    }
+    const [row] = await internals(a).db.query<{ version: number }>('SELECT version FROM sessions WHERE id = $1', [s.id]);
+    expect(Number(row?.version)).toBe(s.version + 1);
+    const lag = await within(BOUND_MS, async () => (await b.get(s.id)).totalTurns === 1, 10);
+    console.log(`[postgres-only] write of a killed writer -> dropped on B after ${lag} ms`);
   });
 
   it('concurrent writes on both instances: each is seen on the other instance', async () => {
