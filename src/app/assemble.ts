@@ -7,7 +7,6 @@ import path from 'node:path';
 import { ApiKeyService } from '../core/api-keys.js';
 import { UnavailableError } from '../core/errors.js';
 import { CoherentSessionCache } from '../core/cache-coherence.js';
-import { TOMBSTONE_VERSION } from '../core/cache-tiers.js';
 import { EventFeed } from '../core/events.js';
 import { uuidv7 } from '../core/ids.js';
 import { InProcessOutputLog } from '../core/in-process-output-log.js';
@@ -40,12 +39,12 @@ import { PostgresOutbox } from '../adapters/postgres/outbox.js';
 import { OutboxSignal, signallingDatabase } from '../adapters/postgres/outbox-signal.js';
 import { ambientDatabase } from '../adapters/postgres/ambient-transaction.js';
 import { PostgresIdempotencyStore } from '../adapters/postgres/idempotency-store.js';
-import { CACHE_INVALIDATION_CHANNEL, PgNotifyInvalidationBus } from '../adapters/postgres/pg-invalidation-bus.js';
+import { PgNotifyInvalidationBus } from '../adapters/postgres/pg-invalidation-bus.js';
 import { PgOutputLog } from '../adapters/postgres/pg-output-log.js';
 import { PgSignalBus } from '../adapters/postgres/pg-signal-bus.js';
 import { PostgresRunRepository } from '../adapters/postgres/run-repository.js';
 import { nextFence, PostgresSessionLockStore } from '../adapters/postgres/session-locks.js';
-import { PostgresSessionRepository, type WriteNotification } from '../adapters/postgres/session-repository.js';
+import { PostgresSessionRepository } from '../adapters/postgres/session-repository.js';
 import { run, statements } from '../adapters/postgres/sql.js';
 import { PostgresStatsStore, PostgresSweepStore } from '../adapters/postgres/sweeps.js';
 import { databaseServer, tracedDatabase } from '../adapters/postgres/traced-database.js';
@@ -152,7 +151,6 @@ export async function createSessions(options: CreateSessionsOptions = {}): Promi
       healthChecks: [...cacheParts.healthChecks, ...(publisher ? [publisher] : [])],
       cache: cacheParts.cache,
       locks: cacheParts.locks,
-      writeNotification: cacheParts.writeNotification ?? null,
       limiters: limiters(config, redis, logger),
       signals: run.signals,
       output: run.output,
@@ -184,7 +182,6 @@ interface WiringInput {
   healthChecks: HealthCheck[];
   cache: SessionCache | null;
   locks: SessionLockStore;
-  writeNotification: WriteNotification | null;
   limiters: Pick<SessionsParts, 'rateLimiter' | 'authFailureLimiter' | 'connectionLimiter'>;
   signals: SignalBus;
   output: OutputLog;
@@ -217,7 +214,7 @@ function wire(input: WiringInput): SessionsParts {
   });
   const metrics = new SessionsMetrics({ processMetrics: config.metricsEnabled, scrapeToken: config.metricsToken });
   const cache = input.cache;
-  const repository = new PostgresSessionRepository(db, { metadataLimitBytes: config.limits.metadataBytes, notify: input.writeNotification });
+  const repository = new PostgresSessionRepository(db, { metadataLimitBytes: config.limits.metadataBytes });
   const service = new SessionService({
     repository,
     cache,
@@ -261,7 +258,7 @@ function wire(input: WiringInput): SessionsParts {
   };
   const sweeper = new Sweeper({
     intervalMs: config.sweepIntervalMs,
-    tasks: sessionSweepTasks(new PostgresSweepStore(db, input.writeNotification), {
+    tasks: sessionSweepTasks(new PostgresSweepStore(db), {
       warningLeadSeconds: config.timeoutWarningSeconds,
       retentionDays: config.retentionDays,
       outboxRetentionHours: config.outboxRetentionHours,
@@ -510,7 +507,6 @@ function cacheAndLocks(
   locks: SessionLockStore;
   components: Lifecycle[];
   healthChecks: HealthCheck[];
-  writeNotification?: WriteNotification;
 } {
   const pgLocks = new PostgresSessionLockStore(db);
   const near =
@@ -529,11 +525,12 @@ function cacheAndLocks(
   };
   if (!redis) {
     if (!near) return { cache: null, locks: pgLocks, components: [], healthChecks: [] };
-    // Each write statement notifies as it commits: no separate NOTIFY that could fail after it.
-    const bus = new PgNotifyInvalidationBus(db, { sentByWrites: true });
-    const cache = new CoherentSessionCache({ near, bus, onError });
-    const writeNotification = { channel: CACHE_INVALIDATION_CHANNEL, deletedVersion: TOMBSTONE_VERSION };
-    return { cache, locks: pgLocks, components: [cache], healthChecks: [], writeNotification };
+    // Writers notify after the commit, coalesced per instance (a NOTIFY inside every write
+    // would serialize their commits); the periodic version check catches a write whose
+    // notification was never sent.
+    const bus = new PgNotifyInvalidationBus(db);
+    const cache = new CoherentSessionCache({ near, bus, onError, revalidateMs: config.cacheRevalidateMs });
+    return { cache, locks: pgLocks, components: [cache], healthChecks: [] };
   }
   const redisCache = new RedisSessionCache({ redis, ttlMs: config.redisCacheTtlSeconds * 1000 });
   const cache = new CoherentSessionCache({

@@ -65,6 +65,11 @@ export interface Config {
   logLevel: string;
   cacheMaxEntries: number;
   cacheTtlMs: number;
+  /**
+   * PostgreSQL-only mode with a near cache: how often each instance checks its near entries
+   * against the committed versions (the bound for a write whose invalidation was never sent).
+   */
+  cacheRevalidateMs: number;
   bodyLimitBytes: number;
   /** Requests per API key per minute, shared by all instances through Redis; 0 = no limit. */
   rateLimitPerMinute: number;
@@ -286,6 +291,7 @@ const SETTINGS: Readonly<Record<TopLevel, Setting>> = {
   logLevel: text('LOG_LEVEL', 'info', { test: (v) => LOG_LEVELS.includes(v), says: `must be one of ${LOG_LEVELS.join(', ')}` }),
   cacheMaxEntries: int('CACHE_MAX_ENTRIES', 10_000, 0),
   cacheTtlMs: int('CACHE_TTL_MS', 60_000, 0),
+  cacheRevalidateMs: int('CACHE_REVALIDATE_MS', 5_000, 100, 3_600_000),
   bodyLimitBytes: int('BODY_LIMIT_BYTES', 1_048_576, 1_024),
   rateLimitPerMinute: int('RATE_LIMIT_PER_MINUTE', 6_000, 0),
   authFailuresPerMinute: int('AUTH_FAILURES_PER_MINUTE', 30, 0),

@@ -30,6 +30,12 @@ export interface BenchOptions {
   sessions?: number;
   /** Runs interrupted one after another for the interrupt latency (default 50). */
   interrupts?: number;
+  /**
+   * PostgreSQL pool size of each instance the bench opens (DATABASE_POOL_MAX; default the
+   * instances' own default): several instances are open at once, so a server whose
+   * `max_connections` others share may need a smaller one.
+   */
+  databasePoolMax?: number;
   /** Progress lines. */
   log?: (line: string) => void;
 }
@@ -183,7 +189,8 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const url = new URL(options.databaseUrl);
   url.pathname = `/${dbName}`;
   const prefix = `as_bench:${token}:`;
-  const env = { DATABASE_URL: url.toString(), REDIS_URL: options.redisUrl, KEY_PREFIX: prefix, LOG_LEVEL: 'silent' };
+  const pool = options.databasePoolMax === undefined ? {} : { DATABASE_POOL_MAX: String(options.databasePoolMax) };
+  const env = { DATABASE_URL: url.toString(), REDIS_URL: options.redisUrl, KEY_PREFIX: prefix, LOG_LEVEL: 'silent', ...pool };
 
   const opened: Array<{ close(): Promise<void> }> = [];
   const summarize = (name: string, latencies: number[], elapsedMs: number): BenchResult => {
@@ -199,8 +206,12 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     opened.push(near);
     const redisOnly = await createSessions({ env: { ...env, CACHE_MAX_ENTRIES: '0' } });
     opened.push(redisOnly);
-    const pgOnly = await createSessions({ env: { DATABASE_URL: env.DATABASE_URL, CACHE_MAX_ENTRIES: '0', LOG_LEVEL: 'silent' } });
+    const pgOnly = await createSessions({ env: { DATABASE_URL: env.DATABASE_URL, CACHE_MAX_ENTRIES: '0', LOG_LEVEL: 'silent', ...pool } });
     opened.push(pgOnly);
+    // pgNear: no Redis, near cache on (kept coherent over LISTEN/NOTIFY): writes pay for the
+    // invalidation and wait for its echo.
+    const pgNear = await createSessions({ env: { DATABASE_URL: env.DATABASE_URL, LOG_LEVEL: 'silent', ...pool } });
+    opened.push(pgNear);
     const redis = internals(redisOnly).redis?.commands;
     if (!redis) throw new Error('no Redis connection');
     redisForCleanup = redis;
@@ -235,16 +246,18 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       ['raw PK SELECT', (i) => internals(pgOnly).db.query('SELECT * FROM sessions WHERE tenant_id = $1 AND id = $2', ['default', pick(i)])],
       ['get (PostgreSQL, no cache)', (i) => pgOnly.get(pick(i))],
     ]);
-    const [rawInsert, create, createPg] = await measureGroup([
+    const [rawInsert, create, createPg, createPgNear] = await measureGroup([
       ['raw single-row INSERT', () => internals(redisOnly).db.query(`INSERT INTO bench_raw (id, title, metadata) VALUES ($1, $2, $3::jsonb)`, [randomUUID(), 'x', '{}'])],
       ['create (session + outbox, cached)', () => redisOnly.create({ userId: 'bench', title: 'x' })],
       ['create (PostgreSQL only, no cache)', () => pgOnly.create({ userId: 'bench', title: 'x' })],
+      ['create (PostgreSQL only, near cache)', () => pgNear.create({ userId: 'bench', title: 'x' })],
     ]);
-    const [rawUpdate, update, increment, incrementPg] = await measureGroup([
+    const [rawUpdate, update, increment, incrementPg, incrementPgNear] = await measureGroup([
       ['raw UPDATE … RETURNING', (i) => internals(redisOnly).db.query('UPDATE bench_raw SET n = n + 1 WHERE id = $1 RETURNING *', [pick(i)])],
       ['update (title)', (i) => redisOnly.update(pick(i), { title: `t${i}` })],
       ['counter increment', (i) => redisOnly.incrementCounters(pick(i), { totalTurns: 1 })],
       ['counter increment (PostgreSQL only)', (i) => pgOnly.incrementCounters(pick(i), { totalTurns: 1 })],
+      ['counter increment (PostgreSQL only, near cache)', (i) => pgNear.incrementCounters(pick(i), { totalTurns: 1 })],
     ]);
     const [rawLock, lock] = await measureGroup([
       [
@@ -289,9 +302,9 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     const interrupt = summarize('interrupt, instance A → abort on B', interrupted.latencies, interrupted.elapsedMs);
     log(`  ${interrupt.name}: p50 ${interrupt.p50Ms.toFixed(1)} ms, p99 ${interrupt.p99Ms.toFixed(1)} ms over ${interrupts} runs`);
 
-    if (!redisGet || !nearGet || !redisHit || !pkSelect || !pgGet || !rawInsert || !create || !createPg) throw new Error('missing result');
+    if (!redisGet || !nearGet || !redisHit || !pkSelect || !pgGet || !rawInsert || !create || !createPg || !createPgNear) throw new Error('missing result');
     if (!helloRoute || !httpGet || !httpGetLogged) throw new Error('missing result');
-    if (!rawUpdate || !update || !increment || !incrementPg || !rawLock || !lock) throw new Error('missing result');
+    if (!rawUpdate || !update || !increment || !incrementPg || !incrementPgNear || !rawLock || !lock) throw new Error('missing result');
 
     results.push(
       redisGet,
@@ -302,10 +315,12 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       rawInsert,
       compare(create, rawInsert, '≥ 0.8× raw INSERT', (r) => r >= 0.8),
       compare(createPg, rawInsert, '(the same without any cache)'),
+      compare(createPgNear, rawInsert, '(the same, near cache over LISTEN/NOTIFY)'),
       rawUpdate,
       compare(update, rawUpdate, '(no target)'),
       compare(increment, rawUpdate, '≥ 1/1.5 of UPDATE', (r) => r >= 1 / 1.5),
       compare(incrementPg, rawUpdate, '(the same without any cache)'),
+      compare(incrementPgNear, rawUpdate, '(the same, near cache over LISTEN/NOTIFY)'),
       rawLock,
       compare(lock, rawLock, '(no target)'),
       helloRoute,

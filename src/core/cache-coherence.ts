@@ -11,6 +11,8 @@
  *   that an older snapshot still in flight (a read that raced the write) is not stored after.
  * - A near hit first lets the bus apply messages that have already arrived; a writer waits
  *   for its own message to come back before it acknowledges.
+ * - A bus that sends after the commit (PostgreSQL only: a writer can die in between) lets the
+ *   near entries be checked against the committed versions periodically; older ones go.
  * - Taking a session's lock tells the near cache the version committed at that moment
  *   (`noteCommitted`), so a holder never reads one older, however late the message is.
  * - A write that cannot reach the shared tier is recorded in the repair log before it is
@@ -43,6 +45,11 @@ export interface CoherentSessionCacheOptions {
   echoTimeoutMs?: number;
   /** An invalidation is remembered at least this long, at most twice (default 5 s). */
   recentWindowMs?: number;
+  /**
+   * How often the near entries are checked against the committed versions, when the bus can
+   * tell them (`committedVersions`: a bus that sends after the commit; default 5 s).
+   */
+  revalidateMs?: number;
   onError?: (err: unknown, what: string) => void;
 }
 
@@ -90,6 +97,9 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
   private readonly repairSweepMs: number;
   private stopSweeping: (() => void) | null = null;
   private stopListening: (() => Promise<void>) | null = null;
+  private stopRevalidating: (() => void) | null = null;
+  private revalidating: Promise<void> | null = null;
+  private readonly revalidateMs: number;
   private draining: Promise<void> | null = null;
   private repairsRecorded = 0;
   private repairsAnnounced = false;
@@ -121,6 +131,7 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
     this.repairSweepMs = options.repairSweepMs ?? 5_000;
     this.echoTimeoutMs = options.echoTimeoutMs ?? 100;
     this.repairRetryMs = options.repairRetryMs ?? [50, 250];
+    this.revalidateMs = options.revalidateMs ?? 5_000;
     if (this.shared) {
       const { health, repairs } = this.shared;
       health.onServerCheck(async () => {
@@ -163,6 +174,9 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
         for (const id of [...this.echoWaiters.keys()]) this.echoed(id, Number.MAX_SAFE_INTEGER);
       },
     });
+    if (this.near && this.bus.committedVersions) {
+      this.stopRevalidating = this.clock.every(this.revalidateMs, () => void this.revalidate());
+    }
     if (this.shared) {
       const { repairs, health } = this.shared;
       this.stopListening = await repairs.onRecorded((repair) => {
@@ -185,10 +199,46 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
   async close(): Promise<void> {
     this.stopSweeping?.();
     this.stopSweeping = null;
+    this.stopRevalidating?.();
+    this.stopRevalidating = null;
+    await this.revalidating;
     await this.stopListening?.();
     this.stopListening = null;
     await this.draining?.catch(() => undefined);
     await this.bus.close();
+  }
+
+  /**
+   * Checks the near entries against the committed versions (the bus's `committedVersions`),
+   * in statements of at most 1,000 sessions, and drops every entry older than its row, or
+   * whose row is gone, as if its invalidation had arrived: the path that catches a write
+   * whose message was never sent (its writer died between the commit and the publish, or
+   * the publish failed). Not an echo: a writer here still waits for its own message.
+   * Resolves when done; a check already running is not started twice.
+   */
+  revalidate(): Promise<void> {
+    const near = this.near;
+    const bus = this.bus;
+    if (!near || !bus.committedVersions || !bus.live) return Promise.resolve();
+    this.revalidating ??= (async () => {
+      const entries = near.entryVersions();
+      for (let i = 0; i < entries.length; i += 1_000) {
+        const chunk = entries.slice(i, i + 1_000);
+        const committed = await bus.committedVersions?.(chunk.map(([id]) => id));
+        if (!committed) return;
+        for (const [id, version] of chunk) {
+          const current = committed.get(id) ?? TOMBSTONE_VERSION;
+          if (current <= version) continue;
+          this.recent.note(id, current);
+          near.forgetOlderThan(id, current);
+        }
+      }
+    })()
+      .catch((err: unknown) => this.onError(err, 'near cache revalidation'))
+      .finally(() => {
+        this.revalidating = null;
+      });
+    return this.revalidating;
   }
 
   private invalidated(id: string, version: number): void {
@@ -349,8 +399,8 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
     } else {
       try {
         const echoed = this.echo(id, TOMBSTONE_VERSION);
-        // Not only purges (whose statement announced itself) land here: sweeps expire and
-        // purge in statements of their own, so the tombstone is always announced.
+        // Purges, deletes, and the sweeps' expiries and retention purges land here after
+        // their statements committed: the tombstone is always announced.
         await this.bus.publish(id, TOMBSTONE_VERSION, { announced: false });
         await echoed;
       } catch (err) {

@@ -33,6 +33,8 @@ export interface NearCache {
   forgetOlderThan(id: string, version: number): void;
   /** Replaces the entry with a delete marker. */
   invalidate(id: string): void;
+  /** The ids and versions of the live entries that hold a snapshot (markers left out). */
+  entryVersions(): Array<[id: string, version: number]>;
   clear(): void;
   stats(): CacheStats;
 }

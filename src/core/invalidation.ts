@@ -16,8 +16,9 @@ export interface InvalidationBus {
   start(handlers: InvalidationHandlers): Promise<void>;
   /**
    * Tells the other instances. A bus whose transport publishes as part of the cache write
-   * itself (the Redis tier's script) has nothing to do here. `announced`: the write's own
-   * statement already notified (PostgreSQL-only mode).
+   * itself (the Redis tier's script) has nothing to do here. `announced`: the write went
+   * through the session repository, whose statements can notify themselves (none is
+   * configured to: the PostgreSQL bus sends every message after the commit).
    */
   publish(id: string, version: number, options?: { announced?: boolean }): Promise<void>;
   /**
@@ -27,6 +28,14 @@ export interface InvalidationBus {
    * first is applied first.
    */
   settle(): Promise<void>;
+  /**
+   * For a transport whose message is sent after the write committed, so that a writer that
+   * dies in between leaves a committed write nobody was told of: the committed version of
+   * each session among `ids` (a session without a row left out). The near cache checks its
+   * entries with it periodically and drops the ones that are older. Absent when the message
+   * cannot be lost once the write is committed (Redis: the cache write publishes it).
+   */
+  committedVersions?(ids: readonly string[]): Promise<Map<string, number>>;
   close(): Promise<void>;
 }
 

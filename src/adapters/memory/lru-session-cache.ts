@@ -98,6 +98,15 @@ export class LruSessionCache implements SessionCache, NearCache {
     this.evict();
   }
 
+  entryVersions(): Array<[id: string, version: number]> {
+    const now = this.now();
+    const out: Array<[string, number]> = [];
+    for (const [id, entry] of this.entries) {
+      if (entry.session !== null && entry.expiresAt > now) out.push([id, entry.version]);
+    }
+    return out;
+  }
+
   clear(): void {
     this.entries.clear();
   }

@@ -61,11 +61,11 @@ const SQL = statements(
 
 /**
  * Where write statements announce the sessions they changed, for other instances' near
- * caches (PostgreSQL-only mode): `pg_notify(channel, "<id> <version>")` from the write
- * statement itself, delivered when it commits, so it cannot be lost after the commit and
- * costs no round trip of its own. A deletion announces `deletedVersion`. Without one, the
- * statements never call pg_notify (a transaction that notified serializes its commit with
- * every other such transaction).
+ * caches: `pg_notify(channel, "<id> <version>")` from the write statement itself, delivered
+ * when it commits. A deletion announces `deletedVersion`. Without one (what the app passes:
+ * its writers notify after the commit, coalesced, see pg-invalidation-bus.ts), the statements
+ * never call pg_notify: a transaction that notified serializes its commit with every other
+ * such transaction, which capped every write at that pace.
  */
 export interface WriteNotification {
   channel: string;

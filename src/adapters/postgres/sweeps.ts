@@ -29,8 +29,9 @@ function refs(rows: Row[]): SessionRef[] {
 
 export class PostgresSweepStore implements SweepStore {
   /**
-   * `notification`: in PostgreSQL-only mode, expiries and purges announce themselves to the
-   * other instances' near caches from the statement itself, like every session write.
+   * `notification`: expiries and purges announce themselves to near caches from the statement
+   * itself (WriteNotification). The app passes none: the sweeper evicts what it changed after
+   * the commit, through the cache (docs/distributed.md, "PostgreSQL only").
    */
   constructor(
     private readonly db: SqlDatabase,
