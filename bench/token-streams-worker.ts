@@ -105,10 +105,15 @@ async function agentSessionsProducer(): Promise<void> {
             ),
           ),
         );
-        await Promise.all(runs.map((r) => sessions.runs.wait(r.sessionId, r.id)));
+        const ended = await Promise.all(runs.map((r) => sessions.runs.wait(r.sessionId, r.id)));
+        // Runs that did not complete (their readers get an `error` event, the rest counts as lost).
+        const notCompleted: Record<string, number> = {};
+        for (const r of ended) {
+          if (r.status !== 'completed') notCompleted[`${r.status}/${r.endReason ?? ''}`] = (notCompleted[`${r.status}/${r.endReason ?? ''}`] ?? 0) + 1;
+        }
         emitWaits.sort((a, b) => a - b);
         const at = (q: number) => emitWaits[Math.min(emitWaits.length - 1, Math.floor(q * emitWaits.length))] ?? Number.NaN;
-        send({ emitted, failed, emitP50Ms: at(0.5), emitP99Ms: at(0.99) });
+        send({ emitted, failed, notCompleted, emitP50Ms: at(0.5), emitP99Ms: at(0.99) });
       } else {
         await sessions.close();
         process.exit(0);

@@ -47,6 +47,10 @@ export interface StreamStep {
   /** How long a runner's awaited emit took (call → committed seq), p50/p99; agent-sessions only. */
   emitP50Ms: number | null;
   emitP99Ms: number | null;
+  /** Emits the producer saw refused (the run had ended, or its output could not be archived). */
+  emitFailed: number;
+  /** Runs that did not end `completed`, by `<status>/<end reason>`. */
+  notCompleted: Record<string, number>;
   held: boolean;
 }
 
@@ -314,6 +318,8 @@ export async function runTokenStreamBench(options: TokenStreamOptions): Promise<
           redisCommandsPerEvent: delivered > 0 ? redisUsed / delivered : Number.NaN,
           emitP50Ms: typeof producedReport.emitP50Ms === 'number' ? producedReport.emitP50Ms : null,
           emitP99Ms: typeof producedReport.emitP99Ms === 'number' ? producedReport.emitP99Ms : null,
+          emitFailed: typeof producedReport.failed === 'number' ? producedReport.failed : 0,
+          notCompleted: (producedReport.notCompleted as Record<string, number> | undefined) ?? {},
           held: false,
         };
         step.held = step.lost === 0 && step.duplicated === 0 && step.p99Ms <= P99_BUDGET_MS && step.deliveredPerSec >= 0.95 * step.offeredPerSec;
@@ -321,7 +327,8 @@ export async function runTokenStreamBench(options: TokenStreamOptions): Promise<
         log(
           `  ${s.system} ${streams} streams × ${rate}/s: ${Math.round(step.deliveredPerSec)} events/s delivered ` +
             `(offered ${step.offeredPerSec}), p50 ${step.p50Ms.toFixed(1)} ms, p99 ${step.p99Ms.toFixed(1)} ms, ` +
-            `lost ${step.lost}, duplicated ${duplicated}, ` +
+            `lost ${step.lost}${step.emitFailed > 0 ? ` (${step.emitFailed} emits refused)` : ''}, duplicated ${duplicated}, ` +
+            `${Object.keys(step.notCompleted).length > 0 ? `runs not completed ${JSON.stringify(step.notCompleted)}, ` : ''}` +
             `${step.eventsPerCommit === null ? '' : `${step.eventsPerCommit.toFixed(2)} events/commit, `}` +
             `${step.redisCommandsPerEvent.toFixed(2)} Redis commands/event` +
             `${step.emitP99Ms === null ? '' : `, emit p50 ${step.emitP50Ms?.toFixed(1)} ms p99 ${step.emitP99Ms.toFixed(1)} ms`}` +
