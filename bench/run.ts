@@ -13,7 +13,8 @@
  *   five at once, so lower it on a server whose max_connections others share)
  *   BENCH_STREAMS=0 skips the token streams; BENCH_STREAM_LEVELS stream counts to try
  *   (default 100,250,500,1000,2000), BENCH_STREAM_RATE events/s per stream (default 50),
- *   BENCH_STREAM_SECONDS per load (default 20)
+ *   BENCH_STREAM_SECONDS per load (default 20); BENCH_CPU_PROF=<dir> writes CPU profiles of
+ *   the token-stream workers and server there
  */
 import path from 'node:path';
 import { formatBenchTable, runBench, writeBenchReport } from '../src/cli/bench.js';

@@ -80,6 +80,7 @@ async function agentSessionsProducer(): Promise<void> {
       } else if (m.cmd === 'go') {
         let emitted = 0;
         let failed = 0;
+        const emitWaits: number[] = [];
         const count = Math.round(m.rate * m.seconds);
         const interval = 1000 / m.rate;
         const runs = await Promise.all(
@@ -92,7 +93,9 @@ async function agentSessionsProducer(): Promise<void> {
                   const due = start + k * interval;
                   await until(due);
                   try {
+                    const called = now();
                     await run.emit({ type: 'text', data: { t: due, k } });
+                    emitWaits.push(now() - called);
                     emitted++;
                   } catch {
                     failed++;
@@ -102,8 +105,15 @@ async function agentSessionsProducer(): Promise<void> {
             ),
           ),
         );
-        await Promise.all(runs.map((r) => sessions.runs.wait(r.sessionId, r.id)));
-        send({ emitted, failed });
+        const ended = await Promise.all(runs.map((r) => sessions.runs.wait(r.sessionId, r.id)));
+        // Runs that did not complete (their readers get an `error` event, the rest counts as lost).
+        const notCompleted: Record<string, number> = {};
+        for (const r of ended) {
+          if (r.status !== 'completed') notCompleted[`${r.status}/${r.endReason ?? ''}`] = (notCompleted[`${r.status}/${r.endReason ?? ''}`] ?? 0) + 1;
+        }
+        emitWaits.sort((a, b) => a - b);
+        const at = (q: number) => emitWaits[Math.min(emitWaits.length - 1, Math.floor(q * emitWaits.length))] ?? Number.NaN;
+        send({ emitted, failed, notCompleted, emitP50Ms: at(0.5), emitP99Ms: at(0.99) });
       } else {
         await sessions.close();
         process.exit(0);

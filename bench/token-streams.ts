@@ -25,6 +25,8 @@ import { createClient } from 'redis';
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const KEY = `bench-${randomUUID()}`;
 const P99_BUDGET_MS = 100;
+/** BENCH_CPU_PROF=<dir>: the workers and the server write CPU profiles there (node --cpu-prof). */
+const PROFILE = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
 
 export interface StreamStep {
   system: 'agent-sessions' | 'resumable-stream';
@@ -42,6 +44,13 @@ export interface StreamStep {
   maxMs: number;
   eventsPerCommit: number | null;
   redisCommandsPerEvent: number;
+  /** How long a runner's awaited emit took (call → committed seq), p50/p99; agent-sessions only. */
+  emitP50Ms: number | null;
+  emitP99Ms: number | null;
+  /** Emits the producer saw refused (the run had ended, or its output could not be archived). */
+  emitFailed: number;
+  /** Runs that did not end `completed`, by `<status>/<end reason>`. */
+  notCompleted: Record<string, number>;
   held: boolean;
 }
 
@@ -82,7 +91,7 @@ class Worker {
   static async start(role: string, env: Record<string, string>): Promise<{ worker: Worker; ready: Record<string, unknown> }> {
     const child = fork(fileURLToPath(new URL('./token-streams-worker.ts', import.meta.url)), [], {
       cwd: ROOT,
-      execArgv: ['--import', 'tsx'],
+      execArgv: [...PROFILE, '--import', 'tsx'],
       env: { ...process.env, ...env, BENCH_ROLE: role },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
@@ -121,7 +130,7 @@ class Worker {
 /** agent-sessions instance B: the real CLI. */
 async function startServer(env: Record<string, string>): Promise<{ url: string; stop(): Promise<void> }> {
   const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', 'serve', '--port', String(port)], {
+  const child = spawn(process.execPath, [...PROFILE, '--import', 'tsx', 'src/cli/index.ts', 'serve', '--port', String(port)], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
@@ -277,7 +286,7 @@ export async function runTokenStreamBench(options: TokenStreamOptions): Promise<
         const redisBefore = await redisCommands(redis);
         const produced = s.producer.request({ cmd: 'go', rate, seconds });
         const deadline = setTimeout(() => readers.forEach((r) => r.close()), (seconds + 60) * 1000);
-        await produced;
+        const producedReport = await produced;
         await Promise.all(readers.map((r) => r.ended));
         clearTimeout(deadline);
         // The statistics collector publishes a backend's counts when it goes idle (≤ 1 s).
@@ -307,6 +316,10 @@ export async function runTokenStreamBench(options: TokenStreamOptions): Promise<
           maxMs: all.length ? (all[all.length - 1] as number) : Number.NaN,
           eventsPerCommit: s.system === 'agent-sessions' && commits > 0 ? delivered / commits : null,
           redisCommandsPerEvent: delivered > 0 ? redisUsed / delivered : Number.NaN,
+          emitP50Ms: typeof producedReport.emitP50Ms === 'number' ? producedReport.emitP50Ms : null,
+          emitP99Ms: typeof producedReport.emitP99Ms === 'number' ? producedReport.emitP99Ms : null,
+          emitFailed: typeof producedReport.failed === 'number' ? producedReport.failed : 0,
+          notCompleted: (producedReport.notCompleted as Record<string, number> | undefined) ?? {},
           held: false,
         };
         step.held = step.lost === 0 && step.duplicated === 0 && step.p99Ms <= P99_BUDGET_MS && step.deliveredPerSec >= 0.95 * step.offeredPerSec;
@@ -314,9 +327,12 @@ export async function runTokenStreamBench(options: TokenStreamOptions): Promise<
         log(
           `  ${s.system} ${streams} streams × ${rate}/s: ${Math.round(step.deliveredPerSec)} events/s delivered ` +
             `(offered ${step.offeredPerSec}), p50 ${step.p50Ms.toFixed(1)} ms, p99 ${step.p99Ms.toFixed(1)} ms, ` +
-            `lost ${step.lost}, duplicated ${duplicated}, ` +
+            `lost ${step.lost}${step.emitFailed > 0 ? ` (${step.emitFailed} emits refused)` : ''}, duplicated ${duplicated}, ` +
+            `${Object.keys(step.notCompleted).length > 0 ? `runs not completed ${JSON.stringify(step.notCompleted)}, ` : ''}` +
             `${step.eventsPerCommit === null ? '' : `${step.eventsPerCommit.toFixed(2)} events/commit, `}` +
-            `${step.redisCommandsPerEvent.toFixed(2)} Redis commands/event${step.held ? '' : ' — did not hold'}`,
+            `${step.redisCommandsPerEvent.toFixed(2)} Redis commands/event` +
+            `${step.emitP99Ms === null ? '' : `, emit p50 ${step.emitP50Ms?.toFixed(1)} ms p99 ${step.emitP99Ms.toFixed(1)} ms`}` +
+            `${step.held ? '' : ' — did not hold'}`,
         );
         if (!step.held) break;
       }

@@ -23,6 +23,18 @@ export interface InProcessOutputLogOptions {
   idleMs?: number;
 }
 
+/** The events after seq `after` (a session's events are in ascending seq order): a binary search, not a scan. */
+function eventsAfter(events: readonly OutputEvent[], after: number): OutputEvent[] {
+  let lo = 0;
+  let hi = events.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((events[mid] as OutputEvent).seq > after) hi = mid;
+    else lo = mid + 1;
+  }
+  return events.slice(lo);
+}
+
 export class InProcessOutputLog implements OutputLog {
   readonly name = 'memory';
   private readonly sessions = new Map<string, SessionBuffer>();
@@ -86,7 +98,7 @@ export class InProcessOutputLog implements OutputLog {
     if (buffer.events.length > this.maxEvents) buffer.events.splice(0, buffer.events.length - this.maxEvents);
     if ((buffer.events.at(-1)?.seq ?? 0) === last) return;
     for (const w of [...buffer.waiters]) {
-      const fresh = buffer.events.filter((e) => e.seq > w.after);
+      const fresh = eventsAfter(buffer.events, w.after);
       if (fresh.length > 0) {
         buffer.waiters.delete(w);
         w.resolve(fresh);
@@ -96,7 +108,7 @@ export class InProcessOutputLog implements OutputLog {
 
   read(sessionId: string, after: number, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<OutputEvent[]> {
     const buffer = this.buffer(sessionId);
-    const held = buffer.events.filter((e) => e.seq > after);
+    const held = eventsAfter(buffer.events, after);
     if (held.length > 0 || opts.signal?.aborted) return Promise.resolve(held);
     return new Promise((resolve) => {
       const finish = (events: OutputEvent[]) => {

@@ -3,6 +3,11 @@
  * session's hash slot), entry id `<seq>-0`, trimmed to about `maxLen` entries and expiring
  * when idle. Every event in it is already archived in PostgreSQL.
  *
+ * Writing costs one XADD per event: the idle expiry is renewed (PEXPIRE) only when this
+ * instance last renewed that stream's more than `ttlMs / 60` ago, so a stream nobody writes to
+ * is gone between 59/60 of `ttlMs` and `ttlMs` after its last event. After a reconnect (maybe
+ * to a restarted Redis that lost the streams) the next write of every stream renews again.
+ *
  * Reading: one dedicated connection per instance runs a single blocking XREAD over every
  * session somebody reads here and feeds an in-process buffer that the local readers wait
  * on, so a thousand readers cost one Redis connection. A new session joins the read at
@@ -74,6 +79,10 @@ export class RedisOutputLog implements OutputLog {
   private closed = false;
   private connected: Promise<void> | null = null;
   private wake: (() => void) | null = null;
+  /** When this instance last renewed each stream's expiry (only streams renewed within refreshMs). */
+  private readonly renewedAt = new Map<string, number>();
+  private readonly refreshMs: number;
+  private renewedSweepAt = 0;
 
   constructor(
     private readonly redis: GuardedRedis,
@@ -85,6 +94,22 @@ export class RedisOutputLog implements OutputLog {
     this.idleMs = options.idleMs ?? 30_000;
     this.onError = options.onError ?? (() => undefined);
     this.cluster = redis.cluster;
+    this.refreshMs = Math.floor(this.ttlMs / 60);
+    // A new connection may lead to a Redis that lost the streams: renew on the next writes.
+    (redis.connection as unknown as NodeJS.EventEmitter).on?.('ready', () => this.renewedAt.clear());
+  }
+
+  /** True when the stream's expiry is due for renewal (and notes it as renewed now). */
+  private renewDue(key: string, now: number): boolean {
+    const last = this.renewedAt.get(key);
+    if (last !== undefined && now - last < this.refreshMs) return false;
+    this.renewedAt.set(key, now);
+    if (now - this.renewedSweepAt >= this.refreshMs) {
+      // Entries older than refreshMs say nothing any more (the next write renews anyway).
+      this.renewedSweepAt = now;
+      for (const [k, at] of this.renewedAt) if (now - at >= this.refreshMs) this.renewedAt.delete(k);
+    }
+    return true;
   }
 
   /** The first failure of an outage goes to onError; the rest of it is quiet until the reader works again. */
@@ -142,9 +167,13 @@ export class RedisOutputLog implements OutputLog {
           if (!/equal or smaller/i.test(String((err as Error).message))) throw err;
         });
       // Issued together, so node-redis pipelines them into one round trip.
-      await Promise.all(events.map(add));
-      await client.pExpire(key, this.ttlMs);
-    }, 'write');
+      const renew = this.renewDue(key, Date.now());
+      await Promise.all(renew ? [...events.map(add), client.pExpire(key, this.ttlMs)] : events.map(add));
+    }, 'write').catch((err: unknown) => {
+      // It may not have been renewed: the next write tries again.
+      this.renewedAt.delete(key);
+      throw err;
+    });
   }
 
 
@@ -203,12 +232,13 @@ export class RedisOutputLog implements OutputLog {
           const block = entries.length === 1 ? this.blockMs : 0;
           let got = false;
           for (const [sessionId, w] of entries) {
-            got = this.deliver(sessionId, await this.readStreams([w], block)) || got;
+            got = this.deliver(sessionId, (await this.readStreams([w], block))?.find((stream) => stream.name === w.key)) || got;
           }
           if (!got && entries.length > 1) await new Promise((r) => setTimeout(r, 25));
         } else {
           const reply = await this.readStreams(entries.map(([, w]) => w), this.blockMs);
-          for (const [sessionId, w] of entries) this.deliver(sessionId, reply, w.key);
+          const byKey = new Map((reply ?? []).map((stream) => [stream.name, stream]));
+          for (const [sessionId, w] of entries) this.deliver(sessionId, byKey.get(w.key));
         }
         failures = 0;
         this.failing = false;
@@ -226,12 +256,10 @@ export class RedisOutputLog implements OutputLog {
     return block > 0 ? reader.xRead(args, { BLOCK: block, COUNT: 1_000 }) : reader.xRead(args, { COUNT: 1_000 });
   }
 
-  /** Moves one session's entries from a reply into the local buffer; true when there were any. */
-  private deliver(sessionId: string, reply: XReadReply, key?: string): boolean {
+  /** Moves one session's entries (its stream of a reply) into the local buffer; true when there were any. */
+  private deliver(sessionId: string, stream: { messages: StreamEntry[] } | undefined): boolean {
     const w = this.watched.get(sessionId);
-    if (!w || !reply) return false;
-    const stream = reply.find((s) => s.name === (key ?? w.key));
-    if (!stream || stream.messages.length === 0) return false;
+    if (!w || !stream || stream.messages.length === 0) return false;
     const events: OutputEvent[] = [];
     for (const m of stream.messages) {
       const seq = Number(m.id.split('-')[0]);

@@ -1,0 +1,33 @@
+import { describe, expect, it } from 'vitest';
+import { InProcessOutputLog } from '../../src/core/in-process-output-log.js';
+import type { OutputEvent } from '../../src/core/runs.js';
+
+const event = (seq: number): OutputEvent => ({ seq, runId: 'r', type: 'text', data: seq, createdAt: '' });
+
+describe('InProcessOutputLog', () => {
+  it('answers the events after any cursor, in order, from a ring with holes and a trimmed head', async () => {
+    const log = new InProcessOutputLog({ maxEvents: 5 });
+    await log.ready();
+    // 1..7 with 4 missing, then an out-of-order 3 (dropped); the ring keeps the last five.
+    await log.publish('s', [1, 2, 3, 5, 6, 7].map(event));
+    await log.publish('s', [event(3), event(8)]);
+    const seqs = async (after: number) => (await log.read('s', after, { timeoutMs: 1 })).map((e) => e.seq);
+    expect(await seqs(0)).toEqual([3, 5, 6, 7, 8]);
+    expect(await seqs(3)).toEqual([5, 6, 7, 8]);
+    expect(await seqs(4)).toEqual([5, 6, 7, 8]);
+    expect(await seqs(7)).toEqual([8]);
+    expect(await seqs(8)).toEqual([]);
+    expect(await seqs(100)).toEqual([]);
+    await log.close();
+  });
+
+  it('wakes a waiting reader with only the events after its cursor', async () => {
+    const log = new InProcessOutputLog();
+    await log.ready();
+    await log.publish('s', [event(1), event(2)]);
+    const waiting = log.read('s', 2, { timeoutMs: 10_000 });
+    await log.publish('s', [event(3), event(4)]);
+    expect((await waiting).map((e) => e.seq)).toEqual([3, 4]);
+    await log.close();
+  });
+});
