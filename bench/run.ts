@@ -9,8 +9,9 @@
  *   REDIS_URL     Redis (default redis://127.0.0.1:6379); keys go under a unique prefix
  *   BENCH_CONCURRENCY (default 32), BENCH_SECONDS per operation (default 2),
  *   BENCH_INTERRUPTS runs interrupted for the interrupt latency (default 50),
- *   BENCH_DB_POOL PostgreSQL pool size of each instance opened (default 20; the bench opens
- *   five at once, so lower it on a server whose max_connections others share)
+ *   BENCH_DB_POOL PostgreSQL pool size of each instance opened (default 16: the bench opens
+ *   five at once, 80 connections, under PostgreSQL's default max_connections of 100; lower
+ *   it on a server whose connections others share)
  *   BENCH_STREAMS=0 skips the token streams; BENCH_STREAM_LEVELS stream counts to try
  *   (default 100,250,500,1000,2000), BENCH_STREAM_RATE events/s per stream (default 50),
  *   BENCH_STREAM_SECONDS per load (default 20); BENCH_CPU_PROF=<dir> writes CPU profiles of
@@ -30,7 +31,7 @@ const report = await runBench({
   concurrency: Number(process.env.BENCH_CONCURRENCY ?? 32),
   secondsPerOperation: Number(process.env.BENCH_SECONDS ?? 2),
   interrupts: Number(process.env.BENCH_INTERRUPTS ?? 50),
-  databasePoolMax: process.env.BENCH_DB_POOL ? Number(process.env.BENCH_DB_POOL) : undefined,
+  databasePoolMax: Number(process.env.BENCH_DB_POOL ?? 16),
   log,
 });
 process.stdout.write(`\n${formatBenchTable(report.results)}\n`);
