@@ -216,6 +216,25 @@ describe.skipIf(!ready)('adapters/session-races', () => {
     ]);
   });
 
+  it('a conditional increment that waited for the row is judged on the revision it follows, not its snapshot', async () => {
+    const s = await created();
+    // The increment's snapshot has revision 1; the row it gets is at revision 2, which it names.
+    const counted = await behind(
+      (r) => r.update(TENANT, s.id, { title: 'renamed' }, {}),
+      () => repo.incrementCounters(TENANT, s.id, { totalTurns: 1 }, { expectedRevision: 2 }),
+    );
+    expect(counted).toMatchObject({ totalTurns: 1, revision: 2, version: 3, title: 'renamed' });
+    // Naming the revision its snapshot had is a conflict once the row it waited for is newer.
+    const stale = await db.transaction(async (tx) => {
+      await new PostgresSessionRepository(tx as unknown as SqlDatabase).update(TENANT, s.id, { title: 'again' }, {});
+      const started = settle(repo.incrementCounters(TENANT, s.id, { totalTurns: 1 }, { expectedRevision: 2 }));
+      await within(5_000, async () => (await lockWaiters()) > 0, 5);
+      return { started };
+    });
+    expect(await stale.started).toEqual({ ok: false, code: 'version_conflict' });
+    expect(await repo.get(TENANT, s.id)).toMatchObject({ totalTurns: 1, revision: 3, version: 4 });
+  });
+
   it('status changes from many writers are judged in commit order, and the events chain', async () => {
     const targets: SessionStatus[] = ['idle', 'expired', 'waiting_input', 'active', 'expired', 'idle', 'initializing', 'active'];
     for (let round = 0; round < 12; round++) {

@@ -152,27 +152,37 @@ export class PostgresSessionRepository implements SessionRepository {
   /** Turns a write that changed nothing into the error that says why. */
   private explain(id: string, outcome: WriteOutcome | null, w: Pick<GuardedWrite, 'guards' | 'requireLive'>): never {
     if (!outcome) throw new NotFoundError('session', id);
+    throw (
+      this.refusal(id, outcome, w) ??
+      new ConflictError('invalid_transition', `session ${id} cannot make that change from ${effectiveStatus(outcome.session)}`, {
+        status: effectiveStatus(outcome.session),
+      })
+    );
+  }
+
+  /** The guard the current row fails (revision, limits, fencing token, liveness), or null when it passes them all. */
+  private refusal(id: string, outcome: WriteOutcome, w: Pick<GuardedWrite, 'guards' | 'requireLive'>): ConflictError | LimitError | null {
     const s = outcome.session;
     const { expectedRevision, fencingToken } = w.guards;
     if (expectedRevision !== undefined && s.revision !== expectedRevision) {
-      throw new ConflictError('version_conflict', `session ${id} is at revision ${s.revision}, not ${expectedRevision}`, {
+      return new ConflictError('version_conflict', `session ${id} is at revision ${s.revision}, not ${expectedRevision}`, {
         currentRevision: s.revision,
       });
     }
     if (!outcome.withinLimits) {
-      throw new LimitError(`the merged metadata of session ${id} would exceed ${this.metadataLimitBytes} bytes`, {
+      return new LimitError(`the merged metadata of session ${id} would exceed ${this.metadataLimitBytes} bytes`, {
         field: 'metadata',
         limit: this.metadataLimitBytes,
       });
     }
     if (fencingToken !== undefined && fencingToken < outcome.fence) {
-      throw new ConflictError('stale_fencing_token', `fencing token ${fencingToken} is stale for session ${id}`);
+      return new ConflictError('stale_fencing_token', `fencing token ${fencingToken} is stale for session ${id}`);
     }
     const status = effectiveStatus(s);
     if (w.requireLive && ENDED_STATUSES.includes(status)) {
-      throw new ConflictError('session_ended', `session ${id} is ${status}`, { status });
+      return new ConflictError('session_ended', `session ${id} is ${status}`, { status });
     }
-    throw new ConflictError('invalid_transition', `session ${id} cannot make that change from ${status}`, { status });
+    return null;
   }
 
   private async write(w: GuardedWrite): Promise<WriteOutcome> {
@@ -280,15 +290,26 @@ export class PostgresSessionRepository implements SessionRepository {
     const known: Partial<Record<CounterName, number>> = {};
     for (const name of COUNTER_NAMES) if (deltas[name] !== undefined) known[name] = deltas[name];
     if (Object.keys(known).length === 0) throw new ValidationError('no counter to increment');
-    const { session } = await this.write({
+    const w: GuardedWrite = {
       statement: SQL.sessionIncrementCounters,
       tenant,
       id,
       guards,
       values: { deltas: JSON.stringify(known) },
       requireLive: true,
-    });
-    return session;
+    };
+    // The statement checks its guards in the UPDATE's WHERE, which reads the statement's
+    // snapshot of the row (and the newest version only when the snapshot's passes). A guard
+    // that a write committed after that snapshot turned from failing to passing (the
+    // revision an If-Match names, just written) leaves the row unwritten although the
+    // current row, which the statement then locks and returns, passes every guard: run it
+    // again, on a newer snapshot. The fencing token and liveness only ever turn the other way.
+    let outcome = await this.guardedWrite(w);
+    for (let attempt = 1; attempt < 3 && outcome && !outcome.written && this.refusal(id, outcome, w) === null; attempt++) {
+      outcome = await this.guardedWrite(w);
+    }
+    if (outcome?.written) return outcome.session;
+    return this.explain(id, outcome, w);
   }
 
   async terminate(tenant: string, id: string, reason: string, guards: WriteGuards): Promise<Session> {

@@ -6,9 +6,11 @@
 -- $5 deltas jsonb: object of counter name (totalTurns, messageCount, totalCostUsd, inputTokens, outputTokens) to a non-negative number
 -- $6 notifyChannel text: where near caches hear "<id> <version>" of written sessions; null: not announced
 -- reply: one row; written = true and the written row, or written = false and the current row; no row: not found
-WITH cur AS (
-  SELECT * FROM sessions WHERE tenant_id = $1 AND id = $2 FOR UPDATE
-), upd AS (
+-- One row visit: the UPDATE takes the row lock and checks the guards in its WHERE. Under READ
+-- COMMITTED a row that another write changed meanwhile is re-read at its newest version and
+-- the WHERE is evaluated again on it (never on the statement's snapshot). Only when nothing
+-- was written does the second branch lock and read the current row, so the caller learns why.
+WITH upd AS (
   UPDATE sessions s SET
     version = s.version + 1, updated_at = now(), last_active_at = now(), expires_at = agent_sessions_slide_expiry(s),
     total_turns = s.total_turns + COALESCE(($5::jsonb ->> 'totalTurns')::numeric, 0),
@@ -16,11 +18,9 @@ WITH cur AS (
     total_cost_usd = s.total_cost_usd + COALESCE(($5::jsonb ->> 'totalCostUsd')::numeric, 0),
     input_tokens = s.input_tokens + COALESCE(($5::jsonb ->> 'inputTokens')::numeric, 0),
     output_tokens = s.output_tokens + COALESCE(($5::jsonb ->> 'outputTokens')::numeric, 0)
-  FROM cur
-  -- Every guard reads the locked row (cur), never the statement's snapshot of s.
-  WHERE s.tenant_id = cur.tenant_id AND s.id = cur.id
-    AND agent_sessions_revision_preconditions_hold(cur::sessions, $3::bigint, $4::bigint)
-    AND agent_sessions_live(cur::sessions)
+  WHERE s.tenant_id = $1 AND s.id = $2
+    AND agent_sessions_revision_preconditions_hold(s, $3::bigint, $4::bigint)
+    AND agent_sessions_live(s)
   RETURNING s.*
 )
 -- The near-cache announcement (PostgreSQL-only mode) is sent by the write itself and delivered
@@ -28,4 +28,4 @@ WITH cur AS (
 -- serializes commits).
 SELECT true AS written, upd.*, CASE WHEN $6::text IS NOT NULL THEN pg_catalog.pg_notify($6, upd.tenant_id || '/' || upd.id || ' ' || upd.version::text) END AS notified FROM upd
 UNION ALL
-SELECT false, cur.*, NULL FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)
+SELECT false, cur.*, NULL FROM (SELECT * FROM sessions WHERE tenant_id = $1 AND id = $2 FOR UPDATE) cur WHERE NOT EXISTS (SELECT 1 FROM upd)
