@@ -222,6 +222,27 @@ describe.skipIf(!ready)(suite, () => {
     }
   });
 
+  it('a counter that reached 2^32 moves the epoch instead of spilling into the next one', async () => {
+    const db = await freshDatabase();
+    const prefix = uniqueKeyPrefix();
+    const env = { DATABASE_URL: db.url, REDIS_URL: serviceUrl('redis'), KEY_PREFIX: prefix };
+    const a = await createSessions({ env });
+    try {
+      const s = await a.create();
+      const first = await token(a, s.id);
+      const counterKey = new RedisKeys(prefix).sessionPart(sessionKey('default', s.id), 'fence');
+      await redisCommand(serviceUrl('redis'), ['HSET', counterKey, 'n', String(EPOCH_SPAN - 2)]);
+      const last = await token(a, s.id);
+      expect(last).toBe(epochOf(first) * EPOCH_SPAN + EPOCH_SPAN - 1);
+      const next = await token(a, s.id);
+      expect(epochOf(next)).toBeGreaterThan(epochOf(last));
+      expect(next % EPOCH_SPAN).toBe(1);
+    } finally {
+      await a.close();
+      await db.drop();
+    }
+  });
+
   it('Redis unreachable: the PostgreSQL lease hands out tokens above Redis ones; Redis back with its data: tokens above those', async () => {
     const redis = await OwnRedis.start();
     const db = await freshDatabase();
