@@ -15,6 +15,9 @@
  *
  * In each case the lease is given back, the epoch moves above every epoch seen, and the
  * attempt starts again: the new counter starts at 1 in an epoch no token was handed out in.
+ * Epochs of the lease service are even; the PostgreSQL lease that stands in while it is
+ * unreachable hands out tokens in the odd epoch above, so no token is handed out twice even
+ * while the two kinds of lease overlap.
  * The lease's committed version is read from PostgreSQL after the lease was taken, so a holder
  * sees every write acknowledged before (near-cache rule 5), at the cost of a primary-key read.
  */

@@ -260,6 +260,9 @@ describe.skipIf(!ready)(suite, () => {
       for (const t of fromPostgres) expect(t).toBeGreaterThan(Math.max(...fromRedis));
       expect(fromPostgres[1]).toBeGreaterThan(fromPostgres[0] as number);
       expect(epochOf(fromPostgres[0] as number)).toBeGreaterThan(epochOf(fromRedis[1] as number));
+      // Redis counts in even epochs, the PostgreSQL lease in the odd one above: never the same token.
+      expect(epochOf(fromRedis[1] as number) % 2).toBe(0);
+      expect(epochOf(fromPostgres[0] as number) % 2).toBe(1);
       redis.resume();
       paused = false;
       await waitForRedis([a, b]);
@@ -270,6 +273,7 @@ describe.skipIf(!ready)(suite, () => {
       expect(back[1]).toBe((back[0] as number) + 1);
       expect(back[2]).toBe((back[1] as number) + 1);
       expect((back[0] as number) % EPOCH_SPAN).toBe(1);
+      expect(epochOf(back[0] as number) % 2).toBe(0);
     } finally {
       if (paused) redis.resume();
       await a.close();

@@ -4,7 +4,8 @@
 -- $3 token text: the new holder's token
 -- $4 ttlMs integer: how long the lease lasts unless renewed
 -- $5 keyPrefix text: with Redis leases (this lease stands in while Redis is unreachable), the Redis keyspace: the
---   token is then above the keyspace's lock epoch (above every token Redis handed out in it); null: no Redis
+--   token is then in the odd epoch above the keyspace's (even) lock epoch: above every token Redis handed out in
+--   it, and never one Redis hands out; null: no Redis
 -- reply: one row; found (whether the session exists), fence (the new token, null when the lease is held) and version
 --   (the session's version as committed when the fence was bumped: the row lock makes it every earlier write's)
 WITH s AS (
