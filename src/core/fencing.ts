@@ -24,10 +24,13 @@
 import { NotFoundError } from './errors.js';
 import type { CountedLease, LeaseCounterStore, LockEpochStore, SessionLease, SessionLockStore } from './ports.js';
 
-/** Tokens per epoch: the counter's range. */
+/**
+ * Tokens per epoch: the counter's range. session-lock-acquire.sql and session-lock-epoch-bump.sql
+ * use the same span and the even/odd rule (test/unit/fencing.test.ts checks).
+ */
 export const EPOCH_SPAN = 2 ** 32;
 /** The highest epoch whose tokens are still safe integers (JavaScript numbers, bigint in PostgreSQL). */
-export const MAX_EPOCH = Math.floor(Number.MAX_SAFE_INTEGER / EPOCH_SPAN) - 1;
+export const MAX_EPOCH = 2 ** 53 / EPOCH_SPAN - 1;
 
 export function composeToken(epoch: number, counter: number): number {
   return epoch * EPOCH_SPAN + counter;
