@@ -102,7 +102,7 @@ export class EpochFencedLockStore implements SessionLockStore {
       throw err;
     }
     if (!row) {
-      await lease.release().catch(() => undefined);
+      await lease.discard().catch(() => undefined);
       throw new NotFoundError('session', sessionId);
     }
     const token = composeToken(lease.epoch, lease.counter);

@@ -165,6 +165,8 @@ export interface CountedLease {
   readonly counter: number;
   renew(ttlMs: number): Promise<boolean>;
   release(): Promise<void>;
+  /** Gives the lease back when its session does not exist, and forgets the counter if this was its first lease. */
+  discard(): Promise<void>;
 }
 
 /** One attempt at a counted lease. */

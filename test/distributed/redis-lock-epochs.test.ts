@@ -222,6 +222,27 @@ describe.skipIf(!ready)(suite, () => {
     }
   });
 
+  it('a lease on a missing session leaves no Redis key behind', async () => {
+    const db = await freshDatabase();
+    const prefix = uniqueKeyPrefix();
+    const env = { DATABASE_URL: db.url, REDIS_URL: serviceUrl('redis'), KEY_PREFIX: prefix };
+    const a = await createSessions({ env });
+    try {
+      await token(a, (await a.create()).id); // installs the epoch
+      const id = crypto.randomUUID();
+      expect(await codeOf(token(a, id))).toBe('session_not_found');
+      const keys = new RedisKeys(prefix);
+      const key = sessionKey('default', id);
+      expect(await redisCommand(serviceUrl('redis'), ['EXISTS', keys.sessionPart(key, 'lock'), keys.sessionPart(key, 'fence')])).toBe(0);
+      // Created afterwards under that id: its first lease is the epoch's first token.
+      await a.create({ id });
+      expect((await token(a, id)) % EPOCH_SPAN).toBe(1);
+    } finally {
+      await a.close();
+      await db.drop();
+    }
+  });
+
   it('a counter that reached 2^32 moves the epoch instead of spilling into the next one', async () => {
     const db = await freshDatabase();
     const prefix = uniqueKeyPrefix();

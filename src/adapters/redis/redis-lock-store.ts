@@ -100,6 +100,10 @@ export class RedisLeaseCounters implements LeaseCounterStore {
         release: async () => {
           await redis.run((r) => SCRIPTS.lockRelease.run(r, [lockKey], [token])).catch(() => undefined);
         },
+        discard: async () => {
+          const args = [token, String(epoch), String(counter)];
+          await redis.run((r) => SCRIPTS.lockForget.run(r, [lockKey, counterKey], args)).catch(() => undefined);
+        },
       },
     };
   }
