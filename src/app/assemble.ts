@@ -8,6 +8,7 @@ import { ApiKeyService } from '../core/api-keys.js';
 import { UnavailableError } from '../core/errors.js';
 import { CoherentSessionCache } from '../core/cache-coherence.js';
 import { EventFeed } from '../core/events.js';
+import { EpochFencedLockStore } from '../core/fencing.js';
 import { uuidv7 } from '../core/ids.js';
 import { InProcessOutputLog } from '../core/in-process-output-log.js';
 import type { Logger } from '../core/logger.js';
@@ -43,7 +44,7 @@ import { PgNotifyInvalidationBus } from '../adapters/postgres/pg-invalidation-bu
 import { PgOutputLog } from '../adapters/postgres/pg-output-log.js';
 import { PgSignalBus } from '../adapters/postgres/pg-signal-bus.js';
 import { PostgresRunRepository } from '../adapters/postgres/run-repository.js';
-import { nextFence, PostgresSessionLockStore } from '../adapters/postgres/session-locks.js';
+import { nextFence, PostgresLockEpochs, PostgresSessionLockStore } from '../adapters/postgres/session-locks.js';
 import { PostgresSessionRepository } from '../adapters/postgres/session-repository.js';
 import { run, statements } from '../adapters/postgres/sql.js';
 import { PostgresStatsStore, PostgresSweepStore } from '../adapters/postgres/sweeps.js';
@@ -53,7 +54,7 @@ import { BreakerOpenError } from '../adapters/redis/circuit-breaker.js';
 import { GuardedRedis } from '../adapters/redis/guarded-redis.js';
 import { RedisInvalidationBus } from '../adapters/redis/redis-invalidation-bus.js';
 import { RedisConnectionLimiter, RedisRateLimiter } from '../adapters/redis/redis-limiters.js';
-import { RedisSessionLockStore } from '../adapters/redis/redis-lock-store.js';
+import { RedisLeaseCounters, RedisSessionLockStore } from '../adapters/redis/redis-lock-store.js';
 import { Erasure } from '../core/erasure.js';
 import { IdempotentCalls } from '../core/idempotency.js';
 import { RedisOutputLog } from '../adapters/redis/redis-output-log.js';
@@ -539,11 +540,16 @@ function cacheAndLocks(
     bus: new RedisInvalidationBus(redis.subscriber, redisCache.channel),
     onError,
   });
-  const locks = new RedisSessionLockStore({
-    redis,
-    nextFence: (tenant, id) => nextFence(db, tenant, id),
-    fallback: pgLocks,
-  });
+  // Standalone: tokens from Redis counters in a PostgreSQL epoch (no PostgreSQL write per
+  // lease). Cluster: the epoch key cannot share a slot with every session, so the token is
+  // PostgreSQL's sessions.fence as before.
+  const locks = redis.cluster
+    ? new RedisSessionLockStore({ redis, nextFence: (tenant, id) => nextFence(db, tenant, id), fallback: pgLocks })
+    : new EpochFencedLockStore({
+        counters: new RedisLeaseCounters(redis),
+        epochs: new PostgresLockEpochs(db, redis.keyspace),
+        fallback: new PostgresSessionLockStore(db, redis.keyspace),
+      });
   return { cache, locks, components: [redis, cache], healthChecks: [redis.healthCheck()] };
 }
 

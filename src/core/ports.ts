@@ -150,6 +150,53 @@ export interface SessionLockStore {
   readonly kind: string;
   /** One attempt: a lease, or null while someone else holds it. */
   tryAcquire(tenant: string, sessionId: string, ttlMs: number): Promise<SessionLease | null>;
+  /**
+   * The newest token handed out for the session where the repository does not see it (null:
+   * none known, or the store cannot be asked). A write carrying an older token is stale.
+   */
+  newestToken?(tenant: string, sessionId: string): Promise<number | null>;
+}
+
+/** A lease from a lease service that counts leases per session within a lock epoch. */
+export interface CountedLease {
+  /** The epoch the counter belongs to (installed by `LeaseCounterStore.installEpoch`). */
+  readonly epoch: number;
+  /** 1 for the first lease of the session in `epoch`, then +1 per lease. */
+  readonly counter: number;
+  renew(ttlMs: number): Promise<boolean>;
+  release(): Promise<void>;
+  /** Gives the lease back when its session does not exist, and forgets the counter if this was its first lease. */
+  discard(): Promise<void>;
+}
+
+/** One attempt at a counted lease. */
+export type CountedAcquire =
+  | { outcome: 'taken'; lease: CountedLease }
+  /** Someone else holds the lease. */
+  | { outcome: 'held' }
+  /** The service holds no epoch (it restarted, or its keys were cleared): nothing was taken. */
+  | { outcome: 'no_epoch' }
+  /** The service cannot be asked now (circuit open). */
+  | { outcome: 'unavailable' };
+
+/** Leases and per-session counters in a service that may restart empty (Redis). */
+export interface LeaseCounterStore {
+  tryAcquire(tenant: string, sessionId: string, ttlMs: number): Promise<CountedAcquire>;
+  /** Installs `epoch` unless a newer one is installed; counters of older epochs start again. */
+  installEpoch(epoch: number): Promise<void>;
+  /** The session's last counter and its epoch (null: none, or the service cannot be asked). */
+  lastCounter(tenant: string, sessionId: string): Promise<{ epoch: number; counter: number } | null>;
+}
+
+/** The durable side of counted leases (PostgreSQL): the lock epoch and the session row. */
+export interface LockEpochStore {
+  /**
+   * Read after the lease was taken: the session's committed version, the newest token its row
+   * has seen, and the current epoch (null before the first). Null when the session is not found.
+   */
+  read(tenant: string, sessionId: string): Promise<{ version: number; fence: number; epoch: number | null } | null>;
+  /** Moves the epoch up by one and to at least `atLeast`; resolves to the new epoch. */
+  bump(atLeast: number): Promise<number>;
 }
 
 export interface DependencyHealth {

@@ -269,7 +269,7 @@ export class SessionService {
         status: 'expired',
       });
     }
-    return this.written(await this.repository.update(tenantOf(opts), id, patch, guardsOf(opts)));
+    return this.written(await this.repository.update(tenantOf(opts), id, patch, await this.guards(id, opts)));
   }
 
   /**
@@ -297,7 +297,7 @@ export class SessionService {
   async touch(id: string, opts: WriteOptions = {}): Promise<Session> {
     throwIfAborted(opts.signal);
     this.checkId(id);
-    return this.written(await this.repository.touch(tenantOf(opts), id, guardsOf(opts)));
+    return this.written(await this.repository.touch(tenantOf(opts), id, await this.guards(id, opts)));
   }
 
   async incrementCounters(id: string, deltas: Partial<Record<CounterName, number>>, opts: WriteOptions = {}): Promise<Session> {
@@ -313,14 +313,14 @@ export class SessionService {
         throw new ValidationError(`${name} must be a non-negative ${integral ? 'integer' : 'number'}`, { field: name });
       }
     }
-    return this.written(await this.repository.incrementCounters(tenantOf(opts), id, deltas, guardsOf(opts)));
+    return this.written(await this.repository.incrementCounters(tenantOf(opts), id, deltas, await this.guards(id, opts)));
   }
 
   async terminate(id: string, reason = 'terminated', opts: WriteOptions = {}): Promise<Session> {
     throwIfAborted(opts.signal);
     this.checkId(id);
     this.checkText('reason', reason);
-    return this.written(await this.repository.terminate(tenantOf(opts), id, reason, guardsOf(opts)));
+    return this.written(await this.repository.terminate(tenantOf(opts), id, reason, await this.guards(id, opts)));
   }
 
   /** Deletes the session with its items, runs and output. Resolves to false if it did not exist. */
@@ -463,7 +463,7 @@ export class SessionService {
       tenantOf(opts),
       sessionId,
       items.map((i) => ({ ...i, id: uuidv7() })),
-      guardsOf(opts),
+      await this.guards(sessionId, opts),
     );
     await this.cacheSet(result.session);
     return result;
@@ -485,7 +485,7 @@ export class SessionService {
   private async popItem(sessionId: string, opts: WriteOptions = {}) {
     throwIfAborted(opts.signal);
     this.checkId(sessionId);
-    const result = await this.repository.popItem(tenantOf(opts), sessionId, guardsOf(opts));
+    const result = await this.repository.popItem(tenantOf(opts), sessionId, await this.guards(sessionId, opts));
     await this.cacheSet(result.session);
     return result;
   }
@@ -493,7 +493,7 @@ export class SessionService {
   private async clearItems(sessionId: string, opts: WriteOptions = {}) {
     throwIfAborted(opts.signal);
     this.checkId(sessionId);
-    const result = await this.repository.clearItems(tenantOf(opts), sessionId, guardsOf(opts));
+    const result = await this.repository.clearItems(tenantOf(opts), sessionId, await this.guards(sessionId, opts));
     await this.cacheSet(result.session);
     return result;
   }
@@ -604,6 +604,23 @@ export class SessionService {
         throw new ValidationError(`${field} must be a positive integer`, { field });
       }
     }
+  }
+
+  /**
+   * The write's guards. A fencing token older than the newest the lock store handed out is
+   * refused here: with Redis leases the session row has not seen that token (no PostgreSQL
+   * write per lease); the write statement refuses one older than the newest the row has seen.
+   */
+  private async guards(id: string, opts: WriteOptions): Promise<WriteGuards> {
+    const guards = guardsOf(opts);
+    const token = guards.fencingToken;
+    if (token !== undefined && this.locks?.newestToken) {
+      const newest = await this.locks.newestToken(tenantOf(opts), id);
+      if (newest !== null && token < newest) {
+        throw new ConflictError('stale_fencing_token', `fencing token ${token} is stale for session ${id}`);
+      }
+    }
+    return guards;
   }
 
   private pageSize(limit: number | undefined): number {

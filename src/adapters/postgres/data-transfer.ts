@@ -59,6 +59,8 @@ export const NOT_EXPORTED_TABLES: Readonly<Record<string, string>> = Object.free
   session_locks: 'withSessionLock leases, which lapse within seconds; the fencing tokens live on sessions.fence, which is carried',
   cache_repairs: "repairs of the source's Redis cache; the import clears the target's cache instead",
   cache_redis_servers: "the Redis servers the source trusted; the import forgets the target's, so its cache is cleared",
+  session_lock_epochs:
+    "the lock epochs of the source's Redis keyspaces; the fences on sessions are carried, and a target's lease token below one moves the target's epoch above it",
   pruned_events: "how far the source's outbox retention pruned; the target reports gaps of its own pruning",
   idempotency_keys: 'stored Idempotency-Key answers, kept 24 h for retries in flight; a move stops the service, and a retry after it executes again',
 });

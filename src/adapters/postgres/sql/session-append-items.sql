@@ -2,7 +2,8 @@
 -- $1 tenant text
 -- $2 id text
 -- $3 expectedRevision bigint: write only at this revision (If-Match); null: any
--- $4 fencingToken bigint: refused when older than the newest handed out; null: none
+-- $4 fencingToken bigint: refused when older than the newest the row has seen (handed out by a PostgreSQL lease or
+--   carried by a write); an accepted one becomes the newest; null: none
 -- $5 items jsonb: array of {id, client_id, role, type, content} (client_id and role may be null; no client_id twice), in order
 -- $6 notifyChannel text: where near caches hear "<tenant>/<id> <version>" of written sessions; null: not announced
 -- reply: one row; written = true, the row (written, or as it was when every item was already stored: nothing is written then) and extra (the batch's items as stored, in the batch's order, as a jsonb array), or written = false and the current row; no row: not found
@@ -39,6 +40,7 @@ WITH cur AS (
 ), upd AS (
   -- A batch whose every item is already stored writes nothing: no version, no event.
   UPDATE sessions s SET
+    fence = GREATEST(s.fence, COALESCE($4::bigint, s.fence)),
     version = s.version + 1, updated_at = now(), last_active_at = now(), expires_at = agent_sessions_slide_expiry(s),
     item_seq = ok.item_seq + (SELECT count(*) FROM planned p WHERE p.kind = 'new')
   FROM ok

@@ -2,7 +2,8 @@
 -- $1 tenant text
 -- $2 id text
 -- $3 expectedRevision bigint: write only at this revision (If-Match); null: any
--- $4 fencingToken bigint: refused when older than the newest handed out; null: none
+-- $4 fencingToken bigint: refused when older than the newest the row has seen (handed out by a PostgreSQL lease or
+--   carried by a write); an accepted one becomes the newest; null: none
 -- $5 deltas jsonb: object of counter name (totalTurns, messageCount, totalCostUsd, inputTokens, outputTokens) to a non-negative number
 -- $6 notifyChannel text: where near caches hear "<id> <version>" of written sessions; null: not announced
 -- reply: one row; written = true and the written row, or written = false and the current row; no row: not found
@@ -12,6 +13,7 @@
 -- was written does the second branch lock and read the current row, so the caller learns why.
 WITH upd AS (
   UPDATE sessions s SET
+    fence = GREATEST(s.fence, COALESCE($4::bigint, s.fence)),
     version = s.version + 1, updated_at = now(), last_active_at = now(), expires_at = agent_sessions_slide_expiry(s),
     total_turns = s.total_turns + COALESCE(($5::jsonb ->> 'totalTurns')::numeric, 0),
     message_count = s.message_count + COALESCE(($5::jsonb ->> 'messageCount')::numeric, 0),

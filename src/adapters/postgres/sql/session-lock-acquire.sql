@@ -3,6 +3,9 @@
 -- $2 tenant text
 -- $3 token text: the new holder's token
 -- $4 ttlMs integer: how long the lease lasts unless renewed
+-- $5 keyPrefix text: with Redis leases (this lease stands in while Redis is unreachable), the Redis keyspace: the
+--   token is then in the odd epoch above the keyspace's (even) lock epoch: above every token Redis handed out in
+--   it, and never one Redis hands out; null: no Redis
 -- reply: one row; found (whether the session exists), fence (the new token, null when the lease is held) and version
 --   (the session's version as committed when the fence was bumped: the row lock makes it every earlier write's)
 WITH s AS (
@@ -15,6 +18,8 @@ WITH s AS (
     WHERE session_locks.expires_at <= now()
   RETURNING tenant_id, session_id
 ), f AS (
-  UPDATE sessions SET fence = fence + 1 WHERE (tenant_id, id) = (SELECT tenant_id, session_id FROM lk) RETURNING fence, version
+  UPDATE sessions SET fence = GREATEST(fence + 1,
+    (SELECT (e.epoch + 1) * 4294967296 + 1 FROM session_lock_epochs e WHERE e.key_prefix = $5::text))
+  WHERE (tenant_id, id) = (SELECT tenant_id, session_id FROM lk) RETURNING fence, version
 )
 SELECT EXISTS (SELECT 1 FROM s) AS found, (SELECT fence FROM f) AS fence, (SELECT version FROM f) AS version

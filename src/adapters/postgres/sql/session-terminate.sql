@@ -2,7 +2,8 @@
 -- $1 tenant text
 -- $2 id text
 -- $3 expectedRevision bigint: write only at this revision (If-Match); null: any
--- $4 fencingToken bigint: refused when older than the newest handed out; null: none
+-- $4 fencingToken bigint: refused when older than the newest the row has seen (handed out by a PostgreSQL lease or
+--   carried by a write); an accepted one becomes the newest; null: none
 -- $5 reason text: the end_reason
 -- $6 notifyChannel text: where near caches hear "<id> <version>" of written sessions; null: not announced
 -- reply: one row; written = true and the written row, or written = false and the current row; no row: not found
@@ -10,6 +11,7 @@ WITH cur AS (
   SELECT * FROM sessions WHERE tenant_id = $1 AND id = $2 FOR UPDATE
 ), upd AS (
   UPDATE sessions s SET
+    fence = GREATEST(s.fence, COALESCE($4::bigint, s.fence)),
     version = s.version + 1, revision = s.revision + 1, updated_at = now(), status = 'terminated', ended_at = now(), end_reason = $5
   FROM cur
   -- Every guard reads the locked row (cur), never the statement's snapshot of s.

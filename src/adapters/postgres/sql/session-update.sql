@@ -2,7 +2,8 @@
 -- $1 tenant text
 -- $2 id text
 -- $3 expectedRevision bigint: write only at this revision (If-Match); null: any
--- $4 fencingToken bigint: refused when older than the newest handed out; null: none
+-- $4 fencingToken bigint: refused when older than the newest the row has seen (handed out by a PostgreSQL lease or
+--   carried by a write); an accepted one becomes the newest; null: none
 -- $5 patch jsonb: the UpdateSessionInput (camelCase keys), also the `changes` of session.updated
 -- $6 allowedFrom jsonb: the statuses patch.status may be reached from (array); null when the patch sets no status
 -- $7 metadataLimit integer: most bytes the merged metadata's JSON text may take; null: no limit
@@ -17,6 +18,7 @@ WITH cur AS (
   FROM cur, LATERAL (SELECT agent_sessions_merge_metadata(cur.metadata, $5::jsonb -> 'metadata') AS metadata OFFSET 0) m
 ), upd AS (
   UPDATE sessions s SET
+    fence = GREATEST(s.fence, COALESCE($4::bigint, s.fence)),
     -- A client's write to its own fields: the revision (the ETag) goes up with the version.
     version = s.version + 1, revision = s.revision + 1, updated_at = now(), last_active_at = now(),
     expires_at = agent_sessions_slide_expiry(s),

@@ -1,0 +1,306 @@
+/**
+ * Fencing tokens of Redis leases (epoch * 2^32 + counter; the counter from Redis, the epoch in
+ * PostgreSQL) across everything that can make Redis forget counters: a restart that comes
+ * back empty, a restart from an older RDB, keys lost under instances that noticed nothing, and
+ * an outage during which the PostgreSQL lease hands out tokens. Each test runs its own
+ * redis-server (or, for the lost keys, its own key prefix on the shared one).
+ */
+import { createClient } from 'redis';
+import { describe, expect, it } from 'vitest';
+import { RedisKeys } from '../../src/adapters/redis/connection.js';
+import { AgentSessionsError } from '../../src/core/errors.js';
+import { EPOCH_SPAN, epochOf } from '../../src/core/fencing.js';
+import { sessionKey } from '../../src/core/ids.js';
+import { createSessions, internals, type Sessions } from '../../src/internal.js';
+import { freshDatabase, requireServices, serviceUrl, uniqueKeyPrefix } from '../setup/harness.js';
+import { OwnRedis, requireRedisBinaries, waitForRedis } from '../redis/redis-servers.js';
+
+const suite = 'distributed/redis-lock-epochs';
+const ready = requireServices(['postgres', 'redis'], suite) && requireRedisBinaries(['redis-server'], suite);
+
+async function redisCommand(url: string, args: string[]): Promise<unknown> {
+  const client = createClient({ url });
+  await client.connect();
+  try {
+    return await client.sendCommand(args);
+  } finally {
+    client.destroy();
+  }
+}
+
+/** Takes the lease and hands back its token, then releases it. */
+function token(via: Sessions, id: string): Promise<number> {
+  return via.withSessionLock(id, async ({ fencingToken }) => fencingToken, { timeoutMs: 10_000 });
+}
+
+/**
+ * Holds the lease on `via` until `release` is called; resolves once it is held, with its
+ * token. `done` settles when the holder has let go.
+ */
+async function hold(via: Sessions, id: string): Promise<{ token: number; release: () => void; done: Promise<void> }> {
+  let release!: () => void;
+  let held!: (t: number) => void;
+  const holding = new Promise<number>((r) => (held = r));
+  const done = via.withSessionLock(
+    id,
+    ({ fencingToken }) => {
+      held(fencingToken);
+      return new Promise<void>((r) => (release = r));
+    },
+    { timeoutMs: 10_000 },
+  );
+  return { token: await holding, release, done };
+}
+
+async function codeOf(promise: Promise<unknown>): Promise<string> {
+  const err = await promise.then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(AgentSessionsError);
+  return (err as AgentSessionsError).code;
+}
+
+async function epochRows(via: Sessions): Promise<number[]> {
+  const rows = await internals(via).db.query<{ epoch: string }>('SELECT epoch FROM session_lock_epochs');
+  return rows.map((r) => Number(r.epoch));
+}
+
+/** Retries `fn` (a lease) until it resolves, e.g. while the breaker has not yet seen the outage. */
+async function eventually<T>(fn: () => Promise<T>, ms = 20_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
+describe.skipIf(!ready)(suite, () => {
+  it('a lease costs no PostgreSQL write: the session row is untouched and session_locks stays empty', async () => {
+    const db = await freshDatabase();
+    const env = { DATABASE_URL: db.url, REDIS_URL: serviceUrl('redis'), KEY_PREFIX: uniqueKeyPrefix() };
+    const a = await createSessions({ env });
+    try {
+      const s = await a.create();
+      await token(a, s.id); // the first lease of the keyspace installs an epoch (one write, once)
+      const rowBefore = await internals(a).db.query<{ xmin: string; fence: string }>('SELECT xmin, fence FROM sessions WHERE id = $1', [s.id]);
+      const tokens = [await token(a, s.id), await token(a, s.id), await token(a, s.id)];
+      const rowAfter = await internals(a).db.query<{ xmin: string; fence: string }>('SELECT xmin, fence FROM sessions WHERE id = $1', [s.id]);
+      expect(rowAfter).toEqual(rowBefore);
+      expect(await internals(a).db.query('SELECT 1 FROM session_locks')).toHaveLength(0);
+      expect(tokens[1]).toBe((tokens[0] as number) + 1);
+      expect(tokens[2]).toBe((tokens[1] as number) + 1);
+      expect(epochOf(tokens[0] as number)).toBe((await epochRows(a))[0]);
+    } finally {
+      await a.close();
+      await db.drop();
+    }
+  });
+
+  it('Redis restarted empty: later tokens are above every earlier one, and a token issued before the restart loses to a newer holder', async () => {
+    const redis = await OwnRedis.start();
+    const db = await freshDatabase();
+    const env = { DATABASE_URL: db.url, REDIS_URL: redis.url, KEY_PREFIX: uniqueKeyPrefix() };
+    const a = await createSessions({ env: { ...env, INSTANCE_ID: 'a' } });
+    const b = await createSessions({ env: { ...env, INSTANCE_ID: 'b' } });
+    try {
+      const s = await a.create();
+      // Issued and given back unused, then one held across the restart, never used before it.
+      const issued = [await token(a, s.id), await token(b, s.id)];
+      const old = await hold(a, s.id);
+      issued.push(old.token);
+      await redis.kill();
+      await redis.restart();
+      await waitForRedis([a, b]);
+
+      const newer = await hold(b, s.id);
+      for (const t of issued) expect(newer.token).toBeGreaterThan(t);
+      // Redis handed out the newer token (no PostgreSQL lease), in a new epoch.
+      expect(epochOf(newer.token)).toBeGreaterThan(epochOf(old.token));
+      // The old holder writes while the newer one holds the lease but has not written: refused.
+      expect(await codeOf(a.update(s.id, { title: 'old' }, { fencingToken: old.token }))).toBe('stale_fencing_token');
+      const written = await b.update(s.id, { title: 'new' }, { fencingToken: newer.token });
+      newer.release();
+      await newer.done;
+      // After the newer holder wrote and let go: still refused, by the row itself.
+      expect(await codeOf(a.update(s.id, { title: 'old' }, { fencingToken: old.token }))).toBe('stale_fencing_token');
+      old.release();
+      await old.done;
+      const final = await b.get(s.id);
+      expect(final.title).toBe('new');
+      expect(final.version).toBe(written.version);
+    } finally {
+      await a.close();
+      await b.close();
+      await redis.stop();
+      await db.drop();
+    }
+  });
+
+  it('a token issued before an empty restart and used first is accepted, then refused once the newer holder wrote', async () => {
+    const redis = await OwnRedis.start();
+    const db = await freshDatabase();
+    const env = { DATABASE_URL: db.url, REDIS_URL: redis.url, KEY_PREFIX: uniqueKeyPrefix() };
+    const a = await createSessions({ env: { ...env, INSTANCE_ID: 'a' } });
+    const b = await createSessions({ env: { ...env, INSTANCE_ID: 'b' } });
+    try {
+      const s = await a.create();
+      const old = await token(a, s.id);
+      const newestBefore = await token(a, s.id);
+      await redis.kill();
+      await redis.restart();
+      await waitForRedis([a, b]);
+      // Redis forgot both; the row has seen neither. The newest of them writes first.
+      await a.update(s.id, { title: 'before' }, { fencingToken: newestBefore });
+      expect(await codeOf(a.update(s.id, { title: 'older' }, { fencingToken: old }))).toBe('stale_fencing_token');
+      const next = await token(b, s.id);
+      expect(next).toBeGreaterThan(newestBefore);
+      await b.update(s.id, { title: 'after' }, { fencingToken: next });
+      expect(await codeOf(a.update(s.id, { title: 'late' }, { fencingToken: newestBefore }))).toBe('stale_fencing_token');
+      expect((await a.get(s.id)).title).toBe('after');
+    } finally {
+      await a.close();
+      await b.close();
+      await redis.stop();
+      await db.drop();
+    }
+  });
+
+  it('Redis restarted from an older RDB (an older counter, the same epoch): the epoch moves, no counter is reused', async () => {
+    const redis = await OwnRedis.start();
+    const db = await freshDatabase();
+    const env = { DATABASE_URL: db.url, REDIS_URL: redis.url, KEY_PREFIX: uniqueKeyPrefix() };
+    const a = await createSessions({ env: { ...env, INSTANCE_ID: 'a' } });
+    const b = await createSessions({ env: { ...env, INSTANCE_ID: 'b' } });
+    try {
+      const s = await a.create();
+      const issued = [await token(a, s.id)];
+      await redisCommand(redis.url, ['SAVE']);
+      for (let i = 0; i < 3; i++) issued.push(await token(i % 2 ? a : b, s.id));
+      const epochBefore = (await epochRows(a))[0] as number;
+      await redis.kill();
+      await redis.restart();
+      await waitForRedis([a, b]);
+      const after = [await token(b, s.id), await token(a, s.id)];
+      const highest = Math.max(...issued);
+      for (const t of after) expect(t).toBeGreaterThan(highest);
+      expect(after[1]).toBeGreaterThan(after[0] as number);
+      expect(Math.max(...(await epochRows(a)))).toBeGreaterThan(epochBefore);
+    } finally {
+      await a.close();
+      await b.close();
+      await redis.stop();
+      await db.drop();
+    }
+  });
+
+  it('lock keys lost under instances that noticed nothing: every next lease goes to PostgreSQL for a new epoch', async () => {
+    const db = await freshDatabase();
+    const prefix = uniqueKeyPrefix();
+    const env = { DATABASE_URL: db.url, REDIS_URL: serviceUrl('redis'), KEY_PREFIX: prefix };
+    const a = await createSessions({ env: { ...env, INSTANCE_ID: 'a' } });
+    const b = await createSessions({ env: { ...env, INSTANCE_ID: 'b' } });
+    try {
+      const s = await a.create();
+      const issued = [await token(a, s.id), await token(b, s.id), await token(a, s.id)];
+      // What a restart loses, without a restart: no reconnect, no server check on either instance.
+      const keys = new RedisKeys(prefix);
+      await redisCommand(serviceUrl('redis'), ['DEL', keys.global('lock-epoch'), keys.sessionPart(sessionKey('default', s.id), 'fence')]);
+      const epochs = await epochRows(a);
+      const after = [await token(b, s.id), await token(a, s.id)];
+      for (const t of after) expect(t).toBeGreaterThan(Math.max(...issued));
+      expect(after[1]).toBeGreaterThan(after[0] as number);
+      expect(Math.max(...(await epochRows(a)))).toBeGreaterThan(Math.max(...epochs));
+    } finally {
+      await a.close();
+      await b.close();
+      await db.drop();
+    }
+  });
+
+  it('a lease on a missing session leaves no Redis key behind', async () => {
+    const db = await freshDatabase();
+    const prefix = uniqueKeyPrefix();
+    const env = { DATABASE_URL: db.url, REDIS_URL: serviceUrl('redis'), KEY_PREFIX: prefix };
+    const a = await createSessions({ env });
+    try {
+      await token(a, (await a.create()).id); // installs the epoch
+      const id = crypto.randomUUID();
+      expect(await codeOf(token(a, id))).toBe('session_not_found');
+      const keys = new RedisKeys(prefix);
+      const key = sessionKey('default', id);
+      expect(await redisCommand(serviceUrl('redis'), ['EXISTS', keys.sessionPart(key, 'lock'), keys.sessionPart(key, 'fence')])).toBe(0);
+      // Created afterwards under that id: its first lease is the epoch's first token.
+      await a.create({ id });
+      expect((await token(a, id)) % EPOCH_SPAN).toBe(1);
+    } finally {
+      await a.close();
+      await db.drop();
+    }
+  });
+
+  it('a counter that reached 2^32 moves the epoch instead of spilling into the next one', async () => {
+    const db = await freshDatabase();
+    const prefix = uniqueKeyPrefix();
+    const env = { DATABASE_URL: db.url, REDIS_URL: serviceUrl('redis'), KEY_PREFIX: prefix };
+    const a = await createSessions({ env });
+    try {
+      const s = await a.create();
+      const first = await token(a, s.id);
+      const counterKey = new RedisKeys(prefix).sessionPart(sessionKey('default', s.id), 'fence');
+      await redisCommand(serviceUrl('redis'), ['HSET', counterKey, 'n', String(EPOCH_SPAN - 2)]);
+      const last = await token(a, s.id);
+      expect(last).toBe(epochOf(first) * EPOCH_SPAN + EPOCH_SPAN - 1);
+      const next = await token(a, s.id);
+      expect(epochOf(next)).toBeGreaterThan(epochOf(last));
+      expect(next % EPOCH_SPAN).toBe(1);
+    } finally {
+      await a.close();
+      await db.drop();
+    }
+  });
+
+  it('Redis unreachable: the PostgreSQL lease hands out tokens above Redis ones; Redis back with its data: tokens above those', async () => {
+    const redis = await OwnRedis.start();
+    const db = await freshDatabase();
+    const env = { DATABASE_URL: db.url, REDIS_URL: redis.url, KEY_PREFIX: uniqueKeyPrefix() };
+    const a = await createSessions({ env: { ...env, INSTANCE_ID: 'a' } });
+    const b = await createSessions({ env: { ...env, INSTANCE_ID: 'b' } });
+    let paused = false;
+    try {
+      const s = await a.create();
+      const fromRedis = [await token(a, s.id), await token(b, s.id)];
+      redis.pause();
+      paused = true;
+      // Once the breaker opened, the lease is a session_locks row and the token comes from the row.
+      const fromPostgres = [await eventually(() => token(a, s.id)), await eventually(() => token(a, s.id))];
+      for (const t of fromPostgres) expect(t).toBeGreaterThan(Math.max(...fromRedis));
+      expect(fromPostgres[1]).toBeGreaterThan(fromPostgres[0] as number);
+      expect(epochOf(fromPostgres[0] as number)).toBeGreaterThan(epochOf(fromRedis[1] as number));
+      // Redis counts in even epochs, the PostgreSQL lease in the odd one above: never the same token.
+      expect(epochOf(fromRedis[1] as number) % 2).toBe(0);
+      expect(epochOf(fromPostgres[0] as number) % 2).toBe(1);
+      redis.resume();
+      paused = false;
+      await waitForRedis([a, b]);
+      // Same server, same data (epoch and counters): the counter's next token would be below
+      // the row's; the epoch moves instead.
+      const back = [await token(b, s.id), await token(a, s.id), await token(b, s.id)];
+      expect(back[0]).toBeGreaterThan(fromPostgres[1] as number);
+      expect(back[1]).toBe((back[0] as number) + 1);
+      expect(back[2]).toBe((back[1] as number) + 1);
+      expect((back[0] as number) % EPOCH_SPAN).toBe(1);
+      expect(epochOf(back[0] as number) % 2).toBe(0);
+    } finally {
+      if (paused) redis.resume();
+      await a.close();
+      await b.close();
+      await redis.stop();
+      await db.drop();
+    }
+  });
+});
