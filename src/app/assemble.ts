@@ -257,6 +257,9 @@ function wire(input: WiringInput): SessionsParts {
   const evict = async (refs: SessionRef[]) => {
     await Promise.all(refs.map((r) => service.evictCache(r.tenantId, r.id)));
   };
+  const evictDeleted = async (refs: SessionRef[]) => {
+    await Promise.all(refs.map((r) => service.evictDeleted(r.tenantId, r.id)));
+  };
   const sweeper = new Sweeper({
     intervalMs: config.sweepIntervalMs,
     tasks: sessionSweepTasks(new PostgresSweepStore(db), {
@@ -266,6 +269,7 @@ function wire(input: WiringInput): SessionsParts {
       outputRetentionHours: config.outputRetentionHours,
       pruneUnpublished: publisher === null,
       onSessionsChanged: evict,
+      onSessionsDeleted: evictDeleted,
     }).concat(idempotency.sweepTask()),
     onError: (err, task) => logger?.warn({ err, task }, 'sweep failed'),
   });
@@ -305,7 +309,7 @@ function wire(input: WiringInput): SessionsParts {
     erasure: new Erasure({
       repository,
       apiKeys,
-      evict: (tenant, id) => service.evictCache(tenant, id),
+      evict: (tenant, id) => service.evictDeleted(tenant, id),
       output: input.output,
       idempotencyKeys: idempotency,
     }),

@@ -32,7 +32,7 @@ export interface ErasureResult {
 export interface ErasureOptions {
   repository: SessionRepository;
   apiKeys: Pick<ApiKeyService, 'deleteTenant'>;
-  /** Drops a deleted session from every cache tier (SessionService.evictCache). */
+  /** Drops a deleted session from every cache tier and its lease counter (SessionService.evictDeleted). */
   evict: (tenant: string, id: string) => Promise<void>;
   output: Pick<OutputLog, 'discard'>;
   /** Stored idempotent answers: those naming an erased session go with it, all of a tenant with the tenant. */

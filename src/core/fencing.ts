@@ -92,6 +92,17 @@ export class EpochFencedLockStore implements SessionLockStore {
     return last && composeToken(last.epoch, last.counter);
   }
 
+  /**
+   * Called only after the session's row was deleted: its counter goes with it, so Redis does
+   * not keep one per session ever locked. A session created again under the id starts at
+   * counter 1 against a row whose `fence` is 0, as a re-created row did under the PostgreSQL
+   * lease. A row that still exists (an expired session) keeps its counter: its tokens,
+   * including those handed out and not used, stay below every later one.
+   */
+  forgetSession(tenant: string, sessionId: string): Promise<void> {
+    return this.counters.forget(tenant, sessionId);
+  }
+
   /** The lease with its token, or null after giving it back because the epoch had to move. */
   private async check(tenant: string, sessionId: string, lease: CountedLease): Promise<SessionLease | null> {
     let row: Awaited<ReturnType<LockEpochStore['read']>>;

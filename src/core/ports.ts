@@ -155,6 +155,11 @@ export interface SessionLockStore {
    * none known, or the store cannot be asked). A write carrying an older token is stale.
    */
   newestToken?(tenant: string, sessionId: string): Promise<number | null>;
+  /**
+   * The session's row was deleted (and the delete committed): drops what the store keeps for
+   * it beyond its leases (the Redis lease counter). Never for a row that still exists.
+   */
+  forgetSession?(tenant: string, sessionId: string): Promise<void>;
 }
 
 /** A lease from a lease service that counts leases per session within a lock epoch. */
@@ -186,6 +191,8 @@ export interface LeaseCounterStore {
   installEpoch(epoch: number): Promise<void>;
   /** The session's last counter and its epoch (null: none, or the service cannot be asked). */
   lastCounter(tenant: string, sessionId: string): Promise<{ epoch: number; counter: number } | null>;
+  /** Deletes the session's counter; rejects when the service cannot be asked. */
+  forget(tenant: string, sessionId: string): Promise<void>;
 }
 
 /** The durable side of counted leases (PostgreSQL): the lock epoch and the session row. */

@@ -329,7 +329,7 @@ export class SessionService {
     this.checkId(id);
     const deleted = await this.repository.purge(tenantOf(opts), id);
     // Only a real deletion touches the cache (a purge of nothing leaves no tombstone).
-    if (deleted) await this.cacheInvalidate(tenantOf(opts), id);
+    if (deleted) await this.dropDeleted(tenantOf(opts), id);
     return deleted;
   }
 
@@ -344,7 +344,7 @@ export class SessionService {
     const result = options.purge
       ? await this.repository.purgeMany(tenant, ids)
       : await this.repository.terminateMany(tenant, ids, options.reason ?? 'terminated');
-    await Promise.all(result.deleted.map((id) => this.cacheInvalidate(tenant, id)));
+    await Promise.all(result.deleted.map((id) => (options.purge ? this.dropDeleted(tenant, id) : this.cacheInvalidate(tenant, id))));
     return result;
   }
 
@@ -523,6 +523,32 @@ export class SessionService {
   /** Drops a session from every cache tier (the sweeps ended or removed it). */
   evictCache(tenant: string, id: string): Promise<void> {
     return this.cacheInvalidate(tenant, id);
+  }
+
+  /**
+   * A session's row was deleted (retention purge, erasure): drops it from every cache tier and
+   * drops what the lock store keeps for it (the Redis lease counter). Not for an expired
+   * session, whose row stays (evictCache).
+   */
+  evictDeleted(tenant: string, id: string): Promise<void> {
+    return this.dropDeleted(tenant, id);
+  }
+
+  /** After the delete committed; like the cache steps, a failure is reported and left (best effort). */
+  protected async dropDeleted(tenant: string, id: string): Promise<void> {
+    const locks = this.locks;
+    await Promise.all([
+      this.cacheInvalidate(tenant, id),
+      locks?.forgetSession
+        ? afterCommit(async () => {
+            try {
+              await locks.forgetSession?.(tenant, id);
+            } catch (err) {
+              this.onCacheError(err);
+            }
+          })
+        : undefined,
+    ]);
   }
 
   protected async written(session: Session): Promise<Session> {

@@ -137,8 +137,14 @@ export interface SessionSweepOptions {
   batchSize?: number;
   /** Most statements per task per pass, so one pass cannot run for ever. */
   maxBatches?: number;
-  /** Sessions that ended or vanished: drop them from caches. */
+  /** Sessions that ended (their rows stay): drop them from caches. */
   onSessionsChanged: (sessions: SessionRef[]) => Promise<void>;
+  /**
+   * Sessions whose rows were purged (committed): drop them from caches and drop what the lock
+   * store keeps for them (SessionService.evictDeleted). Expired sessions never come here: their
+   * rows, and so their lease counters, stay.
+   */
+  onSessionsDeleted: (sessions: SessionRef[]) => Promise<void>;
 }
 
 /** The session sweeps: timeout warnings, expiry, retention purge, outbox and output pruning. */
@@ -178,7 +184,7 @@ export function sessionSweepTasks(store: SweepStore, o: SessionSweepOptions): Sw
       run: (signal) =>
         repeat(signal, async () => {
           const purged = await store.purgeEnded(o.retentionDays, batch);
-          if (purged.length > 0) await o.onSessionsChanged(purged);
+          if (purged.length > 0) await o.onSessionsDeleted(purged);
           return purged.length;
         }),
     });

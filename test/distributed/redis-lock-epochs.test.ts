@@ -303,4 +303,91 @@ describe.skipIf(!ready)(suite, () => {
       await db.drop();
     }
   });
+
+  it("a deleted session's lease counter goes with its row: purge, batch purge, retention sweep, erasure", async () => {
+    const db = await freshDatabase();
+    const prefix = uniqueKeyPrefix();
+    const env = { DATABASE_URL: db.url, REDIS_URL: serviceUrl('redis'), KEY_PREFIX: prefix, SWEEP_INTERVAL_MS: '0', RETENTION_DAYS: '30' };
+    const a = await createSessions({ env });
+    try {
+      const keys = new RedisKeys(prefix);
+      const fence = (id: string) => keys.sessionPart(sessionKey('default', id), 'fence');
+      const exists = async (id: string) => Number(await redisCommand(serviceUrl('redis'), ['EXISTS', fence(id)]));
+      const purged = await a.create();
+      const batch = [await a.create(), await a.create()];
+      const swept = await a.create();
+      const erased = await a.create({ userId: `erase-me-${crypto.randomUUID()}` });
+      const kept = await a.create();
+      const all = [purged, ...batch, swept, erased, kept];
+      const issued = new Map<string, number>();
+      for (const s of all) {
+        await token(a, s.id);
+        issued.set(s.id, await token(a, s.id));
+        expect(await exists(s.id), s.id).toBe(1);
+      }
+
+      expect(await a.purge(purged.id)).toBe(true);
+      expect(await exists(purged.id)).toBe(0);
+
+      expect((await a.deleteMany(batch.map((s) => s.id), { purge: true })).deleted).toHaveLength(2);
+      for (const s of batch) expect(await exists(s.id)).toBe(0);
+
+      await a.terminate(swept.id, 'done');
+      await internals(a).db.query(`UPDATE sessions SET ended_at = now() - interval '31 days' WHERE id = $1`, [swept.id]);
+      expect(await a.sweeper.runOnce()).toMatchObject({ purge_ended_sessions: 1 });
+      expect(await exists(swept.id)).toBe(0);
+
+      expect(await a.admin.eraseUser(erased.userId as string)).toMatchObject({ sessions: 1 });
+      expect(await exists(erased.id)).toBe(0);
+
+      // Terminating without purging deletes no row: the counter stays, and the next token is above.
+      expect((await a.deleteMany([kept.id])).deleted).toEqual([kept.id]);
+      expect(await exists(kept.id)).toBe(1);
+      expect(await token(a, kept.id)).toBe((issued.get(kept.id) as number) + 1);
+
+      // Created again under a purged id: a new row (fence 0), whose first lease is the epoch's
+      // first token, and which its holder can write with.
+      await a.create({ id: purged.id });
+      const again = await token(a, purged.id);
+      expect(again % EPOCH_SPAN).toBe(1);
+      expect(epochOf(again)).toBe(epochOf(issued.get(purged.id) as number));
+      expect((await a.update(purged.id, { title: 'again' }, { fencingToken: again })).title).toBe('again');
+    } finally {
+      await a.close();
+      await db.drop();
+    }
+  });
+
+  it('an expired session keeps its lease counter: its row stays, so its tokens keep rising', async () => {
+    const db = await freshDatabase();
+    const prefix = uniqueKeyPrefix();
+    const env = {
+      DATABASE_URL: db.url,
+      REDIS_URL: serviceUrl('redis'),
+      KEY_PREFIX: prefix,
+      SWEEP_INTERVAL_MS: '0',
+      RETENTION_DAYS: '30',
+      TIMEOUT_WARNING_SECONDS: '0',
+    };
+    const a = await createSessions({ env });
+    try {
+      const s = await a.create({ idleTimeoutSeconds: 1 });
+      await token(a, s.id);
+      // Handed out and never used: a later token must still be above it.
+      const unused = await token(a, s.id);
+      const deadline = Date.now() + 20_000;
+      while ((await a.get(s.id)).status !== 'expired') {
+        if (Date.now() > deadline) throw new Error('the sweep did not expire the session within 20 s');
+        await a.sweeper.runOnce();
+      }
+      // The same passes ran the retention purge: an expired session is not ended long enough.
+      expect(await a.find(s.id)).not.toBeNull();
+      const fence = new RedisKeys(prefix).sessionPart(sessionKey('default', s.id), 'fence');
+      expect(await redisCommand(serviceUrl('redis'), ['EXISTS', fence])).toBe(1);
+      expect(await token(a, s.id)).toBe(unused + 1);
+    } finally {
+      await a.close();
+      await db.drop();
+    }
+  });
 });

@@ -12,6 +12,8 @@ import type { Runner } from '../../src/core/runs.js';
 import { Erasure } from '../../src/core/erasure.js';
 import { AgentSessionsClient } from '../../src/client/index.js';
 import { PostgresSessionRepository } from '../../src/adapters/postgres/session-repository.js';
+import { RedisKeys } from '../../src/adapters/redis/connection.js';
+import { sessionKey } from '../../src/core/ids.js';
 import {
   call,
   freshDatabase,
@@ -104,6 +106,9 @@ async function populateUser(sessions: Sessions, tenant: string, userId: string):
   }
   const fork = await sessions.fork(data.sessionIds[0] as string, {}, { tenant });
   data.sessionIds.push(fork.id);
+  // A lease per session: with Redis it leaves the session's lease counter (`:fence`), which
+  // erasure must take too.
+  for (const id of data.sessionIds) await sessions.withSessionLock(id, async () => undefined, { tenant });
   return data;
 }
 
@@ -145,6 +150,23 @@ describe.skipIf(!requireServices(['postgres', 'redis'], 'security/erasure'))('er
       }
     }
     return out;
+  }
+
+  /**
+   * The keys of a user's sessions, found by their hashed names (a key names no id): after
+   * erasure only data-free tombstones that expire may be left.
+   */
+  async function sessionKeysOf(u: UserData): Promise<Array<{ key: string; type: string; value: string; pttl: number }>> {
+    const keys = new RedisKeys(keyPrefix);
+    const prefixes = u.sessionIds.map((id) => keys.session(sessionKey(u.tenant, id)));
+    return (await redisDump()).filter((k) => prefixes.some((p) => k.key === p || k.key.startsWith(`${p}:`)));
+  }
+
+  function expectOnlyTombstones(left: Array<{ key: string; type: string; value: string; pttl: number }>): void {
+    for (const k of left) {
+      expect(k, JSON.stringify(k)).toMatchObject({ type: 'string', value: expect.stringMatching(/^-?\d+:$/) });
+      expect(k.pttl, JSON.stringify(k)).toBeGreaterThan(0);
+    }
   }
 
   beforeAll(async () => {
@@ -223,6 +245,9 @@ describe.skipIf(!requireServices(['postgres', 'redis'], 'security/erasure'))('er
     const terms = termsOf(alice);
     expect((await search(a.sessions, terms)).length).toBeGreaterThan(0);
     expect((await redisDump()).some((k) => terms.some((t) => k.key.includes(t) || k.value.includes(t)))).toBe(true);
+    // Her sessions were locked: each has its lease counter, a hash without TTL.
+    const fences = new Set(alice.sessionIds.map((id) => new RedisKeys(keyPrefix).sessionPart(sessionKey('acme', id), 'fence')));
+    expect((await sessionKeysOf(alice)).filter((k) => fences.has(k.key))).toHaveLength(alice.sessionIds.length);
     const before = await dump(a.sessions);
 
     const res = await call(a.app, acmeAdmin, 'DELETE', `/v1/admin/users/${encodeURIComponent(alice.userId)}`);
@@ -247,6 +272,9 @@ describe.skipIf(!requireServices(['postgres', 'redis'], 'security/erasure'))('er
         expect(k.pttl, JSON.stringify(k)).toBeLessThanOrEqual(3_600_000);
       }
     }
+    // Keys are named by a hash of the session: found that way, hers are tombstones only (no
+    // lease counter left).
+    expectOnlyTombstones(await sessionKeysOf(alice));
     // Her sessions are gone for the tenant's keys on either instance; bob's are not.
     for (const id of alice.sessionIds) expect((await call(a.app, acmeWriter, 'GET', `/v1/sessions/${id}`)).statusCode).toBe(404);
     for (const id of bob.sessionIds) expect((await call(b.app, acmeWriter, 'GET', `/v1/sessions/${id}`)).statusCode).toBe(200);
@@ -285,6 +313,7 @@ describe.skipIf(!requireServices(['postgres', 'redis'], 'security/erasure'))('er
   it('erases a tenant: no row names it, its keys are 401 on another instance, other tenants untouched', async () => {
     const cached = carol.sessionIds[1] as string;
     expect((await call(b.app, globexAdmin, 'GET', `/v1/sessions/${cached}`)).statusCode).toBe(200);
+    expect((await sessionKeysOf(carol)).filter((k) => k.key.endsWith(':fence'))).toHaveLength(carol.sessionIds.length);
     const before = await dump(a.sessions);
     const res = await call(a.app, root, 'DELETE', '/v1/admin/tenants/globex');
     expect(res.statusCode).toBe(200);
@@ -298,6 +327,7 @@ describe.skipIf(!requireServices(['postgres', 'redis'], 'security/erasure'))('er
       expect(k.key.includes('globex') || k.value.includes('globex')).toBe(false);
       for (const t of termsOf(carol)) expect(k.value.includes(t)).toBe(false);
     }
+    expectOnlyTombstones(await sessionKeysOf(carol));
     // acme goes on working.
     for (const id of bob.sessionIds) expect((await call(b.app, acmeWriter, 'GET', `/v1/sessions/${id}`)).statusCode).toBe(200);
     expect((await call(a.app, root, 'DELETE', '/v1/admin/tenants/globex')).statusCode).toBe(404);

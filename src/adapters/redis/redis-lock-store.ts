@@ -130,4 +130,9 @@ export class RedisLeaseCounters implements LeaseCounterStore {
     const [e, n] = fields;
     return e && n ? { epoch: Number(e), counter: Number(n) } : null;
   }
+
+  async forget(tenant: string, sessionId: string): Promise<void> {
+    const counterKey = this.redis.keys.sessionPart(sessionKey(tenant, sessionId), 'fence');
+    await this.redis.run((r) => r.unlink(counterKey));
+  }
 }

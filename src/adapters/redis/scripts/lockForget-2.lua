@@ -1,8 +1,9 @@
 --[[
 lockForget: gives back a lease taken on a session that turned out not to exist, and drops its
 counter when this lease was its only one (nobody was handed a token from it), so probing
-missing ids leaves nothing behind. A counter that handed out other leases stays: a session
-purged and created again with the same id keeps refusing its older tokens.
+missing ids leaves nothing behind. A counter that handed out other leases stays (a lease taken
+for the session before its row was deleted, or for a session created again under the id): the
+counter of a deleted row is dropped by whoever deleted it (RedisLeaseCounters.forget).
 
 KEYS[1]  the lock key
 KEYS[2]  the session's counter (hash: e, n)
