@@ -235,7 +235,7 @@ export function effectiveStatus(s: Session, now: number = Date.now()): SessionSt
  * the value (not the session object), so a changed field is parsed anew; bounded.
  */
 const parsedTimes = new Map<string, number>();
-export function timeOf(iso: string): number {
+function timeOf(iso: string): number {
   let t = parsedTimes.get(iso);
   if (t === undefined) {
     t = Date.parse(iso);

@@ -10,7 +10,7 @@
 import type { RedisClientType } from 'redis';
 import { TOMBSTONE_VERSION, type SharedCache } from '../../core/cache-tiers.js';
 import type { CacheStats, SessionCache } from '../../core/ports.js';
-import { timeOf, type Session } from '../../core/types.js';
+import type { Session } from '../../core/types.js';
 import { formatInvalidation } from '../../core/invalidation.js';
 import { keyOf } from '../../core/ids.js';
 import type { CallKind } from './circuit-breaker.js';
@@ -34,6 +34,8 @@ export class RedisSessionCache implements SessionCache, SharedCache {
   private hits = 0;
   private misses = 0;
   private errors = 0;
+  private threshold = '';
+  private thresholdAt = -Infinity;
 
   constructor(options: RedisSessionCacheOptions) {
     this.redis = options.redis;
@@ -85,14 +87,27 @@ export class RedisSessionCache implements SessionCache, SharedCache {
     return found;
   }
 
-  /** Whether the snapshot's key may have less than half its TTL left (see `get`). */
+  /** Sends PEXPIRE when the snapshot's key may have less than half its TTL left (see `get`). */
   private refreshIfDue(key: string, session: Session): void {
-    if (!(Date.now() - timeOf(session.updatedAt) < this.ttlMs / 2)) {
-      // Not waited for: the read has its answer. A failure is counted like any other call.
-      void this.redis.run((r) => r.pExpire(key, this.ttlMs)).catch(() => {
-        this.errors++;
-      });
+    // Timestamps are ISO 8601 in UTC, which order as text: no parse per read.
+    if (session.updatedAt >= this.refreshBefore()) return;
+    // Not waited for: the read has its answer. A failure is counted like any other call.
+    void this.redis.run((r) => r.pExpire(key, this.ttlMs)).catch(() => {
+      this.errors++;
+    });
+  }
+
+  /**
+   * Snapshots updated before this instant (ISO 8601) may have less than half their TTL left.
+   * Recomputed at most once a second, a second early, so it is never late.
+   */
+  private refreshBefore(): string {
+    const now = Date.now();
+    if (now - this.thresholdAt >= 1_000) {
+      this.thresholdAt = now;
+      this.threshold = new Date(now + 1_000 - this.ttlMs / 2).toISOString();
     }
+    return this.threshold;
   }
 
   /**
