@@ -25,11 +25,11 @@
  *   replica) its keys are deleted before any call goes to it.
  */
 import { sleep, systemClock, type Clock } from './clock.js';
-import { TOMBSTONE_VERSION, type NearCache, type SharedTier } from './cache-tiers.js';
+import { TOMBSTONE_VERSION, type NearCache, type NearEntry, type SharedTier } from './cache-tiers.js';
 import type { InvalidationBus } from './invalidation.js';
 import type { CacheOrigin, CacheStats, Lifecycle, SessionCache } from './ports.js';
 import type { Session } from './types.js';
-import { keyOf } from './ids.js';
+import { keyOf, sessionKey } from './ids.js';
 
 export interface CoherentSessionCacheOptions {
   near: NearCache | null;
@@ -269,30 +269,65 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
   get(id: string): Promise<Session | null> {
     const near = this.nearUsable ? this.near : null;
     if (near) {
-      if (near.peek(id)) {
-        // An invalidation that reached this instance before another instance's write was
-        // acknowledged is applied before we answer from memory. The hit is the one callback
-        // on the bus's settle (no further awaits), so it costs that wait and one microtask.
-        return this.bus.settle().then(() => (this.bus.live ? near.getSync(id) : null) ?? this.getShared(id));
-      }
+      if (near.peek(id)) return this.answerNear(near, id);
       near.countMiss();
     }
     return this.getShared(id);
   }
 
-  /** `get` past the near cache: the shared tier, or null (a miss) without one. */
-  private async getShared(id: string): Promise<Session | null> {
-    if (!this.shared) return null;
-    try {
-      const found = this.fresh(await this.shared.cache.get(id), id);
-      if (found) this.fillNear(found);
-      else this.fallbacks.miss++;
-      return found;
-    } catch (err) {
-      this.fallbacks.unavailable++;
-      this.onError(err, `${this.shared.cache.tier} get`);
-      return null;
+  /** `get` of `sessionKey(tenant, id)`; a near hit finds its entry without building the key. */
+  getFor(tenant: string, id: string): Promise<Session | null> {
+    const near = this.nearUsable ? this.near : null;
+    if (near) {
+      const entry = near.find(tenant, id);
+      if (entry) return this.answerNear(near, entry);
+      near.countMiss();
     }
+    return this.getShared(sessionKey(tenant, id));
+  }
+
+  /**
+   * A near hit. An invalidation that reached this instance before another instance's write
+   * was acknowledged is applied before we answer from memory (rule 4 of docs/distributed.md).
+   * The hit is the one callback on the bus's settle (no further awaits), so it costs that
+   * wait and one microtask.
+   */
+  private answerNear(near: NearCache, found: string | NearEntry): Promise<Session | null> {
+    return this.bus.settle().then(() => {
+      const key = typeof found === 'string' ? found : found.key;
+      if (!this.bus.live) return this.getShared(key);
+      return (typeof found === 'string' ? near.getSync(found) : near.hit(found)) ?? this.getShared(key);
+    });
+  }
+
+  /**
+   * `get` past the near cache: the shared tier, or null (a miss) without one. One callback on
+   * the tier's promise (a Redis hit is on the hot path).
+   */
+  private getShared(id: string): Promise<Session | null> {
+    const shared = this.shared;
+    if (!shared) return Promise.resolve(null);
+    const unavailable = (err: unknown): null => {
+      this.fallbacks.unavailable++;
+      this.onError(err, `${shared.cache.tier} get`);
+      return null;
+    };
+    let pending: Promise<Session | null>;
+    try {
+      pending = shared.cache.get(id);
+    } catch (err) {
+      return Promise.resolve(unavailable(err));
+    }
+    return pending.then((cached) => {
+      try {
+        const found = this.fresh(cached, id);
+        if (found) this.fillNear(found);
+        else this.fallbacks.miss++;
+        return found;
+      } catch (err) {
+        return unavailable(err);
+      }
+    }, unavailable);
   }
 
   async getMany(ids: readonly string[]): Promise<Map<string, Session>> {

@@ -14,6 +14,12 @@ import type { Session } from './types.js';
  */
 export const TOMBSTONE_VERSION = 2 ** 52;
 
+/** A near-cache entry as `find` hands it out: valid only until the next call that changes the cache. */
+export interface NearEntry {
+  /** The session's key (`sessionKey`). */
+  readonly key: string;
+}
+
 /**
  * This instance's in-memory copies, versioned: an entry is never replaced by an older
  * version, and markers (entries without data) keep older versions out for a while.
@@ -25,6 +31,16 @@ export interface NearCache {
   peek(id: string): boolean;
   /** The live entry, counted as a hit, or null, counted as a miss. */
   getSync(id: string): Session | null;
+  /**
+   * `peek` by tenant and id, without building the key: the live entry, counting neither a
+   * hit nor a miss, to be read with `hit`.
+   */
+  find(tenant: string, id: string): NearEntry | null;
+  /**
+   * The session of an entry `find` returned, if it is still the live one (counted as a hit);
+   * otherwise `getSync` of its key.
+   */
+  hit(entry: NearEntry): Session | null;
   /** Counts a lookup answered elsewhere without asking (the caller peeked and found nothing). */
   countMiss(): void;
   /** Stores the snapshot unless a live entry holds its version or a newer one. */

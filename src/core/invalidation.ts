@@ -50,21 +50,42 @@ export function parseInvalidation(text: string): { id: string; version: number }
 }
 
 /**
- * `settle` for a bus whose messages arrive on this process's sockets: yields until the event
- * loop has polled them once more after the call. The first immediate runs after the current
- * poll phase; the second after the next one, which picks up data that arrived while this
- * turn was running (the sender may write another client's reply a few microseconds before
- * our subscriber's message). Callers that start in the same turn share one wait.
+ * `settle` for a bus whose messages arrive on this process's sockets: resolves in a check
+ * phase (a `setImmediate` callback) that follows a poll phase which began after the call, so
+ * whatever had arrived on the sockets by the call has been read. From anywhere, that takes two
+ * immediates: the first runs after the current poll phase (which may have begun before the
+ * call: the sender may write another client's reply a few microseconds before our
+ * subscriber's message), the second after the next one. A call made while the callback that
+ * resolves a wait is running (its microtasks included: a read that follows a near hit) is
+ * already past this iteration's poll phase, so one immediate does: it runs after the next.
+ * Callers that start in the same turn share one wait, and a wait is never joined by a call
+ * made after the poll phase it relies on began.
  */
 export function eventLoopSettle(): () => Promise<void> {
   let gate: Promise<void> | null = null;
+  /** True while a wait's resolving callback and its microtasks run (in a check phase). */
+  let afterPoll = false;
+  // The second immediate, queued with the first, runs right after the first callback's
+  // microtasks: it closes the window and the wait opened in it.
+  const resolveInNextCheck = (resolve: () => void) => {
+    setImmediate(() => {
+      afterPoll = true;
+      resolve();
+    });
+    setImmediate(() => {
+      afterPoll = false;
+      gate = null;
+    });
+  };
   return () => {
-    gate ??= new Promise<void>((resolve) =>
-      setImmediate(() => {
-        gate = null;
-        setImmediate(resolve);
-      }),
-    );
+    gate ??= afterPoll
+      ? new Promise<void>(resolveInNextCheck)
+      : new Promise<void>((resolve) =>
+          setImmediate(() => {
+            gate = null;
+            resolveInNextCheck(resolve);
+          }),
+        );
     return gate;
   };
 }

@@ -108,6 +108,8 @@ export type CacheOrigin = 'write' | 'unannounced-write' | 'read';
 export interface SessionCache {
   readonly tier: string;
   get(id: string): Promise<Session | null>;
+  /** `get` of `sessionKey(tenant, id)`, for a cache that finds it without building the key. */
+  getFor?(tenant: string, id: string): Promise<Session | null>;
   set(session: Session, origin?: CacheOrigin): Promise<void>;
   invalidate(id: string): Promise<void>;
   stats(): CacheStats;

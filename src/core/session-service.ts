@@ -189,7 +189,7 @@ export class SessionService {
     if (!cache) return this.load(tenant, id, required);
     let cached: Promise<Session | null>;
     try {
-      cached = cache.get(sessionKey(tenant, id));
+      cached = cache.getFor ? cache.getFor(tenant, id) : cache.get(sessionKey(tenant, id));
     } catch (err) {
       this.onCacheError(err);
       return this.load(tenant, id, required);

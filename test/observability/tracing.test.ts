@@ -206,12 +206,12 @@ describe.skipIf(!ready)('tracing: PostgreSQL + Redis + NATS', () => {
     expect(redis?.attributes).toMatchObject({ 'db.operation.name': 'EVALSHA', 'server.port': Number(new URL(serviceUrl('redis')).port || 6379) });
   });
 
-  it('get: a Redis read (GETEX) under session.get; items: the append statement under session.items.append', async () => {
+  it('get: a Redis read (GET) under session.get; items: the append statement under session.items.append', async () => {
     const created = await post(base, '/v1/sessions', {});
     resetSpans();
     expect((await fetch(`${base}/v1/sessions/${String(created.id)}`, { headers })).status).toBe(200);
     const { op } = request('GET /v1/sessions/:id', 'session.get');
-    expect(childrenOf(op).map((s) => s.name)).toContain('GETEX');
+    expect(childrenOf(op).map((s) => s.name)).toContain('GET');
 
     resetSpans();
     // A body of many chunks: it arrives after the request's hooks ran, on the socket's events.

@@ -132,7 +132,11 @@ export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
   });
 
   describe('sliding TTL', () => {
-    it('a read extends the TTL with GETEX and leaves the value untouched', async () => {
+    // The refresh is sent on the cache's own connection before its read resolves, so a PTTL
+    // sent on that connection afterwards sees it (no wait, no fixed time).
+    const pttlAfter = (id: string) => guard.run((r) => r.pTTL(key(id)));
+
+    it('a read of a snapshot older than half the TTL sets the full TTL again and leaves the value untouched', async () => {
       // Long enough that no stall of a loaded machine lets the key expire during the test.
       const ttlMs = 30_000;
       const short = new RedisSessionCache({ redis: guard, ttlMs });
@@ -146,21 +150,21 @@ export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
         if (m.startsWith(`default/${id} `)) messages.push(m);
       });
       try {
-        await short.store(snapshot(id, 1));
+        // Last updated a whole TTL ago: the store's TTL may have run below half by now.
+        await short.store(sessionSnapshot(id, 1, { userId: 'u' }, new Date(Date.now() - ttlMs)));
         // On a Cluster the message may cross the cluster bus first: wait for it, not a fixed time.
         await waitFor(() => messages.length > 0, 10_000, 'the message of the store');
         expect(messages).toEqual([`default/${id} 1`]);
         const before = await raw.get(key(id));
-        await sleep(1_000);
-        const aged = await raw.pTTL(key(id));
-        expect(aged).toBeLessThanOrEqual(ttlMs - 900);
+        // As if most of the TTL had run down.
+        await raw.pExpire(key(id), 5_000);
         const readAt = Date.now();
         expect((await short.get(sessionKey('default', id)))?.version).toBe(1);
-        const slid = await raw.pTTL(key(id));
+        const slid = await pttlAfter(id);
         const spent = Date.now() - readAt;
-        // The GETEX set the full TTL after readAt, so at most `spent` of it has run down since
-        // (without it, the second slept above would have: slid would be below ttlMs - 1000).
-        // Bounded by what was measured, so a stall between the two calls cannot break it.
+        // The refresh set the full TTL after readAt, so at most `spent` of it has run down since
+        // (without it, slid would be at most 5,000). Bounded by what was measured, so a stall
+        // between the two calls cannot break it.
         expect(slid).toBeGreaterThanOrEqual(ttlMs - spent - 10);
         expect(await raw.get(key(id))).toBe(before);
         // Time for a rewrite's message to arrive, had there been one (same wait as for the store's).
@@ -169,6 +173,33 @@ export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
       } finally {
         await sub.close();
       }
+    });
+
+    it('a read of a snapshot updated less than half the TTL ago is one GET: the TTL is left as it is', async () => {
+      const ttlMs = 30_000;
+      const short = new RedisSessionCache({ redis: guard, ttlMs });
+      const id = crypto.randomUUID();
+      // Updated just now, so stored less than half the TTL ago: more than half of it is left.
+      await short.store(snapshot(id, 1));
+      // Shortened by hand, so that a refresh would show.
+      await raw.pExpire(key(id), 5_000);
+      expect((await short.get(sessionKey('default', id)))?.version).toBe(1);
+      expect((await short.getMany([sessionKey('default', id)])).size).toBe(1);
+      const left = await pttlAfter(id);
+      expect(left).toBeGreaterThan(0);
+      expect(left).toBeLessThanOrEqual(5_000);
+    });
+
+    it('getMany refreshes what get would', async () => {
+      const ttlMs = 30_000;
+      const short = new RedisSessionCache({ redis: guard, ttlMs });
+      const id = crypto.randomUUID();
+      await short.store(sessionSnapshot(id, 1, { userId: 'u' }, new Date(Date.now() - ttlMs)));
+      await raw.pExpire(key(id), 5_000);
+      const readAt = Date.now();
+      expect((await short.getMany([sessionKey('default', id)])).size).toBe(1);
+      const slid = await pttlAfter(id);
+      expect(slid).toBeGreaterThanOrEqual(ttlMs - (Date.now() - readAt) - 10);
     });
   });
 

@@ -4,15 +4,20 @@
  * was already in flight. The whole cache in embedded mode; the near tier of the coherence
  * policy in distributed mode.
  */
-import { keyOf } from '../../core/ids.js';
-import type { NearCache } from '../../core/cache-tiers.js';
+import { keyOf, splitSessionKey } from '../../core/ids.js';
+import type { NearCache, NearEntry } from '../../core/cache-tiers.js';
 import type { CacheStats, SessionCache } from '../../core/ports.js';
 import type { Session } from '../../core/types.js';
 
-interface Entry {
+interface Entry extends NearEntry {
   session: Session | null;
   version: number;
   expiresAt: number;
+  /** False once the entry was replaced, dropped, evicted or cleared. */
+  live: boolean;
+  /** The key split, when it is a session's (`<tenant>/<id>`). */
+  tenant: string | undefined;
+  id: string | undefined;
 }
 
 export interface LruSessionCacheOptions {
@@ -25,7 +30,15 @@ export interface LruSessionCacheOptions {
 
 export class LruSessionCache implements SessionCache, NearCache {
   readonly tier: string;
+  /** key → entry, least recently used first. */
   private readonly entries = new Map<string, Entry>();
+  /**
+   * The same entries by tenant and id, so a read finds its entry without building the
+   * `<tenant>/<id>` key (hashing a new string per read was the largest cost of a hit). An
+   * entry leaves both maps together, and an emptied tenant leaves too: nothing here outlives
+   * the entries.
+   */
+  private readonly byTenant = new Map<string, Map<string, Entry>>();
   private readonly maxEntries: number;
   private readonly ttlMs: number;
   private readonly now: () => number;
@@ -43,10 +56,35 @@ export class LruSessionCache implements SessionCache, NearCache {
     return Promise.resolve(this.getSync(id));
   }
 
+  /** `get` by tenant and id, without building the key. */
+  getFor(tenant: string, id: string): Promise<Session | null> {
+    const entry = this.find(tenant, id);
+    if (entry) return Promise.resolve(this.hit(entry));
+    this.misses++;
+    return Promise.resolve(null);
+  }
+
   /** Whether a live entry is present, without counting a hit or a miss. */
   peek(id: string): boolean {
     const entry = this.entries.get(id);
     return entry !== undefined && entry.session !== null && entry.expiresAt > this.now();
+  }
+
+  /** The live entry of the tenant's session, without counting a hit or a miss. */
+  find(tenant: string, id: string): Entry | null {
+    const entry = this.byTenant.get(tenant)?.get(id);
+    return entry !== undefined && entry.session !== null && entry.expiresAt > this.now() ? entry : null;
+  }
+
+  /** The entry's session if it is still the live one, counted as a hit; else `getSync` of its key. */
+  hit(found: NearEntry): Session | null {
+    const entry = found as Entry;
+    if (!entry.live || entry.session === null || entry.expiresAt <= this.now()) return this.getSync(entry.key);
+    // Re-insert to mark as most recently used.
+    this.entries.delete(entry.key);
+    this.entries.set(entry.key, entry);
+    this.hits++;
+    return entry.session;
   }
 
   /** Counts a lookup answered elsewhere without asking (the caller peeked and found nothing). */
@@ -57,7 +95,7 @@ export class LruSessionCache implements SessionCache, NearCache {
   getSync(id: string): Session | null {
     const entry = this.entries.get(id);
     if (!entry || entry.session === null || entry.expiresAt <= this.now()) {
-      if (entry && entry.expiresAt <= this.now()) this.entries.delete(id);
+      if (entry && entry.expiresAt <= this.now()) this.remove(entry);
       this.misses++;
       return null;
     }
@@ -72,16 +110,12 @@ export class LruSessionCache implements SessionCache, NearCache {
     const key = keyOf(session);
     const current = this.entries.get(key);
     if (current && current.expiresAt > this.now() && current.version >= session.version) return Promise.resolve();
-    this.entries.delete(key);
-    this.entries.set(key, { session, version: session.version, expiresAt: this.now() + this.ttlMs });
-    this.evict();
+    this.put(key, session, session.version);
     return Promise.resolve();
   }
 
   invalidate(id: string): Promise<void> {
-    this.entries.delete(id);
-    this.entries.set(id, { session: null, version: Number.MAX_SAFE_INTEGER, expiresAt: this.now() + this.ttlMs });
-    this.evict();
+    this.put(id, null, Number.MAX_SAFE_INTEGER);
     return Promise.resolve();
   }
 
@@ -93,9 +127,7 @@ export class LruSessionCache implements SessionCache, NearCache {
     const current = this.entries.get(id);
     if (current && current.version >= version) return;
     if (!current) return;
-    this.entries.delete(id);
-    this.entries.set(id, { session: null, version: version - 1, expiresAt: this.now() + this.ttlMs });
-    this.evict();
+    this.put(id, null, version - 1);
   }
 
   entryVersions(): Array<[id: string, version: number]> {
@@ -108,18 +140,46 @@ export class LruSessionCache implements SessionCache, NearCache {
   }
 
   clear(): void {
+    for (const entry of this.entries.values()) entry.live = false;
     this.entries.clear();
+    this.byTenant.clear();
   }
 
   stats(): CacheStats {
     return { hits: this.hits, misses: this.misses, size: this.entries.size };
   }
 
+  /** Replaces the entry of `key` (as the most recently used), then evicts down to the limit. */
+  private put(key: string, session: Session | null, version: number): void {
+    const current = this.entries.get(key);
+    if (current) this.remove(current);
+    const name = session ? { tenant: session.tenantId, id: session.id } : splitSessionKey(key);
+    const entry: Entry = { key, session, version, expiresAt: this.now() + this.ttlMs, live: true, tenant: name?.tenant, id: name?.id };
+    this.entries.set(key, entry);
+    // A key that does not split (not a session's) is found by key only.
+    if (name) {
+      let ids = this.byTenant.get(name.tenant);
+      if (!ids) this.byTenant.set(name.tenant, (ids = new Map()));
+      ids.set(name.id, entry);
+    }
+    this.evict();
+  }
+
+  private remove(entry: Entry): void {
+    entry.live = false;
+    this.entries.delete(entry.key);
+    if (entry.tenant === undefined || entry.id === undefined) return;
+    const ids = this.byTenant.get(entry.tenant);
+    if (ids?.get(entry.id) !== entry) return;
+    ids.delete(entry.id);
+    if (ids.size === 0) this.byTenant.delete(entry.tenant);
+  }
+
   private evict(): void {
     while (this.entries.size > this.maxEntries) {
-      const oldest = this.entries.keys().next();
+      const oldest = this.entries.values().next();
       if (oldest.done) return;
-      this.entries.delete(oldest.value);
+      this.remove(oldest.value);
     }
   }
 }

@@ -77,8 +77,34 @@ export class CircuitBreaker {
     return this.current === 'closed';
   }
 
-  /** Runs `fn` through the breaker; fails fast with BreakerOpenError while it is open. */
-  async run<T>(fn: () => Promise<T>, kind: CallKind = 'read'): Promise<T> {
+  /**
+   * Runs `fn` through the breaker; fails fast with BreakerOpenError while it is open. While
+   * closed (every cache read) the result is `fn`'s promise with one callback, no async frame.
+   */
+  run<T>(fn: () => Promise<T>, kind: CallKind = 'read'): Promise<T> {
+    if (this.current === 'closed') {
+      let pending: Promise<T>;
+      try {
+        pending = fn();
+      } catch (err) {
+        this.failure(err);
+        return Promise.reject(err as Error);
+      }
+      return pending.then(
+        (result) => {
+          this.failures = 0;
+          return result;
+        },
+        (err: unknown) => {
+          this.failure(err);
+          throw err;
+        },
+      );
+    }
+    return this.runNotClosed(fn, kind);
+  }
+
+  private async runNotClosed<T>(fn: () => Promise<T>, kind: CallKind): Promise<T> {
     if (this.current === 'draining' && kind === 'write') {
       try {
         return await fn();
@@ -87,19 +113,9 @@ export class CircuitBreaker {
         throw err;
       }
     }
-    if (this.current !== 'closed') {
-      this.shortCircuited++;
-      if (this.current === 'open' && this.now() - this.openedAt >= this.cooldown) void this.recover();
-      throw new BreakerOpenError(this.options.name);
-    }
-    try {
-      const result = await fn();
-      this.failures = 0;
-      return result;
-    } catch (err) {
-      this.failure(err);
-      throw err;
-    }
+    this.shortCircuited++;
+    if (this.current === 'open' && this.now() - this.openedAt >= this.cooldown) void this.recover();
+    throw new BreakerOpenError(this.options.name);
   }
 
   /** Counts a failure observed outside `run`. */

@@ -3,7 +3,7 @@
  * one session shares the hash tag `{<session id>}`, so all of them live on one Cluster slot
  * and multi-key scripts work.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { createClient, createCluster, type RedisClientType, type RedisClusterType } from 'redis';
 
 export type RedisConnection = RedisClientType | RedisClusterType;
@@ -96,7 +96,10 @@ export class RedisKeys {
   }
 }
 
-/** The hash tag of a session's Redis keys: SHA-256 of its key (`<tenant>/<id>`), base64url, 22 characters. */
+/**
+ * The hash tag of a session's Redis keys: SHA-256 of its key (`<tenant>/<id>`), base64url, 22
+ * characters. Node's one-shot `hash` (no Hash object per call: every cache read builds a key).
+ */
 export function redisSessionTag(key: string): string {
-  return createHash('sha256').update(key).digest('base64url').slice(0, 22);
+  return hash('sha256', key, 'base64url').slice(0, 22);
 }

@@ -269,28 +269,33 @@ export class RedisTimeoutError extends Error {
 /**
  * Deadlines for in-flight calls, checked by one timer instead of one timer per call (a hot
  * path: every cache read). A call fails between `ms` and `ms` + 1/10 of `ms` after it began.
+ * Every call gets the same `ms`, so calls in the order they began are in the order of their
+ * deadlines: a queue, from whose front the timer drops settled calls and fails late ones. (A
+ * Set of in-flight calls, added to and deleted from on every call, cost a Redis hit about a
+ * quarter of its throughput.)
  */
 class Deadlines {
-  private readonly pending = new Set<{ at: number; fail: () => void }>();
+  /** Calls in the order they began; `fail` is null once the call settled. */
+  private queue: Array<{ at: number; fail: (() => void) | null }> = [];
   private timer: NodeJS.Timeout | null = null;
 
   constructor(private readonly ms: number) {}
 
   wrap<T>(promise: Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const entry = {
+      const entry: { at: number; fail: (() => void) | null } = {
         at: performance.now() + this.ms,
         fail: () => reject(new RedisTimeoutError(`no reply from redis within ${this.ms} ms`)),
       };
-      this.pending.add(entry);
+      this.queue.push(entry);
       this.timer ??= this.start();
       promise.then(
         (v) => {
-          this.pending.delete(entry);
+          entry.fail = null;
           resolve(v);
         },
         (err: unknown) => {
-          this.pending.delete(entry);
+          entry.fail = null;
           reject(err as Error);
         },
       );
@@ -300,13 +305,16 @@ class Deadlines {
   private start(): NodeJS.Timeout {
     const timer = setInterval(() => {
       const now = performance.now();
-      for (const entry of this.pending) {
-        if (entry.at <= now) {
-          this.pending.delete(entry);
-          entry.fail();
-        }
+      let done = 0;
+      for (const entry of this.queue) {
+        if (entry.fail !== null && entry.at > now) break;
+        done++;
+        const fail = entry.fail;
+        entry.fail = null;
+        fail?.();
       }
-      if (this.pending.size === 0) {
+      if (done > 0) this.queue = this.queue.slice(done);
+      if (this.queue.length === 0) {
         clearInterval(timer);
         this.timer = null;
       }

@@ -2,7 +2,8 @@
  * The shared cache tier: one snapshot per session under `<prefix>s:{<tag>}` (RedisKeys), stored as
  * "<version>:<JSON>" by a Lua script that never replaces a newer version with an older one
  * and publishes an invalidation for the near caches of every instance in the same step.
- * Reads slide the TTL with GETEX (the value is never rewritten to extend it). Every call goes
+ * Reads are one GET; the TTL is refreshed with PEXPIRE only once it may have run below half
+ * (the value is never rewritten to extend it). Every call goes
  * through the Redis circuit breaker and throws when Redis is unreachable; the coherence
  * policy in front (core/cache-coherence.ts) decides what that means.
  */
@@ -33,6 +34,8 @@ export class RedisSessionCache implements SessionCache, SharedCache {
   private hits = 0;
   private misses = 0;
   private errors = 0;
+  private threshold = '';
+  private thresholdAt = -Infinity;
 
   constructor(options: RedisSessionCacheOptions) {
     this.redis = options.redis;
@@ -41,29 +44,70 @@ export class RedisSessionCache implements SessionCache, SharedCache {
     this.channel = this.redis.keys.global('cache:invalidate');
   }
 
-  async get(id: string): Promise<Session | null> {
-    const raw = await this.guarded('read', (r) => r.getEx(this.redis.keys.session(id), { type: 'PX', value: this.ttlMs }));
-    const { session, legacy } = decode(raw);
-    if (legacy) await this.retire(id);
-    return this.count(session);
+  /**
+   * One GET, one round trip. The TTL is refreshed (PEXPIRE, sent after the reply and not
+   * waited for) only when it may have run below half: every store sets the full TTL, and a
+   * snapshot is stored after the write that set its `updatedAt`, so a snapshot updated less
+   * than half the TTL ago still has more than half of it left (PostgreSQL's clock against
+   * this instance's: a skew only moves the refresh). A snapshot read at t thus stays at least
+   * until t + TTL/2, at most a TTL after its last store or refresh.
+   */
+  get(id: string): Promise<Session | null> {
+    const key = this.redis.keys.session(id);
+    return this.redis.run((r) => r.get(key)).then(
+      (raw) => {
+        const { session, legacy } = decode(raw);
+        if (legacy) return this.retire(id).then(() => this.count(null));
+        if (session) this.refreshIfDue(key, session);
+        return this.count(session);
+      },
+      (err: unknown) => {
+        this.errors++;
+        throw err;
+      },
+    );
   }
 
   /**
-   * Several snapshots in one round trip: the GETEX calls are issued together and node-redis
+   * Several snapshots in one round trip: the GET calls are issued together and node-redis
    * pipelines them on one connection (on a Cluster, one pipeline per node).
    */
   async getMany(ids: readonly string[]): Promise<Map<string, Session>> {
-    const raws = await this.guarded('read', (r) =>
-      Promise.all(ids.map((id) => r.getEx(this.redis.keys.session(id), { type: 'PX', value: this.ttlMs }))),
-    );
+    const keys = ids.map((id) => this.redis.keys.session(id));
+    const raws = await this.guarded('read', (r) => Promise.all(keys.map((key) => r.get(key))));
     const found = new Map<string, Session>();
     const decoded = raws.map(decode);
     await Promise.all(ids.map((id, i) => (decoded[i]?.legacy ? this.retire(id) : undefined)));
-    for (const { session } of decoded) {
+    decoded.forEach(({ session }, i) => {
       const s = this.count(session);
-      if (s) found.set(keyOf(s), s);
-    }
+      if (!s) return;
+      this.refreshIfDue(keys[i] as string, s);
+      found.set(keyOf(s), s);
+    });
     return found;
+  }
+
+  /** Sends PEXPIRE when the snapshot's key may have less than half its TTL left (see `get`). */
+  private refreshIfDue(key: string, session: Session): void {
+    // Timestamps are ISO 8601 in UTC, which order as text: no parse per read.
+    if (session.updatedAt >= this.refreshBefore()) return;
+    // Not waited for: the read has its answer. A failure is counted like any other call.
+    void this.redis.run((r) => r.pExpire(key, this.ttlMs)).catch(() => {
+      this.errors++;
+    });
+  }
+
+  /**
+   * Snapshots updated before this instant (ISO 8601) may have less than half their TTL left.
+   * Recomputed at most once a second, a second early, so it is never late.
+   */
+  private refreshBefore(): string {
+    const now = Date.now();
+    if (now - this.thresholdAt >= 1_000) {
+      this.thresholdAt = now;
+      this.threshold = new Date(now + 1_000 - this.ttlMs / 2).toISOString();
+    }
+    return this.threshold;
   }
 
   /**

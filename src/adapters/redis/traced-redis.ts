@@ -1,6 +1,6 @@
 /**
  * A Redis connection whose commands are spans (OpenTelemetry database conventions): named by
- * the command (`GETEX`, `EVALSHA`), never with a key or a value. Only built when tracing is
+ * the command (`GET`, `EVALSHA`), never with a key or a value. Only built when tracing is
  * on; a command sent by background work alone (a lease renewal, a poll) is traced only inside
  * a span. The connection's other members (events, connect, close) pass through untouched.
  */
