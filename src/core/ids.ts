@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import { SESSION_ID_PATTERN } from './types.js';
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -39,6 +39,21 @@ let lastMs = -Infinity;
 let counter = 0;
 
 /**
+ * Random bytes drawn from the CSPRNG 4 KiB at a time (as crypto.randomUUID does): a call into
+ * it per id cost more than the rest of the id. Each byte is handed out once.
+ */
+const RANDOM_POOL = Buffer.alloc(4096);
+let randomAt = RANDOM_POOL.length;
+
+function randomByteAt(): number {
+  if (randomAt >= RANDOM_POOL.length) {
+    randomFillSync(RANDOM_POOL);
+    randomAt = 0;
+  }
+  return RANDOM_POOL[randomAt++] as number;
+}
+
+/**
  * A UUIDv7 (RFC 9562): time-ordered, so new rows land at the end of the primary key index.
  * Within one process the ids are strictly increasing (RFC 9562 §6.2, method 1: the 12 bits
  * after the version are a counter that starts at a random value below 2^11 each millisecond
@@ -48,16 +63,17 @@ let counter = 0;
 export function uuidv7(now: number = Date.now()): string {
   if (now > lastMs) {
     lastMs = now;
-    counter = randomBytes(2).readUInt16BE(0) & 0x7ff;
+    counter = ((randomByteAt() << 8) | randomByteAt()) & 0x7ff;
   } else if (++counter > MAX_COUNTER) {
     // The counter ran out in this millisecond (or the clock went back): borrow the next one.
     lastMs++;
     counter = 0;
   }
-  const bytes = randomBytes(16);
+  const bytes = Buffer.allocUnsafe(16);
   bytes.writeUIntBE(lastMs, 0, 6);
   bytes[6] = 0x70 | (counter >> 8);
   bytes[7] = counter & 0xff;
+  for (let i = 8; i < 16; i++) bytes[i] = randomByteAt();
   bytes[8] = 0x80 | ((bytes[8] ?? 0) & 0x3f);
   const hex = bytes.toString('hex');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;

@@ -25,6 +25,23 @@ export const OUTBOX_CHANNEL = 'agent_sessions_outbox';
 /** A statement that writes outbox rows (they all do it through OUTBOX_WRITER, sql.ts). */
 const OUTBOX_INSERT = /\binsert\s+into\s+outbox\b/i;
 
+/**
+ * Whether `text` inserts into the outbox, remembered per text: the statements are a fixed set
+ * of long texts (sql/*.sql), and the search cost about 1.5 µs of client CPU per query. Texts
+ * past the bound (ad hoc queries) are searched each time.
+ */
+const outboxWriters = new Map<string, boolean>();
+const MAX_REMEMBERED = 1_000;
+
+function writesOutbox(text: string): boolean {
+  let writes = outboxWriters.get(text);
+  if (writes === undefined) {
+    writes = OUTBOX_INSERT.test(text);
+    if (outboxWriters.size < MAX_REMEMBERED) outboxWriters.set(text, writes);
+  }
+  return writes;
+}
+
 export class OutboxSignal {
   private readonly listeners = new Set<() => void>();
   private timer: NodeJS.Timeout | null = null;
@@ -75,23 +92,23 @@ export function signallingDatabase(db: SqlDatabase, signal: OutboxSignal): SqlDa
     },
     async query<R>(text: string, params?: readonly unknown[]): Promise<R[]> {
       const rows = await db.query<R>(text, params);
-      if (OUTBOX_INSERT.test(text)) signal.committed();
+      if (writesOutbox(text)) signal.committed();
       return rows;
     },
     async exec(script: string): Promise<void> {
       await db.exec(script);
-      if (OUTBOX_INSERT.test(script)) signal.committed();
+      if (writesOutbox(script)) signal.committed();
     },
     async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>, options?: TransactionOptions): Promise<T> {
       let inserted = false;
       const result = await db.transaction((tx) =>
         fn({
           query: <R>(text: string, params?: readonly unknown[]) => {
-            if (OUTBOX_INSERT.test(text)) inserted = true;
+            if (writesOutbox(text)) inserted = true;
             return tx.query<R>(text, params);
           },
           exec: (script: string) => {
-            if (OUTBOX_INSERT.test(script)) inserted = true;
+            if (writesOutbox(script)) inserted = true;
             return tx.exec(script);
           },
         }),

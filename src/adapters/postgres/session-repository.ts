@@ -32,7 +32,7 @@ import {
 import { decodeCursor, encodeCursor } from '../../core/cursor.js';
 import { isSessionId } from '../../core/ids.js';
 import type { SqlDatabase } from './database.js';
-import { iso, rowToSession, type Row } from './rows.js';
+import { createdRowToSession, iso, rowToSession, type Row } from './rows.js';
 import { run, statements, type Statement } from './sql.js';
 
 
@@ -210,7 +210,7 @@ export class PostgresSessionRepository implements SessionRepository {
       absoluteTimeoutSeconds: lifetimes.absoluteTimeoutSeconds,
       notifyChannel: this.notifyChannel,
     });
-    if (row) return rowToSession(row);
+    if (row) return createdRowToSession(row);
     if (input.parentSessionId && !(await this.get(tenant, input.parentSessionId))) {
       throw new NotFoundError('session', input.parentSessionId);
     }

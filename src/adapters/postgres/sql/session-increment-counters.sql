@@ -6,7 +6,8 @@
 --   carried by a write); an accepted one becomes the newest; null: none
 -- $5 deltas jsonb: object of counter name (totalTurns, messageCount, totalCostUsd, inputTokens, outputTokens) to a non-negative number
 -- $6 notifyChannel text: where near caches hear "<id> <version>" of written sessions; null: not announced
--- reply: one row; written = true and the written row, or written = false and the current row; no row: not found
+-- reply: one row; written = true and the written row, or written = false and the current row (the
+--   columns a session shows, and fence); no row: not found
 -- One row visit: the UPDATE takes the row lock and checks the guards in its WHERE. Under READ
 -- COMMITTED a row that another write changed meanwhile is re-read at its newest version and
 -- the WHERE is evaluated again on it (never on the statement's snapshot). Only when nothing
@@ -28,6 +29,20 @@ WITH upd AS (
 -- The near-cache announcement (PostgreSQL-only mode) is sent by the write itself and delivered
 -- at commit; without a channel pg_notify is not called at all (a notifying transaction
 -- serializes commits).
-SELECT true AS written, upd.*, CASE WHEN $6::text IS NOT NULL THEN pg_catalog.pg_notify($6, upd.tenant_id || '/' || upd.id || ' ' || upd.version::text) END AS notified FROM upd
+-- The columns a session shows and the fence (the row's run and sequence columns are not
+-- decoded: every column costs the client and the server).
+SELECT true AS written,
+  upd.id, upd.tenant_id, upd.user_id, upd.org_id, upd.status, upd.model, upd.title, upd.system_prompt,
+  upd.workspace_path, upd.mcp_client_ids, upd.parent_session_id, upd.metadata, upd.total_turns,
+  upd.message_count, upd.total_cost_usd, upd.input_tokens, upd.output_tokens, upd.version, upd.revision,
+  upd.fence, upd.ttl_seconds, upd.idle_timeout_seconds, upd.created_at, upd.updated_at, upd.last_active_at,
+  upd.expires_at, upd.ended_at, upd.end_reason,
+  CASE WHEN $6::text IS NOT NULL THEN pg_catalog.pg_notify($6, upd.tenant_id || '/' || upd.id || ' ' || upd.version::text) END AS notified FROM upd
 UNION ALL
-SELECT false, cur.*, NULL FROM (SELECT * FROM sessions WHERE tenant_id = $1 AND id = $2 FOR UPDATE) cur WHERE NOT EXISTS (SELECT 1 FROM upd)
+SELECT false,
+  cur.id, cur.tenant_id, cur.user_id, cur.org_id, cur.status, cur.model, cur.title, cur.system_prompt,
+  cur.workspace_path, cur.mcp_client_ids, cur.parent_session_id, cur.metadata, cur.total_turns,
+  cur.message_count, cur.total_cost_usd, cur.input_tokens, cur.output_tokens, cur.version, cur.revision,
+  cur.fence, cur.ttl_seconds, cur.idle_timeout_seconds, cur.created_at, cur.updated_at, cur.last_active_at,
+  cur.expires_at, cur.ended_at, cur.end_reason,
+  NULL FROM (SELECT * FROM sessions WHERE tenant_id = $1 AND id = $2 FOR UPDATE) cur WHERE NOT EXISTS (SELECT 1 FROM upd)
