@@ -13,6 +13,7 @@ import type { Session } from '../../src/core/types.js';
 import { GuardedRedis } from '../../src/adapters/redis/guarded-redis.js';
 import { TOMBSTONE_VERSION } from '../../src/core/cache-tiers.js';
 import { RedisSessionCache } from '../../src/adapters/redis/redis-session-cache.js';
+import { SCRIPTS } from '../../src/adapters/redis/session-scripts.js';
 import { createSessions, type Sessions, internals } from '../../src/internal.js';
 import { freshDatabase, uniqueKeyPrefix, type FreshDatabase } from '../setup/harness.js';
 import { holdLock, pausedHolderRace } from '../distributed/lock-scenarios.js';
@@ -134,7 +135,16 @@ export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
   describe('sliding TTL', () => {
     // The refresh is sent on the cache's own connection before its read resolves, so a PTTL
     // sent on that connection afterwards sees it (no wait, no fixed time).
+    // That holds once the node knows the refresh script; the first call on a node sends it
+    // in full after a NOSCRIPT reply, one round trip later. So a refresh is waited for (a
+    // deadline, not a fixed time), and a test that expects none loads the script first.
     const pttlAfter = (id: string) => guard.run((r) => r.pTTL(key(id)));
+    const loadRefresh = (id: string) => guard.run((r) => SCRIPTS.ttlRefresh.run(r, [key(id)], ['0', '1', '0']));
+    async function slidAfter(id: string): Promise<number> {
+      let slid = 0;
+      await waitFor(async () => (slid = await pttlAfter(id)) > 5_000, 10_000, 'the TTL refresh');
+      return slid;
+    }
 
     it('a read of a snapshot older than half the TTL sets the full TTL again and leaves the value untouched', async () => {
       // Long enough that no stall of a loaded machine lets the key expire during the test.
@@ -160,7 +170,7 @@ export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
         await raw.pExpire(key(id), 5_000);
         const readAt = Date.now();
         expect((await short.get(sessionKey('default', id)))?.version).toBe(1);
-        const slid = await pttlAfter(id);
+        const slid = await slidAfter(id);
         const spent = Date.now() - readAt;
         // The refresh set the full TTL after readAt, so at most `spent` of it has run down since
         // (without it, slid would be at most 5,000). Bounded by what was measured, so a stall
@@ -179,6 +189,7 @@ export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
       const ttlMs = 30_000;
       const short = new RedisSessionCache({ redis: guard, ttlMs });
       const id = crypto.randomUUID();
+      await loadRefresh(id);
       // Updated just now, so stored less than half the TTL ago: more than half of it is left.
       await short.store(snapshot(id, 1));
       // Shortened by hand, so that a refresh would show.
@@ -190,6 +201,43 @@ export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
       expect(left).toBeLessThanOrEqual(5_000);
     });
 
+    it('a snapshot refilled after a miss (an old updatedAt, more than half its TTL left) keeps its TTL', async () => {
+      const ttlMs = 30_000;
+      const short = new RedisSessionCache({ redis: guard, ttlMs });
+      const id = crypto.randomUUID();
+      await loadRefresh(id);
+      await short.store(sessionSnapshot(id, 1, { userId: 'u' }, new Date(Date.now() - ttlMs)));
+      // More than half left, less than the whole, so that a refresh would show.
+      await raw.pExpire(key(id), 20_000);
+      expect((await short.get(sessionKey('default', id)))?.version).toBe(1);
+      expect((await short.getMany([sessionKey('default', id)])).size).toBe(1);
+      const left = await pttlAfter(id);
+      expect(left).toBeGreaterThan(0);
+      expect(left).toBeLessThanOrEqual(20_000);
+    });
+
+    it('the refresh leaves a marker or a newer snapshot stored since the read as it is', async () => {
+      const run = (id: string, version: number) =>
+        guard.run((r) => SCRIPTS.ttlRefresh.run(r, [key(id)], [String(version), '30000', '15000']));
+      // A delete or repair marker of the version the reader saw: its short lifetime stays.
+      const marked = crypto.randomUUID();
+      await raw.set(key(marked), '1:', { PX: 5_000 });
+      expect(Number(await run(marked, 1))).toBe(0);
+      expect(await raw.pTTL(key(marked))).toBeLessThanOrEqual(5_000);
+      // A newer snapshot: its TTL is its own store's.
+      const newer = crypto.randomUUID();
+      await raw.set(key(newer), `12:${JSON.stringify(snapshot(newer, 12))}`, { PX: 5_000 });
+      expect(Number(await run(newer, 1))).toBe(0);
+      expect(await raw.pTTL(key(newer))).toBeLessThanOrEqual(5_000);
+      // The snapshot the reader saw, below half its TTL: slid to the full TTL.
+      expect(Number(await run(newer, 12))).toBe(1);
+      expect(await raw.pTTL(key(newer))).toBeGreaterThan(5_000);
+      // Gone meanwhile: nothing is created.
+      const gone = crypto.randomUUID();
+      expect(Number(await run(gone, 1))).toBe(0);
+      expect(await raw.exists(key(gone))).toBe(0);
+    });
+
     it('getMany refreshes what get would', async () => {
       const ttlMs = 30_000;
       const short = new RedisSessionCache({ redis: guard, ttlMs });
@@ -198,7 +246,7 @@ export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
       await raw.pExpire(key(id), 5_000);
       const readAt = Date.now();
       expect((await short.getMany([sessionKey('default', id)])).size).toBe(1);
-      const slid = await pttlAfter(id);
+      const slid = await slidAfter(id);
       expect(slid).toBeGreaterThanOrEqual(ttlMs - (Date.now() - readAt) - 10);
     });
   });

@@ -2,8 +2,8 @@
  * The shared cache tier: one snapshot per session under `<prefix>s:{<tag>}` (RedisKeys), stored as
  * "<version>:<JSON>" by a Lua script that never replaces a newer version with an older one
  * and publishes an invalidation for the near caches of every instance in the same step.
- * Reads are one GET; the TTL is refreshed with PEXPIRE only once it may have run below half
- * (the value is never rewritten to extend it). Every call goes
+ * Reads are one GET; the TTL is refreshed (ttlRefresh-1.lua) only once it may have run below
+ * half (the value is never rewritten to extend it). Every call goes
  * through the Redis circuit breaker and throws when Redis is unreachable; the coherence
  * policy in front (core/cache-coherence.ts) decides what that means.
  */
@@ -45,8 +45,8 @@ export class RedisSessionCache implements SessionCache, SharedCache {
   }
 
   /**
-   * One GET, one round trip. The TTL is refreshed (PEXPIRE, sent after the reply and not
-   * waited for) only when it may have run below half: every store sets the full TTL, and a
+   * One GET, one round trip. The TTL is refreshed (`ttlRefresh-1.lua`, sent after the reply
+   * and not waited for) only when it may have run below half: every store sets the full TTL, and a
    * snapshot is stored after the write that set its `updatedAt`, so a snapshot updated less
    * than half the TTL ago still has more than half of it left (PostgreSQL's clock against
    * this instance's: a skew only moves the refresh). A snapshot read at t thus stays at least
@@ -87,12 +87,17 @@ export class RedisSessionCache implements SessionCache, SharedCache {
     return found;
   }
 
-  /** Sends PEXPIRE when the snapshot's key may have less than half its TTL left (see `get`). */
+  /**
+   * Slides the TTL when the snapshot's key may have less than half of it left (see `get`):
+   * `ttlRefresh-1.lua` sets it only if the key still holds this version's data and its TTL
+   * is below half, so a marker stored since the read keeps its short lifetime.
+   */
   private refreshIfDue(key: string, session: Session): void {
     // Timestamps are ISO 8601 in UTC, which order as text: no parse per read.
     if (session.updatedAt >= this.refreshBefore()) return;
     // Not waited for: the read has its answer. A failure is counted like any other call.
-    void this.redis.run((r) => r.pExpire(key, this.ttlMs)).catch(() => {
+    const args = [String(session.version), String(this.ttlMs), String(Math.floor(this.ttlMs / 2))];
+    void this.redis.run((r) => SCRIPTS.ttlRefresh.run(r, [key], args)).catch(() => {
       this.errors++;
     });
   }

@@ -8,4 +8,5 @@ export const SCRIPTS = {
   lockForget: LuaScript.load('lockForget-2'),
   lockExtend: LuaScript.load('lockExtend-1'),
   lockRelease: LuaScript.load('lockRelease-1'),
+  ttlRefresh: LuaScript.load('ttlRefresh-1'),
 } as const;
