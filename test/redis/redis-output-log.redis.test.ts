@@ -1,6 +1,7 @@
 /**
  * The Redis output log's stream expiry: renewed on a stream's first write, not on every write
- * within a sixtieth of the TTL, and again after a reconnect (maybe to a Redis that lost it).
+ * within a sixtieth of the TTL, again after a reconnect (maybe to a Redis that lost it), and on
+ * a session's first event (a stream erased and started again under the same id).
  */
 import { randomUUID } from 'node:crypto';
 import { createClient } from 'redis';
@@ -73,5 +74,27 @@ describe.skipIf(!ready)(suite, () => {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     expect(await admin.pTTL(key)).toBeLessThanOrEqual(ttlMs);
+  });
+
+  it('a stream erased and started again under the same id gets its expiry at once, on any instance', async () => {
+    const session = sessionKey('t1', `s-${randomUUID()}`);
+    const key = redis.keys.sessionPart(session, 'out');
+    // Another instance of the same keyspace, which saw no erasure.
+    const other = new RedisOutputLog(redis, { ttlMs });
+    try {
+      await other.publish(session, [event(1)]);
+      await log.publish(session, [event(2)]);
+      expect(await admin.pTTL(key)).toBeGreaterThan(0);
+      // Erased here (the session deleted), then created again under its id: seq starts at 1.
+      await log.discard([session]);
+      expect(await admin.exists(key)).toBe(0);
+      await other.publish(session, [event(1), event(2)]);
+      expect(await admin.pTTL(key)).toBeGreaterThan(0);
+      await admin.unlink(key);
+      await log.publish(session, [event(1)]);
+      expect(await admin.pTTL(key)).toBeGreaterThan(0);
+    } finally {
+      await other.close();
+    }
   });
 });

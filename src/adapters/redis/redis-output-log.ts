@@ -6,7 +6,8 @@
  * Writing costs one XADD per event: the idle expiry is renewed (PEXPIRE) only when this
  * instance last renewed that stream's more than `ttlMs / 60` ago, so a stream nobody writes to
  * is gone between 59/60 of `ttlMs` and `ttlMs` after its last event. After a reconnect (maybe
- * to a restarted Redis that lost the streams) the next write of every stream renews again.
+ * to a restarted Redis that lost the streams) the next write of every stream renews again, and
+ * so does a session's first event (a stream erased and started again under the same id).
  *
  * Reading: one dedicated connection per instance runs a single blocking XREAD over every
  * session somebody reads here and feeds an in-process buffer that the local readers wait
@@ -167,7 +168,9 @@ export class RedisOutputLog implements OutputLog {
           if (!/equal or smaller/i.test(String((err as Error).message))) throw err;
         });
       // Issued together, so node-redis pipelines them into one round trip.
-      const renew = this.renewDue(key, Date.now());
+      // A session's first event (seq 1) may create the stream after an erasure removed it
+      // (on any instance, under an id created again): always renew then.
+      const renew = this.renewDue(key, Date.now()) || events[0]?.seq === 1;
       await Promise.all(renew ? [...events.map(add), client.pExpire(key, this.ttlMs)] : events.map(add));
     }, 'write').catch((err: unknown) => {
       // It may not have been renewed: the next write tries again.
@@ -179,7 +182,10 @@ export class RedisOutputLog implements OutputLog {
 
   async discard(sessionIds: readonly string[]): Promise<void> {
     if (sessionIds.length === 0) return;
-    for (const id of sessionIds) this.watched.delete(id);
+    for (const id of sessionIds) {
+      this.watched.delete(id);
+      this.renewedAt.delete(this.redis.keys.sessionPart(id, 'out'));
+    }
     await this.buffer.discard(sessionIds);
     // One UNLINK per key: the streams live on their sessions' slots (Cluster).
     await this.redis.run((r) => Promise.all(sessionIds.map((id) => r.unlink(this.redis.keys.sessionPart(id, 'out')))), 'write');
