@@ -45,6 +45,7 @@ if (process.env.BENCH_STREAMS !== '0') {
     levels: process.env.BENCH_STREAM_LEVELS?.split(',').map(Number),
     ratePerStream: process.env.BENCH_STREAM_RATE ? Number(process.env.BENCH_STREAM_RATE) : undefined,
     seconds: process.env.BENCH_STREAM_SECONDS ? Number(process.env.BENCH_STREAM_SECONDS) : undefined,
+    warmupSeconds: process.env.BENCH_STREAM_WARMUP ? Number(process.env.BENCH_STREAM_WARMUP) : undefined,
     log,
   });
   process.stdout.write(`\n${formatTokenStreamTable(tokenStreams)}\n`);

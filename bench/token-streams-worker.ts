@@ -5,12 +5,15 @@
  *   each stream is a run whose runner emits `rate` small `text` events a second for `seconds`,
  *   awaiting each emit (its seq is committed) before the next, as a runner relaying a model's
  *   tokens does. Every event carries the time it was due, so a late emit counts as latency.
+ *   The runs are started in `prepare` and wait at a gate that `go` opens, as the anchor's
+ *   streams are created in `prepare` and wait for their plan. Both systems' streams run on
+ *   one schedule: stream i of n emits at startAt + (i/n + k) intervals.
  * - `resumable` producer: the same schedule through Vercel's `resumable-stream` (node-redis),
  *   its own output drained in-process as the original request's response would be.
  * - `resumable-reader` (instance B of the anchor): an HTTP server whose GET /s/:id answers
  *   `resumeExistingStream(id)` as text/event-stream.
  *
- * Messages in: { cmd: 'prepare', streams } → { ids }; { cmd: 'go', rate, seconds } → { emitted,
+ * Messages in: { cmd: 'prepare', streams } → { ids }; { cmd: 'go', rate, seconds, warmup } → { emitted,
  * failed }; { cmd: 'close' }. The reader answers { port } once it listens.
  */
 import http from 'node:http';
@@ -21,11 +24,31 @@ import { createResumableStreamContext, type Publisher, type ResumableStreamConte
 import { createSessions } from '../src/app/assemble.js';
 import type { Sessions } from '../src/app/sessions.js';
 
-type Message = { cmd: 'prepare'; streams: number } | { cmd: 'go'; rate: number; seconds: number } | { cmd: 'close' };
+type Message = { cmd: 'prepare'; streams: number } | { cmd: 'go'; rate: number; seconds: number; warmup: number } | { cmd: 'close' };
 
 const role = process.env.BENCH_ROLE as 'agent-sessions' | 'resumable' | 'resumable-reader';
 const send = (m: unknown) => process.send?.(m);
 const now = () => performance.timeOrigin + performance.now();
+
+/** What `go` hands every stream: its pace, and the common instant the schedule starts at. */
+interface Plan {
+  rate: number;
+  seconds: number;
+  /** Seconds emitted before the measured ones; their events carry `w: 1`. */
+  warmup: number;
+  startAt: number;
+}
+
+/** Time from `go` to the first event, so that every stream starts on the same clock. */
+const START_DELAY_MS = 50;
+
+/**
+ * Stream i of n starts i/n of an interval after the common start, so the streams' events are
+ * spread over each interval as independent streams' are, not due all at the same instant.
+ */
+function phase(i: number, n: number, interval: number): number {
+  return (i / n) * interval;
+}
 
 /** Waits until `due` (epoch ms) without drifting: the schedule is absolute. */
 async function until(due: number): Promise<void> {
@@ -66,45 +89,53 @@ async function agentSessionsProducer(): Promise<void> {
     },
   });
   let ids: string[] = [];
+  let runs: Array<{ sessionId: string; id: string }> = [];
+  let open: (plan: Plan) => void = () => undefined;
+  let emitted = 0;
+  let failed = 0;
+  let emitWaits: number[] = [];
   process.on('message', (m: Message) => {
     void (async () => {
       if (m.cmd === 'prepare') {
         ids = [];
+        emitted = 0;
+        failed = 0;
+        emitWaits = [];
         for (let i = 0; i < m.streams; i += 100) {
           const batch = await Promise.all(
             Array.from({ length: Math.min(100, m.streams - i) }, () => sessions.create({ title: 'token stream' })),
           );
           ids.push(...batch.map((s) => s.id));
         }
-        send({ ids });
-      } else if (m.cmd === 'go') {
-        let emitted = 0;
-        let failed = 0;
-        const emitWaits: number[] = [];
-        const count = Math.round(m.rate * m.seconds);
-        const interval = 1000 / m.rate;
-        const runs = await Promise.all(
-          ids.map((id) =>
-            sessions.runs.start(
-              id,
-              async (run) => {
-                const start = now();
-                for (let k = 0; k < count && !run.signal.aborted; k++) {
-                  const due = start + k * interval;
-                  await until(due);
-                  try {
-                    const called = now();
-                    await run.emit({ type: 'text', data: { t: due, k } });
-                    emitWaits.push(now() - called);
-                    emitted++;
-                  } catch {
-                    failed++;
-                  }
+        // Started now and held at a gate until `go`, as the anchor's streams are created
+        // before its clock starts: the step measures the token stream, not run start.
+        const plan = new Promise<Plan>((resolve) => (open = resolve));
+        runs = await Promise.all(
+          ids.map((id, i) =>
+            sessions.runs.start(id, async (run) => {
+              const { rate, seconds, warmup, startAt } = await plan;
+              const interval = 1000 / rate;
+              const start = startAt + phase(i, ids.length, interval);
+              const warm = Math.round(rate * warmup);
+              const count = warm + Math.round(rate * seconds);
+              for (let k = 0; k < count && !run.signal.aborted; k++) {
+                const due = start + k * interval;
+                await until(due);
+                try {
+                  const called = now();
+                  await run.emit({ type: 'text', data: k < warm ? { t: due, k, w: 1 } : { t: due, k } });
+                  emitWaits.push(now() - called);
+                  emitted++;
+                } catch {
+                  failed++;
                 }
-              },
-            ),
+              }
+            }),
           ),
         );
+        send({ ids });
+      } else if (m.cmd === 'go') {
+        open({ rate: m.rate, seconds: m.seconds, warmup: m.warmup, startAt: now() + START_DELAY_MS });
         const ended = await Promise.all(runs.map((r) => sessions.runs.wait(r.sessionId, r.id)));
         // Runs that did not complete (their readers get an `error` event, the rest counts as lost).
         const notCompleted: Record<string, number> = {};
@@ -127,7 +158,7 @@ async function agentSessionsProducer(): Promise<void> {
 
 async function resumableProducer(): Promise<void> {
   const { ctx, close } = await resumableContext();
-  let gates: Array<{ id: string; open: (plan: { rate: number; seconds: number }) => void; done: Promise<number> }> = [];
+  let gates: Array<{ id: string; open: (plan: Plan) => void; done: Promise<number> }> = [];
   process.on('message', (m: Message) => {
     void (async () => {
       if (m.cmd === 'prepare') {
@@ -135,20 +166,22 @@ async function resumableProducer(): Promise<void> {
         const token = `${process.pid}-${Date.now().toString(36)}`;
         for (let i = 0; i < m.streams; i++) {
           const id = `${token}-${i}`;
-          let open!: (plan: { rate: number; seconds: number }) => void;
-          const plan = new Promise<{ rate: number; seconds: number }>((resolve) => (open = resolve));
+          let open!: (plan: Plan) => void;
+          const plan = new Promise<Plan>((resolve) => (open = resolve));
           let finished!: (emitted: number) => void;
           const done = new Promise<number>((resolve) => (finished = resolve));
           const stream = await ctx.createNewResumableStream(id, () =>
             new ReadableStream<string>({
               async start(controller) {
-                const { rate, seconds } = await plan;
-                const start = now();
-                const count = Math.round(rate * seconds);
+                const { rate, seconds, warmup, startAt } = await plan;
+                const start = startAt + phase(i, m.streams, 1000 / rate);
+                const warm = Math.round(rate * warmup);
+                const count = warm + Math.round(rate * seconds);
                 for (let k = 0; k < count; k++) {
                   const due = start + k * (1000 / rate);
                   await until(due);
-                  controller.enqueue(`data: ${JSON.stringify({ type: 'text', data: { t: due, k } })}\n\n`);
+                  const data = k < warm ? { t: due, k, w: 1 } : { t: due, k };
+                  controller.enqueue(`data: ${JSON.stringify({ type: 'text', data })}\n\n`);
                 }
                 controller.enqueue(`data: ${JSON.stringify({ type: 'done' })}\n\n`);
                 controller.close();
@@ -168,7 +201,8 @@ async function resumableProducer(): Promise<void> {
         }
         send({ ids: gates.map((g) => g.id) });
       } else if (m.cmd === 'go') {
-        for (const g of gates) g.open({ rate: m.rate, seconds: m.seconds });
+        const startAt = now() + START_DELAY_MS;
+        for (const g of gates) g.open({ rate: m.rate, seconds: m.seconds, warmup: m.warmup, startAt });
         const counts = await Promise.all(gates.map((g) => g.done));
         send({ emitted: counts.reduce((a, b) => a + b, 0), failed: 0 });
       } else {

@@ -25,6 +25,22 @@ import { createClient } from 'redis';
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const KEY = `bench-${randomUUID()}`;
 const P99_BUDGET_MS = 100;
+/** BENCH_STREAM_TRACE=1: also print p50/p99/max of each second of a step, by when the events were due. */
+const TRACE = process.env.BENCH_STREAM_TRACE === '1';
+
+function latencyTrace(readers: Reader[]): string {
+  const start = Math.min(...readers.map((r) => r.dueAt[0] ?? Infinity));
+  const seconds: number[][] = [];
+  for (const r of readers) {
+    r.dueAt.forEach((due, i) => (seconds[Math.floor((due - start) / 1000)] ??= []).push(r.latencies[i] as number));
+  }
+  return seconds
+    .map((l, i) => {
+      const sorted = Float64Array.from(l).sort();
+      return `    second ${i}: ${l.length} events, p50 ${quantile(sorted, 0.5).toFixed(1)} ms, p99 ${quantile(sorted, 0.99).toFixed(1)} ms, max ${(sorted[sorted.length - 1] ?? 0).toFixed(1)} ms`;
+    })
+    .join('\n');
+}
 /** BENCH_CPU_PROF=<dir>: the workers and the server write CPU profiles there (node --cpu-prof). */
 const PROFILE = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
 
@@ -33,6 +49,8 @@ export interface StreamStep {
   streams: number;
   ratePerStream: number;
   seconds: number;
+  /** Seconds streamed before the measured ones (delivered, checked for loss and duplicates, not timed). */
+  warmupSeconds: number;
   offeredPerSec: number;
   deliveredPerSec: number;
   delivered: number;
@@ -67,6 +85,8 @@ export interface TokenStreamOptions {
   levels?: number[];
   ratePerStream?: number;
   seconds?: number;
+  /** Seconds each step streams before the measured ones (default 2): delivered and checked, not timed. */
+  warmupSeconds?: number;
   log?: (line: string) => void;
 }
 
@@ -160,6 +180,8 @@ async function startServer(env: Record<string, string>): Promise<{ url: string; 
 interface Reader {
   /** Due-to-received latencies of every `text` event (ms). */
   latencies: number[];
+  /** When each of those was due (epoch ms), for BENCH_STREAM_TRACE. */
+  dueAt: number[];
   seen: Set<number>;
   duplicated: number;
   firstAt: number;
@@ -171,7 +193,7 @@ interface Reader {
 /** One SSE reader: frames are split on blank lines, `data:` holds `{ type, data: { t, k } }`. */
 function openReader(url: string, headers: Record<string, string>): Promise<Reader> {
   return new Promise((resolveOpen, rejectOpen) => {
-    const reader: Reader = { latencies: [], seen: new Set(), duplicated: 0, firstAt: 0, lastAt: 0, ended: Promise.resolve(), close: () => undefined };
+    const reader: Reader = { latencies: [], dueAt: [], seen: new Set(), duplicated: 0, firstAt: 0, lastAt: 0, ended: Promise.resolve(), close: () => undefined };
     let finish!: () => void;
     reader.ended = new Promise((resolve) => (finish = resolve));
     const req = http.get(url, { headers: { accept: 'text/event-stream', ...headers }, agent: false }, (res) => {
@@ -192,12 +214,15 @@ function openReader(url: string, headers: Record<string, string>): Promise<Reade
           buffer = buffer.slice(end + 2);
           const line = frame.split('\n').find((l) => l.startsWith('data:'));
           if (!line) continue;
-          const event = JSON.parse(line.slice(5)) as { type: string; data?: { t?: number; k?: number } };
+          const event = JSON.parse(line.slice(5)) as { type: string; data?: { t?: number; k?: number; w?: number } };
           if (event.type === 'text' && typeof event.data?.t === 'number') {
             const k = event.data.k as number;
             if (reader.seen.has(k)) reader.duplicated++;
             reader.seen.add(k);
+            // Warm-up events count for loss and duplicates, not for latency or the rate.
+            if (event.data.w) continue;
             reader.latencies.push(received - event.data.t);
+            reader.dueAt.push(event.data.t);
             if (reader.firstAt === 0) reader.firstAt = received;
             reader.lastAt = received;
           } else if (event.type === 'done' || event.type === 'error') {
@@ -231,6 +256,7 @@ export async function runTokenStreamBench(options: TokenStreamOptions): Promise<
   const levels = options.levels ?? [100, 250, 500, 1000, 2000];
   const rate = options.ratePerStream ?? 50;
   const seconds = options.seconds ?? 20;
+  const warmup = options.warmupSeconds ?? 2;
   const log = options.log ?? (() => undefined);
   const token = `${Date.now().toString(36)}${randomUUID().slice(0, 8)}`;
   const dbName = `as_bench_streams_${token}`;
@@ -284,8 +310,8 @@ export async function runTokenStreamBench(options: TokenStreamOptions): Promise<
         }
         const commitsBefore = await pgCommits(admin, dbName);
         const redisBefore = await redisCommands(redis);
-        const produced = s.producer.request({ cmd: 'go', rate, seconds });
-        const deadline = setTimeout(() => readers.forEach((r) => r.close()), (seconds + 60) * 1000);
+        const produced = s.producer.request({ cmd: 'go', rate, seconds, warmup });
+        const deadline = setTimeout(() => readers.forEach((r) => r.close()), (warmup + seconds + 60) * 1000);
         const producedReport = await produced;
         await Promise.all(readers.map((r) => r.ended));
         clearTimeout(deadline);
@@ -295,7 +321,7 @@ export async function runTokenStreamBench(options: TokenStreamOptions): Promise<
         const redisUsed = (await redisCommands(redis)) - redisBefore;
 
         const all = Float64Array.from(readers.flatMap((r) => r.latencies)).sort();
-        const expected = streams * Math.round(rate * seconds);
+        const expected = streams * (Math.round(rate * warmup) + Math.round(rate * seconds));
         const delivered = readers.reduce((n, r) => n + r.seen.size, 0);
         const duplicated = readers.reduce((n, r) => n + r.duplicated, 0);
         const first = Math.min(...readers.map((r) => r.firstAt || Infinity));
@@ -305,8 +331,9 @@ export async function runTokenStreamBench(options: TokenStreamOptions): Promise<
           streams,
           ratePerStream: rate,
           seconds,
+          warmupSeconds: warmup,
           offeredPerSec: streams * rate,
-          deliveredPerSec: delivered / ((last - first) / 1000 || 1),
+          deliveredPerSec: all.length / ((last - first) / 1000 || 1),
           delivered,
           expected,
           lost: expected - delivered,
@@ -324,6 +351,7 @@ export async function runTokenStreamBench(options: TokenStreamOptions): Promise<
         };
         step.held = step.lost === 0 && step.duplicated === 0 && step.p99Ms <= P99_BUDGET_MS && step.deliveredPerSec >= 0.95 * step.offeredPerSec;
         steps.push(step);
+        if (TRACE) log(latencyTrace(readers));
         log(
           `  ${s.system} ${streams} streams × ${rate}/s: ${Math.round(step.deliveredPerSec)} events/s delivered ` +
             `(offered ${step.offeredPerSec}), p50 ${step.p50Ms.toFixed(1)} ms, p99 ${step.p99Ms.toFixed(1)} ms, ` +
