@@ -90,8 +90,8 @@ export class Erasure {
       total.runs += batch.runs;
       total.outputEvents += batch.outputEvents;
       total.outbox += batch.outbox;
-      // The statement announced the deletions to near caches; this also marks the shared tier
-      // (a tombstone) and tells instances that listen there.
+      // After the batch committed: tells every instance's near cache, marks the shared tier
+      // (a tombstone) and drops the lease counters.
       await Promise.all(batch.ids.map((id) => this.options.evict(tenant, id)));
       await this.options.output.discard?.(batch.ids.map((id) => sessionKey(tenant, id)));
       // Stored answers (Idempotency-Key) that hold these sessions; a tenant's all go at its end.

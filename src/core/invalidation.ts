@@ -17,8 +17,8 @@ export interface InvalidationBus {
   /**
    * Tells the other instances. A bus whose transport publishes as part of the cache write
    * itself (the Redis tier's script) has nothing to do here. `announced`: the write went
-   * through the session repository, whose statements can notify themselves (none is
-   * configured to: the PostgreSQL bus sends every message after the commit).
+   * through the session repository. No bus reads it: the repository's statements no longer
+   * notify themselves, and the PostgreSQL bus sends every message after the commit.
    */
   publish(id: string, version: number, options?: { announced?: boolean }): Promise<void>;
   /**

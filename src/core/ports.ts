@@ -95,8 +95,7 @@ export interface CacheStats {
  */
 /**
  * Why a snapshot is being cached: a committed write, a write made outside the session
- * repository (whose statement announced nothing to other instances, e.g. a run's status
- * change), or a read refilling the cache.
+ * repository (e.g. a run's status change), or a read refilling the cache.
  */
 export type CacheOrigin = 'write' | 'unannounced-write' | 'read';
 

@@ -1,9 +1,9 @@
 /**
  * The session repository on PostgreSQL (pg or PGlite): sql/session-*.sql. Every write is one
- * statement: the row change, its guards (revision, fencing token, liveness, transition), its
- * outbox events (through the one outbox writer) and, in PostgreSQL-only mode, its near-cache
- * announcement commit together in one round trip. The guards read the row the statement
- * locked, never its snapshot of the row. When a guarded write changes nothing, the same
+ * statement: the row change, its guards (revision, fencing token, liveness, transition) and its
+ * outbox events (through the one outbox writer) commit together in one round trip; near caches
+ * hear of the write after the commit (pg-invalidation-bus.ts). The guards read the row the
+ * statement locked, never its snapshot of the row. When a guarded write changes nothing, the same
  * statement returns the current row so the caller learns why.
  */
 import {
@@ -59,20 +59,6 @@ const SQL = statements(
   'sessionClearItems',
 );
 
-/**
- * Where write statements announce the sessions they changed, for other instances' near
- * caches: `pg_notify(channel, "<id> <version>")` from the write statement itself, delivered
- * when it commits. A deletion announces `deletedVersion`. Without one (what the app passes:
- * its writers notify after the commit, coalesced, see pg-invalidation-bus.ts), the statements
- * never call pg_notify: a transaction that notified serializes its commit with every other
- * such transaction, which capped every write at that pace.
- */
-export interface WriteNotification {
-  channel: string;
-  /** The version announced for a deleted session. */
-  deletedVersion: number;
-}
-
 function rowToItem(r: Row): SessionItem {
   return {
     id: String(r.id),
@@ -92,7 +78,7 @@ interface GuardedWrite {
   tenant: string;
   id: string;
   guards: WriteGuards;
-  /** The statement's own parameters, besides tenant, id, the guards and the notification channel. */
+  /** The statement's own parameters, besides tenant, id and the guards. */
   values?: Readonly<Record<string, unknown>>;
   /** Whether the session must be live (not ended, not past expiry): how a refusal is explained. */
   requireLive: boolean;
@@ -110,16 +96,12 @@ interface WriteOutcome {
 export class PostgresSessionRepository implements SessionRepository {
   /** Largest stored metadata (bytes of its JSON text), checked on the merged result. */
   private readonly metadataLimitBytes: number | null;
-  private readonly notifyChannel: string | null;
-  private readonly deletedVersion: number | null;
 
   constructor(
     private readonly db: SqlDatabase,
-    options: { metadataLimitBytes?: number; notify?: WriteNotification | null } = {},
+    options: { metadataLimitBytes?: number } = {},
   ) {
     this.metadataLimitBytes = options.metadataLimitBytes ?? null;
-    this.notifyChannel = options.notify?.channel ?? null;
-    this.deletedVersion = options.notify?.deletedVersion ?? null;
   }
 
   async ready(): Promise<void> {
@@ -136,7 +118,6 @@ export class PostgresSessionRepository implements SessionRepository {
       id: w.id,
       expectedRevision: w.guards.expectedRevision ?? null,
       fencingToken: w.guards.fencingToken ?? null,
-      notifyChannel: this.notifyChannel,
       ...w.values,
     });
     if (!row) return null;
@@ -208,7 +189,6 @@ export class PostgresSessionRepository implements SessionRepository {
       ttlSeconds: input.ttlSeconds === undefined ? lifetimes.ttlSeconds : input.ttlSeconds,
       idleTimeoutSeconds: input.idleTimeoutSeconds === undefined ? lifetimes.idleTimeoutSeconds : input.idleTimeoutSeconds,
       absoluteTimeoutSeconds: lifetimes.absoluteTimeoutSeconds,
-      notifyChannel: this.notifyChannel,
     });
     if (row) return createdRowToSession(row);
     if (input.parentSessionId && !(await this.get(tenant, input.parentSessionId))) {
@@ -330,22 +310,12 @@ export class PostgresSessionRepository implements SessionRepository {
   }
 
   async terminateMany(tenant: string, ids: readonly string[], reason: string): Promise<BatchDeleteResult> {
-    const rows = await run(this.db, SQL.sessionTerminateMany, {
-      tenant,
-      ids: JSON.stringify(ids),
-      reason,
-      notifyChannel: this.notifyChannel,
-    });
+    const rows = await run(this.db, SQL.sessionTerminateMany, { tenant, ids: JSON.stringify(ids), reason });
     return splitFound(ids, rows);
   }
 
   async purgeMany(tenant: string, ids: readonly string[]): Promise<BatchDeleteResult> {
-    const rows = await run(this.db, SQL.sessionPurgeMany, {
-      tenant,
-      ids: JSON.stringify(ids),
-      notifyChannel: this.notifyChannel,
-      deletedVersion: this.deletedVersion,
-    });
+    const rows = await run(this.db, SQL.sessionPurgeMany, { tenant, ids: JSON.stringify(ids) });
     return splitFound(ids, rows);
   }
 
@@ -355,16 +325,10 @@ export class PostgresSessionRepository implements SessionRepository {
   }
 
   async eraseBatch(tenant: string, userId: string | null, limit: number): Promise<ErasedBatch> {
-    // No conflict retry: the deletion announced itself (pg_notify) only if it commits, and a
-    // retried batch simply finds what is left.
+    // Nothing here acts outside the database, so a transaction aborted by a conflict simply
+    // runs again (the default) and finds what is left.
     return this.db.transaction(async (tx) => {
-      const [row] = await run(tx, SQL.eraseSessions, {
-        tenant,
-        userId,
-        limit,
-        notifyChannel: this.notifyChannel,
-        deletedVersion: this.deletedVersion,
-      });
+      const [row] = await run(tx, SQL.eraseSessions, { tenant, userId, limit });
       const ids = ((row?.ids as string[] | null) ?? []).map(String);
       const busy = Number(row?.busy ?? 0);
       // A statement of its own, after the sessions are gone and locked: its snapshot sees every
@@ -398,7 +362,6 @@ export class PostgresSessionRepository implements SessionRepository {
       metadata: JSON.stringify(overrides.metadata ?? {}),
       ttlSeconds: overrides.ttlSeconds === undefined ? lifetimes.ttlSeconds : overrides.ttlSeconds,
       absoluteTimeoutSeconds: lifetimes.absoluteTimeoutSeconds,
-      notifyChannel: this.notifyChannel,
     });
     if (!row) throw new NotFoundError('session', sourceId);
     if (row.inserted !== true) throw new ConflictError('session_exists', `session ${newId} already exists`, { id: newId });

@@ -5,7 +5,6 @@
  */
 import type { OutboxLag, SessionRef, StatsStore, SweepStore, TenantStats } from '../../core/ports.js';
 import type { SqlDatabase } from './database.js';
-import type { WriteNotification } from './session-repository.js';
 import { run, statements } from './sql.js';
 
 const SQL = statements(
@@ -29,14 +28,10 @@ function refs(rows: Row[]): SessionRef[] {
 
 export class PostgresSweepStore implements SweepStore {
   /**
-   * `notification`: expiries and purges announce themselves to near caches from the statement
-   * itself (WriteNotification). The app passes none: the sweeper evicts what it changed after
-   * the commit, through the cache (docs/distributed.md, "PostgreSQL only").
+   * Near caches hear of what a sweep changed after its commit: the sweeper evicts it through
+   * the cache (docs/distributed.md, "PostgreSQL only").
    */
-  constructor(
-    private readonly db: SqlDatabase,
-    private readonly notification: WriteNotification | null = null,
-  ) {}
+  constructor(private readonly db: SqlDatabase) {}
 
   async warnExpiring(leadSeconds: number, limit: number): Promise<SessionRef[]> {
     return refs(await run(this.db, SQL.sweepWarnExpiring, { leadSeconds, limit }));
@@ -45,18 +40,11 @@ export class PostgresSweepStore implements SweepStore {
   async expireDue(limit: number): Promise<SessionRef[]> {
     // Every live status, 'active' included: readers already see such a session as expired
     // (effectiveStatus); the sweep writes that down and tells the world.
-    return refs(await run(this.db, SQL.sweepExpireDue, { limit, notifyChannel: this.notification?.channel ?? null }));
+    return refs(await run(this.db, SQL.sweepExpireDue, { limit }));
   }
 
   async purgeEnded(days: number, limit: number): Promise<SessionRef[]> {
-    return refs(
-      await run(this.db, SQL.sweepPurgeEnded, {
-        days,
-        limit,
-        notifyChannel: this.notification?.channel ?? null,
-        deletedVersion: this.notification?.deletedVersion ?? null,
-      }),
-    );
+    return refs(await run(this.db, SQL.sweepPurgeEnded, { days, limit }));
   }
 
   async pruneOutbox(hours: number, includeUnpublished: boolean, limit: number): Promise<number> {

@@ -2,8 +2,6 @@
 -- $1 tenant text
 -- $2 userId text: only this user's sessions; null: every session of the tenant
 -- $3 limit integer: most sessions deleted by this call (one batch, one transaction)
--- $4 notifyChannel text: where near caches hear "<id> <version>" of deleted sessions; null: not announced
--- $5 deletedVersion bigint: the version announced for a deleted session (the caches' tombstone)
 -- reply: one row: ids (jsonb array of the sessions deleted), items, runs, output_events (counts deleted), busy (sessions of the batch with a run queued or running; nothing deleted when > 0)
 WITH cur AS (
   -- Locks in id order, so overlapping batches never deadlock. A run admission locks the
@@ -15,15 +13,11 @@ WITH cur AS (
   SELECT count(*) AS n FROM cur WHERE cur.running_run_id IS NOT NULL OR cur.queued_runs > 0
 ), del AS (
   DELETE FROM sessions s USING cur, busy WHERE s.tenant_id = $1 AND s.id = cur.id AND busy.n = 0 RETURNING s.tenant_id, s.id
-), fx AS (
-  SELECT count(pg_catalog.pg_notify($4, d.tenant_id || '/' || d.id || ' ' || $5::bigint::text)) FILTER (WHERE $4::text IS NOT NULL) AS notified
-  FROM del d
 )
 SELECT
   COALESCE((SELECT jsonb_agg(d.id ORDER BY d.id) FROM del d), '[]'::jsonb) AS ids,
   (SELECT count(*) FROM session_items i WHERE i.tenant_id = $1 AND i.session_id IN (SELECT d.id FROM del d)) AS items,
   (SELECT count(*) FROM runs r WHERE r.tenant_id = $1 AND r.session_id IN (SELECT d.id FROM del d)) AS runs,
   (SELECT count(*) FROM run_output o WHERE o.tenant_id = $1 AND o.session_id IN (SELECT d.id FROM del d)) AS output_events,
-  busy.n AS busy,
-  fx.notified
-FROM busy, fx
+  busy.n AS busy
+FROM busy

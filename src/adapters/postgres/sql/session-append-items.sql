@@ -5,7 +5,6 @@
 -- $4 fencingToken bigint: refused when older than the newest the row has seen (handed out by a PostgreSQL lease or
 --   carried by a write); an accepted one becomes the newest; null: none
 -- $5 items jsonb: array of {id, client_id, role, type, content} (client_id and role may be null; no client_id twice), in order
--- $6 notifyChannel text: where near caches hear "<tenant>/<id> <version>" of written sessions; null: not announced
 -- reply: one row; written = true, the row (written, or as it was when every item was already stored: nothing is written then) and extra (the batch's items as stored, in the batch's order, as a jsonb array), or written = false and the current row; no row: not found
 WITH cur AS (
   SELECT * FROM sessions WHERE tenant_id = $1 AND id = $2 FOR UPDATE
@@ -76,11 +75,8 @@ WITH cur AS (
   INSERT INTO outbox (tenant_id, type, session_id, payload)
   SELECT e.tenant_id, e.type, e.session_id, e.payload FROM events e WHERE e.payload IS NOT NULL ORDER BY e.session_id, e.ord
 )
--- The near-cache announcement (PostgreSQL-only mode) is sent by the write itself and delivered
--- at commit; without a channel pg_notify is not called at all (a notifying transaction
--- serializes commits).
-SELECT true AS written, upd.*, (SELECT items FROM answer) AS extra, CASE WHEN $6::text IS NOT NULL THEN pg_catalog.pg_notify($6, upd.tenant_id || '/' || upd.id || ' ' || upd.version::text) END AS notified FROM upd
+SELECT true AS written, upd.*, (SELECT items FROM answer) AS extra FROM upd
 UNION ALL
-SELECT true, ok.*, (SELECT items FROM answer), NULL FROM ok WHERE NOT EXISTS (SELECT 1 FROM upd)
+SELECT true, ok.*, (SELECT items FROM answer) FROM ok WHERE NOT EXISTS (SELECT 1 FROM upd)
 UNION ALL
-SELECT false, cur.*, NULL, NULL FROM cur WHERE NOT EXISTS (SELECT 1 FROM ok)
+SELECT false, cur.*, NULL FROM cur WHERE NOT EXISTS (SELECT 1 FROM ok)

@@ -4,7 +4,6 @@
 -- $3 expectedRevision bigint: write only at this revision (If-Match); null: any
 -- $4 fencingToken bigint: refused when older than the newest the row has seen (handed out by a PostgreSQL lease or
 --   carried by a write); an accepted one becomes the newest; null: none
--- $5 notifyChannel text: where near caches hear "<id> <version>" of written sessions; null: not announced
 -- reply: one row; written = true, the written row and extra (how many items were removed), or written = false and the current row; no row: not found
 WITH cur AS (
   SELECT * FROM sessions WHERE tenant_id = $1 AND id = $2 FOR UPDATE
@@ -19,10 +18,7 @@ WITH cur AS (
     AND agent_sessions_live(cur::sessions)
   RETURNING s.*
 )
--- The near-cache announcement (PostgreSQL-only mode) is sent by the write itself and delivered
--- at commit; without a channel pg_notify is not called at all (a notifying transaction
--- serializes commits).
 -- The items are read after the lock, not on this statement's snapshot (migration 051).
-SELECT true AS written, upd.*, agent_sessions_clear_items(upd.tenant_id, upd.id) AS extra, CASE WHEN $5::text IS NOT NULL THEN pg_catalog.pg_notify($5, upd.tenant_id || '/' || upd.id || ' ' || upd.version::text) END AS notified FROM upd
+SELECT true AS written, upd.*, agent_sessions_clear_items(upd.tenant_id, upd.id) AS extra FROM upd
 UNION ALL
-SELECT false, cur.*, NULL, NULL FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)
+SELECT false, cur.*, NULL FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)

@@ -14,7 +14,6 @@
 -- $13 ttlSeconds integer, null: no sliding expiry
 -- $14 idleTimeoutSeconds integer, null: no idle timeout
 -- $15 absoluteTimeoutSeconds integer, null: no lifetime limit
--- $16 notifyChannel text: where near caches hear "<id> <version>" of written sessions; null: not announced
 -- reply: the new row's columns that a session shows, less those the insert leaves at their defaults
 --   (counters 0, revision 1, updated_at and last_active_at = created_at, not ended: rows.ts
 --   createdRowToSession);
@@ -37,11 +36,7 @@ WITH ins AS (
   INSERT INTO outbox (tenant_id, type, session_id, payload)
   SELECT e.tenant_id, e.type, e.session_id, e.payload FROM events e WHERE e.payload IS NOT NULL ORDER BY e.session_id, e.ord
 )
--- The near-cache announcement (PostgreSQL-only mode) is sent by the write itself and delivered
--- at commit; without a channel pg_notify is not called at all (a notifying transaction
--- serializes commits).
 -- Only the columns the caller cannot know: every column decoded costs the client and the server.
 SELECT ins.id, ins.tenant_id, ins.user_id, ins.org_id, ins.status, ins.model, ins.title, ins.system_prompt,
   ins.workspace_path, ins.mcp_client_ids, ins.parent_session_id, ins.metadata, ins.version,
-  ins.ttl_seconds, ins.idle_timeout_seconds, ins.created_at, ins.expires_at,
-  CASE WHEN $16::text IS NOT NULL THEN pg_catalog.pg_notify($16, ins.tenant_id || '/' || ins.id || ' ' || ins.version::text) END AS notified FROM ins
+  ins.ttl_seconds, ins.idle_timeout_seconds, ins.created_at, ins.expires_at FROM ins

@@ -8,7 +8,6 @@
 -- $7 metadata jsonb: merged into the source's metadata (a key set to null is removed)
 -- $8 ttlSeconds integer, null: no sliding expiry
 -- $9 absoluteTimeoutSeconds integer, null: no lifetime limit
--- $10 notifyChannel text: where near caches hear "<id> <version>" of written sessions; null: not announced
 -- reply: the new row with inserted = true; or the source's row with inserted = false when newId is taken; no row: source not found
 -- The source is read on the statement's snapshot, unlocked: its row and its items come from
 -- one snapshot, so the copy is consistent (item_seq matches the items copied).
@@ -41,9 +40,6 @@ WITH src AS (
   INSERT INTO outbox (tenant_id, type, session_id, payload)
   SELECT e.tenant_id, e.type, e.session_id, e.payload FROM events e WHERE e.payload IS NOT NULL ORDER BY e.session_id, e.ord
 )
--- The near-cache announcement (PostgreSQL-only mode) is sent by the write itself and delivered
--- at commit; without a channel pg_notify is not called at all (a notifying transaction
--- serializes commits).
-SELECT ins.*, true AS inserted, CASE WHEN $10::text IS NOT NULL THEN pg_catalog.pg_notify($10, ins.tenant_id || '/' || ins.id || ' ' || ins.version::text) END AS notified FROM ins
+SELECT ins.*, true AS inserted FROM ins
 UNION ALL
-SELECT src.*, false, NULL FROM src WHERE NOT EXISTS (SELECT 1 FROM ins)
+SELECT src.*, false FROM src WHERE NOT EXISTS (SELECT 1 FROM ins)

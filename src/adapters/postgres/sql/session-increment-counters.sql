@@ -5,7 +5,6 @@
 -- $4 fencingToken bigint: refused when older than the newest the row has seen (handed out by a PostgreSQL lease or
 --   carried by a write); an accepted one becomes the newest; null: none
 -- $5 deltas jsonb: object of counter name (totalTurns, messageCount, totalCostUsd, inputTokens, outputTokens) to a non-negative number
--- $6 notifyChannel text: where near caches hear "<id> <version>" of written sessions; null: not announced
 -- reply: one row; written = true and the written row, or written = false and the current row (the
 --   columns a session shows, and fence); no row: not found
 -- One row visit: the UPDATE takes the row lock and checks the guards in its WHERE. Under READ
@@ -26,9 +25,6 @@ WITH upd AS (
     AND agent_sessions_live(s)
   RETURNING s.*
 )
--- The near-cache announcement (PostgreSQL-only mode) is sent by the write itself and delivered
--- at commit; without a channel pg_notify is not called at all (a notifying transaction
--- serializes commits).
 -- The columns a session shows and the fence (the row's run and sequence columns are not
 -- decoded: every column costs the client and the server).
 SELECT true AS written,
@@ -36,13 +32,12 @@ SELECT true AS written,
   upd.workspace_path, upd.mcp_client_ids, upd.parent_session_id, upd.metadata, upd.total_turns,
   upd.message_count, upd.total_cost_usd, upd.input_tokens, upd.output_tokens, upd.version, upd.revision,
   upd.fence, upd.ttl_seconds, upd.idle_timeout_seconds, upd.created_at, upd.updated_at, upd.last_active_at,
-  upd.expires_at, upd.ended_at, upd.end_reason,
-  CASE WHEN $6::text IS NOT NULL THEN pg_catalog.pg_notify($6, upd.tenant_id || '/' || upd.id || ' ' || upd.version::text) END AS notified FROM upd
+  upd.expires_at, upd.ended_at, upd.end_reason FROM upd
 UNION ALL
 SELECT false,
   cur.id, cur.tenant_id, cur.user_id, cur.org_id, cur.status, cur.model, cur.title, cur.system_prompt,
   cur.workspace_path, cur.mcp_client_ids, cur.parent_session_id, cur.metadata, cur.total_turns,
   cur.message_count, cur.total_cost_usd, cur.input_tokens, cur.output_tokens, cur.version, cur.revision,
   cur.fence, cur.ttl_seconds, cur.idle_timeout_seconds, cur.created_at, cur.updated_at, cur.last_active_at,
-  cur.expires_at, cur.ended_at, cur.end_reason,
-  NULL FROM (SELECT * FROM sessions WHERE tenant_id = $1 AND id = $2 FOR UPDATE) cur WHERE NOT EXISTS (SELECT 1 FROM upd)
+  cur.expires_at, cur.ended_at, cur.end_reason
+  FROM (SELECT * FROM sessions WHERE tenant_id = $1 AND id = $2 FOR UPDATE) cur WHERE NOT EXISTS (SELECT 1 FROM upd)

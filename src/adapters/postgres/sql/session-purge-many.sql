@@ -1,8 +1,6 @@
 -- session-purge-many: deletes the sessions of a tenant among the ids given (items, runs and output by FK cascade), with session.deleted.
 -- $1 tenant text
 -- $2 ids jsonb: array of session ids
--- $3 notifyChannel text: where near caches hear "<id> <version>" of deleted sessions; null: not announced
--- $4 deletedVersion bigint: the version announced for a deleted session (the caches' tombstone)
 -- reply: one row (id) per session deleted
 WITH cur AS (
   -- Locks in id order, so overlapping batches never deadlock.
@@ -17,8 +15,5 @@ WITH cur AS (
 ), emitted AS (
   INSERT INTO outbox (tenant_id, type, session_id, payload)
   SELECT e.tenant_id, e.type, e.session_id, e.payload FROM events e WHERE e.payload IS NOT NULL ORDER BY e.session_id, e.ord
-), fx AS (
-  SELECT count(pg_catalog.pg_notify($3, d.tenant_id || '/' || d.id || ' ' || $4::bigint::text)) FILTER (WHERE $3::text IS NOT NULL) AS notified
-  FROM del d
 )
-SELECT del.id FROM del, fx
+SELECT del.id FROM del

@@ -2,7 +2,6 @@
 -- $1 tenant text
 -- $2 ids jsonb: array of session ids
 -- $3 reason text: the end_reason
--- $4 notifyChannel text: where near caches hear "<id> <version>" of written sessions; null: not announced
 -- reply: one row (id) per session found, terminated now or before
 WITH cur AS (
   -- Locks in id order, so overlapping batches never deadlock. FOR UPDATE re-checks the
@@ -24,9 +23,6 @@ WITH cur AS (
 ), emitted AS (
   INSERT INTO outbox (tenant_id, type, session_id, payload)
   SELECT e.tenant_id, e.type, e.session_id, e.payload FROM events e WHERE e.payload IS NOT NULL ORDER BY e.session_id, e.ord
-), fx AS (
-  SELECT count(pg_catalog.pg_notify($4, u.tenant_id || '/' || u.id || ' ' || u.version::text)) FILTER (WHERE $4::text IS NOT NULL) AS notified
-  FROM upd u
 )
-SELECT s.id FROM sessions s, fx
+SELECT s.id FROM sessions s
 WHERE s.tenant_id = $1 AND s.id IN (SELECT jsonb_array_elements_text($2::jsonb))

@@ -5,7 +5,6 @@
 -- $4 fencingToken bigint: refused when older than the newest the row has seen (handed out by a PostgreSQL lease or
 --   carried by a write); an accepted one becomes the newest; null: none
 -- $5 reason text: the end_reason
--- $6 notifyChannel text: where near caches hear "<id> <version>" of written sessions; null: not announced
 -- reply: one row; written = true and the written row, or written = false and the current row; no row: not found
 WITH cur AS (
   SELECT * FROM sessions WHERE tenant_id = $1 AND id = $2 FOR UPDATE
@@ -29,9 +28,6 @@ WITH cur AS (
   INSERT INTO outbox (tenant_id, type, session_id, payload)
   SELECT e.tenant_id, e.type, e.session_id, e.payload FROM events e WHERE e.payload IS NOT NULL ORDER BY e.session_id, e.ord
 )
--- The near-cache announcement (PostgreSQL-only mode) is sent by the write itself and delivered
--- at commit; without a channel pg_notify is not called at all (a notifying transaction
--- serializes commits).
-SELECT true AS written, upd.*, CASE WHEN $6::text IS NOT NULL THEN pg_catalog.pg_notify($6, upd.tenant_id || '/' || upd.id || ' ' || upd.version::text) END AS notified FROM upd
+SELECT true AS written, upd.* FROM upd
 UNION ALL
-SELECT false, cur.*, NULL FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)
+SELECT false, cur.* FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)

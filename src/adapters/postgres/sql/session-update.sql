@@ -7,7 +7,6 @@
 -- $5 patch jsonb: the UpdateSessionInput (camelCase keys), also the `changes` of session.updated
 -- $6 allowedFrom jsonb: the statuses patch.status may be reached from (array); null when the patch sets no status
 -- $7 metadataLimit integer: most bytes the merged metadata's JSON text may take; null: no limit
--- $8 notifyChannel text: where near caches hear "<id> <version>" of written sessions; null: not announced
 -- reply: one row; written = true and the written row, or written = false, the current row and within_limits (false: the merged metadata is too large); no row: not found
 WITH cur AS (
   SELECT * FROM sessions WHERE tenant_id = $1 AND id = $2 FOR UPDATE
@@ -57,9 +56,6 @@ WITH cur AS (
   INSERT INTO outbox (tenant_id, type, session_id, payload)
   SELECT e.tenant_id, e.type, e.session_id, e.payload FROM events e WHERE e.payload IS NOT NULL ORDER BY e.session_id, e.ord
 )
--- The near-cache announcement (PostgreSQL-only mode) is sent by the write itself and delivered
--- at commit; without a channel pg_notify is not called at all (a notifying transaction
--- serializes commits).
-SELECT true AS written, upd.*, true AS within_limits, CASE WHEN $8::text IS NOT NULL THEN pg_catalog.pg_notify($8, upd.tenant_id || '/' || upd.id || ' ' || upd.version::text) END AS notified FROM upd
+SELECT true AS written, upd.*, true AS within_limits FROM upd
 UNION ALL
-SELECT false, cur.*, nxt.within_limits, NULL FROM cur, nxt WHERE NOT EXISTS (SELECT 1 FROM upd)
+SELECT false, cur.*, nxt.within_limits FROM cur, nxt WHERE NOT EXISTS (SELECT 1 FROM upd)

@@ -1,6 +1,5 @@
 -- sweep-expire-due: claims live sessions past their deadline (active ones too) and expires them, with their events.
 -- $1 limit integer: most sessions per call
--- $2 notifyChannel text: where near caches hear "<id> <version>" of written sessions; null: not announced
 -- reply: one row (id, tenant_id) per session expired
 WITH due AS (
   -- SKIP LOCKED: sweepers on several instances split the work. FOR UPDATE re-checks the
@@ -30,8 +29,5 @@ WITH due AS (
 ), emitted AS (
   INSERT INTO outbox (tenant_id, type, session_id, payload)
   SELECT e.tenant_id, e.type, e.session_id, e.payload FROM events e WHERE e.payload IS NOT NULL ORDER BY e.session_id, e.ord
-), fx AS (
-  SELECT count(pg_catalog.pg_notify($2, u.tenant_id || '/' || u.id || ' ' || u.version::text)) FILTER (WHERE $2::text IS NOT NULL) AS notified
-  FROM upd u
 )
-SELECT upd.id, upd.tenant_id FROM upd, fx
+SELECT upd.id, upd.tenant_id FROM upd

@@ -1,8 +1,6 @@
 -- sweep-purge-ended: claims sessions that ended longer ago than the retention period and deletes them (items, runs, output by FK cascade), with session.deleted.
 -- $1 days integer: the retention period
 -- $2 limit integer: most sessions per call
--- $3 notifyChannel text: where near caches hear "<id> <version>" of deleted sessions; null: not announced
--- $4 deletedVersion bigint: the version announced for a deleted session (the caches' tombstone)
 -- reply: one row (id, tenant_id) per session deleted
 WITH due AS (
   SELECT s.tenant_id, s.id FROM sessions s
@@ -20,8 +18,5 @@ WITH due AS (
 ), emitted AS (
   INSERT INTO outbox (tenant_id, type, session_id, payload)
   SELECT e.tenant_id, e.type, e.session_id, e.payload FROM events e WHERE e.payload IS NOT NULL ORDER BY e.session_id, e.ord
-), fx AS (
-  SELECT count(pg_catalog.pg_notify($3, d.tenant_id || '/' || d.id || ' ' || $4::bigint::text)) FILTER (WHERE $3::text IS NOT NULL) AS notified
-  FROM del d
 )
-SELECT del.id, del.tenant_id FROM del, fx
+SELECT del.id, del.tenant_id FROM del
