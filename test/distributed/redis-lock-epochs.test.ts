@@ -6,7 +6,7 @@
  * redis-server (or, for the lost keys, its own key prefix on the shared one).
  */
 import { createClient } from 'redis';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { RedisKeys } from '../../src/adapters/redis/connection.js';
 import { AgentSessionsError } from '../../src/core/errors.js';
 import { EPOCH_SPAN, epochOf } from '../../src/core/fencing.js';
@@ -25,6 +25,50 @@ async function redisCommand(url: string, args: string[]): Promise<unknown> {
     return await client.sendCommand(args);
   } finally {
     client.destroy();
+  }
+}
+
+/**
+ * A fresh database and `count` instances (a, then b) on `redisUrl` under `prefix`; after the
+ * test the instances close, then `stop` runs (a redis-server of the test's own), then the
+ * database is dropped.
+ */
+async function instances(count: 1 | 2, redisUrl: string, prefix: string, extra: Record<string, string> = {}, stop?: () => Promise<void>): Promise<Sessions[]> {
+  const db = await freshDatabase();
+  const opened: Sessions[] = [];
+  onTestFinished(async () => {
+    for (const s of opened) await s.close();
+    await stop?.();
+    await db.drop();
+  });
+  const env = { DATABASE_URL: db.url, REDIS_URL: redisUrl, KEY_PREFIX: prefix, ...extra };
+  for (const id of ['a', 'b'].slice(0, count)) opened.push(await createSessions({ env: { ...env, INSTANCE_ID: id } }));
+  return opened;
+}
+
+/** Instance a on the shared Redis, under a key prefix of its own. */
+async function oneInstance(extra: Record<string, string> = {}): Promise<{ a: Sessions; prefix: string }> {
+  const prefix = uniqueKeyPrefix();
+  const [a] = await instances(1, serviceUrl('redis'), prefix, extra);
+  return { a: a as Sessions, prefix };
+}
+
+/** Instances a and b on the shared Redis (`own: false`, under a prefix of their own) or on a redis-server of their own. */
+async function twoInstances(): Promise<{ a: Sessions; b: Sessions; redis: OwnRedis; prefix: string }>;
+async function twoInstances(own: false): Promise<{ a: Sessions; b: Sessions; prefix: string }>;
+async function twoInstances(own = true): Promise<{ a: Sessions; b: Sessions; redis?: OwnRedis; prefix: string }> {
+  const prefix = uniqueKeyPrefix();
+  if (!own) {
+    const [a, b] = await instances(2, serviceUrl('redis'), prefix);
+    return { a: a as Sessions, b: b as Sessions, prefix };
+  }
+  const redis = await OwnRedis.start();
+  try {
+    const [a, b] = await instances(2, redis.url, prefix, {}, () => redis.stop());
+    return { a: a as Sessions, b: b as Sessions, redis, prefix };
+  } catch (err) {
+    await redis.stop();
+    throw err;
   }
 }
 
@@ -81,195 +125,125 @@ async function eventually<T>(fn: () => Promise<T>, ms = 20_000): Promise<T> {
 
 describe.skipIf(!ready)(suite, () => {
   it('a lease costs no PostgreSQL write: the session row is untouched and session_locks stays empty', async () => {
-    const db = await freshDatabase();
-    const env = { DATABASE_URL: db.url, REDIS_URL: serviceUrl('redis'), KEY_PREFIX: uniqueKeyPrefix() };
-    const a = await createSessions({ env });
-    try {
-      const s = await a.create();
-      await token(a, s.id); // the first lease of the keyspace installs an epoch (one write, once)
-      const rowBefore = await internals(a).db.query<{ xmin: string; fence: string }>('SELECT xmin, fence FROM sessions WHERE id = $1', [s.id]);
-      const tokens = [await token(a, s.id), await token(a, s.id), await token(a, s.id)];
-      const rowAfter = await internals(a).db.query<{ xmin: string; fence: string }>('SELECT xmin, fence FROM sessions WHERE id = $1', [s.id]);
-      expect(rowAfter).toEqual(rowBefore);
-      expect(await internals(a).db.query('SELECT 1 FROM session_locks')).toHaveLength(0);
-      expect(tokens[1]).toBe((tokens[0] as number) + 1);
-      expect(tokens[2]).toBe((tokens[1] as number) + 1);
-      expect(epochOf(tokens[0] as number)).toBe((await epochRows(a))[0]);
-    } finally {
-      await a.close();
-      await db.drop();
-    }
+    const { a } = await oneInstance();
+    const s = await a.create();
+    await token(a, s.id); // the first lease of the keyspace installs an epoch (one write, once)
+    const rowBefore = await internals(a).db.query<{ xmin: string; fence: string }>('SELECT xmin, fence FROM sessions WHERE id = $1', [s.id]);
+    const tokens = [await token(a, s.id), await token(a, s.id), await token(a, s.id)];
+    const rowAfter = await internals(a).db.query<{ xmin: string; fence: string }>('SELECT xmin, fence FROM sessions WHERE id = $1', [s.id]);
+    expect(rowAfter).toEqual(rowBefore);
+    expect(await internals(a).db.query('SELECT 1 FROM session_locks')).toHaveLength(0);
+    expect(tokens[1]).toBe((tokens[0] as number) + 1);
+    expect(tokens[2]).toBe((tokens[1] as number) + 1);
+    expect(epochOf(tokens[0] as number)).toBe((await epochRows(a))[0]);
   });
 
   it('Redis restarted empty: later tokens are above every earlier one, and a token issued before the restart loses to a newer holder', async () => {
-    const redis = await OwnRedis.start();
-    const db = await freshDatabase();
-    const env = { DATABASE_URL: db.url, REDIS_URL: redis.url, KEY_PREFIX: uniqueKeyPrefix() };
-    const a = await createSessions({ env: { ...env, INSTANCE_ID: 'a' } });
-    const b = await createSessions({ env: { ...env, INSTANCE_ID: 'b' } });
-    try {
-      const s = await a.create();
-      // Issued and given back unused, then one held across the restart, never used before it.
-      const issued = [await token(a, s.id), await token(b, s.id)];
-      const old = await hold(a, s.id);
-      issued.push(old.token);
-      await redis.kill();
-      await redis.restart();
-      await waitForRedis([a, b]);
+    const { a, b, redis } = await twoInstances();
+    const s = await a.create();
+    // Issued and given back unused, then one held across the restart, never used before it.
+    const issued = [await token(a, s.id), await token(b, s.id)];
+    const old = await hold(a, s.id);
+    issued.push(old.token);
+    await redis.kill();
+    await redis.restart();
+    await waitForRedis([a, b]);
 
-      const newer = await hold(b, s.id);
-      for (const t of issued) expect(newer.token).toBeGreaterThan(t);
-      // Redis handed out the newer token (no PostgreSQL lease), in a new epoch.
-      expect(epochOf(newer.token)).toBeGreaterThan(epochOf(old.token));
-      // The old holder writes while the newer one holds the lease but has not written: refused.
-      expect(await codeOf(a.update(s.id, { title: 'old' }, { fencingToken: old.token }))).toBe('stale_fencing_token');
-      const written = await b.update(s.id, { title: 'new' }, { fencingToken: newer.token });
-      newer.release();
-      await newer.done;
-      // After the newer holder wrote and let go: still refused, by the row itself.
-      expect(await codeOf(a.update(s.id, { title: 'old' }, { fencingToken: old.token }))).toBe('stale_fencing_token');
-      old.release();
-      await old.done;
-      const final = await b.get(s.id);
-      expect(final.title).toBe('new');
-      expect(final.version).toBe(written.version);
-    } finally {
-      await a.close();
-      await b.close();
-      await redis.stop();
-      await db.drop();
-    }
+    const newer = await hold(b, s.id);
+    for (const t of issued) expect(newer.token).toBeGreaterThan(t);
+    // Redis handed out the newer token (no PostgreSQL lease), in a new epoch.
+    expect(epochOf(newer.token)).toBeGreaterThan(epochOf(old.token));
+    // The old holder writes while the newer one holds the lease but has not written: refused.
+    expect(await codeOf(a.update(s.id, { title: 'old' }, { fencingToken: old.token }))).toBe('stale_fencing_token');
+    const written = await b.update(s.id, { title: 'new' }, { fencingToken: newer.token });
+    newer.release();
+    await newer.done;
+    // After the newer holder wrote and let go: still refused, by the row itself.
+    expect(await codeOf(a.update(s.id, { title: 'old' }, { fencingToken: old.token }))).toBe('stale_fencing_token');
+    old.release();
+    await old.done;
+    const final = await b.get(s.id);
+    expect(final.title).toBe('new');
+    expect(final.version).toBe(written.version);
   });
 
   it('a token issued before an empty restart and used first is accepted, then refused once the newer holder wrote', async () => {
-    const redis = await OwnRedis.start();
-    const db = await freshDatabase();
-    const env = { DATABASE_URL: db.url, REDIS_URL: redis.url, KEY_PREFIX: uniqueKeyPrefix() };
-    const a = await createSessions({ env: { ...env, INSTANCE_ID: 'a' } });
-    const b = await createSessions({ env: { ...env, INSTANCE_ID: 'b' } });
-    try {
-      const s = await a.create();
-      const old = await token(a, s.id);
-      const newestBefore = await token(a, s.id);
-      await redis.kill();
-      await redis.restart();
-      await waitForRedis([a, b]);
-      // Redis forgot both; the row has seen neither. The newest of them writes first.
-      await a.update(s.id, { title: 'before' }, { fencingToken: newestBefore });
-      expect(await codeOf(a.update(s.id, { title: 'older' }, { fencingToken: old }))).toBe('stale_fencing_token');
-      const next = await token(b, s.id);
-      expect(next).toBeGreaterThan(newestBefore);
-      await b.update(s.id, { title: 'after' }, { fencingToken: next });
-      expect(await codeOf(a.update(s.id, { title: 'late' }, { fencingToken: newestBefore }))).toBe('stale_fencing_token');
-      expect((await a.get(s.id)).title).toBe('after');
-    } finally {
-      await a.close();
-      await b.close();
-      await redis.stop();
-      await db.drop();
-    }
+    const { a, b, redis } = await twoInstances();
+    const s = await a.create();
+    const old = await token(a, s.id);
+    const newestBefore = await token(a, s.id);
+    await redis.kill();
+    await redis.restart();
+    await waitForRedis([a, b]);
+    // Redis forgot both; the row has seen neither. The newest of them writes first.
+    await a.update(s.id, { title: 'before' }, { fencingToken: newestBefore });
+    expect(await codeOf(a.update(s.id, { title: 'older' }, { fencingToken: old }))).toBe('stale_fencing_token');
+    const next = await token(b, s.id);
+    expect(next).toBeGreaterThan(newestBefore);
+    await b.update(s.id, { title: 'after' }, { fencingToken: next });
+    expect(await codeOf(a.update(s.id, { title: 'late' }, { fencingToken: newestBefore }))).toBe('stale_fencing_token');
+    expect((await a.get(s.id)).title).toBe('after');
   });
 
   it('Redis restarted from an older RDB (an older counter, the same epoch): the epoch moves, no counter is reused', async () => {
-    const redis = await OwnRedis.start();
-    const db = await freshDatabase();
-    const env = { DATABASE_URL: db.url, REDIS_URL: redis.url, KEY_PREFIX: uniqueKeyPrefix() };
-    const a = await createSessions({ env: { ...env, INSTANCE_ID: 'a' } });
-    const b = await createSessions({ env: { ...env, INSTANCE_ID: 'b' } });
-    try {
-      const s = await a.create();
-      const issued = [await token(a, s.id)];
-      await redisCommand(redis.url, ['SAVE']);
-      for (let i = 0; i < 3; i++) issued.push(await token(i % 2 ? a : b, s.id));
-      const epochBefore = (await epochRows(a))[0] as number;
-      await redis.kill();
-      await redis.restart();
-      await waitForRedis([a, b]);
-      const after = [await token(b, s.id), await token(a, s.id)];
-      const highest = Math.max(...issued);
-      for (const t of after) expect(t).toBeGreaterThan(highest);
-      expect(after[1]).toBeGreaterThan(after[0] as number);
-      expect(Math.max(...(await epochRows(a)))).toBeGreaterThan(epochBefore);
-    } finally {
-      await a.close();
-      await b.close();
-      await redis.stop();
-      await db.drop();
-    }
+    const { a, b, redis } = await twoInstances();
+    const s = await a.create();
+    const issued = [await token(a, s.id)];
+    await redisCommand(redis.url, ['SAVE']);
+    for (let i = 0; i < 3; i++) issued.push(await token(i % 2 ? a : b, s.id));
+    const epochBefore = (await epochRows(a))[0] as number;
+    await redis.kill();
+    await redis.restart();
+    await waitForRedis([a, b]);
+    const after = [await token(b, s.id), await token(a, s.id)];
+    const highest = Math.max(...issued);
+    for (const t of after) expect(t).toBeGreaterThan(highest);
+    expect(after[1]).toBeGreaterThan(after[0] as number);
+    expect(Math.max(...(await epochRows(a)))).toBeGreaterThan(epochBefore);
   });
 
   it('lock keys lost under instances that noticed nothing: every next lease goes to PostgreSQL for a new epoch', async () => {
-    const db = await freshDatabase();
-    const prefix = uniqueKeyPrefix();
-    const env = { DATABASE_URL: db.url, REDIS_URL: serviceUrl('redis'), KEY_PREFIX: prefix };
-    const a = await createSessions({ env: { ...env, INSTANCE_ID: 'a' } });
-    const b = await createSessions({ env: { ...env, INSTANCE_ID: 'b' } });
-    try {
-      const s = await a.create();
-      const issued = [await token(a, s.id), await token(b, s.id), await token(a, s.id)];
-      // What a restart loses, without a restart: no reconnect, no server check on either instance.
-      const keys = new RedisKeys(prefix);
-      await redisCommand(serviceUrl('redis'), ['DEL', keys.global('lock-epoch'), keys.sessionPart(sessionKey('default', s.id), 'fence')]);
-      const epochs = await epochRows(a);
-      const after = [await token(b, s.id), await token(a, s.id)];
-      for (const t of after) expect(t).toBeGreaterThan(Math.max(...issued));
-      expect(after[1]).toBeGreaterThan(after[0] as number);
-      expect(Math.max(...(await epochRows(a)))).toBeGreaterThan(Math.max(...epochs));
-    } finally {
-      await a.close();
-      await b.close();
-      await db.drop();
-    }
+    const { a, b, prefix } = await twoInstances(false);
+    const s = await a.create();
+    const issued = [await token(a, s.id), await token(b, s.id), await token(a, s.id)];
+    // What a restart loses, without a restart: no reconnect, no server check on either instance.
+    const keys = new RedisKeys(prefix);
+    await redisCommand(serviceUrl('redis'), ['DEL', keys.global('lock-epoch'), keys.sessionPart(sessionKey('default', s.id), 'fence')]);
+    const epochs = await epochRows(a);
+    const after = [await token(b, s.id), await token(a, s.id)];
+    for (const t of after) expect(t).toBeGreaterThan(Math.max(...issued));
+    expect(after[1]).toBeGreaterThan(after[0] as number);
+    expect(Math.max(...(await epochRows(a)))).toBeGreaterThan(Math.max(...epochs));
   });
 
   it('a lease on a missing session leaves no Redis key behind', async () => {
-    const db = await freshDatabase();
-    const prefix = uniqueKeyPrefix();
-    const env = { DATABASE_URL: db.url, REDIS_URL: serviceUrl('redis'), KEY_PREFIX: prefix };
-    const a = await createSessions({ env });
-    try {
-      await token(a, (await a.create()).id); // installs the epoch
-      const id = crypto.randomUUID();
-      expect(await codeOf(token(a, id))).toBe('session_not_found');
-      const keys = new RedisKeys(prefix);
-      const key = sessionKey('default', id);
-      expect(await redisCommand(serviceUrl('redis'), ['EXISTS', keys.sessionPart(key, 'lock'), keys.sessionPart(key, 'fence')])).toBe(0);
-      // Created afterwards under that id: its first lease is the epoch's first token.
-      await a.create({ id });
-      expect((await token(a, id)) % EPOCH_SPAN).toBe(1);
-    } finally {
-      await a.close();
-      await db.drop();
-    }
+    const { a, prefix } = await oneInstance();
+    await token(a, (await a.create()).id); // installs the epoch
+    const id = crypto.randomUUID();
+    expect(await codeOf(token(a, id))).toBe('session_not_found');
+    const keys = new RedisKeys(prefix);
+    const key = sessionKey('default', id);
+    expect(await redisCommand(serviceUrl('redis'), ['EXISTS', keys.sessionPart(key, 'lock'), keys.sessionPart(key, 'fence')])).toBe(0);
+    // Created afterwards under that id: its first lease is the epoch's first token.
+    await a.create({ id });
+    expect((await token(a, id)) % EPOCH_SPAN).toBe(1);
   });
 
   it('a counter that reached 2^32 moves the epoch instead of spilling into the next one', async () => {
-    const db = await freshDatabase();
-    const prefix = uniqueKeyPrefix();
-    const env = { DATABASE_URL: db.url, REDIS_URL: serviceUrl('redis'), KEY_PREFIX: prefix };
-    const a = await createSessions({ env });
-    try {
-      const s = await a.create();
-      const first = await token(a, s.id);
-      const counterKey = new RedisKeys(prefix).sessionPart(sessionKey('default', s.id), 'fence');
-      await redisCommand(serviceUrl('redis'), ['HSET', counterKey, 'n', String(EPOCH_SPAN - 2)]);
-      const last = await token(a, s.id);
-      expect(last).toBe(epochOf(first) * EPOCH_SPAN + EPOCH_SPAN - 1);
-      const next = await token(a, s.id);
-      expect(epochOf(next)).toBeGreaterThan(epochOf(last));
-      expect(next % EPOCH_SPAN).toBe(1);
-    } finally {
-      await a.close();
-      await db.drop();
-    }
+    const { a, prefix } = await oneInstance();
+    const s = await a.create();
+    const first = await token(a, s.id);
+    const counterKey = new RedisKeys(prefix).sessionPart(sessionKey('default', s.id), 'fence');
+    await redisCommand(serviceUrl('redis'), ['HSET', counterKey, 'n', String(EPOCH_SPAN - 2)]);
+    const last = await token(a, s.id);
+    expect(last).toBe(epochOf(first) * EPOCH_SPAN + EPOCH_SPAN - 1);
+    const next = await token(a, s.id);
+    expect(epochOf(next)).toBeGreaterThan(epochOf(last));
+    expect(next % EPOCH_SPAN).toBe(1);
   });
 
   it('Redis unreachable: the PostgreSQL lease hands out tokens above Redis ones; Redis back with its data: tokens above those', async () => {
-    const redis = await OwnRedis.start();
-    const db = await freshDatabase();
-    const env = { DATABASE_URL: db.url, REDIS_URL: redis.url, KEY_PREFIX: uniqueKeyPrefix() };
-    const a = await createSessions({ env: { ...env, INSTANCE_ID: 'a' } });
-    const b = await createSessions({ env: { ...env, INSTANCE_ID: 'b' } });
+    const { a, b, redis } = await twoInstances();
     let paused = false;
     try {
       const s = await a.create();
@@ -297,97 +271,70 @@ describe.skipIf(!ready)(suite, () => {
       expect(epochOf(back[0] as number) % 2).toBe(0);
     } finally {
       if (paused) redis.resume();
-      await a.close();
-      await b.close();
-      await redis.stop();
-      await db.drop();
     }
   });
 
   it("a deleted session's lease counter goes with its row: purge, batch purge, retention sweep, erasure", async () => {
-    const db = await freshDatabase();
-    const prefix = uniqueKeyPrefix();
-    const env = { DATABASE_URL: db.url, REDIS_URL: serviceUrl('redis'), KEY_PREFIX: prefix, SWEEP_INTERVAL_MS: '0', RETENTION_DAYS: '30' };
-    const a = await createSessions({ env });
-    try {
-      const keys = new RedisKeys(prefix);
-      const fence = (id: string) => keys.sessionPart(sessionKey('default', id), 'fence');
-      const exists = async (id: string) => Number(await redisCommand(serviceUrl('redis'), ['EXISTS', fence(id)]));
-      const purged = await a.create();
-      const batch = [await a.create(), await a.create()];
-      const swept = await a.create();
-      const erased = await a.create({ userId: `erase-me-${crypto.randomUUID()}` });
-      const kept = await a.create();
-      const all = [purged, ...batch, swept, erased, kept];
-      const issued = new Map<string, number>();
-      for (const s of all) {
-        await token(a, s.id);
-        issued.set(s.id, await token(a, s.id));
-        expect(await exists(s.id), s.id).toBe(1);
-      }
-
-      expect(await a.purge(purged.id)).toBe(true);
-      expect(await exists(purged.id)).toBe(0);
-
-      expect((await a.deleteMany(batch.map((s) => s.id), { purge: true })).deleted).toHaveLength(2);
-      for (const s of batch) expect(await exists(s.id)).toBe(0);
-
-      await a.terminate(swept.id, 'done');
-      await internals(a).db.query(`UPDATE sessions SET ended_at = now() - interval '31 days' WHERE id = $1`, [swept.id]);
-      expect(await a.sweeper.runOnce()).toMatchObject({ purge_ended_sessions: 1 });
-      expect(await exists(swept.id)).toBe(0);
-
-      expect(await a.admin.eraseUser(erased.userId as string)).toMatchObject({ sessions: 1 });
-      expect(await exists(erased.id)).toBe(0);
-
-      // Terminating without purging deletes no row: the counter stays, and the next token is above.
-      expect((await a.deleteMany([kept.id])).deleted).toEqual([kept.id]);
-      expect(await exists(kept.id)).toBe(1);
-      expect(await token(a, kept.id)).toBe((issued.get(kept.id) as number) + 1);
-
-      // Created again under a purged id: a new row (fence 0), whose first lease is the epoch's
-      // first token, and which its holder can write with.
-      await a.create({ id: purged.id });
-      const again = await token(a, purged.id);
-      expect(again % EPOCH_SPAN).toBe(1);
-      expect(epochOf(again)).toBe(epochOf(issued.get(purged.id) as number));
-      expect((await a.update(purged.id, { title: 'again' }, { fencingToken: again })).title).toBe('again');
-    } finally {
-      await a.close();
-      await db.drop();
+    const { a, prefix } = await oneInstance({ SWEEP_INTERVAL_MS: '0', RETENTION_DAYS: '30' });
+    const keys = new RedisKeys(prefix);
+    const fence = (id: string) => keys.sessionPart(sessionKey('default', id), 'fence');
+    const exists = async (id: string) => Number(await redisCommand(serviceUrl('redis'), ['EXISTS', fence(id)]));
+    const purged = await a.create();
+    const batch = [await a.create(), await a.create()];
+    const swept = await a.create();
+    const erased = await a.create({ userId: `erase-me-${crypto.randomUUID()}` });
+    const kept = await a.create();
+    const all = [purged, ...batch, swept, erased, kept];
+    const issued = new Map<string, number>();
+    for (const s of all) {
+      await token(a, s.id);
+      issued.set(s.id, await token(a, s.id));
+      expect(await exists(s.id), s.id).toBe(1);
     }
+
+    expect(await a.purge(purged.id)).toBe(true);
+    expect(await exists(purged.id)).toBe(0);
+
+    expect((await a.deleteMany(batch.map((s) => s.id), { purge: true })).deleted).toHaveLength(2);
+    for (const s of batch) expect(await exists(s.id)).toBe(0);
+
+    await a.terminate(swept.id, 'done');
+    await internals(a).db.query(`UPDATE sessions SET ended_at = now() - interval '31 days' WHERE id = $1`, [swept.id]);
+    expect(await a.sweeper.runOnce()).toMatchObject({ purge_ended_sessions: 1 });
+    expect(await exists(swept.id)).toBe(0);
+
+    expect(await a.admin.eraseUser(erased.userId as string)).toMatchObject({ sessions: 1 });
+    expect(await exists(erased.id)).toBe(0);
+
+    // Terminating without purging deletes no row: the counter stays, and the next token is above.
+    expect((await a.deleteMany([kept.id])).deleted).toEqual([kept.id]);
+    expect(await exists(kept.id)).toBe(1);
+    expect(await token(a, kept.id)).toBe((issued.get(kept.id) as number) + 1);
+
+    // Created again under a purged id: a new row (fence 0), whose first lease is the epoch's
+    // first token, and which its holder can write with.
+    await a.create({ id: purged.id });
+    const again = await token(a, purged.id);
+    expect(again % EPOCH_SPAN).toBe(1);
+    expect(epochOf(again)).toBe(epochOf(issued.get(purged.id) as number));
+    expect((await a.update(purged.id, { title: 'again' }, { fencingToken: again })).title).toBe('again');
   });
 
   it('an expired session keeps its lease counter: its row stays, so its tokens keep rising', async () => {
-    const db = await freshDatabase();
-    const prefix = uniqueKeyPrefix();
-    const env = {
-      DATABASE_URL: db.url,
-      REDIS_URL: serviceUrl('redis'),
-      KEY_PREFIX: prefix,
-      SWEEP_INTERVAL_MS: '0',
-      RETENTION_DAYS: '30',
-      TIMEOUT_WARNING_SECONDS: '0',
-    };
-    const a = await createSessions({ env });
-    try {
-      const s = await a.create({ idleTimeoutSeconds: 1 });
-      await token(a, s.id);
-      // Handed out and never used: a later token must still be above it.
-      const unused = await token(a, s.id);
-      const deadline = Date.now() + 20_000;
-      while ((await a.get(s.id)).status !== 'expired') {
-        if (Date.now() > deadline) throw new Error('the sweep did not expire the session within 20 s');
-        await a.sweeper.runOnce();
-      }
-      // The same passes ran the retention purge: an expired session is not ended long enough.
-      expect(await a.find(s.id)).not.toBeNull();
-      const fence = new RedisKeys(prefix).sessionPart(sessionKey('default', s.id), 'fence');
-      expect(await redisCommand(serviceUrl('redis'), ['EXISTS', fence])).toBe(1);
-      expect(await token(a, s.id)).toBe(unused + 1);
-    } finally {
-      await a.close();
-      await db.drop();
+    const { a, prefix } = await oneInstance({ SWEEP_INTERVAL_MS: '0', RETENTION_DAYS: '30', TIMEOUT_WARNING_SECONDS: '0' });
+    const s = await a.create({ idleTimeoutSeconds: 1 });
+    await token(a, s.id);
+    // Handed out and never used: a later token must still be above it.
+    const unused = await token(a, s.id);
+    const deadline = Date.now() + 20_000;
+    while ((await a.get(s.id)).status !== 'expired') {
+      if (Date.now() > deadline) throw new Error('the sweep did not expire the session within 20 s');
+      await a.sweeper.runOnce();
     }
+    // The same passes ran the retention purge: an expired session is not ended long enough.
+    expect(await a.find(s.id)).not.toBeNull();
+    const fence = new RedisKeys(prefix).sessionPart(sessionKey('default', s.id), 'fence');
+    expect(await redisCommand(serviceUrl('redis'), ['EXISTS', fence])).toBe(1);
+    expect(await token(a, s.id)).toBe(unused + 1);
   });
 });
