@@ -17,7 +17,8 @@
  *   (`noteCommitted`), so a holder never reads one older, however late the message is.
  * - A write that cannot reach the shared tier is recorded in the repair log before it is
  *   acknowledged; the shared tier is repaired from the log before it serves reads again.
- *   Until an announced repair is applied, a shared read older than it is treated as a miss.
+ *   Until an announced repair is applied, a shared read older than it is treated as a miss;
+ *   lately after a repair was announced, a shared hit first reads what is on the connections.
  *   A repair that cannot be recorded either is kept here, and this instance's breaker stays
  *   open until it is recorded.
  * - A shared server this instance (re)connects to is trusted only if the repair log records
@@ -43,6 +44,11 @@ export interface CoherentSessionCacheOptions {
   repairRetryMs?: readonly number[];
   /** Longest a writer waits for its own invalidation to come back (default 100 ms). */
   echoTimeoutMs?: number;
+  /**
+   * For this long after a repair was announced (default 30 s), a shared hit waits for the
+   * notices already on this instance's connections before it is served (see `getShared`).
+   */
+  repairWatchMs?: number;
   /** An invalidation is remembered at least this long, at most twice (default 5 s). */
   recentWindowMs?: number;
   /**
@@ -103,6 +109,9 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
   private draining: Promise<void> | null = null;
   private repairsRecorded = 0;
   private repairsAnnounced = false;
+  /** When this instance last heard a repair announced (clock ms). */
+  private repairHeardAt = Number.NEGATIVE_INFINITY;
+  private readonly repairWatchMs: number;
   /** Writers waiting to see their own invalidation come back over the bus. */
   private readonly echoWaiters = new Map<string, Array<{ version: number; done: () => void }>>();
   private readonly echoTimeoutMs: number;
@@ -130,6 +139,7 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
     this.onError = options.onError ?? (() => undefined);
     this.repairSweepMs = options.repairSweepMs ?? 5_000;
     this.echoTimeoutMs = options.echoTimeoutMs ?? 100;
+    this.repairWatchMs = options.repairWatchMs ?? 30_000;
     this.repairRetryMs = options.repairRetryMs ?? [50, 250];
     this.revalidateMs = options.revalidateMs ?? 5_000;
     if (this.shared) {
@@ -185,6 +195,7 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
         if (repair) {
           this.invalidated(repair.sessionId, repair.version);
           this.noteUnrepaired(repair.sessionId, repair.version);
+          this.repairHeardAt = this.clock.now();
         }
         this.repairsAnnounced = true;
         if (health.breaker.isClosed) void this.drainRepairs(false);
@@ -318,7 +329,7 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
     } catch (err) {
       return Promise.resolve(unavailable(err));
     }
-    return pending.then((cached) => {
+    const answer = (cached: Session | null): Session | null => {
       try {
         const found = this.fresh(cached, id);
         if (found) this.fillNear(found);
@@ -327,7 +338,23 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
       } catch (err) {
         return unavailable(err);
       }
-    }, unavailable);
+    };
+    return pending.then(
+      (cached) => (cached && this.watchingRepairs() ? this.bus.settle().then(() => answer(cached), () => answer(cached)) : answer(cached)),
+      unavailable,
+    );
+  }
+
+  /**
+   * Whether a repair was announced lately: some instance could not write to the shared tier,
+   * and may still be cut off from it while this one reads it again (window (b) of
+   * docs/distributed.md, "Staleness bound after an outage"). Its repair's notice can reach
+   * this instance at the same time as a shared reply; meanwhile a shared hit first lets the
+   * event loop read what is on the connections (the bus's settle, a poll phase after the
+   * reply), so a notice that arrived first is applied before the hit is served.
+   */
+  private watchingRepairs(): boolean {
+    return this.clock.now() - this.repairHeardAt < this.repairWatchMs;
   }
 
   async getMany(ids: readonly string[]): Promise<Map<string, Session>> {
@@ -343,7 +370,9 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
     if (rest.length > 0 && this.shared) {
       try {
         let hits = 0;
-        for (const [id, cached] of await this.shared.cache.getMany(rest)) {
+        const replies = await this.shared.cache.getMany(rest);
+        if (replies.size > 0 && this.watchingRepairs()) await this.bus.settle().catch(() => undefined);
+        for (const [id, cached] of replies) {
           const s = this.fresh(cached, id);
           if (!s) continue;
           hits++;

@@ -262,6 +262,37 @@ describe('the shared tier fails', () => {
     expect((await w.read(1, 'd/s')).session?.version).toBe(2);
   });
 
+  it('lately after a repair was announced, a shared hit first applies the notices already on the connection (an instance still cut off)', async () => {
+    // No near cache: the shared hit is what is served.
+    const w = await start({ instances: 2, near: false });
+    await w.write(0, 'd/s');
+    await w.write(0, 'd/t');
+    // Instance 0 cannot write to the shared tier (still cut off); instance 1 reaches it.
+    const cutOff = w.at(0).client;
+    if (!cutOff) throw new Error('no shared client');
+    cutOff.writesFail = true;
+    // A first repair: instance 1 hears it (and drains it).
+    await w.write(0, 'd/t');
+    await w.pollAll();
+    expect(w.table.rows).toEqual([]);
+    // The next one's notice is on instance 1's connection, not read yet, when its read of the
+    // shared tier (which still holds v1) comes back.
+    await w.write(0, 'd/s');
+    expect(w.at(1).inbox.arrived).toContainEqual({ kind: 'repair', id: 'd/s', version: 2 });
+    expect(w.server?.entries.get('d/s')?.version).toBe(1);
+    expect(await w.run(1, () => w.at(1).cache.get('d/s'))).toBeNull();
+    expect(w.at(1).client?.reads.at(-1)).toMatchObject({ id: 'd/s', version: 1 });
+    expect((await w.read(1, 'd/s')).session?.version).toBe(2);
+    // Long after the last repair heard, a shared hit is served without reading the
+    // connection first: a notice that arrived meanwhile is still there afterwards.
+    await w.clock.advance(30_000);
+    await w.pollAll();
+    await w.write(0, 'd/u');
+    expect(w.at(1).inbox.arrived).toContainEqual({ kind: 'repair', id: 'd/u', version: 1 });
+    expect((await w.run(1, () => w.at(1).cache.get('d/s')))?.version).toBe(2);
+    expect(w.at(1).inbox.arrived).toContainEqual({ kind: 'repair', id: 'd/u', version: 1 });
+  });
+
   it('a repair the log refuses is retried (50, 250 ms), then kept and the breaker opened; recovery records it before it closes', async () => {
     const w = await start();
     await w.write(0, 'd/s');
