@@ -329,7 +329,7 @@ export class SessionService {
     this.checkId(id);
     const deleted = await this.repository.purge(tenantOf(opts), id);
     // Only a real deletion touches the cache (a purge of nothing leaves no tombstone).
-    if (deleted) await this.dropDeleted(tenantOf(opts), id);
+    if (deleted) await this.evictDeleted(tenantOf(opts), id);
     return deleted;
   }
 
@@ -344,7 +344,7 @@ export class SessionService {
     const result = options.purge
       ? await this.repository.purgeMany(tenant, ids)
       : await this.repository.terminateMany(tenant, ids, options.reason ?? 'terminated');
-    await Promise.all(result.deleted.map((id) => (options.purge ? this.dropDeleted(tenant, id) : this.cacheInvalidate(tenant, id))));
+    await Promise.all(result.deleted.map((id) => (options.purge ? this.evictDeleted(tenant, id) : this.cacheInvalidate(tenant, id))));
     return result;
   }
 
@@ -526,23 +526,19 @@ export class SessionService {
   }
 
   /**
-   * A session's row was deleted (retention purge, erasure): drops it from every cache tier and
+   * A session's row was deleted (purge, batch purge, retention purge, erasure): drops it from every cache tier and
    * drops what the lock store keeps for it (the Redis lease counter). Not for an expired
    * session, whose row stays (evictCache).
    */
-  evictDeleted(tenant: string, id: string): Promise<void> {
-    return this.dropDeleted(tenant, id);
-  }
-
-  /** After the delete committed; like the cache steps, a failure is reported and left (best effort). */
-  protected async dropDeleted(tenant: string, id: string): Promise<void> {
-    const locks = this.locks;
+  async evictDeleted(tenant: string, id: string): Promise<void> {
+    // After the delete committed; like the cache steps, a failure is reported and left (best effort).
+    const forget = this.locks?.forgetSession?.bind(this.locks);
     await Promise.all([
       this.cacheInvalidate(tenant, id),
-      locks?.forgetSession
+      forget
         ? afterCommit(async () => {
             try {
-              await locks.forgetSession?.(tenant, id);
+              await forget(tenant, id);
             } catch (err) {
               this.onCacheError(err);
             }

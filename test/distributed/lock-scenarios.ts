@@ -1,5 +1,7 @@
 /** Lock scenarios shared by the per-mode lock tests and the Redis suite. */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { expect } from 'vitest';
+import { AgentSessionsError } from '../../src/core/errors.js';
 import type { Session } from '../../src/core/types.js';
 import type { Sessions } from '../../src/internal.js';
 
@@ -52,16 +54,33 @@ export async function pausedHolderRace(
 /**
  * Takes the session's lock on `holder` and keeps it until `release` is called; resolves once
  * the lease is held (a fixed sleep instead could let another caller in first on a slow
- * machine). `done` settles when the holder has let go.
+ * machine), with its fencing token. `done` settles when the holder has let go.
  */
-export async function holdLock(holder: Sessions, id: string): Promise<{ release: () => void; done: Promise<void> }> {
+export async function holdLock(
+  holder: Sessions,
+  id: string,
+  options?: { timeoutMs?: number },
+): Promise<{ token: number; release: () => void; done: Promise<void> }> {
   let release!: () => void;
-  let acquired!: () => void;
-  const holding = new Promise<void>((r) => (acquired = r));
-  const done = holder.withSessionLock(id, () => {
-    acquired();
-    return new Promise<void>((r) => (release = r));
-  });
-  await holding;
-  return { release, done };
+  let acquired!: (token: number) => void;
+  const holding = new Promise<number>((r) => (acquired = r));
+  const done = holder.withSessionLock(
+    id,
+    ({ fencingToken }) => {
+      acquired(fencingToken);
+      return new Promise<void>((r) => (release = r));
+    },
+    options,
+  );
+  return { token: await holding, release, done };
+}
+
+/** The error code a rejected call fails with (an AgentSessionsError). */
+export async function codeOf(promise: Promise<unknown>): Promise<string> {
+  const err = await promise.then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(AgentSessionsError);
+  return (err as AgentSessionsError).code;
 }

@@ -8,12 +8,12 @@
 import { createClient } from 'redis';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { RedisKeys } from '../../src/adapters/redis/connection.js';
-import { AgentSessionsError } from '../../src/core/errors.js';
 import { EPOCH_SPAN, epochOf } from '../../src/core/fencing.js';
 import { sessionKey } from '../../src/core/ids.js';
 import { createSessions, internals, type Sessions } from '../../src/internal.js';
 import { freshDatabase, requireServices, serviceUrl, uniqueKeyPrefix } from '../setup/harness.js';
 import { OwnRedis, requireRedisBinaries, waitForRedis } from '../redis/redis-servers.js';
+import { codeOf, holdLock } from './lock-scenarios.js';
 
 const suite = 'distributed/redis-lock-epochs';
 const ready = requireServices(['postgres', 'redis'], suite) && requireRedisBinaries(['redis-server'], suite);
@@ -77,34 +77,6 @@ function token(via: Sessions, id: string): Promise<number> {
   return via.withSessionLock(id, async ({ fencingToken }) => fencingToken, { timeoutMs: 10_000 });
 }
 
-/**
- * Holds the lease on `via` until `release` is called; resolves once it is held, with its
- * token. `done` settles when the holder has let go.
- */
-async function hold(via: Sessions, id: string): Promise<{ token: number; release: () => void; done: Promise<void> }> {
-  let release!: () => void;
-  let held!: (t: number) => void;
-  const holding = new Promise<number>((r) => (held = r));
-  const done = via.withSessionLock(
-    id,
-    ({ fencingToken }) => {
-      held(fencingToken);
-      return new Promise<void>((r) => (release = r));
-    },
-    { timeoutMs: 10_000 },
-  );
-  return { token: await holding, release, done };
-}
-
-async function codeOf(promise: Promise<unknown>): Promise<string> {
-  const err = await promise.then(
-    () => null,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(AgentSessionsError);
-  return (err as AgentSessionsError).code;
-}
-
 async function epochRows(via: Sessions): Promise<number[]> {
   const rows = await internals(via).db.query<{ epoch: string }>('SELECT epoch FROM session_lock_epochs');
   return rows.map((r) => Number(r.epoch));
@@ -143,13 +115,13 @@ describe.skipIf(!ready)(suite, () => {
     const s = await a.create();
     // Issued and given back unused, then one held across the restart, never used before it.
     const issued = [await token(a, s.id), await token(b, s.id)];
-    const old = await hold(a, s.id);
+    const old = await holdLock(a, s.id, { timeoutMs: 10_000 });
     issued.push(old.token);
     await redis.kill();
     await redis.restart();
     await waitForRedis([a, b]);
 
-    const newer = await hold(b, s.id);
+    const newer = await holdLock(b, s.id, { timeoutMs: 10_000 });
     for (const t of issued) expect(newer.token).toBeGreaterThan(t);
     // Redis handed out the newer token (no PostgreSQL lease), in a new epoch.
     expect(epochOf(newer.token)).toBeGreaterThan(epochOf(old.token));

@@ -9,16 +9,7 @@ import { AgentSessionsError } from '../../src/core/errors.js';
 import type { Sessions } from '../../src/internal.js';
 import { CONFIGURATIONS, type Backend } from '../conformance/configurations.js';
 import { requireServices } from '../setup/harness.js';
-import { holdLock, pausedHolderRace } from './lock-scenarios.js';
-
-async function codeOf(promise: Promise<unknown>): Promise<string> {
-  const err = await promise.then(
-    () => null,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(AgentSessionsError);
-  return (err as AgentSessionsError).code;
-}
+import { codeOf, holdLock, pausedHolderRace } from './lock-scenarios.js';
 
 for (const configuration of CONFIGURATIONS) {
   const suite = `session-lock/${configuration.name}`;

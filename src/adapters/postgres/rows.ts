@@ -55,40 +55,24 @@ export function rowToSession(r: Row): Session {
  * The session a create inserted, from the columns session-create.sql replies with: the ones
  * the insert leaves at their column defaults are those defaults (counters 0, revision 1;
  * updated_at and last_active_at are `now()` like created_at, the same instant in one
- * statement; not ended). Decoding the whole row (34 columns, six of them timestamps) cost a
- * create about 25 µs of client CPU, more than the rest of the library around the statement.
+ * statement; not ended). Receiving and decoding the whole row (34 columns, six of them
+ * timestamps) cost a create about 25 µs of client CPU, more than the rest of the library
+ * around the statement.
  * The revision is not read back so that the create runs on a schema from before it
  * (migration 054), as it did with `RETURNING *`.
  */
 export function createdRowToSession(r: Row): Session {
-  const createdAt = iso(r.created_at);
-  return {
-    id: String(r.id),
-    tenantId: String(r.tenant_id),
-    userId: strOrNull(r.user_id),
-    orgId: strOrNull(r.org_id),
-    status: r.status as SessionStatus,
-    model: strOrNull(r.model),
-    title: strOrNull(r.title),
-    systemPrompt: strOrNull(r.system_prompt),
-    workspacePath: strOrNull(r.workspace_path),
-    mcpClientIds: (r.mcp_client_ids as string[] | null) ?? [],
-    parentSessionId: strOrNull(r.parent_session_id),
-    metadata: (r.metadata as Record<string, unknown> | null) ?? {},
-    totalTurns: 0,
-    messageCount: 0,
-    totalCostUsd: 0,
-    inputTokens: 0,
-    outputTokens: 0,
-    version: Number(r.version),
+  return rowToSession({
+    ...r,
+    total_turns: 0,
+    message_count: 0,
+    total_cost_usd: 0,
+    input_tokens: 0,
+    output_tokens: 0,
     revision: 1,
-    ttlSeconds: numOrNull(r.ttl_seconds),
-    idleTimeoutSeconds: numOrNull(r.idle_timeout_seconds),
-    createdAt,
-    updatedAt: createdAt,
-    lastActiveAt: createdAt,
-    expiresAt: isoOrNull(r.expires_at),
-    endedAt: null,
-    endReason: null,
-  };
+    updated_at: r.created_at,
+    last_active_at: r.created_at,
+    ended_at: null,
+    end_reason: null,
+  });
 }
