@@ -65,6 +65,9 @@ export function ambientDatabase(db: SqlDatabase): AmbientDatabase {
     get listening() {
       return db.listening;
     },
+    get inTransaction() {
+      return current() !== null;
+    },
     listen: (channel, onPayload, onReset) => db.listen(channel, onPayload, onReset),
     ready: () => db.ready(),
     close: () => db.close(),

@@ -40,6 +40,11 @@ export interface SqlDatabase extends SqlExecutor {
   listen(channel: string, onPayload: (payload: string) => void, onReset?: () => void): Promise<() => Promise<void>>;
   /** Whether notifications are being received right now (false while reconnecting). */
   readonly listening?: boolean;
+  /**
+   * Whether a statement issued now joins a caller's transaction (ambient-transaction.ts), so a
+   * write must not be grouped with other callers' writes (write-groups.ts). Absent: never.
+   */
+  readonly inTransaction?: boolean;
   ready(): Promise<void>;
   close(): Promise<void>;
 }

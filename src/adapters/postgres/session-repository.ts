@@ -34,10 +34,12 @@ import { isSessionId } from '../../core/ids.js';
 import type { SqlDatabase } from './database.js';
 import { createdRowToSession, iso, rowToSession, type Row } from './rows.js';
 import { run, statements, type Statement } from './sql.js';
+import { WriteGroups, type WriteGroupStats } from './write-groups.js';
 
 
 const SQL = statements(
   'sessionCreate',
+  'sessionCreateMany',
   'sessionGet',
   'sessionGetMany',
   'sessionList',
@@ -45,6 +47,7 @@ const SQL = statements(
   'sessionUpdate',
   'sessionTouch',
   'sessionIncrementCounters',
+  'sessionIncrementCountersMany',
   'sessionTerminate',
   'sessionTerminateMany',
   'sessionPurgeMany',
@@ -84,6 +87,38 @@ interface GuardedWrite {
   requireLive: boolean;
 }
 
+/** session-create's parameters, with the lists and objects not yet JSON text. */
+interface NewSessionValues {
+  tenant: string;
+  id: string;
+  userId: string | null;
+  orgId: string | null;
+  status: string;
+  model: string | null;
+  title: string | null;
+  systemPrompt: string | null;
+  workspacePath: string | null;
+  mcpClientIds: readonly string[];
+  parentSessionId: string | null;
+  metadata: Readonly<Record<string, unknown>>;
+  ttlSeconds: number | null;
+  idleTimeoutSeconds: number | null;
+  absoluteTimeoutSeconds: number | null;
+}
+
+/** session-increment-counters-many's entry for one increment. */
+interface CounterIncrement {
+  tenant: string;
+  id: string;
+  expectedRevision: number | null;
+  fencingToken: number | null;
+  deltas: Partial<Record<CounterName, number>>;
+}
+
+function sessionKey(tenant: string, id: string): string {
+  return `${tenant}\u0000${id}`;
+}
+
 interface WriteOutcome {
   written: boolean;
   session: Session;
@@ -97,6 +132,27 @@ export class PostgresSessionRepository implements SessionRepository {
   /** Largest stored metadata (bytes of its JSON text), checked on the merged result. */
   private readonly metadataLimitBytes: number | null;
 
+  /** Concurrent creates, grouped into one statement and one commit (write-groups.ts). */
+  private readonly creates = new WriteGroups<NewSessionValues, Row | null>({
+    one: (v) => this.createOne(v),
+    many: (group) => this.createMany(group),
+    key: (v) => sessionKey(v.tenant, v.id),
+  });
+
+  /**
+   * Concurrent increments, grouped likewise; a group of one is just a call the statement
+   * below makes (null: not written, so the caller's single statement runs).
+   */
+  private readonly increments = new WriteGroups<CounterIncrement, Row | null>({
+    one: async () => null,
+    many: async (group) => {
+      const rows = await run(this.db, SQL.sessionIncrementCountersMany, { increments: JSON.stringify(group) });
+      const written = new Map(rows.map((r) => [sessionKey(String(r.tenant_id), String(r.id)), r]));
+      return group.map((v) => written.get(sessionKey(v.tenant, v.id)) ?? null);
+    },
+    key: (v) => sessionKey(v.tenant, v.id),
+  });
+
   constructor(
     private readonly db: SqlDatabase,
     options: { metadataLimitBytes?: number } = {},
@@ -106,6 +162,11 @@ export class PostgresSessionRepository implements SessionRepository {
 
   async ready(): Promise<void> {
     await this.db.ready();
+  }
+
+  /** Statements sent for grouped creates and increments, and the calls they carried. */
+  writeGroupStats(): { creates: WriteGroupStats; increments: WriteGroupStats } {
+    return { creates: { ...this.creates.stats }, increments: { ...this.increments.stats } };
   }
 
   async close(): Promise<void> {
@@ -173,9 +234,9 @@ export class PostgresSessionRepository implements SessionRepository {
   }
 
   async create(tenant: string, id: string, input: CreateSessionInput, lifetimes: SessionLifetimes): Promise<Session> {
-    const [row] = await run(this.db, SQL.sessionCreate, {
-      id,
+    const values: NewSessionValues = {
       tenant,
+      id,
       userId: input.userId ?? null,
       orgId: input.orgId ?? null,
       status: input.status ?? 'idle',
@@ -183,18 +244,35 @@ export class PostgresSessionRepository implements SessionRepository {
       title: input.title ?? null,
       systemPrompt: input.systemPrompt ?? null,
       workspacePath: input.workspacePath ?? null,
-      mcpClientIds: JSON.stringify(input.mcpClientIds ?? []),
+      mcpClientIds: input.mcpClientIds ?? [],
       parentSessionId: input.parentSessionId ?? null,
-      metadata: JSON.stringify(input.metadata ?? {}),
+      metadata: input.metadata ?? {},
       ttlSeconds: input.ttlSeconds === undefined ? lifetimes.ttlSeconds : input.ttlSeconds,
       idleTimeoutSeconds: input.idleTimeoutSeconds === undefined ? lifetimes.idleTimeoutSeconds : input.idleTimeoutSeconds,
       absoluteTimeoutSeconds: lifetimes.absoluteTimeoutSeconds,
-    });
+    };
+    // Inside a caller's transaction the insert must commit with it: alone, on that transaction.
+    const row = this.db.inTransaction ? await this.createOne(values) : await this.creates.submit(values);
     if (row) return createdRowToSession(row);
     if (input.parentSessionId && !(await this.get(tenant, input.parentSessionId))) {
       throw new NotFoundError('session', input.parentSessionId);
     }
     throw new ConflictError('session_exists', `session ${id} already exists`, { id });
+  }
+
+  private async createOne(values: NewSessionValues): Promise<Row | null> {
+    const [row] = await run(this.db, SQL.sessionCreate, {
+      ...values,
+      mcpClientIds: JSON.stringify(values.mcpClientIds),
+      metadata: JSON.stringify(values.metadata),
+    });
+    return row ?? null;
+  }
+
+  private async createMany(group: readonly NewSessionValues[]): Promise<(Row | null)[]> {
+    const rows = await run(this.db, SQL.sessionCreateMany, { sessions: JSON.stringify(group) });
+    const inserted = new Map(rows.map((r) => [sessionKey(String(r.tenant_id), String(r.id)), r]));
+    return group.map((v) => inserted.get(sessionKey(v.tenant, v.id)) ?? null);
   }
 
   async get(tenant: string, id: string): Promise<Session | null> {
@@ -270,6 +348,18 @@ export class PostgresSessionRepository implements SessionRepository {
     const known: Partial<Record<CounterName, number>> = {};
     for (const name of COUNTER_NAMES) if (deltas[name] !== undefined) known[name] = deltas[name];
     if (Object.keys(known).length === 0) throw new ValidationError('no counter to increment');
+    if (!this.db.inTransaction) {
+      // Grouped with concurrent increments of other sessions; one the group did not write
+      // (busy, refused, absent) goes alone below, which waits for its row and says why.
+      const row = await this.increments.submit({
+        tenant,
+        id,
+        expectedRevision: guards.expectedRevision ?? null,
+        fencingToken: guards.fencingToken ?? null,
+        deltas: known,
+      });
+      if (row) return rowToSession(row);
+    }
     const w: GuardedWrite = {
       statement: SQL.sessionIncrementCounters,
       tenant,
