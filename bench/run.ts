@@ -16,10 +16,14 @@
  *   (default 100,250,500,1000,2000), BENCH_STREAM_RATE events/s per stream (default 50),
  *   BENCH_STREAM_SECONDS per load (default 20); BENCH_CPU_PROF=<dir> writes CPU profiles of
  *   the token-stream workers and server there
+ *   BENCH_SOURCE=1 runs the sources through tsx instead of the build in dist/ (bench/built.ts)
  */
 import path from 'node:path';
-import { formatBenchTable, runBench, writeBenchReport } from '../src/cli/bench.js';
+import { load } from './built.js';
 import { formatTokenStreamTable, runTokenStreamBench, type TokenStreamReport } from './token-streams.js';
+
+// The compiled package (bench/built.ts), not the sources through tsx.
+const { formatBenchTable, runBench, writeBenchReport } = await load<typeof import('../src/cli/bench.js')>('cli/bench');
 
 const databaseUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';

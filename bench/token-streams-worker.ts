@@ -21,8 +21,11 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createClient } from 'redis';
 import { createResumableStreamContext, type Publisher, type ResumableStreamContext, type Subscriber } from 'resumable-stream/generic';
-import { createSessions } from '../src/app/assemble.js';
 import type { Sessions } from '../src/app/sessions.js';
+import { load } from './built.js';
+
+// The compiled package, as the operations bench runs it (bench/built.ts).
+const { createSessions } = await load<typeof import('../src/app/assemble.js')>('app/assemble');
 
 type Message = { cmd: 'prepare'; streams: number } | { cmd: 'go'; rate: number; seconds: number; warmup: number } | { cmd: 'close' };
 

@@ -21,6 +21,7 @@ import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { createClient } from 'redis';
+import { cliArgs, ensureBuilt, fromSource } from './built.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const KEY = `bench-${randomUUID()}`;
@@ -87,6 +88,8 @@ export interface TokenStreamOptions {
   seconds?: number;
   /** Seconds each step streams before the measured ones (default 2): delivered and checked, not timed. */
   warmupSeconds?: number;
+  /** Run the sources through tsx instead of the build in dist/ (default: BENCH_SOURCE=1; bench/built.ts). */
+  source?: boolean;
   log?: (line: string) => void;
 }
 
@@ -148,9 +151,9 @@ class Worker {
 }
 
 /** agent-sessions instance B: the real CLI. */
-async function startServer(env: Record<string, string>): Promise<{ url: string; stop(): Promise<void> }> {
+async function startServer(env: Record<string, string>, source: boolean): Promise<{ url: string; stop(): Promise<void> }> {
   const port = await freePort();
-  const child = spawn(process.execPath, [...PROFILE, '--import', 'tsx', 'src/cli/index.ts', 'serve', '--port', String(port)], {
+  const child = spawn(process.execPath, [...PROFILE, ...cliArgs(source), 'serve', '--port', String(port)], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
@@ -258,6 +261,9 @@ export async function runTokenStreamBench(options: TokenStreamOptions): Promise<
   const seconds = options.seconds ?? 20;
   const warmup = options.warmupSeconds ?? 2;
   const log = options.log ?? (() => undefined);
+  const source = options.source ?? fromSource();
+  // Built before any process starts, so the workers and the server find it ready.
+  ensureBuilt(source);
   const token = `${Date.now().toString(36)}${randomUUID().slice(0, 8)}`;
   const dbName = `as_bench_streams_${token}`;
   const admin = new pg.Client({ connectionString: options.databaseUrl });
@@ -269,7 +275,13 @@ export async function runTokenStreamBench(options: TokenStreamOptions): Promise<
   const prefix = `as_bench_streams:${token}:`;
   const redis = createClient({ url: options.redisUrl });
   await redis.connect();
-  const env = { DATABASE_URL: url.toString(), REDIS_URL: options.redisUrl, KEY_PREFIX: prefix, BENCH_KEY_PREFIX: `${prefix}rs` };
+  const env = {
+    DATABASE_URL: url.toString(),
+    REDIS_URL: options.redisUrl,
+    KEY_PREFIX: prefix,
+    BENCH_KEY_PREFIX: `${prefix}rs`,
+    BENCH_SOURCE: source ? '1' : '0',
+  };
   const steps: StreamStep[] = [];
   const closers: Array<() => Promise<void>> = [];
   try {
@@ -281,7 +293,7 @@ export async function runTokenStreamBench(options: TokenStreamOptions): Promise<
       LOG_LEVEL: 'warn',
       SSE_CONNECTIONS_PER_KEY: '100000',
       RATE_LIMIT_PER_MINUTE: '0',
-    });
+    }, source);
     closers.push(() => server.stop());
     const producer = (await Worker.start('agent-sessions', env)).worker;
     closers.push(() => producer.close());

@@ -19,6 +19,8 @@ describe.skipIf(!ready)(suite, () => {
       ratePerStream: 10,
       seconds: 1,
       warmupSeconds: 1,
+      // The sources, as every test runs them (the bench itself runs dist/).
+      source: true,
     });
     expect(report.steps.map((s) => s.system)).toEqual(['agent-sessions', 'resumable-stream']);
     for (const step of report.steps) {
