@@ -98,8 +98,19 @@ export class RedisKeys {
 
 /**
  * The hash tag of a session's Redis keys: SHA-256 of its key (`<tenant>/<id>`), base64url, 22
- * characters. Node's one-shot `hash` (no Hash object per call: every cache read builds a key).
+ * characters. Remembered per key (bounded; emptied when full): every Redis read builds the
+ * key, and the digest was about 6 % of a Redis hit's CPU. The names are the same across
+ * releases, so the digest itself stays.
  */
 export function redisSessionTag(key: string): string {
-  return hash('sha256', key, 'base64url').slice(0, 22);
+  let tag = sessionTags.get(key);
+  if (tag === undefined) {
+    tag = hash('sha256', key, 'base64url').slice(0, 22);
+    if (sessionTags.size >= MAX_REMEMBERED_TAGS) sessionTags.clear();
+    sessionTags.set(key, tag);
+  }
+  return tag;
 }
+
+const sessionTags = new Map<string, string>();
+const MAX_REMEMBERED_TAGS = 16_384;
