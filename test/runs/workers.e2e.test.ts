@@ -48,7 +48,9 @@ describe.skipIf(!ready)('runs/workers end to end (postgres+redis)', () => {
       KEY_PREFIX: uniqueKeyPrefix(),
       ADMIN_API_KEY: ADMIN,
       DATABASE_POOL_MAX: '5',
-      RUN_LEASE_MS: '1000',
+      // Short, so that a killed worker's runs are found soon; not shorter: a worker that has
+      // just started (its modules still loading) must keep renewing on a loaded machine.
+      RUN_LEASE_MS: '3000',
       RUN_SWEEP_INTERVAL_MS: '300',
       RUN_CLAIM_INTERVAL_MS: '300',
       AGENT_COMMAND: `"${process.execPath}" "${FIXTURE}"`,
@@ -144,7 +146,7 @@ describe.skipIf(!ready)('runs/workers end to end (postgres+redis)', () => {
     const failed = await ended(fail, f.run.id);
     expect(failed).toMatchObject({ status: 'failed', end_reason: 'owner_lost', owner: 'W1' });
     const done = await ended(retry, r.run.id, 60_000);
-    expect(done).toMatchObject({ status: 'completed', owner: 'W2', attempts: 1 });
+    expect(done).toMatchObject({ status: 'completed', end_reason: 'completed', owner: 'W2', attempts: 1 });
     const events = await output(retry);
     const restarted = events.find((e) => e.type === 'restarted');
     expect(restarted?.data).toEqual({ run_id: r.run.id, attempt: 1, reason: 'owner_lost' });
