@@ -7,40 +7,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { LruSessionCache } from '../../src/adapters/memory/lru-session-cache.js';
-import type { Session } from '../../src/core/types.js';
+import { sessionSnapshot } from '../setup/sessions.js';
 
-function session(id: string): Session {
-  const at = '2026-01-01T00:00:00.000Z';
-  return {
-    id,
-    tenantId: 'default',
-    userId: null,
-    orgId: null,
-    status: 'idle',
-    model: null,
-    title: null,
-    systemPrompt: null,
-    workspacePath: null,
-    mcpClientIds: [],
-    parentSessionId: null,
-    metadata: {},
-    totalTurns: 0,
-    messageCount: 0,
-    totalCostUsd: 0,
-    inputTokens: 0,
-    outputTokens: 0,
-    version: 1,
-    revision: 1,
-    ttlSeconds: null,
-    idleTimeoutSeconds: null,
-    createdAt: at,
-    updatedAt: at,
-    lastActiveAt: at,
-    expiresAt: null,
-    endedAt: null,
-    endReason: null,
-  };
-}
+const session = (id: string) => sessionSnapshot(id, 1);
 
 describe('LRU session cache', () => {
   it('evicts the entries nobody reads oldest first', async () => {
