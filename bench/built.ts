@@ -21,7 +21,9 @@ let ready = false;
 
 /** Builds dist/ when it is stale (once per process). */
 export function ensureBuilt(source = fromSource()): void {
-  if (ready || source) return;
+  // A process the bench started (BENCH_BUILT=1) uses the build its parent checked: a build
+  // empties dist/ first, under the processes already running from it.
+  if (ready || source || process.env.BENCH_BUILT === '1') return;
   const reason = (staleReason as () => string | null)();
   if (reason) {
     process.stderr.write(`bench: building dist/ (${reason})...\n`);

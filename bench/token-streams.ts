@@ -281,6 +281,7 @@ export async function runTokenStreamBench(options: TokenStreamOptions): Promise<
     KEY_PREFIX: prefix,
     BENCH_KEY_PREFIX: `${prefix}rs`,
     BENCH_SOURCE: source ? '1' : '0',
+    BENCH_BUILT: '1',
   };
   const steps: StreamStep[] = [];
   const closers: Array<() => Promise<void>> = [];

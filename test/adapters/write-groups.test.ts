@@ -92,6 +92,29 @@ describe.skipIf(!ready)('adapters/write-groups', () => {
     expect(await createdEvents([id])).toBe(1);
   });
 
+  it('a parent and its child created at once are both created, whichever group each lands in', async () => {
+    const pairs = Array.from({ length: 6 }, () => ({ parent: randomUUID(), child: randomUUID() }));
+    const outcomes = await Promise.all(
+      pairs.flatMap(({ parent, child }) => [
+        codeOf(repo.create(TENANT, parent, {}, FOREVER)),
+        codeOf(repo.create(TENANT, child, { parentSessionId: parent }, FOREVER)),
+      ]),
+    );
+    expect(outcomes).toEqual(Array(12).fill('ok'));
+    for (const { parent, child } of pairs) expect((await repo.get(TENANT, child))?.parentSessionId).toBe(parent);
+  });
+
+  it('stores the input as it was when create was called, though the group goes later', async () => {
+    const metadata: Record<string, unknown> = { step: 1 };
+    const mcpClientIds = ['a'];
+    const ids = Array.from({ length: 8 }, () => randomUUID());
+    const created = Promise.all(ids.map((id) => repo.create(TENANT, id, { metadata, mcpClientIds }, FOREVER)));
+    metadata.step = 2;
+    mcpClientIds.push('b');
+    for (const s of await created) expect(s).toMatchObject({ metadata: { step: 1 }, mcpClientIds: ['a'] });
+    for (const s of await repo.getMany(TENANT, ids)) expect(s).toMatchObject({ metadata: { step: 1 }, mcpClientIds: ['a'] });
+  });
+
   it('a value the database refuses fails its own create; the others of its group are created', async () => {
     const ids = Array.from({ length: 8 }, () => randomUUID());
     const before = repo.writeGroupStats().creates;

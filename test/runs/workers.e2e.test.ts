@@ -158,13 +158,15 @@ describe.skipIf(!ready)('runs/workers end to end (postgres+redis)', () => {
     for (const id of [retry, fail]) expect((await client('API1').get(id)).status).toBe('idle');
   });
 
-  it('SIGTERM drains the worker: a run that ends in time completes, a retry run is handed back, a fail run ends owner_shutdown', async () => {
+  it('SIGTERM drains the worker: a run that ends in time completes, a retry run is handed back, a fail run ends owner_shutdown', { timeout: 120_000 }, async () => {
     const quick = (await client('API1').create()).id;
     const slow = (await client('API2').create()).id;
     const slowFail = (await client('API1').create()).id;
     const q = await post('API1', quick, { input: script(10, 100) });
-    const s = await post('API2', slow, { input: script(60, 100), on_owner_lost: 'retry', max_retries: 2 });
-    const sf = await post('API1', slowFail, { input: script(60, 100) });
+    // Long enough to outlast W3's start and W2's drain on a loaded machine (a 6 s run once
+    // completed before the drain ended).
+    const s = await post('API2', slow, { input: script(150, 100), on_owner_lost: 'retry', max_retries: 2 });
+    const sf = await post('API1', slowFail, { input: script(150, 100) });
     for (const [id, run] of [[quick, q], [slow, s], [slowFail, sf]] as const) await running(id, run.run.id, 'W2');
     await start('W3');
     const stopping = (servers.get('W2') as ServerProcess).stop('SIGTERM');

@@ -4,6 +4,7 @@
  * statement fails. The statements are functions here; test/adapters/write-groups.test.ts runs
  * the real ones on PostgreSQL.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { describe, expect, it } from 'vitest';
 import { UnavailableError, ValidationError } from '../../src/core/errors.js';
 import { WriteGroups } from '../../src/adapters/postgres/write-groups.js';
@@ -140,5 +141,34 @@ describe('write groups', () => {
     const outcomes = await Promise.allSettled([1, 2, 3].map((v) => groups.submit({ key: `k${v}`, value: v })));
     expect(outcomes.map((o) => (o.status === 'rejected' ? o.reason : null))).toEqual([down, down, down]);
     expect(ones).toBe(0);
+  });
+
+  it('runs a group in its first caller’s async context and a lone call in its own, never carrying one on to the next group', async () => {
+    const als = new AsyncLocalStorage<string>();
+    const seen: string[] = [];
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const groups = new WriteGroups<Call, string>({
+      one: async () => {
+        seen.push(`one:${als.getStore()}`);
+        return 'one';
+      },
+      many: async (cs) => {
+        seen.push(`many:${als.getStore()}`);
+        if (cs[0]?.value === 1) await held;
+        return cs.map(() => 'many');
+      },
+      key: (c) => c.key,
+      maxInFlight: 1,
+    });
+    const first = ['a', 'b'].map((name, i) => als.run(name, () => groups.submit({ key: name, value: i + 1 })));
+    await new Promise((r) => setImmediate(r));
+    // Queued while the first group holds the only slot.
+    const second = ['c', 'd'].map((name, i) => als.run(name, () => groups.submit({ key: name, value: i + 10 })));
+    release();
+    await Promise.all([...first, ...second]);
+    const lone = als.run('f', () => groups.submit({ key: 'f', value: 20 }));
+    await lone;
+    expect(seen).toEqual(['many:a', 'many:c', 'one:f']);
   });
 });

@@ -87,7 +87,7 @@ interface GuardedWrite {
   requireLive: boolean;
 }
 
-/** session-create's parameters, with the lists and objects not yet JSON text. */
+/** session-create's parameters (the list and the object as JSON text). */
 interface NewSessionValues {
   tenant: string;
   id: string;
@@ -98,9 +98,9 @@ interface NewSessionValues {
   title: string | null;
   systemPrompt: string | null;
   workspacePath: string | null;
-  mcpClientIds: readonly string[];
+  mcpClientIds: string;
   parentSessionId: string | null;
-  metadata: Readonly<Record<string, unknown>>;
+  metadata: string;
   ttlSeconds: number | null;
   idleTimeoutSeconds: number | null;
   absoluteTimeoutSeconds: number | null;
@@ -244,15 +244,23 @@ export class PostgresSessionRepository implements SessionRepository {
       title: input.title ?? null,
       systemPrompt: input.systemPrompt ?? null,
       workspacePath: input.workspacePath ?? null,
-      mcpClientIds: input.mcpClientIds ?? [],
+      // JSON text now: a group is sent later, and must store what the caller passed now.
+      mcpClientIds: JSON.stringify(input.mcpClientIds ?? []),
       parentSessionId: input.parentSessionId ?? null,
-      metadata: input.metadata ?? {},
+      metadata: JSON.stringify(input.metadata ?? {}),
       ttlSeconds: input.ttlSeconds === undefined ? lifetimes.ttlSeconds : input.ttlSeconds,
       idleTimeoutSeconds: input.idleTimeoutSeconds === undefined ? lifetimes.idleTimeoutSeconds : input.idleTimeoutSeconds,
       absoluteTimeoutSeconds: lifetimes.absoluteTimeoutSeconds,
     };
     // Inside a caller's transaction the insert must commit with it: alone, on that transaction.
-    const row = this.db.inTransaction ? await this.createOne(values) : await this.creates.submit(values);
+    let row: Row | null;
+    if (this.db.inTransaction) {
+      row = await this.createOne(values);
+    } else {
+      row = await this.creates.submit(values);
+      // Its group may have held the parent too, created after the statement's snapshot.
+      if (!row && values.parentSessionId !== null) row = await this.createOne(values);
+    }
     if (row) return createdRowToSession(row);
     if (input.parentSessionId && !(await this.get(tenant, input.parentSessionId))) {
       throw new NotFoundError('session', input.parentSessionId);
@@ -261,11 +269,7 @@ export class PostgresSessionRepository implements SessionRepository {
   }
 
   private async createOne(values: NewSessionValues): Promise<Row | null> {
-    const [row] = await run(this.db, SQL.sessionCreate, {
-      ...values,
-      mcpClientIds: JSON.stringify(values.mcpClientIds),
-      metadata: JSON.stringify(values.metadata),
-    });
+    const [row] = await run(this.db, SQL.sessionCreate, { ...values });
     return row ?? null;
   }
 

@@ -14,7 +14,12 @@
  *   call of it runs again alone, so each gets its own outcome. When the database is not there
  *   (`UnavailableError`), every call gets that error: the statement may have committed, and a
  *   retry must not turn a created session into "already exists".
+ * - Async context: a call that goes alone runs in its caller's context (its span, its
+ *   logger fields); a group runs in its first caller's, so its one statement is traced in
+ *   that caller's trace. The scheduling itself runs in the context the groups were built in,
+ *   so no caller's context is carried on from one group to the next.
  */
+import { AsyncResource } from 'node:async_hooks';
 import { UnavailableError } from '../../core/errors.js';
 
 export interface WriteGroupOptions<I, O> {
@@ -39,6 +44,8 @@ export interface WriteGroupStats {
 
 interface Pending<I, O> {
   input: I;
+  /** The caller's async context. */
+  scope: AsyncResource;
   resolve(value: O): void;
   reject(err: unknown): void;
 }
@@ -50,6 +57,8 @@ export class WriteGroups<I, O> {
   private readonly maxInFlight: number;
   private readonly maxGroup: number;
   readonly stats: WriteGroupStats = { groups: 0, calls: 0 };
+  /** The context the groups were built in, where the scheduling runs. */
+  private readonly home = new AsyncResource('agent-sessions.write-groups');
 
   constructor(private readonly options: WriteGroupOptions<I, O>) {
     this.maxInFlight = options.maxInFlight ?? 4;
@@ -58,7 +67,7 @@ export class WriteGroups<I, O> {
 
   submit(input: I): Promise<O> {
     return new Promise<O>((resolve, reject) => {
-      this.queue.push({ input, resolve, reject });
+      this.queue.push({ input, scope: new AsyncResource('agent-sessions.write'), resolve, reject });
       this.schedule();
     });
   }
@@ -66,10 +75,12 @@ export class WriteGroups<I, O> {
   private schedule(): void {
     if (this.scheduled || this.inFlight >= this.maxInFlight || this.queue.length === 0) return;
     this.scheduled = true;
-    queueMicrotask(() => {
-      this.scheduled = false;
-      this.flush();
-    });
+    queueMicrotask(() =>
+      this.home.runInAsyncScope(() => {
+        this.scheduled = false;
+        this.flush();
+      }),
+    );
   }
 
   private flush(): void {
@@ -88,7 +99,8 @@ export class WriteGroups<I, O> {
       }
       this.queue = later;
       this.inFlight++;
-      void this.send(group).finally(() => {
+      const first = group[0] as Pending<I, O>;
+      void first.scope.runInAsyncScope(() => this.send(group)).finally(() => {
         this.inFlight--;
         this.schedule();
       });
@@ -118,7 +130,7 @@ export class WriteGroups<I, O> {
 
   private async alone(p: Pending<I, O>): Promise<void> {
     try {
-      p.resolve(await this.options.one(p.input));
+      p.resolve(await p.scope.runInAsyncScope(() => this.options.one(p.input)));
     } catch (err) {
       p.reject(err);
     }
