@@ -49,6 +49,9 @@ export interface SqlDatabase extends SqlExecutor {
   close(): Promise<void>;
 }
 
+/** Pool clients that got their error listener (transactionOnce). */
+const guardedClients = new WeakSet<pg.PoolClient>();
+
 /** SQLSTATE classes that mean "the server is not there", not "your statement is wrong". */
 const UNAVAILABLE_SQLSTATE = /^(08|53|57|58)/;
 
@@ -285,6 +288,13 @@ export class PgDatabase implements SqlDatabase {
       client = await this.pool.connect();
     } catch (err) {
       throw translateError(err);
+    }
+    // A checked-out client has no pool listener: a connection the server drops between two
+    // statements of the transaction would be an uncaught 'error'. Its next statement fails
+    // (and the client is released broken), which is how the caller learns of it.
+    if (!guardedClients.has(client)) {
+      guardedClients.add(client);
+      client.on('error', () => undefined);
     }
     const tx: SqlExecutor = {
       query: async <R>(text: string, params?: readonly unknown[]) => {
