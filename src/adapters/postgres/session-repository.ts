@@ -119,6 +119,12 @@ function sessionKey(tenant: string, id: string): string {
   return `${tenant}\u0000${id}`;
 }
 
+/** A group statement's reply matched back to its calls: each call's row by tenant and id, or null. */
+function rowsByCall(group: readonly { tenant: string; id: string }[], rows: readonly Row[]): (Row | null)[] {
+  const byKey = new Map(rows.map((r) => [sessionKey(String(r.tenant_id), String(r.id)), r]));
+  return group.map((v) => byKey.get(sessionKey(v.tenant, v.id)) ?? null);
+}
+
 interface WriteOutcome {
   written: boolean;
   session: Session;
@@ -146,9 +152,7 @@ export class PostgresSessionRepository implements SessionRepository {
   private readonly increments = new WriteGroups<CounterIncrement, Row | null>({
     one: async () => null,
     many: async (group) => {
-      const rows = await run(this.db, SQL.sessionIncrementCountersMany, { increments: JSON.stringify(group) });
-      const written = new Map(rows.map((r) => [sessionKey(String(r.tenant_id), String(r.id)), r]));
-      return group.map((v) => written.get(sessionKey(v.tenant, v.id)) ?? null);
+      return rowsByCall(group, await run(this.db, SQL.sessionIncrementCountersMany, { increments: JSON.stringify(group) }));
     },
     key: (v) => sessionKey(v.tenant, v.id),
   });
@@ -274,9 +278,7 @@ export class PostgresSessionRepository implements SessionRepository {
   }
 
   private async createMany(group: readonly NewSessionValues[]): Promise<(Row | null)[]> {
-    const rows = await run(this.db, SQL.sessionCreateMany, { sessions: JSON.stringify(group) });
-    const inserted = new Map(rows.map((r) => [sessionKey(String(r.tenant_id), String(r.id)), r]));
-    return group.map((v) => inserted.get(sessionKey(v.tenant, v.id)) ?? null);
+    return rowsByCall(group, await run(this.db, SQL.sessionCreateMany, { sessions: JSON.stringify(group) }));
   }
 
   async get(tenant: string, id: string): Promise<Session | null> {
