@@ -16,6 +16,8 @@ import { pino } from 'pino';
 import { buildApp } from '../server/app.js';
 import { createSessions } from '../app/assemble.js';
 import { internals } from '../app/internal.js';
+import { sessionKey } from '../core/ids.js';
+import { DEFAULT_TENANT } from '../core/types.js';
 import type { Sessions } from '../app/sessions.js';
 
 export interface BenchOptions {
@@ -231,9 +233,12 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     const pick = (i: number) => ids[(i * 7919) % ids.length] as string;
     const hot = ids.slice(0, 64);
     const pickHot = (i: number) => hot[i % hot.length] as string;
-    const snapshot = JSON.stringify(await near.get(ids[0] as string));
+    // The raw GET reads a copy of a session's stored value: the same bytes a Redis hit reads.
+    const keys = internals(redisOnly).redis?.keys;
+    const stored = keys ? await redis.get(keys.session(sessionKey(DEFAULT_TENANT, ids[0] as string))) : null;
+    if (!stored) throw new Error('no stored snapshot to copy');
     const rawKey = `${prefix}raw`;
-    await redis.set(rawKey, `1:${snapshot}`);
+    await redis.set(rawKey, stored);
     for (const id of hot) await near.get(id);
 
     log(`agent-sessions bench: concurrency ${concurrency}, ${seconds} s per operation, interleaved rounds`);

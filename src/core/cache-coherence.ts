@@ -318,32 +318,36 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
   private getShared(id: string): Promise<Session | null> {
     const shared = this.shared;
     if (!shared) return Promise.resolve(null);
-    const unavailable = (err: unknown): null => {
-      this.fallbacks.unavailable++;
-      this.onError(err, `${shared.cache.tier} get`);
-      return null;
-    };
     let pending: Promise<Session | null>;
     try {
       pending = shared.cache.get(id);
     } catch (err) {
-      return Promise.resolve(unavailable(err));
+      return Promise.resolve(this.sharedUnavailable(err));
     }
-    const answer = (cached: Session | null): Session | null => {
-      try {
-        const found = this.fresh(cached, id);
-        if (found) this.fillNear(found);
-        else this.fallbacks.miss++;
-        return found;
-      } catch (err) {
-        return unavailable(err);
-      }
-    };
     return pending.then(
-      (cached) => (cached && this.watchingRepairs() ? this.bus.settle().then(() => answer(cached), () => answer(cached)) : answer(cached)),
-      unavailable,
+      (cached) => (cached && this.watchingRepairs() ? this.bus.settle().then(() => this.sharedAnswer(cached, id), () => this.sharedAnswer(cached, id)) : this.sharedAnswer(cached, id)),
+      this.sharedUnavailable,
     );
   }
+
+  /** A shared reply as `get` answers it: unless a repair is pending, and filled into the near tier. */
+  private sharedAnswer(cached: Session | null, id: string): Session | null {
+    try {
+      const found = this.fresh(cached, id);
+      if (found) this.fillNear(found);
+      else this.fallbacks.miss++;
+      return found;
+    } catch (err) {
+      return this.sharedUnavailable(err);
+    }
+  }
+
+  /** A shared `get` that failed: a miss, counted and reported (bound: it is the hot path's error callback). */
+  private readonly sharedUnavailable = (err: unknown): null => {
+    this.fallbacks.unavailable++;
+    this.onError(err, `${this.shared?.cache.tier ?? 'shared'} get`);
+    return null;
+  };
 
   /**
    * Whether a repair was announced lately: some instance could not write to the shared tier,
@@ -535,6 +539,7 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
 
   /** A shared snapshot older than an announced repair is a miss (the tier holds an old version). */
   private fresh(cached: Session | null, id: string): Session | null {
+    if (this.unrepaired.size === 0) return cached;
     const pending = this.unrepaired.get(id);
     if (cached === null || pending === undefined) return cached;
     if (cached.version >= pending) {

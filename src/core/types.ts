@@ -221,18 +221,55 @@ export const SESSION_ID_PATTERN = '^[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,127}$';
  */
 export function effectiveStatus(s: Session, now: number = Date.now()): SessionStatus {
   if (ENDED_STATUSES.includes(s.status)) return s.status;
-  if (s.expiresAt !== null && timeOf(s.expiresAt) <= now) return 'expired';
+  if (s.expiresAt !== null && reached(s.expiresAt, now)) return 'expired';
   // A running agent may be quiet for long (a slow tool call); it is not idle.
-  if (s.status !== 'active' && s.idleTimeoutSeconds !== null && timeOf(s.lastActiveAt) + s.idleTimeoutSeconds * 1000 <= now) {
+  if (s.status !== 'active' && s.idleTimeoutSeconds !== null && reached(s.lastActiveAt, now - s.idleTimeoutSeconds * 1000)) {
     return 'expired';
   }
   return s.status;
 }
 
 /**
- * `Date.parse` of a timestamp, remembered by its text: a near-cache hit checks the same
- * snapshot's deadlines on every read, and parsing was a tenth of that read's time. Keyed by
- * the value (not the session object), so a changed field is parsed anew; bounded.
+ * Whether the timestamp `iso` is at or before the instant `ms`. Every read checks two
+ * deadlines, so this must be cheap. Timestamps as this package writes them
+ * (`toISOString`: "YYYY-MM-DDTHH:mm:ss.sssZ") order as text, and are compared with `ms`
+ * written the same way, which is remembered for the last two instants asked (within a
+ * millisecond, every read asks the same two: now, and now less the idle timeout). Other
+ * text is parsed.
+ */
+function reached(iso: string, ms: number): boolean {
+  if (iso.length === 24 && iso.charCodeAt(23) === 90 /* Z */ && iso.charCodeAt(10) === 84 /* T */ && ms >= 0 && ms <= LAST_FOUR_DIGIT_YEAR_MS) {
+    return iso <= isoOf(ms);
+  }
+  return timeOf(iso) <= ms;
+}
+
+/** 9999-12-31T23:59:59.999Z: later instants are written with a six-digit year, which does not order as text. */
+const LAST_FOUR_DIGIT_YEAR_MS = 253_402_300_799_999;
+
+let isoMs1 = Number.NaN;
+let iso1 = '';
+let isoMs2 = Number.NaN;
+let iso2 = '';
+let writeFirst = true;
+function isoOf(ms: number): string {
+  if (ms === isoMs1) return iso1;
+  if (ms === isoMs2) return iso2;
+  // The slot written longer ago takes it.
+  const text = new Date(ms).toISOString();
+  if (writeFirst) {
+    isoMs1 = ms;
+    iso1 = text;
+  } else {
+    isoMs2 = ms;
+    iso2 = text;
+  }
+  writeFirst = !writeFirst;
+  return text;
+}
+
+/**
+ * `Date.parse` of a timestamp not in the form above, remembered by its text; bounded.
  */
 const parsedTimes = new Map<string, number>();
 function timeOf(iso: string): number {

@@ -132,6 +132,29 @@ export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
     });
   });
 
+  describe('snapshot layout', () => {
+    it('stores a snapshot as its version and a JSON array of layout 2', async () => {
+      const id = crypto.randomUUID();
+      expect(await cache.store(snapshot(id, 3))).toBe(3);
+      const stored = await raw.get(key(id));
+      expect(stored).toMatch(/^3:\[2,/);
+      expect((await cache.get(sessionKey('default', id)))?.version).toBe(3);
+    });
+
+    it('reads a snapshot in the previous release’s object layout as that session and leaves its lifetime alone', async () => {
+      const id = crypto.randomUUID();
+      const previous = `3:${JSON.stringify(snapshot(id, 3))}`;
+      await raw.set(key(id), previous, { PX: 60_000 });
+      // A marker's lifetime shorter than the bound below, so that a retirement would show.
+      const short = new RedisSessionCache({ redis: guard, ttlMs: 60_000, tombstoneTtlMs: 2_000 });
+      expect(await short.get(sessionKey('default', id))).toMatchObject({ id, version: 3, revision: 1 });
+      expect((await short.getMany([sessionKey('default', id)])).get(sessionKey('default', id))).toMatchObject({ id, version: 3, revision: 1 });
+      // Not retired as a snapshot without a revision is (its lifetime cut to a marker's), nor rewritten.
+      expect(await raw.pTTL(key(id))).toBeGreaterThan(10_000);
+      expect(await raw.get(key(id))).toBe(previous);
+    });
+  });
+
   describe('sliding TTL', () => {
     // The refresh is sent on the cache's own connection before its read resolves, so a PTTL
     // sent on that connection afterwards sees it (no wait, no fixed time).

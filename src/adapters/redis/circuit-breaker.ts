@@ -118,6 +118,11 @@ export class CircuitBreaker {
     throw new BreakerOpenError(this.options.name);
   }
 
+  /** Counts a call that succeeded outside `run` (a closed breaker's fast path). */
+  success(): void {
+    this.failures = 0;
+  }
+
   /** Counts a failure observed outside `run`. */
   failure(cause: unknown): void {
     if (this.current !== 'closed') return;

@@ -179,7 +179,17 @@ export class GuardedRedis implements Lifecycle, SharedCacheHealth {
    * so a server that hangs (rather than refusing connections) would hold callers forever.
    */
   run<T>(fn: (redis: RedisClientType) => Promise<T>, kind: CallKind = 'read'): Promise<T> {
-    return this.breaker.run(() => this.deadlines.wrap(fn(this.commands)), kind);
+    if (!this.breaker.isClosed) return this.breaker.run(() => this.deadlines.wrap(fn(this.commands)), kind);
+    // Closed (every cache read): the breaker hears the outcome from the deadline's own
+    // callbacks, one promise per call instead of two.
+    let pending: Promise<T>;
+    try {
+      pending = fn(this.commands);
+    } catch (err) {
+      this.breaker.failure(err);
+      return Promise.reject(err as Error);
+    }
+    return this.deadlines.wrap(pending, this.breaker);
   }
 
   /** Runs commands with the timeout but around the breaker (for its own recovery work). */
@@ -266,6 +276,12 @@ export class RedisTimeoutError extends Error {
   override name = 'RedisTimeoutError';
 }
 
+/** What a call's end tells (the circuit breaker). */
+interface CallOutcome {
+  success(): void;
+  failure(cause: unknown): void;
+}
+
 /**
  * Deadlines for in-flight calls, checked by one timer instead of one timer per call (a hot
  * path: every cache read). A call fails between `ms` and `ms` + 1/10 of `ms` after it began.
@@ -281,21 +297,30 @@ class Deadlines {
 
   constructor(private readonly ms: number) {}
 
-  wrap<T>(promise: Promise<T>): Promise<T> {
+  /** `promise`, failed after the deadline; `outcome` hears how each call ended, timeouts included. */
+  wrap<T>(promise: Promise<T>, outcome?: CallOutcome): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const entry: { at: number; fail: (() => void) | null } = {
         at: performance.now() + this.ms,
-        fail: () => reject(new RedisTimeoutError(`no reply from redis within ${this.ms} ms`)),
+        fail: () => {
+          const err = new RedisTimeoutError(`no reply from redis within ${this.ms} ms`);
+          outcome?.failure(err);
+          reject(err);
+        },
       };
       this.queue.push(entry);
       this.timer ??= this.start();
       promise.then(
         (v) => {
+          if (entry.fail === null) return;
           entry.fail = null;
+          outcome?.success();
           resolve(v);
         },
         (err: unknown) => {
+          if (entry.fail === null) return;
           entry.fail = null;
+          outcome?.failure(err);
           reject(err as Error);
         },
       );

@@ -1,6 +1,6 @@
 /**
  * The shared cache tier: one snapshot per session under `<prefix>s:{<tag>}` (RedisKeys), stored as
- * "<version>:<JSON>" by a Lua script that never replaces a newer version with an older one
+ * "<version>:<body>" (snapshot-format.ts) by a Lua script that never replaces a newer version with an older one
  * and publishes an invalidation for the near caches of every instance in the same step.
  * Reads are one GET; the TTL is refreshed (ttlRefresh-1.lua) only once it may have run below
  * half (the value is never rewritten to extend it). Every call goes
@@ -16,6 +16,7 @@ import { keyOf } from '../../core/ids.js';
 import type { CallKind } from './circuit-breaker.js';
 import type { GuardedRedis } from './guarded-redis.js';
 import { SCRIPTS } from './session-scripts.js';
+import { decodeSnapshot as decode, encodeSnapshot } from './snapshot-format.js';
 
 export interface RedisSessionCacheOptions {
   redis: GuardedRedis;
@@ -138,7 +139,7 @@ export class RedisSessionCache implements SessionCache, SharedCache {
       SCRIPTS.casSet.run(
         r,
         [this.redis.keys.session(keyOf(session))],
-        [String(session.version), JSON.stringify(session), String(this.ttlMs), this.channel, message(keyOf(session), session.version)],
+        [String(session.version), encodeSnapshot(session), String(this.ttlMs), this.channel, message(keyOf(session), session.version)],
       ),
     );
     return Number(stored);
@@ -196,15 +197,3 @@ export class RedisSessionCache implements SessionCache, SharedCache {
 
 const message = formatInvalidation;
 
-/**
- * "<version>:<JSON>" → the snapshot; a marker ("<version>:") or no value is a miss. So is a
- * snapshot without a revision, written by an instance of a release before it (issue 11): the
- * reader refills from PostgreSQL rather than serve a session without its ETag.
- */
-function decode(raw: string | null | undefined): { session: Session | null; legacy: boolean } {
-  if (!raw) return { session: null, legacy: false };
-  const sep = raw.indexOf(':');
-  if (sep < 0 || sep === raw.length - 1) return { session: null, legacy: false };
-  const session = JSON.parse(raw.slice(sep + 1)) as Session;
-  return typeof session.revision === 'number' ? { session, legacy: false } : { session: null, legacy: true };
-}

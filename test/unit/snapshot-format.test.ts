@@ -1,0 +1,126 @@
+/**
+ * The Redis snapshot body (src/adapters/redis/snapshot-format.ts): the array layout gives back
+ * every field of the session it was written from, in SNAPSHOT_FIELDS order; the previous
+ * release's object body is still read; a body without a revision is legacy (retired); a
+ * marker, no value, or an array this release cannot read is a plain miss (not retired).
+ */
+import { describe, expect, it } from 'vitest';
+import { decodeSnapshot, encodeSnapshot, SNAPSHOT_FIELDS, SNAPSHOT_LAYOUT } from '../../src/adapters/redis/snapshot-format.js';
+import type { Session } from '../../src/core/types.js';
+import { sessionSnapshot } from '../setup/sessions.js';
+
+/**
+ * Every field set, none to its default, and no two fields holding the same value: a field read
+ * from another field's index cannot come out equal.
+ */
+function everyFieldDistinct(): Session {
+  return sessionSnapshot('sess-id', 41, {
+    tenantId: 'tenant-t',
+    userId: 'user-u',
+    orgId: 'org-o',
+    status: 'waiting_input',
+    model: 'model-m',
+    title: 'title-t',
+    systemPrompt: 'prompt-p',
+    workspacePath: '/workspace/w',
+    mcpClientIds: ['mcp-a', 'mcp-b'],
+    parentSessionId: 'parent-p',
+    metadata: { kind: 'meta', nested: { list: [1, 'two', null, { deep: true }], n: 3.5 }, flag: false },
+    totalTurns: 7,
+    messageCount: 11,
+    totalCostUsd: 0.125,
+    inputTokens: 1_301,
+    outputTokens: 1_709,
+    version: 41,
+    revision: 13,
+    ttlSeconds: 86_401,
+    idleTimeoutSeconds: 1_799,
+    createdAt: '2026-01-02T03:04:05.006Z',
+    updatedAt: '2026-01-02T03:04:05.107Z',
+    lastActiveAt: '2026-01-02T03:04:05.208Z',
+    expiresAt: '2026-01-03T03:04:05.309Z',
+    endedAt: '2026-01-02T03:04:05.410Z',
+    endReason: 'reason-r',
+  });
+}
+
+describe('snapshot format', () => {
+  it('the session is made of distinct values only (so the round trip below would catch two swapped indices)', () => {
+    const s = everyFieldDistinct();
+    const values = SNAPSHOT_FIELDS.map((f) => JSON.stringify(s[f]));
+    expect(new Set(values).size).toBe(SNAPSHOT_FIELDS.length);
+    expect(values).not.toContain('null');
+    // Every field of the session is in the list, and nothing else.
+    expect(Object.keys(s).sort()).toEqual([...SNAPSHOT_FIELDS].sort());
+  });
+
+  it('writes a JSON array: the layout, then one value per field in SNAPSHOT_FIELDS order', () => {
+    const s = everyFieldDistinct();
+    const body = JSON.parse(encodeSnapshot(s)) as unknown[];
+    expect(Array.isArray(body)).toBe(true);
+    expect(body).toHaveLength(SNAPSHOT_FIELDS.length + 1);
+    expect(body[0]).toBe(SNAPSHOT_LAYOUT);
+    expect(body.slice(1)).toEqual(SNAPSHOT_FIELDS.map((f) => s[f]));
+  });
+
+  it('reads back every field of the session it wrote, its keys in SNAPSHOT_FIELDS order', () => {
+    const s = everyFieldDistinct();
+    const decoded = decodeSnapshot(`7:${encodeSnapshot(s)}`);
+    expect(decoded.legacy).toBe(false);
+    expect(decoded.session).toStrictEqual(s);
+    expect(Object.keys(decoded.session as Session)).toEqual([...SNAPSHOT_FIELDS]);
+  });
+
+  it('reads back the nulls and empty values of a fresh session', () => {
+    const s = sessionSnapshot('fresh', 1);
+    const decoded = decodeSnapshot(`1:${encodeSnapshot(s)}`);
+    expect(decoded).toStrictEqual({ session: s, legacy: false });
+  });
+
+  it('reads the previous release’s object body (with a revision) as that session', () => {
+    const s = everyFieldDistinct();
+    expect(decodeSnapshot(`41:${JSON.stringify(s)}`)).toStrictEqual({ session: s, legacy: false });
+  });
+
+  it('reads an object body without a revision (before issue 11) as legacy, no session', () => {
+    const { revision: _, ...old } = everyFieldDistinct();
+    expect(decodeSnapshot(`41:${JSON.stringify(old)}`)).toStrictEqual({ session: null, legacy: true });
+  });
+
+  it('reads a marker, no value and an empty value as a miss, not legacy', () => {
+    for (const raw of ['5:', null, undefined, '']) {
+      expect(decodeSnapshot(raw), String(raw)).toStrictEqual({ session: null, legacy: false });
+    }
+  });
+
+  it('reads a body that is no session at all (null, a number, a string) as a miss, not legacy', () => {
+    for (const raw of ['5:null', '5:7', '5:"x"', '5:true']) {
+      expect(decodeSnapshot(raw), raw).toStrictEqual({ session: null, legacy: false });
+    }
+  });
+
+  it('reads an array of another layout (a newer release’s) as a miss, not legacy', () => {
+    const body = JSON.parse(encodeSnapshot(everyFieldDistinct())) as unknown[];
+    expect(decodeSnapshot(`41:${JSON.stringify([3, ...body.slice(1)])}`)).toStrictEqual({ session: null, legacy: false });
+    expect(decodeSnapshot(`41:${JSON.stringify([3, ...body.slice(1), 'added'])}`)).toStrictEqual({ session: null, legacy: false });
+  });
+
+  it('reads an array of this layout with a field too few or too many as a miss, not legacy', () => {
+    const body = JSON.parse(encodeSnapshot(everyFieldDistinct())) as unknown[];
+    expect(body[0]).toBe(SNAPSHOT_LAYOUT);
+    expect(decodeSnapshot(`41:${JSON.stringify(body.slice(0, -1))}`)).toStrictEqual({ session: null, legacy: false });
+    expect(decodeSnapshot(`41:${JSON.stringify([...body, 'extra'])}`)).toStrictEqual({ session: null, legacy: false });
+  });
+
+  // For the typical session below: 221 bytes against 552 (measured with this test's helper).
+  it('stores the array body in fewer bytes than the object body of the same session', () => {
+    for (const s of [everyFieldDistinct(), sessionSnapshot('0190f0a4-7c1e-7b6a-9d3e-2f1c4b5a6d7e', 12, { userId: 'u' })]) {
+      const array = Buffer.byteLength(encodeSnapshot(s));
+      const object = Buffer.byteLength(JSON.stringify(s));
+      // The saving is exactly the object's `"<name>":` per field, less the array's leading `2,`.
+      const names = SNAPSHOT_FIELDS.reduce((n, f) => n + f.length + 3, 0);
+      expect(array).toBeLessThan(object);
+      expect(object - array).toBe(names - 2);
+    }
+  });
+});
