@@ -284,6 +284,10 @@ function wire(input: WiringInput): SessionsParts {
     // Without a broker nothing is ever published: there is no lag to report.
     outboxLag: relay ? () => stats.outboxLag() : null,
     sweeps: () => ({ ...sweeper.stats(), ...runSweeper.stats() }),
+    writeGroups: () => {
+      const { creates, increments } = repository.writeGroupStats();
+      return { create: creates, increment: increments };
+    },
   });
 
   // Closed in reverse: the runs, then the adapters they use (the sweepers stop before).

@@ -129,6 +129,20 @@ describe('metrics over HTTP (embedded)', () => {
     expect(sample(after, 'agent_sessions_cache_entries', { tier: 'memory' })).toBeGreaterThanOrEqual(1);
   });
 
+  it('counts grouped writes: the statements sent and the writes they carried', async () => {
+    const before = await scrape(base);
+    const created = await Promise.all(Array.from({ length: 40 }, () => sessions.create({ title: 'grouped' })));
+    await Promise.all(created.map((s) => sessions.incrementCounters(s.id, { totalTurns: 1 })));
+    const after = await scrape(base);
+    for (const write of ['create', 'increment']) {
+      const delta = (name: string) => (sample(after, name, { write }) ?? 0) - (sample(before, name, { write }) ?? 0);
+      expect(delta('agent_sessions_write_group_writes_total'), write).toBe(40);
+      // Forty writes at once cannot each have gone alone: at most four statements are in flight.
+      expect(delta('agent_sessions_write_group_statements_total'), write).toBeGreaterThanOrEqual(1);
+      expect(delta('agent_sessions_write_group_statements_total'), write).toBeLessThan(40);
+    }
+  });
+
   it('observes the latency of an interrupt from the request to the abort of the run', async () => {
     const id = await createSession(base);
     const start = await fetch(`${base}/v1/sessions/${id}/runs`, {

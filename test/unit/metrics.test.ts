@@ -14,6 +14,7 @@ function sources(overrides: Partial<MetricsSources> = {}): MetricsSources {
     relay: null,
     outboxLag: null,
     sweeps: () => ({ expire_sessions: { passes: 5, affected: 7, errors: 1 } }),
+    writeGroups: () => ({ create: { groups: 3, calls: 20 }, increment: { groups: 0, calls: 0 } }),
     ...overrides,
   };
 }
@@ -36,6 +37,8 @@ describe('SessionsMetrics', () => {
     expect(text).toContain('agent_sessions_postgres_fallbacks_total{reason="redis_unavailable"} 4');
     expect(text).toContain('agent_sessions_runs_active{state="queued"} 1');
     expect(text).toContain('agent_sessions_sweep_actions_total{task="expire_sessions"} 7');
+    expect(text).toContain('agent_sessions_write_group_statements_total{write="create"} 3');
+    expect(text).toContain('agent_sessions_write_group_writes_total{write="create"} 20');
   });
 
   it('reads NaN for the outbox gauges when the query fails, and the values when it works', async () => {

@@ -43,6 +43,8 @@ export interface MetricsSources {
   relay: (() => RelayStats) | null;
   outboxLag: (() => Promise<OutboxLag>) | null;
   sweeps(): Record<string, SweepCounts>;
+  /** Session writes sent to PostgreSQL in groups, by kind of write (create, increment). */
+  writeGroups(): Record<string, { groups: number; calls: number }>;
 }
 
 export interface SessionsMetricsOptions {
@@ -355,6 +357,17 @@ export class SessionsMetrics implements SessionTelemetry, RunTelemetry {
     );
     counter('sweep_errors_total', 'Failed passes of each background sweep task', ['task'], () =>
       sweeps().map(([task, s]) => [{ task }, s.errors]),
+    );
+
+    const groups = () => Object.entries(sources.writeGroups());
+    counter(
+      'write_group_statements_total',
+      'Statements that carried grouped session writes (a group of one is a write sent alone)',
+      ['write'],
+      () => groups().map(([write, g]) => [{ write }, g.groups]),
+    );
+    counter('write_group_writes_total', 'Session writes those statements carried', ['write'], () =>
+      groups().map(([write, g]) => [{ write }, g.calls]),
     );
 
     if (sources.relay) {
