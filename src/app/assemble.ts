@@ -541,7 +541,11 @@ function cacheAndLocks(
     const cache = new CoherentSessionCache({ near, bus, onError, revalidateMs: config.cacheRevalidateMs });
     return { cache, locks: pgLocks, components: [cache], healthChecks: [] };
   }
-  const redisCache = new RedisSessionCache({ redis, ttlMs: config.redisCacheTtlSeconds * 1000 });
+  const redisCache = new RedisSessionCache({
+    redis,
+    ttlMs: config.redisCacheTtlSeconds * 1000,
+    snapshotLayout: config.redisSnapshotLayout === 1 ? 1 : 2,
+  });
   const cache = new CoherentSessionCache({
     near,
     shared: { cache: redisCache, health: redis, repairs: new PostgresCacheRepairLog(db) },

@@ -25,6 +25,11 @@ export interface Config {
   redisCluster: boolean;
   /** Lifetime of an unread session snapshot in Redis; reads slide it. */
   redisCacheTtlSeconds: number;
+  /**
+   * The layout session snapshots are written in (snapshot-format.ts): 2, the array, or 1, the
+   * object, which releases before layout 2 read (set during a rolling upgrade from them).
+   */
+  redisSnapshotLayout: number;
   /** How long one Redis command may wait for its reply before it counts as a failure. */
   redisCommandTimeoutMs: number;
   natsUrl: string | null;
@@ -258,6 +263,7 @@ const SETTINGS: Readonly<Record<TopLevel, Setting>> = {
   redisUrl: redisUrls('REDIS_URL'),
   redisCluster: bool('REDIS_CLUSTER', false),
   redisCacheTtlSeconds: int('REDIS_CACHE_TTL_SECONDS', 3_600, 1, 2_147_483),
+  redisSnapshotLayout: int('REDIS_SNAPSHOT_LAYOUT', 2, 1, 2),
   redisCommandTimeoutMs: int('REDIS_COMMAND_TIMEOUT_MS', 1_000, 10, 60_000),
   natsUrl: url('NATS_URL', ['nats:', 'tls:']),
   keyPrefix: {

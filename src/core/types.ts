@@ -234,8 +234,9 @@ export function effectiveStatus(s: Session, now: number = Date.now()): SessionSt
  * deadlines, so this must be cheap. Timestamps as this package writes them
  * (`toISOString`: "YYYY-MM-DDTHH:mm:ss.sssZ") order as text, and are compared with `ms`
  * written the same way, which is remembered for the last two instants asked (within a
- * millisecond, every read asks the same two: now, and now less the idle timeout). Other
- * text is parsed.
+ * millisecond, reads of sessions with one idle timeout ask the same two: now, and now less
+ * that timeout; sessions with several timeouts format an instant more often). Other text is
+ * parsed.
  */
 function reached(iso: string, ms: number): boolean {
   if (iso.length === 24 && iso.charCodeAt(23) === 90 /* Z */ && iso.charCodeAt(10) === 84 /* T */ && ms >= 0 && ms <= LAST_FOUR_DIGIT_YEAR_MS) {

@@ -153,6 +153,28 @@ export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
       expect(await raw.pTTL(key(id))).toBeGreaterThan(10_000);
       expect(await raw.get(key(id))).toBe(previous);
     });
+
+    it('REDIS_SNAPSHOT_LAYOUT=1 writes the object layout (a rolling upgrade from before layout 2) and still reads the array', async () => {
+      const env = { DATABASE_URL: db.url, REDIS_URL: redisTarget.url, REDIS_CLUSTER: redisTarget.cluster ? '1' : '0', KEY_PREFIX: prefix };
+      const objects = await createSessions({ env: { ...env, INSTANCE_ID: 'layout-1', CACHE_MAX_ENTRIES: '0', REDIS_SNAPSHOT_LAYOUT: '1' } });
+      try {
+        const created = await objects.create({ title: 'object layout' });
+        const stored = await raw.get(key(created.id));
+        expect(stored).toMatch(new RegExp(`^${created.version}:\\{`));
+        // Exactly what a release before layout 2 stored, and read back by one.
+        expect(JSON.parse((stored as string).slice(stored!.indexOf(':') + 1))).toEqual(created);
+        // A layout-2 value written by a new instance reads on the layout-1 instance as it is:
+        // neither retired (its lifetime cut to a marker's 60 s) nor rewritten.
+        const fromNew = await a.create({ title: 'array layout' });
+        const array = await raw.get(key(fromNew.id));
+        expect(array).toMatch(/^1:\[2,/);
+        expect(await objects.get(fromNew.id)).toEqual(fromNew);
+        expect(await raw.pTTL(key(fromNew.id))).toBeGreaterThan(60_000);
+        expect(await raw.get(key(fromNew.id))).toBe(array);
+      } finally {
+        await objects.close();
+      }
+    });
   });
 
   describe('sliding TTL', () => {

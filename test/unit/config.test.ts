@@ -24,6 +24,9 @@ describe('configuration', () => {
     expect(problems(() => loadConfig({}, { port: 70_000, logLevel: 'loud', databaseUrl: 'mysql://x' }))).toHaveLength(3);
     expect(problems(() => loadConfig({}, { limits: { maxPageSize: 0, itemsPerAppend: 1.5 } }))).toHaveLength(2);
     expect(problems(() => loadConfig({}, { noAuth: 'yes' as unknown as boolean }))).toHaveLength(1);
+    expect(problems(() => loadConfig({ REDIS_SNAPSHOT_LAYOUT: '3' }))).toHaveLength(1);
+    expect(loadConfig({ REDIS_SNAPSHOT_LAYOUT: '1' }).redisSnapshotLayout).toBe(1);
+    expect(loadConfig({}).redisSnapshotLayout).toBe(2);
   });
 
   it('refuses options it does not know (a typo is not silently ignored)', () => {

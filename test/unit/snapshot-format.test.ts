@@ -54,6 +54,24 @@ describe('snapshot format', () => {
     expect(Object.keys(s).sort()).toEqual([...SNAPSHOT_FIELDS].sort());
   });
 
+  it('writes layout 2 exactly as it was first released: instances of different releases read each other’s values', () => {
+    // Pinned text, not derived from SNAPSHOT_FIELDS: a change of order, name or count under
+    // the same layout number would make mixed fleets read fields in the wrong places. Such a
+    // change needs a new layout number (and this fixture stays, for reading layout 2).
+    const pinned =
+      '[2,"sess-id","tenant-t","user-u","org-o","waiting_input","model-m","title-t","prompt-p","/workspace/w",["mcp-a","mcp-b"],"parent-p",' +
+      '{"kind":"meta","nested":{"list":[1,"two",null,{"deep":true}],"n":3.5},"flag":false},7,11,0.125,1301,1709,41,13,86401,1799,' +
+      '"2026-01-02T03:04:05.006Z","2026-01-02T03:04:05.107Z","2026-01-02T03:04:05.208Z","2026-01-03T03:04:05.309Z","2026-01-02T03:04:05.410Z","reason-r"]';
+    expect(encodeSnapshot(everyFieldDistinct())).toBe(pinned);
+    expect(decodeSnapshot(`41:${pinned}`).session).toEqual(everyFieldDistinct());
+  });
+
+  it('writes layout 1, the object, when asked (a fleet that still runs releases before layout 2)', () => {
+    const s = everyFieldDistinct();
+    expect(encodeSnapshot(s, 1)).toBe(JSON.stringify(s));
+    expect(decodeSnapshot(`41:${encodeSnapshot(s, 1)}`).session).toEqual(s);
+  });
+
   it('writes a JSON array: the layout, then one value per field in SNAPSHOT_FIELDS order', () => {
     const s = everyFieldDistinct();
     const body = JSON.parse(encodeSnapshot(s)) as unknown[];

@@ -283,6 +283,21 @@ interface CallOutcome {
 }
 
 /**
+ * Tells the outcome after the caller's promise settled. The breaker changes its state before
+ * it calls its listeners, so a listener that throws (a log or metric callback) leaves the
+ * state right; its error is dropped rather than left unhandled in the reply's callback or
+ * the deadline timer.
+ */
+function tell(outcome: CallOutcome | undefined, failure?: { cause: unknown }): void {
+  try {
+    if (failure) outcome?.failure(failure.cause);
+    else outcome?.success();
+  } catch {
+    // See above: the state change stands.
+  }
+}
+
+/**
  * Deadlines for in-flight calls, checked by one timer instead of one timer per call (a hot
  * path: every cache read). A call fails between `ms` and `ms` + 1/10 of `ms` after it began.
  * Every call gets the same `ms`, so calls in the order they began are in the order of their
@@ -304,24 +319,26 @@ class Deadlines {
         at: performance.now() + this.ms,
         fail: () => {
           const err = new RedisTimeoutError(`no reply from redis within ${this.ms} ms`);
-          outcome?.failure(err);
+          // The caller's promise settles first: whatever the breaker's listeners do, it settles.
           reject(err);
+          tell(outcome, { cause: err });
         },
       };
       this.queue.push(entry);
       this.timer ??= this.start();
       promise.then(
         (v) => {
+          // Settled already (timed out): a late reply changes nothing, in the breaker neither.
           if (entry.fail === null) return;
           entry.fail = null;
-          outcome?.success();
           resolve(v);
+          tell(outcome);
         },
         (err: unknown) => {
           if (entry.fail === null) return;
           entry.fail = null;
-          outcome?.failure(err);
           reject(err as Error);
+          tell(outcome, { cause: err });
         },
       );
     });

@@ -16,7 +16,7 @@ import { keyOf } from '../../core/ids.js';
 import type { CallKind } from './circuit-breaker.js';
 import type { GuardedRedis } from './guarded-redis.js';
 import { SCRIPTS } from './session-scripts.js';
-import { decodeSnapshot as decode, encodeSnapshot } from './snapshot-format.js';
+import { decodeSnapshot, encodeSnapshot, SNAPSHOT_LAYOUT, type SnapshotLayout } from './snapshot-format.js';
 
 export interface RedisSessionCacheOptions {
   redis: GuardedRedis;
@@ -24,6 +24,8 @@ export interface RedisSessionCacheOptions {
   ttlMs?: number;
   /** Lifetime of a delete marker. Default 60 s. */
   tombstoneTtlMs?: number;
+  /** The layout snapshots are written in (snapshot-format.ts). Default 2; both are read. */
+  snapshotLayout?: SnapshotLayout;
 }
 
 export class RedisSessionCache implements SessionCache, SharedCache {
@@ -32,6 +34,7 @@ export class RedisSessionCache implements SessionCache, SharedCache {
   private readonly redis: GuardedRedis;
   private readonly ttlMs: number;
   private readonly tombstoneTtlMs: number;
+  private readonly layout: SnapshotLayout;
   private hits = 0;
   private misses = 0;
   private errors = 0;
@@ -42,6 +45,7 @@ export class RedisSessionCache implements SessionCache, SharedCache {
     this.redis = options.redis;
     this.ttlMs = options.ttlMs ?? 3_600_000;
     this.tombstoneTtlMs = options.tombstoneTtlMs ?? 60_000;
+    this.layout = options.snapshotLayout ?? SNAPSHOT_LAYOUT;
     this.channel = this.redis.keys.global('cache:invalidate');
   }
 
@@ -57,7 +61,7 @@ export class RedisSessionCache implements SessionCache, SharedCache {
     const key = this.redis.keys.session(id);
     return this.redis.run((r) => r.get(key)).then(
       (raw) => {
-        const { session, legacy } = decode(raw);
+        const { session, legacy } = decodeSnapshot(raw);
         if (legacy) return this.retire(id).then(() => this.count(null));
         if (session) this.refreshIfDue(key, session);
         return this.count(session);
@@ -77,7 +81,7 @@ export class RedisSessionCache implements SessionCache, SharedCache {
     const keys = ids.map((id) => this.redis.keys.session(id));
     const raws = await this.guarded('read', (r) => Promise.all(keys.map((key) => r.get(key))));
     const found = new Map<string, Session>();
-    const decoded = raws.map(decode);
+    const decoded = raws.map((raw) => decodeSnapshot(raw));
     await Promise.all(ids.map((id, i) => (decoded[i]?.legacy ? this.retire(id) : undefined)));
     decoded.forEach(({ session }, i) => {
       const s = this.count(session);
@@ -139,7 +143,7 @@ export class RedisSessionCache implements SessionCache, SharedCache {
       SCRIPTS.casSet.run(
         r,
         [this.redis.keys.session(keyOf(session))],
-        [String(session.version), encodeSnapshot(session), String(this.ttlMs), this.channel, message(keyOf(session), session.version)],
+        [String(session.version), encodeSnapshot(session, this.layout), String(this.ttlMs), this.channel, message(keyOf(session), session.version)],
       ),
     );
     return Number(stored);

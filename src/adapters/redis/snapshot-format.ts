@@ -15,14 +15,18 @@
  * - An array of a layout this release does not know, written by a newer release, is a miss.
  *   It is not retired: it is newer, not wrong.
  *
- * Releases before this one read an array body as a legacy snapshot. They serve those
- * sessions from PostgreSQL and cut the value's lifetime to a marker's (60 s), until they are
- * replaced. Nothing stale is served.
+ * Releases before this one read an array body as a legacy snapshot: they serve those sessions
+ * from PostgreSQL (nothing stale) and cut the value's lifetime, but their refill cannot replace
+ * it (same version), and reads on new instances slide its TTL again. While a fleet still runs
+ * such releases, REDIS_SNAPSHOT_LAYOUT=1 makes the new instances write the object layout.
  */
 import type { Session } from '../../core/types.js';
 
 /** The array layout's number, the body's first element. */
 export const SNAPSHOT_LAYOUT = 2;
+
+/** The layouts a snapshot can be written in: 1, the object; 2, the array. */
+export type SnapshotLayout = 1 | typeof SNAPSHOT_LAYOUT;
 
 /** The session's fields in the order the body stores them. */
 export const SNAPSHOT_FIELDS = [
@@ -64,8 +68,12 @@ void everyFieldListed;
 type Body = [typeof SNAPSHOT_LAYOUT, ...FieldValues<typeof SNAPSHOT_FIELDS>];
 type FieldValues<F extends ReadonlyArray<keyof Session>> = { -readonly [I in keyof F]: F[I] extends keyof Session ? Session[F[I]] : never };
 
-/** The body of a snapshot: the JSON array. */
-export function encodeSnapshot(session: Session): string {
+/**
+ * The body of a snapshot: the JSON array, or in layout 1 the object (for a fleet that still
+ * runs releases from before layout 2, which read an array as a legacy snapshot).
+ */
+export function encodeSnapshot(session: Session, layout: SnapshotLayout = SNAPSHOT_LAYOUT): string {
+  if (layout === 1) return JSON.stringify(session);
   const body: unknown[] = [SNAPSHOT_LAYOUT];
   for (const field of SNAPSHOT_FIELDS) body.push(session[field]);
   return JSON.stringify(body);

@@ -1,12 +1,13 @@
 --[[
 casSet: stores a session snapshot unless Redis already holds a newer one, and tells the
-other instances' near caches. Values are "<version>:<snapshot JSON>"; an empty snapshot is a
+other instances' near caches. Values are "<version>:<snapshot body>" (the body's layout:
+src/adapters/redis/snapshot-format.ts; this script never reads it); an empty snapshot is a
 stub ("<version>:"): no data, but nothing older than <version> may be stored over it (used
 for deletes and for repairing entries that missed writes while Redis was unreachable).
 
 KEYS[1]  the session key
 ARGV[1]  version (integer)
-ARGV[2]  snapshot JSON, or '' for a stub
+ARGV[2]  snapshot body, or '' for a stub
 ARGV[3]  TTL in milliseconds
 ARGV[4]  invalidation channel
 ARGV[5]  invalidation message
