@@ -14,13 +14,14 @@
  *   it on a server whose connections others share)
  *   BENCH_STREAMS=0 skips the token streams; BENCH_STREAM_LEVELS stream counts to try
  *   (default 100,250,500,1000,2000), BENCH_STREAM_RATE events/s per stream (default 50),
- *   BENCH_STREAM_SECONDS per load (default 20); BENCH_CPU_PROF=<dir> writes CPU profiles of
+ *   BENCH_STREAM_SECONDS per load (default 20), BENCH_STREAM_SYSTEMS one of agent-sessions,
+ *   resumable-stream alone (default both); BENCH_CPU_PROF=<dir> writes CPU profiles of
  *   the token-stream workers and server there
  *   BENCH_SOURCE=1 runs the sources through tsx instead of the build in dist/ (bench/built.ts)
  */
 import path from 'node:path';
 import { load } from './built.js';
-import { formatTokenStreamTable, runTokenStreamBench, type TokenStreamReport } from './token-streams.js';
+import { formatTokenStreamTable, runTokenStreamBench, type TokenStreamOptions, type TokenStreamReport } from './token-streams.js';
 
 // The compiled package (bench/built.ts), not the sources through tsx.
 const { formatBenchTable, runBench, writeBenchReport } = await load<typeof import('../src/cli/bench.js')>('cli/bench');
@@ -50,6 +51,7 @@ if (process.env.BENCH_STREAMS !== '0') {
     ratePerStream: process.env.BENCH_STREAM_RATE ? Number(process.env.BENCH_STREAM_RATE) : undefined,
     seconds: process.env.BENCH_STREAM_SECONDS ? Number(process.env.BENCH_STREAM_SECONDS) : undefined,
     warmupSeconds: process.env.BENCH_STREAM_WARMUP ? Number(process.env.BENCH_STREAM_WARMUP) : undefined,
+    systems: process.env.BENCH_STREAM_SYSTEMS?.split(',') as TokenStreamOptions['systems'],
     log,
   });
   process.stdout.write(`\n${formatTokenStreamTable(tokenStreams)}\n`);

@@ -16,6 +16,7 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -63,6 +64,12 @@ export interface StreamStep {
   maxMs: number;
   eventsPerCommit: number | null;
   redisCommandsPerEvent: number;
+  /**
+   * CPU time the whole machine spent per delivered event while the step streamed (every
+   * process: producers, server, readers, PostgreSQL, Redis; /proc/stat, so Linux only, else
+   * null). Noise from other work on the machine counts too.
+   */
+  cpuMicrosPerEvent: number | null;
   /** How long a runner's awaited emit took (call → committed seq), p50/p99; agent-sessions only. */
   emitP50Ms: number | null;
   emitP99Ms: number | null;
@@ -90,6 +97,8 @@ export interface TokenStreamOptions {
   warmupSeconds?: number;
   /** Run the sources through tsx instead of the build in dist/ (default: BENCH_SOURCE=1; bench/built.ts). */
   source?: boolean;
+  /** Which systems to run (default both; BENCH_STREAM_SYSTEMS): one alone, to profile or trace it. */
+  systems?: Array<StreamStep['system']>;
   log?: (line: string) => void;
 }
 
@@ -250,6 +259,20 @@ async function pgCommits(client: pg.Client, db: string): Promise<number> {
   return Number(rows[0]?.n ?? 0);
 }
 
+/** Busy CPU time of the whole machine so far (µs), from /proc/stat; null where there is none. */
+function machineCpuMicros(): number | null {
+  let stat: string;
+  try {
+    stat = readFileSync('/proc/stat', 'utf8');
+  } catch {
+    return null;
+  }
+  // cpu  user nice system idle iowait irq softirq steal …, in clock ticks (USER_HZ, 100 on Linux).
+  const fields = (/^cpu\s+(.*)$/m.exec(stat)?.[1] ?? '').split(/\s+/).map(Number);
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = fields;
+  return (user + nice + system + irq + softirq + steal) * 10_000;
+}
+
 async function redisCommands(redis: ReturnType<typeof createClient>): Promise<number> {
   const info = await redis.info('stats');
   return Number(/total_commands_processed:(\d+)/.exec(info)?.[1] ?? 0);
@@ -314,7 +337,7 @@ export async function runTokenStreamBench(options: TokenStreamOptions): Promise<
       },
       { system: 'resumable-stream' as const, producer: rsProducer, stream: (id: string) => `${rsUrl}/s/${encodeURIComponent(id)}`, headers: {} as Record<string, string> },
     ];
-    for (const s of systems) {
+    for (const s of systems.filter((x) => options.systems?.includes(x.system) ?? true)) {
       for (const streams of levels) {
         const { ids } = (await s.producer.request({ cmd: 'prepare', streams })) as { ids: string[] };
         const readers: Reader[] = [];
@@ -323,10 +346,12 @@ export async function runTokenStreamBench(options: TokenStreamOptions): Promise<
         }
         const commitsBefore = await pgCommits(admin, dbName);
         const redisBefore = await redisCommands(redis);
+        const cpuBefore = machineCpuMicros();
         const produced = s.producer.request({ cmd: 'go', rate, seconds, warmup });
         const deadline = setTimeout(() => readers.forEach((r) => r.close()), (warmup + seconds + 60) * 1000);
         const producedReport = await produced;
         await Promise.all(readers.map((r) => r.ended));
+        const cpuAfter = machineCpuMicros();
         clearTimeout(deadline);
         // The statistics collector publishes a backend's counts when it goes idle (≤ 1 s).
         await new Promise((resolve) => setTimeout(resolve, 1_500));
@@ -356,6 +381,7 @@ export async function runTokenStreamBench(options: TokenStreamOptions): Promise<
           maxMs: all.length ? (all[all.length - 1] as number) : Number.NaN,
           eventsPerCommit: s.system === 'agent-sessions' && commits > 0 ? delivered / commits : null,
           redisCommandsPerEvent: delivered > 0 ? redisUsed / delivered : Number.NaN,
+          cpuMicrosPerEvent: cpuBefore !== null && cpuAfter !== null && delivered > 0 ? (cpuAfter - cpuBefore) / delivered : null,
           emitP50Ms: typeof producedReport.emitP50Ms === 'number' ? producedReport.emitP50Ms : null,
           emitP99Ms: typeof producedReport.emitP99Ms === 'number' ? producedReport.emitP99Ms : null,
           emitFailed: typeof producedReport.failed === 'number' ? producedReport.failed : 0,
@@ -372,6 +398,7 @@ export async function runTokenStreamBench(options: TokenStreamOptions): Promise<
             `${Object.keys(step.notCompleted).length > 0 ? `runs not completed ${JSON.stringify(step.notCompleted)}, ` : ''}` +
             `${step.eventsPerCommit === null ? '' : `${step.eventsPerCommit.toFixed(2)} events/commit, `}` +
             `${step.redisCommandsPerEvent.toFixed(2)} Redis commands/event` +
+            `${step.cpuMicrosPerEvent === null ? '' : `, machine CPU ${Math.round(step.cpuMicrosPerEvent)} µs/event`}` +
             `${step.emitP99Ms === null ? '' : `, emit p50 ${step.emitP50Ms?.toFixed(1)} ms p99 ${step.emitP99Ms.toFixed(1)} ms`}` +
             `${step.held ? '' : ' — did not hold'}`,
         );
@@ -394,7 +421,7 @@ export async function runTokenStreamBench(options: TokenStreamOptions): Promise<
 
 export function formatTokenStreamTable(report: TokenStreamReport): string {
   const rows = [
-    ['system', 'streams × rate', 'delivered/s', 'p50 ms', 'p99 ms', 'lost', 'dup', 'events/commit', 'Redis cmds/event', 'held'],
+    ['system', 'streams × rate', 'delivered/s', 'p50 ms', 'p99 ms', 'lost', 'dup', 'events/commit', 'Redis cmds/event', 'CPU µs/event', 'held'],
     ...report.steps.map((s) => [
       s.system,
       `${s.streams} × ${s.ratePerStream}/s`,
@@ -405,6 +432,7 @@ export function formatTokenStreamTable(report: TokenStreamReport): string {
       String(s.duplicated),
       s.eventsPerCommit === null ? '—' : s.eventsPerCommit.toFixed(2),
       s.redisCommandsPerEvent.toFixed(2),
+      s.cpuMicrosPerEvent === null ? '—' : String(Math.round(s.cpuMicrosPerEvent)),
       s.held ? 'yes' : 'no',
     ]),
   ];
