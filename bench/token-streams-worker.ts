@@ -53,6 +53,12 @@ function phase(i: number, n: number, interval: number): number {
   return (i / n) * interval;
 }
 
+/** The q-quantile of `values` (sorted in place); NaN when empty. */
+function quantile(values: number[], q: number): number {
+  values.sort((a, b) => a - b);
+  return values[Math.min(values.length - 1, Math.floor(q * values.length))] ?? Number.NaN;
+}
+
 /** Waits until `due` (epoch ms) without drifting: the schedule is absolute. */
 async function until(due: number): Promise<void> {
   const wait = due - now();
@@ -97,6 +103,7 @@ async function agentSessionsProducer(): Promise<void> {
   let emitted = 0;
   let failed = 0;
   let emitWaits: number[] = [];
+  let late: number[] = [];
   process.on('message', (m: Message) => {
     void (async () => {
       if (m.cmd === 'prepare') {
@@ -104,6 +111,7 @@ async function agentSessionsProducer(): Promise<void> {
         emitted = 0;
         failed = 0;
         emitWaits = [];
+        late = [];
         for (let i = 0; i < m.streams; i += 100) {
           const batch = await Promise.all(
             Array.from({ length: Math.min(100, m.streams - i) }, () => sessions.create({ title: 'token stream' })),
@@ -126,6 +134,7 @@ async function agentSessionsProducer(): Promise<void> {
                 await until(due);
                 try {
                   const called = now();
+                  late.push(called - due);
                   await run.emit({ type: 'text', data: k < warm ? { t: due, k, w: 1 } : { t: due, k } });
                   emitWaits.push(now() - called);
                   emitted++;
@@ -145,9 +154,7 @@ async function agentSessionsProducer(): Promise<void> {
         for (const r of ended) {
           if (r.status !== 'completed') notCompleted[`${r.status}/${r.endReason ?? ''}`] = (notCompleted[`${r.status}/${r.endReason ?? ''}`] ?? 0) + 1;
         }
-        emitWaits.sort((a, b) => a - b);
-        const at = (q: number) => emitWaits[Math.min(emitWaits.length - 1, Math.floor(q * emitWaits.length))] ?? Number.NaN;
-        send({ emitted, failed, notCompleted, emitP50Ms: at(0.5), emitP99Ms: at(0.99) });
+        send({ emitted, failed, notCompleted, emitP50Ms: quantile(emitWaits, 0.5), emitP99Ms: quantile(emitWaits, 0.99), lateP99Ms: quantile(late, 0.99) });
       } else {
         await sessions.close();
         process.exit(0);
@@ -162,10 +169,12 @@ async function agentSessionsProducer(): Promise<void> {
 async function resumableProducer(): Promise<void> {
   const { ctx, close } = await resumableContext();
   let gates: Array<{ id: string; open: (plan: Plan) => void; done: Promise<number> }> = [];
+  let late: number[] = [];
   process.on('message', (m: Message) => {
     void (async () => {
       if (m.cmd === 'prepare') {
         gates = [];
+        late = [];
         const token = `${process.pid}-${Date.now().toString(36)}`;
         for (let i = 0; i < m.streams; i++) {
           const id = `${token}-${i}`;
@@ -183,6 +192,7 @@ async function resumableProducer(): Promise<void> {
                 for (let k = 0; k < count; k++) {
                   const due = start + k * (1000 / rate);
                   await until(due);
+                  late.push(now() - due);
                   const data = k < warm ? { t: due, k, w: 1 } : { t: due, k };
                   controller.enqueue(`data: ${JSON.stringify({ type: 'text', data })}\n\n`);
                 }
@@ -207,7 +217,7 @@ async function resumableProducer(): Promise<void> {
         const startAt = now() + START_DELAY_MS;
         for (const g of gates) g.open({ rate: m.rate, seconds: m.seconds, warmup: m.warmup, startAt });
         const counts = await Promise.all(gates.map((g) => g.done));
-        send({ emitted: counts.reduce((a, b) => a + b, 0), failed: 0 });
+        send({ emitted: counts.reduce((a, b) => a + b, 0), failed: 0, lateP99Ms: quantile(late, 0.99) });
       } else {
         await close();
         process.exit(0);

@@ -73,6 +73,8 @@ export interface StreamStep {
   /** How long a runner's awaited emit took (call → committed seq), p50/p99; agent-sessions only. */
   emitP50Ms: number | null;
   emitP99Ms: number | null;
+  /** How late the producer's loop called emit (call − due), p99: the producing process's own stalls, both systems. */
+  producerLateP99Ms: number | null;
   /** Emits the producer saw refused (the run had ended, or its output could not be archived). */
   emitFailed: number;
   /** Runs that did not end `completed`, by `<status>/<end reason>`. */
@@ -309,35 +311,48 @@ export async function runTokenStreamBench(options: TokenStreamOptions): Promise<
   const steps: StreamStep[] = [];
   const closers: Array<() => Promise<void>> = [];
   try {
-    // agent-sessions: A is the library in a worker, B the real server.
-    const server = await startServer({
-      ...env,
-      ADMIN_API_KEY: KEY,
-      INSTANCE_ID: 'bench-reader',
-      LOG_LEVEL: 'warn',
-      SSE_CONNECTIONS_PER_KEY: '100000',
-      RATE_LIMIT_PER_MINUTE: '0',
-    }, source);
-    closers.push(() => server.stop());
-    const producer = (await Worker.start('agent-sessions', env)).worker;
-    closers.push(() => producer.close());
-    // resumable-stream: A a worker with the producers, B a worker serving resumeExistingStream.
-    const rsProducer = (await Worker.start('resumable', env)).worker;
-    closers.push(() => rsProducer.close());
-    const rsReader = await Worker.start('resumable-reader', env);
-    closers.push(() => rsReader.worker.close());
-    const rsUrl = `http://127.0.0.1:${rsReader.ready.port as number}`;
-
+    // Each system's processes run only during its own steps: an idle worker's memory-reducing
+    // GC (V8 runs one once a process goes quiet, 150 ms of parallel marking) would otherwise
+    // take cores from the system being measured.
     const systems = [
       {
         system: 'agent-sessions' as const,
-        producer,
-        stream: (id: string) => `${server.url}/v1/sessions/${id}/stream`,
-        headers: { authorization: `Bearer ${KEY}` } as Record<string, string>,
+        // A is the library in a worker, B the real server.
+        start: async () => {
+          const server = await startServer({
+            ...env,
+            ADMIN_API_KEY: KEY,
+            INSTANCE_ID: 'bench-reader',
+            LOG_LEVEL: 'warn',
+            SSE_CONNECTIONS_PER_KEY: '100000',
+            RATE_LIMIT_PER_MINUTE: '0',
+          }, source);
+          closers.push(() => server.stop());
+          const producer = (await Worker.start('agent-sessions', env)).worker;
+          closers.push(() => producer.close());
+          return {
+            producer,
+            stream: (id: string) => `${server.url}/v1/sessions/${id}/stream`,
+            headers: { authorization: `Bearer ${KEY}` } as Record<string, string>,
+          };
+        },
       },
-      { system: 'resumable-stream' as const, producer: rsProducer, stream: (id: string) => `${rsUrl}/s/${encodeURIComponent(id)}`, headers: {} as Record<string, string> },
+      {
+        system: 'resumable-stream' as const,
+        // A a worker with the producers, B a worker serving resumeExistingStream.
+        start: async () => {
+          const producer = (await Worker.start('resumable', env)).worker;
+          closers.push(() => producer.close());
+          const reader = await Worker.start('resumable-reader', env);
+          closers.push(() => reader.worker.close());
+          const url = `http://127.0.0.1:${reader.ready.port as number}`;
+          return { producer, stream: (id: string) => `${url}/s/${encodeURIComponent(id)}`, headers: {} as Record<string, string> };
+        },
+      },
     ];
-    for (const s of systems.filter((x) => options.systems?.includes(x.system) ?? true)) {
+    for (const system of systems.filter((x) => options.systems?.includes(x.system) ?? true)) {
+      const opened = closers.length;
+      const s = { system: system.system, ...(await system.start()) };
       for (const streams of levels) {
         const { ids } = (await s.producer.request({ cmd: 'prepare', streams })) as { ids: string[] };
         const readers: Reader[] = [];
@@ -384,6 +399,7 @@ export async function runTokenStreamBench(options: TokenStreamOptions): Promise<
           cpuMicrosPerEvent: cpuBefore !== null && cpuAfter !== null && delivered > 0 ? (cpuAfter - cpuBefore) / delivered : null,
           emitP50Ms: typeof producedReport.emitP50Ms === 'number' ? producedReport.emitP50Ms : null,
           emitP99Ms: typeof producedReport.emitP99Ms === 'number' ? producedReport.emitP99Ms : null,
+          producerLateP99Ms: typeof producedReport.lateP99Ms === 'number' ? producedReport.lateP99Ms : null,
           emitFailed: typeof producedReport.failed === 'number' ? producedReport.failed : 0,
           notCompleted: (producedReport.notCompleted as Record<string, number> | undefined) ?? {},
           held: false,
@@ -400,10 +416,12 @@ export async function runTokenStreamBench(options: TokenStreamOptions): Promise<
             `${step.redisCommandsPerEvent.toFixed(2)} Redis commands/event` +
             `${step.cpuMicrosPerEvent === null ? '' : `, machine CPU ${Math.round(step.cpuMicrosPerEvent)} µs/event`}` +
             `${step.emitP99Ms === null ? '' : `, emit p50 ${step.emitP50Ms?.toFixed(1)} ms p99 ${step.emitP99Ms.toFixed(1)} ms`}` +
+            `${step.producerLateP99Ms === null ? '' : `, producer late p99 ${step.producerLateP99Ms.toFixed(1)} ms`}` +
             `${step.held ? '' : ' — did not hold'}`,
         );
         if (!step.held) break;
       }
+      for (const close of closers.splice(opened).reverse()) await close().catch(() => undefined);
     }
   } finally {
     for (const close of closers.reverse()) await close().catch(() => undefined);

@@ -28,6 +28,9 @@ describe.skipIf(!ready)(suite, () => {
       expect(step, step.system).toMatchObject({ streams: 5, warmupSeconds: 1, expected: 100, delivered: 100, lost: 0, duplicated: 0 });
       expect(step.p99Ms).toBeGreaterThanOrEqual(step.p50Ms);
       expect(step.redisCommandsPerEvent).toBeGreaterThan(0);
+      // Both producers report how late their loops called emit; Linux has /proc/stat for the CPU.
+      expect(step.producerLateP99Ms, step.system).toBeGreaterThanOrEqual(0);
+      if (process.platform === 'linux') expect(step.cpuMicrosPerEvent, step.system).toBeGreaterThan(0);
     }
     expect(report.steps[0]?.eventsPerCommit).toBeGreaterThan(0);
     expect(formatTokenStreamTable(report)).toMatch(/sustained with p99/);
