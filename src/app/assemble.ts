@@ -380,6 +380,8 @@ function wireRuns(
     runMaxMs: config.runMaxMs,
     runIdleOutputMs: config.runIdleOutputMs,
     drainTimeoutMs: config.drainTimeoutMs,
+    outputCommitDelayMs: config.outputCommitDelayMs,
+    outputCommitSiblings: config.outputCommitSiblings,
     wakeWorkers: (agent) => workers?.wake(agent),
   });
   workers = new RunWorkers({

@@ -65,6 +65,9 @@ export interface Config {
   outboxRetentionHours: number;
   /** Hours after a run ended until its archived output is pruned (a session's latest run keeps its own); 0: kept as long as the session. */
   outputRetentionHours: number;
+  /** With at least outputCommitSiblings runs on this instance, an output statement waits this long for more runs' events (0: never). */
+  outputCommitDelayMs: number;
+  outputCommitSiblings: number;
   adminApiKey: string | null;
   noAuth: boolean;
   logLevel: string;
@@ -292,6 +295,8 @@ const SETTINGS: Readonly<Record<TopLevel, Setting>> = {
   retentionDays: int('RETENTION_DAYS', 30, 0),
   outboxRetentionHours: int('OUTBOX_RETENTION_HOURS', 72, 0),
   outputRetentionHours: int('OUTPUT_RETENTION_HOURS', 0, 0),
+  outputCommitDelayMs: int('OUTPUT_COMMIT_DELAY_MS', 5, 0, 1_000),
+  outputCommitSiblings: int('OUTPUT_COMMIT_SIBLINGS', 32, 1),
   adminApiKey: secret(text('ADMIN_API_KEY', null, { test: (v) => v.length >= 16, says: 'must be at least 16 characters' })),
   noAuth: bool('NO_AUTH', false),
   logLevel: text('LOG_LEVEL', 'info', { test: (v) => LOG_LEVELS.includes(v), says: `must be one of ${LOG_LEVELS.join(', ')}` }),

@@ -28,6 +28,8 @@ interface QueuedBatch {
   batch: OutputBatch;
   /** Goes in a statement of its own (its session was busy, or its group failed). */
   alone?: boolean;
+  /** When it was handed over (performance.now()), for the commit delay. */
+  at: number;
   resolve: (stored: OutputEvent[] | null) => void;
   reject: (err: unknown) => void;
 }
@@ -37,6 +39,17 @@ export interface OutputArchiveOptions {
   maxInFlight?: number;
   /** Events one statement carries at most (default 2,000; a larger single batch goes alone). */
   maxEvents?: number;
+  /**
+   * Commit delay (ms, default 0: none). While at least `commitSiblings` runs write here, a
+   * statement waits until its oldest batch is this old (or `maxEvents` are queued), so the
+   * events of many runs share one commit: fewer, larger commits for a small added latency.
+   * The same trade as PostgreSQL's commit_delay / commit_siblings.
+   */
+  commitDelayMs?: number;
+  /** Runs writing here at once from which the commit delay applies (default 32). */
+  commitSiblings?: number;
+  /** How many runs write here now (the commit delay's condition; default: none). */
+  writers?: () => number;
 }
 
 /**
@@ -54,6 +67,13 @@ export class OutputArchive {
   private scheduled = false;
   private readonly maxInFlight: number;
   private readonly maxEvents: number;
+  private readonly commitDelayMs: number;
+  private readonly commitSiblings: number;
+  private readonly writers: () => number;
+  /** Events in the queue (the commit delay ends early at maxEvents). */
+  private queuedEvents = 0;
+  /** The commit delay's timer, while a statement waits for its oldest batch to come of age. */
+  private delayed: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly repository: Pick<RunRepository, 'appendOutput'>,
@@ -61,12 +81,16 @@ export class OutputArchive {
   ) {
     this.maxInFlight = options.maxInFlight ?? 4;
     this.maxEvents = options.maxEvents ?? 2_000;
+    this.commitDelayMs = options.commitDelayMs ?? 0;
+    this.commitSiblings = options.commitSiblings ?? 32;
+    this.writers = options.writers ?? (() => 0);
   }
 
   /** The batch's stored events once committed, or null when its run is not running there. */
   append(batch: OutputBatch): Promise<OutputEvent[] | null> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ batch, resolve, reject });
+      this.queue.push({ batch, resolve, reject, at: performance.now() });
+      this.queuedEvents += batch.events.length;
       if (!this.scheduled) {
         this.scheduled = true;
         // A turn of the event loop, not a microtask: batches of every run that emits in this
@@ -82,6 +106,7 @@ export class OutputArchive {
 
   private kick(): void {
     while (this.inFlight < this.maxInFlight && this.queue.length > 0) {
+      if (this.delay() > 0) return;
       const group = this.take();
       this.inFlight++;
       void this.commit(group).finally(() => {
@@ -91,10 +116,36 @@ export class OutputArchive {
     }
   }
 
+  /**
+   * How long the next statement should still wait (ms; 0: go now). When it should wait, a
+   * timer kicks again then; arrivals and finished statements meanwhile kick for nothing.
+   */
+  private delay(): number {
+    if (this.commitDelayMs <= 0) return 0;
+    const oldest = this.queue[0] as QueuedBatch;
+    const wait = oldest.alone || this.queuedEvents >= this.maxEvents || this.writers() < this.commitSiblings
+      ? 0
+      : oldest.at + this.commitDelayMs - performance.now();
+    if (wait <= 0) {
+      if (this.delayed) clearTimeout(this.delayed);
+      this.delayed = null;
+      return 0;
+    }
+    this.delayed ??= setTimeout(() => {
+      this.delayed = null;
+      this.kick();
+    }, wait);
+    return wait;
+  }
+
   /** The next statement's batches: in arrival order, one per session, up to maxEvents. */
   private take(): QueuedBatch[] {
     const lone = this.queue.findIndex((q) => q.alone);
-    if (lone >= 0) return this.queue.splice(lone, 1);
+    if (lone >= 0) {
+      const [queued] = this.queue.splice(lone, 1) as [QueuedBatch];
+      this.queuedEvents -= queued.batch.events.length;
+      return [queued];
+    }
     const group: QueuedBatch[] = [];
     const rest: QueuedBatch[] = [];
     const sessions = new Set<string>();
@@ -111,6 +162,7 @@ export class OutputArchive {
       events += size;
     }
     this.queue = rest;
+    this.queuedEvents -= events;
     return group;
   }
 
@@ -145,6 +197,7 @@ export class OutputArchive {
   private again(queued: QueuedBatch): void {
     queued.alone = true;
     this.queue.unshift(queued);
+    this.queuedEvents += queued.batch.events.length;
   }
 }
 

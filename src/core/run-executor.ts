@@ -81,6 +81,12 @@ export interface RunExecutorOptions {
   drainTimeoutMs?: number;
   /** Wakes the workers of an agent (a run of it may be claimable now); default: nobody is told. */
   wakeWorkers?: (agent: string) => void;
+  /**
+   * With at least `outputCommitSiblings` runs here, an output statement waits until its oldest
+   * batch is this old, so more runs' events share a commit (OutputArchive; default 0: none).
+   */
+  outputCommitDelayMs?: number;
+  outputCommitSiblings?: number;
 }
 
 /** A run this instance is about to record (start or queue): registered before its row exists. */
@@ -155,7 +161,11 @@ export class RunExecutor implements Lifecycle {
   constructor(options: RunExecutorOptions) {
     this.options = options;
     this.repo = options.repository;
-    this.archive = new OutputArchive(this.repo);
+    this.archive = new OutputArchive(this.repo, {
+      commitDelayMs: options.outputCommitDelayMs,
+      commitSiblings: options.outputCommitSiblings,
+      writers: () => this.local.size,
+    });
     this.abortGraceMs = options.abortGraceMs ?? 15_000;
     this.telemetry = options.telemetry ?? NO_RUN_TELEMETRY;
     this.leases = new LeaseKeeper({

@@ -449,6 +449,48 @@ for (const mode of MODES) {
       expect(texts.map((e) => (e.data as { i: number }).i)).toEqual([...Array(10).keys()]);
     });
 
+    it.skipIf(!mode.shared)('the commit delay holds a statement for more runs\' events only while enough runs write on the instance', async () => {
+      // A third instance of its own: the delay's condition counts the runs of the instance.
+      const c = await storage.open({
+        RUN_LEASE_MS: LEASE,
+        INSTANCE_ID: `c-${mode.name}`,
+        OUTPUT_COMMIT_DELAY_MS: '1000',
+        OUTPUT_COMMIT_SIBLINGS: '6',
+      });
+      try {
+        /** Starts `n` runs that each emit one event, 50 ms apart, once all are running; how many commits their events took. */
+        const staggered = async (n: number): Promise<number> => {
+          let release!: () => void;
+          const gate = new Promise<void>((resolve) => (release = resolve));
+          const created = await Promise.all(Array.from({ length: n }, () => c.create({})));
+          const runs = await Promise.all(
+            created.map((session, i) =>
+              c.runs.start(session.id, async (run) => {
+                await gate;
+                await new Promise((resolve) => setTimeout(resolve, i * 50));
+                await run.emit({ type: 'text', data: { i } });
+              }),
+            ),
+          );
+          release();
+          const ended = await Promise.all(runs.map((r) => c.runs.wait(r.sessionId, r.id)));
+          expect(ended.map((r) => r.status)).toEqual(Array(n).fill('completed'));
+          // Rows of one commit share its transaction time.
+          const rows = await internals(c).db.query<{ commits: number }>(
+            `SELECT count(DISTINCT created_at)::int AS commits FROM run_output WHERE session_id = ANY($1::text[]) AND type = 'text'`,
+            [created.map((s) => s.id)],
+          );
+          return rows[0]?.commits ?? 0;
+        };
+        // Six runs (the siblings): the first event waits up to 1 s, the others (250 ms later at most) join it.
+        expect(await staggered(6)).toBe(1);
+        // Five: no delay, each event goes as it comes (together only if the loop stalled 200 ms).
+        expect(await staggered(5)).toBeGreaterThan(1);
+      } finally {
+        await c.close();
+      }
+    });
+
     it('interrupts a run when its session is terminated', async () => {
       const session = await a.create();
       const run = await a.runs.start(session.id, untilInterrupted);
