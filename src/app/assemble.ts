@@ -429,13 +429,14 @@ function wireRuns(
 
 export function openDatabase(
   config: Pick<Config, 'databaseUrl' | 'dataDir' | 'instanceId'> &
-    Partial<Pick<Config, 'databasePoolMax' | 'databasePreparedStatements'>>,
+    Partial<Pick<Config, 'databasePoolMax' | 'databasePoolIdleMs' | 'databasePreparedStatements'>>,
 ): SqlDatabase {
   return config.databaseUrl
     ? new PgDatabase({
         connectionString: config.databaseUrl,
         applicationName: `agent-sessions ${config.instanceId}`,
         max: config.databasePoolMax,
+        idleTimeoutMillis: config.databasePoolIdleMs,
         preparedStatements: config.databasePreparedStatements,
       })
     : new PgliteDatabase({ dataDir: config.dataDir === ':memory:' ? undefined : path.resolve(config.dataDir, 'pgdata') });

@@ -18,6 +18,8 @@ export interface Config {
   databaseUrl: string | null;
   /** Connections per instance in the PostgreSQL pool. */
   databasePoolMax: number;
+  /** A pooled PostgreSQL connection unused this long is closed (0: kept open). */
+  databasePoolIdleMs: number;
   /** Named prepared statements on PostgreSQL (off behind PgBouncer in transaction mode < 1.21). */
   databasePreparedStatements: boolean;
   redisUrl: string | null;
@@ -262,6 +264,7 @@ const SETTINGS: Readonly<Record<TopLevel, Setting>> = {
   dataDir: text('DATA_DIR', './.agent-sessions'),
   databaseUrl: url('DATABASE_URL', ['postgres:', 'postgresql:']),
   databasePoolMax: int('DATABASE_POOL_MAX', 20, 1, 1_000),
+  databasePoolIdleMs: int('DATABASE_POOL_IDLE_MS', 60_000, 0),
   databasePreparedStatements: bool('DATABASE_PREPARED_STATEMENTS', true),
   redisUrl: redisUrls('REDIS_URL'),
   redisCluster: bool('REDIS_CLUSTER', false),

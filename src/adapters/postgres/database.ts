@@ -145,6 +145,13 @@ export interface PgDatabaseOptions {
    * the call fails as unavailable. A server that is down refuses at once; this bounds a hang.
    */
   connectionTimeoutMillis?: number;
+  /**
+   * A connection the pool has not lent for this long is closed (0: kept until the pool
+   * closes; default 60 s). Not node-postgres' 10 s: a burst grows the pool to `max`, and
+   * closing those connections together costs PostgreSQL a backend exit each (with the
+   * connects the next burst makes), which on a small machine stalls the work beside it.
+   */
+  idleTimeoutMillis?: number;
   applicationName?: string;
   /**
    * Run parameterized statements as named prepared statements, so each connection parses and
@@ -230,6 +237,7 @@ export class PgDatabase implements SqlDatabase {
       connectionString: options.connectionString,
       max: options.max ?? 20,
       connectionTimeoutMillis: options.connectionTimeoutMillis ?? 10_000,
+      idleTimeoutMillis: options.idleTimeoutMillis ?? 60_000,
       application_name: options.applicationName ?? 'agent-sessions',
     });
     // An idle client losing its connection must not crash the process.
