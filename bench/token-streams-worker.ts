@@ -95,6 +95,10 @@ async function agentSessionsProducer(): Promise<void> {
       KEY_PREFIX: process.env.KEY_PREFIX!,
       INSTANCE_ID: 'bench-producer',
       LOG_LEVEL: 'silent',
+      // The archive's commit delay, to compare settings (README: OUTPUT_COMMIT_DELAY_MS).
+      ...Object.fromEntries(
+        ['OUTPUT_COMMIT_DELAY_MS', 'OUTPUT_COMMIT_SIBLINGS'].flatMap((name) => (process.env[name] === undefined ? [] : [[name, process.env[name] as string]])),
+      ),
     },
   });
   let ids: string[] = [];

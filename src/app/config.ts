@@ -298,7 +298,7 @@ const SETTINGS: Readonly<Record<TopLevel, Setting>> = {
   retentionDays: int('RETENTION_DAYS', 30, 0),
   outboxRetentionHours: int('OUTBOX_RETENTION_HOURS', 72, 0),
   outputRetentionHours: int('OUTPUT_RETENTION_HOURS', 0, 0),
-  outputCommitDelayMs: int('OUTPUT_COMMIT_DELAY_MS', 5, 0, 1_000),
+  outputCommitDelayMs: int('OUTPUT_COMMIT_DELAY_MS', 2, 0, 1_000),
   outputCommitSiblings: int('OUTPUT_COMMIT_SIBLINGS', 32, 1),
   adminApiKey: secret(text('ADMIN_API_KEY', null, { test: (v) => v.length >= 16, says: 'must be at least 16 characters' })),
   noAuth: bool('NO_AUTH', false),
