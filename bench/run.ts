@@ -51,7 +51,7 @@ if (process.env.BENCH_STREAMS !== '0') {
     ratePerStream: process.env.BENCH_STREAM_RATE ? Number(process.env.BENCH_STREAM_RATE) : undefined,
     seconds: process.env.BENCH_STREAM_SECONDS ? Number(process.env.BENCH_STREAM_SECONDS) : undefined,
     warmupSeconds: process.env.BENCH_STREAM_WARMUP ? Number(process.env.BENCH_STREAM_WARMUP) : undefined,
-    systems: process.env.BENCH_STREAM_SYSTEMS?.split(',') as TokenStreamOptions['systems'],
+    systems: process.env.BENCH_STREAM_SYSTEMS?.split(',').map((x) => x.trim()) as TokenStreamOptions['systems'],
     log,
   });
   process.stdout.write(`\n${formatTokenStreamTable(tokenStreams)}\n`);

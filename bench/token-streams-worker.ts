@@ -95,9 +95,9 @@ async function agentSessionsProducer(): Promise<void> {
       KEY_PREFIX: process.env.KEY_PREFIX!,
       INSTANCE_ID: 'bench-producer',
       LOG_LEVEL: 'silent',
-      // The archive's commit delay, to compare settings (README: OUTPUT_COMMIT_DELAY_MS).
+      // Settings to compare (README): the archive's commit delay, the pool's idle timeout.
       ...Object.fromEntries(
-        ['OUTPUT_COMMIT_DELAY_MS', 'OUTPUT_COMMIT_SIBLINGS'].flatMap((name) => (process.env[name] === undefined ? [] : [[name, process.env[name] as string]])),
+        ['OUTPUT_COMMIT_DELAY_MS', 'OUTPUT_COMMIT_SIBLINGS', 'DATABASE_POOL_IDLE_MS'].flatMap((name) => (process.env[name] === undefined ? [] : [[name, process.env[name] as string]])),
       ),
     },
   });

@@ -264,7 +264,8 @@ const SETTINGS: Readonly<Record<TopLevel, Setting>> = {
   dataDir: text('DATA_DIR', './.agent-sessions'),
   databaseUrl: url('DATABASE_URL', ['postgres:', 'postgresql:']),
   databasePoolMax: int('DATABASE_POOL_MAX', 20, 1, 1_000),
-  databasePoolIdleMs: int('DATABASE_POOL_IDLE_MS', 60_000, 0),
+  // Node's timers take at most 2^31 - 1 ms (a larger one fires at once).
+  databasePoolIdleMs: int('DATABASE_POOL_IDLE_MS', 60_000, 0, 2_147_483_647),
   databasePreparedStatements: bool('DATABASE_PREPARED_STATEMENTS', true),
   redisUrl: redisUrls('REDIS_URL'),
   redisCluster: bool('REDIS_CLUSTER', false),

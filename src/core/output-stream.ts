@@ -126,7 +126,8 @@ export class OutputArchive {
     const wait = oldest.alone || this.queuedEvents >= this.maxEvents || this.writers() < this.commitSiblings
       ? 0
       : oldest.at + this.commitDelayMs - performance.now();
-    if (wait <= 0) {
+    // Timers fire on the loop's millisecond clock, possibly a fraction early: close enough.
+    if (wait < 0.5) {
       if (this.delayed) clearTimeout(this.delayed);
       this.delayed = null;
       return 0;

@@ -154,6 +154,8 @@ export class RunExecutor implements Lifecycle {
   /** Every run's output of this instance goes through one archive: many runs per commit. */
   private readonly archive: OutputArchive;
   private readonly local = new Map<string, LocalRun>();
+  /** Runs here with an output writer (launched and not yet forgotten): the commit delay's condition. */
+  private writing = 0;
   private unsubscribe: (() => Promise<void>) | null = null;
   private starting: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
@@ -164,7 +166,7 @@ export class RunExecutor implements Lifecycle {
     this.archive = new OutputArchive(this.repo, {
       commitDelayMs: options.outputCommitDelayMs,
       commitSiblings: options.outputCommitSiblings,
-      writers: () => this.local.size,
+      writers: () => this.writing,
     });
     this.abortGraceMs = options.abortGraceMs ?? 15_000;
     this.telemetry = options.telemetry ?? NO_RUN_TELEMETRY;
@@ -276,6 +278,7 @@ export class RunExecutor implements Lifecycle {
   /** The run's row could not be written (or it was queued for a worker): forget it. */
   discard(runId: string): void {
     const local = this.local.get(runId);
+    if (local?.writer) this.writing--;
     this.local.delete(runId);
     local?.onEnded?.();
   }
@@ -384,6 +387,7 @@ export class RunExecutor implements Lifecycle {
 
   private launch(local: LocalRun, session: Session | null): void {
     local.state = 'running';
+    if (local.writer === null) this.writing++;
     local.writer = new OutputWriter({
       archive: this.archive,
       live: this.options.live,
@@ -623,6 +627,7 @@ export class RunExecutor implements Lifecycle {
   }
 
   private forget(local: LocalRun, run: Run | null): void {
+    if (local.writer && this.local.get(local.id) === local) this.writing--;
     this.local.delete(local.id);
     if (local.dueTimer) clearTimeout(local.dueTimer);
     local.inputs.end(true);

@@ -1,11 +1,11 @@
 /**
  * The PostgreSQL pool's idle timeout (DATABASE_POOL_IDLE_MS): a connection the pool has not
- * lent for that long is closed, and with 0 it stays open. Counted from PostgreSQL's side
- * (pg_stat_activity, by each pool's application name), not from the pool's own counters.
+ * lent for that long is closed. Counted from PostgreSQL's side (pg_stat_activity, by the
+ * pool's application name), not from the pool's own counters.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { PgDatabase } from '../../src/adapters/postgres/database.js';
+import { openDatabase } from '../../src/app/assemble.js';
 import { loadConfig } from '../../src/app/config.js';
 import { requireServices, serviceUrl, uniqueToken, within } from '../setup/harness.js';
 
@@ -29,23 +29,21 @@ describe.skipIf(!ready)(suite, () => {
     return rows[0]?.n ?? 0;
   };
 
-  it('closes a connection left unused for the idle timeout, and keeps it open with 0', { timeout: 30_000 }, async () => {
-    const token = uniqueToken();
-    const shortName = `pool-idle-short-${token}`;
-    const keptName = `pool-idle-kept-${token}`;
-    const short = new PgDatabase({ connectionString: serviceUrl('postgres'), idleTimeoutMillis: 300, applicationName: shortName });
-    const kept = new PgDatabase({ connectionString: serviceUrl('postgres'), idleTimeoutMillis: 0, applicationName: keptName });
+  it('closes the connections left unused for DATABASE_POOL_IDLE_MS, not at node-postgres\' 10 s or our 60 s default', { timeout: 30_000 }, async () => {
+    const instanceId = `pool-idle-${uniqueToken()}`;
+    const config = { ...loadConfig({ DATABASE_URL: serviceUrl('postgres'), DATABASE_POOL_IDLE_MS: '1500', INSTANCE_ID: instanceId }) };
+    const db = openDatabase(config);
+    // openDatabase names the connections after the instance.
+    const name = `agent-sessions ${instanceId}`;
     try {
-      // Three queries at once in each pool: each grows to three connections.
+      // Three queries at once: the pool grows to three connections.
       const sleep = 'SELECT pg_sleep(0.1)';
-      await Promise.all([short, kept].flatMap((db) => [db.query(sleep), db.query(sleep), db.query(sleep)]));
-      expect(await backends(shortName)).toBe(3);
-      expect(await backends(keptName)).toBe(3);
-      // The short pool closes all three once they idled 300 ms; the other, opened at the same time, keeps its three.
-      await within(10_000, async () => (await backends(shortName)) === 0, 50);
-      expect(await backends(keptName)).toBe(3);
+      await Promise.all([db.query(sleep), db.query(sleep), db.query(sleep)]);
+      expect(await backends(name)).toBe(3);
+      // Unused for 1.5 s, all three close (0 would keep them: node-postgres' own rule).
+      await within(10_000, async () => (await backends(name)) === 0, 50);
     } finally {
-      await Promise.all([short.close(), kept.close()]);
+      await db.close();
     }
   });
 
@@ -53,5 +51,7 @@ describe.skipIf(!ready)(suite, () => {
     expect(loadConfig({}).databasePoolIdleMs).toBe(60_000);
     expect(loadConfig({ DATABASE_POOL_IDLE_MS: '0' }).databasePoolIdleMs).toBe(0);
     expect(() => loadConfig({ DATABASE_POOL_IDLE_MS: '-1' })).toThrow(/DATABASE_POOL_IDLE_MS/);
+    // Node's timers take at most 2^31 - 1 ms; a longer one would fire at once.
+    expect(() => loadConfig({ DATABASE_POOL_IDLE_MS: '2147483648' })).toThrow(/DATABASE_POOL_IDLE_MS/);
   });
 });
