@@ -23,6 +23,7 @@ import { createClient } from 'redis';
 import { createResumableStreamContext, type Publisher, type ResumableStreamContext, type Subscriber } from 'resumable-stream/generic';
 import type { Sessions } from '../src/app/sessions.js';
 import { load } from './built.js';
+import { quantile } from './token-streams.js';
 
 // The compiled package, as the operations bench runs it (bench/built.ts).
 const { createSessions } = await load<typeof import('../src/app/assemble.js')>('app/assemble');
@@ -53,11 +54,8 @@ function phase(i: number, n: number, interval: number): number {
   return (i / n) * interval;
 }
 
-/** The q-quantile of `values` (sorted in place); NaN when empty. */
-function quantile(values: number[], q: number): number {
-  values.sort((a, b) => a - b);
-  return values[Math.min(values.length - 1, Math.floor(q * values.length))] ?? Number.NaN;
-}
+/** The q-quantile of `values` (token-streams.ts's, on a sorted copy). */
+const quantileOf = (values: number[], q: number): number => quantile(Float64Array.from(values).sort(), q);
 
 /** Waits until `due` (epoch ms) without drifting: the schedule is absolute. */
 async function until(due: number): Promise<void> {
@@ -158,7 +156,7 @@ async function agentSessionsProducer(): Promise<void> {
         for (const r of ended) {
           if (r.status !== 'completed') notCompleted[`${r.status}/${r.endReason ?? ''}`] = (notCompleted[`${r.status}/${r.endReason ?? ''}`] ?? 0) + 1;
         }
-        send({ emitted, failed, notCompleted, emitP50Ms: quantile(emitWaits, 0.5), emitP99Ms: quantile(emitWaits, 0.99), lateP99Ms: quantile(late, 0.99) });
+        send({ emitted, failed, notCompleted, emitP50Ms: quantileOf(emitWaits, 0.5), emitP99Ms: quantileOf(emitWaits, 0.99), lateP99Ms: quantileOf(late, 0.99) });
       } else {
         await sessions.close();
         process.exit(0);
@@ -221,7 +219,7 @@ async function resumableProducer(): Promise<void> {
         const startAt = now() + START_DELAY_MS;
         for (const g of gates) g.open({ rate: m.rate, seconds: m.seconds, warmup: m.warmup, startAt });
         const counts = await Promise.all(gates.map((g) => g.done));
-        send({ emitted: counts.reduce((a, b) => a + b, 0), failed: 0, lateP99Ms: quantile(late, 0.99) });
+        send({ emitted: counts.reduce((a, b) => a + b, 0), failed: 0, lateP99Ms: quantileOf(late, 0.99) });
       } else {
         await close();
         process.exit(0);

@@ -105,7 +105,8 @@ export interface TokenStreamOptions {
   log?: (line: string) => void;
 }
 
-function quantile(sorted: Float64Array, q: number): number {
+/** The q-quantile of ascending `sorted`; NaN when empty. */
+export function quantile(sorted: Float64Array, q: number): number {
   if (sorted.length === 0) return Number.NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number;
 }

@@ -106,7 +106,7 @@ export class OutputArchive {
 
   private kick(): void {
     while (this.inFlight < this.maxInFlight && this.queue.length > 0) {
-      if (this.delay() > 0) return;
+      if (this.holding()) return;
       const group = this.take();
       this.inFlight++;
       void this.commit(group).finally(() => {
@@ -117,11 +117,11 @@ export class OutputArchive {
   }
 
   /**
-   * How long the next statement should still wait (ms; 0: go now). When it should wait, a
-   * timer kicks again then; arrivals and finished statements meanwhile kick for nothing.
+   * Whether the next statement still waits for the commit delay. When it does, a timer kicks
+   * again then; arrivals and finished statements meanwhile kick for nothing.
    */
-  private delay(): number {
-    if (this.commitDelayMs <= 0) return 0;
+  private holding(): boolean {
+    if (this.commitDelayMs <= 0) return false;
     const oldest = this.queue[0] as QueuedBatch;
     const wait = oldest.alone || this.queuedEvents >= this.maxEvents || this.writers() < this.commitSiblings
       ? 0
@@ -130,13 +130,13 @@ export class OutputArchive {
     if (wait < 0.5) {
       if (this.delayed) clearTimeout(this.delayed);
       this.delayed = null;
-      return 0;
+      return false;
     }
     this.delayed ??= setTimeout(() => {
       this.delayed = null;
       this.kick();
     }, wait);
-    return wait;
+    return true;
   }
 
   /** The next statement's batches: in arrival order, one per session, up to maxEvents. */
