@@ -1,65 +1,68 @@
 /**
- * GuardedRedis's closed-breaker path, against the shared standalone Redis: with the breaker
- * closed a call skips `CircuitBreaker.run` and the reply deadline tells the breaker how it
- * ended. What this pins: timeouts count as failures, a late reply after a timeout (success or
- * error) neither counts again nor resets the count, a synchronous throw counts, a success
- * (a real GET) resets the count, the threshold opens the breaker, and a breaker listener that
- * throws leaves every caller's promise settled. A reply that must come at an exact moment
- * (after its deadline) is a promise the test settles, handed to `run` as the command's.
+ * GuardedRedis's closed-breaker path and its reply deadline. Against the shared standalone
+ * Redis: a synchronous throw counts as a failure, a success (a real GET) resets the count,
+ * the threshold opens the breaker. Against a Redis of the test's own, frozen with SIGSTOP (a
+ * server that hangs rather than refusing connections): a call without a reply fails after
+ * the deadline with RedisTimeoutError, and so does every other call in flight on that
+ * connection; the breaker opens at once (not after the threshold), the connection is
+ * replaced, and once the server answers again the breaker closes and calls get replies; a
+ * breaker listener that throws leaves every caller's promise settled; and an event loop
+ * that was busy for longer than the deadline while the reply waited in its socket is not
+ * taken for a stall.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { GuardedRedis, RedisTimeoutError } from '../../src/adapters/redis/guarded-redis.js';
 import { requireServices, serviceUrl, uniqueKeyPrefix } from '../setup/harness.js';
+import { OwnRedis, requireRedisBinaries } from './redis-servers.js';
 
 const suite = 'redis/guarded-redis';
 const ready = requireServices(['redis'], suite);
+const ownReady = requireRedisBinaries(['redis-server'], `${suite} (own server)`);
+
+const TIMEOUT_MS = 200;
 
 describe.skipIf(!ready)(suite, () => {
   const opened: GuardedRedis[] = [];
+  const servers: OwnRedis[] = [];
 
   afterEach(async () => {
     await Promise.all(opened.splice(0).map((g) => g.close()));
+    await Promise.all(servers.splice(0).map((s) => s.stop()));
   });
 
-  async function guarded(options: { onStateChange?: (state: string) => void } = {}): Promise<GuardedRedis> {
-    const g = new GuardedRedis({ url: serviceUrl('redis'), keyPrefix: uniqueKeyPrefix(), commandTimeoutMs: 200, failureThreshold: 3, cooldownMs: 60_000, ...options });
+  async function guarded(options: { url?: string; cooldownMs?: number; onStateChange?: (state: string) => void } = {}): Promise<GuardedRedis> {
+    const g = new GuardedRedis({
+      url: serviceUrl('redis'),
+      keyPrefix: uniqueKeyPrefix(),
+      commandTimeoutMs: TIMEOUT_MS,
+      failureThreshold: 3,
+      cooldownMs: 60_000,
+      ...options,
+    });
     opened.push(g);
     await g.ready();
     expect(g.breaker.state).toBe('closed');
     return g;
   }
 
-  /** A command's reply the test settles when it wants (after the deadline: a late reply). */
-  function later<T>(): { promise: Promise<T>; resolve(v: T): void; reject(e: Error): void } {
-    let resolve!: (v: T) => void;
-    let reject!: (e: Error) => void;
-    const promise = new Promise<T>((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    return { promise, resolve, reject };
+  async function ownServer(): Promise<OwnRedis> {
+    const server = await OwnRedis.start();
+    servers.push(server);
+    return server;
   }
+
+  async function until(condition: () => boolean | Promise<boolean>, what: string, ms = 15_000): Promise<void> {
+    for (const deadline = Date.now() + ms; !(await condition()); await sleep(20)) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    }
+  }
+
   const thrown = (g: GuardedRedis) =>
     g.run(() => {
       throw new Error('thrown before any command');
     });
   const succeeds = (g: GuardedRedis) => g.run((r) => r.get(g.keys.global('nothing')));
-
-  it('counts a timeout once: a late reply after it neither resets the count nor counts again', async () => {
-    const g = await guarded();
-    const replies = [later<string>(), later<string>()];
-    const timedOut = await Promise.all(replies.map((d) => g.run(() => d.promise).catch((e: unknown) => e)));
-    for (const err of timedOut) expect(err).toBeInstanceOf(RedisTimeoutError);
-    expect(g.breaker.state).toBe('closed');
-    // The replies come after all, one a value and one an error.
-    replies[0]?.resolve('late');
-    replies[1]?.reject(new Error('late error'));
-    await new Promise((r) => setImmediate(r));
-    expect(g.breaker.state).toBe('closed');
-    // Two failures counted, neither reset nor doubled: the third opens the breaker.
-    await expect(thrown(g)).rejects.toThrow('thrown before any command');
-    expect(g.breaker.state).toBe('open');
-  });
 
   it('a synchronous throw counts, a success resets the count, the threshold opens', async () => {
     const g = await guarded();
@@ -73,15 +76,87 @@ describe.skipIf(!ready)(suite, () => {
     expect(g.breaker.state).toBe('open');
   });
 
-  it('settles every caller even when a breaker listener throws', async () => {
+  it.skipIf(!ownReady)('a frozen server: the calls in flight fail after the deadline, the breaker opens at once, and closes when it answers again', async () => {
+    const server = await ownServer();
+    const g = await guarded({ url: server.url, cooldownMs: 50 });
+    const key = g.keys.global('k');
+    await g.run((r) => r.set(key, 'v1'), 'write');
+
+    server.pause();
+    const began = performance.now();
+    // One call first: a single timeout must open the breaker (the threshold is 3).
+    const first = await g.run((r) => r.get(key)).catch((e: unknown) => e);
+    const waited = performance.now() - began;
+    expect(first).toBeInstanceOf(RedisTimeoutError);
+    expect(waited).toBeGreaterThanOrEqual(TIMEOUT_MS - 5);
+    expect(g.breaker.state).not.toBe('closed');
+    // While it is open, calls fail fast instead of waiting for the deadline.
+    await expect(g.run((r) => r.get(key))).rejects.toThrow();
+
+    server.resume();
+    await until(() => g.breaker.isClosed, 'the breaker to close after the server answers again');
+    expect(await g.run((r) => r.get(key))).toBe('v1');
+  });
+
+  it.skipIf(!ownReady)('every call in flight on the stalled connection fails with the timeout, and the new connection serves the next ones', async () => {
+    const server = await ownServer();
+    const g = await guarded({ url: server.url, cooldownMs: 50 });
+    const key = g.keys.global('k');
+    await g.run((r) => r.set(key, 'v1'), 'write');
+
+    server.pause();
+    // Calls begun at different moments, the later ones well before the first one's deadline.
+    const calls: Promise<unknown>[] = [];
+    for (let i = 0; i < 4; i++) {
+      calls.push(g.run((r) => r.get(key)).catch((e: unknown) => e));
+      await sleep(TIMEOUT_MS / 8);
+    }
+    const results = await Promise.all(calls);
+    for (const err of results) expect(err).toBeInstanceOf(RedisTimeoutError);
+
+    server.resume();
+    await until(() => g.breaker.isClosed, 'the breaker to close');
+    const values = await Promise.all(Array.from({ length: 4 }, () => g.run((r) => r.get(key))));
+    expect(values).toEqual(['v1', 'v1', 'v1', 'v1']);
+  });
+
+  it.skipIf(!ownReady)('settles every caller even when a breaker listener throws', async () => {
+    const server = await ownServer();
     const g = await guarded({
+      url: server.url,
       onStateChange: (state) => {
         if (state === 'open') throw new Error('listener failed');
       },
     });
-    const never = [later<string>(), later<string>(), later<string>()];
-    const results = await Promise.all(never.map((d) => g.run(() => d.promise).catch((e: unknown) => e)));
+    server.pause();
+    const results = await Promise.all(Array.from({ length: 3 }, () => g.run((r) => r.get(g.keys.global('k'))).catch((e: unknown) => e)));
     for (const err of results) expect(err).toBeInstanceOf(RedisTimeoutError);
     expect(g.breaker.state).toBe('open');
+  });
+
+  it.skipIf(!ownReady)('a reply that waited in the socket while the event loop was busy past the deadline is a reply, not a stall', async () => {
+    const server = await ownServer();
+    const states: string[] = [];
+    const g = await guarded({ url: server.url, onStateChange: (state) => states.push(state) });
+    const key = g.keys.global('k');
+    await g.run((r) => r.set(key, 'v1'), 'write');
+    states.length = 0;
+
+    server.pause();
+    const call = g.run((r) => r.get(key));
+    // The call is written and its deadline's clock runs (it is checked every tenth of it).
+    await sleep(TIMEOUT_MS / 4);
+    server.resume();
+    // From the check phase, so that the next turn of the loop runs the expired timers before
+    // it reads the sockets: the deadline's check sees the call late before the reply is read.
+    await new Promise((resolve) => setImmediate(resolve));
+    // The reply comes while this loop is busy for five times the deadline.
+    const busyUntil = performance.now() + 5 * TIMEOUT_MS;
+    while (performance.now() < busyUntil) {
+      // Busy: no timer, no socket read.
+    }
+    expect(await call).toBe('v1');
+    expect(g.breaker.state).toBe('closed');
+    expect(states).toEqual([]);
   });
 });

@@ -60,7 +60,12 @@ export class GuardedRedis implements Lifecycle, SharedCacheHealth {
   private closing: Promise<void> | null = null;
   private lastError: string | null = null;
   private readonly commandTimeoutMs: number;
+  /** Reply deadlines per call: a Cluster's (one connection per node). */
   private readonly deadlines: Deadlines;
+  /** Reply deadlines of the one command connection: a standalone server's. */
+  private readonly watch: StallWatch | null;
+  /** While a stalled connection's calls are failed: the error they fail with. */
+  private stallCause: RedisTimeoutError | null = null;
 
   constructor(private readonly options: GuardedRedisOptions) {
     this.commandTimeoutMs = options.commandTimeoutMs ?? 1_000;
@@ -72,6 +77,7 @@ export class GuardedRedis implements Lifecycle, SharedCacheHealth {
     this.subscriber = createRedisSubscriber(options);
     this.keys = new RedisKeys(options.keyPrefix);
     this.cluster = isClusterUrl(options);
+    this.watch = this.cluster ? null : new StallWatch(this.commandTimeoutMs, () => this.replaceStalled(connection as RedisClientType));
     this.breaker = new CircuitBreaker({
       name: 'redis',
       // Closed by ready(), after the version check and the server checks (repairs others left).
@@ -139,7 +145,7 @@ export class GuardedRedis implements Lifecycle, SharedCacheHealth {
   async serverIdentity(): Promise<string> {
     const ids: string[] = [];
     for (const node of await this.masters()) {
-      const info = String(await this.deadlines.wrap(node.info('server')));
+      const info = String(await this.guard(node.info('server')));
       const runId = /run_id:(\w+)/.exec(info)?.[1];
       if (!runId) throw new Error('redis INFO server has no run_id');
       ids.push(runId);
@@ -158,9 +164,9 @@ export class GuardedRedis implements Lifecycle, SharedCacheHealth {
     for (const node of await this.masters()) {
       let cursor = '0';
       do {
-        const reply = await this.deadlines.wrap(node.scan(cursor, { MATCH: match, COUNT: 1_000 }));
+        const reply = await this.guard(node.scan(cursor, { MATCH: match, COUNT: 1_000 }));
         cursor = String(reply.cursor);
-        const counts = await this.deadlines.wrap(Promise.all(reply.keys.map((k) => node.unlink(k))));
+        const counts = await this.guard(Promise.all(reply.keys.map((k) => node.unlink(k))));
         deleted += counts.reduce((n, c) => n + Number(c), 0);
       } while (cursor !== '0');
     }
@@ -177,24 +183,110 @@ export class GuardedRedis implements Lifecycle, SharedCacheHealth {
    * Runs commands through the breaker, failing after the command timeout. node-redis's own
    * `timeout` command option only covers the wait to be written, not the wait for a reply,
    * so a server that hangs (rather than refusing connections) would hold callers forever.
+   * `then` and `failed`, when given, see the reply or the error inside the one callback the
+   * call has anyway (a cache read's decode and error count).
    */
-  run<T>(fn: (redis: RedisClientType) => Promise<T>, kind: CallKind = 'read'): Promise<T> {
-    if (!this.breaker.isClosed) return this.breaker.run(() => this.deadlines.wrap(fn(this.commands)), kind);
-    // Closed (every cache read): the breaker hears the outcome from the deadline's own
-    // callbacks, one promise per call instead of two.
+  run<T, U = T>(
+    fn: (redis: RedisClientType) => Promise<T>,
+    kind: CallKind = 'read',
+    then?: (reply: T) => U | Promise<U>,
+    failed?: (err: unknown) => void,
+  ): Promise<U> {
+    if (!this.breaker.isClosed) return this.mapped(this.breaker.run(() => this.guard(fn(this.commands)), kind), then, failed);
+    // Closed (every cache read): the breaker hears the outcome from the call's own callbacks.
+    const watch = this.watch;
+    if (watch === null) return this.mapped(this.deadlines.wrap(this.issue(fn), this.breaker), then, failed);
+    watch.begin();
     let pending: Promise<T>;
     try {
       pending = fn(this.commands);
     } catch (err) {
+      watch.end();
+      this.breaker.failure(err);
+      failed?.(err);
+      return Promise.reject(err as Error);
+    }
+    return pending.then(
+      (reply) => {
+        watch.end();
+        this.breaker.success();
+        return then ? then(reply) : (reply as unknown as U);
+      },
+      (err: unknown) => {
+        watch.end();
+        const cause = this.stallCause ?? err;
+        tell(this.breaker, { cause });
+        failed?.(cause);
+        throw cause;
+      },
+    );
+  }
+
+  private mapped<T, U>(called: Promise<T>, then?: (reply: T) => U | Promise<U>, failed?: (err: unknown) => void): Promise<U> {
+    if (!then && !failed) return called as unknown as Promise<U>;
+    return called.then(then ?? ((reply) => reply as unknown as U), (err: unknown) => {
+      failed?.(err);
+      throw err;
+    });
+  }
+
+  /** `fn`'s promise; a synchronous throw counts as a failed call. */
+  private issue<T>(fn: (redis: RedisClientType) => Promise<T>): Promise<T> {
+    try {
+      return fn(this.commands);
+    } catch (err) {
       this.breaker.failure(err);
       return Promise.reject(err as Error);
     }
-    return this.deadlines.wrap(pending, this.breaker);
   }
 
   /** Runs commands with the timeout but around the breaker (for its own recovery work). */
   runUnguarded<T>(fn: (redis: RedisClientType) => Promise<T>): Promise<T> {
-    return this.deadlines.wrap(fn(this.commands));
+    return this.guard(fn(this.commands));
+  }
+
+  /** A call under its reply deadline, outside the breaker (on a Cluster: on any node). */
+  private guard<T>(pending: Promise<T>): Promise<T> {
+    const watch = this.watch;
+    if (watch === null) return this.deadlines.wrap(pending);
+    watch.begin();
+    return pending.then(
+      (reply) => {
+        watch.end();
+        return reply;
+      },
+      (err: unknown) => {
+        watch.end();
+        throw this.stallCause ?? err;
+      },
+    );
+  }
+
+  /**
+   * The command connection had a call without a reply for the command timeout: the server
+   * hangs (stopped, swapping, a long script) or the network lost the way. Replies on one
+   * connection come in order, so every later call waits behind it: the connection is
+   * replaced, which fails every call in flight at once (with RedisTimeoutError), and the
+   * breaker opens, as it does when a connection breaks. The new connection's `ready` runs
+   * the recovery (a server that hung may have missed invalidations). A late reply can then
+   * never arrive: it had only the old socket to come on.
+   */
+  private replaceStalled(client: RedisClientType): void {
+    if (this.closing || !client.isReady) return;
+    const cause = new RedisTimeoutError(`no reply from redis within ${this.commandTimeoutMs} ms`);
+    this.lastError = cause.message;
+    try {
+      this.breaker.trip(cause);
+    } catch {
+      // A listener's error (a log or metric callback): the state change stands.
+    }
+    // destroy() rejects every command in flight; their callbacks run before the next macrotask.
+    this.stallCause = cause;
+    setImmediate(() => {
+      if (this.stallCause === cause) this.stallCause = null;
+    });
+    client.destroy();
+    client.connect().catch(() => undefined);
   }
 
   /**
@@ -298,8 +390,9 @@ function tell(outcome: CallOutcome | undefined, failure?: { cause: unknown }): v
 }
 
 /**
- * Deadlines for in-flight calls, checked by one timer instead of one timer per call (a hot
- * path: every cache read). A call fails between `ms` and `ms` + 1/10 of `ms` after it began.
+ * Deadlines for in-flight calls on a Cluster (a connection per node, so a late call is that
+ * call's failure, not its connection's: see StallWatch for a standalone server's), checked by
+ * one timer instead of one timer per call (a hot path: every cache read). A call fails between `ms` and `ms` + 1/10 of `ms` after it began.
  * Every call gets the same `ms`, so calls in the order they began are in the order of their
  * deadlines: a queue, from whose front the timer drops settled calls and fails late ones. (A
  * Set of in-flight calls, added to and deleted from on every call, cost a Redis hit about a
@@ -360,6 +453,65 @@ class Deadlines {
         clearInterval(timer);
         this.timer = null;
       }
+    }, Math.max(5, Math.floor(this.ms / 10)));
+    timer.unref();
+    return timer;
+  }
+}
+
+/**
+ * The reply deadline of one connection's calls, at the cost of two counters per call (a hot
+ * path: every cache read; a promise per call to fail it through cost a Redis hit about a
+ * seventh of its throughput). A server answers one connection's commands in order, so
+ * what a call waits for, every later call waits behind: when any call has had no reply for
+ * `ms`, the connection stalled and `onStall` replaces it, failing every call in flight.
+ * Every tenth of `ms` while calls are in flight a mark records how many had begun; a mark
+ * older than `ms` with fewer calls ended than had begun by then is a stall, unless the
+ * replies were waiting for this event loop (busy for longer than `ms`): that is checked
+ * after the loop has read its sockets. A call thus fails between `ms` and `ms` + 1/5 of `ms`
+ * after it began.
+ */
+class StallWatch {
+  private begun = 0;
+  private ended = 0;
+  /** Oldest first: when, and how many calls had begun by then. */
+  private marks: Array<{ at: number; begun: number }> = [];
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly ms: number,
+    private readonly onStall: () => void,
+  ) {}
+
+  begin(): void {
+    this.begun++;
+    this.timer ??= this.start();
+  }
+
+  end(): void {
+    this.ended++;
+  }
+
+  private start(): NodeJS.Timeout {
+    const timer = setInterval(() => {
+      if (this.ended >= this.begun) {
+        clearInterval(timer);
+        this.timer = null;
+        this.marks = [];
+        return;
+      }
+      const now = performance.now();
+      this.marks.push({ at: now, begun: this.begun });
+      let settled = 0;
+      while (settled < this.marks.length && (this.marks[settled] as { begun: number }).begun <= this.ended) settled++;
+      if (settled > 0) this.marks = this.marks.slice(settled);
+      const oldest = this.marks[0];
+      if (oldest === undefined || now - oldest.at < this.ms) return;
+      setImmediate(() => {
+        if (this.ended >= oldest.begun || this.marks[0] !== oldest) return;
+        this.marks = [];
+        this.onStall();
+      });
     }, Math.max(5, Math.floor(this.ms / 10)));
     timer.unref();
     return timer;

@@ -38,6 +38,9 @@ export class RedisSessionCache implements SessionCache, SharedCache {
   private hits = 0;
   private misses = 0;
   private errors = 0;
+  private readonly countError = (): void => {
+    this.errors++;
+  };
   private threshold = '';
   private thresholdAt = -Infinity;
 
@@ -59,17 +62,16 @@ export class RedisSessionCache implements SessionCache, SharedCache {
    */
   get(id: string): Promise<Session | null> {
     const key = this.redis.keys.session(id);
-    return this.redis.run((r) => r.get(key)).then(
+    return this.redis.run(
+      (r) => r.get(key),
+      'read',
       (raw) => {
         const { session, legacy } = decodeSnapshot(raw);
         if (legacy) return this.retire(id).then(() => this.count(null));
         if (session) this.refreshIfDue(key, session);
         return this.count(session);
       },
-      (err: unknown) => {
-        this.errors++;
-        throw err;
-      },
+      this.countError,
     );
   }
 
