@@ -91,11 +91,9 @@ export interface CacheStats {
 /**
  * Why a snapshot is being cached: `write` right after the repository committed it (other
  * instances must learn of it, and a tier that cannot take it must make sure it never serves
- * an older one), `read` after a miss was filled from the repository (nothing changed).
- */
-/**
- * Why a snapshot is being cached: a committed write, a write made outside the session
- * repository (e.g. a run's status change), or a read refilling the cache.
+ * an older one); `unannounced-write`, the same for a write made outside the session
+ * repository (e.g. a run's status change); `read` after a miss was filled from the
+ * repository (nothing changed).
  */
 export type CacheOrigin = 'write' | 'unannounced-write' | 'read';
 
