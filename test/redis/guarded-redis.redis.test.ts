@@ -10,15 +10,16 @@
  * that was busy for longer than the deadline while the reply waited in its socket is not
  * taken for a stall.
  */
+import { spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { GuardedRedis, RedisTimeoutError } from '../../src/adapters/redis/guarded-redis.js';
 import { requireServices, serviceUrl, uniqueKeyPrefix } from '../setup/harness.js';
-import { OwnRedis, requireRedisBinaries } from './redis-servers.js';
+import { OwnRedis, redisBinary, requireRedisBinaries } from './redis-servers.js';
 
 const suite = 'redis/guarded-redis';
 const ready = requireServices(['redis'], suite);
-const ownReady = requireRedisBinaries(['redis-server'], `${suite} (own server)`);
+const ownReady = requireRedisBinaries(['redis-server', 'redis-cli'], `${suite} (own server)`);
 
 const TIMEOUT_MS = 200;
 
@@ -150,8 +151,12 @@ describe.skipIf(!ready)(suite, () => {
     // From the check phase, so that the next turn of the loop runs the expired timers before
     // it reads the sockets: the deadline's check sees the call late before the reply is read.
     await new Promise((resolve) => setImmediate(resolve));
-    // The reply comes while this loop is busy for five times the deadline.
+    // The reply comes while this loop is busy for five times the deadline: a PING on another
+    // connection, waited for synchronously, is answered after the server has read (and
+    // answered) what waited on ours since before it stopped.
     const busyUntil = performance.now() + 5 * TIMEOUT_MS;
+    const ping = spawnSync(redisBinary('redis-cli') as string, ['-p', String(server.port), 'PING'], { encoding: 'utf8', timeout: 30_000 });
+    expect(ping.stdout.trim()).toBe('PONG');
     while (performance.now() < busyUntil) {
       // Busy: no timer, no socket read.
     }
