@@ -6,6 +6,9 @@
  * opens the breaker; recovery then runs the registered checks of the server (a restarted or
  * failed-over Redis may hold older data) while every call still fails fast, then the
  * recovery tasks (cache repair) while writes go through, before reads go to Redis again.
+ * A standalone server that stops answering (a call without a reply for the command timeout)
+ * is treated like a broken connection: the connection is replaced, failing every call in
+ * flight on it, and the breaker opens (`replaceStalled`).
  */
 import type { RedisClientType, RedisClusterType } from 'redis';
 import type { SharedCacheHealth } from '../../core/cache-tiers.js';
