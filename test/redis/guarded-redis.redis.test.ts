@@ -53,6 +53,15 @@ describe.skipIf(!ready)(suite, () => {
     return server;
   }
 
+  /** A GuardedRedis on a server of the test's own, holding 'v1' at `key`. */
+  async function onOwnServer(options: { cooldownMs?: number; onStateChange?: (state: string) => void } = {}) {
+    const server = await ownServer();
+    const g = await guarded({ url: server.url, ...options });
+    const key = g.keys.global('k');
+    await g.run((r) => r.set(key, 'v1'), 'write');
+    return { server, g, key };
+  }
+
   async function until(condition: () => boolean | Promise<boolean>, what: string, ms = 15_000): Promise<void> {
     for (const deadline = Date.now() + ms; !(await condition()); await sleep(20)) {
       if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -78,10 +87,7 @@ describe.skipIf(!ready)(suite, () => {
   });
 
   it.skipIf(!ownReady)('a frozen server: the calls in flight fail after the deadline, the breaker opens at once, and closes when it answers again', async () => {
-    const server = await ownServer();
-    const g = await guarded({ url: server.url, cooldownMs: 50 });
-    const key = g.keys.global('k');
-    await g.run((r) => r.set(key, 'v1'), 'write');
+    const { server, g, key } = await onOwnServer({ cooldownMs: 50 });
 
     server.pause();
     const began = performance.now();
@@ -100,10 +106,7 @@ describe.skipIf(!ready)(suite, () => {
   });
 
   it.skipIf(!ownReady)('every call in flight on the stalled connection fails with the timeout, and the new connection serves the next ones', async () => {
-    const server = await ownServer();
-    const g = await guarded({ url: server.url, cooldownMs: 50 });
-    const key = g.keys.global('k');
-    await g.run((r) => r.set(key, 'v1'), 'write');
+    const { server, g, key } = await onOwnServer({ cooldownMs: 50 });
 
     server.pause();
     // Calls begun at different moments, the later ones well before the first one's deadline.
@@ -136,11 +139,8 @@ describe.skipIf(!ready)(suite, () => {
   });
 
   it.skipIf(!ownReady)('a reply that waited in the socket while the event loop was busy past the deadline is a reply, not a stall', async () => {
-    const server = await ownServer();
     const states: string[] = [];
-    const g = await guarded({ url: server.url, onStateChange: (state) => states.push(state) });
-    const key = g.keys.global('k');
-    await g.run((r) => r.set(key, 'v1'), 'write');
+    const { server, g, key } = await onOwnServer({ onStateChange: (state) => states.push(state) });
     states.length = 0;
 
     server.pause();

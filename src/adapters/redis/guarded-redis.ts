@@ -197,32 +197,16 @@ export class GuardedRedis implements Lifecycle, SharedCacheHealth {
   ): Promise<U> {
     if (!this.breaker.isClosed) return this.mapped(this.breaker.run(() => this.guard(fn(this.commands)), kind), then, failed);
     // Closed (every cache read): the breaker hears the outcome from the call's own callbacks.
-    const watch = this.watch;
-    if (watch === null) return this.mapped(this.deadlines.wrap(this.issue(fn), this.breaker), then, failed);
-    watch.begin();
     let pending: Promise<T>;
     try {
       pending = fn(this.commands);
     } catch (err) {
-      watch.end();
       this.breaker.failure(err);
       failed?.(err);
       return Promise.reject(err as Error);
     }
-    return pending.then(
-      (reply) => {
-        watch.end();
-        this.breaker.success();
-        return then ? then(reply) : (reply as unknown as U);
-      },
-      (err: unknown) => {
-        watch.end();
-        const cause = this.stallCause ?? err;
-        tell(this.breaker, { cause });
-        failed?.(cause);
-        throw cause;
-      },
-    );
+    if (this.watch === null) return this.mapped(this.deadlines.wrap(pending, this.breaker), then, failed);
+    return this.watched(this.watch, pending, this.breaker, then, failed);
   }
 
   private mapped<T, U>(called: Promise<T>, then?: (reply: T) => U | Promise<U>, failed?: (err: unknown) => void): Promise<U> {
@@ -233,16 +217,6 @@ export class GuardedRedis implements Lifecycle, SharedCacheHealth {
     });
   }
 
-  /** `fn`'s promise; a synchronous throw counts as a failed call. */
-  private issue<T>(fn: (redis: RedisClientType) => Promise<T>): Promise<T> {
-    try {
-      return fn(this.commands);
-    } catch (err) {
-      this.breaker.failure(err);
-      return Promise.reject(err as Error);
-    }
-  }
-
   /** Runs commands with the timeout but around the breaker (for its own recovery work). */
   runUnguarded<T>(fn: (redis: RedisClientType) => Promise<T>): Promise<T> {
     return this.guard(fn(this.commands));
@@ -250,17 +224,33 @@ export class GuardedRedis implements Lifecycle, SharedCacheHealth {
 
   /** A call under its reply deadline, outside the breaker (on a Cluster: on any node). */
   private guard<T>(pending: Promise<T>): Promise<T> {
-    const watch = this.watch;
-    if (watch === null) return this.deadlines.wrap(pending);
+    return this.watch === null ? this.deadlines.wrap(pending) : this.watched(this.watch, pending);
+  }
+
+  /**
+   * `pending` under the command connection's deadline, with one callback for the reply and
+   * one for the error: `outcome` (the breaker) hears how it ended, `then` maps the reply.
+   */
+  private watched<T, U = T>(
+    watch: StallWatch,
+    pending: Promise<T>,
+    outcome?: CallOutcome,
+    then?: (reply: T) => U | Promise<U>,
+    failed?: (err: unknown) => void,
+  ): Promise<U> {
     watch.begin();
     return pending.then(
       (reply) => {
         watch.end();
-        return reply;
+        outcome?.success();
+        return then ? then(reply) : (reply as unknown as U);
       },
       (err: unknown) => {
         watch.end();
-        throw this.stallCause ?? err;
+        const cause = this.stallCause ?? err;
+        tell(outcome, { cause });
+        failed?.(cause);
+        throw cause;
       },
     );
   }
@@ -277,6 +267,7 @@ export class GuardedRedis implements Lifecycle, SharedCacheHealth {
   private replaceStalled(client: RedisClientType): void {
     if (this.closing || !client.isReady) return;
     const cause = new RedisTimeoutError(`no reply from redis within ${this.commandTimeoutMs} ms`);
+    // Also when the breaker is open already (its listener records it only on a change).
     this.lastError = cause.message;
     try {
       this.breaker.trip(cause);
@@ -395,7 +386,8 @@ function tell(outcome: CallOutcome | undefined, failure?: { cause: unknown }): v
 /**
  * Deadlines for in-flight calls on a Cluster (a connection per node, so a late call is that
  * call's failure, not its connection's: see StallWatch for a standalone server's), checked by
- * one timer instead of one timer per call (a hot path: every cache read). A call fails between `ms` and `ms` + 1/10 of `ms` after it began.
+ * one timer instead of one timer per call (a hot path: every cache read). A call fails
+ * between `ms` and `ms` + 1/10 of `ms` after it began.
  * Every call gets the same `ms`, so calls in the order they began are in the order of their
  * deadlines: a queue, from whose front the timer drops settled calls and fails late ones. (A
  * Set of in-flight calls, added to and deleted from on every call, cost a Redis hit about a
