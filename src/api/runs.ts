@@ -3,7 +3,7 @@
  * (Server-Sent Events: `id:` = seq, `event:` = type, `data:` = the event as JSON).
  */
 import { Type, type Static } from 'typebox';
-import { IF_BUSY, MAX_DEBOUNCE_MS, MAX_INTERRUPT_WAIT_MS, ON_OWNER_LOST, RUN_DECISIONS, RUN_STATUSES, type AdmittedRun, type OutputEvent, type Run } from '../core/runs.js';
+import { IF_BUSY, MAX_DEBOUNCE_MS, MAX_INTERRUPT_WAIT_MS, ON_OWNER_LOST, RUN_DECISIONS, RUN_STATUSES, outputDataJson, type AdmittedRun, type OutputEvent, type Run } from '../core/runs.js';
 import { Cursor, DateTime, Nullable, RunId, SessionId, StringEnum } from './common.js';
 
 export const RunStatus = StringEnum(RUN_STATUSES);
@@ -172,9 +172,13 @@ export function outputEventJson(e: OutputEvent): OutputEventJson {
   return { seq: e.seq, run_id: e.runId, type: e.type, data: e.data, created_at: e.createdAt };
 }
 
-/** One SSE frame. JSON never contains a raw newline, so `data:` is always one line. */
+/**
+ * One SSE frame: `outputEventJson(e)` as JSON, with the data's JSON text spliced in where a step
+ * already had it. JSON never contains a raw newline, so `data:` is always one line.
+ */
 export function outputEventFrame(e: OutputEvent): string {
-  return `id: ${e.seq}\nevent: ${e.type}\ndata: ${JSON.stringify(outputEventJson(e))}\n\n`;
+  const json = `{"seq":${e.seq},"run_id":${JSON.stringify(e.runId)},"type":${JSON.stringify(e.type)},"data":${outputDataJson(e)},"created_at":${JSON.stringify(e.createdAt)}}`;
+  return `id: ${e.seq}\nevent: ${e.type}\ndata: ${json}\n\n`;
 }
 
 /** `Last-Event-ID` of a run stream: an output seq, or absent. */

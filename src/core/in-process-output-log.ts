@@ -3,7 +3,7 @@
  * readers waiting on it. Embedded mode uses it directly; the Redis adapter feeds one from
  * its stream reader so local readers share one Redis read per session.
  */
-import type { OutputEvent, OutputLog } from './runs.js';
+import { noteDataJson, outputDataJson, type OutputEvent, type OutputLog } from './runs.js';
 
 interface Waiter {
   after: number;
@@ -21,6 +21,12 @@ export interface InProcessOutputLogOptions {
   maxEvents?: number;
   /** Sessions whose buffer nobody touched for this long are dropped. */
   idleMs?: number;
+  /**
+   * Readers get a copy of each event's data, parsed from its JSON text (default true): a
+   * published event may hold the runner's own object, which it is free to change after its
+   * emit. The Redis log's buffer, fed with data parsed from Redis, turns it off.
+   */
+  copyData?: boolean;
 }
 
 /** The events after seq `after` (a session's events are in ascending seq order): a binary search, not a scan. */
@@ -35,16 +41,23 @@ function eventsAfter(events: readonly OutputEvent[], after: number): OutputEvent
   return events.slice(lo);
 }
 
+function copied(e: OutputEvent): OutputEvent {
+  const json = outputDataJson(e);
+  return noteDataJson({ ...e, data: JSON.parse(json) as unknown }, json);
+}
+
 export class InProcessOutputLog implements OutputLog {
   readonly name = 'memory';
   private readonly sessions = new Map<string, SessionBuffer>();
   private readonly maxEvents: number;
   private readonly idleMs: number;
+  private readonly copyData: boolean;
   private timer: NodeJS.Timeout | null = null;
 
   constructor(options: InProcessOutputLogOptions = {}) {
     this.maxEvents = options.maxEvents ?? 1_000;
     this.idleMs = options.idleMs ?? 60_000;
+    this.copyData = options.copyData ?? true;
   }
 
   async ready(): Promise<void> {
@@ -93,7 +106,7 @@ export class InProcessOutputLog implements OutputLog {
     const last = buffer.events.at(-1)?.seq ?? 0;
     for (const e of events) {
       // Out-of-order arrivals are dropped: readers notice the gap and read the archive.
-      if (e.seq > (buffer.events.at(-1)?.seq ?? 0)) buffer.events.push(e);
+      if (e.seq > (buffer.events.at(-1)?.seq ?? 0)) buffer.events.push(this.copyData ? copied(e) : e);
     }
     if (buffer.events.length > this.maxEvents) buffer.events.splice(0, buffer.events.length - this.maxEvents);
     if ((buffer.events.at(-1)?.seq ?? 0) === last) return;

@@ -63,14 +63,15 @@ export function jsonBytes(value: unknown): number {
 /**
  * Refuses an output event whose data is larger than `limits.outputEventBytes` (413
  * limit_exceeded), nests deeper or has more nodes than JSON allows here, or holds a number
- * JSON cannot carry (400).
+ * JSON cannot carry (400). Returns the data's JSON text (the writer keeps it, so the event is serialized once).
  */
 export function checkOutputEvent(
   limits: Pick<Limits, 'outputEventBytes'> & Partial<Pick<Limits, 'jsonDepth' | 'jsonNodes'>>,
   data: unknown,
-): void {
+): string {
   checkJsonValue(data, { depth: limits.jsonDepth ?? DEFAULT_JSON_SHAPE.depth, nodes: limits.jsonNodes ?? DEFAULT_JSON_SHAPE.nodes }, 'data');
-  const bytes = jsonBytes(data);
+  const json = JSON.stringify(data) ?? 'null';
+  const bytes = Buffer.byteLength(json, 'utf8');
   if (bytes > limits.outputEventBytes) {
     throw new LimitError(`output event exceeds ${limits.outputEventBytes} bytes`, {
       field: 'data',
@@ -78,6 +79,7 @@ export function checkOutputEvent(
       size: bytes,
     });
   }
+  return json;
 }
 
 /**

@@ -19,7 +19,8 @@ const ARCHIVE_PAGE = 500;
 const MAX_BATCH = 500;
 
 interface Pending {
-  event: NewOutputEvent;
+  /** `json`: its data's JSON text, when the caller has it. */
+  event: NewOutputEvent & { json?: string };
   resolve: (seq: number) => void;
   reject: (err: unknown) => void;
 }
@@ -229,7 +230,7 @@ export class OutputWriter {
 
   constructor(private readonly options: OutputWriterOptions) {}
 
-  push(event: NewOutputEvent): Promise<number> {
+  push(event: NewOutputEvent & { json?: string }): Promise<number> {
     if (this.failure !== null) return Promise.reject(this.failure);
     const promise = new Promise<number>((resolve, reject) => {
       this.pending.push({ event, resolve, reject });

@@ -424,10 +424,10 @@ export class RunExecutor implements Lifecycle {
       signal: local.controller.signal,
       inputs: local.inputs,
       emit: (event: NewOutputEvent) => {
-        this.checkEvent(event);
+        const json = this.checkEvent(event);
         if (local.state !== 'running') return handled(Promise.reject(new RunError('run_ended', `run ${local.id} has ended`)));
         this.armIdleTimer(local);
-        return handled(writer.push({ type: event.type, data: event.data ?? null }));
+        return handled(writer.push({ type: event.type, data: event.data ?? null, json }));
       },
       reportUsage: (usage: RunUsage) => {
         local.usage = addUsage(local.usage, checkUsage(usage));
@@ -774,7 +774,8 @@ export class RunExecutor implements Lifecycle {
     }
   }
 
-  private checkEvent(event: NewOutputEvent): void {
+  /** Refuses an event a runner may not emit; returns its data's JSON text. */
+  private checkEvent(event: NewOutputEvent): string {
     if (typeof event !== 'object' || event === null || typeof event.type !== 'string' || !EVENT_TYPE.test(event.type)) {
       throw new ValidationError('an output event needs a type of letters, digits and _ . : - (at most 64)', { field: 'type' });
     }
@@ -784,7 +785,7 @@ export class RunExecutor implements Lifecycle {
     if (event.type === GAP_EVENT_TYPE) {
       throw new ValidationError('"gap" is a reader\'s notice of pruned output; a runner cannot emit it', { field: 'type' });
     }
-    checkOutputEvent(
+    return checkOutputEvent(
       { outputEventBytes: this.options.maxEventBytes, jsonDepth: this.options.jsonShape?.depth, jsonNodes: this.options.jsonShape?.nodes },
       event.data ?? null,
     );

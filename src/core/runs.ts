@@ -95,6 +95,25 @@ export interface NewOutputEvent {
 }
 
 /**
+ * The JSON text of stored events' data, kept beside the events (not on them) by the step that
+ * already has it: the writer (from the size check), the Redis reader (from the stream entry).
+ * The next steps (the archive statement, the live log, the SSE frame) then splice it in
+ * instead of serializing the value again.
+ */
+const dataJsonOf = new WeakMap<OutputEvent, string>();
+
+/** Notes `json` as the JSON text of `event.data`; returns the event. */
+export function noteDataJson(event: OutputEvent, json: string): OutputEvent {
+  dataJsonOf.set(event, json);
+  return event;
+}
+
+/** The JSON text of an event's data: as noted, or serialized now. */
+export function outputDataJson(event: OutputEvent): string {
+  return dataJsonOf.get(event) ?? JSON.stringify(event.data ?? null);
+}
+
+/**
  * The terminal event types, written only by finalization: `done` (completed or interrupted)
  * and `error` (failed). A reader stops after one; runners cannot emit them.
  */
@@ -114,7 +133,8 @@ export interface OutputBatch {
   tenant: string;
   sessionId: string;
   runId: string;
-  events: readonly NewOutputEvent[];
+  /** `json`: the data's JSON text, when the caller has it (the writer does, from the size check). */
+  events: ReadonlyArray<NewOutputEvent & { json?: string }>;
 }
 
 /**

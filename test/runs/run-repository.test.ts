@@ -87,6 +87,39 @@ for (const mode of MODES.filter((m) => m.name === 'embedded' || m.name === 'post
     const outbox = (sessionId: string) =>
       db.query<{ type: string }>('SELECT type FROM outbox WHERE session_id = $1 ORDER BY id', [sessionId]).then((r) => r.map((e) => e.type));
 
+    it('an append answers each batch with the events as the archive holds them (seqs, created_at), busy and not-running apart', async () => {
+      const [a, b, idle] = await Promise.all([sessions.create(), sessions.create(), sessions.create()]);
+      const runA = (await plain.start(startRequest(a.id))).run.id;
+      const runB = (await plain.start(startRequest(b.id))).run.id;
+      const batches = [
+        { tenant: 'default', sessionId: a.id, runId: runA, events: [{ type: 'text', data: { text: 'x', n: 1 } }, { type: 'text', data: 'y', json: '"y"' }] },
+        { tenant: 'default', sessionId: b.id, runId: runB, events: [{ type: 'tool_call', data: [1, { k: null }] }] },
+        { tenant: 'default', sessionId: idle.id, runId: uuidv7(), events: [{ type: 'text', data: 'nobody runs here' }] },
+      ];
+      for (const wait of [true, false]) {
+        const outcomes = await plain.appendOutput(batches, { wait });
+        expect(outcomes[2]).toBeNull();
+        for (const [i, batch] of batches.slice(0, 2).entries()) {
+          const stored = outcomes[i];
+          if (!Array.isArray(stored)) throw new Error(`batch ${i}: ${String(stored)}`);
+          const after = (stored[0]?.seq ?? 0) - 1;
+          expect(await plain.readOutput('default', batch.sessionId, after, 100)).toEqual(stored);
+          expect(stored.map((e) => e.data)).toEqual(batch.events.map((e) => e.data));
+        }
+      }
+      // A session another transaction holds (PGlite has one connection: no other transaction): the
+      // group statement says busy and writes nothing of that batch.
+      if (mode.name !== 'postgres') return;
+      const before = await plain.readOutput('default', a.id, 0, 100);
+      await db.transaction(async (tx) => {
+        await tx.query('SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE', [a.id]);
+        const outcomes = await plain.appendOutput(batches.slice(0, 2), { wait: false });
+        expect(outcomes[0]).toBe('busy');
+        expect(Array.isArray(outcomes[1])).toBe(true);
+      });
+      expect(await plain.readOutput('default', a.id, 0, 100)).toEqual(before);
+    });
+
     it('writes nothing for a plan whose snapshot no longer matches the locked rows', async () => {
       const s = await sessions.create();
       const [row] = await db.query<{ version: number; status: string }>('SELECT version, status FROM sessions WHERE id = $1', [s.id]);

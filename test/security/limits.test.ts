@@ -10,7 +10,8 @@ import { createSessions } from '../../src/internal.js';
 describe('shared limits', () => {
   it('output events over OUTPUT_EVENT_LIMIT_BYTES are 413 limit_exceeded', () => {
     const limits = { outputEventBytes: 32 };
-    expect(() => checkOutputEvent(limits, { text: 'short' })).not.toThrow();
+    // An event that passes comes back as its JSON text (the writer keeps it: serialized once).
+    expect(checkOutputEvent(limits, { text: 'short' })).toBe('{"text":"short"}');
     let err: unknown;
     try {
       checkOutputEvent(limits, { text: 'x'.repeat(40) });

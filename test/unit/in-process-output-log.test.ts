@@ -30,4 +30,25 @@ describe('InProcessOutputLog', () => {
     expect((await waiting).map((e) => e.seq)).toEqual([3, 4]);
     await log.close();
   });
+
+  it("gives readers a copy of the data as it was published: the publisher's object may change afterwards", async () => {
+    const log = new InProcessOutputLog();
+    await log.ready();
+    const data = { text: 'first' };
+    const waiting = log.read('s', 0, { timeoutMs: 10_000 });
+    await log.publish('s', [{ seq: 1, runId: 'r', type: 'text', data, createdAt: '' }]);
+    data.text = 'changed';
+    expect((await waiting)[0]?.data).toEqual({ text: 'first' });
+    expect((await log.read('s', 0, { timeoutMs: 1 }))[0]?.data).toEqual({ text: 'first' });
+    await log.close();
+  });
+
+  it('keeps the published objects when told the data is already a copy (the Redis reader\'s buffer)', async () => {
+    const log = new InProcessOutputLog({ copyData: false });
+    await log.ready();
+    const published = event(1);
+    await log.publish('s', [published]);
+    expect((await log.read('s', 0, { timeoutMs: 1 }))[0]).toBe(published);
+    await log.close();
+  });
 });

@@ -52,6 +52,7 @@ import type {
   StartRunRequest,
   StartRunResult,
 } from '../../core/runs.js';
+import { noteDataJson } from '../../core/runs.js';
 import type { Page, Session, SessionStatus } from '../../core/types.js';
 import type { SqlDatabase, SqlExecutor } from './database.js';
 import { iso, isoOrNull, numOrNull, rowToSession, strOrNull, type Row } from './rows.js';
@@ -103,6 +104,15 @@ export function rowToRun(r: Row): Run {
     maxRetries: Number(r.max_retries ?? 0),
     attempts: Number(r.attempts ?? 0),
   };
+}
+
+/** The run-output-append statements' batches parameter, with each event's data JSON spliced in as the writer has it. */
+function batchesJson(batches: readonly OutputBatch[]): string {
+  const parts = batches.map((b) => {
+    const events = b.events.map((e) => `{"type":${JSON.stringify(e.type)},"data":${e.json ?? JSON.stringify(e.data ?? null)}}`);
+    return `{"tenant":${JSON.stringify(b.tenant)},"session":${JSON.stringify(b.sessionId)},"run":${JSON.stringify(b.runId)},"events":[${events.join(',')}]}`;
+  });
+  return `[${parts.join(',')}]`;
 }
 
 function rowToEvent(r: Row): OutputEvent {
@@ -467,30 +477,23 @@ export class PostgresRunRepository implements RunRepository {
   async appendOutput(batches: readonly OutputBatch[], options: { wait?: boolean } = {}): Promise<AppendOutcome[]> {
     if (batches.length === 0) return [];
     const wait = options.wait ?? true;
-    const rows = await run(this.db, wait ? SQL.runOutputAppend : SQL.runOutputAppendGroup, {
-      batches: JSON.stringify(
-        batches.map((b) => ({ tenant: b.tenant, session: b.sessionId, run: b.runId, events: b.events.map((e) => ({ type: e.type, data: e.data ?? null })) })),
-      ),
-    });
-    const locked = new Set<string>();
-    const stored = new Map<string, OutputEvent[]>();
+    const rows = await run(this.db, wait ? SQL.runOutputAppend : SQL.runOutputAppendGroup, { batches: batchesJson(batches) });
+    // One row per session locked: its batch's last seq (null: its run is not running there).
+    const stored = new Map<string, { last: number | null; createdAt: string }>();
     for (const r of rows) {
-      const session = sessionKey(String(r.tenant_id), String(r.session_id));
-      // The group statement's marker: this session was locked (not skipped).
-      if (r.seq === null) {
-        locked.add(session);
-        continue;
-      }
-      let events = stored.get(session);
-      if (!events) stored.set(session, (events = []));
-      events.push(rowToEvent(r));
+      stored.set(sessionKey(String(r.tenant_id), String(r.id)), { last: numOrNull(r.output_seq), createdAt: iso(r.created_at) });
     }
     return batches.map((b) => {
-      const session = sessionKey(b.tenant, b.sessionId);
-      if (!wait && !locked.has(session)) return 'busy';
+      const outcome = stored.get(sessionKey(b.tenant, b.sessionId));
+      if (!wait && !outcome) return 'busy';
       if (b.events.length === 0) return [];
-      const events = stored.get(session);
-      return events ? events.sort((x, y) => x.seq - y.seq) : null;
+      if (!outcome || outcome.last === null) return null;
+      // The batch's events, in order, got the seqs up to `last`.
+      const first = outcome.last - b.events.length + 1;
+      return b.events.map((e, i) => {
+        const json = e.json ?? JSON.stringify(e.data ?? null);
+        return noteDataJson({ seq: first + i, runId: b.runId, type: e.type, data: e.data ?? null, createdAt: outcome.createdAt }, json);
+      });
     });
   }
 

@@ -15,7 +15,7 @@
  * once (CLIENT UNBLOCK). On Redis Cluster, where one XREAD cannot span slots, the reader
  * visits each session's stream in turn with a short block instead.
  */
-import type { OutputEvent, OutputLog } from '../../core/runs.js';
+import { noteDataJson, outputDataJson, type OutputEvent, type OutputLog } from '../../core/runs.js';
 import { InProcessOutputLog } from '../../core/in-process-output-log.js';
 import type { GuardedRedis } from './guarded-redis.js';
 
@@ -64,7 +64,7 @@ interface Watched {
 
 export class RedisOutputLog implements OutputLog {
   readonly name = 'redis';
-  private readonly buffer = new InProcessOutputLog({ maxEvents: 1_000 });
+  private readonly buffer = new InProcessOutputLog({ maxEvents: 1_000, copyData: false });
   private readonly watched = new Map<string, Watched>();
   private readonly maxLen: number;
   private readonly ttlMs: number;
@@ -162,7 +162,7 @@ export class RedisOutputLog implements OutputLog {
     await this.redis.run(async (r) => {
       const client = r as unknown as StreamClient;
       const add = (e: OutputEvent) =>
-        client.xAdd(key, `${e.seq}-0`, { r: e.runId, t: e.type, d: JSON.stringify(e.data ?? null), c: e.createdAt }, trim).catch((err: unknown) => {
+        client.xAdd(key, `${e.seq}-0`, { r: e.runId, t: e.type, d: outputDataJson(e), c: e.createdAt }, trim).catch((err: unknown) => {
           // An id at or below the stream's last one: a later event got there first. Readers
           // that need this one find a gap and read it from the archive.
           if (!/equal or smaller/i.test(String((err as Error).message))) throw err;
@@ -269,13 +269,14 @@ export class RedisOutputLog implements OutputLog {
     const events: OutputEvent[] = [];
     for (const m of stream.messages) {
       const seq = Number(m.id.split('-')[0]);
+      const json = m.message.d ?? 'null';
       let data: unknown = null;
       try {
-        data = JSON.parse(m.message.d ?? 'null');
+        data = JSON.parse(json);
       } catch {
         continue;
       }
-      events.push({ seq, runId: m.message.r ?? '', type: m.message.t ?? 'text', data, createdAt: m.message.c ?? '' });
+      events.push(noteDataJson({ seq, runId: m.message.r ?? '', type: m.message.t ?? 'text', data, createdAt: m.message.c ?? '' }, json));
     }
     const last = events.at(-1);
     if (last) w.lastSeq = Math.max(w.lastSeq, last.seq);

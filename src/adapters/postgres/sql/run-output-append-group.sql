@@ -1,6 +1,6 @@
 -- run-output-append-group: run-output-append for a group of several runs' batches, without waiting on a busy session.
 -- $1 batches jsonb: array of { tenant, session, run, events: array of { type, data } }, at most one batch per session
--- reply: the stored events (tenant_id, session_id, seq, run_id, type, data, created_at), and one row with only tenant_id and session_id for every session locked (seq null); a session without that row was busy and nothing of its batch was done
+-- reply: one row for every session locked (tenant_id, id, output_seq, created_at), output_seq its batch's last seq when the batch was stored and null when its run is not running; a session without a row was busy and nothing of its batch was done
 -- Sessions are locked in id order, skipping any another transaction holds: one busy session
 -- (a long transaction, a slow erase batch) must neither stall the other runs of the group nor
 -- keep their rows locked meanwhile. The caller sends a skipped batch again alone, by
@@ -23,8 +23,6 @@ WITH input AS (
   INSERT INTO run_output (tenant_id, session_id, seq, run_id, type, data)
   SELECT a.tenant_id, a.id, a.output_seq - jsonb_array_length(a.events) + x.ord, a.run_id, x.e->>'type', COALESCE(x.e->'data', 'null'::jsonb)
   FROM allocated a, jsonb_array_elements(a.events) WITH ORDINALITY AS x(e, ord)
-  RETURNING tenant_id, session_id, seq, run_id, type, data, created_at
 )
-SELECT tenant_id, session_id, seq, run_id, type, data, created_at FROM stored
-UNION ALL
-SELECT tenant_id, id, NULL::bigint, NULL::uuid, NULL::text, NULL::jsonb, NULL::timestamptz FROM cur
+SELECT cur.tenant_id, cur.id, a.output_seq, now() AS created_at
+FROM cur LEFT JOIN allocated a ON a.tenant_id = cur.tenant_id AND a.id = cur.id
