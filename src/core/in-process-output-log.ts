@@ -41,6 +41,24 @@ function eventsAfter(events: readonly OutputEvent[], after: number): OutputEvent
   return events.slice(lo);
 }
 
+/**
+ * The waiters of each reader's signal. A reader waits once per event it reads, so its signal
+ * gets one abort listener for all its waits, not one added and removed per wait.
+ */
+const abortWaiters = new WeakMap<AbortSignal, Set<Waiter>>();
+
+function waitOnAbort(signal: AbortSignal, waiter: Waiter): void {
+  let waiters = abortWaiters.get(signal);
+  if (!waiters) {
+    const set = (waiters = new Set());
+    abortWaiters.set(signal, set);
+    signal.addEventListener('abort', () => {
+      for (const w of [...set]) w.resolve([]);
+    }, { once: true });
+  }
+  waiters.add(waiter);
+}
+
 function copied(e: OutputEvent): OutputEvent {
   const json = outputDataJson(e);
   return noteDataJson({ ...e, data: JSON.parse(json) as unknown }, json);
@@ -123,17 +141,17 @@ export class InProcessOutputLog implements OutputLog {
     const buffer = this.buffer(sessionId);
     const held = eventsAfter(buffer.events, after);
     if (held.length > 0 || opts.signal?.aborted) return Promise.resolve(held);
+    const signal = opts.signal;
     return new Promise((resolve) => {
       const finish = (events: OutputEvent[]) => {
         clearTimeout(timer);
-        opts.signal?.removeEventListener('abort', onAbort);
+        if (signal) abortWaiters.get(signal)?.delete(waiter);
         buffer.waiters.delete(waiter);
         resolve(events);
       };
       const waiter: Waiter = { after, resolve: finish };
-      const onAbort = () => finish([]);
       const timer = setTimeout(() => finish([]), opts.timeoutMs);
-      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      if (signal) waitOnAbort(signal, waiter);
       buffer.waiters.add(waiter);
     });
   }

@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { InProcessOutputLog } from '../../src/core/in-process-output-log.js';
 import type { OutputEvent } from '../../src/core/runs.js';
@@ -28,6 +29,22 @@ describe('InProcessOutputLog', () => {
     const waiting = log.read('s', 2, { timeoutMs: 10_000 });
     await log.publish('s', [event(3), event(4)]);
     expect((await waiting).map((e) => e.seq)).toEqual([3, 4]);
+    await log.close();
+  });
+
+  it('holds one abort listener per reader signal however many waits it has; aborting ends every wait', async () => {
+    const log = new InProcessOutputLog();
+    await log.ready();
+    const controller = new AbortController();
+    const waits = ['a', 'b', 'c'].map((s) => log.read(s, 0, { timeoutMs: 10_000, signal: controller.signal }));
+    expect(getEventListeners(controller.signal, 'abort')).toHaveLength(1);
+    // A wait that ends (an event came) leaves the signal's one listener for the next wait.
+    await log.publish('a', [event(1)]);
+    expect((await waits[0])?.map((e) => e.seq)).toEqual([1]);
+    const next = log.read('a', 1, { timeoutMs: 10_000, signal: controller.signal });
+    expect(getEventListeners(controller.signal, 'abort')).toHaveLength(1);
+    controller.abort();
+    expect(await Promise.all([waits[1], waits[2], next])).toEqual([[], [], []]);
     await log.close();
   });
 
