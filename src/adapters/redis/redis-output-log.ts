@@ -191,7 +191,16 @@ export class RedisOutputLog implements OutputLog {
     await this.redis.run((r) => Promise.all(sessionIds.map((id) => r.unlink(this.redis.keys.sessionPart(id, 'out')))), 'write');
   }
 
-  async read(sessionId: string, after: number, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<OutputEvent[]> {
+  read(sessionId: string, after: number, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<OutputEvent[]> {
+    const w = this.watched.get(sessionId);
+    // A session the reader loop already reads (a reader's next wait) costs no extra turn.
+    if (!w) return this.join(sessionId, after, opts);
+    w.readAt = Date.now();
+    return this.buffer.read(sessionId, after, opts);
+  }
+
+  /** Adds a session to the reader loop's read, then waits on it. */
+  private async join(sessionId: string, after: number, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<OutputEvent[]> {
     await this.ready();
     let w = this.watched.get(sessionId);
     if (!w) {
