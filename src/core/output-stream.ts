@@ -13,14 +13,13 @@
 import { sessionKey } from './ids.js';
 import { throwIfAborted } from './abort.js';
 import { NotFoundError } from './errors.js';
-import { GAP_EVENT_TYPE, isTerminalEvent, type GapData, type NewOutputEvent, type OutputBatch, type OutputEvent, type OutputLog, type RunRepository } from './runs.js';
+import { GAP_EVENT_TYPE, isTerminalEvent, type ArchivedOutputEvent, type GapData, type OutputBatch, type OutputEvent, type OutputLog, type RunRepository } from './runs.js';
 
 const ARCHIVE_PAGE = 500;
 const MAX_BATCH = 500;
 
 interface Pending {
-  /** `json`: its data's JSON text, when the caller has it. */
-  event: NewOutputEvent & { json?: string };
+  event: ArchivedOutputEvent;
   resolve: (seq: number) => void;
   reject: (err: unknown) => void;
 }
@@ -230,7 +229,7 @@ export class OutputWriter {
 
   constructor(private readonly options: OutputWriterOptions) {}
 
-  push(event: NewOutputEvent & { json?: string }): Promise<number> {
+  push(event: ArchivedOutputEvent): Promise<number> {
     if (this.failure !== null) return Promise.reject(this.failure);
     const promise = new Promise<number>((resolve, reject) => {
       this.pending.push({ event, resolve, reject });

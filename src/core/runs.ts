@@ -94,6 +94,11 @@ export interface NewOutputEvent {
   data?: unknown;
 }
 
+/** An event on its way to the archive; `json`: its data's JSON text, when the caller has it (the writer does, from the size check). */
+export interface ArchivedOutputEvent extends NewOutputEvent {
+  json?: string;
+}
+
 /**
  * The JSON text of stored events' data, kept beside the events (not on them) by the step that
  * already has it: the writer (from the size check), the Redis reader (from the stream entry).
@@ -133,8 +138,7 @@ export interface OutputBatch {
   tenant: string;
   sessionId: string;
   runId: string;
-  /** `json`: the data's JSON text, when the caller has it (the writer does, from the size check). */
-  events: ReadonlyArray<NewOutputEvent & { json?: string }>;
+  events: readonly ArchivedOutputEvent[];
 }
 
 /**

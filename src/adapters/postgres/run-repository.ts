@@ -106,10 +106,10 @@ export function rowToRun(r: Row): Run {
   };
 }
 
-/** The run-output-append statements' batches parameter, with each event's data JSON spliced in as the writer has it. */
-function batchesJson(batches: readonly OutputBatch[]): string {
-  const parts = batches.map((b) => {
-    const events = b.events.map((e) => `{"type":${JSON.stringify(e.type)},"data":${e.json ?? JSON.stringify(e.data ?? null)}}`);
+/** The run-output-append statements' batches parameter, with each event's data JSON text (`texts[batch][event]`) spliced in. */
+function batchesJson(batches: readonly OutputBatch[], texts: readonly string[][]): string {
+  const parts = batches.map((b, i) => {
+    const events = b.events.map((e, j) => `{"type":${JSON.stringify(e.type)},"data":${texts[i]?.[j]}}`);
     return `{"tenant":${JSON.stringify(b.tenant)},"session":${JSON.stringify(b.sessionId)},"run":${JSON.stringify(b.runId)},"events":[${events.join(',')}]}`;
   });
   return `[${parts.join(',')}]`;
@@ -477,23 +477,24 @@ export class PostgresRunRepository implements RunRepository {
   async appendOutput(batches: readonly OutputBatch[], options: { wait?: boolean } = {}): Promise<AppendOutcome[]> {
     if (batches.length === 0) return [];
     const wait = options.wait ?? true;
-    const rows = await run(this.db, wait ? SQL.runOutputAppend : SQL.runOutputAppendGroup, { batches: batchesJson(batches) });
+    // Each event's data as JSON text: as the writer has it, else serialized here, once.
+    const texts = batches.map((b) => b.events.map((e) => e.json ?? JSON.stringify(e.data ?? null)));
+    const rows = await run(this.db, wait ? SQL.runOutputAppend : SQL.runOutputAppendGroup, { batches: batchesJson(batches, texts) });
     // One row per session locked: its batch's last seq (null: its run is not running there).
     const stored = new Map<string, { last: number | null; createdAt: string }>();
     for (const r of rows) {
       stored.set(sessionKey(String(r.tenant_id), String(r.id)), { last: numOrNull(r.output_seq), createdAt: iso(r.created_at) });
     }
-    return batches.map((b) => {
+    return batches.map((b, i) => {
       const outcome = stored.get(sessionKey(b.tenant, b.sessionId));
       if (!wait && !outcome) return 'busy';
       if (b.events.length === 0) return [];
       if (!outcome || outcome.last === null) return null;
       // The batch's events, in order, got the seqs up to `last`.
       const first = outcome.last - b.events.length + 1;
-      return b.events.map((e, i) => {
-        const json = e.json ?? JSON.stringify(e.data ?? null);
-        return noteDataJson({ seq: first + i, runId: b.runId, type: e.type, data: e.data ?? null, createdAt: outcome.createdAt }, json);
-      });
+      return b.events.map((e, j) =>
+        noteDataJson({ seq: first + j, runId: b.runId, type: e.type, data: e.data ?? null, createdAt: outcome.createdAt }, texts[i]?.[j] ?? 'null'),
+      );
     });
   }
 
