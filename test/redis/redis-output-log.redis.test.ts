@@ -1,16 +1,20 @@
 /**
- * The Redis output log's stream expiry: renewed on a stream's first write, not on every write
- * within a sixtieth of the TTL, again after a reconnect (maybe to a Redis that lost it), and on
- * a session's first event (a stream erased and started again under the same id).
+ * The Redis output log. Its stream expiry: renewed on a stream's first write, not on every
+ * write within a sixtieth of the TTL, again after a reconnect (maybe to a Redis that lost it),
+ * and on a session's first event (a stream erased and started again under the same id). Its
+ * live delivery: a batch reaches a reader on another instance as a message; a reader joining
+ * gets what the stream held before it subscribed; after the subscriber reconnects, what was
+ * added meanwhile. The message format keeps each event and its data's JSON text.
  */
 import { randomUUID } from 'node:crypto';
 import { createClient } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GuardedRedis } from '../../src/adapters/redis/guarded-redis.js';
-import { RedisOutputLog } from '../../src/adapters/redis/redis-output-log.js';
+import { decodeLive, encodeLive, RedisOutputLog } from '../../src/adapters/redis/redis-output-log.js';
 import { sessionKey } from '../../src/core/ids.js';
-import type { OutputEvent } from '../../src/core/runs.js';
+import { noteDataJson, outputDataJson, type OutputEvent } from '../../src/core/runs.js';
 import { requireServices, serviceUrl } from '../setup/harness.js';
+import { OwnRedis, requireRedisBinaries } from './redis-servers.js';
 
 const suite = 'redis/output-log';
 const ready = requireServices(['redis'], suite);
@@ -96,5 +100,110 @@ describe.skipIf(!ready)(suite, () => {
     } finally {
       await other.close();
     }
+  });
+});
+
+describe('redis/output-log message format', () => {
+  it('carries each event and its data’s JSON text through a message, whatever the data holds', () => {
+    const datas: unknown[] = [{ text: 'line one\nline two\r\n' }, 'a\u2028b\u001e\u001f', null, 42, [1, { deep: ['x'] }], { emoji: '🙂', quote: '"' }];
+    const events = datas.map((data, i) => ({ seq: i + 7, runId: `run-${i}`, type: i === 2 ? 'tool_call' : 'text', data, createdAt: new Date(1_700_000_000_000 + i).toISOString() }));
+    // One event's text as the runner's writer keeps it (key order of the runner's object).
+    events[0] = noteDataJson(events[0] as OutputEvent, JSON.stringify(datas[0]));
+    const decoded = decodeLive(encodeLive(events));
+    expect(decoded).toEqual(events);
+    expect(decoded?.map((e) => outputDataJson(e))).toEqual(datas.map((d) => JSON.stringify(d)));
+  });
+
+  it('refuses what is not a message of this format', () => {
+    for (const bad of ['', 'nope', '[[1,"r","text","t"]]', '[[1,"r","text","t"]]\n{', '[["1","r","text","t"]]\n1', '{}\n1']) {
+      expect(decodeLive(bad)).toBeNull();
+    }
+  });
+});
+
+const liveSuite = 'redis/output-log/live';
+const liveReady = requireRedisBinaries(['redis-server'], liveSuite);
+
+describe.skipIf(!liveReady)(liveSuite, () => {
+  // A server of this test's own: killing the subscriber connections must not touch other suites'.
+  let server: OwnRedis;
+  let redisA: GuardedRedis;
+  let redisB: GuardedRedis;
+  let a: RedisOutputLog;
+  let b: RedisOutputLog;
+  let admin: ReturnType<typeof createClient>;
+  const prefix = 'as_test_live:';
+
+  beforeAll(async () => {
+    server = await OwnRedis.start();
+    redisA = new GuardedRedis({ url: server.url, cluster: false, keyPrefix: prefix });
+    redisB = new GuardedRedis({ url: server.url, cluster: false, keyPrefix: prefix });
+    await Promise.all([redisA.ready(), redisB.ready()]);
+    a = new RedisOutputLog(redisA);
+    b = new RedisOutputLog(redisB);
+    await Promise.all([a.ready(), b.ready()]);
+    admin = createClient({ url: server.url });
+    await admin.connect();
+  });
+
+  afterAll(async () => {
+    await b?.close();
+    await a?.close();
+    if (admin?.isOpen) await admin.quit();
+    await redisB?.close();
+    await redisA?.close();
+    await server?.stop();
+  });
+
+  // Long waits: an empty answer at their end means the event did not come the way under test.
+  const wait = { timeoutMs: 15_000 };
+
+  it('hands a batch published on one instance to a reader waiting on another', async () => {
+    const session = sessionKey('t1', `s-${randomUUID()}`);
+    const first = b.read(session, 0, wait);
+    // The reader subscribes in the background: publish once it has.
+    const channel = redisB.keys.sessionPart(session, 'live');
+    const deadline = Date.now() + 10_000;
+    while (((await admin.pubSubNumSub(channel))[channel] ?? 0) === 0) {
+      if (Date.now() > deadline) throw new Error('the reader never subscribed');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const batch = [event(1), event(2)];
+    await a.publish(session, batch);
+    expect(await first).toEqual(batch);
+    // Its next wait is answered by the next message.
+    const next = b.read(session, 2, wait);
+    await a.publish(session, [event(3)]);
+    expect((await next).map((e) => e.seq)).toEqual([3]);
+  });
+
+  it('a reader that joins gets what the stream held before it subscribed, from its cursor on', async () => {
+    const session = sessionKey('t1', `s-${randomUUID()}`);
+    const batch = [event(1), event(2), event(3)];
+    // Published while nobody listened: the messages went nowhere, the stream keeps the events.
+    await a.publish(session, batch);
+    expect(await b.read(session, 1, wait)).toEqual(batch.slice(1));
+  });
+
+  it('after its subscriber reconnects, a waiting reader gets what the stream got meanwhile', async () => {
+    const session = sessionKey('t1', `s-${randomUUID()}`);
+    await a.publish(session, [event(1)]);
+    expect((await b.read(session, 0, wait)).map((e) => e.seq)).toEqual([1]);
+    const waiting = b.read(session, 1, wait);
+    // An entry whose message nobody got (as when the connection was down while it was sent).
+    const lost = event(2);
+    await admin.xAdd(redisB.keys.sessionPart(session, 'out'), '2-0', { r: lost.runId, t: lost.type, d: JSON.stringify(lost.data), c: lost.createdAt });
+    await admin.sendCommand(['CLIENT', 'KILL', 'TYPE', 'pubsub']);
+    expect(await waiting).toEqual([lost]);
+    // Subscribed again: the next message arrives as such.
+    const channel = redisB.keys.sessionPart(session, 'live');
+    const deadline = Date.now() + 10_000;
+    while (((await admin.pubSubNumSub(channel))[channel] ?? 0) === 0) {
+      if (Date.now() > deadline) throw new Error('the reader did not subscribe again');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const next = b.read(session, 2, wait);
+    await a.publish(session, [event(3)]);
+    expect((await next).map((e) => e.seq)).toEqual([3]);
   });
 });

@@ -1,19 +1,26 @@
 /**
- * Live output through Redis Streams: one stream per session (`<prefix>s:{<tag>}:out`, on the
- * session's hash slot), entry id `<seq>-0`, trimmed to about `maxLen` entries and expiring
- * when idle. Every event in it is already archived in PostgreSQL.
+ * Live output through Redis: every event is added to its session's stream
+ * (`<prefix>s:{<tag>}:out`, entry id `<seq>-0`, trimmed to about `maxLen` entries, expiring
+ * when idle) and, in the same pipeline, published on the session's channel
+ * (`<prefix>s:{<tag>}:live`, one message per batch). Every event in either is already
+ * archived in PostgreSQL.
  *
- * Writing costs one XADD per event: the idle expiry is renewed (PEXPIRE) only when this
- * instance last renewed that stream's more than `ttlMs / 60` ago, so a stream nobody writes to
- * is gone between 59/60 of `ttlMs` and `ttlMs` after its last event. After a reconnect (maybe
- * to a restarted Redis that lost the streams) the next write of every stream renews again, and
- * so does a session's first event (a stream erased and started again under the same id).
+ * Writing costs one XADD per event and one PUBLISH per batch: the idle expiry is renewed
+ * (PEXPIRE) only when this instance last renewed that stream's more than `ttlMs / 60` ago, so
+ * a stream nobody writes to is gone between 59/60 of `ttlMs` and `ttlMs` after its last
+ * event. After a reconnect (maybe to a restarted Redis that lost the streams) the next write
+ * of every stream renews again, and so does a session's first event (a stream erased and
+ * started again under the same id).
  *
- * Reading: one dedicated connection per instance runs a single blocking XREAD over every
- * session somebody reads here and feeds an in-process buffer that the local readers wait
- * on, so a thousand readers cost one Redis connection. A new session joins the read at
- * once (CLIENT UNBLOCK). On Redis Cluster, where one XREAD cannot span slots, the reader
- * visits each session's stream in turn with a short block instead.
+ * Reading: one dedicated subscriber connection per instance holds the channels of the
+ * sessions somebody reads here and feeds an in-process buffer that the local readers wait on,
+ * so a thousand readers cost one Redis connection and Redis does no work per reader and
+ * event beyond the message. A session is subscribed first and its stream read (XRANGE) from
+ * the reader's cursor after, so nothing published before the subscription took effect is
+ * missed; what arrives both ways is dropped by seq. After a reconnect every session's stream
+ * is read again from the last seq delivered. A message still lost shows its reader a hole,
+ * and readers read the archive then. On a Cluster the messages are plain PUBLISH, which
+ * reaches a subscriber on any node.
  */
 import { noteDataJson, outputDataJson, type OutputEvent, type OutputLog } from '../../core/runs.js';
 import { InProcessOutputLog } from '../../core/in-process-output-log.js';
@@ -23,25 +30,28 @@ interface StreamEntry {
   id: string;
   message: Record<string, string>;
 }
-type XReadReply = Array<{ name: string; messages: StreamEntry[] }> | null;
 
-interface StreamClient {
+interface SubscriberClient {
   connect(): Promise<unknown>;
   close(): Promise<void>;
   destroy(): void;
   readonly isReady: boolean;
   on(event: 'error', listener: (err: unknown) => void): unknown;
   on(event: 'ready', listener: () => void): unknown;
-  clientId(): Promise<number>;
-  xRead(streams: Array<{ key: string; id: string }>, options?: { BLOCK?: number; COUNT?: number }): Promise<XReadReply>;
+  subscribe(channel: string, listener: (message: string, channel: string) => void): Promise<void>;
+  unsubscribe(channel: string, listener: (message: string, channel: string) => void): Promise<void>;
+}
+
+interface StreamClient {
   xAdd(
     key: string,
     id: string,
     message: Record<string, string>,
     options?: { TRIM?: { strategy: 'MAXLEN'; strategyModifier: '~'; threshold: number } },
   ): Promise<string>;
+  xRange(key: string, start: string, end: string, options?: { COUNT?: number }): Promise<StreamEntry[]>;
   pExpire(key: string, ms: number): Promise<number>;
-  sendCommand(args: string[]): Promise<unknown>;
+  publish(channel: string, message: string): Promise<number>;
 }
 
 export interface RedisOutputLogOptions {
@@ -49,37 +59,91 @@ export interface RedisOutputLogOptions {
   maxLen?: number;
   /** A stream nobody wrote to for this long is deleted by Redis. */
   ttlMs?: number;
-  /** Longest single blocking read. */
-  blockMs?: number;
-  /** Readers of a session that nobody read for this long are dropped from the loop. */
+  /** Sessions that nobody read here for this long are unsubscribed. */
   idleMs?: number;
   onError?: (err: unknown) => void;
 }
 
 interface Watched {
   key: string;
+  channel: string;
+  /** The highest seq delivered to the buffer (or the first reader's cursor). */
   lastSeq: number;
   readAt: number;
+  /** Settles once the channel is subscribed, or its subscription failed (retried on the next ready). */
+  subscribed: Promise<boolean>;
+}
+
+/**
+ * A batch's message: the events' headers as one JSON array (`[[seq, runId, type, createdAt],
+ * ...]`), then each event's data JSON text on a line of its own (JSON.stringify writes no
+ * line breaks), so the reader keeps each data text as it came.
+ */
+export function encodeLive(events: readonly OutputEvent[]): string {
+  const headers = JSON.stringify(events.map((e) => [e.seq, e.runId, e.type, e.createdAt]));
+  let message = headers;
+  for (const e of events) message += `\n${outputDataJson(e)}`;
+  return message;
+}
+
+/** The events of a batch's message; null when it is not one. */
+export function decodeLive(message: string): OutputEvent[] | null {
+  const lines = message.split('\n');
+  let headers: unknown;
+  try {
+    headers = JSON.parse(lines[0] ?? '');
+  } catch {
+    return null;
+  }
+  if (!Array.isArray(headers) || headers.length !== lines.length - 1) return null;
+  const events: OutputEvent[] = [];
+  for (let i = 0; i < headers.length; i++) {
+    const [seq, runId, type, createdAt] = headers[i] as [unknown, unknown, unknown, unknown];
+    const json = lines[i + 1] as string;
+    if (typeof seq !== 'number' || typeof runId !== 'string' || typeof type !== 'string' || typeof createdAt !== 'string') return null;
+    let data: unknown;
+    try {
+      data = JSON.parse(json);
+    } catch {
+      return null;
+    }
+    events.push(noteDataJson({ seq, runId, type, data, createdAt }, json));
+  }
+  return events;
+}
+
+/** A stream's entries as events (an entry that does not parse is left out: its reader finds a hole). */
+function streamEvents(entries: readonly StreamEntry[]): OutputEvent[] {
+  const events: OutputEvent[] = [];
+  for (const m of entries) {
+    const json = m.message.d ?? 'null';
+    let data: unknown;
+    try {
+      data = JSON.parse(json);
+    } catch {
+      continue;
+    }
+    const seq = Number(m.id.split('-')[0]);
+    events.push(noteDataJson({ seq, runId: m.message.r ?? '', type: m.message.t ?? 'text', data, createdAt: m.message.c ?? '' }, json));
+  }
+  return events;
 }
 
 export class RedisOutputLog implements OutputLog {
   readonly name = 'redis';
   private readonly buffer = new InProcessOutputLog({ maxEvents: 1_000, copyData: false });
   private readonly watched = new Map<string, Watched>();
+  /** Channel → session id, for the one message listener. */
+  private readonly byChannel = new Map<string, string>();
   private readonly maxLen: number;
   private readonly ttlMs: number;
-  private readonly blockMs: number;
   private readonly idleMs: number;
   private readonly onError: (err: unknown) => void;
   private failing = false;
-  private readonly cluster: boolean;
-  private reader: StreamClient | null = null;
-  private readerId: number | null = null;
-  private loop: Promise<void> | null = null;
+  private reader: SubscriberClient | null = null;
   private starting: Promise<void> | null = null;
+  private pruneTimer: NodeJS.Timeout | null = null;
   private closed = false;
-  private connected: Promise<void> | null = null;
-  private wake: (() => void) | null = null;
   /** When this instance last renewed each stream's expiry (only streams renewed within refreshMs). */
   private readonly renewedAt = new Map<string, number>();
   private readonly refreshMs: number;
@@ -91,10 +155,8 @@ export class RedisOutputLog implements OutputLog {
   ) {
     this.maxLen = options.maxLen ?? 1_000;
     this.ttlMs = options.ttlMs ?? 3_600_000;
-    this.blockMs = options.blockMs ?? 5_000;
     this.idleMs = options.idleMs ?? 30_000;
     this.onError = options.onError ?? (() => undefined);
-    this.cluster = redis.cluster;
     this.refreshMs = Math.floor(this.ttlMs / 60);
     // A new connection may lead to a Redis that lost the streams: renew on the next writes.
     (redis.connection as unknown as NodeJS.EventEmitter).on?.('ready', () => this.renewedAt.clear());
@@ -113,51 +175,49 @@ export class RedisOutputLog implements OutputLog {
     return true;
   }
 
-  /** The first failure of an outage goes to onError; the rest of it is quiet until the reader works again. */
+  /** The first failure of an outage goes to onError; the rest of it is quiet until the subscriber works again. */
   private reportOnce(err: unknown): void {
     if (this.failing) return;
     this.failing = true;
     this.onError(err);
   }
 
-  /** Starts the reader loop; it connects in the background, so start never waits for Redis. */
+  /** Starts the subscriber; it connects in the background, so start never waits for Redis. */
   ready(): Promise<void> {
     this.starting ??= (async () => {
       await this.buffer.ready();
-      // Its own connection: a blocking read would stall every other command on a shared one.
-      const reader = (this.redis.connection as unknown as { duplicate(): StreamClient }).duplicate();
+      // Its own connection: the output's messages stay off the one that carries signals and invalidations.
+      const reader = (this.redis.subscriber as unknown as { duplicate(): SubscriberClient }).duplicate();
       // node-redis reports every failed reconnect attempt: one report per outage is enough.
       reader.on('error', (err: unknown) => this.reportOnce(err));
-      // A new connection has a new client id (for CLIENT UNBLOCK).
+      // node-redis subscribes its channels again before it says ready; what was published
+      // meanwhile is read from the streams, and a channel whose subscription failed is subscribed now.
       reader.on('ready', () => {
-        this.readerId = null;
         this.failing = false;
+        for (const [sessionId, w] of this.watched) void this.resume(sessionId, w);
       });
       this.reader = reader;
-      // Resolves once Redis is reachable (node-redis keeps retrying); until then readers poll the archive.
-      this.connected = reader.connect().then(
-        () => undefined,
-        (err: unknown) => this.reportOnce(err),
-      );
-      this.loop = this.run();
+      // Until Redis is reachable (node-redis keeps retrying) readers poll the archive.
+      reader.connect().catch((err: unknown) => this.reportOnce(err));
+      this.pruneTimer = setInterval(() => this.prune(), Math.max(1_000, this.idleMs / 2));
+      this.pruneTimer.unref();
     })();
     return this.starting;
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    this.wake?.();
-    await this.unblock();
+    if (this.pruneTimer) clearInterval(this.pruneTimer);
     const reader = this.reader;
     if (reader?.isReady) await reader.close().catch(() => reader.destroy());
     else reader?.destroy();
-    await this.loop?.catch(() => undefined);
     await this.buffer.close();
   }
 
   async publish(sessionId: string, events: readonly OutputEvent[]): Promise<void> {
     if (events.length === 0) return;
     const key = this.redis.keys.sessionPart(sessionId, 'out');
+    const channel = this.redis.keys.sessionPart(sessionId, 'live');
     const trim = { TRIM: { strategy: 'MAXLEN' as const, strategyModifier: '~' as const, threshold: this.maxLen } };
     await this.redis.run(async (r) => {
       const client = r as unknown as StreamClient;
@@ -167,11 +227,15 @@ export class RedisOutputLog implements OutputLog {
           // that need this one find a gap and read it from the archive.
           if (!/equal or smaller/i.test(String((err as Error).message))) throw err;
         });
-      // Issued together, so node-redis pipelines them into one round trip.
+      // Issued together, so node-redis pipelines them into one round trip; the message goes
+      // after the entries, so a reader that subscribed and then read the stream has both.
       // A session's first event (seq 1) may create the stream after an erasure removed it
       // (on any instance, under an id created again): always renew then.
       const renew = this.renewDue(key, Date.now()) || events[0]?.seq === 1;
-      await Promise.all(renew ? [...events.map(add), client.pExpire(key, this.ttlMs)] : events.map(add));
+      const calls: Array<Promise<unknown>> = events.map(add);
+      if (renew) calls.push(client.pExpire(key, this.ttlMs));
+      calls.push(client.publish(channel, encodeLive(events)));
+      await Promise.all(calls);
     }, 'write').catch((err: unknown) => {
       // It may not have been renewed: the next write tries again.
       this.renewedAt.delete(key);
@@ -179,11 +243,10 @@ export class RedisOutputLog implements OutputLog {
     });
   }
 
-
   async discard(sessionIds: readonly string[]): Promise<void> {
     if (sessionIds.length === 0) return;
     for (const id of sessionIds) {
-      this.watched.delete(id);
+      this.unwatch(id);
       this.renewedAt.delete(this.redis.keys.sessionPart(id, 'out'));
     }
     await this.buffer.discard(sessionIds);
@@ -193,111 +256,86 @@ export class RedisOutputLog implements OutputLog {
 
   read(sessionId: string, after: number, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<OutputEvent[]> {
     const w = this.watched.get(sessionId);
-    // A session the reader loop already reads (a reader's next wait) costs no extra turn.
+    // A session already subscribed here (a reader's next wait) costs no extra turn.
     if (!w) return this.join(sessionId, after, opts);
     w.readAt = Date.now();
     return this.buffer.read(sessionId, after, opts);
   }
 
-  /** Adds a session to the reader loop's read, then waits on it. */
+  /** Subscribes a session's channel, reads what its stream holds after `after`, then waits on it. */
   private async join(sessionId: string, after: number, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<OutputEvent[]> {
     await this.ready();
     let w = this.watched.get(sessionId);
     if (!w) {
-      w = { key: this.redis.keys.sessionPart(sessionId, 'out'), lastSeq: after, readAt: Date.now() };
+      const channel = this.redis.keys.sessionPart(sessionId, 'live');
+      w = { key: this.redis.keys.sessionPart(sessionId, 'out'), channel, lastSeq: after, readAt: Date.now(), subscribed: Promise.resolve(false) };
       this.watched.set(sessionId, w);
-      this.wake?.();
-      await this.unblock();
+      this.byChannel.set(channel, sessionId);
+      w.subscribed = this.subscribe(w);
     }
     w.readAt = Date.now();
+    if (await w.subscribed) await this.catchUp(sessionId, w, after);
     return this.buffer.read(sessionId, after, opts);
   }
 
-  private async unblock(): Promise<void> {
-    if (this.readerId === null) return;
-    const id = String(this.readerId);
-    await this.redis.run((r) => r.sendCommand(['CLIENT', 'UNBLOCK', id]), 'write').catch(() => undefined);
-  }
+  private readonly onMessage = (message: string, channel: string): void => {
+    const sessionId = this.byChannel.get(channel);
+    if (sessionId === undefined) return;
+    const events = decodeLive(message);
+    if (events) this.deliver(sessionId, events);
+  };
 
-  private async run(): Promise<void> {
-    let failures = 0;
-    const reader = this.reader as StreamClient;
-    await Promise.race([this.connected, new Promise<void>((resolve) => (this.wake = resolve))]);
-    while (!this.closed) {
-      if (!reader.isReady) {
-        // Reconnecting: readers fall back to the archive meanwhile.
-        await new Promise((r) => setTimeout(r, 100));
-        continue;
-      }
-      if (!this.cluster && this.readerId === null) {
-        this.readerId = await reader.clientId().catch(() => null);
-      }
-      this.prune();
-      if (this.watched.size === 0) {
-        await new Promise<void>((resolve) => {
-          this.wake = resolve;
-          setTimeout(resolve, this.blockMs).unref();
-        });
-        this.wake = null;
-        continue;
-      }
-      try {
-        const entries = [...this.watched.entries()];
-        if (this.cluster) {
-          const block = entries.length === 1 ? this.blockMs : 0;
-          let got = false;
-          for (const [sessionId, w] of entries) {
-            got = this.deliver(sessionId, (await this.readStreams([w], block))?.find((stream) => stream.name === w.key)) || got;
-          }
-          if (!got && entries.length > 1) await new Promise((r) => setTimeout(r, 25));
-        } else {
-          const reply = await this.readStreams(entries.map(([, w]) => w), this.blockMs);
-          const byKey = new Map((reply ?? []).map((stream) => [stream.name, stream]));
-          for (const [sessionId, w] of entries) this.deliver(sessionId, byKey.get(w.key));
-        }
-        failures = 0;
-        this.failing = false;
-      } catch (err) {
-        if (this.closed) return;
-        this.reportOnce(err);
-        await new Promise((r) => setTimeout(r, Math.min(50 * 2 ** failures++, 2_000)));
-      }
+  private async subscribe(w: Watched): Promise<boolean> {
+    const reader = this.reader;
+    if (!reader?.isReady) return false;
+    try {
+      await reader.subscribe(w.channel, this.onMessage);
+      return true;
+    } catch (err) {
+      if (!this.closed) this.reportOnce(err);
+      return false;
     }
   }
 
-  private async readStreams(streams: Watched[], block: number): Promise<XReadReply> {
-    const reader = this.reader as StreamClient;
-    const args = streams.map((w) => ({ key: w.key, id: `${w.lastSeq}-0` }));
-    return block > 0 ? reader.xRead(args, { BLOCK: block, COUNT: 1_000 }) : reader.xRead(args, { COUNT: 1_000 });
+  /** After a (re)connect: subscribed again (a no-op for a channel node-redis renewed), then the stream read from the last seq delivered. */
+  private async resume(sessionId: string, w: Watched): Promise<void> {
+    w.subscribed = this.subscribe(w);
+    if (await w.subscribed) await this.catchUp(sessionId, w, w.lastSeq);
   }
 
-  /** Moves one session's entries (its stream of a reply) into the local buffer; true when there were any. */
-  private deliver(sessionId: string, stream: { messages: StreamEntry[] } | undefined): boolean {
+  /** Moves a session's stream entries after `after` into the buffer; a failure leaves the reader to the archive. */
+  private async catchUp(sessionId: string, w: Watched, after: number): Promise<void> {
+    try {
+      const entries = await this.redis.run((r) => (r as unknown as StreamClient).xRange(w.key, `${after + 1}-0`, '+', { COUNT: 1_000 }), 'read');
+      this.deliver(sessionId, streamEvents(entries));
+    } catch {
+      // Redis refused or is down: the reader's wait ends empty and it reads the archive.
+    }
+  }
+
+  /** Hands a session's events to the local buffer (it drops what it holds already). */
+  private deliver(sessionId: string, events: OutputEvent[]): void {
     const w = this.watched.get(sessionId);
-    if (!w || !stream || stream.messages.length === 0) return false;
-    const events: OutputEvent[] = [];
-    for (const m of stream.messages) {
-      const seq = Number(m.id.split('-')[0]);
-      const json = m.message.d ?? 'null';
-      let data: unknown = null;
-      try {
-        data = JSON.parse(json);
-      } catch {
-        continue;
-      }
-      events.push(noteDataJson({ seq, runId: m.message.r ?? '', type: m.message.t ?? 'text', data, createdAt: m.message.c ?? '' }, json));
-    }
     const last = events.at(-1);
-    if (last) w.lastSeq = Math.max(w.lastSeq, last.seq);
+    if (!w || !last) return;
+    w.lastSeq = Math.max(w.lastSeq, last.seq);
     void this.buffer.publish(sessionId, events);
-    return events.length > 0;
+  }
+
+  private unwatch(sessionId: string): void {
+    const w = this.watched.get(sessionId);
+    if (!w) return;
+    this.watched.delete(sessionId);
+    this.byChannel.delete(w.channel);
+    const reader = this.reader;
+    if (reader?.isReady) reader.unsubscribe(w.channel, this.onMessage).catch(() => undefined);
   }
 
   private prune(): void {
     const cutoff = Date.now() - this.idleMs;
     const reading = new Set(this.buffer.watched());
     for (const [sessionId, w] of this.watched) {
-      if (w.readAt < cutoff && !reading.has(sessionId)) this.watched.delete(sessionId);
+      if (w.readAt < cutoff && !reading.has(sessionId)) this.unwatch(sessionId);
     }
   }
 }
