@@ -290,6 +290,8 @@ export class RedisOutputLog implements OutputLog {
     if (!reader?.isReady) return false;
     try {
       await reader.subscribe(w.channel, this.onMessage);
+      // Dropped (idle, erased) while the subscription was on its way: not kept for nobody.
+      if (!this.byChannel.has(w.channel)) await reader.unsubscribe(w.channel, this.onMessage);
       return true;
     } catch (err) {
       if (!this.closed) this.reportOnce(err);
