@@ -158,16 +158,21 @@ describe.skipIf(!liveReady)(liveSuite, () => {
   // Long waits: an empty answer at their end means the event did not come the way under test.
   const wait = { timeoutMs: 15_000 };
 
+  /** Resolves once somebody subscribes the session's channel (within seconds). */
+  async function subscribed(session: string, failure: string): Promise<void> {
+    const channel = redisB.keys.sessionPart(session, 'live');
+    const deadline = Date.now() + 10_000;
+    while (((await admin.pubSubNumSub(channel))[channel] ?? 0) === 0) {
+      if (Date.now() > deadline) throw new Error(failure);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
   it('hands a batch published on one instance to a reader waiting on another', async () => {
     const session = sessionKey('t1', `s-${randomUUID()}`);
     const first = b.read(session, 0, wait);
     // The reader subscribes in the background: publish once it has.
-    const channel = redisB.keys.sessionPart(session, 'live');
-    const deadline = Date.now() + 10_000;
-    while (((await admin.pubSubNumSub(channel))[channel] ?? 0) === 0) {
-      if (Date.now() > deadline) throw new Error('the reader never subscribed');
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    await subscribed(session, 'the reader never subscribed');
     const batch = [event(1), event(2)];
     await a.publish(session, batch);
     expect(await first).toEqual(batch);
@@ -196,12 +201,7 @@ describe.skipIf(!liveReady)(liveSuite, () => {
     await admin.sendCommand(['CLIENT', 'KILL', 'TYPE', 'pubsub']);
     expect(await waiting).toEqual([lost]);
     // Subscribed again: the next message arrives as such.
-    const channel = redisB.keys.sessionPart(session, 'live');
-    const deadline = Date.now() + 10_000;
-    while (((await admin.pubSubNumSub(channel))[channel] ?? 0) === 0) {
-      if (Date.now() > deadline) throw new Error('the reader did not subscribe again');
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    await subscribed(session, 'the reader did not subscribe again');
     const next = b.read(session, 2, wait);
     await a.publish(session, [event(3)]);
     expect((await next).map((e) => e.seq)).toEqual([3]);

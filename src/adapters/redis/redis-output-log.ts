@@ -99,32 +99,31 @@ export function decodeLive(message: string): OutputEvent[] | null {
   const events: OutputEvent[] = [];
   for (let i = 0; i < headers.length; i++) {
     const [seq, runId, type, createdAt] = headers[i] as [unknown, unknown, unknown, unknown];
-    const json = lines[i + 1] as string;
     if (typeof seq !== 'number' || typeof runId !== 'string' || typeof type !== 'string' || typeof createdAt !== 'string') return null;
-    let data: unknown;
-    try {
-      data = JSON.parse(json);
-    } catch {
-      return null;
-    }
-    events.push(noteDataJson({ seq, runId, type, data, createdAt }, json));
+    const event = parsedEvent(seq, runId, type, createdAt, lines[i + 1] as string);
+    if (!event) return null;
+    events.push(event);
   }
   return events;
+}
+
+/** An event whose data is parsed from its JSON text (kept beside it); null when the text is not JSON. */
+function parsedEvent(seq: number, runId: string, type: string, createdAt: string, json: string): OutputEvent | null {
+  let data: unknown;
+  try {
+    data = JSON.parse(json);
+  } catch {
+    return null;
+  }
+  return noteDataJson({ seq, runId, type, data, createdAt }, json);
 }
 
 /** A stream's entries as events (an entry that does not parse is left out: its reader finds a hole). */
 function streamEvents(entries: readonly StreamEntry[]): OutputEvent[] {
   const events: OutputEvent[] = [];
   for (const m of entries) {
-    const json = m.message.d ?? 'null';
-    let data: unknown;
-    try {
-      data = JSON.parse(json);
-    } catch {
-      continue;
-    }
-    const seq = Number(m.id.split('-')[0]);
-    events.push(noteDataJson({ seq, runId: m.message.r ?? '', type: m.message.t ?? 'text', data, createdAt: m.message.c ?? '' }, json));
+    const event = parsedEvent(Number(m.id.split('-')[0]), m.message.r ?? '', m.message.t ?? 'text', m.message.c ?? '', m.message.d ?? 'null');
+    if (event) events.push(event);
   }
   return events;
 }
