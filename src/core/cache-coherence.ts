@@ -208,6 +208,8 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
   }
 
   async close(): Promise<void> {
+    // A created session's store may still be on its way (`created`).
+    await Promise.allSettled([...this.writesInFlight]);
     this.stopSweeping?.();
     this.stopSweeping = null;
     this.stopRevalidating?.();
@@ -393,6 +395,10 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
   }
 
   async set(session: Session, origin: CacheOrigin = 'write'): Promise<void> {
+    if (origin === 'created') {
+      this.created(session);
+      return;
+    }
     if (this.shared) {
       // Tracked from the call on, through the repair if it fails: recovery waits for it.
       const stored = await this.tracked(this.storeOrRepair(this.shared, session, origin));
@@ -412,6 +418,23 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
       }
     }
     this.fillNear(session);
+  }
+
+  /**
+   * The first version of a session just inserted. No instance can hold an older one: neither
+   * tier caches a miss, and a deleted id's entries were dropped (and its versions refused for
+   * a while) before its delete was acknowledged. So nobody needs telling and the writer does
+   * not wait: the near cache takes it now and the shared tier in the background, tracked, so
+   * that recovery and `close` wait for it. A store that fails needs no repair, as there is no
+   * older version the tier could go on serving; the next read fills it from the repository.
+   */
+  private created(session: Session): void {
+    this.fillNear(session);
+    const shared = this.shared;
+    if (!shared) return;
+    void this.tracked(this.storeOrRepair(shared, session, 'created')).then((stored) => {
+      if (stored !== null && stored > session.version) this.near?.forgetOlderThan(keyOf(session), stored);
+    });
   }
 
   /**
@@ -514,7 +537,7 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
   /** The version the shared tier holds afterwards, or null when the update failed (and was repaired). */
   private async storeOrRepair(shared: SharedTier, session: Session, origin: CacheOrigin): Promise<number | null> {
     try {
-      const stored = await shared.cache.store(session);
+      const stored = await shared.cache.store(session, { announce: origin !== 'created' });
       this.repaired(keyOf(session), stored);
       return stored;
     } catch (err) {
@@ -522,7 +545,7 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
       // The shared tier may still hold an older version; make sure it never serves it
       // again. This instance's near entry is older too.
       this.near?.forgetOlderThan(keyOf(session), session.version);
-      if (origin !== 'read') await this.repair(shared, keyOf(session), session.version);
+      if (origin !== 'read' && origin !== 'created') await this.repair(shared, keyOf(session), session.version);
       return null;
     }
   }

@@ -66,8 +66,12 @@ export interface SharedCache {
   get(id: string): Promise<Session | null>;
   /** The snapshots among `ids` (misses left out), fetched together. */
   getMany(ids: readonly string[]): Promise<Map<string, Session>>;
-  /** Stores unless a newer version is there; resolves to the version held afterwards. */
-  store(session: Session): Promise<number>;
+  /**
+   * Stores unless a newer version is there; resolves to the version held afterwards. The
+   * store tells every instance (the invalidation), unless `announce` is false: a session
+   * just created, of which no instance holds an older version.
+   */
+  store(session: Session, options?: { announce?: boolean }): Promise<number>;
   /**
    * Writes a marker: no data, but nothing older than `version` may be stored over it, and
    * readers miss. Resolves to the version held afterwards.

@@ -92,10 +92,12 @@ export interface CacheStats {
  * Why a snapshot is being cached: `write` right after the repository committed it (other
  * instances must learn of it, and a tier that cannot take it must make sure it never serves
  * an older one); `unannounced-write`, the same for a write made outside the session
- * repository (e.g. a run's status change); `read` after a miss was filled from the
- * repository (nothing changed).
+ * repository (e.g. a run's status change); `created`, the first version of a session the
+ * repository just inserted (no cache holds an older one, so nothing needs to be told or kept
+ * out, and the caller need not wait); `read` after a miss was filled from the repository
+ * (nothing changed).
  */
-export type CacheOrigin = 'write' | 'unannounced-write' | 'read';
+export type CacheOrigin = 'write' | 'unannounced-write' | 'created' | 'read';
 
 /**
  * A cache of session snapshots keyed by `sessionKey(tenant, id)` (core/ids.ts): ids are

@@ -132,7 +132,9 @@ export class SessionService {
     if (input.parentSessionId !== undefined && input.parentSessionId !== null) this.checkId(input.parentSessionId);
     this.checkFields(input);
     const session = await this.repository.create(tenantOf(opts), input.id ?? uuidv7(), input, this.lifetimes);
-    await this.cacheSet(session);
+    // A new session: no cache holds an older version of it, so the answer does not wait for
+    // the caches (CacheOrigin `created`).
+    await this.cacheSet(session, 'created');
     return session;
   }
 
@@ -361,7 +363,7 @@ export class SessionService {
       overrides,
       this.lifetimes,
     );
-    await this.cacheSet(session);
+    await this.cacheSet(session, 'created');
     return session;
   }
 

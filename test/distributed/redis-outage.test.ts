@@ -6,10 +6,15 @@
  * - SIGSTOP + SIGCONT (Redis comes back with its old data: the repair log must fix it).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { createClient } from 'redis';
 import { describe, expect, it } from 'vitest';
+import { RedisKeys } from '../../src/adapters/redis/connection.js';
+import { sessionKey } from '../../src/core/ids.js';
+import type { Session } from '../../src/core/types.js';
 import { createSessions, type Sessions, internals } from '../../src/internal.js';
 import { freshDatabase, requireServices, uniqueKeyPrefix, type FreshDatabase } from '../setup/harness.js';
 import { OwnRedis, requireRedisBinaries, waitForRedis } from '../redis/redis-servers.js';
+import { waitFor } from '../runs/support.js';
 
 const suite = 'distributed/redis-outage';
 const ready = requireServices(['postgres'], suite) && requireRedisBinaries(['redis-server'], suite);
@@ -173,5 +178,46 @@ describe.skipIf(!ready)(suite, { timeout: 180_000 }, () => {
 
   it('Redis frozen (SIGSTOP) and resumed with its old data: the repair log keeps stale versions out', async () => {
     await scenario('pause');
+  });
+
+  it('a create answers while Redis is frozen; its snapshot is stored once Redis answers again', async () => {
+    const redis = await OwnRedis.start();
+    const db = await freshDatabase();
+    const prefix = uniqueKeyPrefix();
+    // A deadline longer than the test: Redis is not given up on, so the create's store waits.
+    const env = { DATABASE_URL: db.url, REDIS_URL: redis.url, KEY_PREFIX: prefix, REDIS_COMMAND_TIMEOUT_MS: '60000' };
+    const a = await createSessions({ env: { ...env, INSTANCE_ID: 'a' } });
+    const b = await createSessions({ env: { ...env, INSTANCE_ID: 'b', CACHE_MAX_ENTRIES: '0' } });
+    const raw = createClient({ url: redis.url });
+    try {
+      await raw.connect();
+      await waitForRedis([a, b]);
+      redis.pause();
+      let created: Session;
+      try {
+        // A create that waited for its snapshot's store would wait here as long as the freeze.
+        created = await Promise.race([
+          a.create({ title: 'while frozen' }),
+          sleep(30_000).then((): never => {
+            throw new Error('the create waited for the frozen Redis');
+          }),
+        ]);
+      } finally {
+        redis.resume();
+      }
+      const key = new RedisKeys(prefix).session(sessionKey('default', created.id));
+      await waitFor(async () => (await raw.get(key))?.startsWith(`${created.version}:`) === true, 10_000, 'the created snapshot in Redis');
+      // B has no near cache: it reads Redis, which holds the session.
+      expect((await b.get(created.id)).title).toBe('while frozen');
+      // Nothing went wrong, so nothing needed repairing.
+      expect(await internals(a).db.query('SELECT 1 FROM cache_repairs')).toHaveLength(0);
+    } finally {
+      redis.resume();
+      await raw.close().catch(() => undefined);
+      await a.close();
+      await b.close();
+      await redis.stop();
+      await db.drop();
+    }
   });
 });

@@ -71,6 +71,12 @@ export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
   });
 
   const key = (id: string) => new RedisKeys(prefix).session(sessionKey('default', id));
+  /** What Redis holds for a session just created: a create does not wait for its snapshot's store. */
+  async function storedAfterCreate(created: Session): Promise<string> {
+    let stored: string | null = null;
+    await waitFor(async () => (stored = await raw.get(key(created.id)))?.startsWith(`${created.version}:`) === true, 10_000, 'the created snapshot in Redis');
+    return stored as unknown as string;
+  }
 
   describe('version CAS (casSet-1.lua)', () => {
     it('never replaces a newer version with an older one', async () => {
@@ -159,14 +165,14 @@ export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
       const objects = await createSessions({ env: { ...env, INSTANCE_ID: 'layout-1', CACHE_MAX_ENTRIES: '0', REDIS_SNAPSHOT_LAYOUT: '1' } });
       try {
         const created = await objects.create({ title: 'object layout' });
-        const stored = await raw.get(key(created.id));
+        const stored = await storedAfterCreate(created);
         expect(stored).toMatch(new RegExp(`^${created.version}:\\{`));
         // Exactly what a release before layout 2 stored, and read back by one.
         expect(JSON.parse((stored as string).slice(stored!.indexOf(':') + 1))).toEqual(created);
         // A layout-2 value written by a new instance reads on the layout-1 instance as it is:
         // neither retired (its lifetime cut to a marker's 60 s) nor rewritten.
         const fromNew = await a.create({ title: 'array layout' });
-        const array = await raw.get(key(fromNew.id));
+        const array = await storedAfterCreate(fromNew);
         expect(array).toMatch(/^1:\[2,/);
         expect(await objects.get(fromNew.id)).toEqual(fromNew);
         expect(await raw.pTTL(key(fromNew.id))).toBeGreaterThan(60_000);
@@ -309,9 +315,34 @@ export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
     });
   });
 
+  describe('a create', () => {
+    it('publishes no invalidation and stores its snapshot after answering; the first message is its first update’s', async () => {
+      const id = crypto.randomUUID();
+      const messages: string[] = [];
+      // The channel is shared with the rest of the suite: keep only this session's messages.
+      const sub = createClient({ url: redisTarget.url.split(',')[0] });
+      await sub.connect();
+      await sub.subscribe(cache.channel, (m) => {
+        if (m.startsWith(`default/${id} `)) messages.push(m);
+      });
+      try {
+        // The snapshot is not waited for by the create: it lands shortly after.
+        await storedAfterCreate(await a.create({ id, title: 'v1' }));
+        const updated = await b.update(id, { title: 'v2' });
+        // On a Cluster the message may cross the cluster bus first: wait for it, not a fixed time.
+        await waitFor(() => messages.length > 0, 10_000, 'the message of the update');
+        expect(messages).toEqual([`default/${id} ${updated.version}`]);
+        expect((await a.get(id)).title).toBe('v2');
+      } finally {
+        await sub.close();
+      }
+    });
+  });
+
   describe('batch get', () => {
     it('fetches many sessions spread over slots at once, misses left out', async () => {
       const created = await Promise.all(Array.from({ length: 20 }, () => a.create({ title: 'batch' })));
+      await Promise.all(created.map(storedAfterCreate));
       const absent = crypto.randomUUID();
       const found = await cache.getMany([...created.map((s) => s.id), absent].map((id) => sessionKey('default', id)));
       expect(found.size).toBe(20);

@@ -138,14 +138,22 @@ export class RedisSessionCache implements SessionCache, SharedCache {
 
   /**
    * Stores the snapshot unless a newer one is there; resolves to the version Redis holds
-   * afterwards (greater than the snapshot's when it was kept).
+   * afterwards (greater than the snapshot's when it was kept). `announce: false` publishes no
+   * invalidation (a session just created).
    */
-  async store(session: Session): Promise<number> {
+  async store(session: Session, options: { announce?: boolean } = {}): Promise<number> {
+    const announce = options.announce ?? true;
     const stored = await this.guarded('write', (r) =>
       SCRIPTS.casSet.run(
         r,
         [this.redis.keys.session(keyOf(session))],
-        [String(session.version), encodeSnapshot(session, this.layout), String(this.ttlMs), this.channel, message(keyOf(session), session.version)],
+        [
+          String(session.version),
+          encodeSnapshot(session, this.layout),
+          String(this.ttlMs),
+          announce ? this.channel : '',
+          announce ? message(keyOf(session), session.version) : '',
+        ],
       ),
     );
     return Number(stored);

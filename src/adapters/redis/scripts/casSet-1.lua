@@ -9,7 +9,8 @@ KEYS[1]  the session key
 ARGV[1]  version (integer)
 ARGV[2]  snapshot body, or '' for a stub
 ARGV[3]  TTL in milliseconds
-ARGV[4]  invalidation channel
+ARGV[4]  invalidation channel, or '' to tell nobody (a session just created: no instance
+         holds an older version of it)
 ARGV[5]  invalidation message
 
 Reply: the version stored after the call (ARGV[1] when written, a newer one when kept).
@@ -26,5 +27,7 @@ if current then
   end
 end
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2], 'PX', ARGV[3])
-redis.call('PUBLISH', ARGV[4], ARGV[5])
+if ARGV[4] ~= '' then
+  redis.call('PUBLISH', ARGV[4], ARGV[5])
+end
 return version
