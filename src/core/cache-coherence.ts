@@ -424,16 +424,22 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
    * The first version of a session just inserted. No instance can hold an older one: neither
    * tier caches a miss, and a deleted id's entries were dropped (and its versions refused for
    * a while) before its delete was acknowledged. So nobody needs telling and the writer does
-   * not wait: the near cache takes it now and the shared tier in the background, tracked, so
-   * that recovery and `close` wait for it. A store that fails needs no repair, as there is no
-   * older version the tier could go on serving; the next read fills it from the repository.
+   * not wait. Without a shared tier the near cache takes it now. With one, the store goes out
+   * in the background, tracked so that recovery and `close` wait for it, and the near cache
+   * takes the snapshot only once Redis holds exactly that version: a reused id's delete marker
+   * refuses it (and then refuses the next writes too, which therefore publish nothing), so an
+   * entry filled before the answer could outlive a later write. A store that fails needs no
+   * repair, as there is no older version the tier could go on serving.
    */
   private created(session: Session): void {
-    this.fillNear(session);
     const shared = this.shared;
-    if (!shared) return;
+    if (!shared) {
+      this.fillNear(session);
+      return;
+    }
     void this.tracked(this.storeOrRepair(shared, session, 'created')).then((stored) => {
-      if (stored !== null && stored > session.version) this.near?.forgetOlderThan(keyOf(session), stored);
+      if (stored === session.version) this.fillNear(session);
+      else if (stored !== null) this.near?.forgetOlderThan(keyOf(session), stored);
     });
   }
 

@@ -375,6 +375,48 @@ describe('the shared tier fails', () => {
     expect(w.server?.held('d/s')).toBe(2);
   });
 
+  it('a create (rule 6) publishes nothing and answers before the store; the writer’s near cache takes it once the shared tier holds it', async () => {
+    const w = await start();
+    const s = w.commit('d/s');
+    const answered = w.at(0).cache.set(s, 'created');
+    expect(await settled(answered)).toBe(true);
+    await w.pollAll();
+    expect(w.at(1).inbox.arrived).toEqual([]);
+    expect(w.server?.held('d/s')).toBe(1);
+    expect(await w.read(0, 'd/s')).toEqual({ session: s, fromCache: true });
+  });
+
+  it('a reused id: a create refused by the delete marker fills no near entry, so a later write refused by it too cannot leave one stale (rule 6)', async () => {
+    const w = await start();
+    // Written and deleted on instance 1; instance 0 never held it.
+    await w.write(1, 'd/s');
+    w.truth.delete('d/s');
+    await w.run(1, () => w.at(1).cache.invalidate('d/s'));
+    await w.pollAll();
+    // Past the window that refuses the deleted versions (a generation turns over at most once
+    // per look, so look a few times); the marker itself lives on.
+    w.commit('d/other');
+    for (let i = 0; i < 3; i++) {
+      await w.clock.advance(6_000);
+      await w.read(0, 'd/other');
+    }
+    expect(w.server?.held('d/s')).toBe(TOMBSTONE_VERSION);
+    // Created again on instance 0 under the same id (its versions start over); its store fails.
+    const again = snapshot('d/s', 1);
+    w.truth.set('d/s', again);
+    const client = w.at(0).client;
+    if (!client) throw new Error('no shared tier');
+    client.writesFail = true;
+    await w.run(0, () => w.at(0).cache.set(again, 'created'));
+    client.writesFail = false;
+    // Written on instance 1: the marker refuses it as well, so no message goes out.
+    const updated = await w.write(1, 'd/s');
+    await w.pollAll();
+    const read = await w.read(0, 'd/s');
+    expect(read.session?.version).toBe(updated.version);
+    expect(read.fromCache).toBe(false);
+  });
+
   it('a failed delete is repaired with a tombstone', async () => {
     const w = await start();
     await w.write(0, 'd/s');
