@@ -2,8 +2,9 @@
  * A session's archived output goes with its row (migration 063: a trigger on sessions, not a
  * foreign key checked on every archived event). Every way a row goes is a DELETE on sessions,
  * so the statement-level trigger covers them all; here: a purge, a batch purge, and a DELETE
- * by hand of several rows in one statement. And a purge racing its session's run, which keeps
- * archiving until it finds its session gone, leaves no event behind.
+ * by hand of several rows in one statement; a TRUNCATE fires a trigger of its own. And a
+ * purge racing its session's run, which keeps archiving until it finds its session gone,
+ * leaves no event behind.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSessions, internals, type Sessions } from '../../src/internal.js';
@@ -62,6 +63,15 @@ describe.each(backends)('runs/output-cascade ($name)', ({ name, ready }) => {
     const after = await archived(all);
     expect([...after.keys()]).toEqual([kept]);
     expect(after.get(kept as string)).toBe(before.get(kept as string));
+  });
+
+  it.skipIf(skip)('a TRUNCATE of sessions empties the archive too, as the key’s CASCADE did', async () => {
+    const ids = await Promise.all([withOutput(2), withOutput(2)]);
+    expect((await archived(ids)).size).toBe(2);
+    // Every table that names a session is emptied; no test here shares sessions with another.
+    await internals(sessions).db.query('TRUNCATE sessions CASCADE');
+    const [left] = await internals(sessions).db.query<{ n: number }>('SELECT count(*)::int AS n FROM run_output');
+    expect(left?.n).toBe(0);
   });
 
   it.skipIf(skip)('a purge racing its session’s run leaves none of the run’s output behind', async () => {

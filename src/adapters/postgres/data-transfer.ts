@@ -41,6 +41,7 @@ const SQL = statements(
   'transferSequences',
   'transferSequenceSet',
   'transferForgetCache',
+  'transferOrphanOutput',
 );
 
 export const TRANSFER_FORMAT = 'agent-sessions-export';
@@ -357,6 +358,14 @@ export async function importData(db: SqlDatabase, lines: AsyncIterable<string>, 
         const rows = await insertRows(tx, header, catalog, { next, line: () => lineNo }, sequences, options);
         await run(tx, SQL.transferForgetCache);
         if (header.schemaVersion < latest) await migrateWithin(tx, migrations);
+        // What run_output's foreign key refused before migration 063: output of a session the
+        // file does not hold (it would also collide with that session's seqs if one were made).
+        const [orphan] = await run(tx, SQL.transferOrphanOutput, {});
+        if (orphan) {
+          throw new TransferFormatError(
+            `run_output holds event ${String(orphan.seq)} of session ${String(orphan.session_id)} (tenant ${String(orphan.tenant_id)}), which the file does not hold`,
+          );
+        }
         return { schemaVersion: header.schemaVersion, rows };
       },
       { retryConflicts: false },

@@ -1,4 +1,4 @@
--- erase-sessions: deletes up to `limit` sessions of a tenant (of one user, or all of them) with their items, runs, run inputs and output (FK cascade); refuses the whole batch while one of them has a run queued or running. Emits no event: erasure must not leave the data it removes in the outbox (docs/operations.md, "Erasure").
+-- erase-sessions: deletes up to `limit` sessions of a tenant (of one user, or all of them) with their items, runs, run inputs (FK cascade) and output (trigger, migration 063); refuses the whole batch while one of them has a run queued or running. Emits no event: erasure must not leave the data it removes in the outbox (docs/operations.md, "Erasure").
 -- $1 tenant text
 -- $2 userId text: only this user's sessions; null: every session of the tenant
 -- $3 limit integer: most sessions deleted by this call (one batch, one transaction)

@@ -1,4 +1,4 @@
--- session-purge-many: deletes the sessions of a tenant among the ids given (items, runs and output by FK cascade), with session.deleted.
+-- session-purge-many: deletes the sessions of a tenant among the ids given (items and runs by FK cascade, output by trigger: migration 063), with session.deleted.
 -- $1 tenant text
 -- $2 ids jsonb: array of session ids
 -- reply: one row (id) per session deleted

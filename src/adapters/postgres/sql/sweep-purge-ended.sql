@@ -1,4 +1,4 @@
--- sweep-purge-ended: claims sessions that ended longer ago than the retention period and deletes them (items, runs, output by FK cascade), with session.deleted.
+-- sweep-purge-ended: claims sessions that ended longer ago than the retention period and deletes them (items, runs by FK cascade, output by trigger: migration 063), with session.deleted.
 -- $1 days integer: the retention period
 -- $2 limit integer: most sessions per call
 -- reply: one row (id, tenant_id) per session deleted
