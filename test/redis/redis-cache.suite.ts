@@ -71,6 +71,21 @@ export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
   });
 
   const key = (id: string) => new RedisKeys(prefix).session(sessionKey('default', id));
+  /**
+   * The invalidation messages of session `id` from now on. The channel is shared with the rest
+   * of the suite, so only this session's are kept. On a Cluster the subscriber is on the first
+   * node, and a message from another node crosses the cluster bus first.
+   */
+  async function invalidationsOf(id: string): Promise<{ messages: string[]; sub: RedisClientType }> {
+    const messages: string[] = [];
+    const sub = createClient({ url: redisTarget.url.split(',')[0] }) as RedisClientType;
+    await sub.connect();
+    await sub.subscribe(cache.channel, (m) => {
+      if (m.startsWith(`default/${id} `)) messages.push(m);
+    });
+    return { messages, sub };
+  }
+
   /** What Redis holds for a session just created: a create does not wait for its snapshot's store. */
   async function storedAfterCreate(created: Session): Promise<string> {
     let stored: string | null = null;
@@ -202,14 +217,8 @@ export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
       const ttlMs = 30_000;
       const short = new RedisSessionCache({ redis: guard, ttlMs });
       const id = crypto.randomUUID();
-      const messages: string[] = [];
       // A rewrite would go through casSet, which publishes: listen to prove there is none.
-      // The channel is shared with the rest of the suite, so keep only this session's messages.
-      const sub = createClient({ url: redisTarget.url.split(',')[0] });
-      await sub.connect();
-      await sub.subscribe(short.channel, (m) => {
-        if (m.startsWith(`default/${id} `)) messages.push(m);
-      });
+      const { messages, sub } = await invalidationsOf(id);
       try {
         // Last updated a whole TTL ago: the store's TTL may have run below half by now.
         await short.store(sessionSnapshot(id, 1, { userId: 'u' }, new Date(Date.now() - ttlMs)));
@@ -318,13 +327,7 @@ export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
   describe('a create', () => {
     it('publishes no invalidation and stores its snapshot after answering; the first message is its first update’s', async () => {
       const id = crypto.randomUUID();
-      const messages: string[] = [];
-      // The channel is shared with the rest of the suite: keep only this session's messages.
-      const sub = createClient({ url: redisTarget.url.split(',')[0] });
-      await sub.connect();
-      await sub.subscribe(cache.channel, (m) => {
-        if (m.startsWith(`default/${id} `)) messages.push(m);
-      });
+      const { messages, sub } = await invalidationsOf(id);
       try {
         // The snapshot is not waited for by the create: it lands shortly after.
         await storedAfterCreate(await a.create({ id, title: 'v1' }));
