@@ -540,7 +540,7 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
     this.near?.set(session);
   }
 
-  /** The version the shared tier holds afterwards, or null when the update failed (and was repaired). */
+  /** The version the shared tier holds afterwards, or null when the update failed (and was repaired, unless created or read). */
   private async storeOrRepair(shared: SharedTier, session: Session, origin: CacheOrigin): Promise<number | null> {
     try {
       const stored = await shared.cache.store(session, { announce: origin !== 'created' });
