@@ -14,7 +14,7 @@ import type { Session } from '../../src/core/types.js';
 import { createSessions, type Sessions, internals } from '../../src/internal.js';
 import { freshDatabase, requireServices, uniqueKeyPrefix, type FreshDatabase } from '../setup/harness.js';
 import { OwnRedis, requireRedisBinaries, waitForRedis } from '../redis/redis-servers.js';
-import { waitFor } from '../runs/support.js';
+import { createdSnapshot } from '../runs/support.js';
 
 const suite = 'distributed/redis-outage';
 const ready = requireServices(['postgres'], suite) && requireRedisBinaries(['redis-server'], suite);
@@ -206,7 +206,7 @@ describe.skipIf(!ready)(suite, { timeout: 180_000 }, () => {
         redis.resume();
       }
       const key = new RedisKeys(prefix).session(sessionKey('default', created.id));
-      await waitFor(async () => (await raw.get(key))?.startsWith(`${created.version}:`) === true, 10_000, 'the created snapshot in Redis');
+      await createdSnapshot(() => raw.get(key), created.version);
       // B has no near cache: it reads Redis, which holds the session.
       expect((await b.get(created.id)).title).toBe('while frozen');
       // Nothing went wrong, so nothing needed repairing.

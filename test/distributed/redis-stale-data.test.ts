@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { createSessions, type Sessions, internals } from '../../src/internal.js';
 import { freshDatabase, requireServices, uniqueKeyPrefix } from '../setup/harness.js';
 import { OwnRedis, requireRedisBinaries, waitForRedis } from '../redis/redis-servers.js';
-import { waitFor } from '../runs/support.js';
+import { createdSnapshot } from '../runs/support.js';
 
 const suite = 'distributed/redis-stale-data';
 const ready = requireServices(['postgres'], suite) && requireRedisBinaries(['redis-server'], suite);
@@ -48,8 +48,7 @@ describe.skipIf(!ready)(suite, () => {
     try {
       const s = await a.create({ title: 'v1' });
       const key = new RedisKeys(prefix).session(sessionKey('default', s.id));
-      // A create does not wait for its snapshot to reach Redis.
-      await waitFor(async () => (await rawGet(redis.url, key))?.startsWith(`${s.version}:`) === true, 10_000, 'the created snapshot in Redis');
+      await createdSnapshot(() => rawGet(redis.url, key), s.version);
       await save(redis.url);
       const updated = await a.update(s.id, { title: 'v2' });
       // The update reached Redis: no repair is involved in what follows.

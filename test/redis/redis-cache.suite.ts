@@ -17,7 +17,7 @@ import { SCRIPTS } from '../../src/adapters/redis/session-scripts.js';
 import { createSessions, type Sessions, internals } from '../../src/internal.js';
 import { freshDatabase, uniqueKeyPrefix, type FreshDatabase } from '../setup/harness.js';
 import { holdLock, pausedHolderRace } from '../distributed/lock-scenarios.js';
-import { waitFor } from '../runs/support.js';
+import { createdSnapshot, waitFor } from '../runs/support.js';
 import { sessionSnapshot } from '../setup/sessions.js';
 
 export interface RedisTarget {
@@ -86,12 +86,7 @@ export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
     return { messages, sub };
   }
 
-  /** What Redis holds for a session just created: a create does not wait for its snapshot's store. */
-  async function storedAfterCreate(created: Session): Promise<string> {
-    let stored: string | null = null;
-    await waitFor(async () => (stored = await raw.get(key(created.id)))?.startsWith(`${created.version}:`) === true, 10_000, 'the created snapshot in Redis');
-    return stored as unknown as string;
-  }
+  const storedAfterCreate = (created: Session) => createdSnapshot(() => raw.get(key(created.id)), created.version);
 
   describe('version CAS (casSet-1.lua)', () => {
     it('never replaces a newer version with an older one', async () => {

@@ -111,3 +111,13 @@ export function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs =
     }
   })();
 }
+
+/**
+ * What Redis holds for a session just created, once it holds `version` (`read` gets the
+ * session's key): a create does not wait for its snapshot's store (docs/distributed.md, rule 6).
+ */
+export async function createdSnapshot(read: () => Promise<string | null>, version: number): Promise<string> {
+  let stored: string | null = null;
+  await waitFor(async () => (stored = await read())?.startsWith(`${version}:`) === true, 10_000, 'the created snapshot in Redis');
+  return stored as unknown as string;
+}
