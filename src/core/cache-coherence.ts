@@ -30,7 +30,7 @@ import { TOMBSTONE_VERSION, type NearCache, type NearEntry, type SharedTier } fr
 import type { InvalidationBus } from './invalidation.js';
 import type { CacheOrigin, CacheStats, Lifecycle, SessionCache } from './ports.js';
 import type { Session } from './types.js';
-import { keyOf, sessionKey } from './ids.js';
+import { isSessionId, keyOf, sessionKey } from './ids.js';
 
 export interface CoherentSessionCacheOptions {
   near: NearCache | null;
@@ -288,15 +288,26 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
     return this.getShared(id);
   }
 
-  /** `get` of `sessionKey(tenant, id)`; a near hit finds its entry without building the key. */
-  getFor(tenant: string, id: string): Promise<Session | null> {
+  /**
+   * `get` of `sessionKey(tenant, id)` answered through `answer`: a near hit finds its entry
+   * without building the key and is answered in the one callback on the bus's settle (as
+   * `answerNear`), so the caller's next step costs no further promise hop. An id that is not
+   * a session id is not looked for in the shared tier (`answer` gets null and refuses it).
+   */
+  getFor<T>(tenant: string, id: string, answer: (session: Session | null) => T | PromiseLike<T>): Promise<T> {
     const near = this.nearUsable ? this.near : null;
     if (near) {
       const entry = near.find(tenant, id);
-      if (entry) return this.answerNear(near, entry);
+      if (entry) {
+        return this.bus.settle().then(() => {
+          const found = this.bus.live ? near.hit(entry) : null;
+          return found ? answer(found) : this.getShared(entry.key).then(answer);
+        });
+      }
       near.countMiss();
     }
-    return this.getShared(sessionKey(tenant, id));
+    if (!isSessionId(id)) return Promise.resolve(null).then(answer);
+    return this.getShared(sessionKey(tenant, id)).then(answer);
   }
 
   /**

@@ -38,7 +38,7 @@ export interface NearCache {
   find(tenant: string, id: string): NearEntry | null;
   /**
    * The session of an entry `find` returned, if it is still the live one (counted as a hit);
-   * otherwise `getSync` of its key.
+   * otherwise `getSync` of its key. Its expiry is not checked again: `find` did.
    */
   hit(entry: NearEntry): Session | null;
   /** Counts a lookup answered elsewhere without asking (the caller peeked and found nothing). */

@@ -107,8 +107,14 @@ export type CacheOrigin = 'write' | 'unannounced-write' | 'created' | 'read';
 export interface SessionCache {
   readonly tier: string;
   get(id: string): Promise<Session | null>;
-  /** `get` of `sessionKey(tenant, id)`, for a cache that finds it without building the key. */
-  getFor?(tenant: string, id: string): Promise<Session | null>;
+  /**
+   * `get` of `sessionKey(tenant, id)` for a cache that finds it without building the key,
+   * answered through `answer` (the session, or null for a miss), which runs in the callback
+   * that has the answer: a near hit costs that one callback, with no further promise hop.
+   * An id that is not a session id (`isSessionId`) is answered null without asking a shared
+   * tier: `answer` refuses it.
+   */
+  getFor?<T>(tenant: string, id: string, answer: (session: Session | null) => T | PromiseLike<T>): Promise<T>;
   set(session: Session, origin?: CacheOrigin): Promise<void>;
   invalidate(id: string): Promise<void>;
   stats(): CacheStats;

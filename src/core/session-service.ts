@@ -174,35 +174,53 @@ export class SessionService {
 
   /**
    * `find` itself, under `get` and `find` alike (so a traced `get` is one span, not two);
-   * `required`: a missing session rejects with not_found. A cache hit is one callback on the
-   * cache's promise, with no await in between (the checks before it run synchronously and
-   * reject the returned promise, as an async function would).
+   * `required`: a missing session rejects with not_found. A near-cache hit is the one callback
+   * that has the cache's answer, with no promise hop after it (`getFor`), and skips the id's
+   * check: the near cache holds only sessions read or written under a checked id, and an id
+   * it does not hold is checked before anything else is asked (the cache asks its shared
+   * tier only for a session id). The checks before the cache run synchronously and reject
+   * the returned promise, as an async function would.
    */
   private lookup(id: string, opts: CallOptions, required: boolean): Promise<Session | null> {
     let tenant: string;
     try {
       throwIfAborted(opts.signal);
-      this.checkId(id);
       tenant = tenantOf(opts);
     } catch (err) {
       return Promise.reject(err);
     }
     const cache = this.cache;
-    if (!cache) return this.load(tenant, id, required);
-    let cached: Promise<Session | null>;
+    if (cache?.getFor) {
+      const answer = (hit: Session | null): Session | Promise<Session | null> => {
+        if (hit) return withEffectiveStatus(hit);
+        this.checkId(id);
+        return this.load(tenant, id, required);
+      };
+      try {
+        // It answers its own failures as misses: it rejects only with what `answer` threw.
+        return cache.getFor(tenant, id, answer);
+      } catch (err) {
+        this.onCacheError(err);
+        return Promise.resolve(null).then(answer);
+      }
+    }
     try {
-      cached = cache.getFor ? cache.getFor(tenant, id) : cache.get(sessionKey(tenant, id));
+      this.checkId(id);
     } catch (err) {
+      return Promise.reject(err);
+    }
+    if (!cache) return this.load(tenant, id, required);
+    const fromRepository = (err: unknown): Promise<Session | null> => {
       this.onCacheError(err);
       return this.load(tenant, id, required);
+    };
+    let cached: Promise<Session | null>;
+    try {
+      cached = cache.get(sessionKey(tenant, id));
+    } catch (err) {
+      return fromRepository(err);
     }
-    return cached.then(
-      (hit) => (hit ? withEffectiveStatus(hit) : this.load(tenant, id, required)),
-      (err: unknown) => {
-        this.onCacheError(err);
-        return this.load(tenant, id, required);
-      },
-    );
+    return cached.then((hit) => (hit ? withEffectiveStatus(hit) : this.load(tenant, id, required)), fromRepository);
   }
 
   /** `lookup` past the cache: the repository, then the snapshot is written back. */

@@ -209,6 +209,14 @@ export function sessionServiceConformance(prepare: () => Promise<Backend>): void
     it('rejects an id outside the id pattern', async () => {
       await rejectsWith(sessions.get('not/an/id'), 'validation_failed');
       await rejectsWith(sessions.find("'; drop table sessions; --"), 'validation_failed');
+      // Also while the caches hold sessions (a near hit skips the check: only a checked id gets there).
+      const s = await sessions.create({ title: 'held' });
+      await sessions.get(s.id);
+      await sessions.get(s.id);
+      for (const bad of ['', '.' + s.id, `${s.id}/x`, s.id + 'x'.repeat(128), `${s.id} `]) {
+        await rejectsWith(sessions.get(bad), 'validation_failed');
+        await rejectsWith(sessions.find(bad), 'validation_failed');
+      }
     });
 
     it('honours an aborted signal', async () => {

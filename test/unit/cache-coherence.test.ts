@@ -67,6 +67,43 @@ describe('near cache and the invalidation bus', () => {
     expect((await w.read(1, 'd/s')).session?.version).toBe(2);
   });
 
+  it('a read by key (get) applies the arrived messages before a near hit too', async () => {
+    const w = await start();
+    await w.write(0, 'd/s');
+    await w.read(1, 'd/s', 'key');
+    await w.pollAll();
+    await w.write(0, 'd/s');
+    expect(w.at(1).inbox.arrived.map((n) => n.version)).toEqual([2]);
+    expect((await w.read(1, 'd/s', 'key')).session?.version).toBe(2);
+  });
+
+  it('answers a near hit by tenant and id through the caller\'s answer, which settles the read', async () => {
+    const w = await start();
+    await w.write(0, 'd/s');
+    await w.read(1, 'd/s');
+    const answered: number[] = [];
+    const read = w.run(1, () => w.at(1).cache.getFor('d', 's', (s) => (answered.push(s?.version ?? 0), 'answered')));
+    await expect(read).resolves.toBe('answered');
+    expect(answered).toEqual([1]);
+    expect(w.at(1).near?.stats().hits).toBe(1);
+  });
+
+  it('does not ask the shared tier for what is not a session id: the answer gets null and refuses it', async () => {
+    const w = await start();
+    const client = w.at(1).client;
+    const before = { ...client?.stats() };
+    const seen: Array<string | null> = [];
+    for (const bad of ['', '.hidden', 'a/b', 'x'.repeat(129), 'ünïcode']) {
+      const answer = await w.run(1, () => w.at(1).cache.getFor('d', bad, (s) => s?.id ?? null));
+      seen.push(answer);
+    }
+    expect(seen).toEqual([null, null, null, null, null]);
+    expect(client?.stats()).toEqual(before);
+    // A session id is asked for: a miss in the shared tier.
+    await w.run(1, () => w.at(1).cache.getFor('d', 'absent', (s) => s));
+    expect(client?.stats().misses).toBe((before.misses ?? 0) + 1);
+  });
+
   it('without settle the same read would answer from memory with the older version', async () => {
     const w = await start();
     // The proof that the example above tests something: a bus that settles nothing.

@@ -26,7 +26,7 @@ describe('LRU session cache', () => {
     await cache.set(session('kept'));
     for (let i = 0; i < 20 * size; i++) {
       await cache.set(session(`n${i}`));
-      if (i % ((3 * size) / 4) === 0) expect(await cache.getFor('default', 'kept'), `after ${i} new entries`).not.toBeNull();
+      if (i % ((3 * size) / 4) === 0) expect(await cache.getFor('default', 'kept', (s) => s), `after ${i} new entries`).not.toBeNull();
     }
     expect(cache.stats().size).toBe(size);
   });

@@ -9,6 +9,7 @@ import { CoherentSessionCache } from '../../../src/core/cache-coherence.js';
 import type { CacheOrigin } from '../../../src/core/ports.js';
 import type { Session } from '../../../src/core/types.js';
 import { LruSessionCache } from '../../../src/adapters/memory/lru-session-cache.js';
+import { splitSessionKey } from '../../../src/core/ids.js';
 import {
   FakeClock,
   FakeRepairLog,
@@ -144,9 +145,14 @@ export class World {
     return s;
   }
 
-  /** A read as the SessionService makes it: cache, else the truth and a refill. */
-  async read(i: number, id: string): Promise<{ session: Session | null; fromCache: boolean }> {
-    const cached = await this.run(i, () => this.at(i).cache.get(id));
+  /**
+   * A read as the SessionService makes it: cache (by tenant and id, `getFor`, as the service
+   * asks it; `by: 'key'` asks `get` of the key instead), else the truth and a refill.
+   */
+  async read(i: number, id: string, by: 'tenant-and-id' | 'key' = 'tenant-and-id'): Promise<{ session: Session | null; fromCache: boolean }> {
+    const cache = this.at(i).cache;
+    const name = splitSessionKey(id);
+    const cached = await this.run(i, () => (by === 'key' || !name ? cache.get(id) : cache.getFor(name.tenant, name.id, (s) => s)));
     if (cached) return { session: cached, fromCache: true };
     const truth = this.truth.get(id) ?? null;
     if (truth) await this.fill(i, truth, 'read');
