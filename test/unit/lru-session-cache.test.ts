@@ -39,4 +39,52 @@ describe('LRU session cache', () => {
     expect(cache.getSync('default/b')).toBeNull();
     expect(cache.getSync('default/a')?.id).toBe('a');
   });
+
+  it('keeps the exact order of a reference model through random puts, reads, markers and clears (the eviction walks one kept iterator)', async () => {
+    for (let seed = 1; seed <= 30; seed++) {
+      let state = seed;
+      const random = (n: number) => {
+        state = (state * 1_103_515_245 + 12_345) % 2_147_483_648;
+        return state % n;
+      };
+      const max = 4 + random(12);
+      const cache = new LruSessionCache({ maxEntries: max, now: () => 0 });
+      // The reference: keys oldest first; each key's version (a marker's is the largest), placement and whether it holds a session.
+      const order: string[] = [];
+      const entries = new Map<string, { version: number; placed: number; session: boolean }>();
+      let placements = 0;
+      let nextVersion = 1;
+      const place = (key: string, version: number, session: boolean) => {
+        const at = order.indexOf(key);
+        if (at >= 0) order.splice(at, 1);
+        order.push(key);
+        entries.set(key, { version, placed: ++placements, session });
+        while (order.length > max) entries.delete(order.shift() as string);
+      };
+      for (let step = 0; step < 500; step++) {
+        const id = `s${random(3 * max)}`;
+        const key = `default/${id}`;
+        const current = entries.get(key);
+        const op = random(10);
+        if (op < 5) {
+          const version = nextVersion++;
+          await cache.set(sessionSnapshot(id, version));
+          if (!current || current.version < version) place(key, version, true);
+        } else if (op < 8) {
+          const found = cache.getSync(key);
+          expect(found?.id ?? null, `seed ${seed} step ${step}: read ${key}`).toBe(current?.session ? id : null);
+          if (current?.session && placements - current.placed >= max >> 2) place(key, current.version, true);
+        } else if (op < 9) {
+          await cache.invalidate(key);
+          place(key, Number.MAX_SAFE_INTEGER, false);
+        } else if (random(4) === 0) {
+          cache.clear();
+          order.length = 0;
+          entries.clear();
+        }
+        const expected = order.filter((k) => entries.get(k)?.session);
+        expect(cache.entryVersions().map(([k]) => k), `seed ${seed} step ${step}`).toEqual(expected);
+      }
+    }
+  });
 });
