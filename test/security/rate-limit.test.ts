@@ -34,6 +34,20 @@ describe('in-process limiters', () => {
     expect(limiter.consumeNow('k')).toMatchObject({ allowed: true, remaining: 2, resetMs: 60_000 });
   });
 
+  it('a flood of distinct keys past the bound evicts the oldest windows first', () => {
+    const limiter = new InProcessRateLimiter(2, 60_000, { now: () => 0 }, 4);
+    for (const key of ['a', 'b', 'c', 'd']) limiter.consumeNow(key);
+    expect(limiter.consumeNow('a').remaining).toBe(0);
+    limiter.consumeNow('e'); // evicts a, the oldest window
+    expect(limiter.consumeNow('a').remaining).toBe(1); // a new window (evicts b)
+    expect(limiter.consumeNow('c').remaining).toBe(0); // c kept its window
+    expect(limiter.consumeNow('b').remaining).toBe(1); // b was evicted (evicts d)
+    // Rounds over more keys than the bound: each is evicted before it comes back.
+    for (let i = 0; i < 1_000; i++) expect(limiter.consumeNow(`k${i % 9}`).remaining, `call ${i}`).toBe(1);
+    // The last four (calls 996 to 999) are the ones tracked.
+    for (const key of ['k6', 'k7', 'k8', 'k0']) expect(limiter.consumeNow(key).remaining).toBe(0);
+  });
+
   it('connection slots: at most the limit per key, released once', () => {
     const limiter = new InProcessConnectionLimiter(2);
     const a = limiter.acquireNow('k');
