@@ -32,6 +32,9 @@ import type { CacheOrigin, CacheStats, Lifecycle, SessionCache } from './ports.j
 import type { Session } from './types.js';
 import { isSessionId, keyOf, sessionKey } from './ids.js';
 
+/** The `answer` of a plain `get`: the session as found. */
+const asIs = (session: Session | null): Session | null => session;
+
 export interface CoherentSessionCacheOptions {
   near: NearCache | null;
   /** The shared tier; null in PostgreSQL-only mode. */
@@ -282,7 +285,7 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
   get(id: string): Promise<Session | null> {
     const near = this.nearUsable ? this.near : null;
     if (near) {
-      if (near.peek(id)) return this.answerNear(near, id);
+      if (near.peek(id)) return this.answerNear(near, id, asIs);
       near.countMiss();
     }
     return this.getShared(id);
@@ -290,20 +293,15 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
 
   /**
    * `get` of `sessionKey(tenant, id)` answered through `answer`: a near hit finds its entry
-   * without building the key and is answered in the one callback on the bus's settle (as
-   * `answerNear`), so the caller's next step costs no further promise hop. An id that is not
-   * a session id is not looked for in the shared tier (`answer` gets null and refuses it).
+   * without building the key and is answered in `answerNear`'s one callback, so the caller's
+   * next step costs no further promise hop. An id that is not a session id is not looked for
+   * in the shared tier (`answer` gets null and refuses it).
    */
   getFor<T>(tenant: string, id: string, answer: (session: Session | null) => T | PromiseLike<T>): Promise<T> {
     const near = this.nearUsable ? this.near : null;
     if (near) {
       const entry = near.find(tenant, id);
-      if (entry) {
-        return this.bus.settle().then(() => {
-          const found = this.bus.live ? near.hit(entry) : null;
-          return found ? answer(found) : this.getShared(entry.key).then(answer);
-        });
-      }
+      if (entry) return this.answerNear(near, entry, answer);
       near.countMiss();
     }
     if (!isSessionId(id)) return Promise.resolve(null).then(answer);
@@ -313,14 +311,13 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
   /**
    * A near hit. An invalidation that reached this instance before another instance's write
    * was acknowledged is applied before we answer from memory (rule 4 of docs/distributed.md).
-   * The hit is the one callback on the bus's settle (no further awaits), so it costs that
-   * wait and one microtask.
+   * The hit is the one callback on the bus's settle (no further awaits), which also runs
+   * `answer`, so it costs that wait and one microtask.
    */
-  private answerNear(near: NearCache, found: string | NearEntry): Promise<Session | null> {
+  private answerNear<T>(near: NearCache, found: string | NearEntry, answer: (session: Session | null) => T | PromiseLike<T>): Promise<T> {
     return this.bus.settle().then(() => {
-      const key = typeof found === 'string' ? found : found.key;
-      if (!this.bus.live) return this.getShared(key);
-      return (typeof found === 'string' ? near.getSync(found) : near.hit(found)) ?? this.getShared(key);
+      const hit = !this.bus.live ? null : typeof found === 'string' ? near.getSync(found) : near.hit(found);
+      return hit ? answer(hit) : this.getShared(typeof found === 'string' ? found : found.key).then(answer);
     });
   }
 

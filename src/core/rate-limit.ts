@@ -3,6 +3,7 @@
  * over Redis (shared by every instance) and in-process (embedded mode, PostgreSQL-only
  * mode, and the fallback while Redis is unreachable).
  */
+import { OldestFirst } from './oldest-first.js';
 
 export interface RateLimitDecision {
   allowed: boolean;
@@ -48,14 +49,8 @@ const MAX_TRACKED_KEYS = 100_000;
 
 export class InProcessRateLimiter implements RateLimiter {
   private readonly windows = new Map<string, { count: number; resetAt: number }>();
-  /**
-   * The eviction's place in `windows`, kept across calls: every key before it was deleted
-   * and a renewed window moves to the end, so its next key is the oldest. A new iterator per
-   * eviction would step over every slot deleted since the map last rehashed (V8 keeps them
-   * until then): 20–110 µs per new key in a flood of distinct keys past the bound, against
-   * about 1 µs with the kept one.
-   */
-  private oldest: IterableIterator<string> | null = null;
+  /** The eviction's place in `windows` (one kept iterator). */
+  private readonly oldest = new OldestFirst(() => this.windows.keys());
   private lastSweep = 0;
 
   constructor(
@@ -76,7 +71,10 @@ export class InProcessRateLimiter implements RateLimiter {
     let w = this.windows.get(key);
     if (!w || w.resetAt <= now) {
       // Bounded: a flood of distinct keys (addresses) evicts the oldest windows first.
-      if (!w && this.windows.size >= this.maxKeys) this.evictOldest();
+      if (!w && this.windows.size >= this.maxKeys) {
+        const oldest = this.oldest.take();
+        if (oldest !== undefined) this.windows.delete(oldest);
+      }
       w = { count: 0, resetAt: now + this.windowMs };
       this.windows.delete(key);
       this.windows.set(key, w);
@@ -84,14 +82,6 @@ export class InProcessRateLimiter implements RateLimiter {
     w.count += 1;
     const allowed = w.count <= this.limit;
     return { allowed, limit: this.limit, remaining: Math.max(0, this.limit - w.count), resetMs: w.resetAt - now, scope: 'local' };
-  }
-
-  private evictOldest(): void {
-    this.oldest ??= this.windows.keys();
-    let next = this.oldest.next();
-    // Done: every key it could see is gone (an ended iterator sees none added later).
-    if (next.done) next = (this.oldest = this.windows.keys()).next();
-    if (!next.done) this.windows.delete(next.value);
   }
 
   private sweep(now: number): void {

@@ -190,12 +190,12 @@ export class SessionService {
       return Promise.reject(err);
     }
     const cache = this.cache;
+    const answer = (hit: Session | null): Session | Promise<Session | null> => {
+      if (hit) return withEffectiveStatus(hit);
+      this.checkId(id);
+      return this.load(tenant, id, required);
+    };
     if (cache?.getFor) {
-      const answer = (hit: Session | null): Session | Promise<Session | null> => {
-        if (hit) return withEffectiveStatus(hit);
-        this.checkId(id);
-        return this.load(tenant, id, required);
-      };
       try {
         // It answers its own failures as misses: it rejects only with what `answer` threw.
         return cache.getFor(tenant, id, answer);
@@ -220,7 +220,7 @@ export class SessionService {
     } catch (err) {
       return fromRepository(err);
     }
-    return cached.then((hit) => (hit ? withEffectiveStatus(hit) : this.load(tenant, id, required)), fromRepository);
+    return cached.then(answer, fromRepository);
   }
 
   /** `lookup` past the cache: the repository, then the snapshot is written back. */

@@ -7,6 +7,7 @@
 import { keyOf, splitSessionKey } from '../../core/ids.js';
 import type { NearCache, NearEntry } from '../../core/cache-tiers.js';
 import type { CacheStats, SessionCache } from '../../core/ports.js';
+import { OldestFirst } from '../../core/oldest-first.js';
 import type { Session } from '../../core/types.js';
 
 interface Entry extends NearEntry {
@@ -48,8 +49,8 @@ export class LruSessionCache implements SessionCache, NearCache {
   private misses = 0;
   /** Entries put or moved to the most recent end so far (see `touch`). */
   private placements = 0;
-  /** The eviction's place in `entries` (see `evict`). */
-  private oldest: IterableIterator<Entry> | null = null;
+  /** The eviction's place in `entries`. */
+  private readonly oldest = new OldestFirst(() => this.entries.values());
 
   constructor(options: LruSessionCacheOptions = {}) {
     this.maxEntries = options.maxEntries ?? 10_000;
@@ -65,8 +66,8 @@ export class LruSessionCache implements SessionCache, NearCache {
   /** `get` by tenant and id, without building the key, answered through `answer` at once. */
   getFor<T>(tenant: string, id: string, answer: (session: Session | null) => T | PromiseLike<T>): Promise<T> {
     const entry = this.find(tenant, id);
-    const found = entry ? this.hit(entry) : null;
     if (!entry) this.misses++;
+    const found = entry ? this.hit(entry) : null;
     try {
       return Promise.resolve(answer(found));
     } catch (err) {
@@ -153,7 +154,7 @@ export class LruSessionCache implements SessionCache, NearCache {
   clear(): void {
     for (const entry of this.entries.values()) entry.live = false;
     this.entries.clear();
-    this.oldest = null;
+    this.oldest.reset();
     this.byTenant.clear();
   }
 
@@ -210,22 +211,12 @@ export class LruSessionCache implements SessionCache, NearCache {
     if (ids.size === 0) this.byTenant.delete(entry.tenant);
   }
 
-  /**
-   * Removes the least recently used entries down to the limit, walking the map with one
-   * iterator kept across calls. The map holds its entries in insertion order, every entry
-   * before the iterator's place was removed, and a touched entry moves to the end, so its
-   * next entry is always the oldest. A new iterator per eviction would step over every slot
-   * deleted since the map last rehashed (V8 keeps them until then): with 10,000 entries that
-   * was about 8 µs per eviction, so every fill of a full cache (each create, each miss) paid
-   * it; the kept iterator steps over each slot once.
-   */
+  /** Removes the least recently used entries down to the limit (`OldestFirst`: one kept iterator). */
   private evict(): void {
     while (this.entries.size > this.maxEntries) {
-      this.oldest ??= this.entries.values();
-      const next = this.oldest.next();
-      // Done: every entry it could see is gone (an ended iterator sees none added later).
-      if (next.done) this.oldest = null;
-      else this.remove(next.value);
+      const oldest = this.oldest.take();
+      if (!oldest) return;
+      this.remove(oldest);
     }
   }
 }
