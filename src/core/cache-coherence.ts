@@ -551,7 +551,7 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
   /** The version the shared tier holds afterwards, or null when the update failed (and was repaired, unless created or read). */
   private async storeOrRepair(shared: SharedTier, session: Session, origin: CacheOrigin): Promise<number | null> {
     try {
-      const stored = await shared.cache.store(session, { announce: origin !== 'created' });
+      const stored = await shared.cache.store(session, { created: origin === 'created' });
       this.repaired(keyOf(session), stored);
       return stored;
     } catch (err) {

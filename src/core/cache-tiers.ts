@@ -68,10 +68,11 @@ export interface SharedCache {
   getMany(ids: readonly string[]): Promise<Map<string, Session>>;
   /**
    * Stores unless a newer version is there; resolves to the version held afterwards. The
-   * store tells every instance (the invalidation), unless `announce` is false: a session
-   * just created, of which no instance holds an older version.
+   * store tells every instance (the invalidation), unless `created`: the first version of a
+   * session just inserted, of which no instance holds an older version (the tier may then
+   * store it without a comparison where it holds nothing for the id).
    */
-  store(session: Session, options?: { announce?: boolean }): Promise<number>;
+  store(session: Session, options?: { created?: boolean }): Promise<number>;
   /**
    * Writes a marker: no data, but nothing older than `version` may be stored over it, and
    * readers miss. Resolves to the version held afterwards.

@@ -129,6 +129,43 @@ export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
       expect(ttl).toBeGreaterThan(0);
       expect(ttl).toBeLessThanOrEqual(60_000);
     });
+
+    it('a created snapshot lands where the key holds nothing, tells nobody, and keeps what a key holds by the script’s rules', async () => {
+      const created = { created: true };
+      const fresh = crypto.randomUUID();
+      const { messages, sub } = await invalidationsOf(fresh);
+      try {
+        expect(await cache.store(snapshot(fresh, 1), created)).toBe(1);
+        expect(await raw.get(key(fresh))).toMatch(/^1:\[2,/);
+        const ttl = await raw.pTTL(key(fresh));
+        expect(ttl).toBeGreaterThan(0);
+        expect(ttl).toBeLessThanOrEqual(60_000);
+        // The next store publishes; its message is the first one on the channel.
+        await cache.store(snapshot(fresh, 2));
+        await waitFor(() => messages.length > 0, 10_000, 'the message of the second store');
+        expect(messages).toEqual([`default/${fresh} 2`]);
+      } finally {
+        await sub.close();
+      }
+
+      // A reused id's delete marker keeps it out.
+      const deleted = crypto.randomUUID();
+      await cache.invalidate(sessionKey('default', deleted));
+      expect(await cache.store(snapshot(deleted, 1), created)).toBe(TOMBSTONE_VERSION);
+      expect(await cache.get(sessionKey('default', deleted))).toBeNull();
+
+      // A newer version stored first stays.
+      const newer = crypto.randomUUID();
+      await cache.store(snapshot(newer, 4));
+      expect(await cache.store(snapshot(newer, 1), created)).toBe(4);
+      expect((await cache.get(sessionKey('default', newer)))?.title).toBe('v4');
+
+      // A marker of its own version gives way to its data, as for any store.
+      const marked = crypto.randomUUID();
+      expect(await cache.mark(sessionKey('default', marked), 1)).toBe(1);
+      expect(await cache.store(snapshot(marked, 1), created)).toBe(1);
+      expect((await cache.get(sessionKey('default', marked)))?.version).toBe(1);
+    });
   });
 
   describe('snapshots from before the revision (issue 11)', () => {
