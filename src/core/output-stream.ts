@@ -64,6 +64,8 @@ export interface OutputArchiveOptions {
 export class OutputArchive {
   private queue: QueuedBatch[] = [];
   private inFlight = 0;
+  /** Batches in the statements in flight (a writer has at most one batch queued or in flight). */
+  private batchesInFlight = 0;
   private scheduled = false;
   private readonly maxInFlight: number;
   private readonly maxEvents: number;
@@ -109,8 +111,10 @@ export class OutputArchive {
       if (this.holding()) return;
       const group = this.take();
       this.inFlight++;
+      this.batchesInFlight += group.length;
       void this.commit(group).finally(() => {
         this.inFlight--;
+        this.batchesInFlight -= group.length;
         this.kick();
       });
     }
@@ -118,14 +122,20 @@ export class OutputArchive {
 
   /**
    * Whether the next statement still waits for the commit delay. When it does, a timer kicks
-   * again then; arrivals and finished statements meanwhile kick for nothing.
+   * again then; arrivals and finished statements meanwhile kick for nothing. It does not wait
+   * once every run writing here has a batch queued or in flight: no other batch can come
+   * before a statement ends, so waiting would gather nothing. (Runs that await each emit all
+   * wait on one statement when they fall behind their pace; without this they would also
+   * wait out the delay on every round.)
    */
   private holding(): boolean {
     if (this.commitDelayMs <= 0) return false;
     const oldest = this.queue[0] as QueuedBatch;
-    const wait = oldest.alone || this.queuedEvents >= this.maxEvents || this.writers() < this.commitSiblings
-      ? 0
-      : oldest.at + this.commitDelayMs - performance.now();
+    const writers = this.writers();
+    const wait =
+      oldest.alone || this.queuedEvents >= this.maxEvents || writers < this.commitSiblings || this.queue.length + this.batchesInFlight >= writers
+        ? 0
+        : oldest.at + this.commitDelayMs - performance.now();
     // Timers fire on the loop's millisecond clock, possibly a fraction early: close enough.
     if (wait < 0.5) {
       if (this.delayed) clearTimeout(this.delayed);

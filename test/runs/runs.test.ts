@@ -491,6 +491,44 @@ for (const mode of MODES) {
       }
     });
 
+    it.skipIf(!mode.shared)('the commit delay ends once every run writing on the instance has an event waiting', async () => {
+      // The longest delay there is: ten rounds of it would take 10 s, which the deadline below does not allow.
+      const c = await storage.open({
+        RUN_LEASE_MS: LEASE,
+        INSTANCE_ID: `d-${mode.name}`,
+        OUTPUT_COMMIT_DELAY_MS: '1000',
+        OUTPUT_COMMIT_SIBLINGS: '3',
+      });
+      try {
+        const created = await Promise.all(Array.from({ length: 3 }, () => c.create({})));
+        let release!: () => void;
+        const gate = new Promise<void>((resolve) => (release = resolve));
+        const emitted: number[] = [];
+        const runs = await Promise.all(
+          created.map((session, i) =>
+            c.runs.start(session.id, async (run) => {
+              await gate;
+              // Each awaits its emits, as a runner relaying tokens does: every round, all three wait on one statement.
+              for (let k = 0; k < 10; k++) await run.emit({ type: 'text', data: { i, k } });
+              emitted.push(i);
+            }),
+          ),
+        );
+        release();
+        await waitFor(() => emitted.length === 3, 5_000, 'every run to have its ten emits committed');
+        const ended = await Promise.all(runs.map((r) => c.runs.wait(r.sessionId, r.id)));
+        expect(ended.map((r) => r.status)).toEqual(Array(3).fill('completed'));
+        const rows = await internals(c).db.query<{ commits: number }>(
+          `SELECT count(DISTINCT created_at)::int AS commits FROM run_output WHERE session_id = ANY($1::text[]) AND type = 'text'`,
+          [created.map((s) => s.id)],
+        );
+        // The three runs' k-th events went together: one commit per round.
+        expect(rows[0]?.commits).toBe(10);
+      } finally {
+        await c.close();
+      }
+    });
+
     it('interrupts a run when its session is terminated', async () => {
       const session = await a.create();
       const run = await a.runs.start(session.id, untilInterrupted);
