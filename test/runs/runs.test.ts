@@ -449,14 +449,20 @@ for (const mode of MODES) {
       expect(texts.map((e) => (e.data as { i: number }).i)).toEqual([...Array(10).keys()]);
     });
 
+    /** An instance of its own with the longest commit delay (1 s) from `siblings` runs: the delay's condition counts the runs of the instance. */
+    const delayedInstance = (name: string, siblings: number) =>
+      storage.open({ RUN_LEASE_MS: LEASE, INSTANCE_ID: `${name}-${mode.name}`, OUTPUT_COMMIT_DELAY_MS: '1000', OUTPUT_COMMIT_SIBLINGS: String(siblings) });
+    /** How many commits the sessions' `text` events took: rows of one commit share its transaction time. */
+    const textCommits = async (s: Sessions, ids: string[]): Promise<number> => {
+      const rows = await internals(s).db.query<{ commits: number }>(
+        `SELECT count(DISTINCT created_at)::int AS commits FROM run_output WHERE session_id = ANY($1::text[]) AND type = 'text'`,
+        [ids],
+      );
+      return rows[0]?.commits ?? 0;
+    };
+
     it.skipIf(!mode.shared)('the commit delay holds a statement for more runs\' events only while enough runs write on the instance', async () => {
-      // A third instance of its own: the delay's condition counts the runs of the instance.
-      const c = await storage.open({
-        RUN_LEASE_MS: LEASE,
-        INSTANCE_ID: `c-${mode.name}`,
-        OUTPUT_COMMIT_DELAY_MS: '1000',
-        OUTPUT_COMMIT_SIBLINGS: '6',
-      });
+      const c = await delayedInstance('c', 6);
       try {
         /** Starts `n` runs that each emit one event, 50 ms apart, once all are running; how many commits their events took. */
         const staggered = async (n: number): Promise<number> => {
@@ -475,12 +481,7 @@ for (const mode of MODES) {
           release();
           const ended = await Promise.all(runs.map((r) => c.runs.wait(r.sessionId, r.id)));
           expect(ended.map((r) => r.status)).toEqual(Array(n).fill('completed'));
-          // Rows of one commit share its transaction time.
-          const rows = await internals(c).db.query<{ commits: number }>(
-            `SELECT count(DISTINCT created_at)::int AS commits FROM run_output WHERE session_id = ANY($1::text[]) AND type = 'text'`,
-            [created.map((s) => s.id)],
-          );
-          return rows[0]?.commits ?? 0;
+          return textCommits(c, created.map((s) => s.id));
         };
         // Six runs (the siblings): the first event waits up to 1 s, the others (250 ms later at most) join it.
         expect(await staggered(6)).toBe(1);
@@ -492,13 +493,8 @@ for (const mode of MODES) {
     });
 
     it.skipIf(!mode.shared)('the commit delay ends once every run writing on the instance has an event waiting', async () => {
-      // The longest delay there is: ten rounds of it would take 10 s, which the deadline below does not allow.
-      const c = await storage.open({
-        RUN_LEASE_MS: LEASE,
-        INSTANCE_ID: `d-${mode.name}`,
-        OUTPUT_COMMIT_DELAY_MS: '1000',
-        OUTPUT_COMMIT_SIBLINGS: '3',
-      });
+      // Ten rounds of the 1 s delay would take 10 s, which the deadline below does not allow.
+      const c = await delayedInstance('d', 3);
       try {
         const created = await Promise.all(Array.from({ length: 3 }, () => c.create({})));
         let release!: () => void;
@@ -518,12 +514,8 @@ for (const mode of MODES) {
         await waitFor(() => emitted.length === 3, 5_000, 'every run to have its ten emits committed');
         const ended = await Promise.all(runs.map((r) => c.runs.wait(r.sessionId, r.id)));
         expect(ended.map((r) => r.status)).toEqual(Array(3).fill('completed'));
-        const rows = await internals(c).db.query<{ commits: number }>(
-          `SELECT count(DISTINCT created_at)::int AS commits FROM run_output WHERE session_id = ANY($1::text[]) AND type = 'text'`,
-          [created.map((s) => s.id)],
-        );
         // The three runs' k-th events went together: one commit per round.
-        expect(rows[0]?.commits).toBe(10);
+        expect(await textCommits(c, created.map((s) => s.id))).toBe(10);
       } finally {
         await c.close();
       }
