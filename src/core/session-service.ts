@@ -190,10 +190,11 @@ export class SessionService {
       return Promise.reject(err);
     }
     const cache = this.cache;
+    const loaded = (hit: Session | null): Session | Promise<Session | null> => (hit ? withEffectiveStatus(hit) : this.load(tenant, id, required));
+    // Through `getFor` the id is checked only on a miss; the other ways check it first (below).
     const answer = (hit: Session | null): Session | Promise<Session | null> => {
-      if (hit) return withEffectiveStatus(hit);
-      this.checkId(id);
-      return this.load(tenant, id, required);
+      if (!hit) this.checkId(id);
+      return loaded(hit);
     };
     if (cache?.getFor) {
       try {
@@ -220,7 +221,7 @@ export class SessionService {
     } catch (err) {
       return fromRepository(err);
     }
-    return cached.then(answer, fromRepository);
+    return cached.then(loaded, fromRepository);
   }
 
   /** `lookup` past the cache: the repository, then the snapshot is written back. */
