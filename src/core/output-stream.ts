@@ -1,9 +1,10 @@
 /**
  * Writing and reading a session's output.
  *
- * Writes are archive-first: a batch is committed to PostgreSQL (which allocates its seqs)
- * before it is published live, so the archive always holds everything a live reader has
- * seen. Readers therefore resume from any seq by reading the archive and then the live log,
+ * Writes are archive-first: a batch is committed to PostgreSQL before it is published live,
+ * so the archive always holds everything a live reader has seen. A batch's seqs follow its
+ * run's start event and the events its writer archived before: while a run runs, its writer
+ * is the only one that writes its session's output. Readers therefore resume from any seq by reading the archive and then the live log,
  * and fill any hole in the live log (trimmed, lost in a Redis restart, published out of
  * order) from the archive: no gap, no duplicate. Only the output retention
  * (OUTPUT_RETENTION_HOURS) removes archived events: a reader whose cursor is older than the
@@ -236,6 +237,8 @@ export class OutputWriter {
   /** Live publishes, chained so they leave in commit order while the next batch commits. */
   private publishing: Promise<void> = Promise.resolve();
   private failure: unknown = null;
+  /** Events of this run archived so far: the next batch's offset (OutputBatch). */
+  private archived = 0;
 
   constructor(private readonly options: OutputWriterOptions) {}
 
@@ -274,7 +277,7 @@ export class OutputWriter {
       const batch = this.pending.splice(0, MAX_BATCH);
       let stored: OutputEvent[] | null;
       try {
-        stored = await withRetries(() => archive.append({ tenant, sessionId, runId, events: batch.map((p) => p.event) }));
+        stored = await withRetries(() => archive.append({ tenant, sessionId, runId, offset: this.archived, events: batch.map((p) => p.event) }));
       } catch (err) {
         for (const p of batch) p.reject(err);
         this.close(err);
@@ -288,6 +291,7 @@ export class OutputWriter {
         this.options.onLost();
         return;
       }
+      this.archived += batch.length;
       batch.forEach((p, i) => p.resolve(stored[i]?.seq ?? 0));
       // Published in commit order; a failure only makes readers use the archive.
       this.publishing = this.publishing.then(() => live.publish(key, stored).catch(this.options.onPublishError));

@@ -138,6 +138,12 @@ export interface OutputBatch {
   tenant: string;
   sessionId: string;
   runId: string;
+  /**
+   * Events of this run its writer archived before this batch: the batch's first event takes
+   * the seq `startSeq + offset + 1` (a run's writer is the only writer of its session's
+   * output while it runs, one batch at a time).
+   */
+  offset: number;
   events: readonly ArchivedOutputEvent[];
 }
 

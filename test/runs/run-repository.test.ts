@@ -9,9 +9,9 @@ import { PostgresRunRepository } from '../../src/adapters/postgres/run-repositor
 import type { SqlDatabase } from '../../src/adapters/postgres/database.js';
 import { run, statements } from '../../src/adapters/postgres/sql.js';
 import { uuidv7 } from '../../src/core/ids.js';
-import type { FinalizeRequest, StartRunRequest } from '../../src/core/runs.js';
+import type { AppendOutcome, FinalizeRequest, OutputEvent, StartRunRequest } from '../../src/core/runs.js';
 import { internals, type Sessions } from '../../src/internal.js';
-import { MODES, modeReady } from './support.js';
+import { MODES, modeReady, waitFor } from './support.js';
 
 const SQL = statements('runApply');
 
@@ -91,17 +91,20 @@ for (const mode of MODES.filter((m) => m.name === 'embedded' || m.name === 'post
       const [a, b, idle] = await Promise.all([sessions.create(), sessions.create(), sessions.create()]);
       const runA = (await plain.start(startRequest(a.id))).run.id;
       const runB = (await plain.start(startRequest(b.id))).run.id;
-      const batches = [
-        { tenant: 'default', sessionId: a.id, runId: runA, events: [{ type: 'text', data: { text: 'x', n: 1 } }, { type: 'text', data: 'y', json: '"y"' }] },
-        { tenant: 'default', sessionId: b.id, runId: runB, events: [{ type: 'tool_call', data: [1, { k: null }] }] },
-        { tenant: 'default', sessionId: idle.id, runId: uuidv7(), events: [{ type: 'text', data: 'nobody runs here' }] },
+      // Each run's events follow the ones it archived before (its writer counts them).
+      const batches = (round: number) => [
+        { tenant: 'default', sessionId: a.id, runId: runA, offset: 2 * round, events: [{ type: 'text', data: { text: 'x', n: 1 } }, { type: 'text', data: 'y', json: '"y"' }] },
+        { tenant: 'default', sessionId: b.id, runId: runB, offset: round, events: [{ type: 'tool_call', data: [1, { k: null }] }] },
+        { tenant: 'default', sessionId: idle.id, runId: uuidv7(), offset: 0, events: [{ type: 'text', data: 'nobody runs here' }] },
       ];
-      for (const wait of [true, false]) {
-        const outcomes = await plain.appendOutput(batches, { wait });
+      for (const [round, wait] of [true, false].entries()) {
+        const outcomes = await plain.appendOutput(batches(round), { wait });
         expect(outcomes[2]).toBeNull();
-        for (const [i, batch] of batches.slice(0, 2).entries()) {
+        for (const [i, batch] of batches(round).slice(0, 2).entries()) {
           const stored = outcomes[i];
           if (!Array.isArray(stored)) throw new Error(`batch ${i}: ${String(stored)}`);
+          // After the start event (seq 1) and the run's earlier batches.
+          expect(stored.map((e) => e.seq)).toEqual(batch.events.map((_, j) => 2 + batch.offset + j));
           const after = (stored[0]?.seq ?? 0) - 1;
           expect(await plain.readOutput('default', batch.sessionId, after, 100)).toEqual(stored);
           expect(stored.map((e) => e.data)).toEqual(batch.events.map((e) => e.data));
@@ -113,7 +116,7 @@ for (const mode of MODES.filter((m) => m.name === 'embedded' || m.name === 'post
       const before = await plain.readOutput('default', a.id, 0, 100);
       await db.transaction(async (tx) => {
         await tx.query('SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE', [a.id]);
-        const outcomes = await plain.appendOutput(batches.slice(0, 2), { wait: false });
+        const outcomes = await plain.appendOutput(batches(2).slice(0, 2), { wait: false });
         expect(outcomes[0]).toBe('busy');
         expect(Array.isArray(outcomes[1])).toBe(true);
       });
@@ -183,6 +186,86 @@ for (const mode of MODES.filter((m) => m.name === 'embedded' || m.name === 'post
         );
         expect(counts).toEqual({ running_run_id: rival, queued_runs: 1 });
       }
+    });
+
+    /** Two text events of `runId`, the first it archives (its start event is seq 1): seqs 2 and 3. */
+    const twoEvents = (sessionId: string, runId: string) => [
+      { tenant: 'default', sessionId, runId, offset: 0, events: [{ type: 'text', data: 'a' }, { type: 'text', data: 'b' }] },
+    ];
+
+    /** The session's archived output as [seq, type]. */
+    const archived = async (sessionId: string) => ((await plain.readOutput('default', sessionId, 0, 100)) ?? []).map((e) => [e.seq, e.type]);
+
+    it('stores a batch sent again (its reply lost) once, at the same seqs, alone or in a group', async () => {
+      const s = await sessions.create();
+      const first = await plain.start(startRequest(s.id));
+      const seqs = (outcomes: AppendOutcome[]) => (outcomes[0] as OutputEvent[]).map((e) => e.seq);
+      expect(seqs(await plain.appendOutput(twoEvents(s.id, first.run.id)))).toEqual([2, 3]);
+      for (const wait of [true, false]) expect(seqs(await plain.appendOutput(twoEvents(s.id, first.run.id), { wait }))).toEqual([2, 3]);
+      expect(await archived(s.id)).toEqual([
+        [1, 'status'],
+        [2, 'text'],
+        [3, 'text'],
+      ]);
+    });
+
+    it('ends a run on the locked rows when its output was appended between the snapshot and the apply', async () => {
+      const s = await sessions.create();
+      const first = await plain.start(startRequest(s.id));
+      // Appends do not write the session row: the snapshot's last seq (1) is what changed.
+      const repo = new PostgresRunRepository(interfering(db, beforeFirstApply(async () => void (await plain.appendOutput(twoEvents(s.id, first.run.id))))));
+      const ended = await repo.finalize(finalizeRequest(s.id, first.run.id));
+      expect(ended?.run).toMatchObject({ status: 'completed', endSeq: 4 });
+      expect(ended?.events.map((e) => [e.seq, e.type])).toEqual([[4, 'done']]);
+      expect(await archived(s.id)).toEqual([
+        [1, 'status'],
+        [2, 'text'],
+        [3, 'text'],
+        [4, 'done'],
+      ]);
+    });
+
+    it('ends a run on the locked rows when an append held the session row while the apply waited for it', async () => {
+      // PGlite has one connection: no statement waits there for another transaction.
+      if (mode.name !== 'postgres') return;
+      const s = await sessions.create();
+      const first = await plain.start(startRequest(s.id));
+      let release = () => undefined as void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      let holding = () => undefined as void;
+      const held = new Promise<void>((resolve) => (holding = resolve));
+      // An append that has written its events and holds the row (FOR KEY SHARE), not yet committed.
+      const appending = db.transaction(async (tx) => {
+        const stored = await new PostgresRunRepository(tx as unknown as SqlDatabase).appendOutput(twoEvents(s.id, first.run.id));
+        expect((stored[0] as Array<{ seq: number }>).map((e) => e.seq)).toEqual([2, 3]);
+        holding();
+        await released;
+      });
+      await held;
+      // The snapshot does not see the append; its apply waits for the row, and then its terminal
+      // event takes seq 2, which the append has: the archive's key refuses it, and the decision
+      // is made again on the locked rows.
+      const ending = plain.finalize(finalizeRequest(s.id, first.run.id));
+      await waitFor(
+        async () => {
+          const [row] = await db.query<{ n: number }>(
+            `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '-- run-apply:%'`,
+          );
+          return (row?.n ?? 0) > 0;
+        },
+        10_000,
+        'the finalization to wait for the session row',
+      );
+      release();
+      await appending;
+      const ended = await ending;
+      expect(ended?.run).toMatchObject({ status: 'completed', endSeq: 4 });
+      expect(await archived(s.id)).toEqual([
+        [1, 'status'],
+        [2, 'text'],
+        [3, 'text'],
+        [4, 'done'],
+      ]);
     });
 
     it('promotes a run queued between the snapshot and the apply of a finalization', async () => {

@@ -54,7 +54,7 @@ import type {
 } from '../../core/runs.js';
 import { noteDataJson } from '../../core/runs.js';
 import type { Page, Session, SessionStatus } from '../../core/types.js';
-import type { SqlDatabase, SqlExecutor } from './database.js';
+import { sqlState, type SqlDatabase, type SqlExecutor } from './database.js';
 import { iso, isoOrNull, numOrNull, rowToSession, strOrNull, type Row } from './rows.js';
 import { run, statements } from './sql.js';
 
@@ -110,7 +110,7 @@ export function rowToRun(r: Row): Run {
 function batchesJson(batches: readonly OutputBatch[], texts: readonly string[][]): string {
   const parts = batches.map((b, i) => {
     const events = b.events.map((e, j) => `{"type":${JSON.stringify(e.type)},"data":${texts[i]?.[j]}}`);
-    return `{"tenant":${JSON.stringify(b.tenant)},"session":${JSON.stringify(b.sessionId)},"run":${JSON.stringify(b.runId)},"events":[${events.join(',')}]}`;
+    return `{"tenant":${JSON.stringify(b.tenant)},"session":${JSON.stringify(b.sessionId)},"run":${JSON.stringify(b.runId)},"offset":${b.offset},"events":[${events.join(',')}]}`;
   });
   return `[${parts.join(',')}]`;
 }
@@ -306,9 +306,15 @@ export class PostgresRunRepository implements RunRepository {
     return row ? sessionRuns(id, row) : null;
   }
 
-  /** Locks the session's running and queued runs (after its row) and adds them to the state. */
+  /**
+   * Locks the session's running and queued runs (after its row) and adds them to the state,
+   * with the running run's appends in the last seq (the session row does not count them).
+   */
   private async lockRuns(tx: SqlExecutor, locked: SessionRuns): Promise<void> {
     const rows = await run(tx, SQL.runActiveRuns, { session: locked.state.session.id, tenant: locked.tenant });
+    const appended = numOrNull(rows[0]?.last_seq);
+    const session = locked.state.session;
+    if (appended !== null && appended > session.outputSeq) locked.state = { ...locked.state, session: { ...session, outputSeq: appended } };
     locked.state = withRuns(locked.state, rows.map(rowToActiveRun));
   }
 
@@ -327,7 +333,16 @@ export class PostgresRunRepository implements RunRepository {
    */
   private async apply(db: SqlExecutor, on: SessionRuns, plan: WritePlan, snapshot = false): Promise<Applied | null> {
     const parameter = applyParameter(plan, snapshot ? expectation(on.state) : null);
-    const [row] = await run(db, SQL.runApply, { session: on.state.session.id, tenant: on.tenant, plan: parameter });
+    let row: Row | undefined;
+    try {
+      [row] = await run(db, SQL.runApply, { session: on.state.session.id, tenant: on.tenant, plan: parameter });
+    } catch (err) {
+      // An append that held the session row as this statement waited for it committed seqs this
+      // statement's snapshot does not see, and one of them is the seq the plan gave its event:
+      // the rows changed (the locked way reads them after the lock).
+      if (snapshot && sqlState(err) === '23505' && (err as { constraint?: unknown }).constraint === 'run_output_pkey') return null;
+      throw err;
+    }
     const r = row as Row;
     if (r.applied !== true) return null;
     // Locked or unchanged, the session row is there; a plan that wrote nothing to it would be a defect.

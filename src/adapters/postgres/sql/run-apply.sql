@@ -34,8 +34,12 @@ WITH expected AS (
 ), cur AS (
   -- A decision made on a snapshot: lock the session row, then the runs it read (lock order:
   -- session, then runs), and compare their newest versions with what the decision saw. The
-  -- rules are pure, so unchanged rows mean the same decision.
-  SELECT s.id, s.status, s.version, s.output_seq, s.running_run_id, s.queued_runs,
+  -- rules are pure, so unchanged rows mean the same decision. The last seq counts the running
+  -- run's appends as run-state does. An append committed while this statement waited for the
+  -- row is not in its snapshot, but the plan's first event takes the seq after the one the
+  -- decision saw, which that append took: the insert fails on the archive's key, and the
+  -- caller decides again on the locked rows.
+  SELECT s.id, s.status, s.version, GREATEST(s.output_seq, (SELECT max(o.seq) FROM run_output o WHERE o.tenant_id = s.tenant_id AND o.session_id = s.id)) AS output_seq, s.running_run_id, s.queued_runs,
     agent_sessions_live(s) AS live
   FROM sessions s
   WHERE s.tenant_id = $2 AND s.id = $1 AND EXISTS (SELECT 1 FROM expected)
@@ -118,8 +122,9 @@ WITH expected AS (
   -- The text the run streamed, in seq order. Every event of it is archived by now and this
   -- snapshot sees it: its owner flushed its output before finalizing; an append locks the
   -- session row and checks the running run there, so it committed before this transaction
-  -- locked the row (the locked way: this statement's snapshot is taken after the lock) or
-  -- moved output_seq, which the guard then sees (the snapshot way), or it stores nothing.
+  -- locked the row (the locked way: this statement's snapshot is taken after the lock), or
+  -- moved the last seq, which the guard then sees, or took the terminal event's seq, which
+  -- fails this statement (the snapshot way), or it stores nothing.
   -- A text event's data is { text } (or the text itself). Exactly once: the plan comes only
   -- with the run's end, which this statement writes.
   SELECT w.run_id,

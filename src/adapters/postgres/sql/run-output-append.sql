@@ -1,29 +1,35 @@
--- run-output-append: allocates contiguous seqs and archives batches of several runs' output in one commit, each only while its run is its session's running run.
--- $1 batches jsonb: array of { tenant, session, run, events: array of { type, data } }, at most one batch per session
+-- run-output-append: archives batches of several runs' output in one commit, each only while its run is its session's running run, at the seqs that follow the events its run archived before.
+-- $1 batches jsonb: array of { tenant, session, run, offset, events: array of { type, data } }, at most one batch per session; offset: events of the run archived before this batch
 -- reply: one row per batch stored (tenant_id, id, output_seq: the batch's last seq, created_at: its events'); none for a batch whose run is not running.
 -- A batch's events got the seqs output_seq - n + 1 .. output_seq in their order: the caller has them, so they do not come back.
 -- One batch alone (the archive's groups of several go by run-output-append-group, which does
--- not wait on a busy session); it takes the same batches array. Sessions are locked in id
--- order, so two overlapping statements never deadlock. The check is on the locked session row (cur), not the UPDATE's
--- snapshot of it: a finalization that ended a run holds and changes that row, so a batch
--- racing it commits before the terminal event or not at all.
+-- not wait on a busy session); it takes the same batches array. A run's events take the seqs
+-- after its start event (start_seq + offset + 1, ...): while it runs, its writer is the only one
+-- that writes its session's output, one batch at a time, so the seqs need no counter and the
+-- session row is not written. It is locked FOR KEY SHARE, in id order (two overlapping statements
+-- never deadlock), and the check is on the locked row (cur), not a snapshot of it: a
+-- finalization that ends the run holds and changes that row, so a batch racing it commits
+-- before the terminal event or not at all. A seq already archived while the run still runs
+-- is this batch's own: its statement committed and the reply was lost, and the writer sent it
+-- again with the same offset. That event is not written again (ON CONFLICT DO NOTHING): a
+-- retried batch is stored once, at the same seqs.
 WITH input AS (
-  SELECT b->>'tenant' AS tenant_id, b->>'session' AS session_id, (b->>'run')::uuid AS run_id, b->'events' AS events
+  SELECT b->>'tenant' AS tenant_id, b->>'session' AS session_id, (b->>'run')::uuid AS run_id, (b->>'offset')::bigint AS off, b->'events' AS events
   FROM jsonb_array_elements($1::jsonb) AS b
 ), cur AS (
   SELECT s.tenant_id, s.id, s.running_run_id FROM sessions s
   WHERE (s.tenant_id, s.id) IN (SELECT tenant_id, session_id FROM input)
   ORDER BY s.tenant_id, s.id
-  FOR UPDATE
+  FOR KEY SHARE
 ), allocated AS (
-  UPDATE sessions s SET output_seq = s.output_seq + jsonb_array_length(i.events)
+  SELECT cur.tenant_id, cur.id, i.run_id, i.events, r.start_seq + i.off AS base
   FROM cur JOIN input i ON i.tenant_id = cur.tenant_id AND i.session_id = cur.id AND i.run_id = cur.running_run_id
-  WHERE s.tenant_id = cur.tenant_id AND s.id = cur.id
-  RETURNING s.tenant_id, s.id, s.output_seq, i.run_id, i.events
+  JOIN runs r ON r.id = i.run_id
 ), stored AS (
   INSERT INTO run_output (tenant_id, session_id, seq, run_id, type, data)
-  SELECT a.tenant_id, a.id, a.output_seq - jsonb_array_length(a.events) + x.ord, a.run_id, x.e->>'type', COALESCE(x.e->'data', 'null'::jsonb)
+  SELECT a.tenant_id, a.id, a.base + x.ord, a.run_id, x.e->>'type', COALESCE(x.e->'data', 'null'::jsonb)
   FROM allocated a, jsonb_array_elements(a.events) WITH ORDINALITY AS x(e, ord)
+  ON CONFLICT (tenant_id, session_id, seq) DO NOTHING
 )
 -- created_at: the rows' default, now(), is the transaction's start, the same for every row.
-SELECT tenant_id, id, output_seq, now() AS created_at FROM allocated
+SELECT tenant_id, id, base + jsonb_array_length(events) AS output_seq, now() AS created_at FROM allocated
