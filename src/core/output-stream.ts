@@ -219,6 +219,8 @@ export interface OutputWriterOptions {
   tenant: string;
   sessionId: string;
   runId: string;
+  /** This instance (the run's owner). */
+  owner: string;
   /** The run is no longer this instance's: stop writing. */
   onLost: () => void;
   /** Archiving failed for good (after retries): the run cannot go on. */
@@ -271,13 +273,13 @@ export class OutputWriter {
   }
 
   private async drain(): Promise<void> {
-    const { archive, live, tenant, sessionId, runId } = this.options;
+    const { archive, live, tenant, sessionId, runId, owner } = this.options;
     const key = sessionKey(tenant, sessionId);
     while (this.pending.length > 0 && this.failure === null) {
       const batch = this.pending.splice(0, MAX_BATCH);
       let stored: OutputEvent[] | null;
       try {
-        stored = await withRetries(() => archive.append({ tenant, sessionId, runId, offset: this.archived, events: batch.map((p) => p.event) }));
+        stored = await withRetries(() => archive.append({ tenant, sessionId, runId, owner, offset: this.archived, events: batch.map((p) => p.event) }));
       } catch (err) {
         for (const p of batch) p.reject(err);
         this.close(err);

@@ -394,6 +394,7 @@ export class RunExecutor implements Lifecycle {
       tenant: local.tenant,
       sessionId: local.sessionId,
       runId: local.id,
+      owner: this.instanceId,
       onLost: () => this.abort(local, 'owner_lost'),
       onFailed: (err) => {
         this.options.logger?.error({ err, run_id: local.id }, 'run output could not be archived');

@@ -138,6 +138,8 @@ export interface OutputBatch {
   tenant: string;
   sessionId: string;
   runId: string;
+  /** The instance whose writer sent it: stored only while the run's row names it as owner. */
+  owner: string;
   /**
    * Events of this run its writer archived before this batch: the batch's first event takes
    * the seq `startSeq + offset + 1` (a run's writer is the only writer of its session's

@@ -167,7 +167,7 @@ for (const mode of MODES.filter((m) => m.name !== 'postgres+redis-cluster')) {
         persistOutput: true,
       });
       expect(started.run.persistOutput).toBe(true);
-      await repo.appendOutput([{ tenant: 'default', sessionId: session.id, runId, offset: 0, events: [{ type: 'text', data: { text: 'once' } }, { type: 'text', data: 'only' }] }]);
+      await repo.appendOutput([{ tenant: 'default', sessionId: session.id, runId, owner: 'ghost', offset: 0, events: [{ type: 'text', data: { text: 'once' } }, { type: 'text', data: 'only' }] }]);
       const end: FinalizeRequest = {
         tenant: 'default',
         sessionId: session.id,
@@ -198,7 +198,7 @@ for (const mode of MODES.filter((m) => m.name !== 'postgres+redis-cluster')) {
         maxQueued: 10,
         persistOutput: true,
       });
-      await repo.appendOutput([{ tenant: 'default', sessionId: session.id, runId: second, offset: 0, events: [{ type: 'text', data: { text: 'raced' } }] }]);
+      await repo.appendOutput([{ tenant: 'default', sessionId: session.id, runId: second, owner: 'ghost', offset: 0, events: [{ type: 'text', data: { text: 'raced' } }] }]);
       await waitFor(async () => (await repo.orphans(100)).some((o) => o.id === second), 10_000, 'the lease to lapse');
       const [owner, sweep] = await Promise.all([
         repo.finalize({ ...end, runId: second }),

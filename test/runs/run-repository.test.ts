@@ -93,9 +93,9 @@ for (const mode of MODES.filter((m) => m.name === 'embedded' || m.name === 'post
       const runB = (await plain.start(startRequest(b.id))).run.id;
       // Each run's events follow the ones it archived before (its writer counts them).
       const batches = (round: number) => [
-        { tenant: 'default', sessionId: a.id, runId: runA, offset: 2 * round, events: [{ type: 'text', data: { text: 'x', n: 1 } }, { type: 'text', data: 'y', json: '"y"' }] },
-        { tenant: 'default', sessionId: b.id, runId: runB, offset: round, events: [{ type: 'tool_call', data: [1, { k: null }] }] },
-        { tenant: 'default', sessionId: idle.id, runId: uuidv7(), offset: 0, events: [{ type: 'text', data: 'nobody runs here' }] },
+        { tenant: 'default', sessionId: a.id, runId: runA, owner: 'ghost', offset: 2 * round, events: [{ type: 'text', data: { text: 'x', n: 1 } }, { type: 'text', data: 'y', json: '"y"' }] },
+        { tenant: 'default', sessionId: b.id, runId: runB, owner: 'ghost', offset: round, events: [{ type: 'tool_call', data: [1, { k: null }] }] },
+        { tenant: 'default', sessionId: idle.id, runId: uuidv7(), owner: 'ghost', offset: 0, events: [{ type: 'text', data: 'nobody runs here' }] },
       ];
       for (const [round, wait] of [true, false].entries()) {
         const outcomes = await plain.appendOutput(batches(round), { wait });
@@ -189,19 +189,21 @@ for (const mode of MODES.filter((m) => m.name === 'embedded' || m.name === 'post
     });
 
     /** Two text events of `runId`, the first it archives (its start event is seq 1): seqs 2 and 3. */
-    const twoEvents = (sessionId: string, runId: string) => [
-      { tenant: 'default', sessionId, runId, offset: 0, events: [{ type: 'text', data: 'a' }, { type: 'text', data: 'b' }] },
+    const twoEvents = (sessionId: string, runId: string, owner = 'ghost') => [
+      { tenant: 'default', sessionId, runId, owner, offset: 0, events: [{ type: 'text', data: 'a' }, { type: 'text', data: 'b' }] },
     ];
 
     /** The session's archived output as [seq, type]. */
     const archived = async (sessionId: string) => ((await plain.readOutput('default', sessionId, 0, 100)) ?? []).map((e) => [e.seq, e.type]);
 
-    it('stores a batch sent again (its reply lost) once, at the same seqs, alone or in a group', async () => {
+    it('stores a batch sent again (its reply lost) once, at the same seqs, and none of another owner, alone or in a group', async () => {
       const s = await sessions.create();
       const first = await plain.start(startRequest(s.id));
       const seqs = (outcomes: AppendOutcome[]) => (outcomes[0] as OutputEvent[]).map((e) => e.seq);
       expect(seqs(await plain.appendOutput(twoEvents(s.id, first.run.id)))).toEqual([2, 3]);
       for (const wait of [true, false]) expect(seqs(await plain.appendOutput(twoEvents(s.id, first.run.id), { wait }))).toEqual([2, 3]);
+      // Not from another owner's writer (the run's earlier owner, after it restarted elsewhere).
+      for (const wait of [true, false]) expect(await plain.appendOutput(twoEvents(s.id, first.run.id, 'lost'), { wait })).toEqual([null]);
       expect(await archived(s.id)).toEqual([
         [1, 'status'],
         [2, 'text'],

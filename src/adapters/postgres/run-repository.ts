@@ -110,7 +110,7 @@ export function rowToRun(r: Row): Run {
 function batchesJson(batches: readonly OutputBatch[], texts: readonly string[][]): string {
   const parts = batches.map((b, i) => {
     const events = b.events.map((e, j) => `{"type":${JSON.stringify(e.type)},"data":${texts[i]?.[j]}}`);
-    return `{"tenant":${JSON.stringify(b.tenant)},"session":${JSON.stringify(b.sessionId)},"run":${JSON.stringify(b.runId)},"offset":${b.offset},"events":[${events.join(',')}]}`;
+    return `{"tenant":${JSON.stringify(b.tenant)},"session":${JSON.stringify(b.sessionId)},"run":${JSON.stringify(b.runId)},"owner":${JSON.stringify(b.owner)},"offset":${b.offset},"events":[${events.join(',')}]}`;
   });
   return `[${parts.join(',')}]`;
 }

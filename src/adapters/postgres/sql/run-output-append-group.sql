@@ -1,15 +1,15 @@
 -- run-output-append-group: run-output-append for a group of several runs' batches, without waiting on a busy session.
--- $1 batches jsonb: array of { tenant, session, run, offset, events: array of { type, data } }, at most one batch per session; offset: events of the run archived before this batch
+-- $1 batches jsonb: array of { tenant, session, run, owner, offset, events: array of { type, data } }, at most one batch per session; owner: the instance that sends it; offset: events of the run archived before this batch
 -- reply: one row for every session locked (tenant_id, id, output_seq, created_at), output_seq its batch's last seq when the batch was stored and null when its run is not running; a session without a row was busy and nothing of its batch was done
 -- Sessions are locked in id order, skipping any another transaction holds (a finalization, a
 -- long transaction, a slow erase batch): one busy session must neither stall the other runs of
 -- the group nor keep their rows locked meanwhile. The caller sends a skipped batch again alone,
 -- by run-output-append, which waits. Otherwise as run-output-append: seqs after the run's
 -- start event, the session row locked FOR KEY SHARE and not written, the check on the locked
--- row, so a batch racing a finalization commits before the terminal event or not at all, and
--- a batch sent again after a lost reply is stored once.
+-- row, so a batch racing a finalization commits before the terminal event or not at all, a
+-- batch sent again after a lost reply is stored once, and one of a lost owner is refused.
 WITH input AS (
-  SELECT b->>'tenant' AS tenant_id, b->>'session' AS session_id, (b->>'run')::uuid AS run_id, (b->>'offset')::bigint AS off, b->'events' AS events
+  SELECT b->>'tenant' AS tenant_id, b->>'session' AS session_id, (b->>'run')::uuid AS run_id, b->>'owner' AS owner, (b->>'offset')::bigint AS off, b->'events' AS events
   FROM jsonb_array_elements($1::jsonb) AS b
 ), cur AS (
   SELECT s.tenant_id, s.id, s.running_run_id FROM sessions s
@@ -19,7 +19,7 @@ WITH input AS (
 ), allocated AS (
   SELECT cur.tenant_id, cur.id, i.run_id, i.events, r.start_seq + i.off AS base
   FROM cur JOIN input i ON i.tenant_id = cur.tenant_id AND i.session_id = cur.id AND i.run_id = cur.running_run_id
-  JOIN runs r ON r.id = i.run_id
+  JOIN runs r ON r.id = i.run_id AND r.owner = i.owner
 ), stored AS (
   INSERT INTO run_output (tenant_id, session_id, seq, run_id, type, data)
   SELECT a.tenant_id, a.id, a.base + x.ord, a.run_id, x.e->>'type', COALESCE(x.e->'data', 'null'::jsonb)

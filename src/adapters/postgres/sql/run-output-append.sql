@@ -1,5 +1,5 @@
 -- run-output-append: archives batches of several runs' output in one commit, each only while its run is its session's running run, at the seqs that follow the events its run archived before.
--- $1 batches jsonb: array of { tenant, session, run, offset, events: array of { type, data } }, at most one batch per session; offset: events of the run archived before this batch
+-- $1 batches jsonb: array of { tenant, session, run, owner, offset, events: array of { type, data } }, at most one batch per session; owner: the instance that sends it; offset: events of the run archived before this batch
 -- reply: one row per batch stored (tenant_id, id, output_seq: the batch's last seq, created_at: its events'); none for a batch whose run is not running.
 -- A batch's events got the seqs output_seq - n + 1 .. output_seq in their order: the caller has them, so they do not come back.
 -- One batch alone (the archive's groups of several go by run-output-append-group, which does
@@ -12,9 +12,11 @@
 -- before the terminal event or not at all. A seq already archived while the run still runs
 -- is this batch's own: its statement committed and the reply was lost, and the writer sent it
 -- again with the same offset. That event is not written again (ON CONFLICT DO NOTHING): a
--- retried batch is stored once, at the same seqs.
+-- retried batch is stored once, at the same seqs. The batch's owner must be the run's: a run
+-- whose owner was lost and that restarted elsewhere (same run, new start_seq) refuses a batch
+-- of the lost owner's writer, whose offset counts from the run's earlier start.
 WITH input AS (
-  SELECT b->>'tenant' AS tenant_id, b->>'session' AS session_id, (b->>'run')::uuid AS run_id, (b->>'offset')::bigint AS off, b->'events' AS events
+  SELECT b->>'tenant' AS tenant_id, b->>'session' AS session_id, (b->>'run')::uuid AS run_id, b->>'owner' AS owner, (b->>'offset')::bigint AS off, b->'events' AS events
   FROM jsonb_array_elements($1::jsonb) AS b
 ), cur AS (
   SELECT s.tenant_id, s.id, s.running_run_id FROM sessions s
@@ -24,7 +26,7 @@ WITH input AS (
 ), allocated AS (
   SELECT cur.tenant_id, cur.id, i.run_id, i.events, r.start_seq + i.off AS base
   FROM cur JOIN input i ON i.tenant_id = cur.tenant_id AND i.session_id = cur.id AND i.run_id = cur.running_run_id
-  JOIN runs r ON r.id = i.run_id
+  JOIN runs r ON r.id = i.run_id AND r.owner = i.owner
 ), stored AS (
   INSERT INTO run_output (tenant_id, session_id, seq, run_id, type, data)
   SELECT a.tenant_id, a.id, a.base + x.ord, a.run_id, x.e->>'type', COALESCE(x.e->'data', 'null'::jsonb)
