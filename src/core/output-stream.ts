@@ -4,12 +4,12 @@
  * Writes are archive-first: a batch is committed to PostgreSQL before it is published live,
  * so the archive always holds everything a live reader has seen. A batch's seqs follow its
  * run's start event and the events its writer archived before: while a run runs, its writer
- * is the only one that writes its session's output. Readers therefore resume from any seq by reading the archive and then the live log,
- * and fill any hole in the live log (trimmed, lost in a Redis restart, published out of
- * order) from the archive: no gap, no duplicate. Only the output retention
- * (OUTPUT_RETENTION_HOURS) removes archived events: a reader whose cursor is older than the
- * first retained seq gets a `gap` event first (seqs are contiguous per session, so the archive's
- * first seq after the cursor tells).
+ * is the only one that writes its session's output. Readers therefore resume from any seq by
+ * reading the archive and then the live log, and fill any hole in the live log (trimmed,
+ * lost in a Redis restart, published out of order) from the archive: no gap, no duplicate.
+ * Only the output retention (OUTPUT_RETENTION_HOURS) removes archived events: a reader whose
+ * cursor is older than the first retained seq gets a `gap` event first (seqs are contiguous
+ * per session, so the archive's first seq after the cursor tells).
  */
 import { sessionKey } from './ids.js';
 import { throwIfAborted } from './abort.js';

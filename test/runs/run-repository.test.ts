@@ -193,6 +193,14 @@ for (const mode of MODES.filter((m) => m.name === 'embedded' || m.name === 'post
       { tenant: 'default', sessionId, runId, owner, offset: 0, events: [{ type: 'text', data: 'a' }, { type: 'text', data: 'b' }] },
     ];
 
+    /** A run's start event, the two events of `twoEvents`, then its end: the archive as [seq, type]. */
+    const ENDED_AFTER_TWO_EVENTS = [
+      [1, 'status'],
+      [2, 'text'],
+      [3, 'text'],
+      [4, 'done'],
+    ];
+
     /** The session's archived output as [seq, type]. */
     const archived = async (sessionId: string) => ((await plain.readOutput('default', sessionId, 0, 100)) ?? []).map((e) => [e.seq, e.type]);
 
@@ -204,11 +212,7 @@ for (const mode of MODES.filter((m) => m.name === 'embedded' || m.name === 'post
       for (const wait of [true, false]) expect(seqs(await plain.appendOutput(twoEvents(s.id, first.run.id), { wait }))).toEqual([2, 3]);
       // Not from another owner's writer (the run's earlier owner, after it restarted elsewhere).
       for (const wait of [true, false]) expect(await plain.appendOutput(twoEvents(s.id, first.run.id, 'lost'), { wait })).toEqual([null]);
-      expect(await archived(s.id)).toEqual([
-        [1, 'status'],
-        [2, 'text'],
-        [3, 'text'],
-      ]);
+      expect(await archived(s.id)).toEqual(ENDED_AFTER_TWO_EVENTS.slice(0, 3));
     });
 
     it('ends a run on the locked rows when its output was appended between the snapshot and the apply', async () => {
@@ -219,12 +223,7 @@ for (const mode of MODES.filter((m) => m.name === 'embedded' || m.name === 'post
       const ended = await repo.finalize(finalizeRequest(s.id, first.run.id));
       expect(ended?.run).toMatchObject({ status: 'completed', endSeq: 4 });
       expect(ended?.events.map((e) => [e.seq, e.type])).toEqual([[4, 'done']]);
-      expect(await archived(s.id)).toEqual([
-        [1, 'status'],
-        [2, 'text'],
-        [3, 'text'],
-        [4, 'done'],
-      ]);
+      expect(await archived(s.id)).toEqual(ENDED_AFTER_TWO_EVENTS);
     });
 
     it('ends a run on the locked rows when an append held the session row while the apply waited for it', async () => {
@@ -262,12 +261,7 @@ for (const mode of MODES.filter((m) => m.name === 'embedded' || m.name === 'post
       await appending;
       const ended = await ending;
       expect(ended?.run).toMatchObject({ status: 'completed', endSeq: 4 });
-      expect(await archived(s.id)).toEqual([
-        [1, 'status'],
-        [2, 'text'],
-        [3, 'text'],
-        [4, 'done'],
-      ]);
+      expect(await archived(s.id)).toEqual(ENDED_AFTER_TWO_EVENTS);
     });
 
     it('promotes a run queued between the snapshot and the apply of a finalization', async () => {

@@ -34,12 +34,12 @@ WITH expected AS (
 ), cur AS (
   -- A decision made on a snapshot: lock the session row, then the runs it read (lock order:
   -- session, then runs), and compare their newest versions with what the decision saw. The
-  -- rules are pure, so unchanged rows mean the same decision. The last seq counts the running
-  -- run's appends as run-state does. An append committed while this statement waited for the
+  -- rules are pure, so unchanged rows mean the same decision. The last seq is run-state's
+  -- (agent_sessions_last_seq). An append committed while this statement waited for the
   -- row is not in its snapshot, but the plan's first event takes the seq after the one the
   -- decision saw, which that append took: the insert fails on the archive's key, and the
   -- caller decides again on the locked rows.
-  SELECT s.id, s.status, s.version, GREATEST(s.output_seq, (SELECT max(o.seq) FROM run_output o WHERE o.tenant_id = s.tenant_id AND o.session_id = s.id)) AS output_seq, s.running_run_id, s.queued_runs,
+  SELECT s.id, s.status, s.version, agent_sessions_last_seq(s) AS output_seq, s.running_run_id, s.queued_runs,
     agent_sessions_live(s) AS live
   FROM sessions s
   WHERE s.tenant_id = $2 AND s.id = $1 AND EXISTS (SELECT 1 FROM expected)

@@ -7,10 +7,9 @@
 --   queued (a finalization may start either); starts_in_ms: how long until a debounced queued run's not_before, by the database's
 --   clock, 0 when it may start)
 -- Live and the status a reader sees are the database's definitions (agent_sessions_live,
--- agent_sessions_effective_status: migration 051). output_seq is the session's last seq: the
--- row's (a run decision's) or, while a run runs, its last appended event's (appends allocate
--- their seqs from the run's start_seq and do not write the session row).
-SELECT s.tenant_id, s.status, s.version, GREATEST(s.output_seq, (SELECT max(o.seq) FROM run_output o WHERE o.tenant_id = s.tenant_id AND o.session_id = s.id)) AS output_seq, s.running_run_id, s.queued_runs, agent_sessions_live(s) AS live,
+-- agent_sessions_effective_status: migration 051). output_seq is the session's last seq
+-- (agent_sessions_last_seq, migration 064: a running run's appends do not write the row).
+SELECT s.tenant_id, s.status, s.version, agent_sessions_last_seq(s) AS output_seq, s.running_run_id, s.queued_runs, agent_sessions_live(s) AS live,
   agent_sessions_effective_status(s) AS effective_status,
   (SELECT COALESCE(jsonb_agg(jsonb_build_object('id', a.id, 'status', a.status, 'owner', a.owner,
        'lease_lapsed', COALESCE(a.lease_expires_at < now(), false), 'input', CASE WHEN a.rank IN (1, 2) THEN a.input END,
