@@ -194,6 +194,20 @@ export function redisCacheSuite(target: () => Promise<RedisTarget>): void {
       expect((await cache.get(sessionKey('default', id)))?.version).toBe(3);
     });
 
+    it('reads a value that changed under the same version (a session erased and created again) as the new one, by get and getMany', async () => {
+      const id = crypto.randomUUID();
+      const k = sessionKey('default', id);
+      expect(await cache.store(snapshot(id, 1, { title: 'before' }))).toBe(1);
+      expect((await cache.get(k))?.title).toBe('before');
+      expect((await cache.getMany([k])).get(k)?.title).toBe('before');
+      // What an erasure and a new session under the id leave: version 1 again, other text.
+      await raw.set(key(id), `1:${(await raw.get(key(id)))?.slice(2).replace('"before"', '"after"')}`, { PX: 60_000 });
+      expect((await cache.get(k))?.title).toBe('after');
+      expect((await cache.getMany([k])).get(k)?.title).toBe('after');
+      // The same text again: the session read before, still equal to what is stored.
+      expect(await cache.get(k)).toBe(await cache.get(k));
+    });
+
     it('reads a snapshot in the previous release’s object layout as that session and leaves its lifetime alone', async () => {
       const id = crypto.randomUUID();
       const previous = `3:${JSON.stringify(snapshot(id, 3))}`;

@@ -5,7 +5,7 @@
  * marker, no value, or an array this release cannot read is a plain miss (not retired).
  */
 import { describe, expect, it } from 'vitest';
-import { decodeSnapshot, encodeSnapshot, SNAPSHOT_FIELDS, SNAPSHOT_LAYOUT } from '../../src/adapters/redis/snapshot-format.js';
+import { DecodedSnapshots, decodeSnapshot, encodeSnapshot, SNAPSHOT_FIELDS, SNAPSHOT_LAYOUT } from '../../src/adapters/redis/snapshot-format.js';
 import type { Session } from '../../src/core/types.js';
 import { sessionSnapshot } from '../setup/sessions.js';
 
@@ -140,5 +140,62 @@ describe('snapshot format', () => {
       expect(array).toBeLessThan(object);
       expect(object - array).toBe(names - 2);
     }
+  });
+});
+
+describe('decoded snapshots (a value read again unchanged is not parsed again)', () => {
+  const text = (s: Session) => `${s.version}:${encodeSnapshot(s)}`;
+
+  it('answers the session decoded before while the key holds the same text', () => {
+    const memo = new DecodedSnapshots(100_000);
+    const s = everyFieldDistinct();
+    const first = memo.decode('k', text(s));
+    // The same text read again (a new string, as every reply is): the same decoded session.
+    const again = memo.decode('k', `${text(s)}`.slice(0));
+    expect(first.session).toStrictEqual(s);
+    expect(again.session).toBe(first.session);
+    // Another key with the same text is decoded on its own.
+    expect(memo.decode('other', text(s)).session).not.toBe(first.session);
+  });
+
+  it('decodes again when the text changed, even at the same version (a session erased and created again under its id)', () => {
+    const memo = new DecodedSnapshots(100_000);
+    const before = sessionSnapshot('same-id', 1, { title: 'before erasure' });
+    const after = sessionSnapshot('same-id', 1, { title: 'created again' });
+    expect(memo.decode('k', text(before)).session?.title).toBe('before erasure');
+    expect(memo.decode('k', text(after)).session?.title).toBe('created again');
+    expect(memo.decode('k', text(before)).session?.title).toBe('before erasure');
+  });
+
+  it('answers what decodeSnapshot answers for every kind of value, the first time and again', () => {
+    const s = everyFieldDistinct();
+    const { revision: _, ...old } = s;
+    const body = JSON.parse(encodeSnapshot(s)) as unknown[];
+    const values = [text(s), `41:${JSON.stringify(s)}`, `41:${JSON.stringify(old)}`, '5:', null, undefined, '', '5:null', '5:7', `41:${JSON.stringify([3, ...body.slice(1)])}`];
+    const memo = new DecodedSnapshots(100_000);
+    for (const raw of values) {
+      expect(memo.decode('k', raw), String(raw)).toStrictEqual(decodeSnapshot(raw));
+      expect(memo.decode('k', raw), String(raw)).toStrictEqual(decodeSnapshot(raw));
+    }
+    // A marker read after a snapshot is a miss, not the snapshot decoded before it.
+    memo.decode('k', text(s));
+    expect(memo.decode('k', '42:')).toStrictEqual({ session: null, legacy: false });
+  });
+
+  it('keeps no more text than its bound: past it, it starts empty; a value longer than the bound is never kept', () => {
+    const session = sessionSnapshot('a', 1);
+    const one = text(session);
+    const memo = new DecodedSnapshots(one.length * 2);
+    const a = memo.decode('a', one).session;
+    const b = memo.decode('b', one).session;
+    expect(memo.decode('a', one).session).toBe(a);
+    expect(memo.decode('b', one).session).toBe(b);
+    // A third text does not fit: everything held goes, and the new one is kept.
+    const c = memo.decode('c', one).session;
+    expect(memo.decode('a', one).session).not.toBe(a);
+    expect(memo.decode('c', one).session).toBe(c);
+    const none = new DecodedSnapshots(0);
+    expect(none.decode('a', one).session).not.toBe(none.decode('a', one).session);
+    expect(none.decode('a', one).session).toStrictEqual(session);
   });
 });

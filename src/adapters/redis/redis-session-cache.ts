@@ -16,7 +16,7 @@ import { keyOf } from '../../core/ids.js';
 import type { CallKind } from './circuit-breaker.js';
 import type { GuardedRedis } from './guarded-redis.js';
 import { SCRIPTS } from './session-scripts.js';
-import { decodeSnapshot, encodeSnapshot, SNAPSHOT_LAYOUT, type SnapshotLayout } from './snapshot-format.js';
+import { DecodedSnapshots, encodeSnapshot, SNAPSHOT_LAYOUT, type SnapshotLayout } from './snapshot-format.js';
 
 export interface RedisSessionCacheOptions {
   redis: GuardedRedis;
@@ -26,6 +26,11 @@ export interface RedisSessionCacheOptions {
   tombstoneTtlMs?: number;
   /** The layout snapshots are written in (snapshot-format.ts). Default 2; both are read. */
   snapshotLayout?: SnapshotLayout;
+  /**
+   * Text of the last value read per key kept with its decoded session, so a value read again
+   * unchanged is not parsed again (`DecodedSnapshots`). Default 4,000,000 characters; 0: none.
+   */
+  decodedMaxChars?: number;
 }
 
 export class RedisSessionCache implements SessionCache, SharedCache {
@@ -35,6 +40,7 @@ export class RedisSessionCache implements SessionCache, SharedCache {
   private readonly ttlMs: number;
   private readonly tombstoneTtlMs: number;
   private readonly layout: SnapshotLayout;
+  private readonly decoded: DecodedSnapshots;
   private hits = 0;
   private misses = 0;
   private errors = 0;
@@ -49,6 +55,7 @@ export class RedisSessionCache implements SessionCache, SharedCache {
     this.ttlMs = options.ttlMs ?? 3_600_000;
     this.tombstoneTtlMs = options.tombstoneTtlMs ?? 60_000;
     this.layout = options.snapshotLayout ?? SNAPSHOT_LAYOUT;
+    this.decoded = new DecodedSnapshots(options.decodedMaxChars ?? 4_000_000);
     this.channel = this.redis.keys.global('cache:invalidate');
   }
 
@@ -66,7 +73,7 @@ export class RedisSessionCache implements SessionCache, SharedCache {
       (r) => r.get(key),
       'read',
       (raw) => {
-        const { session, legacy } = decodeSnapshot(raw);
+        const { session, legacy } = this.decoded.decode(key, raw);
         if (legacy) return this.retire(id).then(() => this.count(null));
         if (session) this.refreshIfDue(key, session);
         return this.count(session);
@@ -83,7 +90,7 @@ export class RedisSessionCache implements SessionCache, SharedCache {
     const keys = ids.map((id) => this.redis.keys.session(id));
     const raws = await this.guarded('read', (r) => Promise.all(keys.map((key) => r.get(key))));
     const found = new Map<string, Session>();
-    const decoded = raws.map((raw) => decodeSnapshot(raw));
+    const decoded = raws.map((raw, i) => this.decoded.decode(keys[i] as string, raw));
     await Promise.all(ids.map((id, i) => (decoded[i]?.legacy ? this.retire(id) : undefined)));
     decoded.forEach(({ session }, i) => {
       const s = this.count(session);
