@@ -28,7 +28,8 @@ export interface RedisSessionCacheOptions {
   snapshotLayout?: SnapshotLayout;
   /**
    * Text of the last value read per key kept with its decoded session, so a value read again
-   * unchanged is not parsed again (`DecodedSnapshots`). Default 4,000,000 characters; 0: none.
+   * unchanged is not parsed again (`DecodedSnapshots`). Default 2,000,000 characters: about
+   * 8,700 typical sessions and 8 MB of heap. 0: none.
    */
   decodedMaxChars?: number;
 }
@@ -55,7 +56,7 @@ export class RedisSessionCache implements SessionCache, SharedCache {
     this.ttlMs = options.ttlMs ?? 3_600_000;
     this.tombstoneTtlMs = options.tombstoneTtlMs ?? 60_000;
     this.layout = options.snapshotLayout ?? SNAPSHOT_LAYOUT;
-    this.decoded = new DecodedSnapshots(options.decodedMaxChars ?? 4_000_000);
+    this.decoded = new DecodedSnapshots(options.decodedMaxChars ?? 2_000_000);
     this.channel = this.redis.keys.global('cache:invalidate');
   }
 
