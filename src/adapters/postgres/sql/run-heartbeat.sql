@@ -6,14 +6,15 @@
 -- SKIP LOCKED: a run row held by a finalization or an input write is renewed at the next beat
 -- instead of making the heartbeat wait in a lock cycle. A renewed run is reported as renewed
 -- (its newest row); the others as the statement found them.
+-- The ids are read with agent_sessions_each (migration 065): one primary-key probe each, whatever the table holds.
 WITH wanted AS (
-  SELECT (jsonb_array_elements_text($2::jsonb))::uuid AS id
+  SELECT (e #>> '{}')::uuid AS id FROM agent_sessions_each($2::jsonb) AS e
 ), renewed AS (
   UPDATE runs r SET lease_expires_at = now() + $3::integer * interval '1 millisecond'
   WHERE r.id IN (
-    SELECT x.id FROM runs x
-    WHERE x.id IN (SELECT id FROM wanted) AND x.owner = $1 AND x.status IN ('running', 'queued')
-    FOR UPDATE SKIP LOCKED
+    SELECT x.id FROM wanted w JOIN runs x ON x.id = w.id
+    WHERE x.owner = $1 AND x.status IN ('running', 'queued')
+    FOR UPDATE OF x SKIP LOCKED
   )
   RETURNING r.id, r.tenant_id, r.session_id, r.status, r.owner, r.interrupt_requested_at, r.input_seq
 ), seen AS (

@@ -8,23 +8,25 @@
 -- start event, the session row locked FOR KEY SHARE and not written, the check on the locked
 -- row, so a batch racing a finalization commits before the terminal event or not at all, a
 -- batch sent again after a lost reply is stored once, and one of a lost owner is refused.
+-- The list is read with agent_sessions_each and joined to each table once, in a chain (input,
+-- its session by primary key, its run by primary key): one probe per batch, whatever the
+-- tables hold (migration 065).
 WITH input AS (
   SELECT b->>'tenant' AS tenant_id, b->>'session' AS session_id, (b->>'run')::uuid AS run_id, b->>'owner' AS owner, (b->>'offset')::bigint AS off, b->'events' AS events
-  FROM jsonb_array_elements($1::jsonb) AS b
+  FROM agent_sessions_each($1::jsonb) AS b
 ), cur AS (
-  SELECT s.tenant_id, s.id, s.running_run_id FROM sessions s
-  WHERE (s.tenant_id, s.id) IN (SELECT tenant_id, session_id FROM input)
+  SELECT s.tenant_id, s.id, s.running_run_id, i.run_id, i.owner, i.off, i.events
+  FROM input i JOIN sessions s ON s.tenant_id = i.tenant_id AND s.id = i.session_id
   ORDER BY s.tenant_id, s.id
-  FOR KEY SHARE SKIP LOCKED
+  FOR KEY SHARE OF s SKIP LOCKED
 ), allocated AS (
-  SELECT cur.tenant_id, cur.id, i.run_id, i.events, r.start_seq + i.off AS base
-  FROM cur JOIN input i ON i.tenant_id = cur.tenant_id AND i.session_id = cur.id AND i.run_id = cur.running_run_id
-  JOIN runs r ON r.id = i.run_id AND r.owner = i.owner
+  SELECT c.tenant_id, c.id, c.run_id, c.events, r.start_seq + c.off AS base
+  FROM cur c LEFT JOIN runs r ON r.id = c.run_id AND r.owner = c.owner AND c.running_run_id = c.run_id
 ), stored AS (
   INSERT INTO run_output (tenant_id, session_id, seq, run_id, type, data)
   SELECT a.tenant_id, a.id, a.base + x.ord, a.run_id, x.e->>'type', COALESCE(x.e->'data', 'null'::jsonb)
   FROM allocated a, jsonb_array_elements(a.events) WITH ORDINALITY AS x(e, ord)
+  WHERE a.base IS NOT NULL
   ON CONFLICT (tenant_id, session_id, seq) DO NOTHING
 )
-SELECT cur.tenant_id, cur.id, a.base + jsonb_array_length(a.events) AS output_seq, now() AS created_at
-FROM cur LEFT JOIN allocated a ON a.tenant_id = cur.tenant_id AND a.id = cur.id
+SELECT a.tenant_id, a.id, a.base + jsonb_array_length(a.events) AS output_seq, now() AS created_at FROM allocated a

@@ -2,4 +2,5 @@
 -- $1 tenant text
 -- $2 ids jsonb: array of session ids
 -- reply: the rows found
-SELECT * FROM sessions WHERE tenant_id = $1 AND id IN (SELECT jsonb_array_elements_text($2::jsonb))
+-- The ids are read with agent_sessions_each (migration 065): one primary-key probe each, whatever the table holds.
+SELECT * FROM sessions WHERE tenant_id = $1 AND id IN (SELECT e #>> '{}' FROM agent_sessions_each($2::jsonb) AS e)

@@ -7,26 +7,28 @@
 -- Rows are locked in key order, skipping any another transaction holds, so two groups cannot
 -- deadlock and one busy session does not stall the others. The guards are in the UPDATE's
 -- WHERE, which PostgreSQL evaluates again on the newest version of a row changed meanwhile.
+-- The list is read with agent_sessions_each and joined to sessions once, by primary key
+-- (migration 065): one probe per increment, whatever the table holds.
 WITH input AS (
-  SELECT * FROM jsonb_to_recordset($1::jsonb)
-    AS r("tenant" text, "id" text, "expectedRevision" bigint, "fencingToken" bigint, "deltas" jsonb)
+  SELECT r.* FROM agent_sessions_each($1::jsonb) AS e,
+    jsonb_to_record(e) AS r("tenant" text, "id" text, "expectedRevision" bigint, "fencingToken" bigint, "deltas" jsonb)
 ), locked AS (
-  SELECT s.tenant_id, s.id FROM sessions s
-  WHERE (s.tenant_id, s.id) IN (SELECT "tenant", "id" FROM input)
+  SELECT s.tenant_id, s.id, i."expectedRevision", i."fencingToken", i."deltas"
+  FROM input i JOIN sessions s ON s.tenant_id = i."tenant" AND s.id = i."id"
   ORDER BY s.tenant_id, s.id
-  FOR UPDATE SKIP LOCKED
+  FOR UPDATE OF s SKIP LOCKED
 ), upd AS (
   UPDATE sessions s SET
-    fence = GREATEST(s.fence, COALESCE(i."fencingToken", s.fence)),
+    fence = GREATEST(s.fence, COALESCE(l."fencingToken", s.fence)),
     version = s.version + 1, updated_at = now(), last_active_at = now(), expires_at = agent_sessions_slide_expiry(s),
-    total_turns = s.total_turns + COALESCE((i."deltas" ->> 'totalTurns')::numeric, 0),
-    message_count = s.message_count + COALESCE((i."deltas" ->> 'messageCount')::numeric, 0),
-    total_cost_usd = s.total_cost_usd + COALESCE((i."deltas" ->> 'totalCostUsd')::numeric, 0),
-    input_tokens = s.input_tokens + COALESCE((i."deltas" ->> 'inputTokens')::numeric, 0),
-    output_tokens = s.output_tokens + COALESCE((i."deltas" ->> 'outputTokens')::numeric, 0)
-  FROM locked l JOIN input i ON i."tenant" = l.tenant_id AND i."id" = l.id
+    total_turns = s.total_turns + COALESCE((l."deltas" ->> 'totalTurns')::numeric, 0),
+    message_count = s.message_count + COALESCE((l."deltas" ->> 'messageCount')::numeric, 0),
+    total_cost_usd = s.total_cost_usd + COALESCE((l."deltas" ->> 'totalCostUsd')::numeric, 0),
+    input_tokens = s.input_tokens + COALESCE((l."deltas" ->> 'inputTokens')::numeric, 0),
+    output_tokens = s.output_tokens + COALESCE((l."deltas" ->> 'outputTokens')::numeric, 0)
+  FROM locked l
   WHERE s.tenant_id = l.tenant_id AND s.id = l.id
-    AND agent_sessions_revision_preconditions_hold(s, i."expectedRevision", i."fencingToken")
+    AND agent_sessions_revision_preconditions_hold(s, l."expectedRevision", l."fencingToken")
     AND agent_sessions_live(s)
   RETURNING s.*
 )

@@ -2,10 +2,11 @@
 -- $1 tenant text
 -- $2 ids jsonb: array of session ids
 -- reply: one row (id) per session deleted
+-- The ids are read with agent_sessions_each (migration 065): one primary-key probe each, whatever the table holds.
 WITH cur AS (
   -- Locks in id order, so overlapping batches never deadlock.
   SELECT id FROM sessions
-  WHERE tenant_id = $1 AND id IN (SELECT jsonb_array_elements_text($2::jsonb))
+  WHERE tenant_id = $1 AND id IN (SELECT e #>> '{}' FROM agent_sessions_each($2::jsonb) AS e)
   ORDER BY id FOR UPDATE
 ), del AS (
   DELETE FROM sessions s USING cur WHERE s.tenant_id = $1 AND s.id = cur.id RETURNING s.*

@@ -3,11 +3,12 @@
 -- $2 ids jsonb: array of session ids
 -- $3 reason text: the end_reason
 -- reply: one row (id) per session found, terminated now or before
+-- The ids are read with agent_sessions_each (migration 065): one primary-key probe each, whatever the table holds.
 WITH cur AS (
   -- Locks in id order, so overlapping batches never deadlock. FOR UPDATE re-checks the
   -- status on the newest row, so a session terminated meanwhile is left alone.
   SELECT id, status FROM sessions
-  WHERE tenant_id = $1 AND id IN (SELECT jsonb_array_elements_text($2::jsonb)) AND status <> 'terminated'
+  WHERE tenant_id = $1 AND id IN (SELECT e #>> '{}' FROM agent_sessions_each($2::jsonb) AS e) AND status <> 'terminated'
   ORDER BY id FOR UPDATE
 ), upd AS (
   UPDATE sessions s SET
@@ -25,4 +26,4 @@ WITH cur AS (
   SELECT e.tenant_id, e.type, e.session_id, e.payload FROM events e WHERE e.payload IS NOT NULL ORDER BY e.session_id, e.ord
 )
 SELECT s.id FROM sessions s
-WHERE s.tenant_id = $1 AND s.id IN (SELECT jsonb_array_elements_text($2::jsonb))
+WHERE s.tenant_id = $1 AND s.id IN (SELECT e #>> '{}' FROM agent_sessions_each($2::jsonb) AS e)
