@@ -184,6 +184,7 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
         // arrive stay remembered, so that a read in flight across the reset cannot bring
         // back a version older than one already announced.
         this.near?.clear();
+        this.shared?.cache.forget?.();
         for (const id of [...this.echoWaiters.keys()]) this.echoed(id, Number.MAX_SAFE_INTEGER);
       },
     });
@@ -260,6 +261,7 @@ export class CoherentSessionCache implements SessionCache, Lifecycle {
   private invalidated(id: string, version: number): void {
     this.recent.note(id, version);
     this.near?.forgetOlderThan(id, version);
+    this.shared?.cache.forget?.(id);
     this.echoed(id, version);
   }
 

@@ -82,6 +82,12 @@ export interface SharedCache {
   markUnguarded(id: string, version: number): Promise<number>;
   /** A delete marker (TOMBSTONE_VERSION). */
   invalidate(id: string): Promise<void>;
+  /**
+   * Drops what this instance keeps in memory from reading `id` (the Redis tier's decoded
+   * snapshots), or from every session without an id: called when a write or delete of the
+   * session is announced, and when announcements may have been missed.
+   */
+  forget?(id?: string): void;
   stats(): CacheStats;
 }
 

@@ -56,6 +56,21 @@ describe('near cache and the invalidation bus', () => {
     expect((await w.read(1, 'd/s')).session?.version).toBe(2);
   });
 
+  it('tells the shared tier to forget what it kept of a session when its message arrives, and everything when the bus comes back', async () => {
+    const w = await start();
+    await w.write(0, 'd/s');
+    await w.read(1, 'd/s');
+    const forgotten = () => w.at(1).client?.forgotten ?? [];
+    const before = forgotten().length;
+    await w.write(0, 'd/s');
+    await w.pollAll();
+    expect(forgotten().slice(before)).toContain('d/s');
+    w.at(1).inbox.disconnectBus();
+    w.at(1).inbox.reconnectBus();
+    expect(forgotten().at(-1)).toBeUndefined();
+    expect(forgotten().length).toBeGreaterThan(before + 1);
+  });
+
   it('a near hit first applies the messages that have arrived (settle)', async () => {
     const w = await start();
     await w.write(0, 'd/s');

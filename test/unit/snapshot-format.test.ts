@@ -198,4 +198,32 @@ describe('decoded snapshots (a value read again unchanged is not parsed again)',
     expect(none.decode('a', one).session).not.toBe(none.decode('a', one).session);
     expect(none.decode('a', one).session).toStrictEqual(session);
   });
+
+  it('keeps nothing for a key read as a marker or as no value, and forgets a key on request', () => {
+    const memo = new DecodedSnapshots(100_000);
+    const s = everyFieldDistinct();
+    const first = memo.decode('k', text(s)).session;
+    expect(memo.decode('k', '42:').session).toBeNull();
+    // The snapshot's text again: decoded anew, nothing was kept across the marker.
+    const again = memo.decode('k', text(s)).session;
+    expect(again).toStrictEqual(s);
+    expect(again).not.toBe(first);
+    expect(memo.decode('k', null).session).toBeNull();
+    expect(memo.decode('k', text(s)).session).not.toBe(again);
+    const kept = memo.decode('k', text(s)).session;
+    memo.forget('k');
+    expect(memo.decode('k', text(s)).session).not.toBe(kept);
+  });
+
+  it('stays within its bound when a key’s text is replaced by a longer one', () => {
+    const short = text(sessionSnapshot('a', 1, { title: 'short' }));
+    const long = text(sessionSnapshot('a', 2, { title: 'a much longer title than before, '.repeat(4) }));
+    const memo = new DecodedSnapshots(short.length + long.length - 1);
+    const b = memo.decode('b', short).session;
+    memo.decode('a', short);
+    // Replacing a's text would pass the bound with b's: everything held goes, a's new text stays.
+    const a = memo.decode('a', long).session;
+    expect(memo.decode('b', short).session).not.toBe(b);
+    expect(memo.decode('a', long).session).not.toBe(a);
+  });
 });

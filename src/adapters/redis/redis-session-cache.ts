@@ -195,6 +195,7 @@ export class RedisSessionCache implements SessionCache, SharedCache {
     run: (fn: (redis: RedisClientType) => Promise<unknown>) => Promise<unknown>,
   ): Promise<number> {
     const ttl = version === TOMBSTONE_VERSION ? this.tombstoneTtlMs : Math.min(this.tombstoneTtlMs, this.ttlMs);
+    this.forget(id);
     const stored = await run((r) =>
       SCRIPTS.casSet.run(r, [this.redis.keys.session(id)], [String(version), '', String(ttl), this.channel, message(id, version)]),
     );
@@ -203,6 +204,11 @@ export class RedisSessionCache implements SessionCache, SharedCache {
 
   async invalidate(id: string): Promise<void> {
     await this.mark(id, TOMBSTONE_VERSION);
+  }
+
+  forget(id?: string): void {
+    if (id === undefined) this.decoded.clear();
+    else this.decoded.forget(this.redis.keys.session(id));
   }
 
   stats(): CacheStats & { errors: number } {

@@ -144,8 +144,10 @@ function fromBody(b: Body): Session {
  * version 1), so a read answers exactly what Redis holds, as `decodeSnapshot` would; only
  * the parse is saved. Parsing was about half of a Redis hit's own CPU (2026-12-03).
  *
- * Bounded by the text it keeps: when the texts held reach `maxChars`, it starts empty again
- * (the next reads parse as before). A decoded session is shared by the reads that get it, as
+ * Bounded by the text it keeps: when the texts held would pass `maxChars`, it starts empty
+ * again (the next reads parse as before). A key read as anything but a session (a marker, no
+ * value) keeps nothing, and `forget` drops a key when its session's invalidation arrives, so a
+ * deleted or erased session's text does not stay here. A decoded session is shared by the reads that get it, as
  * a near-cache hit's is: sessions are not changed after they are read.
  */
 export class DecodedSnapshots {
@@ -156,16 +158,24 @@ export class DecodedSnapshots {
 
   /** `decodeSnapshot(raw)` of the value read at `key`. */
   decode(key: string, raw: string | null | undefined): DecodedSnapshot {
-    if (!raw) return MISS;
     const last = this.byKey.get(key);
-    if (last !== undefined && last.raw === raw) return last.decoded;
+    if (last !== undefined && raw && last.raw === raw) return last.decoded;
+    // The key holds something else now (another version, a marker, nothing): what was kept goes.
+    if (last !== undefined) this.forget(key);
     const decoded = decodeSnapshot(raw);
-    if (decoded.session === null || raw.length > this.maxChars) return decoded;
-    if (last !== undefined) this.chars -= last.raw.length;
-    else if (this.chars + raw.length > this.maxChars) this.clear();
+    if (!raw || decoded.session === null || raw.length > this.maxChars) return decoded;
+    if (this.chars + raw.length > this.maxChars) this.clear();
     this.byKey.set(key, { raw, decoded });
     this.chars += raw.length;
     return decoded;
+  }
+
+  /** Drops what is kept for `key` (its session was written or deleted elsewhere). */
+  forget(key: string): void {
+    const last = this.byKey.get(key);
+    if (last === undefined) return;
+    this.byKey.delete(key);
+    this.chars -= last.raw.length;
   }
 
   clear(): void {

@@ -293,6 +293,8 @@ export class FakeSharedClient implements SharedCache, SharedCacheHealth {
   private readonly tasks: Array<() => Promise<void>> = [];
   /** Reads the server answered, with the breaker state they were answered in. */
   readonly reads: Array<{ id: string; version: number | null; state: string }> = [];
+  /** The ids `forget` was called with (undefined: everything). */
+  readonly forgotten: Array<string | undefined> = [];
 
   constructor(
     private readonly server: FakeSharedServer,
@@ -362,6 +364,10 @@ export class FakeSharedClient implements SharedCache, SharedCacheHealth {
   private casSet(id: string, version: number, session: Session | null): number {
     if (this.writesFail) throw new SharedUnreachableError('write refused');
     return this.server.casSet(id, version, session);
+  }
+
+  forget(id?: string): void {
+    this.forgotten.push(id);
   }
 
   async invalidate(id: string): Promise<void> {
