@@ -195,7 +195,6 @@ export class RedisSessionCache implements SessionCache, SharedCache {
     run: (fn: (redis: RedisClientType) => Promise<unknown>) => Promise<unknown>,
   ): Promise<number> {
     const ttl = version === TOMBSTONE_VERSION ? this.tombstoneTtlMs : Math.min(this.tombstoneTtlMs, this.ttlMs);
-    this.forget(id);
     const stored = await run((r) =>
       SCRIPTS.casSet.run(r, [this.redis.keys.session(id)], [String(version), '', String(ttl), this.channel, message(id, version)]),
     );

@@ -146,9 +146,10 @@ function fromBody(b: Body): Session {
  *
  * Bounded by the text it keeps: when the texts held would pass `maxChars`, it starts empty
  * again (the next reads parse as before). A key read as anything but a session (a marker, no
- * value) keeps nothing, and `forget` drops a key when its session's invalidation arrives, so a
- * deleted or erased session's text does not stay here. A decoded session is shared by the reads that get it, as
- * a near-cache hit's is: sessions are not changed after they are read.
+ * value) keeps nothing, and `forget` drops a key when its session's invalidation arrives (the
+ * writer's own included, which comes back to it), so a deleted or erased session's text does
+ * not stay here. A decoded session is shared by the reads that get it, as a near-cache hit's
+ * is: sessions are not changed after they are read.
  */
 export class DecodedSnapshots {
   private readonly byKey = new Map<string, { raw: string; decoded: DecodedSnapshot }>();
@@ -159,7 +160,7 @@ export class DecodedSnapshots {
   /** `decodeSnapshot(raw)` of the value read at `key`. */
   decode(key: string, raw: string | null | undefined): DecodedSnapshot {
     const last = this.byKey.get(key);
-    if (last !== undefined && raw && last.raw === raw) return last.decoded;
+    if (last !== undefined && last.raw === raw) return last.decoded;
     // The key holds something else now (another version, a marker, nothing): what was kept goes.
     if (last !== undefined) this.forget(key);
     const decoded = decodeSnapshot(raw);
