@@ -17,7 +17,7 @@ interface SessionBuffer {
 }
 
 export interface InProcessOutputLogOptions {
-  /** Events kept per session (older ones are read from the archive). */
+  /** Events kept per session at least (up to a quarter more; older ones are read from the archive). */
   maxEvents?: number;
   /** Sessions whose buffer nobody touched for this long are dropped. */
   idleMs?: number;
@@ -126,7 +126,11 @@ export class InProcessOutputLog implements OutputLog {
       // Out-of-order arrivals are dropped: readers notice the gap and read the archive.
       if (e.seq > (buffer.events.at(-1)?.seq ?? 0)) buffer.events.push(this.copyData ? copied(e) : e);
     }
-    if (buffer.events.length > this.maxEvents) buffer.events.splice(0, buffer.events.length - this.maxEvents);
+    // Trimmed in steps of a quarter (at least 16), not on every event: a full buffer would
+    // otherwise move all of its events on each publish.
+    if (buffer.events.length >= this.maxEvents + Math.max(16, this.maxEvents >> 2)) {
+      buffer.events.splice(0, buffer.events.length - this.maxEvents);
+    }
     if ((buffer.events.at(-1)?.seq ?? 0) === last) return;
     for (const w of [...buffer.waiters]) {
       const fresh = eventsAfter(buffer.events, w.after);

@@ -6,19 +6,25 @@ import type { OutputEvent } from '../../src/core/runs.js';
 const event = (seq: number): OutputEvent => ({ seq, runId: 'r', type: 'text', data: seq, createdAt: '' });
 
 describe('InProcessOutputLog', () => {
-  it('answers the events after any cursor, in order, from a ring with holes and a trimmed head', async () => {
+  it('answers the events after any cursor, in order, from a ring with holes and a head trimmed in steps', async () => {
     const log = new InProcessOutputLog({ maxEvents: 5 });
     await log.ready();
-    // 1..7 with 4 missing, then an out-of-order 3 (dropped); the ring keeps the last five.
+    // 1..7 with 4 missing, then an out-of-order 3 (dropped); below the trim step nothing goes.
     await log.publish('s', [1, 2, 3, 5, 6, 7].map(event));
     await log.publish('s', [event(3), event(8)]);
     const seqs = async (after: number) => (await log.read('s', after, { timeoutMs: 1 })).map((e) => e.seq);
-    expect(await seqs(0)).toEqual([3, 5, 6, 7, 8]);
+    expect(await seqs(0)).toEqual([1, 2, 3, 5, 6, 7, 8]);
     expect(await seqs(3)).toEqual([5, 6, 7, 8]);
     expect(await seqs(4)).toEqual([5, 6, 7, 8]);
     expect(await seqs(7)).toEqual([8]);
     expect(await seqs(8)).toEqual([]);
     expect(await seqs(100)).toEqual([]);
+    // 21 held (five plus the step of 16): trimmed to the last five.
+    await log.publish('s', Array.from({ length: 13 }, (_, i) => event(9 + i)));
+    expect(await seqs(0)).toEqual(Array.from({ length: 21 }, (_, i) => i + 1).filter((n) => n !== 4));
+    await log.publish('s', [event(22)]);
+    expect(await seqs(0)).toEqual([18, 19, 20, 21, 22]);
+    expect(await seqs(19)).toEqual([20, 21, 22]);
     await log.close();
   });
 
