@@ -1,11 +1,13 @@
 /**
- * Live output through Redis: every event is added to its session's stream
- * (`<prefix>s:{<tag>}:out`, entry id `<seq>-0`, trimmed to about `maxLen` entries, expiring
- * when idle) and, in the same pipeline, published on the session's channel
- * (`<prefix>s:{<tag>}:live`, one message per batch). Every event in either is already
- * archived in PostgreSQL.
+ * Live output through Redis: every batch is added to its session's stream
+ * (`<prefix>s:{<tag>}:batches`, one entry per batch with id `<its last seq>-0` and the batch's
+ * message in field `m`, trimmed to about `maxLen` entries, expiring when idle) and, in the same
+ * pipeline, published on the session's channel (`<prefix>s:{<tag>}:live`, the same message).
+ * Every event in either is already archived in PostgreSQL. (Earlier versions kept one
+ * entry per event in `<prefix>s:{<tag>}:out`; readers of either find the other's stream empty
+ * and read the archive, and an erasure removes both.)
  *
- * Writing costs one XADD per event and one PUBLISH per batch: the idle expiry is renewed
+ * Writing costs one XADD and one PUBLISH per batch: the idle expiry is renewed
  * (PEXPIRE) only when this instance last renewed that stream's more than `ttlMs / 60` ago, so
  * a stream nobody writes to is gone between 59/60 of `ttlMs` and `ttlMs` after its last
  * event. After a reconnect (maybe to a restarted Redis that lost the streams) the next write
@@ -118,19 +120,31 @@ function parsedEvent(seq: number, runId: string, type: string, createdAt: string
   return noteDataJson({ seq, runId, type, data, createdAt }, json);
 }
 
-/** A stream's entries as events (an entry that does not parse is left out: its reader finds a hole). */
+/**
+ * A stream's entries (batches) as events, in seq order (an entry that does not parse is left
+ * out: its reader finds a hole). The first entry may hold events at or below the cursor (its
+ * id is its batch's last seq); the buffer and the readers drop those.
+ */
 function streamEvents(entries: readonly StreamEntry[]): OutputEvent[] {
   const events: OutputEvent[] = [];
-  for (const m of entries) {
-    const event = parsedEvent(Number(m.id.split('-')[0]), m.message.r ?? '', m.message.t ?? 'text', m.message.c ?? '', m.message.d ?? 'null');
-    if (event) events.push(event);
+  for (const entry of entries) {
+    const batch = entry.message.m === undefined ? null : decodeLive(entry.message.m);
+    if (batch) events.push(...batch);
   }
   return events;
 }
 
+/** The stream's key part: one entry per batch. */
+const STREAM = 'batches';
+
 export class RedisOutputLog implements OutputLog {
   readonly name = 'redis';
-  private readonly buffer = new InProcessOutputLog({ maxEvents: 1_000, copyData: false });
+  /**
+   * Recent events per session for this instance's readers. A reader further behind than this
+   * reads the archive; a larger buffer only grows the old generation (and its collections)
+   * of an instance that serves many streams.
+   */
+  private readonly buffer = new InProcessOutputLog({ maxEvents: 256, copyData: false });
   private readonly watched = new Map<string, Watched>();
   /** Channel → session id, for the one message listener. */
   private readonly byChannel = new Map<string, string>();
@@ -215,25 +229,26 @@ export class RedisOutputLog implements OutputLog {
 
   async publish(sessionId: string, events: readonly OutputEvent[]): Promise<void> {
     if (events.length === 0) return;
-    const key = this.redis.keys.sessionPart(sessionId, 'out');
+    const key = this.redis.keys.sessionPart(sessionId, STREAM);
     const channel = this.redis.keys.sessionPart(sessionId, 'live');
     const trim = { TRIM: { strategy: 'MAXLEN' as const, strategyModifier: '~' as const, threshold: this.maxLen } };
+    const message = encodeLive(events);
+    const lastSeq = (events.at(-1) as OutputEvent).seq;
     await this.redis.run(async (r) => {
       const client = r as unknown as StreamClient;
-      const add = (e: OutputEvent) =>
-        client.xAdd(key, `${e.seq}-0`, { r: e.runId, t: e.type, d: outputDataJson(e), c: e.createdAt }, trim).catch((err: unknown) => {
-          // An id at or below the stream's last one: a later event got there first. Readers
+      // Issued together, so node-redis pipelines them into one round trip; the message goes
+      // after the entry, so a reader that subscribed and then read the stream has both.
+      const calls: Array<Promise<unknown>> = [
+        client.xAdd(key, `${lastSeq}-0`, { m: message }, trim).catch((err: unknown) => {
+          // An id at or below the stream's last one: a later batch got there first. Readers
           // that need this one find a gap and read it from the archive.
           if (!/equal or smaller/i.test(String((err as Error).message))) throw err;
-        });
-      // Issued together, so node-redis pipelines them into one round trip; the message goes
-      // after the entries, so a reader that subscribed and then read the stream has both.
+        }),
+      ];
       // A session's first event (seq 1) may create the stream after an erasure removed it
       // (on any instance, under an id created again): always renew then.
-      const renew = this.renewDue(key, Date.now()) || events[0]?.seq === 1;
-      const calls: Array<Promise<unknown>> = events.map(add);
-      if (renew) calls.push(client.pExpire(key, this.ttlMs));
-      calls.push(client.publish(channel, encodeLive(events)));
+      if (this.renewDue(key, Date.now()) || events[0]?.seq === 1) calls.push(client.pExpire(key, this.ttlMs));
+      calls.push(client.publish(channel, message));
       await Promise.all(calls);
     }, 'write').catch((err: unknown) => {
       // It may not have been renewed: the next write tries again.
@@ -246,11 +261,14 @@ export class RedisOutputLog implements OutputLog {
     if (sessionIds.length === 0) return;
     for (const id of sessionIds) {
       this.unwatch(id);
-      this.renewedAt.delete(this.redis.keys.sessionPart(id, 'out'));
+      this.renewedAt.delete(this.redis.keys.sessionPart(id, STREAM));
     }
     await this.buffer.discard(sessionIds);
-    // One UNLINK per key: the streams live on their sessions' slots (Cluster).
-    await this.redis.run((r) => Promise.all(sessionIds.map((id) => r.unlink(this.redis.keys.sessionPart(id, 'out')))), 'write');
+    // One UNLINK per session: its keys share its slot (Cluster). `out`: an earlier version's stream.
+    await this.redis.run(
+      (r) => Promise.all(sessionIds.map((id) => r.unlink([this.redis.keys.sessionPart(id, STREAM), this.redis.keys.sessionPart(id, 'out')]))),
+      'write',
+    );
   }
 
   read(sessionId: string, after: number, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<OutputEvent[]> {
@@ -267,7 +285,7 @@ export class RedisOutputLog implements OutputLog {
     let w = this.watched.get(sessionId);
     if (!w) {
       const channel = this.redis.keys.sessionPart(sessionId, 'live');
-      w = { key: this.redis.keys.sessionPart(sessionId, 'out'), channel, lastSeq: after, readAt: Date.now(), subscribed: Promise.resolve(false) };
+      w = { key: this.redis.keys.sessionPart(sessionId, STREAM), channel, lastSeq: after, readAt: Date.now(), subscribed: Promise.resolve(false) };
       this.watched.set(sessionId, w);
       this.byChannel.set(channel, sessionId);
       w.subscribed = this.subscribe(w);
@@ -307,6 +325,7 @@ export class RedisOutputLog implements OutputLog {
   /** Moves a session's stream entries after `after` into the buffer; a failure leaves the reader to the archive. */
   private async catchUp(sessionId: string, w: Watched, after: number): Promise<void> {
     try {
+      // The entries whose last seq is after the cursor: the first may start at or before it.
       const entries = await this.redis.run((r) => (r as unknown as StreamClient).xRange(w.key, `${after + 1}-0`, '+', { COUNT: 1_000 }), 'read');
       this.deliver(sessionId, streamEvents(entries));
     } catch {
